@@ -1,0 +1,1 @@
+"""ftm's application layer: use-cases, the CLI and the Textual TUI."""

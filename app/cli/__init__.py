@@ -1,0 +1,1 @@
+"""The scriptable face of ftm: one click command group per area, over app/ use-cases."""

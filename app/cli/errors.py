@@ -1,0 +1,12 @@
+"""Expected failures end with a one-line message and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import click
+
+
+class UserError(click.ClickException):
+    """Something the user can fix: says what was wrong, where, and what to do."""
+
+    def show(self, file=None) -> None:  # noqa: D102 - click's signature
+        click.secho(f"error: {self.format_message()}", err=True, fg="red")

@@ -1,0 +1,1 @@
+"""The Textual face of ftm. Screens and widgets only; logic lives in app/ use-cases."""

@@ -1,0 +1,4 @@
+"""ftm's persistence: SQLModel tables, engine and session set-up, migrations, repository.
+
+Never imports textual or app/ (a test checks it).
+"""

@@ -1,0 +1,307 @@
+"""SQLModel tables. Portable SQL only (JSON, not SQLite-specific types), so a PostgreSQL
+URL works the same. Schema changes go through a new migration in db/migrations/versions.
+
+Business logic does not live here: no query methods on the classes (see db/repository.py
+and app/ use-cases).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Column, Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(**kw: Any) -> Any:
+    return Field(default=None, sa_column=Column(sa.JSON, **kw))
+
+
+def _ts() -> Any:
+    """A nullable timezone-aware timestamp."""
+    return Field(default=None, sa_column=Column(sa.DateTime(timezone=True), nullable=True))
+
+
+# --------------------------------------------------------------------------- datasets
+
+
+class Dataset(SQLModel, table=True):
+    """One version of a dataset, identified by the sha256 of its normalized examples."""
+
+    __tablename__ = "datasets"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True)
+    content_hash: str = Field(unique=True, index=True)
+    format: str  # chat | instruction | preference
+    source_path: str
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    n_examples: int
+    n_train: int
+    n_validation: int
+    val_fraction: float
+    split_seed: int
+    verdict: str  # ok | warnings | errors
+    stats: dict | None = _json()
+    """Token distribution and counts (see app.datasets.report)."""
+    report: dict | None = _json()
+    """The full validation report, as `ftm data check --json` prints it."""
+    validation_indices: list | None = _json()
+    """0-based indices (into the normalized examples) of the held-out split."""
+    data_dir: str
+    """Directory with train.jsonl and validation.jsonl in chat (or preference) form."""
+
+
+class TokenCount(SQLModel, table=True):
+    """Per-example token counts of a dataset split for one tokenizer, packed as uint32."""
+
+    __tablename__ = "token_counts"
+    __table_args__ = (sa.UniqueConstraint("dataset_id", "tokenizer", "split"),)
+    id: int | None = Field(default=None, primary_key=True)
+    dataset_id: int = Field(foreign_key="datasets.id", index=True, ondelete="CASCADE")
+    tokenizer: str  # "tiktoken:o200k_base" or "hf:<model path or id>"
+    split: str  # train | validation
+    n: int
+    total: int
+    counts: bytes = Field(sa_type=sa.LargeBinary)
+    """array('I') of per-example token counts, little-endian."""
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class Job(SQLModel, table=True):
+    """A fine-tuning job on any provider."""
+
+    __tablename__ = "jobs"
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=lambda: uuid.uuid4().hex, unique=True, index=True)
+    """ftm's own id, sent to hosted providers as metadata so a lost response can be
+    reconciled without creating a second, billed job."""
+    name: str
+    provider: str = Field(index=True)
+    remote_id: str | None = Field(default=None, index=True)
+    base_model: str
+    dataset_id: int | None = Field(default=None, foreign_key="datasets.id", index=True)
+    method: str  # supervised | dpo | lora | qlora | full
+    spec: dict | None = _json()
+    """Snapshot of the JobSpec it was created from."""
+    hyperparameters: dict | None = _json()
+    """Resolved hyperparameters as the provider reports them."""
+    status: str = Field(default="pending", index=True)
+    error: dict | None = _json()
+    """{code, message, param} when failed."""
+    fine_tuned_model: str | None = None
+    """The resulting model: an `ft:` id, or an adapter / merged model path."""
+    simulated: bool = False
+    """Created on the sandbox emulator: nothing real was trained or billed."""
+    step: int | None = None
+    total_steps: int | None = None
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    tokens_per_second: float | None = None
+    eta_s: float | None = None
+    trained_tokens: int | None = None
+    events_cursor: str | None = None
+    """Provider id of the newest event recorded."""
+    estimate: dict | None = _json()
+    """Cost/time estimate snapshot taken at launch."""
+    estimated_cost_usd: float | None = None
+    actual: dict | None = _json()
+    """Actual figures recorded when the job ended."""
+    actual_cost_usd: float | None = None
+    stalled: bool = False
+    job_dir: str | None = None
+    worker_pid: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    started_at: datetime | None = _ts()
+    finished_at: datetime | None = _ts()
+    last_progress_at: datetime | None = _ts()
+
+
+class JobEvent(SQLModel, table=True):
+    __tablename__ = "job_events"
+    __table_args__ = (sa.UniqueConstraint("job_id", "provider_event_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    provider_event_id: str
+    created_at: datetime = Field(sa_type=sa.DateTime(timezone=True))
+    level: str = "info"  # info | warn | error
+    type: str = "message"  # message | metrics | status | stall
+    message: str
+    data: dict | None = _json()
+
+
+class MetricPoint(SQLModel, table=True):
+    __tablename__ = "metric_points"
+    __table_args__ = (sa.UniqueConstraint("job_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    step: int
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    train_accuracy: float | None = None
+    eval_accuracy: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens_per_second: float | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Checkpoint(SQLModel, table=True):
+    __tablename__ = "checkpoints"
+    __table_args__ = (sa.UniqueConstraint("job_id", "step"),)
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    provider_checkpoint_id: str | None = None
+    step: int
+    model_ref: str
+    """Checkpoint model id (hosted) or directory (local)."""
+    metrics: dict | None = _json()
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Artifact(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int = Field(foreign_key="jobs.id", index=True, ondelete="CASCADE")
+    kind: str  # adapter | merged | result_file | log
+    uri: str
+    meta: dict | None = _json()
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class UploadedFile(SQLModel, table=True):
+    """A training file already uploaded to a hosted provider, reused by content hash."""
+
+    __tablename__ = "uploaded_files"
+    __table_args__ = (sa.UniqueConstraint("provider", "endpoint", "content_hash", "purpose"),)
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str
+    endpoint: str
+    """Base URL it was uploaded to (the sandbox and the real API are different stores)."""
+    content_hash: str
+    purpose: str
+    remote_file_id: str
+    bytes: int
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class ThroughputSample(SQLModel, table=True):
+    """Measured local training throughput, which calibrates later time estimates."""
+
+    __tablename__ = "throughput_samples"
+    id: int | None = Field(default=None, primary_key=True)
+    job_id: int | None = Field(default=None, foreign_key="jobs.id", ondelete="SET NULL")
+    hardware: str = Field(index=True)
+    method: str
+    model_params: int
+    seq_len: int
+    tokens_per_second: float
+    achieved_flops_per_s: float
+    peak_memory_bytes: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+class EvalRun(SQLModel, table=True):
+    __tablename__ = "eval_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(index=True)
+    dataset_id: int | None = Field(default=None, foreign_key="datasets.id", index=True)
+    eval_split: str = "validation"
+    candidate_kind: str  # zero_shot | few_shot | fine_tuned | checkpoint
+    provider: str
+    model: str
+    job_id: int | None = Field(default=None, foreign_key="jobs.id", ondelete="SET NULL")
+    config: dict | None = _json()
+    """Scorers, k, seed, generation settings: enough to reproduce the run."""
+    status: str = "running"
+    summary: dict | None = _json()
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    finished_at: datetime | None = _ts()
+
+
+class EvalResult(SQLModel, table=True):
+    __tablename__ = "eval_results"
+    __table_args__ = (sa.UniqueConstraint("run_id", "suite", "example_index"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="eval_runs.id", index=True, ondelete="CASCADE")
+    suite: str = "task"  # task | general
+    example_index: int
+    expected: str | None = None
+    output: str | None = None
+    scores: dict | None = _json()
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    cached: bool = False
+
+
+class InferenceCache(SQLModel, table=True):
+    """Completions keyed by provider, model, prompt and generation settings."""
+
+    __tablename__ = "inference_cache"
+    key: str = Field(primary_key=True)
+    provider: str
+    model: str
+    output: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+# --------------------------------------------------------------------------- promotion
+
+
+class Promotion(SQLModel, table=True):
+    """One change of an alias: a promotion or a rollback. The history of an alias."""
+
+    __tablename__ = "promotions"
+    id: int | None = Field(default=None, primary_key=True)
+    task: str = Field(index=True)
+    alias: str
+    action: str  # promote | rollback
+    provider: str
+    model: str
+    model_kind: str  # hosted | adapter | merged
+    base_model: str | None = None
+    job_id: int | None = Field(default=None, foreign_key="jobs.id", ondelete="SET NULL")
+    eval_run_id: int | None = Field(default=None, foreign_key="eval_runs.id", ondelete="SET NULL")
+    previous_id: int | None = Field(default=None, foreign_key="promotions.id")
+    who: str
+    why: str | None = None
+    gates: dict | None = _json()
+    overridden: bool = False
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class Alias(SQLModel, table=True):
+    """Who holds an alias now: points at the current promotion."""
+
+    __tablename__ = "aliases"
+    __table_args__ = (sa.UniqueConstraint("task", "alias"),)
+    id: int | None = Field(default=None, primary_key=True)
+    task: str
+    alias: str
+    promotion_id: int = Field(foreign_key="promotions.id")
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class GatePolicy(SQLModel, table=True):
+    """Promotion gates of a task."""
+
+    __tablename__ = "gate_policies"
+    task: str = Field(primary_key=True)
+    min_margin_over_baseline: float = 0.0
+    max_general_drop: float = 0.05
+    max_breakeven_requests: int | None = None

@@ -1,0 +1,182 @@
+"""Data access shared by the use-cases, the poller and the training workers.
+
+Every function takes an open session and does one short piece of work; the caller owns
+the transaction (use `db.engine.write_session`). Recording is idempotent where two
+writers may race (two pollers, a poller and a worker): events, metric points and
+checkpoints are deduplicated by their natural keys, so recording twice stores once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from db.models import Artifact, Checkpoint, Job, JobEvent, MetricPoint, utcnow
+from providers.types import InvalidTransition, JobStatus
+from providers.types import Artifact as ArtifactInfo
+from providers.types import Checkpoint as CheckpointInfo
+from providers.types import JobEvent as EventInfo
+from providers.types import MetricPoint as MetricInfo
+
+
+def get_job(session: Session, job_id: int) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise LookupError(f"no job with id {job_id}")
+    return job
+
+
+def set_status(session: Session, job: Job, new: JobStatus | str, *, strict: bool = True) -> bool:
+    """Move ``job`` along the state machine. Returns whether the status changed.
+
+    With ``strict`` an illegal move raises `InvalidTransition`; without, it is ignored
+    (a poller that read a stale status must not drag a finished job back).
+    """
+    new = JobStatus(new)
+    current = JobStatus(job.status)
+    if not current.can_move_to(new):
+        if strict:
+            raise InvalidTransition(f"job {job.id}: cannot move from {current} to {new}")
+        return False
+    if new == current:
+        return False
+    job.status = new.value
+    now = utcnow()
+    job.updated_at = now
+    if new == JobStatus.RUNNING and job.started_at is None:
+        job.started_at = now
+    if new.is_terminal:
+        job.finished_at = job.finished_at or now
+    session.add(job)
+    return True
+
+
+def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int:
+    """Insert rows one by one in savepoints, skipping those a unique key already holds."""
+    added = 0
+    for row in rows:
+        try:
+            with session.begin_nested():
+                session.add(row)
+            added += 1
+        except IntegrityError:
+            pass  # already recorded (another poller or a repeated refresh)
+    return added
+
+
+def record_events(session: Session, job: Job, events: Iterable[EventInfo]) -> int:
+    """Store events not yet stored (by provider event id). Returns how many were new."""
+    events = list(events)
+    if not events:
+        return 0
+    known = set(
+        session.scalars(
+            select(JobEvent.provider_event_id).where(
+                JobEvent.job_id == job.id,
+                JobEvent.provider_event_id.in_([e.id for e in events]),
+            )
+        )
+    )
+    fresh = [
+        JobEvent(
+            job_id=job.id,
+            provider_event_id=e.id,
+            created_at=e.created_at,
+            level=e.level,
+            type=e.type,
+            message=e.message,
+            data=e.data,
+        )
+        for e in events
+        if e.id not in known
+    ]
+    return _insert_ignoring_duplicates(session, fresh)
+
+
+def record_metrics(session: Session, job: Job, points: Iterable[MetricInfo]) -> int:
+    """Store metric points; a point for a step already stored fills in its empty fields."""
+    added = 0
+    for p in points:
+        existing = session.scalars(
+            select(MetricPoint).where(MetricPoint.job_id == job.id, MetricPoint.step == p.step)
+        ).first()
+        if existing is None:
+            added += _insert_ignoring_duplicates(
+                session, [MetricPoint(job_id=job.id, **_fields(p))]
+            )
+            continue
+        for name, value in _fields(p).items():
+            if value is not None and getattr(existing, name) is None:
+                setattr(existing, name, value)
+        session.add(existing)
+    return added
+
+
+def _fields(p: MetricInfo) -> dict:
+    return {
+        "step": p.step,
+        "train_loss": p.train_loss,
+        "eval_loss": p.eval_loss,
+        "train_accuracy": p.train_accuracy,
+        "eval_accuracy": p.eval_accuracy,
+        "learning_rate": p.learning_rate,
+        "grad_norm": p.grad_norm,
+        "tokens_per_second": p.tokens_per_second,
+    }
+
+
+def record_checkpoints(session: Session, job: Job, checkpoints: Iterable[CheckpointInfo]) -> int:
+    rows = [
+        Checkpoint(
+            job_id=job.id,
+            provider_checkpoint_id=c.id,
+            step=c.step,
+            model_ref=c.model_ref,
+            metrics=c.metrics,
+            created_at=c.created_at or datetime.now(UTC),
+        )
+        for c in checkpoints
+    ]
+    known = set(
+        session.scalars(
+            select(Checkpoint.step).where(
+                Checkpoint.job_id == job.id, Checkpoint.step.in_([r.step for r in rows])
+            )
+        )
+    )
+    return _insert_ignoring_duplicates(session, [r for r in rows if r.step not in known])
+
+
+def record_artifacts(session: Session, job: Job, artifacts: Iterable[ArtifactInfo]) -> int:
+    known = set(
+        session.exec(
+            select(Artifact.kind, Artifact.uri).where(Artifact.job_id == job.id)
+        ).all()
+    )
+    rows = [
+        Artifact(job_id=job.id, kind=a.kind, uri=a.uri, meta=a.meta)
+        for a in artifacts
+        if (a.kind, a.uri) not in known
+    ]
+    session.add_all(rows)
+    return len(rows)
+
+
+def add_local_event(
+    session: Session, job: Job, message: str, *, level: str = "info", type: str = "message",
+    data: dict | None = None, key: str | None = None,
+) -> bool:
+    """Record an event that ftm itself raises (stall warning, worker death...).
+
+    ``key`` makes it idempotent: the same key is recorded once per job.
+    """
+    now = utcnow()
+    event = EventInfo(
+        id=f"ftm:{key}" if key else f"ftm:{now.timestamp():.6f}",
+        created_at=now, message=message, level=level, type=type, data=data,
+    )
+    return record_events(session, job, [event]) == 1

@@ -1,0 +1,130 @@
+"""The provider contract: every fine-tuning backend implements `Provider`.
+
+Required operations are abstract; optional ones have defaults that raise
+`UnsupportedOperation`, with a capability flag saying whether the provider has them, so
+the UI can grey out what a provider cannot do instead of failing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from providers.errors import UnsupportedOperation
+from providers.types import (
+    BaseModelInfo,
+    ChatMessage,
+    Completion,
+    JobSpec,
+    Refresh,
+    RemoteJob,
+)
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    can_pause: bool = False
+    can_resume_from_checkpoint: bool = False
+    supports_dpo: bool = False
+    supports_auto_hyperparameters: bool = False
+    per_token_billing: bool = False
+    runs_locally: bool = False
+    methods: tuple[str, ...] = ("supervised",)
+
+
+@dataclass(frozen=True)
+class ProviderOption:
+    """A provider setting declared as data, so the CLI and the launch wizard can build
+    their fields from it."""
+
+    name: str
+    description: str
+    type: type = str
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+
+
+class Provider(ABC):
+    """A fine-tuning backend.
+
+    Construction must be cheap and must not touch the network or import heavy libraries:
+    the registry instantiates providers to list them.
+    """
+
+    name: ClassVar[str]
+    """Registry key, e.g. ``openai``, ``local``."""
+    display_name: ClassVar[str]
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    options: ClassVar[tuple[ProviderOption, ...]] = ()
+    simulated: bool = False
+    """True when talking to the sandbox emulator: results are labelled simulated."""
+
+    # -- data -------------------------------------------------------------------------
+
+    @abstractmethod
+    def prepare(self, spec: JobSpec) -> JobSpec:
+        """Make the spec's data available to the provider (upload files, copy to a job
+        directory...) and return the spec with provider references filled in.
+
+        Raises:
+            ProviderError: the data could not be uploaded or was refused.
+        """
+
+    def validate_spec(self, spec: JobSpec) -> list[str]:
+        """Problems that would make the provider refuse this spec; empty when fine."""
+        return []
+
+    # -- jobs -------------------------------------------------------------------------
+
+    @abstractmethod
+    def create(self, spec: JobSpec) -> RemoteJob:
+        """Create the job. Must never create a second billed job for the same
+        ``spec.ftm_job_uid`` (reconcile with `find_by_uid` after a lost response).
+
+        Raises:
+            ProviderError: the provider refused the job; nothing was created.
+        """
+
+    @abstractmethod
+    def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
+        """Status, plus events, metrics and checkpoints new since ``events_cursor``."""
+
+    def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
+        """The job created for this ftm uid, if the provider has one."""
+        return None
+
+    @abstractmethod
+    def cancel(self, remote_id: str) -> RemoteJob:
+        """Cancel the job. Raises ProviderError if it already ended."""
+
+    def pause(self, remote_id: str) -> RemoteJob:
+        raise UnsupportedOperation(f"{self.display_name} cannot pause jobs")
+
+    def resume(self, remote_id: str) -> RemoteJob:
+        raise UnsupportedOperation(f"{self.display_name} cannot resume jobs")
+
+    def list_remote_jobs(self, limit: int = 100) -> list[RemoteJob]:
+        """Jobs that exist at the provider (for `ftm jobs import`)."""
+        raise UnsupportedOperation(f"{self.display_name} cannot list its jobs")
+
+    # -- models -----------------------------------------------------------------------
+
+    @abstractmethod
+    def list_base_models(self) -> list[BaseModelInfo]:
+        """Models this provider can fine-tune, with sunset dates where known."""
+
+    @abstractmethod
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """One chat completion from ``model`` (a base or fine-tuned model), for evaluation."""
+
+    def close(self) -> None:
+        """Release clients and processes."""

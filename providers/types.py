@@ -1,0 +1,204 @@
+"""Provider-neutral value types shared by every provider, the poller and the UI."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+Auto = Literal["auto"]
+
+
+class JobStatus(enum.StrEnum):
+    """One normalized state machine for jobs of every provider."""
+
+    PENDING = "pending"  # recorded by ftm, nothing sent yet
+    UPLOADING = "uploading"
+    VALIDATING = "validating"
+    QUEUED = "queued"
+    RUNNING = "running"
+    PAUSED = "paused"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+    def can_move_to(self, new: JobStatus) -> bool:
+        """Whether the state machine allows ``self -> new`` (staying put is allowed)."""
+        return new == self or new in _ALLOWED[self]
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+_ENDINGS = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+# Forward moves may skip states (a poll can miss a short-lived one); backward moves only
+# where a provider really goes back: resume returns a paused job to queued or running, and
+# a failed local job can be resumed from its checkpoint (see `resume_from_failure`).
+_ALLOWED: dict[JobStatus, set[JobStatus]] = {
+    JobStatus.PENDING: {
+        JobStatus.UPLOADING, JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING,
+        JobStatus.PAUSED, *_ENDINGS,
+    },
+    JobStatus.UPLOADING: {JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING, *_ENDINGS},
+    JobStatus.VALIDATING: {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, *_ENDINGS},
+    JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.PAUSED, *_ENDINGS},
+    JobStatus.RUNNING: {JobStatus.PAUSED, *_ENDINGS},
+    JobStatus.PAUSED: {JobStatus.QUEUED, JobStatus.RUNNING, *_ENDINGS},
+    JobStatus.SUCCEEDED: set(),
+    JobStatus.FAILED: set(),
+    JobStatus.CANCELLED: set(),
+}
+
+
+class InvalidTransition(ValueError):
+    """A status change the state machine forbids (e.g. out of a terminal state)."""
+
+
+@dataclass(frozen=True)
+class Hyperparameters:
+    """Hyperparameters common to providers; ``"auto"`` lets the provider choose.
+
+    Provider-specific ones (LoRA rank, scheduler...) go in ``JobSpec.options``.
+    """
+
+    n_epochs: int | Auto = "auto"
+    batch_size: int | Auto = "auto"
+    learning_rate_multiplier: float | Auto = "auto"
+    learning_rate: float | None = None  # absolute LR, for local training
+    beta: float | Auto = "auto"  # DPO only
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to train: everything a provider needs to create a job."""
+
+    name: str
+    base_model: str
+    train_path: str
+    """JSONL in chat (or preference) form."""
+    validation_path: str | None = None
+    method: str = "supervised"
+    """supervised | dpo for hosted; lora | qlora | full (sft) or dpo for local."""
+    hyperparameters: Hyperparameters = field(default_factory=Hyperparameters)
+    suffix: str | None = None
+    seed: int | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    """Provider-specific settings (validated by the provider's `validate_spec`)."""
+    ftm_job_uid: str = ""
+    """ftm's job uid, attached to the remote job as metadata."""
+    dataset_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class JobError:
+    code: str | None
+    message: str
+    param: str | None = None
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    id: str
+    """The provider's event id; the database deduplicates on it."""
+    created_at: datetime
+    message: str
+    level: str = "info"
+    type: str = "message"
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class MetricPoint:
+    step: int
+    train_loss: float | None = None
+    eval_loss: float | None = None
+    train_accuracy: float | None = None
+    eval_accuracy: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    tokens_per_second: float | None = None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    step: int
+    model_ref: str
+    """Checkpoint model id (hosted) or directory (local)."""
+    id: str | None = None
+    metrics: dict[str, Any] | None = None
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str  # adapter | merged | result_file | log
+    uri: str
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class RemoteJob:
+    """A job as the provider reports it, normalized. Returned by create and refresh."""
+
+    remote_id: str
+    status: JobStatus
+    raw_status: str | None = None
+    """The provider's own status string (kept when it is one we do not know)."""
+    fine_tuned_model: str | None = None
+    hyperparameters: dict[str, Any] | None = None
+    trained_tokens: int | None = None
+    error: JobError | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    estimated_finish: datetime | None = None
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
+    metadata: dict[str, str] | None = None
+    base_model: str | None = None
+
+
+@dataclass(frozen=True)
+class Refresh:
+    """What one refresh learned: the job now, and only what is new since the cursor."""
+
+    job: RemoteJob
+    events: list[JobEvent] = field(default_factory=list)
+    """New events, oldest first."""
+    events_cursor: str | None = None
+    """Pass back next time to fetch only newer events."""
+    metrics: list[MetricPoint] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class BaseModelInfo:
+    """A model the provider can fine-tune."""
+
+    id: str
+    methods: tuple[str, ...] = ("supervised",)
+    sunset: str | None = None
+    """ISO date after which the base model is retired, when known."""
+    context_limit: int | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One chat completion, for evaluation."""
+
+    text: str
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_ms: float | None = None
+    model: str | None = None

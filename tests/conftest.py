@@ -1,0 +1,26 @@
+"""Every test runs against its own FTM_HOME: its own database, config and job dirs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from app import database
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = REPO_ROOT.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def ftm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "ftm-home"
+    monkeypatch.setenv("FTM_HOME", str(home))
+    for name in list(os.environ):
+        if name.startswith("FTM_") and name != "FTM_HOME":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    database.reset()
+    yield home
+    database.reset()
