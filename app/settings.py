@@ -99,6 +99,13 @@ class DataSettings(BaseModel):
     """Warn when the most common label is this many times the least common."""
 
 
+class TuiSettings(BaseModel):
+    """The terminal app."""
+
+    theme: str = "textual-dark"
+    """Textual theme at start-up (``textual-light`` for light terminals); ctrl+t toggles."""
+
+
 class Settings(BaseSettings):
     """All of ftm's settings."""
 
@@ -118,6 +125,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = PollerSettings()
     local: LocalSettings = LocalSettings()
     data: DataSettings = DataSettings()
+    tui: TuiSettings = TuiSettings()
 
     @classmethod
     def settings_customise_sources(

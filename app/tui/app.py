@@ -1,12 +1,24 @@
-"""The ftm terminal app: one tab per area of the workflow."""
+"""The ftm terminal app: one tab per area of the workflow.
+
+Adding an area: put its view in a `TabPane` in `compose` and a `show_tab` binding (with an
+id, so users can remap it) in `BINDINGS`. The help screen and the command palette are
+generated from the bindings, so a bound action is reachable from both without more work.
+"""
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, TabbedContent, TabPane
+from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.worker import Worker
 
+from app.tui.commands import FtmCommands
+from app.tui.errors import ReportingWorkerManager, report_worker_state
 from app.tui.views.datasets import DatasetsView
+
+DARK_THEME = "textual-dark"
+LIGHT_THEME = "textual-light"
 
 
 class FtmApp(App):
@@ -15,24 +27,82 @@ class FtmApp(App):
     TITLE = "ftm"
     SUB_TITLE = "fine-tuning manager"
     CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {FtmCommands}
     BINDINGS = [
+        Binding("j", "show_tab('jobs')", "Jobs", id="tab.jobs"),
         Binding("d", "show_tab('datasets')", "Datasets", id="tab.datasets"),
+        Binding("dollar_sign", "show_tab('costs')", "Costs", id="tab.costs", key_display="$"),
+        Binding("m", "show_tab('models')", "Models", id="tab.models"),
+        Binding("n", "new_job", "New job", id="app.new_job"),
+        Binding("question_mark,f1", "help", "Help", id="app.help"),
+        Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.toggle_theme", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
     ]
 
+    def __init__(self, *, theme: str | None = None, start_poller: bool = True) -> None:
+        super().__init__()
+        # Textual's worker-state messages do not bubble; this manager forwards the failed
+        # ones to the app so one handler reports them all (see app.tui.errors).
+        self._workers = ReportingWorkerManager(self)
+        self._initial_theme = theme
+        self.start_poller = start_poller
+        """Whether the in-app poller runs (tests that drive time themselves turn it off)."""
+
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(initial="datasets"):
+        with TabbedContent(initial="jobs"):
+            with TabPane("Jobs", id="jobs"):
+                yield Static("Jobs appear here once launched (press n).", classes="empty-hint")
             with TabPane("Datasets", id="datasets"):
                 yield DatasetsView(id="datasets-view")
+            with TabPane("Costs", id="costs"):
+                yield Static("Cost comparison per dataset.", classes="empty-hint")
+            with TabPane("Models", id="models"):
+                yield Static("Evaluations and promoted models.", classes="empty-hint")
         yield Footer()
 
+    def on_mount(self) -> None:
+        self.theme = self._initial_theme or _configured_theme()
+
+    # -- actions ------------------------------------------------------------------------
+
     def action_show_tab(self, tab: str) -> None:
+        """Switch to the tab ``tab`` (jobs, datasets, costs, models)."""
         self.query_one(TabbedContent).active = tab
 
+    def action_new_job(self, dataset_id: int | None = None) -> None:
+        """Open the launch wizard (optionally with a dataset chosen)."""
+        from app.tui.screens.launch_wizard import LaunchWizard
 
-def create_app() -> FtmApp:
-    return FtmApp()
+        self.push_screen(LaunchWizard(dataset_id=dataset_id))
+
+    def action_help(self) -> None:
+        """Show the key bindings of the screen in front."""
+        from app.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    def action_toggle_theme(self) -> None:
+        """Switch between the dark and the light theme."""
+        self.theme = LIGHT_THEME if self.theme == DARK_THEME else DARK_THEME
+
+    # -- errors -------------------------------------------------------------------------
+
+    @on(Worker.StateChanged)
+    def _on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        report_worker_state(self, event)
+
+
+def _configured_theme() -> str:
+    from app.settings import get_settings
+
+    return get_settings().tui.theme
+
+
+def create_app(*, theme: str | None = None, start_poller: bool = True) -> FtmApp:
+    """Build the app; the CLI (`ftm`) and the tests both come through here."""
+    return FtmApp(theme=theme, start_poller=start_poller)
 
 
 def run_tui() -> None:

@@ -1,0 +1,154 @@
+"""Failed workers become an error message on screen, never a crashed app.
+
+Every blocking call in the TUI runs in a worker started with ``exit_on_error=False``.
+When one raises, Textual sets its state to ERROR and posts `Worker.StateChanged` to the
+node that started it; that message does not bubble. `ReportingWorkerManager` forwards
+the failures of workers started anywhere in the app to the app itself, where one
+``@on(Worker.StateChanged)`` handler (`report_worker_state`) shows them: expected
+failures (a provider refusing, a missing API key, bad input) as an error notification
+that says what to do, anything unexpected as a modal with the exception's summary. The
+full traceback goes to the Textual log only, never on screen.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Static
+from textual.worker import Worker, WorkerState
+from textual.worker_manager import WorkerManager
+
+from providers.errors import ConfigurationError, ProviderError, SpecRejected
+
+
+@dataclass(frozen=True)
+class UserFacingError:
+    """What to tell the user about an exception."""
+
+    title: str
+    message: str
+    expected: bool
+    """True for failures the user can act on (show a notification); False for bugs."""
+
+
+def describe_error(error: BaseException) -> UserFacingError:
+    """Turn an exception into a short title and message for the user (no traceback)."""
+    if isinstance(error, ConfigurationError):
+        return UserFacingError("Configuration needed", str(error), True)
+    if isinstance(error, SpecRejected):
+        return UserFacingError("Job refused before sending", str(error), True)
+    if isinstance(error, ProviderError):
+        code = f" ({error.code})" if error.code else ""
+        hint = " It may work if you try again." if error.retryable else ""
+        return UserFacingError(f"Provider error{code}", f"{error.message}{hint}", True)
+    if _is_database_locked(error):
+        return UserFacingError(
+            "Database busy",
+            "Another ftm process held the database for too long; try again.",
+            True,
+        )
+    user_error = _user_error_class()
+    if user_error is not None and isinstance(error, user_error):
+        return UserFacingError("Error", str(error), True)
+    if isinstance(error, (ValueError, LookupError, FileNotFoundError, PermissionError)):
+        return UserFacingError("Error", str(error) or type(error).__name__, True)
+    return UserFacingError(
+        f"Unexpected error: {type(error).__name__}",
+        f"{error}\n\nThe app keeps running; details are in the Textual log.",
+        False,
+    )
+
+
+def _is_database_locked(error: BaseException) -> bool:
+    text = str(error).lower()
+    inner = getattr(error, "orig", None)
+    return "database is locked" in text and (
+        isinstance(error, sqlite3.OperationalError)
+        or isinstance(inner, sqlite3.OperationalError)
+    )
+
+
+def _user_error_class() -> type[BaseException] | None:
+    try:
+        from app.cli.errors import UserError
+    except ImportError:  # pragma: no cover - the CLI package is part of the app
+        return None
+    return UserError
+
+
+def report_error(app: App, error: BaseException, *, context: str = "") -> None:
+    """Show ``error`` to the user: a notification if expected, else an error modal."""
+    described = describe_error(error)
+    title = f"{described.title} — {context}" if context else described.title
+    if described.expected:
+        app.notify(described.message, title=title, severity="error", timeout=10)
+    else:
+        app.push_screen(ErrorScreen(title, described.message))
+
+
+def report_worker_state(app: App, event: Worker.StateChanged) -> None:
+    """The app's one worker-state handler: report the workers that failed."""
+    if event.state != WorkerState.ERROR:
+        return
+    worker = event.worker
+    error = worker.error
+    if error is None:
+        return
+    app.log.error(f"worker {worker.name!r} failed: {error!r}")
+    report_error(app, error, context=_describe_worker(worker))
+
+
+def _describe_worker(worker: Worker) -> str:
+    return worker.name.replace("_", " ").strip()
+
+
+class ReportingWorkerManager(WorkerManager):
+    """Forwards failures of workers started on any widget to the app (see module doc)."""
+
+    def _remove_worker(self, worker: Worker) -> None:
+        super()._remove_worker(worker)
+        if (
+            worker.state == WorkerState.ERROR
+            and worker.node is not self._app
+            and not worker.exit_on_error
+        ):
+            self._app.post_message(Worker.StateChanged(worker, WorkerState.ERROR))
+
+
+class ErrorScreen(ModalScreen[None]):
+    """A modal for an unexpected failure: what happened, and that the app goes on."""
+
+    DEFAULT_CSS = """
+    ErrorScreen { align: center middle; }
+    ErrorScreen > Vertical {
+        width: 70; max-width: 95%; height: auto; max-height: 90%;
+        border: thick $error; background: $surface; padding: 1 2;
+    }
+    ErrorScreen #error-title { text-style: bold; color: $text-error; }
+    ErrorScreen #error-message { margin: 1 0; }
+    ErrorScreen Button { width: 100%; }
+    """
+    BINDINGS = [Binding("escape,enter", "dismiss_error", "Close", id="error.close")]
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__()
+        self.error_title = title
+        self.error_message = message
+
+    def compose(self) -> ComposeResult:
+        with Vertical():
+            yield Static(self.error_title, id="error-title", markup=False)
+            yield Static(self.error_message, id="error-message", markup=False)
+            yield Button("Close", id="error-close", variant="error")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.dismiss(None)
+
+    def action_dismiss_error(self) -> None:
+        self.dismiss(None)
