@@ -1,0 +1,127 @@
+"""Runner mechanics (concurrency, retries, cache, storage, judge cap) with a small
+deterministic provider registered for these unit tests only. End-to-end evaluation runs
+against the real sandbox emulator and the local provider (test_end_to_end_*.py)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import select
+
+from app.database import get_engine
+from app.evaluation.candidates import Candidate, split_example
+from app.evaluation.runner import EvalConfig, EvalError, rerun_eval, run_eval
+from db.engine import read_session
+from db.models import EvalResult, EvalRun
+from providers.base import Provider
+from providers.errors import ProviderError
+from providers.types import Completion
+
+
+class EchoLabelProvider(Provider):
+    """Answers the label of the last user turn's first word; counts its calls; can fail."""
+
+    name = "echo"
+    display_name = "Echo (tests)"
+
+    def __init__(self, fail_first: int = 0, retryable: bool = True) -> None:
+        self.calls = 0
+        self.fail_first = fail_first
+        self.retryable = retryable
+        self._lock = threading.Lock()
+
+    def complete(self, model, messages, *, max_tokens=256, temperature=0.0):
+        with self._lock:
+            self.calls += 1
+            if self.calls <= self.fail_first:
+                raise ProviderError("overloaded", retryable=self.retryable, retry_after_s=0)
+        last = [m for m in messages if m.role == "user"][-1].content
+        text = last.split()[0] if model == "good" else "unknown"
+        return Completion(text=text, prompt_tokens=10 * len(messages), completion_tokens=2)
+
+    prepare = create = refresh = cancel = list_base_models = None  # unused here
+
+
+EchoLabelProvider.__abstractmethods__ = frozenset()
+
+
+def _examples(n=6):
+    labels = ["billing", "technical", "account"]
+    return [
+        {"messages": [
+            {"role": "system", "content": "Route the ticket."},
+            {"role": "user", "content": f"{labels[i % 3]} ticket number {i}"},
+            {"role": "assistant", "content": labels[i % 3]},
+        ]}
+        for i in range(n)
+    ]
+
+
+def _config(**kw):
+    kw.setdefault("concurrency", 4)
+    return EvalConfig(task="routing", scorers=["label", "exact"],
+                      labels=["account", "billing", "technical"], **kw)
+
+
+def test_run_stores_results_and_a_rerun_makes_no_provider_calls():
+    engine = get_engine()
+    provider = EchoLabelProvider()
+    examples = [split_example(e, i) for i, e in enumerate(_examples())]
+    candidate = Candidate("fine_tuned", "echo", "good")
+    run = run_eval(candidate, examples, _config(), provider=provider, engine=engine)
+    assert run.status == "succeeded"
+    n_general = run.summary["general"]["n"]
+    assert provider.calls == len(examples) + n_general
+    assert run.summary["task"]["quality"] == 1.0
+    assert run.summary["task"]["confusion"]["billing"] == {"billing": 2}
+    with read_session(engine) as s:
+        rows = list(s.exec(select(EvalResult).where(EvalResult.run_id == run.id)))
+    assert len(rows) == len(examples) + n_general
+    assert all(r.latency_ms is not None and r.prompt_tokens and not r.cached for r in rows)
+
+    before = provider.calls
+    again = rerun_eval(run.id, provider=provider, engine=engine, examples=examples)
+    assert provider.calls == before, "a rerun must be served from the cache"
+    assert again.id != run.id and again.summary["calls"] == 0
+    assert again.summary["cached"] == len(rows)
+    assert again.summary["task"]["scores"] == run.summary["task"]["scores"]
+
+
+def test_few_shot_draws_the_same_shots_for_the_same_seed():
+    engine = get_engine()
+    provider = EchoLabelProvider()
+    train = _examples(10)
+    examples = [split_example(e, i) for i, e in enumerate(_examples(3))]
+    cfg = _config(general=False)
+    a = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=7), examples, cfg,
+                 provider=provider, engine=engine, train_examples=train)
+    calls = provider.calls
+    b = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=7), examples, cfg,
+                 provider=provider, engine=engine, train_examples=train)
+    assert provider.calls == calls  # same prompts: all cached
+    c = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=8), examples, cfg,
+                 provider=provider, engine=engine, train_examples=train)
+    assert provider.calls > calls or c.summary["calls"] == 0
+    assert a.config["candidate"]["k"] == 3 and b.summary["cached"] == 3
+
+
+def test_retryable_errors_are_retried():
+    engine = get_engine()
+    provider = EchoLabelProvider(fail_first=2)
+    examples = [split_example(e, i) for i, e in enumerate(_examples(2))]
+    run = run_eval(Candidate("fine_tuned", "echo", "good"), examples,
+                   _config(general=False, concurrency=1), provider=provider, engine=engine)
+    assert run.status == "succeeded" and run.summary["task"]["n"] == 2
+
+
+def test_a_permanent_error_fails_the_run_with_the_reason():
+    engine = get_engine()
+    provider = EchoLabelProvider(fail_first=100, retryable=False)
+    examples = [split_example(e, i) for i, e in enumerate(_examples(2))]
+    with pytest.raises(EvalError, match="overloaded"):
+        run_eval(Candidate("fine_tuned", "echo", "good"), examples,
+                 _config(general=False), provider=provider, engine=engine)
+    with read_session(engine) as s:
+        run = s.exec(select(EvalRun)).one()
+    assert run.status == "failed" and "overloaded" in run.summary["error"]
