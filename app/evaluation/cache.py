@@ -66,8 +66,12 @@ def cache_put(
             if session.get(InferenceCache, key) is None:
                 session.add(
                     InferenceCache(
-                        key=key, provider=provider_key, model=model, output=output,
-                        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
+                        key=key,
+                        provider=provider_key,
+                        model=model,
+                        output=output,
+                        prompt_tokens=prompt_tokens,
+                        completion_tokens=completion_tokens,
                     )
                 )
     except IntegrityError:

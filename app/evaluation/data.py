@@ -38,7 +38,9 @@ def _load(engine: Engine, dataset_id: int | None, split: str) -> list[dict]:
     return load_examples(dataset, split)
 
 
-def eval_examples(engine: Engine, dataset_id: int | None, split: str = "validation") -> list[EvalExample]:
+def eval_examples(
+    engine: Engine, dataset_id: int | None, split: str = "validation"
+) -> list[EvalExample]:
     """The examples of ``split`` as prompts and expected answers, indexed in split order."""
     raw = _load(engine, dataset_id, split)
     if not raw:

@@ -56,8 +56,9 @@ class Judge:
                 f"no price for judge model {config['model']!r} on {provider.name} in the price "
                 "catalog, so its spending cap cannot be kept; add it to your prices file"
             )
-        return cls(provider=provider, model=config["model"], max_spend_usd=float(cap),
-                    engine=engine)
+        return cls(
+            provider=provider, model=config["model"], max_spend_usd=float(cap), engine=engine
+        )
 
     def score(self, question: str, expected: str | None, output: str) -> float:
         from app.evaluation.runner import complete_cached
@@ -74,12 +75,21 @@ class Judge:
             ),
         ]
         answer = complete_cached(
-            self.engine, self.provider, self.model, messages,
+            self.engine,
+            self.provider,
+            self.model,
+            messages,
             GenerationSettings(max_tokens=4, temperature=0.0),
         )
-        cost = 0.0 if answer.cached else (
-            request_cost(self.provider.name, self.model, answer.prompt_tokens,
-                         answer.completion_tokens) or 0.0
+        cost = (
+            0.0
+            if answer.cached
+            else (
+                request_cost(
+                    self.provider.name, self.model, answer.prompt_tokens, answer.completion_tokens
+                )
+                or 0.0
+            )
         )
         with self._lock:
             self.spent_usd += cost
@@ -88,7 +98,9 @@ class Judge:
 
     def report(self) -> dict:
         return {
-            "provider": self.provider.name, "model": self.model,
-            "max_spend_usd": self.max_spend_usd, "spent_usd": self.spent_usd,
+            "provider": self.provider.name,
+            "model": self.model,
+            "max_spend_usd": self.max_spend_usd,
+            "spent_usd": self.spent_usd,
             "calls": self.calls,
         }

@@ -31,9 +31,11 @@ class TokenPrice:
 def _merge(base: dict, extra: dict) -> dict:
     out = dict(base)
     for key, value in extra.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(
-            out.get(key), dict
-        ) else value
+        out[key] = (
+            _merge(out[key], value)
+            if isinstance(value, dict) and isinstance(out.get(key), dict)
+            else value
+        )
     return out
 
 
@@ -74,8 +76,10 @@ def token_price(provider: str, model: str) -> TokenPrice | None:
         return None
     source = catalog().get("sources", {}).get(entry.get("source", ""), {})
     return TokenPrice(
-        input=float(entry[f"{prefix}input"]), output=float(entry[f"{prefix}output"]),
-        model=base, fine_tuned=fine_tuned,
+        input=float(entry[f"{prefix}input"]),
+        output=float(entry[f"{prefix}output"]),
+        model=base,
+        fine_tuned=fine_tuned,
         source=f"{source.get('text', 'price catalog')} (as of {source.get('as_of', '?')})",
     )
 

@@ -57,11 +57,18 @@ class EvalConfig:
 
     def to_dict(self) -> dict:
         return {
-            "task": self.task, "scorers": list(self.scorers), "labels": self.labels,
-            "dataset_id": self.dataset_id, "eval_split": self.eval_split, "limit": self.limit,
-            "general": self.general, "max_tokens": self.max_tokens,
-            "temperature": self.temperature, "concurrency": self.concurrency,
-            "retries": self.retries, "judge": self.judge,
+            "task": self.task,
+            "scorers": list(self.scorers),
+            "labels": self.labels,
+            "dataset_id": self.dataset_id,
+            "eval_split": self.eval_split,
+            "limit": self.limit,
+            "general": self.general,
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+            "concurrency": self.concurrency,
+            "retries": self.retries,
+            "judge": self.judge,
         }
 
     @classmethod
@@ -124,7 +131,9 @@ def complete_cached(
             if counter is not None:
                 counter.add()
             completion: Completion = provider.complete(
-                model, list(messages), max_tokens=settings.max_tokens,
+                model,
+                list(messages),
+                max_tokens=settings.max_tokens,
                 temperature=settings.temperature,
             )
             break
@@ -140,8 +149,13 @@ def complete_cached(
     text = completion.text or ""
     if settings.cacheable:
         cache_put(
-            engine, key, provider_key=pkey, model=model, output=text,
-            prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+            engine,
+            key,
+            provider_key=pkey,
+            model=model,
+            output=text,
+            prompt_tokens=completion.prompt_tokens,
+            completion_tokens=completion.completion_tokens,
         )
     return Answer(text, completion.prompt_tokens, completion.completion_tokens, latency, False)
 
@@ -167,8 +181,13 @@ def _task_jobs(candidate: Candidate, examples: Sequence[EvalExample], shots) -> 
     for ex in examples:
         user_turns = [m.content for m in ex.prompt if m.role == "user"]
         jobs.append(
-            _Job(TASK_SUITE, ex.index, prompt_for(candidate, ex, shots), ex.expected,
-                 user_turns[-1] if user_turns else "")
+            _Job(
+                TASK_SUITE,
+                ex.index,
+                prompt_for(candidate, ex, shots),
+                ex.expected,
+                user_turns[-1] if user_turns else "",
+            )
         )
     return jobs
 
@@ -201,9 +220,7 @@ def run_eval(
     shots = None
     if candidate.kind == "few_shot":
         shots = draw_shots(train_examples or [], candidate.k, candidate.seed)
-    judge = (
-        Judge.from_config(config.judge, judge_provider, engine) if config.judge else None
-    )
+    judge = Judge.from_config(config.judge, judge_provider, engine) if config.judge else None
     jobs = _task_jobs(candidate, examples, shots)
     if config.general:
         # The general set is asked plainly, without task shots: a few-shot candidate's
@@ -212,8 +229,12 @@ def run_eval(
 
     with write_session(engine) as session:
         run = EvalRun(
-            task=config.task, dataset_id=config.dataset_id, eval_split=config.eval_split,
-            candidate_kind=candidate.kind, provider=candidate.provider, model=candidate.model,
+            task=config.task,
+            dataset_id=config.dataset_id,
+            eval_split=config.eval_split,
+            candidate_kind=candidate.kind,
+            provider=candidate.provider,
+            model=candidate.model,
             job_id=candidate.job_id,
             config={"candidate": candidate.to_dict(), **config.to_dict()},
             status="running",
@@ -228,8 +249,13 @@ def run_eval(
         if stop.is_set():
             return None
         answer = complete_cached(
-            engine, provider, candidate.model, job.messages, settings,
-            retries=config.retries, counter=counter,
+            engine,
+            provider,
+            candidate.model,
+            job.messages,
+            settings,
+            retries=config.retries,
+            counter=counter,
         )
         if job.suite == general_set.SUITE:
             scores = {"general": general_items[job.index].score(answer.output)}
@@ -241,8 +267,13 @@ def run_eval(
                 except JudgeBudgetExhausted:
                     stop.set()
                     return None
-        cost = request_cost(candidate.provider, candidate.model, answer.prompt_tokens,
-                            answer.completion_tokens, base_model=candidate.base_model)
+        cost = request_cost(
+            candidate.provider,
+            candidate.model,
+            answer.prompt_tokens,
+            answer.completion_tokens,
+            base_model=candidate.base_model,
+        )
         return job, answer, scores, cost
 
     done = 0
@@ -256,13 +287,21 @@ def run_eval(
                 continue
             job, answer, scores, cost = result
             with write_session(engine) as session:
-                session.add(EvalResult(
-                    run_id=run.id, suite=job.suite, example_index=job.index,
-                    expected=job.expected, output=answer.output, scores=scores,
-                    latency_ms=answer.latency_ms, prompt_tokens=answer.prompt_tokens,
-                    completion_tokens=answer.completion_tokens, cost_usd=cost,
-                    cached=answer.cached,
-                ))
+                session.add(
+                    EvalResult(
+                        run_id=run.id,
+                        suite=job.suite,
+                        example_index=job.index,
+                        expected=job.expected,
+                        output=answer.output,
+                        scores=scores,
+                        latency_ms=answer.latency_ms,
+                        prompt_tokens=answer.prompt_tokens,
+                        completion_tokens=answer.completion_tokens,
+                        cost_usd=cost,
+                        cached=answer.cached,
+                    )
+                )
             done += 1
             if on_progress:
                 on_progress(done, len(jobs))
@@ -333,7 +372,15 @@ def rerun_eval(
         if examples is None:
             examples = eval_examples(engine, config.dataset_id, config.eval_split)
         if candidate.kind == "few_shot" and train_examples is None:
-            train_examples = training_examples(engine, stored.get("train_dataset_id")
-                                               or config.dataset_id)
-    return run_eval(candidate, examples, config, provider=provider, engine=engine,
-                    train_examples=train_examples, judge_provider=judge_provider)
+            train_examples = training_examples(
+                engine, stored.get("train_dataset_id") or config.dataset_id
+            )
+    return run_eval(
+        candidate,
+        examples,
+        config,
+        provider=provider,
+        engine=engine,
+        train_examples=train_examples,
+        judge_provider=judge_provider,
+    )

@@ -208,7 +208,9 @@ def load_plugin(name: str) -> PluginScorer:
     try:
         obj = found[0].load()
     except Exception as exc:  # a plugin may fail in any way
-        raise ScorerError(f"scorer plugin {name!r} failed to load: {type(exc).__name__}: {exc}") from None
+        raise ScorerError(
+            f"scorer plugin {name!r} failed to load: {type(exc).__name__}: {exc}"
+        ) from None
     if isinstance(obj, type) and issubclass(obj, Scorer):
         obj = obj()
     if isinstance(obj, Scorer):

@@ -41,9 +41,7 @@ def summarize_run(engine: Engine, run_id: int, scorers: Sequence[Scorer], *, cal
     results = results_of(engine, run_id)
     task = [r for r in results if r.suite == TASK_SUITE]
     general = [r for r in results if r.suite == general_set.SUITE]
-    per_scorer = {
-        s.spec: mean([(r.scores or {}).get(s.spec) for r in task]) for s in scorers
-    }
+    per_scorer = {s.spec: mean([(r.scores or {}).get(s.spec) for r in task]) for s in scorers}
     if any("judge" in (r.scores or {}) for r in task):
         per_scorer["judge"] = mean([(r.scores or {}).get("judge") for r in task])
     format_specs = [s.spec for s in scorers if s.kind == "format"]

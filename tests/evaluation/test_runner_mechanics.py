@@ -49,19 +49,22 @@ EchoLabelProvider.__abstractmethods__ = frozenset()
 def _examples(n=6):
     labels = ["billing", "technical", "account"]
     return [
-        {"messages": [
-            {"role": "system", "content": "Route the ticket."},
-            {"role": "user", "content": f"{labels[i % 3]} ticket number {i}"},
-            {"role": "assistant", "content": labels[i % 3]},
-        ]}
+        {
+            "messages": [
+                {"role": "system", "content": "Route the ticket."},
+                {"role": "user", "content": f"{labels[i % 3]} ticket number {i}"},
+                {"role": "assistant", "content": labels[i % 3]},
+            ]
+        }
         for i in range(n)
     ]
 
 
 def _config(**kw):
     kw.setdefault("concurrency", 4)
-    return EvalConfig(task="routing", scorers=["label", "exact"],
-                      labels=["account", "billing", "technical"], **kw)
+    return EvalConfig(
+        task="routing", scorers=["label", "exact"], labels=["account", "billing", "technical"], **kw
+    )
 
 
 def test_run_stores_results_and_a_rerun_makes_no_provider_calls():
@@ -94,14 +97,32 @@ def test_few_shot_draws_the_same_shots_for_the_same_seed():
     train = _examples(10)
     examples = [split_example(e, i) for i, e in enumerate(_examples(3))]
     cfg = _config(general=False)
-    a = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=7), examples, cfg,
-                 provider=provider, engine=engine, train_examples=train)
+    a = run_eval(
+        Candidate("few_shot", "echo", "base", k=3, seed=7),
+        examples,
+        cfg,
+        provider=provider,
+        engine=engine,
+        train_examples=train,
+    )
     calls = provider.calls
-    b = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=7), examples, cfg,
-                 provider=provider, engine=engine, train_examples=train)
+    b = run_eval(
+        Candidate("few_shot", "echo", "base", k=3, seed=7),
+        examples,
+        cfg,
+        provider=provider,
+        engine=engine,
+        train_examples=train,
+    )
     assert provider.calls == calls  # same prompts: all cached
-    c = run_eval(Candidate("few_shot", "echo", "base", k=3, seed=8), examples, cfg,
-                 provider=provider, engine=engine, train_examples=train)
+    c = run_eval(
+        Candidate("few_shot", "echo", "base", k=3, seed=8),
+        examples,
+        cfg,
+        provider=provider,
+        engine=engine,
+        train_examples=train,
+    )
     assert provider.calls > calls or c.summary["calls"] == 0
     assert a.config["candidate"]["k"] == 3 and b.summary["cached"] == 3
 
@@ -110,8 +131,13 @@ def test_retryable_errors_are_retried():
     engine = get_engine()
     provider = EchoLabelProvider(fail_first=2)
     examples = [split_example(e, i) for i, e in enumerate(_examples(2))]
-    run = run_eval(Candidate("fine_tuned", "echo", "good"), examples,
-                   _config(general=False, concurrency=1), provider=provider, engine=engine)
+    run = run_eval(
+        Candidate("fine_tuned", "echo", "good"),
+        examples,
+        _config(general=False, concurrency=1),
+        provider=provider,
+        engine=engine,
+    )
     assert run.status == "succeeded" and run.summary["task"]["n"] == 2
 
 
@@ -120,8 +146,13 @@ def test_a_permanent_error_fails_the_run_with_the_reason():
     provider = EchoLabelProvider(fail_first=100, retryable=False)
     examples = [split_example(e, i) for i, e in enumerate(_examples(2))]
     with pytest.raises(EvalError, match="overloaded"):
-        run_eval(Candidate("fine_tuned", "echo", "good"), examples,
-                 _config(general=False), provider=provider, engine=engine)
+        run_eval(
+            Candidate("fine_tuned", "echo", "good"),
+            examples,
+            _config(general=False),
+            provider=provider,
+            engine=engine,
+        )
     with read_session(engine) as s:
         run = s.exec(select(EvalRun)).one()
     assert run.status == "failed" and "overloaded" in run.summary["error"]
