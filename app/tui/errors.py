@@ -52,8 +52,7 @@ def describe_error(error: BaseException) -> UserFacingError:
             "Another ftm process held the database for too long; try again.",
             True,
         )
-    user_error = _user_error_class()
-    if user_error is not None and isinstance(error, user_error):
+    if isinstance(error, _expected_app_errors()):
         return UserFacingError("Error", str(error), True)
     if isinstance(error, (ValueError, LookupError, FileNotFoundError, PermissionError)):
         return UserFacingError("Error", str(error) or type(error).__name__, True)
@@ -73,12 +72,24 @@ def _is_database_locked(error: BaseException) -> bool:
     )
 
 
-def _user_error_class() -> type[BaseException] | None:
-    try:
-        from app.cli.errors import UserError
-    except ImportError:  # pragma: no cover - the CLI package is part of the app
-        return None
-    return UserError
+# Errors the use-cases raise for the user to act on (their messages say what to do).
+_EXPECTED_APP_ERRORS = (
+    ("app.cli.errors", "UserError"),
+    ("app.jobs.launch", "LaunchError"),
+    ("app.costs.errors", "CostError"),
+)
+
+
+def _expected_app_errors() -> tuple[type[BaseException], ...]:
+    import importlib
+
+    found = []
+    for module, name in _EXPECTED_APP_ERRORS:
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):
+            continue  # that area is not installed; its errors cannot occur
+    return tuple(found)
 
 
 def report_error(app: App, error: BaseException, *, context: str = "") -> None:
