@@ -9,7 +9,6 @@ billed job.
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
+from providers.backoff import backoff_delay
 from providers.base import Capabilities, Provider
 from providers.errors import ProviderError, SpecRejected
 from providers.openai import convert
@@ -44,16 +44,6 @@ MAX_EVENT_PAGES = 200
 MAX_INLINE_WAIT_S = 30.0
 """A Retry-After longer than this is not slept out inside a call: the error goes up to the
 caller (the poller reschedules the job instead of holding a worker)."""
-
-
-def backoff_delay(attempt: int, retry_after_s: float | None = None, *, base: float = 0.25,
-                  cap: float = 8.0) -> float:
-    """Seconds to wait before retry number ``attempt`` (0-based): exponential with full
-    jitter, but never less than the server's ``Retry-After``."""
-    delay = random.uniform(0, min(cap, base * (2 ** attempt)))
-    if retry_after_s is not None:
-        delay = max(delay, retry_after_s)
-    return delay
 
 
 class OpenAIProvider(Provider):

@@ -1,0 +1,74 @@
+"""`ftm jobs import`: bring in jobs created elsewhere (the web dashboard, other scripts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from app.jobs.actions import refresh_job
+from app.jobs.providers import make_provider
+from db import repository
+from db.engine import write_session
+from db.models import Job
+from providers.base import Provider
+from providers.errors import ProviderError
+
+
+@dataclass
+class ImportReport:
+    imported: list[int] = field(default_factory=list)
+    """ids of the new job rows."""
+    already_known: int = 0
+    refresh_errors: list[str] = field(default_factory=list)
+
+
+def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None = None,
+                provider: Provider | None = None, refresh: bool = True) -> ImportReport:
+    """Add a row for every job the provider has that ftm does not track yet, then refresh
+    each new one (events, checkpoints, metrics). A job ftm launched itself (matched by
+    remote id, or by its ``ftm_job_id`` metadata) is not imported twice."""
+    if engine is None:
+        from app.database import get_engine
+
+        engine = get_engine()
+    provider = provider or make_provider(provider_name, engine=engine)
+    remote_jobs = provider.list_remote_jobs(limit=limit)
+    report = ImportReport()
+    for remote in remote_jobs:
+        uid = (remote.metadata or {}).get("ftm_job_id")
+        with write_session(engine) as session:
+            known = session.scalars(select(Job).where(
+                (Job.provider == provider_name) & (Job.remote_id == remote.remote_id))).first()
+            if known is None and uid:
+                known = session.scalars(select(Job).where(Job.uid == uid)).first()
+                if known is not None and known.remote_id is None:
+                    known.remote_id = remote.remote_id  # our own launch, response lost
+                    session.add(known)
+            if known is not None:
+                report.already_known += 1
+                continue
+            hp = dict(remote.hyperparameters or {})
+            method = hp.pop("method", "supervised")
+            job = Job(
+                name=f"imported {remote.remote_id}", provider=provider_name,
+                remote_id=remote.remote_id, base_model=remote.base_model or "unknown",
+                method=method, hyperparameters=hp or None,
+                spec={"imported": True, "imported_at": datetime.now(UTC).isoformat()},
+                simulated=bool(getattr(provider, "simulated", False)),
+                created_at=remote.created_at or datetime.now(UTC),
+            )
+            session.add(job)
+            session.flush()
+            repository.add_local_event(session, job, f"Imported from {provider.display_name}",
+                                       key="imported")
+            report.imported.append(job.id)
+    if refresh:
+        for job_id in report.imported:
+            try:
+                refresh_job(job_id, engine=engine, provider=provider)
+            except ProviderError as exc:
+                report.refresh_errors.append(f"job {job_id}: {exc.message}")
+    return report

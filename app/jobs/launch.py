@@ -1,0 +1,239 @@
+"""Launch a fine-tuning job on any registered provider.
+
+The order matters for never losing or duplicating a billed job:
+1. the job row is inserted (status ``pending``, with its uid) in its own short transaction
+   BEFORE anything is sent, so a crash later leaves a row to reconcile;
+2. the provider uploads the data (``uploading``), then creates the job, tagging it with
+   the uid (OpenAI: metadata ``ftm_job_id``) and reconciling by it after a lost response;
+3. the remote id and status are recorded.
+
+A refusal (bad data, a service that no longer accepts jobs...) ends the row ``failed``
+with the provider's error {code, message, param}: kept, so the attempt and the reason stay
+visible in `ftm jobs list`, and never left ``pending``/``uploading``. A create whose outcome
+stayed unknown after every retry keeps its row with error code ``create_unconfirmed``;
+the poller looks it up by uid and settles it (found: tracked; not found: failed).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, replace
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from app.jobs.providers import make_provider
+from app.jobs.tracking import apply_remote
+from db import repository
+from db.engine import read_session, write_session
+from db.models import Dataset, Job
+from providers.base import Provider
+from providers.errors import ProviderError
+from providers.types import Hyperparameters, JobSpec, JobStatus
+
+
+class LaunchError(Exception):
+    """A launch that did not happen or did not finish; the message says why and what to do."""
+
+    def __init__(self, message: str, *, job_id: int | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+
+
+class LaunchRejected(LaunchError):
+    """Refused before anything was recorded or sent (bad spec, unknown dataset...)."""
+
+
+class LaunchDeclined(LaunchError):
+    """The user chose not to go ahead after the warnings; nothing was recorded."""
+
+
+class LaunchFailed(LaunchError):
+    """The provider refused; the job row ends ``failed`` with the provider's error."""
+
+    def __init__(self, message: str, *, job_id: int, error: dict[str, Any]) -> None:
+        super().__init__(message, job_id=job_id)
+        self.error = error
+
+
+class LaunchUnconfirmed(LaunchError):
+    """The create's outcome is unknown; the poller settles it by uid."""
+
+
+def resolve_dataset(session: Session, name_or_id: str | int) -> Dataset:
+    """A dataset by id or name (the newest version of that name)."""
+    try:
+        from app.datasets.store import get_dataset
+    except ModuleNotFoundError as exc:  # dataset intake is another area's; fall back
+        if exc.name not in ("app.datasets", "app.datasets.store"):
+            raise
+        get_dataset = None
+    if get_dataset is not None:
+        try:
+            found = get_dataset(session, name_or_id)
+        except (LookupError, ValueError) as exc:
+            raise LaunchRejected(str(exc)) from None
+        if found is None:
+            raise LaunchRejected(f"no dataset {name_or_id!r}; list them with: ftm data list")
+        return found
+    text = str(name_or_id)
+    row = session.get(Dataset, int(text)) if text.isdigit() else None
+    row = row or session.scalars(
+        select(Dataset).where(Dataset.name == text).order_by(Dataset.created_at.desc())
+    ).first()
+    if row is None:
+        raise LaunchRejected(f"no dataset {text!r}; add one with: ftm data add FILE")
+    return row
+
+
+def _hyperparameters(value: Hyperparameters | dict[str, Any] | None) -> Hyperparameters:
+    if value is None:
+        return Hyperparameters()
+    if isinstance(value, Hyperparameters):
+        return value
+    unknown = set(value) - set(Hyperparameters.__dataclass_fields__)
+    if unknown:
+        raise LaunchRejected(f"unknown hyperparameters: {', '.join(sorted(unknown))}")
+    return Hyperparameters(**{k: v for k, v in value.items() if v is not None})
+
+
+def _snapshot(spec: JobSpec) -> dict[str, Any]:
+    return asdict(spec)
+
+
+def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None) -> list[str]:
+    """What to tell the user before creating: the provider's own warnings (OpenAI: the
+    service cutoff, model retirement) and any known sunset of the base model."""
+    hook = getattr(provider, "creation_warnings", None)
+    if callable(hook):
+        return list(hook(spec, today))
+    warnings = []
+    today = today or date.today()
+    for info in provider.list_base_models():
+        if info.id == spec.base_model and info.sunset and date.fromisoformat(info.sunset) <= today:
+            warnings.append(f"{info.id} was retired on {info.sunset}")
+    return warnings
+
+
+def launch_job(
+    provider_name: str,
+    dataset_name_or_id: str | int,
+    base_model: str,
+    *,
+    method: str = "supervised",
+    hyperparameters: Hyperparameters | dict[str, Any] | None = None,
+    suffix: str | None = None,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+    confirm: Callable[[list[str]], bool] | None = None,
+    name: str | None = None,
+    engine: Engine | None = None,
+    provider: Provider | None = None,
+    today: date | None = None,
+) -> Job:
+    """Launch a job and return its row (with remote id and status).
+
+    Args:
+        confirm: called with the warnings (possibly empty) before anything is recorded;
+            returning False declines. ``None`` goes ahead.
+        provider: an already built provider (otherwise built from the settings).
+
+    Raises:
+        LaunchRejected, LaunchDeclined: nothing recorded.
+        LaunchFailed: the provider refused; the row is ``failed`` with its error.
+        LaunchUnconfirmed: the outcome is unknown; the poller settles it.
+    """
+    if engine is None:
+        from app.database import get_engine
+
+        engine = get_engine()
+    if provider is None:
+        try:
+            provider = make_provider(provider_name, engine=engine)
+        except ProviderError as exc:
+            raise LaunchRejected(exc.message) from None
+    with read_session(engine) as session:
+        dataset = resolve_dataset(session, dataset_name_or_id)
+    data_dir = Path(dataset.data_dir)
+    validation = data_dir / "validation.jsonl"
+    spec = JobSpec(
+        name=name or f"{dataset.name}-{base_model}"[:120],
+        base_model=base_model,
+        train_path=str(data_dir / "train.jsonl"),
+        validation_path=str(validation) if validation.is_file() else None,
+        method=method,
+        hyperparameters=_hyperparameters(hyperparameters),
+        suffix=suffix,
+        seed=seed,
+        options=dict(options or {}),
+        ftm_job_uid=uuid.uuid4().hex,
+        dataset_hash=dataset.content_hash,
+    )
+    problems = provider.validate_spec(spec)
+    if problems:
+        raise LaunchRejected(f"{provider.display_name} cannot run this job: " + "; ".join(problems))
+    warnings = launch_warnings(provider, spec, today)
+    if confirm is not None and not confirm(warnings):
+        raise LaunchDeclined("launch cancelled; nothing was recorded or sent")
+
+    # 1. the row first, in its own transaction, before any network call
+    with write_session(engine) as session:
+        job = Job(
+            uid=spec.ftm_job_uid, name=spec.name, provider=provider_name, base_model=base_model,
+            dataset_id=dataset.id, method=method, spec=_snapshot(spec),
+            simulated=bool(getattr(provider, "simulated", False)),
+        )
+        session.add(job)
+        session.flush()
+        repository.set_status(session, job, JobStatus.UPLOADING)
+        job_id = job.id
+
+    # 2. upload and create (network, outside any transaction)
+    try:
+        prepared = provider.prepare(spec)
+    except ProviderError as exc:
+        _fail(engine, job_id, exc, "uploading the data")
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        job.spec = _snapshot(replace(prepared))
+        session.add(job)
+    try:
+        remote = provider.create(prepared)
+    except ProviderError as exc:
+        if exc.code == "create_unconfirmed":
+            with write_session(engine) as session:
+                job = repository.get_job(session, job_id)
+                job.error = {"code": exc.code, "message": exc.message, "param": None}
+                session.add(job)
+            raise LaunchUnconfirmed(
+                f"job {job_id}: {exc.message}. Run `ftm watch --once` to settle it.",
+                job_id=job_id) from None
+        _fail(engine, job_id, exc, "creating the job")
+
+    # 3. what the provider made
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        apply_remote(session, job, remote, now=datetime.now(UTC))
+        repository.add_local_event(
+            session, job, f"Created at {provider.display_name} as {remote.remote_id}",
+            key="created")
+        job.last_progress_at = datetime.now(UTC)
+    with read_session(engine) as session:
+        return repository.get_job(session, job_id)
+
+
+def _fail(engine: Engine, job_id: int, exc: ProviderError, doing: str) -> None:
+    """End the row ``failed`` with the provider's error, then raise `LaunchFailed`."""
+    error = {"code": exc.code, "message": exc.message, "param": exc.param}
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        job.error = error
+        repository.set_status(session, job, JobStatus.FAILED)
+        repository.add_local_event(session, job, f"Failed while {doing}: {exc.message}",
+                                   level="error", key="launch-failed")
+    raise LaunchFailed(f"job {job_id} failed while {doing}: {exc.message}", job_id=job_id,
+                       error=error)

@@ -1,0 +1,276 @@
+"""The job poller: refreshes every active job, concurrently, politely, and only for news.
+
+- asyncio drives; the provider SDKs are synchronous, so each refresh (and its short write
+  transaction) runs in a worker thread of the poller's own pool, sized to the concurrency
+  (asyncio's default pool is only min(32, cpus + 4) threads);
+- at most ``concurrency`` refreshes at once, and at most ``requests_per_second`` refreshes
+  started per provider; a 429's Retry-After pauses that whole provider;
+- a job whose refresh failed is retried after an exponential backoff with jitter, never
+  sooner than the provider's Retry-After;
+- each refresh asks only for events newer than the job's cursor;
+- stall detection, and the actual cost when a job ends, happen in `app.jobs.tracking`.
+
+Two pollers (the TUI and `ftm watch`) may run at once: every write is idempotent, so
+nothing is recorded twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from app.jobs.tracking import apply_refresh, apply_remote
+from app.settings import PollerSettings
+from db import repository
+from db.engine import read_session, write_session
+from db.models import Job
+from providers.backoff import backoff_delay
+from providers.base import Provider
+from providers.errors import ProviderError
+from providers.types import TERMINAL_STATUSES, JobStatus
+
+MAX_BACKOFF_S = 300.0
+
+
+@dataclass
+class CycleReport:
+    """What one poll cycle did."""
+
+    jobs: int = 0
+    """Active jobs seen."""
+    refreshed: int = 0
+    errors: int = 0
+    deferred: int = 0
+    """Skipped this cycle: backing off after an error."""
+    events_fetched: int = 0
+    """Events the providers returned (only those newer than each job's cursor)."""
+    events_recorded: int = 0
+    finished: int = 0
+    reconciled: int = 0
+    duration_s: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Target:
+    id: int
+    provider: str
+    remote_id: str | None
+    uid: str
+    events_cursor: str | None
+
+
+class RateLimiter:
+    """At most ``rate`` starts per second, evenly spaced; `hold` pauses everyone."""
+
+    def __init__(self, rate: float) -> None:
+        self.interval = 1.0 / rate if rate > 0 else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    def hold(self, seconds: float) -> None:
+        self._next = max(self._next, time.monotonic() + seconds)
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            now = time.monotonic()
+            wait = max(0.0, self._next - now)
+            self._next = max(now, self._next) + self.interval
+        if wait:
+            await asyncio.sleep(wait)
+
+
+class Poller:
+    """Refresh active jobs. `run_once` does one cycle; `run` loops until stopped."""
+
+    def __init__(
+        self,
+        engine: Engine | None = None,
+        *,
+        settings: PollerSettings | None = None,
+        provider_factory: Callable[[str], Provider] | None = None,
+        now: Callable[[], datetime] | None = None,
+    ) -> None:
+        if engine is None:
+            from app.database import get_engine
+
+            engine = get_engine()
+        if settings is None:
+            from app.settings import get_settings
+
+            settings = get_settings().poller
+        self.engine = engine
+        self.settings = settings
+        self._factory = provider_factory or self._default_factory
+        self._now = now or (lambda: datetime.now(UTC))
+        self._providers: dict[str, Provider | ProviderError] = {}
+        self._limiters: dict[str, RateLimiter] = {}
+        self._failures: dict[int, int] = {}
+        self._retry_at: dict[int, float] = {}
+        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
+                                        thread_name_prefix="ftm-poller")
+
+    def _default_factory(self, name: str) -> Provider:
+        from app.jobs.providers import make_provider
+
+        return make_provider(name, engine=self.engine)
+
+    def provider(self, name: str) -> Provider:
+        """The poller's instance of provider ``name`` (one per poller, reused)."""
+        cached = self._providers.get(name)
+        if cached is None:
+            try:
+                cached = self._factory(name)
+            except ProviderError as exc:
+                cached = exc
+            self._providers[name] = cached
+        if isinstance(cached, ProviderError):
+            raise cached
+        return cached
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for p in self._providers.values():
+            if isinstance(p, Provider):
+                p.close()
+        self._providers.clear()
+
+    # -- one cycle -----------------------------------------------------------------------
+
+    def active_targets(self) -> list[_Target]:
+        active = [s.value for s in JobStatus if s not in TERMINAL_STATUSES]
+        with read_session(self.engine) as session:
+            rows = session.exec(
+                select(Job.id, Job.provider, Job.remote_id, Job.uid, Job.events_cursor, Job.error)
+                .where(Job.status.in_(active))
+                .order_by(Job.id)
+            ).all()
+        targets = []
+        for id_, provider, remote_id, uid, cursor, error in rows:
+            unconfirmed = remote_id is None and (error or {}).get("code") == "create_unconfirmed"
+            if remote_id is not None or unconfirmed:
+                targets.append(_Target(id_, provider, remote_id, uid, cursor))
+        return targets
+
+    async def run_once(self) -> CycleReport:
+        """Refresh every active job once (those backing off wait for a later cycle)."""
+        started = time.perf_counter()
+        report = CycleReport()
+        targets = self.active_targets()
+        report.jobs = len(targets)
+        semaphore = asyncio.Semaphore(max(1, self.settings.concurrency))
+        now = time.monotonic()
+        due = []
+        for t in targets:
+            if self._retry_at.get(t.id, 0.0) > now:
+                report.deferred += 1
+            else:
+                due.append(t)
+        await asyncio.gather(*(self._poll_one(t, semaphore, report) for t in due))
+        report.duration_s = time.perf_counter() - started
+        return report
+
+    def _limiter(self, name: str) -> RateLimiter:
+        if name not in self._limiters:
+            self._limiters[name] = RateLimiter(self.settings.requests_per_second)
+        return self._limiters[name]
+
+    async def _poll_one(self, t: _Target, semaphore: asyncio.Semaphore,
+                        report: CycleReport) -> None:
+        loop = asyncio.get_running_loop()
+        async with semaphore:
+            await self._limiter(t.provider).acquire()
+            try:
+                fetched, applied = await loop.run_in_executor(self._pool, self._sync_one, t)
+            except ProviderError as exc:
+                report.errors += 1
+                self._back_off(t, exc)
+                if len(report.messages) < 20:
+                    report.messages.append(f"job {t.id}: {exc.message}")
+                return
+        self._failures.pop(t.id, None)
+        self._retry_at.pop(t.id, None)
+        report.refreshed += 1
+        report.events_fetched += fetched
+        if applied is not None:
+            report.events_recorded += applied.new_events
+            report.finished += int(applied.finished)
+        if t.remote_id is None:
+            report.reconciled += 1
+
+    def _back_off(self, t: _Target, exc: ProviderError) -> None:
+        failures = self._failures.get(t.id, 0) + 1
+        self._failures[t.id] = failures
+        delay = min(MAX_BACKOFF_S, backoff_delay(failures - 1, exc.retry_after_s, base=1.0,
+                                                  cap=MAX_BACKOFF_S))
+        if not exc.retryable:
+            delay = max(delay, 60.0)  # a refusal will not go away in seconds
+        self._retry_at[t.id] = time.monotonic() + delay
+        if exc.retry_after_s:
+            self._limiter(t.provider).hold(exc.retry_after_s)
+
+    def _sync_one(self, t: _Target) -> tuple[int, Any]:
+        """In a worker thread: ask the provider, then record in one short transaction."""
+        provider = self.provider(t.provider)
+        if t.remote_id is None:
+            return 0, self._settle_unconfirmed(provider, t)
+        refresh = provider.refresh(t.remote_id, t.events_cursor)
+        with write_session(self.engine) as session:
+            job = repository.get_job(session, t.id)
+            applied = apply_refresh(session, job, refresh, now=self._now(),
+                                    stall_after_s=self.settings.stall_after_s)
+        return len(refresh.events), applied
+
+    def _settle_unconfirmed(self, provider: Provider, t: _Target) -> Any:
+        """A create whose outcome stayed unknown: find it by uid, or fail it."""
+        found = provider.find_by_uid(t.uid)
+        with write_session(self.engine) as session:
+            job = repository.get_job(session, t.id)
+            if job.remote_id is not None or JobStatus(job.status).is_terminal:
+                return None  # settled by someone else meanwhile
+            if found is not None:
+                job.error = None
+                applied = apply_remote(session, job, found, now=self._now())
+                repository.add_local_event(session, job, f"Found the job created as "
+                                           f"{found.remote_id} after a lost response",
+                                           key="reconciled")
+                return applied
+            message = ("the provider has no job for this launch: it was never created "
+                       f"({(job.error or {}).get('message', 'create unconfirmed')})")
+            job.error = {"code": "not_created", "message": message, "param": None}
+            repository.set_status(session, job, JobStatus.FAILED)
+            return None
+
+    # -- loop ----------------------------------------------------------------------------
+
+    async def run(
+        self,
+        *,
+        interval_s: float | None = None,
+        stop: asyncio.Event | None = None,
+        on_cycle: Callable[[CycleReport], Any] | None = None,
+        cycles: int | None = None,
+    ) -> None:
+        """Poll every ``interval_s`` until ``stop`` is set (or ``cycles`` are done)."""
+        interval = self.settings.interval_s if interval_s is None else interval_s
+        stop = stop or asyncio.Event()
+        done = 0
+        while not stop.is_set():
+            report = await self.run_once()
+            done += 1
+            if on_cycle is not None:
+                on_cycle(report)
+            if cycles is not None and done >= cycles:
+                return
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=interval)
+            except TimeoutError:
+                pass

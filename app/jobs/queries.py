@@ -1,0 +1,96 @@
+"""Read jobs and everything recorded about them (for the CLI and the TUI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from sqlmodel import Session, select
+
+from db.models import Artifact, Checkpoint, Job, JobEvent, MetricPoint
+from providers.types import TERMINAL_STATUSES, JobStatus
+
+
+class JobNotFound(LookupError):
+    pass
+
+
+def find_job(session: Session, ref: str | int) -> Job:
+    """A job by its id, its uid (or a unique prefix of at least 6 characters), or its
+    provider's remote id."""
+    text = str(ref).strip()
+    if text.isdigit():
+        job = session.get(Job, int(text))
+        if job is not None:
+            return job
+    job = session.scalars(select(Job).where((Job.remote_id == text) | (Job.uid == text))).first()
+    if job is None and len(text) >= 6:
+        matches = list(session.scalars(select(Job).where(Job.uid.startswith(text)).limit(2)))
+        if len(matches) == 1:
+            job = matches[0]
+    if job is None:
+        raise JobNotFound(f"no job {text!r}: give a job id from `ftm jobs list`, its uid, or "
+                          "the provider's job id")
+    return job
+
+
+def list_jobs(session: Session, *, active_only: bool = False, provider: str | None = None,
+              limit: int = 200) -> list[Job]:
+    """Jobs, newest first."""
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if active_only:
+        query = query.where(Job.status.in_(
+            [s.value for s in JobStatus if s not in TERMINAL_STATUSES]))
+    if provider:
+        query = query.where(Job.provider == provider)
+    return list(session.scalars(query))
+
+
+@dataclass
+class JobDetail:
+    job: Job
+    events: list[JobEvent] = field(default_factory=list)
+    metrics: list[MetricPoint] = field(default_factory=list)
+    checkpoints: list[Checkpoint] = field(default_factory=list)
+    artifacts: list[Artifact] = field(default_factory=list)
+
+
+def job_detail(session: Session, ref: str | int, *, events_limit: int = 500) -> JobDetail:
+    job = find_job(session, ref)
+    events = list(session.scalars(
+        select(JobEvent).where(JobEvent.job_id == job.id)
+        .order_by(JobEvent.created_at.desc(), JobEvent.id.desc()).limit(events_limit)))
+    events.reverse()
+    return JobDetail(
+        job=job,
+        events=events,
+        metrics=list(session.scalars(
+            select(MetricPoint).where(MetricPoint.job_id == job.id).order_by(MetricPoint.step))),
+        checkpoints=list(session.scalars(
+            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step))),
+        artifacts=list(session.scalars(select(Artifact).where(Artifact.job_id == job.id))),
+    )
+
+
+def progress_fraction(job: Job) -> float | None:
+    """0..1 from steps, 1 when succeeded, None when unknown."""
+    if job.status == JobStatus.SUCCEEDED:
+        return 1.0
+    if job.step is not None and job.total_steps:
+        return min(1.0, job.step / job.total_steps)
+    return None
+
+
+def job_summary(job: Job) -> dict:
+    """A JSON-ready summary (``ftm jobs list --json``)."""
+    return {
+        "id": job.id, "uid": job.uid, "name": job.name, "provider": job.provider,
+        "remote_id": job.remote_id, "base_model": job.base_model, "method": job.method,
+        "status": job.status, "simulated": job.simulated, "step": job.step,
+        "total_steps": job.total_steps, "train_loss": job.train_loss,
+        "eval_loss": job.eval_loss, "fine_tuned_model": job.fine_tuned_model,
+        "trained_tokens": job.trained_tokens, "error": job.error, "stalled": job.stalled,
+        "dataset_id": job.dataset_id, "hyperparameters": job.hyperparameters,
+        "estimated_cost_usd": job.estimated_cost_usd, "actual_cost_usd": job.actual_cost_usd,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
