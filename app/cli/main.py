@@ -11,7 +11,11 @@ import importlib
 import click
 
 # (module, attribute): each attribute is a click command or group.
-COMMAND_MODULES: list[tuple[str, str]] = []
+COMMAND_MODULES: list[tuple[str, str]] = [
+    ("app.cli.jobs", "launch"),
+    ("app.cli.jobs", "jobs"),
+    ("app.cli.jobs", "watch"),
+]
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

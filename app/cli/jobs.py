@@ -1,0 +1,314 @@
+"""`ftm launch`, `ftm jobs list|show|cancel|pause|resume|import`, `ftm watch`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from app.cli.errors import UserError
+
+STATUS_STYLES = {
+    "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
+    "running": "cyan", "paused": "magenta", "succeeded": "green", "failed": "red",
+    "cancelled": "dim",
+}
+
+
+def status_text(status: str, *, stalled: bool = False) -> str:
+    """A status in Rich markup, coloured, with a stall mark."""
+    style = STATUS_STYLES.get(status, "white")
+    return f"[{style}]{status}[/]" + (" [bold red]stalled[/]" if stalled else "")
+
+
+def _auto_int(value: str | None, name: str) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise UserError(f"--{name} must be a whole number or 'auto' (got {value!r})") from None
+
+
+def _auto_float(value: str | None, name: str) -> float | str | None:
+    if value is None or value == "auto":
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UserError(f"--{name} must be a number or 'auto' (got {value!r})") from None
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _simulated(job) -> str:
+    return " [bold magenta](simulated)[/]" if job.simulated else ""
+
+
+@click.command("launch")
+@click.option("--provider", "provider_name", default="openai", show_default=True,
+              help="Provider to train with (openai, local, or an installed plugin).")
+@click.option("--dataset", required=True, help="Dataset name or id (see `ftm data list`).")
+@click.option("--model", "base_model", required=True, help="Base model, e.g. gpt-4o-mini-2024-07-18.")
+@click.option("--method", default="supervised", show_default=True, help="supervised | dpo (local: lora, qlora, full).")
+@click.option("--epochs", default=None, help="Number of epochs, or auto.")
+@click.option("--batch-size", default=None, help="Batch size, or auto.")
+@click.option("--lr-multiplier", default=None, help="Learning-rate multiplier, or auto.")
+@click.option("--beta", default=None, help="DPO beta, or auto.")
+@click.option("--suffix", default=None, help="Suffix in the fine-tuned model's name.")
+@click.option("--seed", type=int, default=None)
+@click.option("--name", default=None, help="A name for the job in ftm.")
+@click.option("--option", "raw_options", multiple=True, metavar="KEY=VALUE",
+              help="Provider-specific option (repeatable).")
+@click.option("--yes", "-y", is_flag=True, help="Go ahead without asking after warnings.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_multiplier, beta,
+           suffix, seed, name, raw_options, yes, as_json) -> None:
+    """Launch a fine-tuning job."""
+    from app.jobs.launch import LaunchError, LaunchFailed, launch_job
+    from app.jobs.queries import job_summary
+    from providers.types import Hyperparameters
+
+    hp: dict[str, Any] = {
+        "n_epochs": _auto_int(epochs, "epochs"),
+        "batch_size": _auto_int(batch_size, "batch-size"),
+        "learning_rate_multiplier": _auto_float(lr_multiplier, "lr-multiplier"),
+        "beta": _auto_float(beta, "beta"),
+    }
+    options: dict[str, Any] = {}
+    for item in raw_options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--option takes KEY=VALUE (got {item!r})")
+        options[key] = _parse_option_value(value)
+    console = _console()
+
+    def confirm(warnings: list[str]) -> bool:
+        for w in warnings:
+            console.print(f"[yellow]warning:[/] {w}")
+        if warnings and not yes:
+            return click.confirm("Launch anyway?", default=False)
+        return True
+
+    try:
+        job = launch_job(
+            provider_name, dataset, base_model, method=method,
+            hyperparameters=Hyperparameters(**{k: v for k, v in hp.items() if v is not None}),
+            suffix=suffix, seed=seed, options=options, confirm=confirm, name=name,
+        )
+    except LaunchFailed as exc:
+        error = exc.error
+        code = f" [{error.get('code')}]" if error.get("code") else ""
+        param = f" (param: {error['param']})" if error.get("param") else ""
+        raise UserError(f"{exc}{code}{param}\nThe job is recorded as failed: "
+                        f"ftm jobs show {exc.job_id}") from None
+    except LaunchError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        click.echo(json.dumps(job_summary(job), indent=2))
+        return
+    console.print(
+        f"Launched job [bold]{job.id}[/] on {job.provider}{_simulated(job)}: "
+        f"{job.remote_id} {status_text(job.status)}\nFollow it with: ftm watch   or   "
+        f"ftm jobs show {job.id}"
+    )
+
+
+def _parse_option_value(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+@click.group("jobs")
+def jobs() -> None:
+    """List, inspect, cancel, pause, resume and import fine-tuning jobs."""
+
+
+@jobs.command("list")
+@click.option("--active", is_flag=True, help="Only jobs that have not ended.")
+@click.option("--provider", default=None)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(active, provider, limit, as_json) -> None:
+    """Jobs, newest first."""
+    from rich.table import Table
+
+    from app.database import get_engine
+    from app.jobs.queries import job_summary, list_jobs, progress_fraction
+    from db.engine import read_session
+
+    with read_session(get_engine()) as session:
+        rows = list_jobs(session, active_only=active, provider=provider, limit=limit)
+    if as_json:
+        click.echo(json.dumps([job_summary(j) for j in rows], indent=2))
+        return
+    if not rows:
+        click.echo("No jobs yet. Launch one with: ftm launch --dataset NAME --model MODEL")
+        return
+    table = Table(title="Jobs")
+    for col in ("id", "name", "provider", "model", "status", "progress", "loss", "remote id"):
+        table.add_column(col, overflow="fold")
+    for j in rows:
+        frac = progress_fraction(j)
+        table.add_row(
+            str(j.id), j.name, j.provider + (" [magenta](simulated)[/]" if j.simulated else ""),
+            j.base_model, status_text(j.status, stalled=j.stalled),
+            f"{frac:.0%}" if frac is not None else "-",
+            f"{j.train_loss:.4f}" if j.train_loss is not None else "-", j.remote_id or "-",
+        )
+    _console().print(table)
+
+
+@jobs.command("show")
+@click.argument("ref")
+@click.option("--events", "n_events", default=15, show_default=True, help="Events to show.")
+@click.option("--json", "as_json", is_flag=True)
+def show_cmd(ref, n_events, as_json) -> None:
+    """One job: status, hyperparameters, error, checkpoints, recent events."""
+    from rich.table import Table
+
+    from app.database import get_engine
+    from app.jobs.queries import JobNotFound, job_detail, job_summary
+    from db.engine import read_session
+
+    try:
+        with read_session(get_engine()) as session:
+            d = job_detail(session, ref)
+    except JobNotFound as exc:
+        raise UserError(str(exc)) from None
+    j = d.job
+    if as_json:
+        out = job_summary(j) | {
+            "events": [{"id": e.provider_event_id, "created_at": e.created_at.isoformat(),
+                        "level": e.level, "type": e.type, "message": e.message} for e in d.events],
+            "checkpoints": [{"step": c.step, "model": c.model_ref, "metrics": c.metrics}
+                            for c in d.checkpoints],
+            "metrics": [{"step": m.step, "train_loss": m.train_loss, "eval_loss": m.eval_loss}
+                        for m in d.metrics],
+            "artifacts": [{"kind": a.kind, "uri": a.uri} for a in d.artifacts],
+        }
+        click.echo(json.dumps(out, indent=2))
+        return
+    console = _console()
+    console.print(f"[bold]Job {j.id}[/] {j.name}{_simulated(j)}")
+    lines = [
+        ("status", status_text(j.status, stalled=j.stalled)),
+        ("provider", f"{j.provider} {j.remote_id or ''}"),
+        ("model", f"{j.base_model} ({j.method})"),
+        ("progress", f"step {j.step or 0}/{j.total_steps or '?'}"),
+        ("loss", f"train {j.train_loss if j.train_loss is not None else '-'}, "
+                 f"eval {j.eval_loss if j.eval_loss is not None else '-'}"),
+        ("hyperparameters", json.dumps(j.hyperparameters) if j.hyperparameters else "-"),
+        ("fine-tuned model", j.fine_tuned_model or "-"),
+        ("trained tokens", f"{j.trained_tokens:,}" if j.trained_tokens is not None else "-"),
+        ("uid", j.uid),
+    ]
+    if j.error:
+        lines.append(("error", f"[red]{j.error.get('message')}[/] (code {j.error.get('code')}"
+                      f", param {j.error.get('param')})"))
+    for key, value in lines:
+        console.print(f"  {key:>16}: {value}")
+    if d.checkpoints:
+        table = Table(title="Checkpoints")
+        for col in ("step", "model", "train loss"):
+            table.add_column(col)
+        for c in d.checkpoints:
+            table.add_row(str(c.step), c.model_ref, str((c.metrics or {}).get("train_loss", "-")))
+        console.print(table)
+    if d.events:
+        table = Table(title=f"Events (last {min(n_events, len(d.events))} of {len(d.events)})")
+        for col in ("time", "level", "message"):
+            table.add_column(col, overflow="fold")
+        for e in d.events[-n_events:]:
+            style = {"warn": "yellow", "error": "red"}.get(e.level, "")
+            table.add_row(e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                          f"[{style}]{e.level}[/]" if style else e.level, e.message)
+        console.print(table)
+
+
+def _action(verb: str, ref: str) -> None:
+    from app.jobs import actions
+    from app.jobs.queries import JobNotFound
+    from providers.errors import ProviderError
+
+    try:
+        job = getattr(actions, f"{verb}_job")(ref)
+    except (actions.JobActionError, JobNotFound) as exc:
+        raise UserError(str(exc)) from None
+    except ProviderError as exc:
+        raise UserError(exc.message) from None
+    _console().print(f"Job {job.id}{_simulated(job)}: {status_text(job.status)}")
+
+
+@jobs.command("cancel")
+@click.argument("ref")
+def cancel_cmd(ref) -> None:
+    """Cancel a job."""
+    _action("cancel", ref)
+
+
+@jobs.command("pause")
+@click.argument("ref")
+def pause_cmd(ref) -> None:
+    """Pause a running job (providers that can pause)."""
+    _action("pause", ref)
+
+
+@jobs.command("resume")
+@click.argument("ref")
+def resume_cmd(ref) -> None:
+    """Resume a paused job."""
+    _action("resume", ref)
+
+
+@jobs.command("import")
+@click.option("--provider", "provider_name", default="openai", show_default=True)
+@click.option("--limit", default=100, show_default=True, help="How many recent jobs to look at.")
+def import_cmd(provider_name, limit) -> None:
+    """Track jobs created elsewhere (web dashboard, other scripts)."""
+    from app.jobs.importing import import_jobs
+    from providers.errors import ProviderError
+
+    try:
+        report = import_jobs(provider_name, limit=limit)
+    except ProviderError as exc:
+        raise UserError(exc.message) from None
+    click.echo(f"Imported {len(report.imported)} job(s); {report.already_known} already tracked.")
+    for message in report.refresh_errors:
+        click.echo(f"warning: could not refresh {message}", err=True)
+
+
+@click.command("watch")
+@click.option("--once", is_flag=True, help="One poll cycle, then exit.")
+@click.option("--interval", type=float, default=None, help="Seconds between cycles.")
+def watch(once, interval) -> None:
+    """Poll active jobs and record their progress (runs until Ctrl+C)."""
+    import asyncio
+
+    from app.jobs.poller import CycleReport, Poller
+
+    console = _console()
+
+    def report(r: CycleReport) -> None:
+        console.print(
+            f"{r.jobs} active, {r.refreshed} refreshed, {r.events_recorded} new events, "
+            f"{r.finished} finished, {r.errors} errors, {r.deferred} backing off "
+            f"({r.duration_s:.2f} s)"
+        )
+        for m in r.messages:
+            console.print(f"  [yellow]{m}[/]")
+
+    poller = Poller()
+    try:
+        asyncio.run(poller.run(interval_s=interval, on_cycle=report, cycles=1 if once else None))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        poller.close()
