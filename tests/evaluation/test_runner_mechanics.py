@@ -4,67 +4,18 @@ against the real sandbox emulator and the local provider (test_end_to_end_*.py).
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from sqlmodel import select
 
 from app.database import get_engine
 from app.evaluation.candidates import Candidate, split_example
-from app.evaluation.runner import EvalConfig, EvalError, rerun_eval, run_eval
+from app.evaluation.runner import EvalError, rerun_eval, run_eval
 from db.engine import read_session
 from db.models import EvalResult, EvalRun
-from providers.base import Provider
-from providers.errors import ProviderError
-from providers.types import Completion
+from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
 
-
-class EchoLabelProvider(Provider):
-    """Answers the label of the last user turn's first word; counts its calls; can fail."""
-
-    name = "echo"
-    display_name = "Echo (tests)"
-
-    def __init__(self, fail_first: int = 0, retryable: bool = True) -> None:
-        self.calls = 0
-        self.fail_first = fail_first
-        self.retryable = retryable
-        self._lock = threading.Lock()
-
-    def complete(self, model, messages, *, max_tokens=256, temperature=0.0):
-        with self._lock:
-            self.calls += 1
-            if self.calls <= self.fail_first:
-                raise ProviderError("overloaded", retryable=self.retryable, retry_after_s=0)
-        last = [m for m in messages if m.role == "user"][-1].content
-        text = last.split()[0] if model == "good" else "unknown"
-        return Completion(text=text, prompt_tokens=10 * len(messages), completion_tokens=2)
-
-    prepare = create = refresh = cancel = list_base_models = None  # unused here
-
-
-EchoLabelProvider.__abstractmethods__ = frozenset()
-
-
-def _examples(n=6):
-    labels = ["billing", "technical", "account"]
-    return [
-        {
-            "messages": [
-                {"role": "system", "content": "Route the ticket."},
-                {"role": "user", "content": f"{labels[i % 3]} ticket number {i}"},
-                {"role": "assistant", "content": labels[i % 3]},
-            ]
-        }
-        for i in range(n)
-    ]
-
-
-def _config(**kw):
-    kw.setdefault("concurrency", 4)
-    return EvalConfig(
-        task="routing", scorers=["label", "exact"], labels=["account", "billing", "technical"], **kw
-    )
+_config = routing_config
+_examples = routing_examples
 
 
 def test_run_stores_results_and_a_rerun_makes_no_provider_calls():

@@ -1,0 +1,78 @@
+"""What an application needs to call the model an alias points at: provider, model id or
+path, base URL — as JSON or as an env file. Never an API key."""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from sqlalchemy import Engine
+
+from app.promotion.aliases import PromotionError, current
+from db.engine import read_session
+from db.models import Job, Promotion
+
+OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
+
+
+def endpoint_for(promotion: Promotion, engine: Engine) -> str | None:
+    """The base URL to call a hosted model at; None for a local model (loaded from disk).
+
+    A model trained on the sandbox emulator only exists there, so its URL is the sandbox's.
+    """
+    if promotion.model_kind != "hosted":
+        return None
+    recorded = ((promotion.gates or {}).get("target") or {}).get("base_url")
+    if recorded:
+        return recorded
+    from app.settings import get_settings
+
+    settings = get_settings().openai
+    simulated = False
+    if promotion.job_id is not None:
+        with read_session(engine) as session:
+            job = session.get(Job, promotion.job_id)
+            simulated = bool(job and job.simulated)
+    if simulated or settings.sandbox:
+        return settings.sandbox_url
+    return settings.azure_endpoint or settings.base_url or OPENAI_DEFAULT_URL
+
+
+def export_record(engine: Engine, task: str, alias: str) -> dict:
+    holder = current(engine, task, alias)
+    if holder is None:
+        raise PromotionError(
+            f"task {task!r} has no alias {alias!r}; promote a model first: "
+            f"ftm promote --task {task} --alias {alias} --run RUN_ID"
+        )
+    p = holder.promotion
+    return {
+        "task": task,
+        "alias": alias,
+        "provider": p.provider,
+        "model_kind": p.model_kind,
+        "model": p.model if p.model_kind == "hosted" else None,
+        "path": p.model if p.model_kind != "hosted" else None,
+        "base_model": p.base_model,
+        "base_url": endpoint_for(p, engine),
+        "promotion_id": p.id,
+        "promoted_at": p.created_at.isoformat() if p.created_at else None,
+    }
+
+
+def render(record: dict, fmt: str) -> str:
+    """``json`` or ``env`` (FTM_MODEL_* lines, shell-quoted, empty values left out)."""
+    if fmt == "json":
+        return json.dumps(record, indent=2) + "\n"
+    if fmt == "env":
+        keys = {
+            "FTM_MODEL_PROVIDER": record["provider"],
+            "FTM_MODEL_KIND": record["model_kind"],
+            "FTM_MODEL": record["model"] or record["path"],
+            "FTM_MODEL_BASE_URL": record["base_url"],
+            "FTM_MODEL_BASE": record["base_model"],
+            "FTM_MODEL_TASK": record["task"],
+            "FTM_MODEL_ALIAS": record["alias"],
+        }
+        return "".join(f"{k}={shlex.quote(str(v))}\n" for k, v in keys.items() if v)
+    raise ValueError(f"unknown export format {fmt!r}; use json or env")
