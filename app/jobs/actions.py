@@ -17,7 +17,7 @@ from providers.errors import ProviderError, UnsupportedOperation
 from providers.types import JobStatus
 
 
-class JobActionError(Exception):
+class JobActionError(ValueError):
     """The action cannot be done on this job; the message says why."""
 
 

@@ -164,7 +164,9 @@ class Poller:
         """Refresh every active job once (those backing off wait for a later cycle)."""
         started = time.perf_counter()
         report = CycleReport()
-        targets = self.active_targets()
+        loop = asyncio.get_running_loop()
+        # the database read runs in the pool too: inside the TUI this loop is the UI's
+        targets = await loop.run_in_executor(self._pool, self.active_targets)
         report.jobs = len(targets)
         semaphore = asyncio.Semaphore(max(1, self.settings.concurrency))
         now = time.monotonic()

@@ -16,6 +16,7 @@ from textual.worker import Worker
 from app.tui.commands import FtmCommands
 from app.tui.errors import ReportingWorkerManager, report_worker_state
 from app.tui.views.datasets import DatasetsView
+from app.tui.views.jobs import JobsView
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
@@ -52,7 +53,7 @@ class FtmApp(App):
         yield Header()
         with TabbedContent(initial="jobs"):
             with TabPane("Jobs", id="jobs"):
-                yield Static("Jobs appear here once launched (press n).", classes="empty-hint")
+                yield JobsView(id="jobs-view")
             with TabPane("Datasets", id="datasets"):
                 yield DatasetsView(id="datasets-view")
             with TabPane("Costs", id="costs"):

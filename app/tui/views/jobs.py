@@ -1,0 +1,153 @@
+"""Jobs view: every job with live status, progress, last loss; runs the in-app poller.
+
+The poller is an async Textual worker on the app's loop; its blocking work (provider
+calls, database writes) runs in the poller's own threads, so the UI never waits. After
+each cycle it posts `PollCycleDone` and the table reloads from the database (in a thread
+worker, like every other load).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.message import Message
+from textual.widgets import DataTable, Static
+
+from app.database import get_engine
+from db.engine import read_session
+from db.models import Job
+
+STATUS_STYLES = {
+    "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
+    "running": "cyan", "paused": "magenta", "succeeded": "green", "failed": "red",
+    "cancelled": "dim",
+}
+RELOAD_EVERY_S = 2.0
+
+
+def status_cell(job: Job) -> Text:
+    text = Text(job.status, style=STATUS_STYLES.get(job.status, ""))
+    if job.stalled:
+        text.append(" stalled", style="bold red")
+    return text
+
+
+def progress_cell(job: Job) -> str:
+    from app.jobs.queries import progress_fraction
+
+    frac = progress_fraction(job)
+    if frac is None:
+        return "-"
+    filled = round(frac * 10)
+    return f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%}"
+
+
+class JobsView(Vertical):
+    """The Jobs tab."""
+
+    BINDINGS = [
+        Binding("enter", "open_job", "Details", id="jobs.open", show=False),
+        Binding("r", "reload", "Refresh", id="jobs.reload"),
+    ]
+
+    @dataclass
+    class Loaded(Message):
+        jobs: list[Job]
+
+    @dataclass
+    class PollCycleDone(Message):
+        """The in-app poller finished a cycle."""
+
+        report: object
+
+    def compose(self) -> ComposeResult:
+        yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME "
+                     "--model MODEL", id="jobs-empty", classes="empty-hint")
+        yield Static("", id="jobs-poller-status", classes="empty-hint")
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("id", "name", "provider", "model", "status", "progress", "loss",
+                          "remote id")
+        self.reload_jobs()
+        self.set_interval(RELOAD_EVERY_S, self.reload_jobs)
+        if getattr(self.app, "start_poller", False):
+            self.run_poller()
+
+    def action_reload(self) -> None:
+        self.reload_jobs()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-load")
+    def reload_jobs(self) -> None:
+        from app.jobs.queries import list_jobs
+
+        with read_session(get_engine()) as session:
+            rows = list_jobs(session, limit=500)
+        self.post_message(self.Loaded(rows))
+
+    @on(Loaded)
+    def _show(self, message: Loaded) -> None:
+        table = self.query_one(DataTable)
+        selected = None
+        if table.row_count and table.cursor_row is not None:
+            try:
+                selected = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            except Exception:  # the table changed under the cursor; start at the top
+                selected = None
+        table.clear()
+        for j in message.jobs:
+            provider = Text(j.provider)
+            if j.simulated:
+                provider.append(" simulated", style="magenta")
+            table.add_row(
+                str(j.id), j.name, provider, j.base_model, status_cell(j), progress_cell(j),
+                f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
+                j.remote_id or "-", key=str(j.id),
+            )
+        if selected is not None and str(selected) in {str(j.id) for j in message.jobs}:
+            table.move_cursor(row=table.get_row_index(str(selected)))
+        self.query_one("#jobs-empty").display = not message.jobs
+
+    @on(DataTable.RowSelected, "#jobs-table")
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        self._open(int(event.row_key.value))
+
+    def action_open_job(self) -> None:
+        table = self.query_one(DataTable)
+        if table.row_count:
+            key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+            self._open(int(key))
+
+    def _open(self, job_id: int) -> None:
+        from app.tui.screens.job_detail import JobDetailScreen
+
+        self.app.push_screen(JobDetailScreen(job_id))
+
+    # -- the in-app poller ----------------------------------------------------------------
+
+    @work(exclusive=True, exit_on_error=False, group="poller")
+    async def run_poller(self) -> None:
+        import asyncio
+
+        from app.jobs.poller import Poller
+
+        loop = asyncio.get_running_loop()
+        poller = await loop.run_in_executor(None, Poller)  # opening the database may migrate
+        try:
+            await poller.run(on_cycle=lambda r: self.post_message(self.PollCycleDone(r)))
+        finally:
+            poller.close()
+
+    @on(PollCycleDone)
+    def _cycle_done(self, message: PollCycleDone) -> None:
+        r = message.report
+        self.query_one("#jobs-poller-status", Static).update(
+            f"poller: {r.jobs} active, {r.refreshed} refreshed, {r.errors} errors "
+            f"({r.duration_s:.1f} s)" if r.jobs else "")
+        self.reload_jobs()
