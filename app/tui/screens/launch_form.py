@@ -16,6 +16,11 @@ from providers.base import Capabilities, ProviderOption
 from providers.types import BaseModelInfo, Hyperparameters
 
 AUTO = "auto"
+
+
+def today() -> date:
+    """Today's date (one place, so tests can fix it)."""
+    return date.today()
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -94,6 +99,9 @@ def _parse_auto(text: str, kind: type, what: str) -> Any:
     return number
 
 
+_KIND = {int: "a whole number", float: "a number", str: "text"}
+
+
 def parse_option(option: ProviderOption, text: str) -> Any:
     """Parse ``text`` as ``option``'s type; ValueError names the option and what it takes."""
     value = text.strip()
@@ -109,29 +117,39 @@ def parse_option(option: ProviderOption, text: str) -> Any:
     except (TypeError, ValueError):
         hint = " or 'auto'" if option.default == AUTO else ""
         raise ValueError(
-            f"{option.name}: {value!r} is not a {option.type.__name__}{hint}"
+            f"{option.name}: {value!r} is not {_KIND.get(option.type, option.type.__name__)}{hint}"
         ) from None
     if option.choices and parsed not in option.choices:
         raise ValueError(f"{option.name}: choose one of {', '.join(map(str, option.choices))}")
     return parsed
 
 
-def sunset_warning(model: BaseModelInfo | None, today: date | None = None) -> str | None:
+def sunset_warning(model: BaseModelInfo | None, on: date | None = None) -> str | None:
     """A warning when the base model has a retirement date (past or coming)."""
     if model is None or not model.sunset:
         return None
-    today = today or date.today()
+    now = on or today()
     try:
         when = date.fromisoformat(model.sunset[:10])
     except ValueError:
         return f"{model.id} is announced for retirement ({model.sunset})."
-    if when <= today:
+    if when <= now:
         return f"{model.id} was retired on {when.isoformat()}: jobs on it will be refused."
-    days = (when - today).days
+    days = (when - now).days
     return (
         f"{model.id} retires on {when.isoformat()} (in {days} days): a model tuned on it "
         "stops working then."
     )
+
+
+def is_retired(model: BaseModelInfo) -> bool:
+    """Whether the model's retirement date has passed."""
+    if not model.sunset:
+        return False
+    try:
+        return date.fromisoformat(model.sunset[:10]) <= today()
+    except ValueError:
+        return False
 
 
 def validate_form(form: LaunchForm) -> dict[str, str]:
@@ -160,13 +178,8 @@ def validate_form(form: LaunchForm) -> dict[str, str]:
         problems["base_model"] = "Choose a base model."
     else:
         info = form.base_model_info()
-        if info is not None and info.sunset:
-            try:
-                retired = date.fromisoformat(info.sunset[:10]) <= date.today()
-            except ValueError:
-                retired = False
-            if retired:
-                problems["base_model"] = f"{info.id} is retired; choose another base model."
+        if info is not None and is_retired(info):
+            problems["base_model"] = f"{info.id} is retired; choose another base model."
     methods = form.capabilities.methods if form.capabilities else ()
     if form.method is None:
         problems["method"] = "Choose a training method."

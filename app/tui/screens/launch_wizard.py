@@ -28,6 +28,7 @@ from app.tui.screens.launch_form import (
     AUTO,
     DatasetChoice,
     LaunchForm,
+    is_retired,
     sunset_warning,
     validate_form,
 )
@@ -464,14 +465,7 @@ def _model_label(model: BaseModelInfo) -> str:
 
 
 def _retired(model: BaseModelInfo) -> bool:
-    from datetime import date
-
-    if not model.sunset:
-        return False
-    try:
-        return date.fromisoformat(model.sunset[:10]) <= date.today()
-    except ValueError:
-        return False
+    return is_retired(model)
 
 
 __all__ = ["LaunchWizard", "Capabilities", "format_usd"]

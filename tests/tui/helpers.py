@@ -1,0 +1,80 @@
+"""Helpers for the TUI tests: deterministic data and waiting for workers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from app.database import get_engine
+from db.engine import write_session
+from db.models import Dataset, Job
+
+FIXED_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+FIXED_TODAY = date(2026, 11, 28)
+
+
+async def settle(pilot: Pilot, rounds: int = 4) -> None:
+    """Wait until the workers (and the workers they start) are done and messages handled."""
+    for _ in range(rounds):
+        await pilot.pause()
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+def chat_example(i: int) -> dict:
+    label = ("billing", "bug", "account")[i % 3]
+    return {
+        "messages": [
+            {"role": "system", "content": "Route the ticket to a queue."},
+            {"role": "user", "content": f"Ticket {i}: my {label} issue number {i} needs help"},
+            {"role": "assistant", "content": label},
+        ]
+    }
+
+
+def add_dataset(
+    home: Path, name: str = "tickets", *, verdict: str = "ok", n_train: int = 24,
+    n_validation: int = 6, fmt: str = "chat",
+) -> int:
+    """A dataset row with real train/validation files (chat JSONL) under ``home``."""
+    data_dir = home / "datasets" / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / "train.jsonl", "w") as f:
+        for i in range(n_train):
+            f.write(json.dumps(chat_example(i)) + "\n")
+    with open(data_dir / "validation.jsonl", "w") as f:
+        for i in range(n_train, n_train + n_validation):
+            f.write(json.dumps(chat_example(i)) + "\n")
+    with write_session(get_engine()) as session:
+        row = Dataset(
+            name=name, content_hash=f"hash-{name}-{verdict}", format=fmt,
+            source_path=str(data_dir / "source.jsonl"), created_at=FIXED_NOW,
+            n_examples=n_train + n_validation, n_train=n_train, n_validation=n_validation,
+            val_fraction=0.2, split_seed=0, verdict=verdict,
+            stats={"tokens": {"total": 30 * (n_train + n_validation)}},
+            data_dir=str(data_dir),
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def add_jobs(n: int, *, provider: str = "openai", status: str = "succeeded") -> list[int]:
+    """``n`` job rows with fixed times."""
+    ids = []
+    with write_session(get_engine()) as session:
+        for i in range(n):
+            job = Job(
+                name=f"job-{i:03d}", provider=provider, base_model="gpt-4.1-mini-2025-04-14",
+                method="supervised", status=status, remote_id=f"ftjob-{i:03d}",
+                created_at=FIXED_NOW - timedelta(hours=i), updated_at=FIXED_NOW,
+                estimated_cost_usd=1.25 + i, actual_cost_usd=1.2 + i if status == "succeeded" else None,
+                train_loss=0.5 / (i + 1), simulated=True,
+            )
+            session.add(job)
+            session.flush()
+            ids.append(job.id)
+    return ids
