@@ -1,0 +1,59 @@
+"""The API key never reaches errors (nor the database: it is never handed to it)."""
+
+from __future__ import annotations
+
+import httpx2
+import openai
+import pytest
+
+from providers.errors import ConfigurationError, ProviderError
+from providers.openai import OpenAIConfig, OpenAIProvider
+from providers.openai.config import resolve_api_key
+from providers.openai.errors import translate
+
+KEY = "sk-proj-THISISASECRETKEY0123456789abcdef"
+
+
+def test_key_from_env_then_command(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    assert resolve_api_key(OpenAIConfig()) == KEY
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert resolve_api_key(OpenAIConfig(api_key_command="echo sk-from-command")) == "sk-from-command"
+
+
+def test_missing_key_says_what_to_do():
+    with pytest.raises(ConfigurationError, match="set OPENAI_API_KEY"):
+        resolve_api_key(OpenAIConfig())
+
+
+def test_failing_key_command_does_not_echo_its_output():
+    with pytest.raises(ConfigurationError) as info:
+        resolve_api_key(OpenAIConfig(api_key_command=f"echo {KEY}; exit 3"))
+    assert KEY not in str(info.value) and "status 3" in str(info.value)
+
+
+def test_sandbox_needs_no_key():
+    assert resolve_api_key(OpenAIConfig(sandbox=True))
+
+
+def test_an_api_error_quoting_the_key_is_redacted():
+    request = httpx2.Request("POST", "https://api.openai.com/v1/fine_tuning/jobs")
+    body = {"error": {"message": f"Incorrect API key provided: {KEY}.", "type":
+                      "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+    response = httpx2.Response(401, json=body, request=request)
+    exc = openai.AuthenticationError(f"Error code: 401 - {body}", response=response, body=body)
+    err = translate(exc, "creating the job", [KEY])
+    assert isinstance(err, ConfigurationError)
+    assert KEY not in str(err) and KEY not in err.message
+    assert "Incorrect API key provided" in str(err)
+
+
+def test_a_connection_error_with_the_key_in_the_env_does_not_contain_it(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    # a closed port: real SDK, real connection attempt, real failure
+    provider = OpenAIProvider(OpenAIConfig(base_url="http://127.0.0.1:9/v1", max_retries=0,
+                                           timeout_s=2))
+    with pytest.raises(ProviderError) as info:
+        provider.refresh("ftjob-1")
+    assert KEY not in str(info.value) and KEY not in repr(info.value.__dict__)
+    assert info.value.__cause__ is None and info.value.retryable
