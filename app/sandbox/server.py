@@ -1,0 +1,190 @@
+"""Run the emulator: :class:`SandboxServer` serves it on a loopback port in a background
+thread (for tests and embedding); :func:`serve_forever` in the foreground (``ftm sandbox``).
+
+    with SandboxServer(port=0, seconds_per_step=0.01) as server:
+        client = openai.OpenAI(base_url=server.base_url, api_key=server.api_key)
+        ...
+        server.advance(5.0)            # move the sandbox clock on
+        server.faults = FaultPlan().next(2, "rate_limit", "jobs.create")
+        len(server.state.jobs)         # inspect what the service holds
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+import threading
+from datetime import date, datetime
+from pathlib import Path
+
+import uvicorn
+
+from app.sandbox.api import Sandbox, create_app
+from app.sandbox.clock import SandboxClock
+from app.sandbox.faults import FaultPlan
+from app.sandbox.lifecycle import Timing
+from app.sandbox.state import SandboxState
+
+SERVICE_SUNSET = date(2027, 1, 6)
+"""The last day the real service accepts new fine-tuning jobs (OPENAI_API.md)."""
+DEFAULT_API_KEY = "sk-sandbox-key"
+STARTUP_TIMEOUT_S = 10.0
+
+
+def build_state(
+    *,
+    seconds_per_step: float,
+    files_dir: Path,
+    start: datetime | float | None = None,
+    frozen: bool = False,
+    sunset: date | None = None,
+    seed: int | None = None,
+    validation_s: float | None = None,
+    queue_s: float | None = None,
+    state_file: Path | None = None,
+) -> SandboxState:
+    """A fresh (or reloaded, with ``state_file``) sandbox state."""
+    if seconds_per_step < 0:
+        raise ValueError("seconds_per_step must not be negative")
+    return SandboxState(
+        clock=SandboxClock(start, frozen=frozen),
+        timing=Timing(seconds_per_step, validation_s, queue_s),
+        files_dir=files_dir,
+        sunset=sunset,
+        seed=seed,
+        state_file=state_file,
+    )
+
+
+class SandboxServer:
+    """The emulator on ``host:port`` (port 0: a free one) in a background thread.
+
+    Args:
+        port: TCP port; 0 picks a free one (read ``base_url``).
+        seconds_per_step: sandbox seconds per training step (the accelerated clock).
+        faults: the initial fault plan; settable later through ``server.faults``.
+        start: the sandbox clock's starting time (default: now).
+        frozen: freeze the clock; only ``advance`` moves it (deterministic tests).
+        sunset: refuse job creation once the clock's date is after this date. Off by
+            default here so tests do not depend on the real date; pass
+            ``SERVICE_SUNSET`` to emulate the real service's end.
+        seed: seeds ids and job seeds, for reproducible runs.
+        validation_s, queue_s: phase lengths (defaults: 3 and 2 steps' worth).
+        data_dir: where uploaded files are kept (default: a temporary directory).
+        state_file: persist the state there and reload it on start.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        seconds_per_step: float = 0.01,
+        faults: FaultPlan | None = None,
+        *,
+        host: str = "127.0.0.1",
+        start: datetime | float | None = None,
+        frozen: bool = False,
+        sunset: date | None = None,
+        seed: int | None = None,
+        validation_s: float | None = None,
+        queue_s: float | None = None,
+        data_dir: Path | None = None,
+        state_file: Path | None = None,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._tmp = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ftm-sandbox-")
+            data_dir = Path(self._tmp.name)
+        self.state = build_state(
+            seconds_per_step=seconds_per_step, files_dir=Path(data_dir) / "files", start=start,
+            frozen=frozen, sunset=sunset, seed=seed, validation_s=validation_s,
+            queue_s=queue_s, state_file=state_file,
+        )
+        self._sandbox = Sandbox(self.state, faults)
+        self.api_key = DEFAULT_API_KEY
+        """A key the sandbox accepts (any ``sk-...`` key does)."""
+        self.port: int | None = None
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # The fault plan lives on the app so a change applies to the very next request.
+    @property
+    def faults(self) -> FaultPlan | None:
+        return self._sandbox.faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan | None) -> None:
+        self._sandbox.faults = plan
+
+    @property
+    def clock(self) -> SandboxClock:
+        return self.state.clock
+
+    @property
+    def base_url(self) -> str:
+        if self.port is None:
+            raise RuntimeError("the sandbox server is not started")
+        return f"http://{self.host}:{self.port}/v1"
+
+    def advance(self, seconds: float) -> float:
+        """Move the sandbox clock forward; returns the new sandbox time."""
+        return self.clock.advance(seconds)
+
+    def start(self) -> SandboxServer:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.host, self._requested_port))
+        self.port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            create_app(self._sandbox), log_level="warning", lifespan="off",
+            timeout_graceful_shutdown=2, access_log=False,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [sock]}, name="ftm-sandbox", daemon=True
+        )
+        self._thread.start()
+        deadline = threading.Event()
+        for _ in range(int(STARTUP_TIMEOUT_S / 0.01)):
+            if self._server.started or not self._thread.is_alive():
+                break
+            deadline.wait(0.01)
+        if not self._server.started:
+            self.stop()
+            raise RuntimeError(f"the sandbox server did not start on {self.host}:{self.port}")
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.state.save()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> SandboxServer:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def serve_forever(
+    *,
+    host: str,
+    port: int,
+    state: SandboxState,
+    faults: FaultPlan | None,
+) -> None:
+    """Serve in the foreground until interrupted (Ctrl-C), then save the state."""
+    config = uvicorn.Config(
+        create_app(Sandbox(state, faults)), host=host, port=port, log_level="info",
+        lifespan="off", timeout_graceful_shutdown=2,
+    )
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        state.save()
