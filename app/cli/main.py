@@ -15,6 +15,8 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.jobs", "launch"),
     ("app.cli.jobs", "jobs"),
     ("app.cli.jobs", "watch"),
+    ("app.cli.costs", "estimate"),
+    ("app.cli.costs", "prices"),
 ]
 
 

@@ -1,0 +1,219 @@
+"""`ftm estimate` (the side-by-side cost table) and `ftm prices` (the price catalog)."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import click
+
+from app.cli.errors import UserError
+
+# Names that are OpenAI models even when the catalog does not price them (a clear
+# "no OpenAI prices" error beats "not a local model directory").
+HOSTED_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "davinci", "babbage")
+
+
+def _usd(value: float | None, small: bool = False) -> str:
+    if value is None:
+        return "-"
+    if small or abs(value) < 0.01:
+        return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
+    return f"${value:,.2f}"
+
+
+def _count(value: float | None) -> str:
+    return "never" if value is None else f"{value:,.0f}"
+
+
+@click.command("estimate")
+@click.argument("dataset")
+@click.option("--provider", type=click.Choice(["openai", "local", "all"]), default="all",
+              show_default=True, help="Which options to price.")
+@click.option("--model", "models", multiple=True,
+              help="A model to price (repeatable): an OpenAI model, a hub id or a local model "
+                   "directory. Default: gpt-4o-mini and Llama-3.1-8B.")
+@click.option("--baseline", help="The base model of the few-shot baseline (default: the first "
+                                 "OpenAI model).")
+@click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default="qlora",
+              show_default=True, help="Local fine-tuning method.")
+@click.option("--gpu", help="Train locally on this catalog GPU (default: the cheapest it fits).")
+@click.option("--gpus", "n_gpu", type=int, default=1, show_default=True, help="GPUs to train on.")
+@click.option("--cloud", help="Use this cloud's $/hour (default: the cheapest listed).")
+@click.option("--serve-gpu", help="Serve the local model on this GPU (default: the cheapest "
+                                  "that holds it).")
+@click.option("--utilization", type=float, help="Average share of serving capacity in use.")
+@click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
+@click.option("--targets", default="all-linear", show_default=True,
+              help="LoRA target modules: all-linear, attention, or q_proj,v_proj,...")
+@click.option("--seq-len", type=int, default=2048, show_default=True)
+@click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch per GPU.")
+@click.option("--packing/--no-packing", default=False, show_default=True)
+@click.option("--checkpointing/--no-checkpointing", default=True, show_default=True,
+              help="Gradient checkpointing.")
+@click.option("--epochs", type=int, help="Epochs (default: auto for OpenAI, 3 locally).")
+@click.option("--requests-per-month", type=float, default=10_000, show_default=True)
+@click.option("--horizon-months", type=float, default=12, show_default=True)
+@click.option("--k", "k", type=int, help="Few-shot examples in the baseline prompt "
+                                         "(default: measured on the dataset).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def estimate(dataset: str, provider: str, models: tuple[str, ...], baseline: str | None,
+             method: str, gpu: str | None, n_gpu: int, cloud: str | None, serve_gpu: str | None,
+             utilization: float | None, rank: int, targets: str, seq_len: int, batch: int,
+             packing: bool, checkpointing: bool, epochs: int | None,
+             requests_per_month: float, horizon_months: float, k: int | None,
+             as_json: bool) -> None:
+    """Price every option for DATASET side by side: hosted and local training, inference
+    per request against the base model with few-shot examples, and the break-even."""
+    from app.costs.catalog import load_catalog
+    from app.costs.compare import compare
+    from app.costs.dataset_inputs import find_dataset
+    from app.costs.errors import CostError
+    from app.costs.local_memory import LocalTrainingConfig
+    from app.costs.model_shapes import resolve_targets
+    from app.database import get_engine
+    from db.engine import read_session
+
+    try:
+        catalog = load_catalog()
+        hosted = [m for m in models if catalog.is_hosted(m) or m.startswith(HOSTED_PREFIXES)]
+        local = [m for m in models if m not in hosted]
+        cfg = LocalTrainingConfig(
+            method=method, rank=rank, targets=resolve_targets(targets), seq_len=seq_len,
+            micro_batch=batch, packing=packing, gradient_checkpointing=checkpointing,
+            n_gpu=n_gpu, epochs=epochs or 3)
+        with read_session(get_engine()) as session:
+            ds = find_dataset(session, dataset)
+            result = compare(
+                session, ds, provider=provider, hosted_models=hosted or None,
+                local_models=local or None, baseline_model=baseline, local_config=cfg, gpu=gpu,
+                cloud=cloud, serve_gpu=serve_gpu, utilization=utilization,
+                requests_per_month=requests_per_month, horizon_months=horizon_months, k=k,
+                n_epochs=epochs if epochs else "auto", catalog=catalog)
+    except CostError as e:
+        raise UserError(str(e)) from None
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    _print_comparison(result)
+
+
+def _print_comparison(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    rpm = result.requests_per_month
+    p = result.profile
+    table = Table(title=f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
+                        f"examples, {rpm:,.0f} requests/month", title_justify="left")
+    for col in ("option", "one-time", "per 1k req", "monthly", f"{result.horizon_months:g} months",
+                "break-even (requests)"):
+        table.add_column(col, justify="left" if col == "option" else "right")
+    for o in result.options:
+        be = "baseline" if o.kind == "baseline" else _count(o.break_even_requests)
+        if o.break_even_months is not None:
+            be += f" ({o.break_even_months:.1f} mo)"
+        name = ("* " if o.key == result.cheapest else "  ") + o.label
+        table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
+                      _usd(o.monthly_usd), _usd(o.horizon_usd), be)
+    console.print(table)
+    console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
+                  f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
+                  f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']}).")
+    for o in result.options:
+        t = o.training
+        if o.kind == "hosted":
+            console.print(
+                f"[bold]{o.label}[/]: {t['billable_tokens']:,} billable tokens = "
+                f"sum(min({t['token_limit']:,}, tokens)) x {t['epochs']} epochs ({t['epochs_rule']}) "
+                f"x ${t['usd_per_1m_tokens']}/1M; prices as of {t['price_as_of']}")
+        elif o.kind == "local":
+            m, inf = t["memory"], o.inference
+            fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
+            console.print(
+                f"[bold]{o.label}[/]: {m['total'] / 1e9:.1f} GB per GPU (weights "
+                f"{m['weights'] / 1e9:.1f}, state {m['trainable_state'] / 1e9:.1f}, activations "
+                f"{m['activations'] / 1e9:.1f}, logits {m['logits'] / 1e9:.1f}, overhead "
+                f"{m['overhead'] / 1e9:.1f}); fits: {fits}. {t['tokens']['trained']:,} tokens x "
+                f"{t['flops_per_token']:.3g} FLOPs/token at MFU {t['calibration']['mfu']:.2f} "
+                f"({t['calibration']['source']}) = {t['hours']:.2f} h x ${t['usd_per_hour']}/h "
+                f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
+                f"{inf['gpus_needed']} x {inf['gpu']} always on, ${inf['usd_per_1m_tokens']:.3f}/1M "
+                f"tokens at {inf['utilization']:.0%} utilization.")
+        for w in o.warnings:
+            console.print(f"  [yellow]{o.label}: {w}[/]")
+    cheapest = result.option(result.cheapest)
+    cat = result.catalog
+    console.print(f"Cheapest over {result.horizon_months:g} months at this traffic: "
+                  f"[bold]{cheapest.label}[/] ({_usd(cheapest.horizon_usd)}). Prices as of "
+                  f"{cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
+
+
+@click.command("prices")
+@click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
+def prices(as_json: bool) -> None:
+    """Show the price catalog: OpenAI prices, base-model sunsets and GPU types, with each
+    figure's source and age (override with settings prices_file)."""
+    from app.costs.catalog import load_catalog
+    from app.costs.errors import CostError
+
+    try:
+        catalog = load_catalog()
+    except CostError as e:
+        raise UserError(str(e)) from None
+    today = date.today()
+    if as_json:
+        click.echo(json.dumps(_catalog_dict(catalog, today), indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    console.print(f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
+                  f"files: {', '.join(catalog.files)}")
+    console.print(f"OpenAI accepts new fine-tuning jobs until {catalog.service_cutoff} "
+                  f"({(catalog.service_cutoff - today).days} days)")
+    t = Table(title="OpenAI, USD per 1M tokens", title_justify="left")
+    for col in ("model", "training", "ft in / cached / out", "base in / cached / out", "sunset",
+                "as of"):
+        t.add_column(col)
+    for m in catalog.hosted.values():
+        t.add_row(m.id, f"{m.training:g}",
+                  f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
+                  f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
+                  str(m.sunset or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
+    console.print(t)
+    g = Table(title="GPUs", title_justify="left")
+    for col in ("key", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "$/hour (cloud, as of)"):
+        g.add_column(col)
+    for gpu in catalog.gpus.values():
+        listed = [f"{p.usd_per_hour:g} ({p.cloud}, {p.source.as_of})" for p in gpu.prices]
+        if not listed:
+            own = catalog.hourly_price(gpu)
+            listed = [f"{own.usd_per_hour:.3f} (electricity, {gpu.watts:g} W)"]
+        g.add_row(gpu.key, gpu.name, f"{gpu.tflops_bf16:g}", f"{gpu.memory_gb:g}",
+                  f"{gpu.bandwidth_tbs:g}", "; ".join(listed))
+    console.print(g)
+    console.print("Sources:")
+    for s in catalog.sources.values():
+        console.print(f"  {s.key}: {s.text} (as of {s.as_of}, {(today - s.as_of).days} days old)")
+
+
+def _opt(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _catalog_dict(catalog, today: date) -> dict:
+    from dataclasses import asdict
+
+    return {
+        "as_of": catalog.as_of, "age_days": catalog.age_days(today), "files": catalog.files,
+        "service_cutoff": catalog.service_cutoff,
+        "openai": {k: asdict(v) for k, v in catalog.hosted.items()},
+        "gpus": {k: asdict(v) | {"usd_per_hour": catalog.hourly_price(v).usd_per_hour}
+                 for k, v in catalog.gpus.items()},
+        "electricity_usd_per_kwh": catalog.electricity_usd_per_kwh,
+        "defaults": catalog.defaults,
+        "sources": {k: asdict(v) for k, v in catalog.sources.items()},
+    }

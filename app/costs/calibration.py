@@ -1,0 +1,91 @@
+"""Measured throughput of finished local jobs replaces the default MFU for their hardware.
+
+Each `ThroughputSample` (written by the local provider when a job ends) says how many
+tokens per second a run of ``model_params`` parameters sustained on ``hardware``. ftm turns
+it into an effective MFU with *its own* FLOPs-per-token formula, so calibration and
+estimate agree even if the worker counted FLOPs differently.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import asdict, dataclass, field, replace
+
+from sqlmodel import Session, select
+
+from app.costs.catalog import GPU, Catalog
+from app.costs.local_memory import METHODS, LocalTrainingConfig
+from app.costs.local_time import flops_per_token
+from app.costs.model_shapes import ModelShape
+from db.models import ThroughputSample
+
+# Device names (torch.cuda.get_device_name, nvidia-smi) -> catalog keys. Order matters:
+# "l40s" before "l4", "h200" before "h100".
+_DEVICE_PATTERNS = [
+    (r"h200", "h200"), (r"h100", "h100"), (r"a100.*80|80.*a100", "a100-80gb"),
+    (r"l40s", "l40s"), (r"\bl4\b", "l4"), (r"4090", "rtx-4090"), (r"^cpu", "cpu"),
+]
+MAX_SAMPLES = 5
+
+
+def hardware_key(name: str, catalog: Catalog | None = None) -> str:
+    """The catalog key for a hardware name (a key already, or a device name)."""
+    lowered = name.strip().lower()
+    if catalog is not None and lowered in catalog.gpus:
+        return lowered
+    for pattern, key in _DEVICE_PATTERNS:
+        if re.search(pattern, lowered):
+            return key
+    return lowered
+
+
+@dataclass(frozen=True)
+class Calibration:
+    hardware: str
+    mfu: float
+    """Effective MFU of the training loop (QLoRA's dequantization overhead taken out)."""
+    source: str
+    """"default" (catalog defaults.mfu) or "measured"."""
+    sample_ids: list[int] = field(default_factory=list)
+    measured_tokens_per_second: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def calibrate(session: Session | None, gpu: GPU, shape: ModelShape, cfg: LocalTrainingConfig,
+              context: float, catalog: Catalog) -> Calibration:
+    """The MFU to use on ``gpu``: the median over the newest samples on that hardware
+    (the same method preferred), else the catalog default."""
+    default = Calibration(gpu.key, catalog.default("mfu"), "default")
+    if session is None:
+        return default
+    rows = session.exec(
+        select(ThroughputSample).order_by(ThroughputSample.created_at.desc()).limit(200)
+    ).all()
+    mine = [r for r in rows if hardware_key(r.hardware, catalog) == gpu.key]
+    same_method = [r for r in mine if r.method == cfg.method]
+    chosen = (same_method or mine)[:MAX_SAMPLES]
+    if not chosen:
+        return default
+    overhead = catalog.default("qlora_dequant_overhead")
+    mfus = []
+    for row in chosen:
+        method = row.method if row.method in METHODS else cfg.method
+        sample_cfg = replace(cfg, method=method, seq_len=row.seq_len or cfg.seq_len)
+        if _same_model(shape, row.model_params):
+            fpt = flops_per_token(shape, sample_cfg, min(context, sample_cfg.seq_len))
+        else:  # another model: its attention term is unknown; count the weights only
+            n = row.model_params
+            fpt = (6 if method == "full" else 4) * n + (2 * n if cfg.gradient_checkpointing else 0)
+        mfu = row.tokens_per_second * fpt / gpu.peak_flops
+        if method == "qlora":
+            mfu *= 1.0 + overhead  # the estimate adds the dequantization overhead back
+        mfus.append(mfu)
+    return Calibration(gpu.key, statistics.median(mfus), "measured",
+                       [r.id for r in chosen], [r.tokens_per_second for r in chosen])
+
+
+def _same_model(shape: ModelShape, params: int) -> bool:
+    return params > 0 and abs(shape.params - params) / params < 0.05

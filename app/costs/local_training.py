@@ -1,0 +1,120 @@
+"""Local training estimate: memory per GPU, which GPUs it fits, time and cost."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from sqlmodel import Session
+
+from app.costs.calibration import Calibration, calibrate
+from app.costs.catalog import GPU, Catalog
+from app.costs.errors import CostError
+from app.costs.local_memory import LocalTrainingConfig, MemoryEstimate, estimate_memory
+from app.costs.local_time import TrainingTokens, flops_per_token, training_seconds, training_tokens
+from app.costs.model_shapes import ModelShape
+
+
+@dataclass(frozen=True)
+class GpuFit:
+    gpu: str
+    memory_gb: float
+    fits: bool
+    hours: float | None = None
+    usd_per_hour: float | None = None
+    cost_usd: float | None = None
+
+
+@dataclass(frozen=True)
+class LocalTrainingEstimate:
+    model: str
+    shape: dict
+    config: dict
+    tokens: TrainingTokens
+    tokenizer_note: str
+    flops_per_token: float
+    memory: MemoryEstimate
+    gpu: str
+    gpu_name: str
+    n_gpu: int
+    calibration: Calibration
+    train_seconds: float
+    overhead_seconds: float
+    usd_per_hour: float
+    price_cloud: str
+    price_source: str
+    price_as_of: str
+    cost_usd: float
+    fits: list[GpuFit] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def hours(self) -> float:
+        return (self.train_seconds + self.overhead_seconds) / 3600
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["memory"] = self.memory.to_dict()
+        d["hours"] = self.hours
+        return d
+
+
+def _time_and_cost(session, shape, cfg, tokens, fpt, gpu: GPU, catalog: Catalog, cloud):
+    cal = calibrate(session, gpu, shape, cfg, tokens.mean_context, catalog)
+    overhead = catalog.default("qlora_dequant_overhead") if cfg.method == "qlora" else 0.0
+    seconds = training_seconds(tokens.trained, fpt, peak_flops=gpu.peak_flops, mfu=cal.mfu,
+                               n_gpu=cfg.n_gpu, dequant_overhead=overhead)
+    fixed = catalog.default("fixed_overhead_s")
+    price = catalog.hourly_price(gpu, cloud)
+    cost = (seconds + fixed) / 3600 * price.usd_per_hour * cfg.n_gpu
+    return cal, seconds, fixed, price, cost
+
+
+def estimate_local_training(session: Session | None, counts: np.ndarray, shape: ModelShape,
+                            cfg: LocalTrainingConfig, catalog: Catalog, *,
+                            gpu: str | None = None, cloud: str | None = None,
+                            tokenizer_note: str = "") -> LocalTrainingEstimate:
+    """Estimate a local run. Without ``gpu``, the cheapest catalog GPU it fits on."""
+    tokens = training_tokens(counts, cfg)
+    fpt = flops_per_token(shape, cfg, tokens.mean_context)
+    memory = estimate_memory(shape, cfg, longest_example=tokens.longest,
+                             cuda_context_gb=catalog.default("cuda_context_gb"),
+                             fragmentation=catalog.default("fragmentation"))
+    fits: list[GpuFit] = []
+    costed: dict[str, tuple] = {}
+    for key, g in catalog.gpus.items():
+        # QLoRA's 4-bit kernels (bitsandbytes) need CUDA: no CPU.
+        ok = memory.total <= g.memory_bytes and not (key == "cpu" and cfg.method == "qlora")
+        if ok and (g.prices or g.owned):
+            costed[key] = _time_and_cost(session, shape, cfg, tokens, fpt, g, catalog, None)
+            _, s, fixed, price, cost = costed[key]
+            fits.append(GpuFit(key, g.memory_gb, True, (s + fixed) / 3600, price.usd_per_hour, cost))
+        else:
+            fits.append(GpuFit(key, g.memory_gb, ok))
+    warnings = []
+    if gpu is None:
+        if not costed:
+            need = memory.total / 1e9
+            raise CostError(
+                f"{shape.name} with {cfg.method} needs about {need:.1f} GB per GPU, more than "
+                f"any catalog GPU has; try --method qlora, a shorter --seq-len, or more GPUs")
+        # The CPU is only chosen when asked for: it is cheap per hour, not per result.
+        accelerators = [k for k in costed if k != "cpu"] or list(costed)
+        gpu = min(accelerators, key=lambda k: costed[k][4])
+        chosen = catalog.gpu(gpu)
+    else:
+        chosen = catalog.gpu(gpu)
+        if memory.total > chosen.memory_bytes:
+            warnings.append(f"needs about {memory.total / 1e9:.1f} GB per GPU; {chosen.key} has "
+                            f"{chosen.memory_gb:g} GB: it will not fit")
+    cal, seconds, fixed, price, cost = (
+        costed[chosen.key] if chosen.key in costed and cloud is None
+        else _time_and_cost(session, shape, cfg, tokens, fpt, chosen, catalog, cloud))
+    return LocalTrainingEstimate(
+        model=shape.name, shape=shape.to_dict(), config=cfg.to_dict(), tokens=tokens,
+        tokenizer_note=tokenizer_note, flops_per_token=fpt, memory=memory, gpu=chosen.key,
+        gpu_name=chosen.name, n_gpu=cfg.n_gpu, calibration=cal, train_seconds=seconds,
+        overhead_seconds=fixed, usd_per_hour=price.usd_per_hour, price_cloud=price.cloud,
+        price_source=price.source.text, price_as_of=price.source.as_of.isoformat(),
+        cost_usd=cost, fits=fits, warnings=warnings,
+    )
