@@ -17,6 +17,12 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.jobs", "watch"),
     ("app.cli.costs", "estimate"),
     ("app.cli.costs", "prices"),
+    ("app.cli.evaluate", "eval_command"),
+    ("app.cli.evaluate", "compare_command"),
+    ("app.cli.models", "models"),
+    ("app.cli.models", "promote"),
+    ("app.cli.models", "gates"),
+    ("app.cli.models", "migrate"),
 ]
 
 

@@ -54,6 +54,8 @@ class EvalConfig:
     retries: int = 3
     judge: dict | None = None
     """{provider, model, max_spend_usd} for an LLM judge, or None."""
+    train_dataset_id: int | None = None
+    """Where few-shot examples were drawn from (the training half of this dataset)."""
 
     def to_dict(self) -> dict:
         return {
@@ -69,6 +71,7 @@ class EvalConfig:
             "concurrency": self.concurrency,
             "retries": self.retries,
             "judge": self.judge,
+            "train_dataset_id": self.train_dataset_id,
         }
 
     @classmethod
@@ -143,6 +146,8 @@ def complete_cached(
                 tries = f" after {attempt} attempts" if exc.retryable else ""
                 raise EvalError(f"{provider.name} model {model}: {exc.message}{tries}") from exc
             sleep(exc.retry_after_s if exc.retry_after_s is not None else 0.5 * 2 ** (attempt - 1))
+        except Exception as exc:  # a provider plugin may fail in any way: report, no traceback
+            raise EvalError(f"{provider.name} model {model}: {type(exc).__name__}: {exc}") from exc
     latency = completion.latency_ms
     if latency is None:
         latency = (time.perf_counter() - started) * 1000
@@ -158,6 +163,64 @@ def complete_cached(
             completion_tokens=completion.completion_tokens,
         )
     return Answer(text, completion.prompt_tokens, completion.completion_tokens, latency, False)
+
+
+def prefetch_batched(
+    engine: Engine,
+    provider: Provider,
+    model: str,
+    jobs: Sequence[_Job],
+    settings: GenerationSettings,
+    counter: CallCounter,
+    batch_size: int = 16,
+) -> dict[int, Answer]:
+    """Answer the uncached prompts through the provider's batched generation (the local
+    provider pads and generates many prompts at once, far faster than one by one).
+    Returns answers keyed by ``id(job)``; cached prompts are left to `complete_cached`."""
+    pkey = provider_cache_key(provider)
+    misses = []
+    for job in jobs:
+        key = cache_key(pkey, model, job.messages, settings)
+        if not (settings.cacheable and cache_get(engine, key) is not None):
+            misses.append((job, key))
+    out: dict[int, Answer] = {}
+    for start in range(0, len(misses), batch_size):
+        chunk = misses[start : start + batch_size]
+        began = time.perf_counter()
+        for _ in chunk:
+            counter.add()
+        try:
+            completions = provider.complete_batch(
+                model,
+                [job.messages for job, _ in chunk],
+                max_tokens=settings.max_tokens,
+                temperature=settings.temperature,
+            )
+        except ProviderError as exc:
+            raise EvalError(f"{provider.name} model {model}: {exc.message}") from exc
+        except Exception as exc:  # report, no traceback
+            raise EvalError(f"{provider.name} model {model}: {type(exc).__name__}: {exc}") from exc
+        per_prompt_ms = (time.perf_counter() - began) * 1000 / max(1, len(chunk))
+        for (job, key), completion in zip(chunk, completions, strict=True):
+            text = completion.text or ""
+            if settings.cacheable:
+                cache_put(
+                    engine,
+                    key,
+                    provider_key=pkey,
+                    model=model,
+                    output=text,
+                    prompt_tokens=completion.prompt_tokens,
+                    completion_tokens=completion.completion_tokens,
+                )
+            out[id(job)] = Answer(
+                text,
+                completion.prompt_tokens,
+                completion.completion_tokens,
+                completion.latency_ms or per_prompt_ms,
+                False,
+            )
+    return out
 
 
 @dataclass
@@ -245,10 +308,21 @@ def run_eval(
     stop = threading.Event()
     general_items = general_set.general_items()
 
+    prefetched: dict[int, Answer] = {}
+    failure: EvalError | None = None
+    if callable(getattr(provider, "complete_batch", None)):
+        try:
+            prefetched = prefetch_batched(
+                engine, provider, candidate.model, jobs, settings, counter
+            )
+        except EvalError as exc:
+            failure = exc
+            stop.set()
+
     def work(job: _Job) -> tuple[_Job, Answer, dict, float | None] | None:
         if stop.is_set():
             return None
-        answer = complete_cached(
+        answer = prefetched.get(id(job)) or complete_cached(
             engine,
             provider,
             candidate.model,
@@ -277,7 +351,6 @@ def run_eval(
         return job, answer, scores, cost
 
     done = 0
-    failure: EvalError | None = None
     with ThreadPoolExecutor(max_workers=max(1, config.concurrency)) as pool:
         for result in pool.map(_guard(work, stop), jobs):
             if isinstance(result, EvalError):
@@ -372,9 +445,7 @@ def rerun_eval(
         if examples is None:
             examples = eval_examples(engine, config.dataset_id, config.eval_split)
         if candidate.kind == "few_shot" and train_examples is None:
-            train_examples = training_examples(
-                engine, stored.get("train_dataset_id") or config.dataset_id
-            )
+            train_examples = training_examples(engine, config.train_dataset_id or config.dataset_id)
     return run_eval(
         candidate,
         examples,

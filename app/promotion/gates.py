@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from app.evaluation.pricing import catalog
+from app.evaluation.pricing import canonical_model
 from db.engine import read_session, write_session
 from db.models import EvalRun, GatePolicy, Job
 
@@ -78,14 +78,6 @@ def set_policy(
             policy.max_breakeven_requests = None
         session.add(policy)
     return get_policy(engine, task)
-
-
-def canonical_model(model: str | None) -> str | None:
-    """A short OpenAI name resolved to its snapshot (gpt-4o-mini -> gpt-4o-mini-2024-07-18),
-    so a base evaluated by its short name matches a fine-tune's base."""
-    if model is None:
-        return None
-    return catalog().get("openai", {}).get("aliases", {}).get(model, model)
 
 
 def _quality(run: EvalRun) -> float | None:
@@ -167,16 +159,6 @@ def training_cost(engine: Engine, run: EvalRun) -> tuple[float | None, str]:
     if job.estimated_cost_usd is not None:
         return job.estimated_cost_usd, f"job {job.id} estimated cost (no actual figure yet)"
     return None, f"job {job.id} has neither an actual nor an estimated cost"
-
-
-def break_even_requests(
-    one_time_usd: float, baseline_per_request: float, candidate_per_request: float
-) -> float | None:
-    """R* = F / (c_base - c_ft); None when the candidate is not cheaper per request."""
-    saving = baseline_per_request - candidate_per_request
-    if saving <= 0:
-        return None
-    return one_time_usd / saving
 
 
 def check_gates(engine: Engine, run_id: int) -> GateReport:
@@ -268,7 +250,9 @@ def _breakeven_gate(engine: Engine, run: EvalRun, policy: GatePolicy) -> GateRes
     if one_time is None or c_ft is None or c_base is None:
         missing = source if one_time is None else "per-request prices of the candidate or baseline"
         return GateResult("breakeven", False, f"cannot tell when it pays back: {missing}")
-    requests = break_even_requests(one_time, c_base, c_ft)
+    from app.costs.breakeven import break_even_requests
+
+    requests = break_even_requests(one_time, c_ft, c_base)
     numbers = {
         "one_time_usd": one_time,
         "baseline_per_request": c_base,

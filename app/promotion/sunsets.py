@@ -7,8 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from app.evaluation.pricing import base_of
-from app.promotion.gates import canonical_model
+from app.evaluation.pricing import base_of, canonical_model
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,337 @@
+"""`ftm models list|show|export`, `ftm promote` (with `--rollback`), `ftm gates`, and
+`ftm migrate`."""
+
+from __future__ import annotations
+
+import click
+
+from app.cli.errors import UserError
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _engine():
+    from app.database import get_engine
+
+    return get_engine()
+
+
+def _sunset_note(p) -> str:
+    from app.promotion.sunsets import sunset_of
+
+    s = sunset_of(p.provider, p.model, p.base_model)
+    return s.message if s else ""
+
+
+@click.group("models")
+def models() -> None:
+    """Evaluated and promoted models: leaderboards, alias holders, export."""
+
+
+@models.command("list")
+@click.option("--task", default=None, help="Only this task.")
+def models_list(task) -> None:
+    """Leaderboard per task, with alias holders marked and sunset warnings."""
+    from app.cli.evaluate import print_leaderboard
+    from app.evaluation.compare import tasks
+    from app.promotion.aliases import holders
+
+    engine = _engine()
+    names = [task] if task else tasks(engine)
+    shown = False
+    for name in names:
+        print_leaderboard(name)
+        shown = True
+    for h in holders(engine, task):
+        note = _sunset_note(h.promotion)
+        click.echo(
+            f"{h.alias.task}/{h.alias.alias} -> {h.promotion.model} "
+            f"[{h.promotion.provider}, {h.promotion.model_kind}]" + (f"  ! {note}" if note else "")
+        )
+        shown = True
+    if not shown:
+        click.echo("No evaluations yet. Run: ftm eval --task TASK --dataset NAME ...")
+
+
+@models.command("show")
+@click.argument("alias")
+@click.option("--task", required=True)
+def models_show(alias, task) -> None:
+    """ALIAS's holder, the eval and gates behind it, its sunset, and its history."""
+    from app.promotion.aliases import current, history
+
+    engine = _engine()
+    holder = current(engine, task, alias)
+    if holder is None:
+        raise UserError(f"task {task!r} has no alias {alias!r}; see: ftm models list")
+    p = holder.promotion
+    click.echo(f"{task}/{alias}: {p.model}")
+    click.echo(f"  provider {p.provider}, kind {p.model_kind}, base {p.base_model or '-'}")
+    click.echo(
+        f"  {p.action} #{p.id} by {p.who} at {p.created_at:%Y-%m-%d %H:%M} UTC"
+        + (f": {p.why}" if p.why else "")
+    )
+    if p.eval_run_id:
+        click.echo(
+            f"  justified by eval run {p.eval_run_id}"
+            + (" (gates OVERRIDDEN)" if p.overridden else "")
+        )
+    for g in (p.gates or {}).get("results", []):
+        click.echo(f"    {'pass' if g['passed'] else 'FAIL'} {g['name']}: {g['detail']}")
+    note = _sunset_note(p)
+    if note:
+        click.secho(f"  ! {note}", fg="yellow")
+    click.echo("history (newest first):")
+    for h in history(engine, task, alias):
+        flag = " [override]" if h.overridden else ""
+        click.echo(
+            f"  #{h.id} {h.created_at:%Y-%m-%d %H:%M} {h.action:<8} {h.model} by {h.who}"
+            f"{flag}" + (f" — {h.why}" if h.why else "")
+        )
+
+
+@models.command("export")
+@click.option("--alias", required=True)
+@click.option("--task", default=None, help="Needed when several tasks have this alias.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["json", "env"]), default="json", show_default=True
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write to this file instead of stdout.",
+)
+def models_export(alias, task, fmt, output) -> None:
+    """What an application needs to call the ALIAS model: provider, model id or path,
+    base URL (never an API key)."""
+    from pathlib import Path
+
+    from app.promotion.aliases import PromotionError, holders
+    from app.promotion.export import export_record, render
+
+    engine = _engine()
+    if task is None:
+        tasks = sorted({h.alias.task for h in holders(engine) if h.alias.alias == alias})
+        if len(tasks) != 1:
+            raise UserError(
+                f"alias {alias!r} exists in {len(tasks)} tasks"
+                + (f" ({', '.join(tasks)})" if tasks else "")
+                + "; name one with --task"
+            )
+        task = tasks[0]
+    try:
+        text = render(export_record(engine, task, alias), fmt)
+    except PromotionError as exc:
+        raise UserError(str(exc)) from None
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("promote")
+@click.option("--task", required=True)
+@click.option("--alias", default="production", show_default=True)
+@click.option(
+    "--run",
+    "run_id",
+    type=int,
+    default=None,
+    help="The eval run of the model to promote (see ftm compare).",
+)
+@click.option(
+    "--model",
+    default=None,
+    help="Promote the newest eval run of this model instead of naming the run.",
+)
+@click.option("--why", default=None, help="Why (recorded).")
+@click.option("--override", is_flag=True, help="Promote although a gate failed (needs --why).")
+@click.option(
+    "--merge",
+    is_flag=True,
+    help="Local adapter: merge it into its base and promote the merged model.",
+)
+@click.option("--rollback", is_flag=True, help="Return the alias to its previous holder.")
+def promote(task, alias, run_id, model, why, override, merge, rollback) -> None:
+    """Point ALIAS of TASK at a model after its gates pass, or --rollback."""
+    from app.promotion import aliases
+    from app.settings import get_settings
+
+    engine = _engine()
+    who = get_settings().user
+    if rollback:
+        if run_id or model or override or merge:
+            raise UserError("--rollback takes no --run/--model/--override/--merge")
+        try:
+            row = aliases.rollback(engine, task=task, alias=alias, who=who, why=why)
+        except aliases.PromotionError as exc:
+            raise UserError(str(exc)) from None
+        click.echo(f"{task}/{alias} rolled back to {row.model} (#{row.id})")
+        return
+    if (run_id is None) == (model is None):
+        raise UserError("name what to promote: --run RUN_ID or --model MODEL")
+    if run_id is None:
+        run_id = _newest_run_of(engine, task, model)
+    from app.promotion.promote import promote_run
+
+    try:
+        row, report = promote_run(
+            engine,
+            task=task,
+            alias=alias,
+            run_id=run_id,
+            who=who,
+            why=why,
+            override=override,
+            merge=merge,
+            on_event=click.echo,
+        )
+    except aliases.GateRefused as exc:
+        raise UserError(str(exc)) from None
+    except aliases.PromotionError as exc:
+        raise UserError(str(exc)) from None
+    for g in report.results:
+        click.echo(f"  {'pass' if g.passed else 'FAIL'} {g.name}: {g.detail}")
+    flag = " (gates overridden)" if row.overridden else ""
+    click.echo(f"{task}/{alias} -> {row.model} (#{row.id}, by {row.who}){flag}")
+    note = _sunset_note(row)
+    if note:
+        click.secho(f"  ! {note}", fg="yellow")
+
+
+def _newest_run_of(engine, task: str, model: str) -> int:
+    from sqlmodel import select
+
+    from db.engine import read_session
+    from db.models import EvalRun
+
+    with read_session(engine) as session:
+        run = session.exec(
+            select(EvalRun)
+            .where(
+                EvalRun.task == task,
+                EvalRun.model == model,
+                EvalRun.status == "succeeded",
+                EvalRun.candidate_kind.in_(["fine_tuned", "checkpoint"]),
+            )
+            .order_by(EvalRun.id.desc())
+        ).first()
+    if run is None:
+        raise UserError(
+            f"no finished eval of {model!r} for task {task!r}; evaluate it first: "
+            f"ftm eval --task {task} --model {model} ..."
+        )
+    return run.id
+
+
+@click.command("gates")
+@click.option("--task", required=True)
+@click.option(
+    "--margin",
+    type=float,
+    default=None,
+    help="Quality the candidate must beat the few-shot baseline by (0.05 = 5 pts).",
+)
+@click.option(
+    "--max-general-drop",
+    type=float,
+    default=None,
+    help="Largest allowed drop on the general-ability check.",
+)
+@click.option(
+    "--max-breakeven",
+    type=int,
+    default=None,
+    help="Must pay back its training cost within this many requests.",
+)
+@click.option("--no-breakeven", is_flag=True, help="Drop the break-even gate.")
+def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
+    """Show or change TASK's promotion gates."""
+    from app.promotion.gates import get_policy, set_policy
+
+    engine = _engine()
+    if any(v is not None for v in (margin, max_general_drop, max_breakeven)) or no_breakeven:
+        policy = set_policy(
+            engine,
+            task,
+            min_margin_over_baseline=margin,
+            max_general_drop=max_general_drop,
+            max_breakeven_requests=max_breakeven,
+            clear_breakeven=no_breakeven,
+        )
+    else:
+        policy = get_policy(engine, task)
+    click.echo(f"task {task} gates:")
+    click.echo(f"  beat the few-shot baseline by  {policy.min_margin_over_baseline:+.3f}")
+    click.echo(f"  max general-ability drop       {policy.max_general_drop:.3f}")
+    be = policy.max_breakeven_requests
+    click.echo(f"  pay back within                {'-' if be is None else f'{be:,} requests'}")
+
+
+@click.command("migrate")
+@click.argument("alias")
+@click.option("--task", required=True)
+@click.option("--to", "to_provider", required=True, help="Provider to move to (e.g. local).")
+@click.option(
+    "--model",
+    "base_model",
+    required=True,
+    help="Base model on the new provider (a local model path for --to local).",
+)
+@click.option("--method", default=None, help="Training method there (local: lora, qlora, full).")
+@click.option("--epochs", type=int, default=None, help="Override the promoted job's epochs.")
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Provider option for the new job (see ftm launch). Repeatable.",
+)
+@click.option("--why", default=None, help="Recorded with the promotion.")
+@click.option("--no-promote", is_flag=True, help="Stop after the comparison.")
+@click.option(
+    "--timeout",
+    type=float,
+    default=3600.0,
+    show_default=True,
+    help="Seconds to wait for the new job.",
+)
+def migrate(
+    alias, task, to_provider, base_model, method, epochs, options, why, no_promote, timeout
+) -> None:
+    """Re-train ALIAS's model of TASK on another provider with the same dataset and
+    settings, evaluate it against the promoted model on the same eval set, and promote it
+    when it passes the gates — each step printed as it runs."""
+    from app.promotion.migrate import MigrationError, MigrationRequest, migrate_alias
+
+    parsed = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"--option {item!r}: use KEY=VALUE")
+        parsed[key] = value
+    req = MigrationRequest(
+        task=task,
+        alias=alias,
+        to_provider=to_provider,
+        base_model=base_model,
+        method=method,
+        epochs=epochs,
+        options=parsed,
+        why=why,
+        promote=not no_promote,
+        timeout_s=timeout,
+    )
+    try:
+        result = migrate_alias(_engine(), req, on_event=click.echo)
+    except MigrationError as exc:
+        raise UserError(str(exc)) from None
+    if not result.promoted and not no_promote:
+        raise click.exceptions.Exit(1)

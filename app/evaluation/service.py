@@ -1,0 +1,198 @@
+"""The evaluate use-case shared by `ftm eval`, the TUI and `ftm migrate`: build the
+candidates of a task (base zero-shot, base k-shot, fine-tuned models, jobs and their
+checkpoints) and run each on the same eval set."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import select
+
+from app.evaluation.candidates import Candidate
+from app.evaluation.data import EvalDataError, eval_examples, find_dataset, training_examples
+from app.evaluation.runner import EvalConfig, run_eval
+from app.evaluation.scorers import default_scorer_specs
+from db.engine import read_session
+from db.models import Checkpoint, EvalRun, Job
+from providers.base import Provider
+
+
+@dataclass
+class EvalRequest:
+    task: str
+    dataset: str | int
+    """Whose training half gives the few-shot examples (and, by default, the eval set)."""
+    provider: str | None = None
+    base_model: str | None = None
+    eval_dataset: str | int | None = None
+    """Evaluate on another dataset instead of the held-out half."""
+    split: str = "validation"
+    zero_shot: bool = True
+    few_shot: int = 3
+    seed: int = 0
+    models: list[str] = field(default_factory=list)
+    job_ids: list[int] = field(default_factory=list)
+    checkpoints: bool = False
+    scorers: list[str] | None = None
+    general: bool = True
+    limit: int | None = None
+    concurrency: int = 8
+    max_tokens: int = 256
+    judge: dict | None = None
+
+
+def task_labels(examples: list[dict]) -> list[str] | None:
+    """The label set of a categorical task (from the dataset intake's detector)."""
+    from app.datasets.labels import categorical_labels
+
+    labels = categorical_labels(examples)
+    if not labels:
+        return None
+    return sorted({str(label) for label in labels})
+
+
+def job_candidates(engine: Engine, job_ids: list[int], checkpoints: bool) -> list[Candidate]:
+    out = []
+    with read_session(engine) as session:
+        for job_id in job_ids:
+            job = session.get(Job, job_id)
+            if job is None:
+                raise EvalDataError(f"no job with id {job_id}; list them with: ftm jobs list")
+            if not job.fine_tuned_model:
+                raise EvalDataError(
+                    f"job {job_id} has no fine-tuned model yet (status {job.status}); wait for "
+                    "it to succeed (ftm watch)"
+                )
+            out.append(
+                Candidate(
+                    "fine_tuned",
+                    job.provider,
+                    job.fine_tuned_model,
+                    job_id=job.id,
+                    base_model=job.base_model,
+                )
+            )
+            if checkpoints:
+                rows = session.exec(
+                    select(Checkpoint).where(Checkpoint.job_id == job_id).order_by(Checkpoint.step)
+                )
+                for ckpt in rows:
+                    if ckpt.model_ref != job.fine_tuned_model:
+                        out.append(
+                            Candidate(
+                                "checkpoint",
+                                job.provider,
+                                ckpt.model_ref,
+                                job_id=job.id,
+                                base_model=job.base_model,
+                            )
+                        )
+    return out
+
+
+def build_candidates(engine: Engine, req: EvalRequest) -> list[Candidate]:
+    candidates: list[Candidate] = []
+    needs_base = req.zero_shot or req.few_shot > 0 or req.models
+    if needs_base and not (req.provider and req.base_model):
+        raise EvalDataError("say which base model to compare with: --provider NAME --base MODEL")
+    if req.zero_shot:
+        candidates.append(Candidate("zero_shot", req.provider, req.base_model))
+    if req.few_shot > 0:
+        candidates.append(
+            Candidate("few_shot", req.provider, req.base_model, k=req.few_shot, seed=req.seed)
+        )
+    for model in req.models:
+        kind = "checkpoint" if ":ckpt-step-" in model else "fine_tuned"
+        candidates.append(Candidate(kind, req.provider, model, base_model=req.base_model))
+    candidates += job_candidates(engine, req.job_ids, req.checkpoints)
+    if not candidates:
+        raise EvalDataError("nothing to evaluate: add --model, --job, or keep the baselines")
+    return candidates
+
+
+def evaluate(
+    req: EvalRequest,
+    *,
+    engine: Engine,
+    provider_for: Callable[[str], Provider] | None = None,
+    on_event: Callable[[str], None] = lambda _: None,
+    candidates: list[Candidate] | None = None,
+) -> list[EvalRun]:
+    """Run every candidate on the same eval set; returns the finished runs in order."""
+    if provider_for is None:
+        provider_for = provider_cache()
+    dataset = find_dataset(engine, req.dataset)
+    eval_ds = find_dataset(engine, req.eval_dataset) if req.eval_dataset is not None else dataset
+    examples = eval_examples(engine, eval_ds.id, req.split)
+    train = training_examples(engine, dataset.id)
+    from app.datasets.store import load_examples
+
+    labels = task_labels(load_examples(dataset, "train") + load_examples(dataset, "validation"))
+    scorers = req.scorers or default_scorer_specs([e.expected for e in examples], labels)
+    config = EvalConfig(
+        task=req.task,
+        scorers=scorers,
+        labels=labels,
+        dataset_id=eval_ds.id,
+        eval_split=req.split,
+        limit=req.limit,
+        general=req.general,
+        max_tokens=req.max_tokens,
+        concurrency=req.concurrency,
+        judge=req.judge,
+    )
+    candidates = candidates or build_candidates(engine, req)
+    judge_provider = provider_for(req.judge["provider"]) if req.judge else None
+    runs = []
+    n = min(len(examples), req.limit) if req.limit else len(examples)
+    for candidate in candidates:
+        on_event(
+            f"evaluating {candidate.label} [{candidate.provider}] on {n} examples"
+            f"{' + the general set' if req.general else ''}"
+        )
+        run = run_eval(
+            candidate,
+            examples,
+            _with_train(config, dataset.id),
+            provider=provider_for(candidate.provider),
+            engine=engine,
+            train_examples=train,
+            judge_provider=judge_provider,
+        )
+        summary = run.summary or {}
+        quality = summary.get("task", {}).get("quality")
+        general = (summary.get("general") or {}).get("score")
+        on_event(
+            f"  run {run.id}: quality {_fmt(quality)}, general {_fmt(general)}, "
+            f"{summary.get('calls', 0)} calls, {summary.get('cached', 0)} cached"
+            + (f" — {summary['stopped']}" if summary.get("stopped") else "")
+        )
+        runs.append(run)
+    return runs
+
+
+def _with_train(config: EvalConfig, train_dataset_id: int) -> EvalConfig:
+    # The few-shot examples come from this dataset's training half; stored with the run
+    # so a rerun draws the same ones.
+    config.train_dataset_id = train_dataset_id
+    return config
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def provider_cache() -> Callable[[str], Provider]:
+    """Build each provider once per use-case call."""
+    from app.jobs.providers import make_provider
+
+    built: dict[str, Provider] = {}
+
+    def get(name: str) -> Provider:
+        if name not in built:
+            built[name] = make_provider(name)
+        return built[name]
+
+    return get
