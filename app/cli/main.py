@@ -12,6 +12,7 @@ import click
 
 # (module, attribute): each attribute is a click command or group.
 COMMAND_MODULES: list[tuple[str, str]] = [
+    ("app.cli.data", "data"),
     ("app.cli.jobs", "launch"),
     ("app.cli.jobs", "jobs"),
     ("app.cli.jobs", "watch"),

@@ -1,0 +1,201 @@
+"""`ftm data`: check a training file, add it as a dataset, list and show datasets."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import click
+
+from app.cli.errors import UserError
+
+PROGRESS_MIN_BYTES = 8 << 20
+
+
+@click.group("data")
+def data() -> None:
+    """Check training files and add them as versioned datasets."""
+
+
+def _json_out(payload) -> None:
+    import orjson
+
+    sys.stdout.buffer.write(orjson.dumps(payload, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _progress_bar(path: str, enabled: bool = True):
+    """A progress bar on stderr, only for a large file read by a person at a terminal."""
+    try:
+        size = Path(path).stat().st_size if Path(path).is_file() else 0
+    except OSError:
+        size = 0
+    if not enabled or size < PROGRESS_MIN_BYTES or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                  TransferSpeedColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task(f"checking {Path(path).name}", total=size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def _print_report(report: dict) -> None:
+    from rich.console import Console
+
+    from app.datasets.render import report_renderable
+
+    Console().print(report_renderable(report))
+
+
+_model = click.option("--model", "-m", default=None, metavar="MODEL",
+                      help="OpenAI model id, or a local model directory to count with its own "
+                           "tokenizer and chat template. [default: gpt-4o-mini-2024-07-18]")
+_threshold = click.option("--near-dup-threshold", type=click.FloatRange(0.0, 1.0), default=None,
+                          help="Estimated similarity for near-duplicates "
+                               "[default: settings data.near_duplicate_threshold]")
+_val = click.option("--val-fraction", type=float, default=0.1, show_default=True,
+                    help="Share of examples held out for validation.")
+_seed = click.option("--seed", type=int, default=0, show_default=True, help="Split seed.")
+
+
+@data.command("check")
+@click.argument("file", type=click.Path(path_type=str))
+@_model
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@_threshold
+@_val
+@_seed
+def check(file: str, model: str | None, as_json: bool, near_dup_threshold: float | None,
+          val_fraction: float, seed: int) -> None:
+    """Validate FILE by OpenAI's rules, count its tokens, find duplicates and leakage.
+
+    Exits 1 when the verdict is errors.
+    """
+    from app.datasets.check import check_file
+
+    try:
+        with _progress_bar(file, enabled=not as_json) as progress:
+            report = check_file(file, model=model, near_dup_threshold=near_dup_threshold,
+                                progress=progress, val_fraction=val_fraction, seed=seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        _json_out(report.to_dict())
+    else:
+        _print_report(report.to_dict())
+    if report.verdict == "errors":
+        sys.exit(1)
+
+
+@data.command("add")
+@click.argument("file", type=click.Path(path_type=str))
+@click.option("--name", default=None, help="Dataset name [default: the file's name].")
+@_val
+@_seed
+@click.option("--dedupe", is_flag=True,
+              help="Write FILE.dedup.jsonl without exact and near duplicates, and add that.")
+@_model
+@_threshold
+@click.option("--json", "as_json", is_flag=True, help="Print the dataset record as JSON.")
+def add(file: str, name: str | None, val_fraction: float, seed: int, dedupe: bool,
+        model: str | None, near_dup_threshold: float | None, as_json: bool) -> None:
+    """Check FILE and add it as a dataset (refused when it has errors).
+
+    Adding the same content again returns the existing dataset.
+    """
+    from app.datasets.store import DatasetRejected, add_dataset
+
+    try:
+        with _progress_bar(file, enabled=not as_json) as progress:
+            dataset, created = add_dataset(file, name=name, val_fraction=val_fraction, seed=seed,
+                                           dedupe=dedupe, model=model,
+                                           near_dup_threshold=near_dup_threshold,
+                                           progress=progress)
+    except DatasetRejected as exc:
+        if not as_json:
+            _print_report(exc.report.to_dict())
+        raise UserError(str(exc)) from None
+    except (ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        _json_out(_record(dataset) | {"created": created})
+        return
+    if not created:
+        click.echo(f"already added: dataset {dataset.name!r} (id {dataset.id}) has the same "
+                   f"content ({dataset.content_hash[:12]}); nothing changed")
+        return
+    _print_report(dataset.report)
+    click.echo(f"added dataset {dataset.name!r} (id {dataset.id}, {dataset.content_hash[:12]}): "
+               f"{dataset.n_train:,} train / {dataset.n_validation:,} validation examples "
+               f"in {dataset.data_dir}")
+
+
+def _record(dataset) -> dict:
+    return {"id": dataset.id, "name": dataset.name, "content_hash": dataset.content_hash,
+            "format": dataset.format, "n_examples": dataset.n_examples,
+            "n_train": dataset.n_train, "n_validation": dataset.n_validation,
+            "verdict": dataset.verdict, "data_dir": dataset.data_dir,
+            "source_path": dataset.source_path, "stats": dataset.stats}
+
+
+@data.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print the datasets as JSON.")
+def list_(as_json: bool) -> None:
+    """List datasets with size, token totals and verdict."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from app.database import get_engine
+    from app.datasets.render import verdict_text
+    from app.datasets.store import list_datasets
+    from db.engine import read_session
+
+    with read_session(get_engine()) as session:
+        rows = list_datasets(session)
+    if as_json:
+        _json_out([_record(d) for d in rows])
+        return
+    if not rows:
+        click.echo("No datasets yet. Add one with: ftm data add FILE")
+        return
+    table = Table()
+    for column in ("id", "name", "format", "examples", "train/val", "tokens", "verdict", "hash"):
+        table.add_column(column, justify="right" if column in ("id", "examples", "tokens") else "left")
+    for d in rows:
+        total = ((d.stats or {}).get("tokens") or {}).get("total")
+        table.add_row(str(d.id), d.name, d.format, f"{d.n_examples:,}",
+                      f"{d.n_train:,}/{d.n_validation:,}", f"{total:,}" if total is not None else "-",
+                      verdict_text(d.verdict), d.content_hash[:12])
+    Console().print(table)
+
+
+@data.command("show")
+@click.argument("dataset")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored report as JSON.")
+def show(dataset: str, as_json: bool) -> None:
+    """Show a dataset's full report (by name, id or hash prefix)."""
+    from app.database import get_engine
+    from app.datasets.store import get_dataset
+    from db.engine import read_session
+
+    with read_session(get_engine()) as session:
+        try:
+            found = get_dataset(session, dataset)
+        except LookupError as exc:
+            raise UserError(str(exc)) from None
+    if as_json:
+        _json_out(_record(found) | {"report": found.report})
+    else:
+        _print_report(found.report)

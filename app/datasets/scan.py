@@ -1,0 +1,204 @@
+"""One streaming pass over a byte range of a JSONL file.
+
+Each line is parsed, its format detected, validated, normalized, counted and hashed; what
+is kept per example is a few compact numbers (line, tokens, content hash, MinHash
+signature, label id), never the example itself, so memory stays bounded however large the
+file. A file is scanned as one part, or as several parts in worker processes whose
+results are merged (app.datasets.check).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import orjson
+
+from app.datasets import minhash
+from app.datasets.formats import (
+    FORMATS,
+    detect_format,
+    label_of,
+    normalize,
+    similarity_text,
+    validate_example,
+)
+from app.datasets.report import ERROR, SEVERITY, ProblemLog
+from app.datasets.tokencount import TokenCounter
+
+BOM = b"\xef\xbb\xbf"
+MAX_LABELS = 1000  # beyond this many distinct short replies, they are not class labels
+NO_LABEL = -1
+SIGNATURE_BATCH = 2048
+PROGRESS_EVERY_BYTES = 1 << 20
+
+
+@dataclass
+class PartResult:
+    """What one part of the file yields. Line numbers are relative to the part's start."""
+
+    index: int
+    n_lines: int = 0
+    n_blank: int = 0
+    log: ProblemLog = field(default_factory=ProblemLog)
+    first_line_of_format: dict[str, int] = field(default_factory=dict)
+    lines_of_format: Counter = field(default_factory=Counter)
+    n_json: int = 0
+    # One entry per valid example:
+    lines: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+    formats: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
+    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
+    hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
+    signatures: np.ndarray = field(default_factory=lambda: np.empty((0, minhash.NUM_PERM), np.uint16))
+    label_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
+    labels: list[str] = field(default_factory=list)
+    """Distinct labels in order of first appearance; label_ids index into it."""
+
+
+def content_bytes(example: dict) -> bytes:
+    """The canonical bytes of a normalized example: what the content hash is made of."""
+    try:
+        return orjson.dumps(example, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):  # nested deeper than orjson writes
+        import json
+
+        return json.dumps(example, sort_keys=True, ensure_ascii=False,
+                          separators=(",", ":")).encode("utf-8", "surrogatepass")
+
+
+def example_hash(data: bytes) -> int:
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
+
+
+def _json_problem(line: bytes, exc: Exception) -> tuple[str, str]:
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as bad:
+        return ("invalid_encoding",
+                f"byte 0x{line[bad.start]:02x} at column {bad.start + 1} is not UTF-8; "
+                "save the file as UTF-8")
+    message = str(exc)
+    if len(message) > 160:
+        message = message[:157] + "..."
+    return "invalid_json", f"not valid JSON: {message}"
+
+
+def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
+               progress: Callable[[int], None] | None = None) -> PartResult:
+    """Scan an iterable of raw lines (bytes, newline included or not)."""
+    result = PartResult(index)
+    log = result.log
+    rows_line: list[int] = []
+    rows_fmt: list[int] = []
+    rows_tokens: list[int] = []
+    rows_hash: list[int] = []
+    rows_label: list[int] = []
+    sig_chunks: list[np.ndarray] = []
+    pending_texts: list[str] = []
+    label_index: dict[str, int] = {}
+    format_code = {f: i for i, f in enumerate(FORMATS)}
+    done_bytes = 0
+    next_progress = PROGRESS_EVERY_BYTES
+
+    lineno = 0
+    for raw in lines:
+        lineno += 1
+        done_bytes += len(raw)
+        if progress is not None and done_bytes >= next_progress:
+            progress(done_bytes)
+            next_progress = done_bytes + PROGRESS_EVERY_BYTES
+        line = raw
+        if first_part and lineno == 1 and line.startswith(BOM):
+            line = line[len(BOM):]
+            log.add(1, "bom", "the file starts with a UTF-8 byte order mark; it was ignored")
+        if not line.strip():
+            if raw.endswith(b"\n") or raw.strip():
+                result.n_blank += 1
+                log.add(lineno, "blank_line", "blank line; every line must hold one JSON example")
+            continue
+        try:
+            example = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            log.add(lineno, *_json_problem(line, exc))
+            continue
+        result.n_json += 1
+        fmt = detect_format(example)
+        if fmt is None:
+            log.add(lineno, "data_type",
+                    f"each line must be a JSON object, got {type(example).__name__}")
+            continue
+        result.first_line_of_format.setdefault(fmt, lineno)
+        result.lines_of_format[fmt] += 1
+        issues = validate_example(example, fmt)
+        for category, message in issues:
+            log.add(lineno, category, message)
+        if any(SEVERITY[c] == ERROR for c, _ in issues):
+            continue
+        normalized = normalize(example, fmt)
+        try:
+            n_tokens = counter.count(normalized)
+        except Exception as exc:  # a tokenizer or chat template that rejects the example
+            log.add(lineno, "data_type", f"could not be tokenized: {exc}")
+            continue
+        label = label_of(normalized)
+        if label is None:
+            label_id = NO_LABEL
+        else:
+            label_id = label_index.get(label, NO_LABEL)
+            if label_id == NO_LABEL and len(label_index) < MAX_LABELS:
+                label_id = label_index[label] = len(label_index)
+        rows_line.append(lineno)
+        rows_fmt.append(format_code[fmt])
+        rows_tokens.append(n_tokens)
+        rows_hash.append(example_hash(content_bytes(normalized)))
+        rows_label.append(label_id)
+        pending_texts.append(similarity_text(normalized))
+        if len(pending_texts) >= SIGNATURE_BATCH:
+            sig_chunks.append(minhash.signatures(pending_texts))
+            pending_texts = []
+    if pending_texts:
+        sig_chunks.append(minhash.signatures(pending_texts))
+
+    result.n_lines = lineno
+    result.lines = np.array(rows_line, dtype=np.uint32)
+    result.formats = np.array(rows_fmt, dtype=np.uint8)
+    result.tokens = np.array(rows_tokens, dtype=np.uint32)
+    result.hashes = np.array(rows_hash, dtype=np.uint64)
+    result.label_ids = np.array(rows_label, dtype=np.int32)
+    result.labels = list(label_index)
+    if sig_chunks:
+        result.signatures = np.concatenate(sig_chunks)
+    if progress is not None:
+        progress(done_bytes)
+    return result
+
+
+def iter_range(path: str, start: int, end: int):
+    """The raw lines of the bytes [start, end) of a file; `start` is a line start."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        position = start
+        while position < end:
+            line = f.readline()
+            if not line:
+                return
+            position += len(line)
+            yield line
+
+
+# Worker processes keep one counter for all the parts they scan.
+_worker_counter: TokenCounter | None = None
+
+
+def scan_part(path: str, start: int, end: int, index: int, encoding_name: str) -> PartResult:
+    """Worker entry point: scan one part with a tiktoken counter built in this process."""
+    global _worker_counter
+    from app.datasets.tokencount import TiktokenCounter
+
+    if _worker_counter is None or _worker_counter.key != f"tiktoken:{encoding_name}":
+        _worker_counter = TiktokenCounter(encoding_name)
+    return scan_lines(iter_range(path, start, end), index, _worker_counter,
+                      first_part=index == 0)

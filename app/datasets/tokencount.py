@@ -1,0 +1,185 @@
+"""Exact per-example token counts, the way OpenAI's public recipe counts them.
+
+For each message: 3 tokens, plus the encoded length of every value (the role too), plus 1
+when a ``name`` is present; then 3 for the reply priming. Values that are not strings
+(tool calls, content parts, a ``tools`` list) are counted as their compact JSON text;
+``weight`` is a training flag, not text, and is not counted. Text is encoded as ordinary
+text: a literal ``<|endoftext|>`` in the data is counted as the characters it is.
+
+A local model directory is counted with its own tokenizer and chat template instead
+(transformers is imported only then).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from app.datasets.formats import token_messages, tools_of
+
+DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
+
+# Per-example training token limits; longer examples are truncated by OpenAI.
+_LIMITS: tuple[tuple[str, int], ...] = (
+    ("gpt-4o", 65_536), ("gpt-4.1", 65_536), ("o4", 65_536), ("o3", 65_536), ("o1", 65_536),
+    ("gpt-3.5-turbo", 16_385), ("gpt-4", 8_192),
+)
+
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_NAME = 1
+REPLY_PRIMING = 3
+
+
+def token_limit(model: str) -> int | None:
+    """The per-example token limit of an OpenAI model id (snapshots and ft: ids too)."""
+    base = model.removeprefix("ft:").split(":", 1)[0]
+    for prefix, limit in _LIMITS:
+        if base.startswith(prefix):
+            return limit
+    return None
+
+
+class TokenCounter(Protocol):
+    key: str
+    """Identifies the tokenizer in the token_counts table: "tiktoken:o200k_base", "hf:/path"."""
+    limit: int | None
+
+    def count(self, example: dict) -> int: ...
+
+
+class _BoundedCache:
+    """Counts of strings seen again. Two generations bound the memory: a string seen once
+    waits in `recent` (cleared when it holds too many bytes); seen twice, it moves to
+    `hot` (roles, shared system prompts, repeated labels), which has a fixed size."""
+
+    HOT_MAX = 4096
+    RECENT_MAX_CHARS = 4_000_000
+    STRING_MAX_CHARS = 100_000
+
+    def __init__(self) -> None:
+        self.hot: dict[str, int] = {}
+        self.recent: dict[str, int] = {}
+        self._recent_chars = 0
+
+    def get(self, text: str) -> int | None:
+        n = self.hot.get(text)
+        if n is not None:
+            return n
+        n = self.recent.pop(text, None)
+        if n is not None:
+            self._recent_chars -= len(text)
+            if len(self.hot) < self.HOT_MAX:
+                self.hot[text] = n
+        return n
+
+    def put(self, text: str, n: int) -> None:
+        if len(text) > self.STRING_MAX_CHARS:
+            return
+        if self._recent_chars + len(text) > self.RECENT_MAX_CHARS:
+            self.recent.clear()
+            self._recent_chars = 0
+        self.recent[text] = n
+        self._recent_chars += len(text)
+
+
+class TiktokenCounter:
+    """OpenAI's recipe with a tiktoken encoding."""
+
+    def __init__(self, encoding_name: str, limit: int | None = None) -> None:
+        self.encoding_name = encoding_name
+        self.key = f"tiktoken:{encoding_name}"
+        self.limit = limit
+        self._encode = None  # loaded on first use: a parent that only merges never needs it
+        self._cache = _BoundedCache()
+
+    def text_tokens(self, text: str) -> int:
+        n = self._cache.get(text)
+        if n is None:
+            if self._encode is None:
+                from app.tokens import get_encoding
+
+                self._encode = get_encoding(self.encoding_name).encode_ordinary
+            n = len(self._encode(text))
+            self._cache.put(text, n)
+        return n
+
+    def _value_tokens(self, value: Any) -> int:
+        if isinstance(value, str):
+            return self.text_tokens(value)
+        if value is None:
+            return 0
+        return self.text_tokens(orjson.dumps(value).decode())
+
+    def count(self, example: dict) -> int:
+        n = REPLY_PRIMING
+        for message in token_messages(example):
+            n += TOKENS_PER_MESSAGE
+            for key, value in message.items():
+                if key == "weight":
+                    continue
+                n += self._value_tokens(value)
+                if key == "name":
+                    n += TOKENS_PER_NAME
+        tools = tools_of(example)
+        if tools:
+            n += self._value_tokens(tools)
+        return n
+
+
+class HFCounter:
+    """A local model's own tokenizer and chat template (transformers, imported here only)."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        from transformers import AutoTokenizer  # heavy: only for local model directories
+
+        self.model_dir = str(Path(model_dir).resolve())
+        self.key = f"hf:{self.model_dir}"
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        max_len = getattr(self.tokenizer, "model_max_length", None)
+        self.limit = int(max_len) if isinstance(max_len, int) and max_len < 10**8 else None
+        self.has_template = bool(getattr(self.tokenizer, "chat_template", None))
+
+    def count(self, example: dict) -> int:
+        messages = [m for m in token_messages(example)]
+        if self.has_template:
+            ids = self.tokenizer.apply_chat_template(
+                messages, tools=tools_of(example), tokenize=True, add_generation_prompt=False
+            )
+            if hasattr(ids, "keys") and "input_ids" in ids:
+                ids = ids["input_ids"]
+            return len(ids)
+        # No chat template: role and content lines, as plain text.
+        text = "\n".join(f"{m.get('role')}: {m.get('content') or ''}" for m in messages)
+        return len(self.tokenizer.encode(text))
+
+
+def counter_for(model: str | None) -> TokenCounter:
+    """The counter for an OpenAI model id or a local model directory.
+
+    Raises ValueError with what to do when the model is unknown.
+    """
+    model = model or DEFAULT_MODEL
+    if Path(model).expanduser().is_dir():
+        return HFCounter(Path(model).expanduser())
+    from app.tokens import encoding_name_for_model
+
+    try:
+        name = encoding_name_for_model(model)
+    except KeyError as exc:
+        raise ValueError(
+            f"unknown model {model!r}: give an OpenAI model id (e.g. {DEFAULT_MODEL}) "
+            "or a local model directory"
+        ) from exc
+    return TiktokenCounter(name, token_limit(model))
+
+
+def counter_for_key(key: str) -> TokenCounter:
+    """The counter a token_counts key names ("tiktoken:o200k_base" or "hf:/path")."""
+    kind, _, rest = key.partition(":")
+    if kind == "tiktoken":
+        return TiktokenCounter(rest)
+    if kind == "hf":
+        return HFCounter(rest)
+    raise ValueError(f"unknown tokenizer key {key!r}; expected 'tiktoken:NAME' or 'hf:PATH'")
