@@ -98,7 +98,14 @@ class Poller:
         settings: PollerSettings | None = None,
         provider_factory: Callable[[str], Provider] | None = None,
         now: Callable[[], datetime] | None = None,
+        backoff_base_s: float = 1.0,
     ) -> None:
+        """
+        Args:
+            provider_factory: builds a provider by name (default: from the settings).
+            now: the clock for progress and stall times (tests move it).
+            backoff_base_s: first retry delay after a failed refresh (doubles, jittered).
+        """
         if engine is None:
             from app.database import get_engine
 
@@ -111,6 +118,7 @@ class Poller:
         self.settings = settings
         self._factory = provider_factory or self._default_factory
         self._now = now or (lambda: datetime.now(UTC))
+        self.backoff_base_s = backoff_base_s
         self._providers: dict[str, Provider | ProviderError] = {}
         self._limiters: dict[str, RateLimiter] = {}
         self._failures: dict[int, int] = {}
@@ -211,7 +219,7 @@ class Poller:
     def _back_off(self, t: _Target, exc: ProviderError) -> None:
         failures = self._failures.get(t.id, 0) + 1
         self._failures[t.id] = failures
-        delay = min(MAX_BACKOFF_S, backoff_delay(failures - 1, exc.retry_after_s, base=1.0,
+        delay = min(MAX_BACKOFF_S, backoff_delay(failures - 1, exc.retry_after_s, base=self.backoff_base_s,
                                                   cap=MAX_BACKOFF_S))
         if not exc.retryable:
             delay = max(delay, 60.0)  # a refusal will not go away in seconds
