@@ -222,41 +222,29 @@ def print_leaderboard(task: str, run_ids: set[int] | None = None, dataset_id=Non
     for h in holders(engine, task):
         held.setdefault((h.promotion.provider, h.promotion.model), []).append(h.alias.alias)
     table = Table(title=f"task {task}", title_justify="left")
-    for col in (
-        "run",
-        "candidate",
-        "kind",
-        "quality",
-        "format",
-        "general",
-        "forgetting",
-        "$/1k req",
-        "break-even",
-        "alias",
-        "notes",
-    ):
+    numeric = ("quality", "format", "general", "forget", "$/1k req", "break-even")
+    for col in ("run", "candidate", "alias", *numeric):
         table.add_column(
-            col,
-            justify="right"
-            if col
-            in ("run", "quality", "format", "general", "forgetting", "$/1k req", "break-even")
-            else "left",
+            col, justify="right" if col in numeric or col == "run" else "left", overflow="fold"
         )
+    notes = []
     for r in rows:
         table.add_row(
             str(r.run_id),
-            r.label,
-            r.kind,
+            f"{r.label}\n[dim]{r.kind} · {r.provider}[/]",
+            ", ".join(held.get((r.provider, r.model), [])),
             _pct(r.quality),
             _pct(r.format),
             _pct(r.general),
             _delta(r.forgetting_delta),
             _usd(r.cost_per_1k_usd),
             _requests(r.breakeven_requests),
-            ", ".join(held.get((r.provider, r.model), [])),
-            "; ".join(r.notes),
         )
-    _console().print(table)
+        notes += [f"run {r.run_id}: {n}" for n in r.notes]
+    console = _console()
+    console.print(table)
+    for note in notes:
+        console.print(f"  [dim]{note}[/]")
 
 
 @click.command("compare")
