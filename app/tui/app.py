@@ -15,6 +15,7 @@ from textual.worker import Worker
 
 from app.tui.commands import FtmCommands
 from app.tui.errors import ReportingWorkerManager, report_worker_state
+from app.tui.views.costs import CostsView
 from app.tui.views.datasets import DatasetsView
 from app.tui.views.jobs import JobsView
 
@@ -32,7 +33,7 @@ class FtmApp(App):
     BINDINGS = [
         Binding("j", "show_tab('jobs')", "Jobs", id="tab.jobs"),
         Binding("d", "show_tab('datasets')", "Datasets", id="tab.datasets"),
-        Binding("dollar_sign", "show_tab('costs')", "Costs", id="tab.costs", key_display="$"),
+        Binding("c,dollar_sign", "show_tab('costs')", "Costs", id="tab.costs", key_display="c"),
         Binding("m", "show_tab('models')", "Models", id="tab.models"),
         Binding("n", "new_job", "New job", id="app.new_job"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
@@ -57,7 +58,7 @@ class FtmApp(App):
             with TabPane("Datasets", id="datasets"):
                 yield DatasetsView(id="datasets-view")
             with TabPane("Costs", id="costs"):
-                yield Static("Cost comparison per dataset.", classes="empty-hint")
+                yield CostsView(id="costs-view")
             with TabPane("Models", id="models"):
                 yield Static("Evaluations and promoted models.", classes="empty-hint")
         yield Footer()

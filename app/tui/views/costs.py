@@ -1,0 +1,214 @@
+"""Costs view: every option for a dataset and a level of traffic, side by side, and the
+cumulative cost of each against requests; where the lines cross are the break-evens.
+
+The comparison runs in a worker thread (it reads token counts and tokenizes a sample of
+the dataset); the worker posts `Computed` or `Failed`, and the handlers update widgets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Button, DataTable, Input, Label, Select, Static
+from textual_plotext import PlotextPlot
+
+from app.database import get_engine
+from db.engine import read_session
+
+METHODS = [("QLoRA", "qlora"), ("LoRA", "lora"), ("full", "full")]
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.5f}"
+
+
+@dataclass(frozen=True)
+class CostQuery:
+    """What the user asked to price."""
+
+    dataset: str
+    requests_per_month: float
+    horizon_months: float
+    local_model: str
+    method: str
+
+
+class CostsView(Vertical):
+    """The Costs tab."""
+
+    DEFAULT_CSS = """
+    CostsView { height: 1fr; }
+    CostsView #costs-controls { height: auto; padding: 0 1; }
+    CostsView #costs-controls Select { width: 28; }
+    CostsView #costs-controls Input { width: 16; }
+    CostsView #costs-controls Label { padding: 1 1 0 1; }
+    CostsView #costs-table { height: auto; max-height: 10; }
+    CostsView #costs-detail { height: auto; padding: 0 1; color: $text-muted; }
+    CostsView #costs-error { color: $error; padding: 0 1; }
+    CostsView #costs-plot { height: 1fr; min-height: 12; }
+    """
+
+    @dataclass
+    class DatasetsLoaded(Message):
+        names: list[str]
+        local_models: list[str]
+
+    @dataclass
+    class Computed(Message):
+        query: CostQuery
+        result: Any
+        """An `app.costs.compare.Comparison`."""
+
+    @dataclass
+    class Failed(Message):
+        query: CostQuery
+        error: str
+
+    def compose(self) -> ComposeResult:
+        with Horizontal(id="costs-controls"):
+            yield Select([], prompt="dataset", id="costs-dataset", allow_blank=True)
+            yield Label("requests/month")
+            yield Input("10000", id="costs-rpm", type="number")
+            yield Label("months")
+            yield Input("12", id="costs-horizon", type="number")
+            yield Select([], prompt="local model", id="costs-model", allow_blank=True)
+            yield Select(METHODS, value="qlora", id="costs-method", allow_blank=False)
+            yield Button("Estimate", id="costs-run", variant="primary")
+        yield Static("", id="costs-error")
+        yield DataTable(id="costs-table", cursor_type="row", zebra_stripes=True)
+        yield Static("Choose a dataset and the expected traffic.", id="costs-detail")
+        yield PlotextPlot(id="costs-plot")
+
+    def on_mount(self) -> None:
+        self.query_one(DataTable).add_columns(
+            "option", "one-time", "per 1k req", "monthly", "horizon", "break-even")
+        self.load_choices()
+
+    # -- loading ------------------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="costs-choices")
+    def load_choices(self) -> None:
+        from sqlmodel import select
+
+        from app.costs.compare import DEFAULT_LOCAL_MODEL
+        from app.costs.model_shapes import known_model_names
+        from db.models import Dataset
+
+        with read_session(get_engine()) as session:
+            names = list(dict.fromkeys(session.exec(
+                select(Dataset.name).order_by(Dataset.created_at.desc())).all()))
+        models = [DEFAULT_LOCAL_MODEL] + [m for m in known_model_names() if m != DEFAULT_LOCAL_MODEL]
+        self.post_message(self.DatasetsLoaded(names, models))
+
+    @on(DatasetsLoaded)
+    def _show_choices(self, message: DatasetsLoaded) -> None:
+        datasets = self.query_one("#costs-dataset", Select)
+        datasets.set_options([(n, n) for n in message.names])
+        models = self.query_one("#costs-model", Select)
+        models.set_options([(m.split("/")[-1], m) for m in message.local_models])
+        models.value = message.local_models[0]
+        if message.names:
+            datasets.value = message.names[0]  # the newest; triggers an estimate
+
+    # -- estimating ---------------------------------------------------------------------
+
+    def current_query(self) -> CostQuery | None:
+        dataset = self.query_one("#costs-dataset", Select).value
+        if dataset in (Select.BLANK, None):
+            return None
+        model = self.query_one("#costs-model", Select).value
+        try:
+            rpm = float(self.query_one("#costs-rpm", Input).value)
+            horizon = float(self.query_one("#costs-horizon", Input).value)
+        except ValueError:
+            self.query_one("#costs-error", Static).update(
+                "requests/month and months must be numbers")
+            return None
+        return CostQuery(str(dataset), rpm, horizon,
+                         "" if model in (Select.BLANK, None) else str(model),
+                         str(self.query_one("#costs-method", Select).value))
+
+    @on(Select.Changed)
+    @on(Button.Pressed, "#costs-run")
+    @on(Input.Submitted)
+    def _request_estimate(self) -> None:
+        query = self.current_query()
+        if query is not None:
+            self.estimate(query)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="costs")
+    def estimate(self, query: CostQuery) -> None:
+        from app.costs.compare import compare
+        from app.costs.dataset_inputs import find_dataset
+        from app.costs.errors import CostError
+        from app.costs.local_memory import LocalTrainingConfig
+
+        try:
+            with read_session(get_engine()) as session:
+                dataset = find_dataset(session, query.dataset)
+                result = compare(
+                    session, dataset, local_models=[query.local_model] if query.local_model else None,
+                    local_config=LocalTrainingConfig(method=query.method),
+                    requests_per_month=query.requests_per_month,
+                    horizon_months=query.horizon_months)
+        except CostError as e:
+            self.post_message(self.Failed(query, str(e)))
+            return
+        self.post_message(self.Computed(query, result))
+
+    @on(Failed)
+    def _show_failure(self, message: Failed) -> None:
+        self.query_one("#costs-error", Static).update(f"error: {message.error}")
+
+    @on(Computed)
+    def _show(self, message: Computed) -> None:
+        result = message.result
+        self.query_one("#costs-error", Static).update("")
+        table = self.query_one(DataTable)
+        table.clear()
+        for o in result.options:
+            if o.kind == "baseline":
+                be = "baseline"
+            elif o.break_even_requests is None:
+                be = "never"
+            else:
+                be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
+            mark = "* " if o.key == result.cheapest else "  "
+            table.add_row(mark + o.label, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
+                          _usd(o.monthly_usd), _usd(o.horizon_usd), be, key=o.key)
+        cheapest = result.option(result.cheapest)
+        warnings = [f"{o.label}: {w}" for o in result.options for w in o.warnings]
+        p = result.profile
+        self.query_one("#costs-detail", Static).update(
+            f"Cheapest over {result.horizon_months:g} months at {result.requests_per_month:,.0f} "
+            f"requests/month: {cheapest.label}. Baseline: k={p['k']} examples "
+            f"({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
+            f"{p['output_tokens']:.0f}. Prices as of {result.catalog['as_of']} "
+            f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings))
+        self._plot(result)
+
+    def _plot(self, result) -> None:
+        requests, curves = result.curves(points=60)
+        plot = self.query_one(PlotextPlot)
+        plt = plot.plt
+        plt.clear_data()
+        plt.clear_figure()
+        labels = {o.key: o.label for o in result.options}
+        for key, costs in curves.items():
+            plt.plot(requests.tolist(), costs.tolist(), label=labels[key][:40])
+        # The crossings with the baseline: the break-evens.
+        xs = [o.break_even_requests for o in result.options
+              if o.break_even_requests is not None and o.break_even_requests <= requests[-1]]
+        if xs:
+            base = result.baseline.per_request_usd
+            plt.scatter(xs, [x * base for x in xs], marker="x", label="break-even")
+        plt.title("Cumulative cost (USD) against requests")
+        plt.xlabel("requests")
+        plot.refresh()
