@@ -246,7 +246,12 @@ class OpenAIProvider(Provider):
         last: ProviderError | None = None
         for attempt in range(max(1, self.config.create_attempts)):
             if attempt:
-                self._sleep(backoff_delay(attempt - 1, last.retry_after_s if last else None))
+                wait = backoff_delay(attempt - 1, last.retry_after_s if last else None)
+                if last is not None and last.code == "timeout":
+                    # The server may still be working on the request we gave up on; give it
+                    # one more timeout period so the lookup below sees the job it makes.
+                    wait = max(wait, self.config.timeout_s)
+                self._sleep(wait)
             if need_lookup:
                 try:
                     found = self._find_once(spec.ftm_job_uid)
