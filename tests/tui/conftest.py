@@ -12,3 +12,17 @@ from tests.tui.helpers import FIXED_TODAY
 def fixed_today(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(launch_form, "today", lambda: FIXED_TODAY)
     return FIXED_TODAY
+
+
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch):
+    """The OpenAI emulator on a random loopback port; ftm's settings point at it."""
+    from app import database
+    from app.sandbox.server import SandboxServer
+
+    with SandboxServer(port=0, seconds_per_step=0.01, seed=7) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        monkeypatch.setenv("FTM_OPENAI__MAX_RETRIES", "0")
+        database.reset()
+        yield server
