@@ -1,0 +1,151 @@
+"""The poller: two at once record nothing twice; stall detection; backoff; rate limits."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlmodel import func, select
+
+from app.jobs.launch import launch_job
+from app.jobs.poller import Poller, RateLimiter
+from app.sandbox.faults import FaultPlan
+from app.settings import PollerSettings
+from db.engine import read_session
+from db.models import Checkpoint, Job, JobEvent, MetricPoint
+from providers.backoff import backoff_delay
+from tests.jobs.conftest import MODEL, job_row, make_dataset, poll_until
+
+FAST = PollerSettings(concurrency=8, requests_per_second=1000, stall_after_s=3600)
+
+
+def _counts(engine, job_id):
+    with read_session(engine) as session:
+        def count(model):
+            return session.scalar(select(func.count()).select_from(model)
+                                  .where(model.job_id == job_id))
+        return count(JobEvent), count(MetricPoint), count(Checkpoint)
+
+
+def test_two_pollers_at_once_record_everything_once(engine, sandbox, tmp_path):
+    make_dataset(engine, tmp_path)
+    jobs = [launch_job("openai", "toy", MODEL, suffix=f"p{i}",
+                       hyperparameters={"n_epochs": 2}) for i in range(4)]
+    first, second = Poller(engine, settings=FAST), Poller(engine, settings=FAST)
+
+    def done():
+        return all(job_row(engine, j.id).status == "succeeded" for j in jobs)
+
+    async def both():
+        deadline = time.monotonic() + 60
+        while not done():
+            assert time.monotonic() < deadline
+            await asyncio.gather(first.run_once(), second.run_once())
+            await asyncio.sleep(0.02)
+        # both see the same (already finished) state once more: still nothing doubled
+        await asyncio.gather(first.run_once(), second.run_once())
+
+    asyncio.run(both())
+    first.close()
+    second.close()
+    for j in jobs:
+        row = job_row(engine, j.id)
+        server = sandbox.state.jobs[row.remote_id]
+        with read_session(engine) as session:
+            provider_events = list(session.scalars(select(JobEvent.provider_event_id).where(
+                JobEvent.job_id == row.id, ~JobEvent.provider_event_id.startswith("ftm:"))))
+            status_events = list(session.scalars(select(JobEvent.message).where(
+                JobEvent.job_id == row.id, JobEvent.type == "status")))
+        assert sorted(provider_events) == sorted(e.id for e in server.events)
+        assert len(status_events) == len(set(status_events))
+        _, metrics, checkpoints = _counts(engine, row.id)
+        assert metrics == row.total_steps and checkpoints == 2
+
+
+def test_a_job_without_progress_gets_one_stall_warning(tmp_path, monkeypatch):
+    from app import database
+    from app.sandbox.server import SandboxServer
+
+    # a frozen sandbox clock: the job never moves on
+    with SandboxServer(port=0, seconds_per_step=0.01, frozen=True) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        engine = database.get_engine()
+        make_dataset(engine, tmp_path)
+        job = launch_job("openai", "toy", MODEL)
+        clock = {"now": datetime.now(UTC)}
+        settings = PollerSettings(concurrency=2, requests_per_second=1000, stall_after_s=600)
+        pollers = [Poller(engine, settings=settings, now=lambda: clock["now"]) for _ in range(2)]
+        poll_until(pollers[0], lambda: True)
+        assert not job_row(engine, job.id).stalled
+        clock["now"] += timedelta(seconds=601)
+        async def both():
+            await asyncio.gather(*(p.run_once() for p in pollers))
+
+        for _ in range(3):  # several cycles, two pollers: still one warning
+            asyncio.run(both())
+        row = job_row(engine, job.id)
+        assert row.stalled
+        with read_session(engine) as session:
+            stalls = list(session.scalars(select(JobEvent).where(
+                JobEvent.job_id == job.id, JobEvent.type == "stall")))
+        assert len(stalls) == 1 and stalls[0].level == "warn"
+        assert "No progress for 10 min" in stalls[0].message
+        # progress clears the flag
+        server.advance(30)
+        poll_until(pollers[0], lambda: True)
+        assert not job_row(engine, job.id).stalled
+        for p in pollers:
+            p.close()
+
+
+def test_backoff_honours_retry_after_and_grows_with_jitter():
+    assert backoff_delay(0, 5.0) >= 5.0
+    delays = [backoff_delay(6, None, base=0.25, cap=8.0) for _ in range(200)]
+    assert max(delays) <= 8.0 and len(set(delays)) > 150  # jittered, capped
+    assert max(backoff_delay(0) for _ in range(200)) <= 0.25
+
+
+def test_a_rate_limited_job_is_deferred_and_then_caught_up(engine, sandbox, tmp_path):
+    make_dataset(engine, tmp_path)
+    job = launch_job("openai", "toy", MODEL)
+    # every read of this job is refused with a long Retry-After: the poller backs off
+    sandbox.faults = FaultPlan().add("jobs.retrieve", "rate_limit", count=3, retry_after_s=0.5)
+    poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=1000,
+                                                    stall_after_s=3600), backoff_base_s=0.01)
+    first = asyncio.run(poller.run_once())
+    assert first.errors == 1 and first.refreshed == 0
+    second = asyncio.run(poller.run_once())
+    assert second.deferred == 1  # not retried before Retry-After has passed
+    time.sleep(0.6)
+    poll_until(poller, lambda: job_row(engine, job.id).status == "succeeded")
+    poller.close()
+
+
+def test_rate_limiter_spaces_starts():
+    async def go():
+        limiter = RateLimiter(50.0)
+        started = time.monotonic()
+        for _ in range(11):
+            await limiter.acquire()
+        return time.monotonic() - started
+
+    assert asyncio.run(go()) >= 0.19
+
+
+def test_watch_once_polls_and_reports(engine, sandbox, tmp_path):
+    from click.testing import CliRunner
+
+    from app.cli.main import cli
+
+    make_dataset(engine, tmp_path)
+    job = launch_job("openai", "toy", MODEL)
+    sandbox.advance(60)
+    result = CliRunner().invoke(cli, ["watch", "--once"])
+    assert result.exit_code == 0, result.output
+    assert "1 active, 1 refreshed" in result.output and "1 finished" in result.output
+    assert job_row(engine, job.id).status == "succeeded"
+    with read_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 1
