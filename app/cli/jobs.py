@@ -154,7 +154,9 @@ def list_cmd(active, provider, limit, as_json) -> None:
         return
     table = Table(title="Jobs")
     for col in ("id", "name", "provider", "model", "status", "progress", "loss", "remote id"):
-        table.add_column(col, overflow="fold")
+        # labels that must stay whole do not wrap; names and ids fold when space is short
+        keep = col in ("id", "provider", "status", "progress", "loss")
+        table.add_column(col, overflow="fold", no_wrap=keep)
     for j in rows:
         frac = progress_fraction(j)
         table.add_row(
