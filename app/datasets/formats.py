@@ -51,9 +51,30 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+
+
+def _plainly_valid(messages: Any) -> bool:
+    """The common case, checked fast: only role and non-empty string content, and an
+    assistant turn. Anything else goes through the full rules."""
+    if type(messages) is not list or not messages:
+        return False
+    has_assistant = False
+    for m in messages:
+        if type(m) is not dict or len(m) != 2:
+            return False
+        content, role = m.get("content"), m.get("role")
+        if type(content) is not str or not content or role not in _PLAIN_ROLES:
+            return False
+        has_assistant = has_assistant or role == "assistant"
+    return has_assistant
+
+
 def validate_messages(messages: Any, where: str = "messages",
                       need_assistant: bool = True) -> list[Issue]:
     """OpenAI's recipe checks on one messages list, plus weights and tool-call shapes."""
+    if need_assistant and _plainly_valid(messages):
+        return []
     if not isinstance(messages, list) or not messages:
         return [("missing_messages_list",
                  f"'{where}' must be a non-empty list of messages, got {_describe(messages)}")]
@@ -147,8 +168,10 @@ def validate_example(example: Any, fmt: str) -> list[Issue]:
         return _validate_instruction(example)
     if fmt == PREFERENCE:
         return _validate_preference(example)
-    return (validate_messages(example.get("messages")) + _validate_tools(example)
-            + _unknown_keys(example, CHAT_KEYS))
+    issues = validate_messages(example.get("messages"))
+    if len(example) > 1:
+        issues += _validate_tools(example) + _unknown_keys(example, CHAT_KEYS)
+    return issues
 
 
 def _validate_instruction(example: dict) -> list[Issue]:
