@@ -43,6 +43,7 @@ class JobDetailScreen(Screen):
     def __init__(self, job_id: int) -> None:
         super().__init__()
         self.job_id = job_id
+        self.plotted: dict[str, int] = {"train": 0, "validation": 0}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -108,6 +109,7 @@ class JobDetailScreen(Screen):
         if valid:
             plt.plot([s for s, _ in valid], [v for _, v in valid], label="validation")
         plot.refresh()
+        self.plotted = {"train": len(train), "validation": len(valid)}  # what the plot shows
 
         checkpoints = self.query_one("#job-checkpoints", DataTable)
         checkpoints.clear()
