@@ -145,6 +145,9 @@ def _operation(sandbox: Sandbox, name: str, handler: Handler) -> Callable[[Reque
             if kind == "drop_before":
                 return _DroppedConnection()
             if kind == "slow":
+                # The request has reached the service: read it whole before the wait, so it
+                # takes effect even if the client gives up in the meantime.
+                await request.body()
                 await asyncio.sleep(fault.delay_s)
             result = await handler(sandbox, request)
             if kind == "drop_after":
