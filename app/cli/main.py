@@ -24,6 +24,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "promote"),
     ("app.cli.models", "gates"),
     ("app.cli.models", "migrate"),
+    ("app.cli.sandbox", "sandbox"),
 ]
 
 

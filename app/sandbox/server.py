@@ -132,12 +132,7 @@ class SandboxServer:
         return self.clock.advance(seconds)
 
     def start(self) -> SandboxServer:
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only
-        # when the listening socket says it is TCP; without it every answer waits ~40 ms
-        # on Nagle's algorithm and the client's delayed ACK.
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self._requested_port))
+        sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
             create_app(self._sandbox), log_level="warning", lifespan="off",
@@ -175,19 +170,31 @@ class SandboxServer:
         self.stop()
 
 
-def serve_forever(
-    *,
-    host: str,
-    port: int,
-    state: SandboxState,
-    faults: FaultPlan | None,
-) -> None:
-    """Serve in the foreground until interrupted (Ctrl-C), then save the state."""
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening-ready TCP socket on ``host:port`` (port 0: a free one).
+
+    Raises OSError when the address is taken or cannot be bound.
+    """
+    # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted connections only when
+    # the listening socket says it is TCP; without it every answer waits ~40 ms on Nagle's
+    # algorithm and the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve_forever(sock: socket.socket, state: SandboxState, faults: FaultPlan | None) -> None:
+    """Serve on ``sock`` in the foreground until interrupted (Ctrl-C), then save the state."""
     config = uvicorn.Config(
-        create_app(Sandbox(state, faults)), host=host, port=port, log_level="info",
-        lifespan="off", timeout_graceful_shutdown=2,
+        create_app(Sandbox(state, faults)), log_level="info", lifespan="off",
+        timeout_graceful_shutdown=2,
     )
     try:
-        uvicorn.Server(config).run()
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         state.save()

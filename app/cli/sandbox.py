@@ -1,0 +1,103 @@
+"""`ftm sandbox`: serve the local OpenAI emulator in the foreground."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+from app.cli.errors import UserError
+
+DEFAULT_PORT = 8765
+
+
+def _parse_date(value: str, option: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise UserError(f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2027-01-07") from None
+
+
+@click.command("sandbox")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. Keep the loopback default: the sandbox accepts any sk- key.")
+@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, envvar="FTM_SANDBOX_PORT",
+              help="TCP port (0: any free port).")
+@click.option("--seconds-per-step", type=float, default=0.5, show_default=True,
+              envvar="FTM_SANDBOX_SECONDS_PER_STEP",
+              help="Wall-clock seconds per simulated training step (validation takes 3 steps, queueing 2).")
+@click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="FTM_SANDBOX_FAULTS",
+              help='Fault plan JSON: {"seed": N, "rules": [{"route": "jobs.create", "kind": "rate_limit", ...}]}.')
+@click.option("--date", "start_date", metavar="YYYY-MM-DD",
+              help="Start the sandbox clock on this date (UTC midnight) instead of now.")
+@click.option("--sunset", default="2027-01-06", show_default=True, metavar="YYYY-MM-DD|none",
+              help="Refuse job creation once the sandbox date is after this day, as the real service will.")
+@click.option("--seed", type=int, help="Seed ids and job seeds, for reproducible sessions.")
+@click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty and save no state.")
+def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | None,
+            start_date: str | None, sunset: str, seed: int | None, ephemeral: bool) -> None:
+    """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine.
+
+    Everything it serves is simulated and free: jobs run on an accelerated clock and
+    fine-tuned models answer from their training examples. State (files, jobs, models)
+    is kept under FTM_HOME/sandbox unless --ephemeral.
+    """
+    import tempfile
+
+    from app.sandbox.faults import FaultPlan, FaultPlanError
+    from app.sandbox.server import bind_socket, build_state, serve_forever
+    from app.settings import get_settings
+
+    if seconds_per_step < 0:
+        raise UserError(f"--seconds-per-step must not be negative (got {seconds_per_step})")
+    start = None
+    if start_date:
+        start = datetime.combine(_parse_date(start_date, "--date"), datetime.min.time(), UTC)
+    sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
+    faults = None
+    if faults_file is not None:
+        try:
+            faults = FaultPlan.from_file(faults_file)
+        except FaultPlanError as exc:
+            raise UserError(f"{exc}. Fix the file or leave out --faults.") from None
+
+    if ephemeral:
+        data_dir = Path(tempfile.mkdtemp(prefix="ftm-sandbox-"))
+        state_file = None
+    else:
+        data_dir = get_settings().home / "sandbox"
+        state_file = data_dir / "state.json"
+    try:
+        state = build_state(
+            seconds_per_step=seconds_per_step, files_dir=data_dir / "files", start=start,
+            sunset=sunset_date, seed=seed, state_file=state_file,
+        )
+    except ValueError as exc:
+        raise UserError(f"{exc}; or run with --ephemeral") from None
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port") from None
+
+    url = f"http://{host}:{sock.getsockname()[1]}/v1"
+    echo = click.echo
+    click.secho(f"ftm sandbox: a SIMULATED OpenAI API at {url}", bold=True)
+    echo("Nothing here is real or billed. Any API key that starts with sk- is accepted.")
+    echo("Point ftm at it with environment variables:")
+    echo(f"  export FTM_OPENAI__SANDBOX=true FTM_OPENAI__SANDBOX_URL={url}")
+    echo("or in config.toml:")
+    echo(f'  [openai]\n  sandbox = true\n  sandbox_url = "{url}"')
+    echo(f"Other OpenAI clients: OPENAI_BASE_URL={url} OPENAI_API_KEY=sk-sandbox")
+    clock = state.clock.today().isoformat()
+    refusal = f"job creation refused after {sunset_date}" if sunset_date else "no service sunset"
+    echo(f"Clock: {clock}, {seconds_per_step:g} s per training step; {refusal}.")
+    echo(f"State: {state_file} ({len(state.jobs)} jobs)" if state_file else "State: not kept (--ephemeral)")
+    if faults is not None:
+        echo(f"Faults: {len(faults.rules)} rule(s) from {faults_file}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
+                    fg="yellow", err=True)
+    echo("Press Ctrl-C to stop.", nl=True)
+    serve_forever(sock, state, faults)
