@@ -1,0 +1,131 @@
+"""End to end on real parts: a model fine-tuned on the sandbox is promoted, then migrated
+to a local LoRA on a tiny Llama (real training in a worker process, real batched local
+generation), evaluated on the same eval set, promoted through the gates, merged and
+exported, and rolled back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from app import database
+from app.cli.main import cli
+from app.datasets.store import add_dataset
+from app.evaluation.service import EvalRequest, evaluate
+from app.promotion import aliases
+from app.promotion.migrate import MigrationRequest, migrate_alias
+from app.sandbox.server import SandboxServer
+from providers.local import demo_data
+from tests.evaluation.sandbox_fixtures import BASE, train
+from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sandbox(monkeypatch):
+    with SandboxServer(port=0, seconds_per_step=0.01, seed=5) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        yield server
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
+
+
+def test_migrate_a_sandbox_model_to_a_local_lora_and_promote_merged(sandbox, tiny_model, tmp_path):
+    engine = database.get_engine()
+    data = demo_data.write_jsonl(tmp_path / "labels.jsonl", demo_data.labelling_examples(120, 1))
+    add_dataset(data, name="labels", val_fraction=0.2, seed=1)
+
+    hosted = train(engine, "labels", "labels")
+    runs = evaluate(
+        EvalRequest(
+            task="labels",
+            dataset="labels",
+            provider="openai",
+            base_model=BASE,
+            few_shot=3,
+            job_ids=[hosted.id],
+            max_tokens=8,
+        ),
+        engine=engine,
+    )
+    hosted_run = runs[-1]
+    row, report = aliases.promote(
+        engine,
+        task="labels",
+        alias="production",
+        run_id=hosted_run.id,
+        who="ci",
+        why="first fine-tune",
+    )
+    assert report.passed
+
+    events: list[str] = []
+    result = migrate_alias(
+        engine,
+        MigrationRequest(
+            task="labels",
+            alias="production",
+            to_provider="local",
+            base_model=str(tiny_model),
+            method="lora",
+            epochs=6,
+            options={"learning_rate": 5e-3, "batch_size": 8, "torch_threads": 2},
+            timeout_s=300,
+        ),
+        on_event=events.append,
+    )
+    text = "\n".join(events)
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+        assert step in text
+    assert "retires on 2027-01-14" in text  # the hosted base's sunset is flagged
+    assert result.job.provider == "local" and result.job.status == "succeeded"
+    adapter = Path(result.job.fine_tuned_model)
+    assert (adapter / "adapter_config.json").is_file()
+    # the same eval set and config as the promoted model's run
+    assert result.run.config["dataset_id"] == hosted_run.config["dataset_id"]
+    assert result.run.config["scorers"] == hosted_run.config["scorers"] == ["label"]
+    assert result.run.summary["task"]["n"] == hosted_run.summary["task"]["n"]
+    local_q = result.run.summary["task"]["quality"]
+    base_q = result.base_run.summary["task"]["quality"]
+    assert local_q > base_q and local_q >= 0.6, (local_q, base_q)
+    assert result.promoted, text
+    holder = aliases.current(engine, "labels", "production")
+    assert holder.promotion.provider == "local" and holder.promotion.model_kind == "adapter"
+    assert "migrated from" in holder.promotion.why
+
+    # promote the evaluated adapter again, merged into its base, and export it
+    merged = _cli(
+        "promote", "--task", "labels", "--alias", "staging", "--run", str(result.run.id), "--merge"
+    )
+    assert merged.exit_code == 0, merged.output
+    record = json.loads(_cli("models", "export", "--alias", "staging").output)
+    assert record["model_kind"] == "merged" and record["base_url"] is None
+    merged_dir = Path(record["path"])
+    assert (merged_dir / "config.json").is_file() and (
+        merged_dir / "ftm_merged_from.json"
+    ).is_file()
+
+    # the merged model answers like the adapter (same eval, real local generation)
+    from providers.local import LocalProvider
+    from providers.types import ChatMessage
+
+    prompt = [
+        ChatMessage("system", demo_data.SYSTEM),
+        ChatMessage("user", "I saw the cat yesterday."),
+    ]
+    local = LocalProvider()
+    assert (
+        local.complete(str(merged_dir), prompt, max_tokens=4).text
+        == local.complete(str(adapter), prompt, max_tokens=4).text
+    )
+
+    back = _cli("promote", "--task", "labels", "--rollback")
+    assert back.exit_code == 0 and hosted.fine_tuned_model in back.output
