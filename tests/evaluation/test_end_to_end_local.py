@@ -20,7 +20,6 @@ from app.promotion.migrate import MigrationRequest, migrate_alias
 from app.sandbox.server import SandboxServer
 from providers.local import demo_data
 from tests.evaluation.sandbox_fixtures import BASE, train
-from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 
 pytestmark = pytest.mark.slow
 
