@@ -1,0 +1,28 @@
+"""A large file is scanned in parts by worker processes; the report is the same as one
+inline pass."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.datasets import check
+from tests.datasets.helpers import chat, write_jsonl
+
+
+def test_parallel_scan_matches_inline(tmp_path, monkeypatch):
+    rows = [chat(i, reply=("a", "b")[i % 2] if i % 5 else f"reply {i}") for i in range(400)]
+    rows[150] = rows[20]  # an exact duplicate across parts
+    path = write_jsonl(tmp_path / "d.jsonl", rows, raw_lines={3: b"oops", 399: b"[]"})
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    inline = check.check_file(path, workers=1)
+    monkeypatch.setattr(check, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(check, "PART_BYTES", 4096)  # many parts, lines split across them
+    assert len(check._part_bounds(path, path.stat().st_size, 4096)) > 5
+    parallel = check.check_file(path, workers=2)
+    a, b = inline.to_dict(), parallel.to_dict()
+    a.pop("elapsed_s"), b.pop("elapsed_s")
+    assert a == b
+    assert np.array_equal(inline.arrays.tokens, parallel.arrays.tokens)
+    assert np.array_equal(inline.arrays.lines, parallel.arrays.lines)
+    assert [p.line for p in parallel.problems if p.category == "duplicate_example"] == [151]
+    assert {p.line for p in parallel.problems if p.category in ("invalid_json", "data_type")} == {3, 399}
