@@ -63,8 +63,10 @@ def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | N
         except FaultPlanError as exc:
             raise UserError(f"{exc}. Fix the file or leave out --faults.") from None
 
+    scratch = None
     if ephemeral:
-        data_dir = Path(tempfile.mkdtemp(prefix="ftm-sandbox-"))
+        scratch = tempfile.TemporaryDirectory(prefix="ftm-sandbox-")
+        data_dir = Path(scratch.name)
         state_file = None
     else:
         data_dir = get_settings().home / "sandbox"
@@ -99,5 +101,12 @@ def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | N
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.secho(f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
                     fg="yellow", err=True)
-    echo("Press Ctrl-C to stop.", nl=True)
-    serve_forever(sock, state, faults)
+    echo("Press Ctrl-C to stop.")
+    try:
+        serve_forever(sock, state, faults)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    echo(f"Stopped; state saved to {state_file}." if state_file else "Stopped.")

@@ -13,7 +13,15 @@ import openai
 
 from app.sandbox.server import SandboxServer
 from app.tokens import get_encoding
-from tests.sandbox.conftest import START, STEP_S, jsonl, make_client, run_to_end, sentiment_rows, upload
+from tests.sandbox.conftest import (
+    START,
+    STEP_S,
+    jsonl,
+    make_client,
+    run_to_end,
+    sentiment_rows,
+    upload,
+)
 
 
 def recipe_tokens(messages: list[dict]) -> int:
