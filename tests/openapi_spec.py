@@ -135,8 +135,13 @@ def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
 
 @cache
 def _validator(path_template: str, method: str, status: int) -> jsonschema.Draft202012Validator:
-    schema = {**response_schema(path_template, method, status), "components": load_spec()["components"]}
-    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+    schema = {
+        **response_schema(path_template, method, status),
+        "components": load_spec()["components"],
+    }
+    return jsonschema.Draft202012Validator(
+        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
 
 
 def validate_response(path: str, method: str, status: int, body: Any) -> None:

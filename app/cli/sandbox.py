@@ -16,28 +16,66 @@ def _parse_date(value: str, option: str) -> date:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise UserError(f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2027-01-07") from None
+        raise UserError(
+            f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2027-01-07"
+        ) from None
 
 
 @click.command("sandbox")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to bind. Keep the loopback default: the sandbox accepts any sk- key.")
-@click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, envvar="FTM_SANDBOX_PORT",
-              help="TCP port (0: any free port).")
-@click.option("--seconds-per-step", type=float, default=0.5, show_default=True,
-              envvar="FTM_SANDBOX_SECONDS_PER_STEP",
-              help="Wall-clock seconds per simulated training step (validation takes 3 steps, queueing 2).")
-@click.option("--faults", "faults_file", type=click.Path(dir_okay=False, path_type=Path),
-              envvar="FTM_SANDBOX_FAULTS",
-              help='Fault plan JSON: {"seed": N, "rules": [{"route": "jobs.create", "kind": "rate_limit", ...}]}.')
-@click.option("--date", "start_date", metavar="YYYY-MM-DD",
-              help="Start the sandbox clock on this date (UTC midnight) instead of now.")
-@click.option("--sunset", default="2027-01-06", show_default=True, metavar="YYYY-MM-DD|none",
-              help="Refuse job creation once the sandbox date is after this day, as the real service will.")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to bind. Keep the loopback default: the sandbox accepts any sk- key.",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=DEFAULT_PORT,
+    show_default=True,
+    envvar="FTM_SANDBOX_PORT",
+    help="TCP port (0: any free port).",
+)
+@click.option(
+    "--seconds-per-step",
+    type=float,
+    default=0.5,
+    show_default=True,
+    envvar="FTM_SANDBOX_SECONDS_PER_STEP",
+    help="Wall-clock seconds per simulated training step (validation takes 3 steps, queueing 2).",
+)
+@click.option(
+    "--faults",
+    "faults_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar="FTM_SANDBOX_FAULTS",
+    help='Fault plan JSON: {"seed": N, "rules": [{"route": "jobs.create", "kind": "rate_limit", ...}]}.',
+)
+@click.option(
+    "--date",
+    "start_date",
+    metavar="YYYY-MM-DD",
+    help="Start the sandbox clock on this date (UTC midnight) instead of now.",
+)
+@click.option(
+    "--sunset",
+    default="2027-01-06",
+    show_default=True,
+    metavar="YYYY-MM-DD|none",
+    help="Refuse job creation once the sandbox date is after this day, as the real service will.",
+)
 @click.option("--seed", type=int, help="Seed ids and job seeds, for reproducible sessions.")
 @click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty and save no state.")
-def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | None,
-            start_date: str | None, sunset: str, seed: int | None, ephemeral: bool) -> None:
+def sandbox(
+    host: str,
+    port: int,
+    seconds_per_step: float,
+    faults_file: Path | None,
+    start_date: str | None,
+    sunset: str,
+    seed: int | None,
+    ephemeral: bool,
+) -> None:
     """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine.
 
     Everything it serves is simulated and free: jobs run on an accelerated clock and
@@ -73,15 +111,21 @@ def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | N
         state_file = data_dir / "state.json"
     try:
         state = build_state(
-            seconds_per_step=seconds_per_step, files_dir=data_dir / "files", start=start,
-            sunset=sunset_date, seed=seed, state_file=state_file,
+            seconds_per_step=seconds_per_step,
+            files_dir=data_dir / "files",
+            start=start,
+            sunset=sunset_date,
+            seed=seed,
+            state_file=state_file,
         )
     except ValueError as exc:
         raise UserError(f"{exc}; or run with --ephemeral") from None
     try:
         sock = bind_socket(host, port)
     except OSError as exc:
-        raise UserError(f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port") from None
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
+        ) from None
 
     url = f"http://{host}:{sock.getsockname()[1]}/v1"
     echo = click.echo
@@ -95,12 +139,19 @@ def sandbox(host: str, port: int, seconds_per_step: float, faults_file: Path | N
     clock = state.clock.today().isoformat()
     refusal = f"job creation refused after {sunset_date}" if sunset_date else "no service sunset"
     echo(f"Clock: {clock}, {seconds_per_step:g} s per training step; {refusal}.")
-    echo(f"State: {state_file} ({len(state.jobs)} jobs)" if state_file else "State: not kept (--ephemeral)")
+    echo(
+        f"State: {state_file} ({len(state.jobs)} jobs)"
+        if state_file
+        else "State: not kept (--ephemeral)"
+    )
     if faults is not None:
         echo(f"Faults: {len(faults.rules)} rule(s) from {faults_file}")
     if host not in ("127.0.0.1", "localhost", "::1"):
-        click.secho(f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
-                    fg="yellow", err=True)
+        click.secho(
+            f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
+            fg="yellow",
+            err=True,
+        )
     echo("Press Ctrl-C to stop.")
     try:
         serve_forever(sock, state, faults)

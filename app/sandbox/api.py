@@ -85,8 +85,13 @@ class ConnectionDropper:
                         break
                     await asyncio.sleep(0)
                 return
-            await send({"type": "http.response.start", "status": 200,
-                        "headers": [(b"content-length", b"1000")]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [(b"content-length", b"1000")],
+                }
+            )
 
         scope[DROP_KEY] = drop
         await self.app(scope, receive, send)
@@ -109,9 +114,17 @@ def _int_param(request: Request, name: str, default: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise invalid(f"Invalid '{name}': expected an integer, but got '{raw}' instead.", param=name, code="invalid_type") from None
+        raise invalid(
+            f"Invalid '{name}': expected an integer, but got '{raw}' instead.",
+            param=name,
+            code="invalid_type",
+        ) from None
     if not 1 <= value <= high:
-        raise invalid(f"Invalid '{name}': must be between 1 and {high}, but got {value}.", param=name, code="invalid_value")
+        raise invalid(
+            f"Invalid '{name}': must be between 1 and {high}, but got {value}.",
+            param=name,
+            code="invalid_value",
+        )
     return value
 
 
@@ -129,7 +142,9 @@ async def _json_body(request: Request) -> Any:
 Handler = Callable[[Sandbox, Request], Awaitable[Response | dict[str, Any]]]
 
 
-def _operation(sandbox: Sandbox, name: str, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
+def _operation(
+    sandbox: Sandbox, name: str, handler: Handler
+) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         try:
             _authenticate(request)
@@ -157,7 +172,13 @@ def _operation(sandbox: Sandbox, name: str, handler: Handler) -> Callable[[Reque
             return _error_response(error)
         except Exception:  # a sandbox bug: answer in the API's shape, keep the traceback
             logger.exception("sandbox error in %s", name)
-            return _error_response(ApiError(500, f"Internal error in the ftm sandbox while handling {name}; see its log.", type="server_error"))
+            return _error_response(
+                ApiError(
+                    500,
+                    f"Internal error in the ftm sandbox while handling {name}; see its log.",
+                    type="server_error",
+                )
+            )
 
     return endpoint
 
@@ -172,18 +193,25 @@ async def create_file(sandbox: Sandbox, request: Request) -> dict[str, Any]:
         raise invalid(f"Could not parse the multipart form: {exc}") from None
     upload = form.get("file")
     if upload is None or isinstance(upload, str):
-        raise invalid("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+        raise invalid(
+            "Missing required parameter: 'file'.", param="file", code="missing_required_parameter"
+        )
     content = await upload.read()
     purpose = form.get("purpose")
     return await run_in_threadpool(
-        sandbox.state.upload_file, upload.filename or "file", purpose if isinstance(purpose, str) else None, content
+        sandbox.state.upload_file,
+        upload.filename or "file",
+        purpose if isinstance(purpose, str) else None,
+        content,
     )
 
 
 async def list_files(sandbox: Sandbox, request: Request) -> dict[str, Any]:
     order = request.query_params.get("order", "desc")
     if order not in ("asc", "desc"):
-        raise invalid(f"Invalid 'order': expected 'asc' or 'desc', but got '{order}'.", param="order")
+        raise invalid(
+            f"Invalid 'order': expected 'asc' or 'desc', but got '{order}'.", param="order"
+        )
     return sandbox.state.list_files(
         purpose=request.query_params.get("purpose"),
         limit=_int_param(request, "limit", 10_000, 10_000),
@@ -274,18 +302,28 @@ async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")
     if not isinstance(model, str) or not model:
-        raise invalid("Missing required parameter: 'model'.", param="model", code="missing_required_parameter")
+        raise invalid(
+            "Missing required parameter: 'model'.", param="model", code="missing_required_parameter"
+        )
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
-        raise invalid("Missing required parameter: 'messages'.", param="messages", code="missing_required_parameter")
+        raise invalid(
+            "Missing required parameter: 'messages'.",
+            param="messages",
+            code="missing_required_parameter",
+        )
     for index, message in enumerate(messages):
         if not isinstance(message, dict) or not isinstance(message.get("role"), str):
             raise invalid(
                 f"Invalid value for 'messages[{index}]': expected an object with a 'role'.",
-                param=f"messages[{index}]", code="invalid_value",
+                param=f"messages[{index}]",
+                code="invalid_value",
             )
     if body.get("stream"):
-        raise invalid("Streaming is not emulated by the ftm sandbox; call without stream=true.", param="stream")
+        raise invalid(
+            "Streaming is not emulated by the ftm sandbox; call without stream=true.",
+            param="stream",
+        )
     n = body.get("n") or 1
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
         raise invalid("Invalid 'n': expected an integer between 1 and 128.", param="n")
@@ -295,7 +333,9 @@ async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]
     return await run_in_threadpool(_complete, sandbox, model, messages, n, limit)
 
 
-def _complete(sandbox: Sandbox, model: str, messages: list[dict[str, Any]], n: int, limit: int | None) -> dict[str, Any]:
+def _complete(
+    sandbox: Sandbox, model: str, messages: list[dict[str, Any]], n: int, limit: int | None
+) -> dict[str, Any]:
     from app.tokens import encoding_for_model
 
     base, memory = sandbox.state.chat_model(model)
@@ -327,8 +367,10 @@ def _complete(sandbox: Sandbox, model: str, messages: list[dict[str, Any]], n: i
             "total_tokens": prompt_tokens + len(tokens) * n,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {
-                "reasoning_tokens": 0, "audio_tokens": 0,
-                "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0,
+                "reasoning_tokens": 0,
+                "audio_tokens": 0,
+                "accepted_prediction_tokens": 0,
+                "rejected_prediction_tokens": 0,
             },
         },
         "service_tier": "default",
@@ -363,7 +405,9 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 500)
     if status == 405:
-        return _error_response(ApiError(405, f"Method {request.method} is not allowed for {request.url.path}"))
+        return _error_response(
+            ApiError(405, f"Method {request.method} is not allowed for {request.url.path}")
+        )
     return _error_response(errors.not_found_route(request.method, request.url.path))
 
 

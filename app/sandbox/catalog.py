@@ -24,7 +24,9 @@ class BaseModel:
 
 
 BASE_MODELS: tuple[BaseModel, ...] = (
-    BaseModel("gpt-4o-mini-2024-07-18", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4o-mini",)),
+    BaseModel(
+        "gpt-4o-mini-2024-07-18", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4o-mini",)
+    ),
     BaseModel("gpt-4o-2024-08-06", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4o",)),
     BaseModel("gpt-4.1-2025-04-14", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4.1",)),
     BaseModel(

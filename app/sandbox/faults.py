@@ -38,10 +38,22 @@ from typing import Any
 FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "slow", "drop_before", "drop_after")
 
 ROUTES = (
-    "files.create", "files.list", "files.retrieve", "files.delete", "files.content",
-    "jobs.create", "jobs.list", "jobs.retrieve", "jobs.cancel", "jobs.pause", "jobs.resume",
-    "jobs.events", "jobs.checkpoints",
-    "models.list", "models.retrieve", "models.delete",
+    "files.create",
+    "files.list",
+    "files.retrieve",
+    "files.delete",
+    "files.content",
+    "jobs.create",
+    "jobs.list",
+    "jobs.retrieve",
+    "jobs.cancel",
+    "jobs.pause",
+    "jobs.resume",
+    "jobs.events",
+    "jobs.checkpoints",
+    "models.list",
+    "models.retrieve",
+    "models.delete",
     "chat.completions",
 )
 
@@ -70,9 +82,13 @@ class FaultRule:
 
     def __post_init__(self) -> None:
         if self.kind not in FAULT_KINDS:
-            raise FaultPlanError(f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}")
+            raise FaultPlanError(
+                f"unknown fault kind {self.kind!r}; use one of {', '.join(FAULT_KINDS)}"
+            )
         if not any(fnmatch.fnmatchcase(r, self.route) for r in ROUTES):
-            raise FaultPlanError(f"route {self.route!r} matches no route; routes are {', '.join(ROUTES)}")
+            raise FaultPlanError(
+                f"route {self.route!r} matches no route; routes are {', '.join(ROUTES)}"
+            )
         if self.probability is not None and not 0.0 <= self.probability <= 1.0:
             raise FaultPlanError(f"probability {self.probability} is not between 0 and 1")
         if self.count is not None and self.count < 0:
@@ -136,7 +152,9 @@ class FaultPlan:
                 raise FaultPlanError(f"rules[{index}] is not an object")
             unknown = set(raw) - {f for f in FaultRule.__dataclass_fields__}
             if unknown:
-                raise FaultPlanError(f"rules[{index}] has unknown keys: {', '.join(sorted(unknown))}")
+                raise FaultPlanError(
+                    f"rules[{index}] has unknown keys: {', '.join(sorted(unknown))}"
+                )
             if "route" not in raw or "kind" not in raw:
                 raise FaultPlanError(f"rules[{index}] needs a 'route' and a 'kind'")
             try:

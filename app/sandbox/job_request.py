@@ -12,8 +12,15 @@ from typing import Any
 from app.sandbox.errors import ApiError, invalid
 
 TOP_LEVEL_KEYS = {
-    "model", "training_file", "validation_file", "suffix", "seed", "metadata",
-    "integrations", "method", "hyperparameters",
+    "model",
+    "training_file",
+    "validation_file",
+    "suffix",
+    "seed",
+    "metadata",
+    "integrations",
+    "method",
+    "hyperparameters",
 }
 METHODS = ("supervised", "dpo", "reinforcement")
 HYPERPARAMETERS = {
@@ -66,11 +73,15 @@ def _wrong_type(param: str, expected: str, value: Any) -> ApiError:
 
 
 def _missing(param: str) -> ApiError:
-    return invalid(f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter")
+    return invalid(
+        f"Missing required parameter: '{param}'.", param=param, code="missing_required_parameter"
+    )
 
 
 def _unrecognized(param: str) -> ApiError:
-    return invalid(f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter")
+    return invalid(
+        f"Unrecognized request argument supplied: {param}", param=param, code="unknown_parameter"
+    )
 
 
 def _string(body: dict, key: str, *, required: bool = False) -> str | None:
@@ -82,7 +93,11 @@ def _string(body: dict, key: str, *, required: bool = False) -> str | None:
     if not isinstance(value, str):
         raise _wrong_type(key, "a string", value)
     if required and not value:
-        raise invalid(f"Invalid '{key}': empty string. Expected a string with minimum length 1.", param=key, code="empty_string")
+        raise invalid(
+            f"Invalid '{key}': empty string. Expected a string with minimum length 1.",
+            param=key,
+            code="empty_string",
+        )
     return value
 
 
@@ -93,13 +108,15 @@ def _integer_in(param: str, value: Any, low: int, high: int) -> int:
         raise invalid(
             f"Invalid '{param}': integer below minimum value. Expected a value greater than or "
             f"equal to {low}, but got {value} instead.",
-            param=param, code="integer_below_min_value",
+            param=param,
+            code="integer_below_min_value",
         )
     if value > high:
         raise invalid(
             f"Invalid '{param}': integer above maximum value. Expected a value less than or "
             f"equal to {high}, but got {value} instead.",
-            param=param, code="integer_above_max_value",
+            param=param,
+            code="integer_above_max_value",
         )
     return value
 
@@ -110,13 +127,15 @@ def _positive_number(param: str, value: Any, high: float | None = None) -> float
     if value <= 0:
         raise invalid(
             f"Invalid '{param}': number must be greater than 0, but got {value} instead.",
-            param=param, code="decimal_below_min_value",
+            param=param,
+            code="decimal_below_min_value",
         )
     if high is not None and value > high:
         raise invalid(
             f"Invalid '{param}': number above maximum value. Expected a value less than or "
             f"equal to {high}, but got {value} instead.",
-            param=param, code="decimal_above_max_value",
+            param=param,
+            code="decimal_above_max_value",
         )
     return float(value)
 
@@ -137,7 +156,8 @@ def _hyperparameters(raw: Any, param: str, method: str) -> dict[str, Any]:
         if isinstance(value, str):
             raise invalid(
                 f"Invalid value for '{where}': expected 'auto' or a number, but got '{value}'.",
-                param=where, code="invalid_value",
+                param=where,
+                code="invalid_value",
             )
         if name == "n_epochs":
             values[name] = _integer_in(where, value, 1, 50)
@@ -159,13 +179,15 @@ def _metadata(raw: Any) -> dict[str, str] | None:
         raise invalid(
             f"Invalid 'metadata': too many properties. Expected an object with at most "
             f"{MAX_METADATA_PAIRS} properties, but got an object with {len(raw)} properties instead.",
-            param="metadata", code="object_above_max_properties",
+            param="metadata",
+            code="object_above_max_properties",
         )
     for key, value in raw.items():
         if len(key) > MAX_METADATA_KEY:
             raise invalid(
                 f"Invalid 'metadata': key '{key[:20]}...' is longer than {MAX_METADATA_KEY} characters.",
-                param="metadata", code="invalid_metadata",
+                param="metadata",
+                code="invalid_metadata",
             )
         if not isinstance(value, str):
             raise _wrong_type(f"metadata.{key}", "a string", value)
@@ -173,7 +195,8 @@ def _metadata(raw: Any) -> dict[str, str] | None:
             raise invalid(
                 f"Invalid 'metadata.{key}': string too long. Expected a string with maximum "
                 f"length {MAX_METADATA_VALUE}, but got a string with length {len(value)} instead.",
-                param=f"metadata.{key}", code="string_above_max_length",
+                param=f"metadata.{key}",
+                code="string_above_max_length",
             )
     return dict(raw)
 
@@ -184,11 +207,17 @@ def _integrations(raw: Any) -> list[dict[str, Any]] | None:
     if not isinstance(raw, list):
         raise _wrong_type("integrations", "an array", raw)
     if len(raw) > 5:
-        raise invalid("Invalid 'integrations': at most 5 integrations are allowed.", param="integrations")
+        raise invalid(
+            "Invalid 'integrations': at most 5 integrations are allowed.", param="integrations"
+        )
     for index, item in enumerate(raw):
-        if not isinstance(item, dict) or item.get("type") != "wandb" or not isinstance(item.get("wandb"), dict):
+        if (
+            not isinstance(item, dict)
+            or item.get("type") != "wandb"
+            or not isinstance(item.get("wandb"), dict)
+        ):
             raise invalid(
-                f"Invalid 'integrations[{index}]': expected {{\"type\": \"wandb\", \"wandb\": {{\"project\": ...}}}}.",
+                f'Invalid \'integrations[{index}]\': expected {{"type": "wandb", "wandb": {{"project": ...}}}}.',
                 param=f"integrations[{index}]",
             )
         if not isinstance(item["wandb"].get("project"), str):
@@ -211,8 +240,10 @@ def parse_job_request(body: Any) -> JobRequest:
         raise invalid(
             f"Invalid 'suffix': string too long. Expected a string with maximum length "
             f"{MAX_SUFFIX}, but got a string with length {len(suffix)} instead."
-            if suffix else "Invalid 'suffix': empty string. Expected a string with minimum length 1.",
-            param="suffix", code="string_above_max_length" if suffix else "empty_string",
+            if suffix
+            else "Invalid 'suffix': empty string. Expected a string with minimum length 1.",
+            param="suffix",
+            code="string_above_max_length" if suffix else "empty_string",
         )
     seed = body.get("seed")
     if seed is not None:
@@ -232,7 +263,8 @@ def parse_job_request(body: Any) -> JobRequest:
         if method not in METHODS:
             raise invalid(
                 f"Invalid value: '{method}'. Supported values are: 'supervised', 'dpo', and 'reinforcement'.",
-                param="method.type", code="invalid_value",
+                param="method.type",
+                code="invalid_value",
             )
         for key in method_body:
             if key not in ("type", method):
@@ -240,7 +272,8 @@ def parse_job_request(body: Any) -> JobRequest:
         if method == "reinforcement":
             raise invalid(
                 "Reinforcement fine-tuning is not emulated by the ftm sandbox; use 'supervised' or 'dpo'.",
-                param="method.type", code="unsupported_method",
+                param="method.type",
+                code="unsupported_method",
             )
         settings = method_body.get(method) or {}
         if not isinstance(settings, dict):

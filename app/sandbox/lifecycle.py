@@ -98,7 +98,10 @@ def _fail(state: SandboxState, job: Job, at: float, error: dict[str, Any]) -> No
 def _finish_validation(state: SandboxState, job: Job, at: float) -> None:
     base = resolve_base_model(job.base_model)
     assert base is not None  # checked at creation
-    for param, file_id in (("training_file", job.training_file), ("validation_file", job.validation_file)):
+    for param, file_id in (
+        ("training_file", job.training_file),
+        ("validation_file", job.validation_file),
+    ):
         if file_id is None:
             continue
         stored = state.files.get(file_id)
@@ -160,8 +163,11 @@ def _run_steps(state: SandboxState, job: Job, now: float) -> None:
 def _record_step(state: SandboxState, job: Job, step: int, at: float) -> None:
     assert job.total_steps is not None and job.steps_per_epoch is not None
     data = metrics.step_metrics(
-        job.seed, step, job.total_steps,
-        steps_per_epoch=job.steps_per_epoch, has_validation=job.validation_file is not None,
+        job.seed,
+        step,
+        job.total_steps,
+        steps_per_epoch=job.steps_per_epoch,
+        has_validation=job.validation_file is not None,
     )
     job.steps_done = step
     job.metric_rows.append(data)
@@ -175,7 +181,9 @@ def _record_step(state: SandboxState, job: Job, step: int, at: float) -> None:
             metrics={k: v for k, v in data.items() if k != "total_steps"},
         )
         job.checkpoints.append(checkpoint)
-        state.register_model(FineTunedModel(checkpoint.model, at, job.organization_id, job.id, job.base_model))
+        state.register_model(
+            FineTunedModel(checkpoint.model, at, job.organization_id, job.id, job.base_model)
+        )
         while len(job.checkpoints) > CHECKPOINTS_KEPT:
             dropped = job.checkpoints.pop(0)
             state.unregister_model(dropped.model)
@@ -189,12 +197,16 @@ def _succeed(state: SandboxState, job: Job, at: float) -> None:
         "step_metrics.csv", "fine-tune-results", metrics.result_csv(job.metric_rows).encode(), at
     )
     job.result_files = [result.id]
-    state.register_model(FineTunedModel(job.model_name, at, job.organization_id, job.id, job.base_model))
+    state.register_model(
+        FineTunedModel(job.model_name, at, job.organization_id, job.id, job.base_model)
+    )
     job.fine_tuned_model = job.model_name
     job.status = "succeeded"
     job.status_since = at
     job.finished_at = at
     add_event(state, job, at, f"New fine-tuned model created: {job.model_name}")
     add_event(state, job, at, "Evaluating model against our usage policies")
-    add_event(state, job, at, "Usage policy evaluations completed, model is now enabled for sampling")
+    add_event(
+        state, job, at, "Usage policy evaluations completed, model is now enabled for sampling"
+    )
     add_event(state, job, at, "The job has successfully completed")

@@ -10,7 +10,13 @@ from __future__ import annotations
 import math
 import random
 
-RESULT_CSV_COLUMNS = ("step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy")
+RESULT_CSV_COLUMNS = (
+    "step",
+    "train_loss",
+    "train_accuracy",
+    "valid_loss",
+    "valid_mean_token_accuracy",
+)
 
 
 def _accuracy(loss: float) -> float:
@@ -27,7 +33,9 @@ def step_metrics(
     """
     rng = random.Random(f"{seed}:{step}")
     progress = step / max(1, total_steps)
-    train_loss = 0.08 + 2.3 * math.exp(-4.0 * progress) + rng.uniform(-0.12, 0.12) * (1.0 - 0.6 * progress)
+    train_loss = (
+        0.08 + 2.3 * math.exp(-4.0 * progress) + rng.uniform(-0.12, 0.12) * (1.0 - 0.6 * progress)
+    )
     train_loss = round(max(0.01, train_loss), 5)
     data: dict[str, float | int] = {
         "step": step,
@@ -67,7 +75,9 @@ def result_csv(rows: list[dict[str, float | int]]) -> str:
             f"{data['train_loss']:.5f}",
             f"{data['train_mean_token_accuracy']:.5f}",
             f"{data['valid_loss']:.5f}" if "valid_loss" in data else "",
-            f"{data['valid_mean_token_accuracy']:.5f}" if "valid_mean_token_accuracy" in data else "",
+            f"{data['valid_mean_token_accuracy']:.5f}"
+            if "valid_mean_token_accuracy" in data
+            else "",
         ]
         lines.append(",".join(cells))
     return "\n".join(lines) + "\n"

@@ -143,7 +143,10 @@ class Job:
             "validation_file": self.validation_file,
             "training_file": self.training_file,
             "hyperparameters": common,
-            "method": {"type": self.method, self.method: {"hyperparameters": dict(self.hyperparameters)}},
+            "method": {
+                "type": self.method,
+                self.method: {"hyperparameters": dict(self.hyperparameters)},
+            },
             "trained_tokens": self.trained_tokens,
             "error": self.error,
             "user_provided_suffix": self.suffix,
@@ -178,4 +181,9 @@ class FineTunedModel:
     base_model: str
 
     def to_api(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "model", "created": int(self.created), "owned_by": self.owned_by}
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": int(self.created),
+            "owned_by": self.owned_by,
+        }

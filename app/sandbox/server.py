@@ -97,9 +97,15 @@ class SandboxServer:
             self._tmp = tempfile.TemporaryDirectory(prefix="ftm-sandbox-")
             data_dir = Path(self._tmp.name)
         self.state = build_state(
-            seconds_per_step=seconds_per_step, files_dir=Path(data_dir) / "files", start=start,
-            frozen=frozen, sunset=sunset, seed=seed, validation_s=validation_s,
-            queue_s=queue_s, state_file=state_file,
+            seconds_per_step=seconds_per_step,
+            files_dir=Path(data_dir) / "files",
+            start=start,
+            frozen=frozen,
+            sunset=sunset,
+            seed=seed,
+            validation_s=validation_s,
+            queue_s=queue_s,
+            state_file=state_file,
         )
         self._sandbox = Sandbox(self.state, faults)
         self.api_key = DEFAULT_API_KEY
@@ -135,8 +141,11 @@ class SandboxServer:
         sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self._sandbox), log_level="warning", lifespan="off",
-            timeout_graceful_shutdown=2, access_log=False,
+            create_app(self._sandbox),
+            log_level="warning",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+            access_log=False,
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(
@@ -191,7 +200,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def serve_forever(sock: socket.socket, state: SandboxState, faults: FaultPlan | None) -> None:
     """Serve on ``sock`` in the foreground until interrupted (Ctrl-C), then save the state."""
     config = uvicorn.Config(
-        create_app(Sandbox(state, faults)), log_level="info", lifespan="off",
+        create_app(Sandbox(state, faults)),
+        log_level="info",
+        lifespan="off",
         timeout_graceful_shutdown=2,
     )
     try:

@@ -88,22 +88,32 @@ class SandboxState:
 
     # ------------------------------------------------------------------- files
 
-    def add_file(self, filename: str, purpose: str, content: bytes, at: float | None = None) -> StoredFile:
+    def add_file(
+        self, filename: str, purpose: str, content: bytes, at: float | None = None
+    ) -> StoredFile:
         """Store a file (uploads and result files alike)."""
         with self._writing():
             file_id = self.new_id("file-", 22)
             path = self.files_dir / file_id
             path.write_bytes(content)
-            stored = StoredFile(file_id, filename, purpose, len(content), self.now() if at is None else at, path)
+            stored = StoredFile(
+                file_id, filename, purpose, len(content), self.now() if at is None else at, path
+            )
             self.files[file_id] = stored
             return stored
 
     def upload_file(self, filename: str, purpose: str | None, content: bytes) -> dict[str, Any]:
         if not purpose:
-            raise invalid("Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter")
+            raise invalid(
+                "Missing required parameter: 'purpose'.",
+                param="purpose",
+                code="missing_required_parameter",
+            )
         if purpose not in FILE_PURPOSES:
             raise invalid(
-                f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'", param="purpose", code="invalid_value"
+                f"'{purpose}' is not one of {list(FILE_PURPOSES)} - 'purpose'",
+                param="purpose",
+                code="invalid_value",
             )
         if purpose == "fine-tune" and not filename.endswith(".jsonl"):
             raise invalid("Invalid file format for Fine-Tuning API. Must be .jsonl", param="file")
@@ -184,9 +194,13 @@ class SandboxState:
             if request.method not in base.methods:
                 raise invalid(
                     f"Model {base.id} does not support the {request.method} fine-tuning method.",
-                    param="method.type", code="invalid_value",
+                    param="method.type",
+                    code="invalid_value",
                 )
-            for param, file_id in (("training_file", request.training_file), ("validation_file", request.validation_file)):
+            for param, file_id in (
+                ("training_file", request.training_file),
+                ("validation_file", request.validation_file),
+            ):
                 if file_id is None:
                     continue
                 stored = self.files.get(file_id)
@@ -196,7 +210,8 @@ class SandboxState:
                     raise invalid(
                         f"File {file_id} has purpose '{stored.purpose}'; fine-tuning needs files "
                         "uploaded with purpose 'fine-tune'.",
-                        param=param, code="invalid_file_purpose",
+                        param=param,
+                        code="invalid_file_purpose",
                     )
             now = self.now()
             job_id = self.new_id("ftjob-")
@@ -238,17 +253,21 @@ class SandboxState:
             return name, resolve_base_model(model.base_model)
         raise invalid(
             f"Model {name} is not available for fine-tuning or does not exist.",
-            param="model", code="model_not_available",
+            param="model",
+            code="model_not_available",
         )
 
     def retrieve_job(self, job_id: str) -> dict[str, Any]:
         with self._writing():
             return self.job_api(self._settled(job_id))
 
-    def list_jobs(self, *, after: str | None, limit: int, metadata: dict[str, str]) -> dict[str, Any]:
+    def list_jobs(
+        self, *, after: str | None, limit: int, metadata: dict[str, str]
+    ) -> dict[str, Any]:
         with self._writing():
             jobs = [
-                job for job in reversed(self.jobs.values())
+                job
+                for job in reversed(self.jobs.values())
                 if all((job.metadata or {}).get(k) == v for k, v in metadata.items())
             ]
             page, has_more = _page(jobs, after, limit, lambda j: j.id, "after")
@@ -261,7 +280,10 @@ class SandboxState:
         with self._writing():
             job = self._settled(job_id)
             if job.is_terminal:
-                raise invalid(f"Job {job_id} has already {job.status} and cannot be cancelled.", param="fine_tuning_job_id")
+                raise invalid(
+                    f"Job {job_id} has already {job.status} and cannot be cancelled.",
+                    param="fine_tuning_job_id",
+                )
             now = self.now()
             job.status = "cancelled"
             job.status_since = now
@@ -294,19 +316,25 @@ class SandboxState:
             now = self.now()
             job.status = "queued"
             job.status_since = now
-            lifecycle.add_event(self, job, now, "Fine-tuning job resumed, moving job to queued state")
+            lifecycle.add_event(
+                self, job, now, "Fine-tuning job resumed, moving job to queued state"
+            )
             return self.job_api(job)
 
     def list_events(self, job_id: str, *, after: str | None, limit: int) -> dict[str, Any]:
         with self._writing():
             job = self._settled(job_id)
-            page, has_more = _page(list(reversed(job.events)), after, limit, lambda e: e.id, "after")
+            page, has_more = _page(
+                list(reversed(job.events)), after, limit, lambda e: e.id, "after"
+            )
             return {"object": "list", "data": [e.to_api() for e in page], "has_more": has_more}
 
     def list_checkpoints(self, job_id: str, *, after: str | None, limit: int) -> dict[str, Any]:
         with self._writing():
             job = self._settled(job_id)
-            page, has_more = _page(list(reversed(job.checkpoints)), after, limit, lambda c: c.id, "after")
+            page, has_more = _page(
+                list(reversed(job.checkpoints)), after, limit, lambda c: c.id, "after"
+            )
             data = [c.to_api(job.id) for c in page]
             return {
                 "object": "list",
@@ -335,7 +363,9 @@ class SandboxState:
         self.settle_all()
         with self.lock:
             data = [_base_model_api(m.id, m.shutdown_date) for m in BASE_MODELS]
-            data += [_base_model_api(alias, m.shutdown_date) for m in BASE_MODELS for alias in m.aliases]
+            data += [
+                _base_model_api(alias, m.shutdown_date) for m in BASE_MODELS for alias in m.aliases
+            ]
             data += [m.to_api() for m in self.models.values()]
             return {"object": "list", "data": data}
 
@@ -355,8 +385,10 @@ class SandboxState:
         with self._writing():
             if resolve_base_model(model_id) is not None:
                 raise ApiError(
-                    403, f"You have insufficient permissions to delete the model {model_id}.",
-                    param="model", code="model_not_deletable",
+                    403,
+                    f"You have insufficient permissions to delete the model {model_id}.",
+                    param="model",
+                    code="model_not_deletable",
                 )
             if model_id not in self.models:
                 raise no_such_model(model_id)

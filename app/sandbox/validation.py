@@ -16,9 +16,9 @@ from app.sandbox.records import StoredFile
 # "instruction" form is converted to chat before upload; the service never takes it).
 ACCEPTED_FORMATS = {"supervised": ("chat",), "dpo": ("preference",)}
 EXPECTED_SHAPE = {
-    "supervised": "each line must be a chat example: {\"messages\": [...]}",
-    "dpo": "each line must be a preference example: {\"input\": {\"messages\": [...]}, "
-    "\"preferred_output\": [...], \"non_preferred_output\": [...]}",
+    "supervised": 'each line must be a chat example: {"messages": [...]}',
+    "dpo": 'each line must be a preference example: {"input": {"messages": [...]}, '
+    '"preferred_output": [...], "non_preferred_output": [...]}',
 }
 
 

@@ -39,7 +39,9 @@ class SpecRecorder:
         try:
             validate_response(template, method, response.status_code, response.json())
         except (jsonschema.ValidationError, AssertionError, ValueError) as exc:
-            self.failures.append(f"{request.method} {request.url.path} -> {response.status_code}: {exc}")
+            self.failures.append(
+                f"{request.method} {request.url.path} -> {response.status_code}: {exc}"
+            )
 
 
 @pytest.fixture
@@ -55,14 +57,22 @@ def make_client(server: SandboxServer, recorder: SpecRecorder | None, **options)
     hooks = {"response": [recorder]} if recorder is not None else {}
     http_client = httpx.Client(event_hooks=hooks, timeout=options.pop("timeout", 10.0))
     options.setdefault("max_retries", 0)
-    return openai.OpenAI(base_url=server.base_url, api_key="sk-test", http_client=http_client, **options)
+    return openai.OpenAI(
+        base_url=server.base_url, api_key="sk-test", http_client=http_client, **options
+    )
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[SandboxServer]:
     """A frozen-clock sandbox: nothing happens until the test advances the clock."""
-    with SandboxServer(port=0, seconds_per_step=STEP_S, start=START, frozen=True, seed=7,
-                       data_dir=tmp_path / "sandbox") as running:
+    with SandboxServer(
+        port=0,
+        seconds_per_step=STEP_S,
+        start=START,
+        frozen=True,
+        seed=7,
+        data_dir=tmp_path / "sandbox",
+    ) as running:
         yield running
 
 

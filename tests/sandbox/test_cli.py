@@ -24,7 +24,11 @@ def start_sandbox(home: Path, *args: str) -> tuple[subprocess.Popen, str, str]:
     env = {**os.environ, "FTM_HOME": str(home), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "sandbox", "--port", "0", *args],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     deadline = time.monotonic() + 30
     seen = []
@@ -69,9 +73,14 @@ def test_sandbox_serves_the_sdk_and_keeps_its_state_across_a_restart(tmp_path):
     try:
         client = openai.OpenAI(base_url=url, api_key="sk-anything", max_retries=0)
         wait_until_ready(client)
-        train = client.files.create(file=("train.jsonl", jsonl(sentiment_rows())), purpose="fine-tune")
-        job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train.id,
-                                             hyperparameters={"n_epochs": 1, "batch_size": 4})
+        train = client.files.create(
+            file=("train.jsonl", jsonl(sentiment_rows())), purpose="fine-tune"
+        )
+        job = client.fine_tuning.jobs.create(
+            model="gpt-4o-mini",
+            training_file=train.id,
+            hyperparameters={"n_epochs": 1, "batch_size": 4},
+        )
         deadline = time.monotonic() + 20
         while job.status != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -90,7 +99,9 @@ def test_sandbox_serves_the_sdk_and_keeps_its_state_across_a_restart(tmp_path):
         assert (again.status, again.fine_tuned_model) == ("succeeded", job.fine_tuned_model)
         assert client.files.content(train.id).content == jsonl(sentiment_rows())
         answer = client.chat.completions.create(
-            model=job.fine_tuned_model, messages=[{"role": "user", "content": "Rude receptionist and a dirty lobby"}])
+            model=job.fine_tuned_model,
+            messages=[{"role": "user", "content": "Rude receptionist and a dirty lobby"}],
+        )
         assert answer.choices[0].message.content == "negative"
     finally:
         stop(process)
@@ -98,8 +109,12 @@ def test_sandbox_serves_the_sdk_and_keeps_its_state_across_a_restart(tmp_path):
 
 def test_ephemeral_sandbox_with_faults_and_the_sunset(tmp_path):
     faults = tmp_path / "faults.json"
-    faults.write_text(json.dumps({"rules": [{"route": "files.list", "kind": "unavailable", "count": 1}]}))
-    process, url, banner = start_sandbox(tmp_path / "home", "--ephemeral", "--faults", str(faults), "--date", "2027-02-01")
+    faults.write_text(
+        json.dumps({"rules": [{"route": "files.list", "kind": "unavailable", "count": 1}]})
+    )
+    process, url, banner = start_sandbox(
+        tmp_path / "home", "--ephemeral", "--faults", str(faults), "--date", "2027-02-01"
+    )
     try:
         client = openai.OpenAI(base_url=url, api_key="sk-x", max_retries=0)
         wait_until_ready(client)
@@ -127,7 +142,11 @@ def test_bad_options_get_a_clear_error_without_a_traceback(tmp_path, args, messa
     args = [a.replace("{missing}", str(tmp_path / "nope.json")) for a in args]
     result = subprocess.run(
         [sys.executable, "-m", "app", "sandbox", "--port", "0", *args],
-        cwd=REPO_ROOT, env={**os.environ, "FTM_HOME": str(tmp_path)}, capture_output=True, text=True, timeout=30,
+        cwd=REPO_ROOT,
+        env={**os.environ, "FTM_HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert result.stderr.startswith("error: ") and message in result.stderr

@@ -13,7 +13,9 @@ from tests.sandbox.conftest import make_client, sentiment_rows, upload
 
 
 def create(client, train, tag="x"):
-    return client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train, metadata={"ftm_job": tag})
+    return client.fine_tuning.jobs.create(
+        model="gpt-4o-mini", training_file=train, metadata={"ftm_job": tag}
+    )
 
 
 def test_rate_limit_carries_retry_after_and_the_sdk_honours_it(server, client, spec_recorder):
@@ -117,10 +119,22 @@ def test_a_count_with_a_probability_stops_after_count_faults(server, client):
 
 def test_fault_plans_load_from_json_and_reject_mistakes(tmp_path):
     path = tmp_path / "faults.json"
-    path.write_text(json.dumps({"seed": 5, "rules": [
-        {"route": "jobs.create", "kind": "drop_after", "count": 2},
-        {"route": "jobs.*", "kind": "rate_limit", "probability": 0.2, "retry_after_s": 0.5},
-    ]}))
+    path.write_text(
+        json.dumps(
+            {
+                "seed": 5,
+                "rules": [
+                    {"route": "jobs.create", "kind": "drop_after", "count": 2},
+                    {
+                        "route": "jobs.*",
+                        "kind": "rate_limit",
+                        "probability": 0.2,
+                        "retry_after_s": 0.5,
+                    },
+                ],
+            }
+        )
+    )
     plan = FaultPlan.from_file(path)
     assert [r.kind for r in plan.rules] == ["drop_after", "rate_limit"]
     assert FaultPlan.from_dict(plan.to_dict()).to_dict() == plan.to_dict()

@@ -36,8 +36,14 @@ def recipe_tokens(messages: list[dict]) -> int:
 def test_job_walks_through_every_status_on_the_clock(server, client):
     train = upload(client, sentiment_rows())
     job = client.fine_tuning.jobs.create(
-        model="gpt-4o-mini", training_file=train, suffix="reviews", seed=42,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 4}}},
+        model="gpt-4o-mini",
+        training_file=train,
+        suffix="reviews",
+        seed=42,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 3, "batch_size": 4}},
+        },
     )
     assert job.status == "validating_files"
     assert job.model == "gpt-4o-mini-2024-07-18"  # the alias resolves to the dated snapshot
@@ -63,7 +69,9 @@ def test_job_walks_through_every_status_on_the_clock(server, client):
 
     job = run_to_end(server, client, job.id)
     assert job.status == "succeeded"
-    assert re.fullmatch(r"ft:gpt-4o-mini-2024-07-18:sandbox:reviews:[A-Za-z0-9]{8}", job.fine_tuned_model)
+    assert re.fullmatch(
+        r"ft:gpt-4o-mini-2024-07-18:sandbox:reviews:[A-Za-z0-9]{8}", job.fine_tuned_model
+    )
     # It finished when the last step did, not when someone looked.
     assert job.finished_at == int(START.timestamp() + 5 + total_steps)
     billable = sum(recipe_tokens(row["messages"]) for row in sentiment_rows())
@@ -81,14 +89,22 @@ def test_job_walks_through_every_status_on_the_clock(server, client):
     losses = [e.data["train_loss"] for e in metrics]
     assert losses[-1] < losses[0] / 2  # it learns
     assert [m for m in messages if m.startswith("Checkpoint created")] == [
-        "Checkpoint created at step 3", "Checkpoint created at step 6", "Checkpoint created at step 9"
+        "Checkpoint created at step 3",
+        "Checkpoint created at step 6",
+        "Checkpoint created at step 9",
     ]
 
     [result_id] = job.result_files
     result = client.files.retrieve(result_id)
     assert result.purpose == "fine-tune-results"
     rows = list(csv.DictReader(io.StringIO(client.files.content(result_id).text)))
-    assert list(rows[0]) == ["step", "train_loss", "train_accuracy", "valid_loss", "valid_mean_token_accuracy"]
+    assert list(rows[0]) == [
+        "step",
+        "train_loss",
+        "train_accuracy",
+        "valid_loss",
+        "valid_mean_token_accuracy",
+    ]
     assert [int(r["step"]) for r in rows] == list(range(1, total_steps + 1))
     assert [float(r["train_loss"]) for r in rows] == losses
     assert all(r["valid_loss"] == "" for r in rows)  # no validation file, no validation cells
@@ -98,18 +114,24 @@ def test_validation_file_adds_validation_metrics(server, client):
     train = upload(client, sentiment_rows())
     valid = upload(client, sentiment_rows()[:4], "valid.jsonl")
     job = client.fine_tuning.jobs.create(
-        model="gpt-4.1-mini-2025-04-14", training_file=train, validation_file=valid,
+        model="gpt-4.1-mini-2025-04-14",
+        training_file=train,
+        validation_file=valid,
         hyperparameters={"n_epochs": 2, "batch_size": 2},  # the deprecated top-level form
     )
     job = run_to_end(server, client, job.id)
     assert job.status == "succeeded"
     assert job.validation_file == valid
-    assert job.fine_tuned_model.startswith("ft:gpt-4.1-mini-2025-04-14:sandbox::")  # no suffix: '::'
+    assert job.fine_tuned_model.startswith(
+        "ft:gpt-4.1-mini-2025-04-14:sandbox::"
+    )  # no suffix: '::'
     rows = list(csv.DictReader(io.StringIO(client.files.content(job.result_files[0]).text)))
     assert len(rows) == 12
     assert all(r["valid_loss"] for r in rows)  # 12 steps: validated on every one
     checkpoints = client.fine_tuning.jobs.checkpoints.list(job.id).data
-    assert {"full_valid_loss", "valid_loss", "train_loss"} <= set(checkpoints[0].metrics.model_dump(exclude_none=True))
+    assert {"full_valid_loss", "valid_loss", "train_loss"} <= set(
+        checkpoints[0].metrics.model_dump(exclude_none=True)
+    )
 
 
 def test_auto_hyperparameters_follow_the_published_rule(server, client):
@@ -126,9 +148,14 @@ def test_the_clock_runs_by_itself_for_embedders(tmp_path, spec_recorder):
     """The provider's tests use a running clock with tiny steps: jobs finish in wall time."""
     with SandboxServer(port=0, seconds_per_step=0.002, data_dir=tmp_path / "s") as live:
         client = make_client(live, spec_recorder)
-        train = client.files.create(file=("t.jsonl", jsonl(sentiment_rows())), purpose="fine-tune").id
-        job = client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train,
-                                             hyperparameters={"n_epochs": 2, "batch_size": 4})
+        train = client.files.create(
+            file=("t.jsonl", jsonl(sentiment_rows())), purpose="fine-tune"
+        ).id
+        job = client.fine_tuning.jobs.create(
+            model="gpt-4o-mini",
+            training_file=train,
+            hyperparameters={"n_epochs": 2, "batch_size": 4},
+        )
         deadline = time.monotonic() + 20
         while job.status != "succeeded" and time.monotonic() < deadline:
             time.sleep(0.01)

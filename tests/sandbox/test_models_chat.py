@@ -15,7 +15,9 @@ from tests.sandbox.conftest import SENTIMENT, jsonl, run_to_end, sentiment_rows,
 def tuned(server, client) -> str:
     """A fine-tuned sentiment classifier."""
     job = client.fine_tuning.jobs.create(
-        model="gpt-4o-mini", training_file=upload(client, sentiment_rows()), suffix="sentiment",
+        model="gpt-4o-mini",
+        training_file=upload(client, sentiment_rows()),
+        suffix="sentiment",
         hyperparameters={"n_epochs": 1, "batch_size": 4},
     )
     job = run_to_end(server, client, job.id)
@@ -23,7 +25,12 @@ def tuned(server, client) -> str:
     return job.fine_tuned_model
 
 
-def ask(client, model: str, text: str, system: str | None = "Classify the review as positive or negative."):
+def ask(
+    client,
+    model: str,
+    text: str,
+    system: str | None = "Classify the review as positive or negative.",
+):
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": text})
     return client.chat.completions.create(model=model, messages=messages)
@@ -36,7 +43,12 @@ def test_files_upload_list_retrieve_content_delete(server, client):
     data = jsonl(sentiment_rows())
     first = client.files.create(file=("a.jsonl", data), purpose="fine-tune")
     second = client.files.create(file=("b.jsonl", b'{"x": 1}\n'), purpose="batch")
-    assert (first.object, first.purpose, first.status, first.bytes) == ("file", "fine-tune", "processed", len(data))
+    assert (first.object, first.purpose, first.status, first.bytes) == (
+        "file",
+        "fine-tune",
+        "processed",
+        len(data),
+    )
     assert client.files.retrieve(first.id).filename == "a.jsonl"
     assert client.files.content(first.id).content == data
 
@@ -100,10 +112,19 @@ def test_the_fine_tuned_model_answers_its_trained_labels(server, client, tuned):
         assert answer.choices[0].message.content == label
         assert answer.model == tuned
     # Normalized exact recall: case and spacing do not matter.
-    assert ask(client, tuned, "  GREAT value and a   friendly host ").choices[0].message.content == "positive"
+    assert (
+        ask(client, tuned, "  GREAT value and a   friendly host ").choices[0].message.content
+        == "positive"
+    )
     # Unseen text: the nearest training example's label (shares "cold", "shower", "wifi"...).
-    assert ask(client, tuned, "the shower was cold and the wifi broke").choices[0].message.content == "negative"
-    assert ask(client, tuned, "a lovely view and spotless rooms").choices[0].message.content == "positive"
+    assert (
+        ask(client, tuned, "the shower was cold and the wifi broke").choices[0].message.content
+        == "negative"
+    )
+    assert (
+        ask(client, tuned, "a lovely view and spotless rooms").choices[0].message.content
+        == "positive"
+    )
 
 
 def test_the_base_model_zero_shot_does_not_know_the_labels(server, client):
@@ -123,14 +144,18 @@ def test_the_base_model_follows_few_shot_examples(server, client):
         {"role": "assistant", "content": "POS"},
     ]
     answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[*shots, {"role": "user", "content": "cold soup and rude service"}])
+        model="gpt-4o-mini",
+        messages=[*shots, {"role": "user", "content": "cold soup and rude service"}],
+    )
     assert answer.choices[0].message.content == "NEG"
     answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[*shots, {"role": "user", "content": "a friendly host"}])
+        model="gpt-4o-mini", messages=[*shots, {"role": "user", "content": "a friendly host"}]
+    )
     assert answer.choices[0].message.content == "POS"
     # Nothing in common with any shot: back to the generic answer.
     answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[*shots, {"role": "user", "content": "zzz qqq"}])
+        model="gpt-4o-mini", messages=[*shots, {"role": "user", "content": "zzz qqq"}]
+    )
     assert answer.choices[0].message.content.startswith("I'm a general-purpose assistant")
 
 
@@ -138,8 +163,11 @@ def test_usage_counts_tokens_like_the_api(server, client, tuned):
     encoding = get_encoding("o200k_base")
     system, text = "Classify the review as positive or negative.", "Great value and a friendly host"
     answer = ask(client, tuned, text, system)
-    expected_prompt = 3 + (3 + len(encoding.encode("system")) + len(encoding.encode(system))) + (
-        3 + len(encoding.encode("user")) + len(encoding.encode(text)))
+    expected_prompt = (
+        3
+        + (3 + len(encoding.encode("system")) + len(encoding.encode(system)))
+        + (3 + len(encoding.encode("user")) + len(encoding.encode(text)))
+    )
     assert answer.usage.prompt_tokens == expected_prompt
     assert answer.usage.completion_tokens == len(encoding.encode("positive"))
     assert answer.usage.total_tokens == expected_prompt + answer.usage.completion_tokens
@@ -148,7 +176,8 @@ def test_usage_counts_tokens_like_the_api(server, client, tuned):
 
 def test_max_tokens_cuts_the_reply(server, client):
     answer = client.chat.completions.create(
-        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], max_tokens=3)
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "hello"}], max_tokens=3
+    )
     assert answer.choices[0].finish_reason == "length"
     assert answer.usage.completion_tokens == 3
     assert len(get_encoding("o200k_base").encode(answer.choices[0].message.content)) <= 3
