@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
 from textual.worker import Worker
 
 from app.tui.commands import FtmCommands
@@ -65,12 +65,29 @@ class FtmApp(App):
 
     def on_mount(self) -> None:
         self.theme = self._initial_theme or _configured_theme()
+        self._focus_active_table()
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self) -> None:
+        self._focus_active_table()
+
+    def _focus_active_table(self) -> None:
+        """Put the focus on the active tab's table, so arrows and enter work at once.
+        (Not on an input: it would swallow the letter keys that switch tabs.)"""
+        tabs = self.screen_stack[0].query_one(TabbedContent)
+        pane = tabs.active_pane
+        tables = pane.query(DataTable) if pane is not None else []
+        if tables:
+            tables.first().focus()
 
     # -- actions ------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        """Switch to the tab ``tab`` (jobs, datasets, costs, models)."""
-        self.query_one(TabbedContent).active = tab
+        """Switch to the tab ``tab`` (jobs, datasets, costs, models), leaving any screen
+        opened over the tabs (e.g. a job's detail)."""
+        while len(self.screen_stack) > 1 and not self.screen.is_modal:
+            self.pop_screen()
+        self.screen_stack[0].query_one(TabbedContent).active = tab
 
     def action_new_job(self, dataset_id: int | None = None) -> None:
         """Open the launch wizard (optionally with a dataset chosen)."""

@@ -112,9 +112,8 @@ def _node_actions(
 
 
 def _display_key(app: App, binding) -> str:
-    # key_display on a multi-key binding would show the same text for each key.
-    if binding.key_display and "," not in binding.key:
-        return binding.key_display
+    # Textual's own display of each key: a key_display set on a multi-key binding would
+    # show one key's text for all of them.
     from dataclasses import replace
 
     return app.get_key_display(replace(binding, key_display=None))
