@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 
 from app.tui.app import DARK_THEME, LIGHT_THEME, create_app
-from app.tui.screens.confirm import ConfirmScreen
 from app.tui.errors import ErrorScreen
+from app.tui.screens.confirm import ConfirmScreen
 from tests.tui.helpers import add_dataset, add_jobs, settle
 
 SIZES = [pytest.param((80, 24), id="80x24"), pytest.param((120, 40), id="120x40")]
