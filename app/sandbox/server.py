@@ -70,7 +70,8 @@ class SandboxServer:
             ``SERVICE_SUNSET`` to emulate the real service's end.
         seed: seeds ids and job seeds, for reproducible runs.
         validation_s, queue_s: phase lengths (defaults: 3 and 2 steps' worth).
-        data_dir: where uploaded files are kept (default: a temporary directory).
+        data_dir: where uploaded files are kept (default: beside ``state_file``, else a
+            temporary directory removed on stop).
         state_file: persist the state there and reload it on start.
     """
 
@@ -93,6 +94,8 @@ class SandboxServer:
         self.host = host
         self._requested_port = port
         self._tmp = None
+        if data_dir is None and state_file is not None:
+            data_dir = Path(state_file).parent
         if data_dir is None:
             self._tmp = tempfile.TemporaryDirectory(prefix="ftm-sandbox-")
             data_dir = Path(self._tmp.name)

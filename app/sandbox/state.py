@@ -67,14 +67,20 @@ class SandboxState:
         self._memories: dict[str, Memory] = {}
         self._dirty = False
         self._saved_at = 0.0
+        self._used_ids: set[str] = set()
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
     # ----------------------------------------------------------------- helpers
 
     def new_id(self, prefix: str, length: int = 24) -> str:
+        """A fresh id, never one in use (a seeded generator repeats itself across restarts)."""
         self._dirty = True  # every new record gets an id: a cheap "something changed"
-        return prefix + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(length))
+        while True:
+            candidate = prefix + "".join(self._rng.choice(_ID_ALPHABET) for _ in range(length))
+            if candidate not in self._used_ids:
+                self._used_ids.add(candidate)
+                return candidate
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -447,9 +453,19 @@ class SandboxState:
             raise ValueError(
                 f"{path} was written by another version of the sandbox; move it away to start afresh"
             )
+        # Time never runs backwards across a restart: the clock resumes no earlier than
+        # where the saved state left it.
+        behind = float(data.get("clock", 0.0)) - self.clock.now()
+        if behind > 0:
+            self.clock.advance(behind)
         self.files = {f["id"]: StoredFile.from_state(f) for f in data["files"]}
         self.jobs = {j["id"]: Job.from_state(j) for j in data["jobs"]}
         self.models = {m["id"]: FineTunedModel(**m) for m in data["models"]}
+        self._used_ids = {*self.files, *self.jobs, *self.models}
+        for job in self.jobs.values():
+            self._used_ids.add(job.model_name.rsplit(":", 1)[-1])
+            self._used_ids.update(e.id for e in job.events)
+            self._used_ids.update(c.id for c in job.checkpoints)
 
 
 def _base_model_api(model_id: str, shutdown_date: str | None) -> dict[str, Any]:
