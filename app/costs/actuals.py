@@ -73,7 +73,8 @@ def _local_actual(session: Session, job: Job, catalog: Catalog) -> dict[str, Any
         tps = sum(rates) / len(rates) if rates else None
     prior = job.actual or {}
     trained = job.trained_tokens or prior.get("trained_tokens")
-    train_seconds = prior.get("train_seconds")
+    # The local worker writes its training-loop time as train_runtime_s.
+    train_seconds = prior.get("train_seconds", prior.get("train_runtime_s"))
     if train_seconds is None and trained and tps:
         train_seconds = trained / tps
     hardware = (hardware_key(sample.hardware, catalog) if sample
@@ -126,3 +127,19 @@ def record_actual(session: Session, job: Job, *, catalog: Catalog | None = None)
     job.actual_cost_usd = actual.get("cost_usd")
     session.add(job)
     return job.actual
+
+
+def record_pending_actuals(session: Session, *, catalog: Catalog | None = None) -> int:
+    """Record actuals for ended jobs that have none yet; returns how many.
+
+    Local workers write their final status straight to the database, so the poller never
+    sees those jobs change state; call this once per poll cycle (cheap: one query).
+    """
+    from providers.types import TERMINAL_STATUSES
+
+    ended = [s.value for s in TERMINAL_STATUSES]
+    jobs = session.exec(select(Job).where(Job.status.in_(ended))).all()
+    pending = [j for j in jobs if "cost_error_pct" not in (j.actual or {})]
+    for job in pending:
+        record_actual(session, job, catalog=catalog)
+    return len(pending)

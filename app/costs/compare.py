@@ -18,7 +18,12 @@ from sqlmodel import Session
 
 from app.costs.breakeven import break_even_requests, cumulative_cost
 from app.costs.catalog import Catalog, load_catalog
-from app.costs.dataset_inputs import DEFAULT_TOKENIZER, prompt_profile, token_counts
+from app.costs.dataset_inputs import (
+    DEFAULT_TOKENIZER,
+    local_model_counts,
+    prompt_profile,
+    token_counts,
+)
 from app.costs.errors import CostError
 from app.costs.hosted import estimate_hosted_training
 from app.costs.inference import hosted_request_cost, self_hosted_serving, serving_gpu_for
@@ -158,7 +163,7 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
 
     for shape in shapes:
         tokenizer = f"hf:{shape.name}"
-        counts = token_counts(session, dataset, tokenizer, fallback=True)
+        counts = local_model_counts(session, dataset, shape.name)
         note = (f"approximated with {counts.tokenizer} counts (no {tokenizer} counts stored)"
                 if counts.approximate_for else f"exact {counts.tokenizer} counts")
         training = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=gpu,

@@ -153,6 +153,32 @@ def _profile_cached(path: str, mtime: float, encoding_name: str, default_k: int)
     )
 
 
+def _profile_on_disk(path: Path, encoding_name: str, default_k: int) -> PromptProfile:
+    """The profile, cached in ``<home>/cache/cost-profiles`` so a new process does not pay
+    for loading the tokenizer again (the file's identity is in the key)."""
+    from hashlib import sha256
+
+    from app.settings import get_settings
+
+    stat = path.stat()
+    key = sha256(f"{path}|{stat.st_mtime_ns}|{stat.st_size}|{encoding_name}|{default_k}|"
+                 f"{PROFILE_SAMPLE}".encode()).hexdigest()[:32]
+    cache_file = get_settings().home / "cache" / "cost-profiles" / f"{key}.json"
+    try:
+        return PromptProfile(**json.loads(cache_file.read_text()))
+    except (OSError, ValueError, TypeError):
+        pass
+    profile = _profile_cached(str(path), stat.st_mtime, encoding_name, default_k)
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(asdict(profile)))
+        tmp.replace(cache_file)
+    except OSError:
+        pass  # a read-only home only loses the cache
+    return profile
+
+
 def prompt_profile(dataset: Dataset, encoding_name: str = "o200k_base", *,
                    k: int | None = None, default_k: int = DEFAULT_K) -> PromptProfile:
     """Measure a request's shape on the first examples of the dataset's train split."""
@@ -160,7 +186,7 @@ def prompt_profile(dataset: Dataset, encoding_name: str = "o200k_base", *,
     if not path.is_file():
         raise CostError(f"dataset {dataset.name!r}: {path} is missing; re-add the dataset "
                         f"with `ftm data add {dataset.source_path}`")
-    profile = _profile_cached(str(path), path.stat().st_mtime, encoding_name, default_k)
+    profile = _profile_on_disk(path, encoding_name, default_k)
     if k is not None:
         from dataclasses import replace
 
@@ -186,3 +212,23 @@ def find_dataset(session: Session, name_or_id: str) -> Dataset:
         known = ", ".join(names[:20]) if names else "none yet (add one with `ftm data add FILE`)"
         raise CostError(f"no dataset {name_or_id!r}; known datasets: {known}")
     return ds
+
+
+def local_model_counts(session: Session, dataset: Dataset, model: str) -> TokenCounts:
+    """Token counts for a local model's own tokenizer.
+
+    A model directory's tokenizer is available offline, so its exact counts are computed
+    (and stored by dataset intake) on first use; a hub id's is not, so the stored default
+    counts stand in, marked approximate.
+    """
+    tokenizer = f"hf:{model}"
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "tokenizer_config.json").is_file():
+        try:
+            from app.datasets.store import token_counts as intake_counts
+
+            counts = intake_counts(session, dataset, f"hf:{path}", "train")
+            return TokenCounts(np.frombuffer(counts.tobytes(), dtype="=u4").copy(), tokenizer)
+        except Exception:  # noqa: BLE001 - any tokenizer trouble: fall back, marked approximate
+            session.rollback()
+    return token_counts(session, dataset, tokenizer, fallback=True)

@@ -11,7 +11,12 @@ from sqlmodel import Session
 
 from app.costs.catalog import Catalog, load_catalog
 from app.costs.compare import DEFAULT_HOSTED_MODEL
-from app.costs.dataset_inputs import DEFAULT_TOKENIZER, prompt_profile, token_counts
+from app.costs.dataset_inputs import (
+    DEFAULT_TOKENIZER,
+    local_model_counts,
+    prompt_profile,
+    token_counts,
+)
 from app.costs.errors import CostError
 from app.costs.hosted import estimate_hosted_training
 from app.costs.inference import hosted_request_cost, self_hosted_serving, serving_gpu_for
@@ -143,7 +148,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
     shape = model_shape(base_model)
     cfg = local_config_from_options(method, options, n_epochs)
     hardware = gpu or this_machine_hardware()
-    counts = token_counts(session, dataset, f"hf:{base_model}", fallback=True)
+    counts = local_model_counts(session, dataset, base_model)
     note = (f"approximated with {counts.tokenizer} counts" if counts.approximate_for
             else f"exact {counts.tokenizer} counts")
     local = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=hardware,
