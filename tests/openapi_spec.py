@@ -133,15 +133,29 @@ def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
     return media["schema"]
 
 
+def _make_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
+    # $refs ("#/components/...") resolve against this root, which carries the components.
+    root = {**schema, "components": load_spec()["components"]}
+    return jsonschema.Draft202012Validator(
+        root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+    )
+
+
 @cache
 def _validator(path_template: str, method: str, status: int) -> jsonschema.Draft202012Validator:
-    schema = {
-        **response_schema(path_template, method, status),
-        "components": load_spec()["components"],
-    }
-    return jsonschema.Draft202012Validator(
-        schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
+    return _make_validator(response_schema(path_template, method, status))
+
+
+@cache
+def _component_validator(name: str) -> jsonschema.Draft202012Validator:
+    assert name in load_spec()["components"]["schemas"], f"the spec has no schema {name}"
+    return _make_validator({"$ref": f"#/components/schemas/{name}"})
+
+
+def validate_component(name: str, body: Any) -> None:
+    """Raise ``jsonschema.ValidationError`` if ``body`` does not fit the named component
+    schema (e.g. ``ErrorResponse`` for an error from a path the spec does not have)."""
+    _component_validator(name).validate(body)
 
 
 def validate_response(path: str, method: str, status: int, body: Any) -> None:

@@ -12,12 +12,16 @@ evaluations against the sandbox mean something.
    last user message; ties go to the earlier example.
 3. If nothing overlaps at all, it answers the most common reply in its training data.
 
+A training example's prompt is the last user message before its trained reply (the last
+assistant message not weighted 0). System messages and earlier turns of the request are
+not consulted; a checkpoint answers like the finished model.
+
 **A base model** has no training data, so:
 
-- *Few-shot*: when the conversation holds earlier user/assistant turns (in-context
-  examples), it answers from those turns by the same rules (exact, then nearest; never
-  the "most common" fallback unless something overlaps), so few-shot baselines are
-  meaningful.
+- *Few-shot*: when the conversation holds earlier user -> assistant turns (in-context
+  examples), it answers from those turns by rules 1 and 2, so few-shot baselines are
+  meaningful; if no in-context prompt shares a word with the question, it answers as
+  zero-shot.
 - *Zero-shot*: otherwise it answers a fixed generic sentence, :data:`GENERIC_REPLY`
   (naming the model), which is never a trained label.
 """

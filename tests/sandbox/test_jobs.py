@@ -426,3 +426,23 @@ def test_the_last_day_still_accepts_jobs_and_the_switch_is_settable(tmp_path, sp
             client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train)
         edge.state.sunset = None  # the switch, flipped on a running server
         assert client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train).id
+
+
+def test_bad_paging_and_unknown_routes_answer_in_the_api_style(server, client):
+    job = create(client, upload(client, sentiment_rows()))
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.list_events(job.id, after="ftevent-unknown")
+    assert caught.value.body["param"] == "after"
+    with pytest.raises(openai.BadRequestError) as caught:
+        client.fine_tuning.jobs.list(limit=101)
+    assert caught.value.body["param"] == "limit"
+    with pytest.raises(openai.NotFoundError) as caught:
+        client.get("/fine_tuning/nowhere", cast_to=object)
+    assert caught.value.body == {
+        "message": "Invalid URL (GET /v1/fine_tuning/nowhere)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    # A job still validating its files can be cancelled.
+    assert client.fine_tuning.jobs.cancel(job.id).status == "cancelled"
