@@ -10,7 +10,7 @@ from __future__ import annotations
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Header, TabbedContent, TabPane
 from textual.worker import Worker
 
 from app.tui.commands import FtmCommands
@@ -18,6 +18,7 @@ from app.tui.errors import ReportingWorkerManager, report_worker_state
 from app.tui.views.costs import CostsView
 from app.tui.views.datasets import DatasetsView
 from app.tui.views.jobs import JobsView
+from app.tui.views.models import ModelsView
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
@@ -60,7 +61,7 @@ class FtmApp(App):
             with TabPane("Costs", id="costs"):
                 yield CostsView(id="costs-view")
             with TabPane("Models", id="models"):
-                yield Static("Evaluations and promoted models.", classes="empty-hint")
+                yield ModelsView(id="models-view")
         yield Footer()
 
     def on_mount(self) -> None:
