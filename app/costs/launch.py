@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from app.costs.breakeven import break_even_requests
 from app.costs.catalog import Catalog, load_catalog
 from app.costs.compare import DEFAULT_HOSTED_MODEL
 from app.costs.dataset_inputs import (
@@ -122,8 +123,6 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         hosted = estimate_hosted_training(train.counts, base_model, catalog, n_epochs=n_epochs)
         ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
         base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
-        from app.costs.breakeven import break_even_requests
-
         simulated = bool(get_settings().openai.sandbox)
         return LaunchEstimate(
             provider=provider, base_model=hosted.model, method=method, dataset_id=dataset_id,
@@ -153,18 +152,17 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
             else f"exact {counts.tokenizer} counts")
     local = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=hardware,
                                     tokenizer_note=note)
+    # Serving is priced on the cheapest GPU that holds the model, wherever it trains.
     per_1k = baseline_1k = r_star = None
-    if hardware != "cpu":
-        try:
-            serving = self_hosted_serving(profile, shape, serving_gpu_for(shape, catalog), catalog)
-            base = hosted_request_cost(profile, DEFAULT_HOSTED_MODEL, catalog, fine_tuned=False)
-            per_request = serving.monthly_usd(requests_per_month) / requests_per_month
-            from app.costs.breakeven import break_even_requests
-
-            per_1k, baseline_1k = per_request * 1000, base.usd_per_request * 1000
-            r_star = break_even_requests(local.cost_usd, per_request, base.usd_per_request)
-        except CostError:
-            pass
+    try:
+        serving = self_hosted_serving(profile, shape, serving_gpu_for(shape, catalog), catalog)
+    except CostError:
+        serving = None
+    if serving is not None:
+        base = hosted_request_cost(profile, DEFAULT_HOSTED_MODEL, catalog, fine_tuned=False)
+        per_request = serving.monthly_usd(requests_per_month) / requests_per_month
+        per_1k, baseline_1k = per_request * 1000, base.usd_per_request * 1000
+        r_star = break_even_requests(local.cost_usd, per_request, base.usd_per_request)
     return LaunchEstimate(
         provider=provider, base_model=base_model, method=cfg.method, dataset_id=dataset_id,
         training_cost_usd=local.cost_usd, epochs=cfg.epochs,
@@ -176,7 +174,8 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
                f"({local.calibration.source})",
         note=(f"{local.tokens.trained:,} tokens x {local.flops_per_token:.3g} FLOPs/token / "
               f"({local.n_gpu} x {catalog.gpu(local.gpu).tflops_bf16:g} TFLOP/s x MFU "
-              f"{local.calibration.mfu:.3f}) + {local.overhead_seconds:.0f} s overhead; {note}"),
+              f"{local.calibration.mfu:.3f}) + {local.overhead_seconds:.0f} s overhead; {note}"
+              + "".join(f"; {w}" for w in local.warnings)),
         catalog_as_of=as_of,
         inputs={"training": local.to_dict(), "profile": profile.to_dict()},
     )

@@ -104,6 +104,8 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
         chosen = catalog.gpu(gpu)
     else:
         chosen = catalog.gpu(gpu)
+        if chosen.key == "cpu" and cfg.method == "qlora":
+            warnings.append("QLoRA's 4-bit kernels need a CUDA GPU: this will not run on a CPU")
         if memory.total > chosen.memory_bytes:
             warnings.append(f"needs about {memory.total / 1e9:.1f} GB per GPU; {chosen.key} has "
                             f"{chosen.memory_gb:g} GB: it will not fit")
