@@ -66,6 +66,11 @@ def _parse_date(value: str, option: str) -> date:
 )
 @click.option("--seed", type=int, help="Seed ids and job seeds, for reproducible sessions.")
 @click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty and save no state.")
+@click.option(
+    "--base64-results",
+    is_flag=True,
+    help="Serve result CSV files base64-encoded, as the live service has been seen to.",
+)
 def sandbox(
     host: str,
     port: int,
@@ -75,6 +80,7 @@ def sandbox(
     sunset: str,
     seed: int | None,
     ephemeral: bool,
+    base64_results: bool,
 ) -> None:
     """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine.
 
@@ -117,6 +123,7 @@ def sandbox(
             sunset=sunset_date,
             seed=seed,
             state_file=state_file,
+            base64_result_files=base64_results,
         )
     except ValueError as exc:
         raise UserError(f"{exc}; or run with --ephemeral") from None

@@ -11,6 +11,7 @@ from the step it reached.
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -193,9 +194,10 @@ def _record_step(state: SandboxState, job: Job, step: int, at: float) -> None:
 def _succeed(state: SandboxState, job: Job, at: float) -> None:
     assert job.billable_tokens_per_epoch is not None
     job.trained_tokens = job.billable_tokens_per_epoch * job.hyperparameters["n_epochs"]
-    result = state.add_file(
-        "step_metrics.csv", "fine-tune-results", metrics.result_csv(job.metric_rows).encode(), at
-    )
+    content = metrics.result_csv(job.metric_rows).encode()
+    if state.base64_result_files:
+        content = base64.b64encode(content)
+    result = state.add_file("step_metrics.csv", "fine-tune-results", content, at)
     job.result_files = [result.id]
     state.register_model(
         FineTunedModel(job.model_name, at, job.organization_id, job.id, job.base_model)

@@ -42,11 +42,12 @@ def build_state(
     validation_s: float | None = None,
     queue_s: float | None = None,
     state_file: Path | None = None,
+    base64_result_files: bool = False,
 ) -> SandboxState:
     """A fresh (or reloaded, with ``state_file``) sandbox state."""
     if seconds_per_step < 0:
         raise ValueError("seconds_per_step must not be negative")
-    return SandboxState(
+    state = SandboxState(
         clock=SandboxClock(start, frozen=frozen),
         timing=Timing(seconds_per_step, validation_s, queue_s),
         files_dir=files_dir,
@@ -54,6 +55,8 @@ def build_state(
         seed=seed,
         state_file=state_file,
     )
+    state.base64_result_files = base64_result_files
+    return state
 
 
 class SandboxServer:
@@ -73,6 +76,8 @@ class SandboxServer:
         data_dir: where uploaded files are kept (default: beside ``state_file``, else a
             temporary directory removed on stop).
         state_file: persist the state there and reload it on start.
+        base64_result_files: serve result CSVs base64-encoded, as the live service has
+            been seen to (default: plain CSV).
     """
 
     def __init__(
@@ -90,6 +95,7 @@ class SandboxServer:
         queue_s: float | None = None,
         data_dir: Path | None = None,
         state_file: Path | None = None,
+        base64_result_files: bool = False,
     ) -> None:
         self.host = host
         self._requested_port = port
@@ -109,6 +115,7 @@ class SandboxServer:
             validation_s=validation_s,
             queue_s=queue_s,
             state_file=state_file,
+            base64_result_files=base64_result_files,
         )
         self._sandbox = Sandbox(self.state, faults)
         self.api_key = DEFAULT_API_KEY

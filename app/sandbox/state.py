@@ -58,6 +58,9 @@ class SandboxState:
         """Job creation is refused once the clock's date is after this; None: never."""
         self.organization_id = organization_id
         self.organization_slug = organization_slug
+        self.base64_result_files = False
+        """Serve result files base64-encoded, as the live service has been seen to; off by
+        default (plain CSV). Clients that read results should accept both."""
         self.state_file = state_file
         self.lock = threading.RLock()
         self._rng = random.Random(seed)

@@ -187,3 +187,29 @@ def httpx_get(url: str, authorization: str | None):
 
     headers = {"authorization": authorization} if authorization else {}
     return httpx.get(url, headers=headers)
+
+
+def test_result_files_can_be_base64_like_the_live_service(tmp_path, spec_recorder):
+    import base64
+
+    with SandboxServer(
+        port=0, seconds_per_step=0.0, frozen=True, base64_result_files=True, data_dir=tmp_path / "s"
+    ) as server:
+        client = make_client(server, spec_recorder)
+        train = client.files.create(
+            file=("t.jsonl", jsonl(sentiment_rows())), purpose="fine-tune"
+        ).id
+        job = client.fine_tuning.jobs.create(
+            model="gpt-4o-mini",
+            training_file=train,
+            hyperparameters={"n_epochs": 1, "batch_size": 4},
+        )
+        # Zero-length phases: the job is done by the next time anyone looks.
+        job = client.fine_tuning.jobs.retrieve(job.id)
+        assert job.status == "succeeded"
+        text = base64.b64decode(client.files.content(job.result_files[0]).content).decode()
+        assert (
+            text.splitlines()[0]
+            == "step,train_loss,train_accuracy,valid_loss,valid_mean_token_accuracy"
+        )
+        assert len(text.splitlines()) == 1 + 3
