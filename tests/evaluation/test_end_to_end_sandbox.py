@@ -168,3 +168,91 @@ def test_rerun_makes_no_provider_calls(sandbox, tmp_path):
     assert all(
         r.summary["cached"] == r.summary["task"]["n"] + r.summary["general"]["n"] for r in again
     )
+
+
+@pytest.mark.slow
+def test_break_even_gate_uses_measured_costs_and_the_jobs_training_cost(sandbox, tmp_path):
+    from app.promotion.gates import check_gates, set_policy
+    from db.engine import read_session
+    from db.models import Job
+
+    engine = database.get_engine()
+    add_ticket_datasets(tmp_path)
+    job = train(engine, "tickets", "good")
+    with read_session(engine) as session:
+        one_time = session.get(Job, job.id)
+    one_time = one_time.actual_cost_usd or one_time.estimated_cost_usd
+    assert one_time and one_time > 0
+    runs = evaluate(
+        EvalRequest(
+            task="routing",
+            dataset="tickets",
+            provider="openai",
+            base_model=BASE,
+            few_shot=8,
+            zero_shot=False,
+            job_ids=[job.id],
+        ),
+        engine=engine,
+    )
+    few, tuned = runs
+    c_base = few.summary["task"]["cost_per_request_usd"]
+    c_ft = tuned.summary["task"]["cost_per_request_usd"]
+    assert c_base > c_ft > 0  # 8 shots in every prompt cost more than the fine-tune's price
+    expected = one_time / (c_base - c_ft)
+
+    set_policy(engine, "routing", max_breakeven_requests=int(expected) + 1)
+    gate = check_gates(engine, tuned.id).results[-1]
+    assert gate.name == "breakeven" and gate.passed
+    assert gate.numbers["breakeven_requests"] == pytest.approx(expected)
+    set_policy(engine, "routing", max_breakeven_requests=int(expected) - 1)
+    gate = check_gates(engine, tuned.id).results[-1]
+    assert not gate.passed and f"after {expected:,.0f} requests" in gate.detail
+
+
+@pytest.mark.slow
+def test_llm_judge_stops_the_run_at_its_spending_cap(sandbox, tmp_path):
+    engine = database.get_engine()
+    add_ticket_datasets(tmp_path)
+    job = train(engine, "tickets", "good")
+    cap = 0.00002  # a few judge calls' worth at gpt-4o-mini prices
+    runs = evaluate(
+        EvalRequest(
+            task="routing",
+            dataset="tickets",
+            provider="openai",
+            base_model=BASE,
+            zero_shot=False,
+            few_shot=0,
+            job_ids=[job.id],
+            concurrency=1,
+            general=False,
+            judge={"provider": "openai", "model": BASE, "max_spend_usd": cap},
+        ),
+        engine=engine,
+    )
+    run = runs[0]
+    assert run.status == "stopped" and "spending cap" in run.summary["stopped"]
+    judge = run.summary["judge"]
+    assert judge["spent_usd"] >= cap and judge["calls"] >= 1
+    assert 0 < run.summary["task"]["n"] < 20  # stopped before the 20 held-out examples
+    assert "judge" in run.summary["task"]["scores"]
+
+    result = _cli(
+        "eval",
+        "--task",
+        "routing",
+        "--dataset",
+        "tickets",
+        "--provider",
+        "openai",
+        "--base",
+        BASE,
+        "--judge-provider",
+        "openai",
+        "--judge-model",
+        "nope-model",
+        "--judge-max-spend",
+        "1",
+    )
+    assert result.exit_code == 1 and "no price for judge model 'nope-model'" in result.output
