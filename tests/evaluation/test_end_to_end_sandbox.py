@@ -256,3 +256,34 @@ def test_llm_judge_stops_the_run_at_its_spending_cap(sandbox, tmp_path):
         "1",
     )
     assert result.exit_code == 1 and "no price for judge model 'nope-model'" in result.output
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path):
+    result = _cli(
+        "eval", "--task", "routing", "--dataset", "nope", "--provider", "openai", "--base", BASE
+    )
+    assert result.exit_code == 1 and "error: no dataset 'nope'" in result.output
+    assert "Traceback" not in result.output
+    add_ticket_datasets(tmp_path)
+    bad = _cli(
+        "eval",
+        "--task",
+        "routing",
+        "--dataset",
+        "tickets",
+        "--provider",
+        "openai",
+        "--base",
+        BASE,
+        "--scorer",
+        "bleu",
+    )
+    assert bad.exit_code == 1 and "unknown scorer 'bleu'" in bad.output
+    none = _cli("promote", "--task", "routing", "--rollback")
+    assert none.exit_code == 1 and "has no alias 'production'" in none.output
+    missing = _cli("models", "export", "--alias", "production")
+    assert missing.exit_code == 1 and "exists in 0 tasks" in missing.output
+    both = _cli("promote", "--task", "routing")
+    assert both.exit_code == 1 and "--run RUN_ID or --model MODEL" in both.output
+    unseen = _cli("promote", "--task", "routing", "--model", "ft:x")
+    assert unseen.exit_code == 1 and "no finished eval of 'ft:x'" in unseen.output
