@@ -33,7 +33,7 @@ os.environ["FTM_HOME"] = tempfile.mkdtemp(prefix="ftm-bench-estimate-")
 
 # One thread: on a shared 2-core machine a 2-thread run stalls whenever another process
 # takes a core, which makes its speed swing far more than a 1-thread run's.
-OPTIONS = {"epochs": 1, "torch_threads": 1, "batch_size": 8, "max_seq_len": 256,
+OPTIONS = {"epochs": 3, "torch_threads": 1, "batch_size": 8, "max_seq_len": 256,
            "save_steps": 100_000, "eval_steps": 100_000, "logging_steps": 5,
            "early_stopping_patience": 0}
 """Evaluation and checkpoints pushed past the end: the training loop is what is timed."""
@@ -213,7 +213,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, help="examples in the calibration run")
     parser.add_argument("--skip-training", action="store_true", help="only the speed part")
     args = parser.parse_args()
-    n = args.examples or (96 if args.quick else 240)
+    n = args.examples or (120 if args.quick else 480)
     print(f"FTM_HOME={os.environ['FTM_HOME']}")
     speed()
     if not args.skip_training:

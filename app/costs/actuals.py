@@ -77,8 +77,8 @@ def _local_actual(session: Session, job: Job, catalog: Catalog) -> dict[str, Any
     train_seconds = prior.get("train_seconds", prior.get("train_runtime_s"))
     if train_seconds is None and trained and tps:
         train_seconds = trained / tps
-    hardware = (hardware_key(sample.hardware, catalog) if sample
-                else prior.get("hardware") or estimate.get("gpu"))
+    named = sample.hardware if sample else prior.get("hardware") or estimate.get("gpu")
+    hardware = hardware_key(named, catalog) if named else None
     n_gpu = int((job.spec or {}).get("options", {}).get("n_gpus", 1) or 1)
     out: dict[str, Any] = {
         "kind": "local", "wall_seconds": wall, "train_seconds": train_seconds,

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from app.costs.actuals import record_actual
+from app.costs.catalog import load_catalog
 from app.costs.launch import estimate_for_launch
 from app.database import get_engine
 from db.engine import read_session, write_session
@@ -111,3 +112,26 @@ def test_a_hosted_job_without_trained_tokens_records_no_cost(ftm_home):
     assert a["cost_usd"] is None and "no trained_tokens" in a["note"]
     with read_session(get_engine()) as s:
         assert s.get(Job, job.id).actual_cost_usd is None
+
+
+def test_pending_actuals_are_recorded_once_for_jobs_ended_elsewhere(ftm_home):
+    """Local workers end their jobs in the database themselves; the sweep catches those."""
+    from app.costs.actuals import record_pending_actuals
+
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    with write_session(get_engine()) as s:
+        s.add(Job(name="done", provider="local", base_model="m", method="lora",
+                  status="failed", started_at=start, finished_at=start + timedelta(minutes=30),
+                  actual={"hardware": "cuda:NVIDIA L4"}))
+        s.add(Job(name="running", provider="local", base_model="m", method="lora",
+                  status="running", started_at=start))
+    with write_session(get_engine()) as s:
+        assert record_pending_actuals(s) == 1
+    with write_session(get_engine()) as s:
+        assert record_pending_actuals(s) == 0
+    with read_session(get_engine()) as s:
+        done = s.exec(__import__("sqlmodel").select(Job).where(Job.name == "done")).one()
+    l4 = load_catalog(use_settings=False).hourly_price(load_catalog(use_settings=False).gpu("l4"))
+    # A failed run still used its GPU for 30 minutes.
+    assert done.actual["hardware"] == "l4" and done.actual["status"] == "failed"
+    assert done.actual_cost_usd == pytest.approx(0.5 * l4.usd_per_hour)
