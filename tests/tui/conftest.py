@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.tui.screens import launch_form
+from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 from tests.tui.helpers import FIXED_TODAY
 
 

@@ -10,6 +10,7 @@ from app.database import get_engine
 from app.sandbox.faults import FaultPlan, FaultRule
 from app.tui.app import create_app
 from app.tui.screens.confirm import ConfirmScreen, format_usd
+from app.tui.screens.launch_form import validate_form
 from app.tui.screens.launch_wizard import LaunchWizard
 from db.engine import read_session
 from db.models import Job
@@ -134,3 +135,32 @@ async def test_refused_create_shows_an_error_and_the_app_goes_on(sandbox, ftm_ho
         assert job.status == "failed" and job.error
         await pilot.press("escape")
         assert app.is_running and not isinstance(app.screen, LaunchWizard)
+
+
+async def test_local_provider_takes_a_model_directory_and_its_own_options(
+    sandbox, ftm_home, tiny_model
+):
+    add_dataset(ftm_home, "tickets")
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _open_wizard(pilot)
+        wizard.query_one("#provider", Select).value = "local"
+        await settle(pilot)
+        assert wizard.form.capabilities.runs_locally
+        assert not wizard.query_one("#common-hyperparameters").display
+        assert not wizard.query_one("#options-section").collapsed
+        wizard.query_one("#base_model_other", Input).value = str(tiny_model)
+        wizard.query_one("#method", Select).value = "lora"
+        wizard.query_one("#option-epochs", Input).value = "1"
+        wizard.query_one("#option-r", Input).value = "zero"
+        await settle(pilot)
+        assert "not a whole number" in wizard.query_one("#error-option-r", Static).render().plain
+        wizard.query_one("#option-r", Input).value = "4"
+        await pilot.pause(0.6)
+        await settle(pilot)
+        assert wizard.form.base_model == str(tiny_model)
+        assert validate_form(wizard.form) == {}
+        assert wizard.form.option_values() == {"epochs": 1, "r": 4}
+        preview = wizard.preview
+        assert preview is not None, _text(wizard, "#preview-body")
+        assert "Time" in _text(wizard, "#preview-body")

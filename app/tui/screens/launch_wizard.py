@@ -62,6 +62,7 @@ class LaunchWizard(ModalScreen[int | None]):
     LaunchWizard .field-info.-error { color: $text-error; }
     LaunchWizard .field-info.-warning, LaunchWizard .field-warning { color: $text-warning; }
     LaunchWizard Select, LaunchWizard Input { width: 100%; }
+    LaunchWizard #common-hyperparameters { height: auto; }
     LaunchWizard #wizard-buttons { height: 3; padding: 0 1; }
     LaunchWizard #wizard-status { width: 1fr; height: 3; content-align: left middle; }
     LaunchWizard #wizard-buttons Button { margin: 0 0 0 1; }
@@ -109,6 +110,8 @@ class LaunchWizard(ModalScreen[int | None]):
         self._preview_request = 0
         self.preview: backend.Preview | None = None
         self._launching = False
+        self._selected_model: str | None = None
+        self._typed_model = ""
 
     # -- layout -------------------------------------------------------------------------
 
@@ -122,14 +125,16 @@ class LaunchWizard(ModalScreen[int | None]):
                     yield from _field("Provider", Select([], id="provider", prompt="loading…"))
                     yield Static("", id="provider-info", classes="field-info")
                     yield from _field("Base model", Select([], id="base_model", prompt="choose a provider"))
+                    yield Input(id="base_model_other", placeholder="or type a model id or directory")
                     yield Static("", id="base-model-warning", classes="field-warning")
                     yield from _field("Method", Select([], id="method", prompt="choose a provider"))
                     yield from _field("Job name", Input(id="name", placeholder="e.g. tickets-v2"))
-                    yield from _field("Epochs", Input(AUTO, id="n_epochs"))
-                    yield from _field("Batch size", Input(AUTO, id="batch_size"))
-                    yield from _field(
-                        "Learning-rate multiplier", Input(AUTO, id="learning_rate_multiplier")
-                    )
+                    with Vertical(id="common-hyperparameters"):
+                        yield from _field("Epochs", Input(AUTO, id="n_epochs"))
+                        yield from _field("Batch size", Input(AUTO, id="batch_size"))
+                        yield from _field(
+                            "Learning-rate multiplier", Input(AUTO, id="learning_rate_multiplier")
+                        )
                     with Collapsible(title="Provider options", id="options-section"):
                         yield Vertical(id="options")
                 with Vertical(id="wizard-preview"):
@@ -214,7 +219,8 @@ class LaunchWizard(ModalScreen[int | None]):
         if name == self.form.provider:
             return
         self.form.provider = name
-        self.form.base_model = None
+        self.form.base_model = self._typed_model.strip() or None
+        self._selected_model = None
         self.form.base_models = []
         self.form.options = {}
         base = self.query_one("#base_model", Select)
@@ -231,6 +237,10 @@ class LaunchWizard(ModalScreen[int | None]):
         method.set_options([(m, m) for m in caps.methods])
         method.value = caps.methods[0] if caps.methods else Select.BLANK
         self._build_options(options)
+        # Providers without "auto" take their defaults from their own options (shown open).
+        common = caps.supports_auto_hyperparameters
+        self.query_one("#common-hyperparameters").display = common
+        self.query_one("#options-section", Collapsible).collapsed = common
         self.load_base_models(name)
         self._changed()
 
@@ -266,9 +276,9 @@ class LaunchWizard(ModalScreen[int | None]):
             if self.form.dataset and not self.query_one("#name", Input).value:
                 self.query_one("#name", Input).value = f"{self.form.dataset.name}-ft"
         elif widget_id == "base_model":
-            self.form.base_model = None if value is None else str(value)
-            warning = sunset_warning(self.form.base_model_info())
-            self.query_one("#base-model-warning", Static).update(f"⚠ {warning}" if warning else "")
+            self._selected_model = None if value is None else str(value)
+            self._update_base_model()
+            return
         elif widget_id == "method":
             self.form.method = None if value is None else str(value)
         elif widget_id.startswith(_OPTION_PREFIX):
@@ -282,12 +292,23 @@ class LaunchWizard(ModalScreen[int | None]):
         widget_id = event.input.id or ""
         if widget_id == "name":
             self.form.name = event.value
+        elif widget_id == "base_model_other":
+            self._typed_model = event.value
+            self._update_base_model()
+            return
         elif widget_id in HYPERPARAMETER_FIELDS:
             setattr(self.form, widget_id, event.value)
         elif widget_id.startswith(_OPTION_PREFIX):
             self.form.options[widget_id.removeprefix(_OPTION_PREFIX)] = event.value
         else:
             return
+        self._changed()
+
+    def _update_base_model(self) -> None:
+        """A typed model id or directory wins over the one chosen from the list."""
+        self.form.base_model = self._typed_model.strip() or self._selected_model
+        warning = sunset_warning(self.form.base_model_info())
+        self.query_one("#base-model-warning", Static).update(f"⚠ {warning}" if warning else "")
         self._changed()
 
     def _show_dataset(self) -> None:
