@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -18,6 +19,24 @@ def _parse_date(value: str, option: str) -> date:
     except ValueError:
         raise UserError(
             f"{option} {value!r} is not a date; use YYYY-MM-DD, e.g. 2027-01-07"
+        ) from None
+
+
+def _load_faults(spec: str):
+    """A fault plan from inline JSON or from a JSON file."""
+    from app.sandbox.faults import FaultPlan, FaultPlanError
+
+    try:
+        if spec.lstrip().startswith("{"):
+            try:
+                data = json.loads(spec)
+            except ValueError as exc:
+                raise FaultPlanError(f"the inline fault plan is not valid JSON: {exc}") from None
+            return FaultPlan.from_dict(data)
+        return FaultPlan.from_file(spec)
+    except FaultPlanError as exc:
+        raise UserError(
+            f"{exc}. Fix the plan or leave out --faults / FTM_SANDBOX_FAULTS."
         ) from None
 
 
@@ -46,10 +65,11 @@ def _parse_date(value: str, option: str) -> date:
 )
 @click.option(
     "--faults",
-    "faults_file",
-    type=click.Path(dir_okay=False, path_type=Path),
+    "faults_spec",
+    metavar="FILE|JSON",
     envvar="FTM_SANDBOX_FAULTS",
-    help='Fault plan JSON: {"seed": N, "rules": [{"route": "jobs.create", "kind": "rate_limit", ...}]}.',
+    help='Fault plan: a JSON file, or the JSON itself: {"seed": N, "rules": [{"route": '
+    '"jobs.create", "kind": "rate_limit", ...}]}.',
 )
 @click.option(
     "--date",
@@ -75,7 +95,7 @@ def sandbox(
     host: str,
     port: int,
     seconds_per_step: float,
-    faults_file: Path | None,
+    faults_spec: str | None,
     start_date: str | None,
     sunset: str,
     seed: int | None,
@@ -90,7 +110,6 @@ def sandbox(
     """
     import tempfile
 
-    from app.sandbox.faults import FaultPlan, FaultPlanError
     from app.sandbox.server import bind_socket, build_state, serve_forever
     from app.settings import get_settings
 
@@ -101,11 +120,8 @@ def sandbox(
         start = datetime.combine(_parse_date(start_date, "--date"), datetime.min.time(), UTC)
     sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
     faults = None
-    if faults_file is not None:
-        try:
-            faults = FaultPlan.from_file(faults_file)
-        except FaultPlanError as exc:
-            raise UserError(f"{exc}. Fix the file or leave out --faults.") from None
+    if faults_spec is not None:
+        faults = _load_faults(faults_spec)
 
     scratch = None
     if ephemeral:
@@ -152,7 +168,7 @@ def sandbox(
         else "State: not kept (--ephemeral)"
     )
     if faults is not None:
-        echo(f"Faults: {len(faults.rules)} rule(s) from {faults_file}")
+        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
     if host not in ("127.0.0.1", "localhost", "::1"):
         click.secho(
             f"warning: listening on {host}: anyone who can reach it can use the sandbox.",

@@ -19,9 +19,9 @@ from tests.conftest import REPO_ROOT
 from tests.sandbox.conftest import jsonl, sentiment_rows
 
 
-def start_sandbox(home: Path, *args: str) -> tuple[subprocess.Popen, str, str]:
+def start_sandbox(home: Path, *args: str, **env_vars: str) -> tuple[subprocess.Popen, str, str]:
     """Start `ftm sandbox`; returns the process, its base URL and its banner."""
-    env = {**os.environ, "FTM_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "FTM_HOME": str(home), "PYTHONUNBUFFERED": "1", **env_vars}
     process = subprocess.Popen(
         [sys.executable, "-m", "app", "sandbox", "--port", "0", *args],
         cwd=REPO_ROOT,
@@ -91,10 +91,17 @@ def test_sandbox_serves_the_sdk_and_keeps_its_state_across_a_restart(tmp_path):
     saved = json.loads((home / "sandbox" / "state.json").read_text())
     assert [j["id"] for j in saved["jobs"]] == [job.id]
 
-    process, url, _ = start_sandbox(home)
+    faults = tmp_path / "faults.json"
+    faults.write_text(
+        json.dumps({"rules": [{"route": "models.retrieve", "kind": "server_error", "count": 1}]})
+    )
+    process, url, _ = start_sandbox(home, "--faults", str(faults))
     try:
         client = openai.OpenAI(base_url=url, api_key="sk-anything", max_retries=0)
         wait_until_ready(client)
+        with pytest.raises(openai.InternalServerError):
+            client.models.retrieve(job.fine_tuned_model)  # the fault plan from the file
+        assert client.models.retrieve(job.fine_tuned_model).id == job.fine_tuned_model
         again = client.fine_tuning.jobs.retrieve(job.id)
         assert (again.status, again.fine_tuned_model) == ("succeeded", job.fine_tuned_model)
         assert client.files.content(train.id).content == jsonl(sentiment_rows())
@@ -108,12 +115,9 @@ def test_sandbox_serves_the_sdk_and_keeps_its_state_across_a_restart(tmp_path):
 
 
 def test_ephemeral_sandbox_with_faults_and_the_sunset(tmp_path):
-    faults = tmp_path / "faults.json"
-    faults.write_text(
-        json.dumps({"rules": [{"route": "files.list", "kind": "unavailable", "count": 1}]})
-    )
+    inline = json.dumps({"rules": [{"route": "files.list", "kind": "unavailable", "count": 1}]})
     process, url, banner = start_sandbox(
-        tmp_path / "home", "--ephemeral", "--faults", str(faults), "--date", "2027-02-01"
+        tmp_path / "home", "--ephemeral", "--date", "2027-02-01", FTM_SANDBOX_FAULTS=inline
     )
     try:
         client = openai.OpenAI(base_url=url, api_key="sk-x", max_retries=0)
@@ -133,6 +137,8 @@ def test_ephemeral_sandbox_with_faults_and_the_sunset(tmp_path):
     ("args", "message"),
     [
         (["--faults", "{missing}"], "cannot read fault plan"),
+        (["--faults", '{"rules": [{"route": "jobs.create"'], "inline fault plan is not valid JSON"),
+        (["--faults", '{"rules": [{"route": "*", "kind": "boom"}]}'], "unknown fault kind 'boom'"),
         (["--date", "tomorrow"], "--date 'tomorrow' is not a date"),
         (["--sunset", "2027-13-01"], "--sunset '2027-13-01' is not a date"),
         (["--seconds-per-step", "-1"], "must not be negative"),
