@@ -21,7 +21,9 @@ def auto_epochs(n_examples: int) -> int:
     that at least 100 examples are seen (at most 25 epochs), lowered so that at most
     25,000 are (at least 1)."""
     if n_examples < 1:
-        raise ValueError("a training set needs at least one example")
+        from app.costs.errors import CostError
+
+        raise CostError("the training split has no examples: nothing to price")
     if n_examples * AUTO_BASE_EPOCHS < AUTO_MIN_TRAINED_EXAMPLES:
         return min(AUTO_MAX_EPOCHS, AUTO_MIN_TRAINED_EXAMPLES // n_examples)
     if n_examples * AUTO_BASE_EPOCHS > AUTO_MAX_TRAINED_EXAMPLES:

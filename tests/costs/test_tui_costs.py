@@ -16,6 +16,9 @@ async def test_costs_view_compares_options_and_charts_them(ftm_home):
     messages = []
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 50), message_hook=messages.append) as pilot:
+        await settle(pilot)
+        # Nothing is estimated until the tab is shown (no work at start-up).
+        assert not [m for m in messages if isinstance(m, CostsView.Computed)]
         await pilot.press("c")
         await settle(pilot)
         assert app.query_one(TabbedContent).active == "costs"

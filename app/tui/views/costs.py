@@ -86,6 +86,14 @@ class CostsView(Vertical):
         yield Static("Choose a dataset and the expected traffic.", id="costs-detail")
         yield PlotextPlot(id="costs-plot")
 
+    _shown = False
+    """Whether the tab has been shown: estimating waits for it (no work at app start)."""
+
+    def on_show(self) -> None:
+        if not self._shown:
+            self._shown = True
+            self._request_estimate()
+
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(
             "option", "one-time", "per 1k req", "monthly", "horizon", "break-even")
@@ -139,6 +147,8 @@ class CostsView(Vertical):
     @on(Button.Pressed, "#costs-run")
     @on(Input.Submitted)
     def _request_estimate(self) -> None:
+        if not self._shown:
+            return
         query = self.current_query()
         if query is not None:
             self.estimate(query)
