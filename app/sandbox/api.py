@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -418,5 +417,4 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
         for method, path, name, handler in ROUTE_TABLE
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
-    app.state.started_at = time.time()
     return ConnectionDropper(app)
