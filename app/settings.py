@@ -104,6 +104,9 @@ class TuiSettings(BaseModel):
 
     theme: str = "textual-dark"
     """Textual theme at start-up (``textual-light`` for light terminals); ctrl+t toggles."""
+    keymap: dict[str, str] = {}
+    """Remapped keys by binding id, e.g. ``{"app.new_job" = "ctrl+n"}`` (ids: the help screen
+    and ``app/tui``); the value may list several keys separated by commas."""
 
 
 class Settings(BaseSettings):

@@ -65,7 +65,12 @@ class FtmApp(App):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.theme = self._initial_theme or _configured_theme()
+        from app.settings import get_settings
+
+        tui = get_settings().tui
+        self.theme = self._initial_theme or tui.theme
+        if tui.keymap:
+            self.set_keymap(tui.keymap)
         self._focus_active_table()
 
     @on(TabbedContent.TabActivated)
@@ -112,12 +117,6 @@ class FtmApp(App):
     @on(Worker.StateChanged)
     def _on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_state(self, event)
-
-
-def _configured_theme() -> str:
-    from app.settings import get_settings
-
-    return get_settings().tui.theme
 
 
 def create_app(*, theme: str | None = None, start_poller: bool = True) -> FtmApp:

@@ -123,3 +123,19 @@ async def test_theme_toggles_between_dark_and_light_and_honours_the_setting(monk
     app = create_app(start_poller=False)
     async with app.run_test():
         assert app.theme == LIGHT_THEME
+
+
+async def test_keys_are_remapped_by_binding_id_from_the_settings(monkeypatch):
+    from app import database
+
+    monkeypatch.setenv("FTM_TUI__KEYMAP", '{"app.new_job": "ctrl+n", "tab.models": "M"}')
+    database.reset()
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("M")
+        assert app.query_one(TabbedContent).active == "models"
+        found = {a.binding_id: a.keys for a in key_actions(app, app.screen)}
+        assert found["app.new_job"] == ("^n",)
+        await pilot.press("ctrl+n")
+        await settle(pilot)
+        assert type(app.screen).__name__ == "LaunchWizard"
