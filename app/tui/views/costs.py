@@ -46,8 +46,8 @@ class CostsView(Vertical):
     DEFAULT_CSS = """
     CostsView { height: 1fr; }
     CostsView #costs-controls { height: auto; padding: 0 1; }
-    CostsView #costs-controls Select { width: 28; }
-    CostsView #costs-controls Input { width: 16; }
+    CostsView #costs-controls Select { width: 24; }
+    CostsView #costs-controls Input { width: 12; }
     CostsView #costs-controls Label { padding: 1 1 0 1; }
     CostsView #costs-table { height: auto; max-height: 10; }
     CostsView #costs-detail { height: auto; padding: 0 1; color: $text-muted; }
@@ -206,19 +206,24 @@ class CostsView(Vertical):
 
     def _plot(self, result) -> None:
         requests, curves = result.curves(points=60)
+        # Costs span orders of magnitude (an always-on GPU against cents per request), so
+        # the y axis is logarithmic; it starts at the first request, not at zero.
+        requests, curves = requests[1:], {k: v[1:] for k, v in curves.items()}
         plot = self.query_one(PlotextPlot)
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
+        plt.yscale("log")
         labels = {o.key: o.label for o in result.options}
         for key, costs in curves.items():
-            plt.plot(requests.tolist(), costs.tolist(), label=labels[key][:40])
+            plt.plot(requests.tolist(), [max(c, 1e-4) for c in costs.tolist()],
+                     label=labels[key][:40])
         # The crossings with the baseline: the break-evens.
         xs = [o.break_even_requests for o in result.options
-              if o.break_even_requests is not None and o.break_even_requests <= requests[-1]]
+              if o.break_even_requests is not None and 0 < o.break_even_requests <= requests[-1]]
         if xs:
             base = result.baseline.per_request_usd
             plt.scatter(xs, [x * base for x in xs], marker="x", label="break-even")
-        plt.title("Cumulative cost (USD) against requests")
+        plt.title("Cumulative cost (USD, log scale) against requests; x marks a break-even")
         plt.xlabel("requests")
         plot.refresh()
