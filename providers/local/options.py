@@ -1,0 +1,176 @@
+"""The local provider's settings, declared as data, and their resolution into the config a
+worker trains from.
+
+Every hyperparameter has a default and can be overridden in ``JobSpec.options`` (by the
+option's name) or, for the common ones, in ``JobSpec.hyperparameters``. Resolution is pure
+(no torch): it runs in the CLI before anything starts, and bad values are refused with a
+message naming the option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from providers.base import ProviderOption
+from providers.errors import SpecRejected
+from providers.types import JobSpec
+
+METHODS = ("lora", "qlora", "full", "dpo")
+"""``dpo`` trains a LoRA adapter by default (option ``dpo_tuning``)."""
+
+SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
+
+# Method aliases accepted from the provider-neutral spec ("supervised" means the local
+# default, LoRA).
+_METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
+
+AUTO = "auto"
+
+OPTIONS: tuple[ProviderOption, ...] = (
+    ProviderOption("r", "LoRA rank", int, 16),
+    ProviderOption("alpha", "LoRA alpha (scaling = alpha / r)", int, 32),
+    ProviderOption("dropout", "LoRA dropout", float, 0.05),
+    ProviderOption(
+        "target_modules",
+        "Modules LoRA adapts: 'all-linear' or a comma-separated list (q_proj,v_proj)",
+        str, "all-linear",
+    ),
+    ProviderOption(
+        "learning_rate", "Peak learning rate; auto: 2e-4 LoRA/QLoRA, 2e-5 full, 5e-5 DPO",
+        float, AUTO,
+    ),
+    ProviderOption("epochs", "Passes over the training data", int, 3),
+    ProviderOption("batch_size", "Examples per device per step", int, 8),
+    ProviderOption("grad_accum", "Gradient accumulation steps", int, 1),
+    ProviderOption("warmup_ratio", "Share of steps spent warming the learning rate up", float, 0.03),
+    ProviderOption("scheduler", "Learning-rate schedule", str, "cosine", SCHEDULERS),
+    ProviderOption("max_seq_len", "Longest sequence in tokens (longer ones are truncated)", int, 1024),
+    ProviderOption("gradient_checkpointing", "Recompute activations to save memory", bool, False),
+    ProviderOption("seed", "Random seed (data order, LoRA init)", int, 42),
+    ProviderOption("packing", "Pack short examples into full-length rows (less padding)", bool, False),
+    ProviderOption(
+        "assistant_only_loss",
+        "Loss on assistant tokens only (the chat template needs {% generation %} markers or a "
+        "known template; otherwise the last assistant turn is trained as a completion)",
+        bool, True,
+    ),
+    ProviderOption("eval_steps", "Evaluate the validation split every N steps; auto: ~10 evals", int, AUTO),
+    ProviderOption("save_steps", "Checkpoint every N steps; auto: at each evaluation", int, AUTO),
+    ProviderOption("logging_steps", "Report progress every N steps; auto: ~50 reports", int, AUTO),
+    ProviderOption(
+        "early_stopping_patience",
+        "Stop after this many evaluations without a better eval loss (0: never)", int, 3,
+    ),
+    ProviderOption("dpo_beta", "DPO beta (strength of the reference model constraint)", float, 0.1),
+    ProviderOption("dpo_tuning", "What DPO trains", str, "lora", ("lora", "qlora", "full")),
+    ProviderOption("device", "Where to train", str, AUTO, (AUTO, "cuda", "cpu")),
+    ProviderOption("n_gpus", "GPUs to train on (more than 1: launched with accelerate)", int, 1),
+    ProviderOption("bf16", "bf16 compute; auto: where the hardware has it", str, AUTO, (AUTO, "true", "false")),
+    ProviderOption("merge", "Also write a merged model (base + adapter) at the end", bool, False),
+    ProviderOption("torch_threads", "CPU threads for training (0: torch's default)", int, 0),
+    ProviderOption(
+        "skip_memory_check", "Start even when the memory estimate says it will not fit", bool, False
+    ),
+)
+
+_BY_NAME = {o.name: o for o in OPTIONS}
+
+
+def _coerce(option: ProviderOption, value: Any) -> Any:
+    if value == AUTO and option.default == AUTO:
+        return AUTO
+    try:
+        if option.type is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in {"true", "false", "1", "0", "yes", "no"}:
+                    raise ValueError(value)
+                return low in {"true", "1", "yes"}
+            return bool(value)
+        out = option.type(value)
+    except (TypeError, ValueError):
+        raise SpecRejected(
+            f"option {option.name}={value!r}: expected {option.type.__name__}"
+            f" ({option.description})",
+            param=option.name,
+        ) from None
+    if option.choices and out not in option.choices:
+        raise SpecRejected(
+            f"option {option.name}={value!r}: choose one of {', '.join(map(str, option.choices))}",
+            param=option.name,
+        )
+    return out
+
+
+def normalize_method(method: str) -> str:
+    m = _METHOD_ALIASES.get(method, method)
+    if m not in METHODS:
+        raise SpecRejected(
+            f"method {method!r} is not available locally; choose one of {', '.join(METHODS)}",
+            param="method",
+        )
+    return m
+
+
+def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
+    """Every option resolved to a concrete value for ``spec`` (``auto`` step counts stay
+    ``auto``: they depend on the dataset size, known to the worker).
+
+    Raises:
+        SpecRejected: an unknown option or a value of the wrong type or range.
+    """
+    unknown = sorted(set(spec.options) - set(_BY_NAME))
+    if unknown:
+        raise SpecRejected(
+            f"unknown local option(s): {', '.join(unknown)}; known: {', '.join(sorted(_BY_NAME))}",
+            param=unknown[0],
+        )
+    method = normalize_method(spec.method)
+    hp: dict[str, Any] = {o.name: o.default for o in OPTIONS}
+    common = spec.hyperparameters
+    if common.n_epochs != AUTO:
+        hp["epochs"] = common.n_epochs
+    if common.batch_size != AUTO:
+        hp["batch_size"] = common.batch_size
+    if common.beta != AUTO:
+        hp["dpo_beta"] = common.beta
+    if spec.seed is not None:
+        hp["seed"] = spec.seed
+    for name, value in spec.options.items():
+        hp[name] = value
+    hp = {name: _coerce(_BY_NAME[name], value) for name, value in hp.items()}
+
+    tuning = hp["dpo_tuning"] if method == "dpo" else method
+    if hp["learning_rate"] == AUTO:
+        default_lr = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}[tuning]
+        if method == "dpo":
+            default_lr = 5e-5 if tuning != "full" else 5e-7
+        hp["learning_rate"] = default_lr
+    if common.learning_rate is not None:
+        hp["learning_rate"] = float(common.learning_rate)
+    elif common.learning_rate_multiplier != AUTO:
+        hp["learning_rate"] *= float(common.learning_rate_multiplier)
+
+    for name in ("r", "alpha", "epochs", "batch_size", "grad_accum", "max_seq_len", "n_gpus"):
+        if hp[name] < 1:
+            raise SpecRejected(f"option {name}={hp[name]}: must be at least 1", param=name)
+    if not 0 <= hp["dropout"] < 1:
+        raise SpecRejected(f"option dropout={hp['dropout']}: must be in [0, 1)", param="dropout")
+    if not 0 <= hp["warmup_ratio"] < 1:
+        raise SpecRejected(
+            f"option warmup_ratio={hp['warmup_ratio']}: must be in [0, 1)", param="warmup_ratio"
+        )
+    if hp["learning_rate"] <= 0:
+        raise SpecRejected("learning rate must be positive", param="learning_rate")
+    if hp["early_stopping_patience"] < 0:
+        raise SpecRejected("option early_stopping_patience: must be 0 or more",
+                           param="early_stopping_patience")
+    hp["method"] = method
+    hp["tuning"] = tuning
+    return hp
+
+
+def spec_snapshot(spec: JobSpec) -> dict[str, Any]:
+    """The spec as JSON-able data (written into the job's config)."""
+    return asdict(spec)

@@ -1,0 +1,462 @@
+"""`LocalProvider`: fine-tuning on this machine with transformers, peft and trl.
+
+Each job is a detached worker process (`providers.local.worker`) with a job directory
+(`providers.local.jobdir`). The ``remote_id`` of a local job is the absolute path of its
+job directory, so the job can be found even if the jobs directory setting changes later.
+
+Nothing here imports torch: the provider is constructed to list providers, and `create`
+runs in the CLI. Training happens in the worker; `complete` loads models lazily
+(`providers.local.inference`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, ClassVar
+
+from providers.base import Capabilities, Provider, ProviderOption
+from providers.errors import ConfigurationError, ProviderError, SpecRejected
+from providers.local import hardware, memory, options
+from providers.local.data import DataError, chat_rows, preference_rows
+from providers.local.jobdir import JobDir
+from providers.types import (
+    BaseModelInfo,
+    ChatMessage,
+    Completion,
+    JobError,
+    JobSpec,
+    JobStatus,
+    Refresh,
+    RemoteJob,
+)
+
+
+def _default_home() -> Path:
+    # Mirrors app.settings (providers/ cannot import app/): FTM_HOME, else the platform dir.
+    if os.environ.get("FTM_HOME"):
+        return Path(os.environ["FTM_HOME"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("ftm"))
+
+
+class LocalProvider(Provider):
+    """LoRA, QLoRA and full fine-tuning (SFT) and DPO on this machine's GPU or CPU.
+
+    Args:
+        jobs_dir: where job directories go (the app passes ``settings.jobs_dir``).
+        database_url: the database workers write progress to (the app passes
+            ``settings.resolved_database_url``); None: workers write status.json only.
+        python: the interpreter that runs workers (``settings.local.python``).
+    """
+
+    name: ClassVar[str] = "local"
+    display_name: ClassVar[str] = "Local (PEFT)"
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        can_resume_from_checkpoint=True,
+        supports_dpo=True,
+        runs_locally=True,
+        methods=("lora", "qlora", "full", "dpo"),
+    )
+    options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
+
+    def __init__(self, jobs_dir: str | Path | None = None, database_url: str | None = None,
+                 python: str | None = None) -> None:
+        home = _default_home()
+        self.jobs_dir = Path(jobs_dir) if jobs_dir else (
+            Path(os.environ["FTM_LOCAL__JOBS_DIR"]) if os.environ.get("FTM_LOCAL__JOBS_DIR")
+            else home / "jobs"
+        )
+        self.database_url = database_url if database_url is not None else (
+            os.environ.get("FTM_DATABASE_URL") or f"sqlite:///{home / 'ftm.db'}"
+        )
+        self.python = python or sys.executable
+
+    # -- data -----------------------------------------------------------------------------
+
+    def job_dir_for(self, spec: JobSpec) -> JobDir:
+        if not spec.ftm_job_uid:
+            raise SpecRejected("the job spec has no ftm_job_uid; launch jobs through ftm",
+                               param="ftm_job_uid")
+        return JobDir((self.jobs_dir / spec.ftm_job_uid).resolve())
+
+    def validate_spec(self, spec: JobSpec) -> list[str]:
+        problems = []
+        try:
+            hp = options.resolve_hyperparameters(spec)
+        except SpecRejected as exc:
+            return [exc.message]
+        base = Path(spec.base_model).expanduser()
+        if not base.exists() and (spec.base_model.startswith((".", "/", "~")) or
+                                  spec.base_model.count("/") != 1):
+            problems.append(
+                f"base model {spec.base_model!r}: no such directory, and not a hub id "
+                "(owner/name)"
+            )
+        elif base.is_dir() and not (base / "config.json").is_file():
+            problems.append(f"base model {spec.base_model!r}: the directory has no config.json")
+        for label, path in (("training", spec.train_path), ("validation", spec.validation_path)):
+            if path is None:
+                continue
+            if not Path(path).is_file():
+                problems.append(f"{label} file {path}: not found")
+                continue
+            try:
+                rows = preference_rows(path) if hp["method"] == "dpo" else chat_rows(path)
+            except DataError as exc:
+                problems.append(str(exc))
+                continue
+            if not rows:
+                problems.append(f"{label} file {path}: no examples")
+        return problems
+
+    def prepare(self, spec: JobSpec) -> JobSpec:
+        """Copy the data into the job directory, so the job does not depend on files that
+        may move or change later."""
+        problems = self.validate_spec(spec)
+        if problems:
+            raise SpecRejected("; ".join(problems))
+        job = self.job_dir_for(spec)
+        job.data.mkdir(parents=True, exist_ok=True)
+        train = job.data / "train.jsonl"
+        if Path(spec.train_path).resolve() != train:
+            shutil.copyfile(spec.train_path, train)
+        validation = None
+        if spec.validation_path:
+            validation = job.data / "validation.jsonl"
+            if Path(spec.validation_path).resolve() != validation:
+                shutil.copyfile(spec.validation_path, validation)
+        return replace(spec, train_path=str(train),
+                       validation_path=str(validation) if validation else None)
+
+    # -- memory ---------------------------------------------------------------------------
+
+    def memory_check(self, spec: JobSpec, hp: dict[str, Any] | None = None) -> str | None:
+        """Refuse (SpecRejected) a job whose memory estimate exceeds the device's memory.
+
+        Returns a one-line description of the estimate, or None when the model's shape
+        is unknown (a hub id not in the local cache): then nothing is refused.
+        """
+        hp = hp or options.resolve_hyperparameters(spec)
+        shape = memory.load_shape(spec.base_model)
+        if shape is None:
+            return None
+        gpus = hardware.gpus() if hp["device"] != "cpu" else []
+        on_gpu = bool(gpus)
+        est = memory.estimate_training_memory(
+            shape, tuning=hp["tuning"], batch_size=hp["batch_size"], seq_len=hp["max_seq_len"],
+            r=hp["r"], gradient_checkpointing=hp["gradient_checkpointing"], on_gpu=on_gpu,
+        )
+        if on_gpu:
+            where = f"GPU {gpus[0].name}"
+            available = gpus[0].memory_bytes
+        else:
+            where = "CPU RAM (available)"
+            available = hardware.available_ram_bytes()
+        line = f"estimated {est.describe()} against {available / memory.GIB:.1f} GiB of {where}"
+        if est.total > available and not hp["skip_memory_check"]:
+            hints = []
+            if hp["tuning"] != "qlora":
+                hints.append("method qlora")
+            if not hp["gradient_checkpointing"]:
+                hints.append("gradient_checkpointing=true")
+            hints += ["a smaller batch_size or max_seq_len", "skip_memory_check=true to try anyway"]
+            raise SpecRejected(f"this job will not fit: {line}. Try {', '.join(hints)}.",
+                               code="insufficient_memory")
+        return line
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def create(self, spec: JobSpec) -> RemoteJob:
+        """Write the job's config and start its detached worker.
+
+        Idempotent per ``spec.ftm_job_uid``: a job directory that already has a worker
+        (running or finished) is returned as it is, never started twice.
+        """
+        self.job_dir_for(spec)  # refuses a spec without a uid
+        existing = self.find_by_uid(spec.ftm_job_uid)
+        if existing is not None:
+            return existing
+        job, hp = self.write_job(spec)
+        self._start_worker(job, n_gpus=hp["n_gpus"])
+        return RemoteJob(remote_id=str(job.path), status=JobStatus.QUEUED, raw_status="started",
+                         hyperparameters=_public_hp(hp), created_at=datetime.now(UTC),
+                         base_model=spec.base_model, metadata={"ftm_job_uid": spec.ftm_job_uid})
+
+    def write_job(self, spec: JobSpec) -> tuple[JobDir, dict[str, Any]]:
+        """Check the spec (options, memory) and write the job directory and its config,
+        without starting a worker. Returns the job directory and resolved hyperparameters.
+
+        Raises:
+            SpecRejected: bad options, unreadable data, or a job that will not fit.
+        """
+        job = self.job_dir_for(spec)
+        hp = options.resolve_hyperparameters(spec)
+        estimate = self.memory_check(spec, hp)
+        if spec.train_path != str(job.data / "train.jsonl"):
+            spec = self.prepare(spec)
+        job.path.mkdir(parents=True, exist_ok=True)
+        config = {
+            "job_uid": spec.ftm_job_uid,
+            "job_dir": str(job.path),
+            "db_url": self.database_url,
+            "base_model": str(Path(spec.base_model).expanduser().resolve())
+            if Path(spec.base_model).expanduser().exists() else spec.base_model,
+            "train_path": spec.train_path,
+            "validation_path": spec.validation_path,
+            "output_dir": str(job.checkpoints),
+            "hp": hp,
+            "memory_estimate": estimate,
+            "spec": options.spec_snapshot(spec),
+            "attempt": 1,
+            "resume": False,
+            "created_at": datetime.now(UTC).isoformat(),
+        }
+        job.write_config(config)
+        return job, hp
+
+    def worker_command(self, job: JobDir, n_gpus: int = 1) -> list[str]:
+        """The worker's command line: plain Python, or `accelerate launch` for n_gpus > 1."""
+        if n_gpus > 1:
+            return [self.python, "-m", "accelerate.commands.launch", "--multi_gpu",
+                    "--num_processes", str(n_gpus), "--num_machines", "1",
+                    "-m", "providers.local.worker", str(job.path)]
+        return [self.python, "-m", "providers.local.worker", str(job.path)]
+
+    def _start_worker(self, job: JobDir, n_gpus: int = 1) -> int:
+        job.status_path.unlink(missing_ok=True)
+        job.write_status(status="queued", updated_at=datetime.now(UTC).isoformat())
+        env = dict(os.environ)
+        # The worker must import this checkout's packages whatever its working directory.
+        root = str(Path(__file__).resolve().parents[2])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        with open(job.log_path, "ab") as log:
+            proc = subprocess.Popen(
+                self.worker_command(job, n_gpus), stdin=subprocess.DEVNULL, stdout=log,
+                stderr=subprocess.STDOUT, cwd=str(job.path), env=env, start_new_session=True,
+            )
+        job.write_pid(proc.pid)
+        return proc.pid
+
+    def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
+        job = JobDir((self.jobs_dir / ftm_job_uid).resolve())
+        if not job.config_path.is_file() or job.read_pid() is None:
+            return None
+        return self.refresh(str(job.path)).job
+
+    def _job(self, remote_id: str) -> JobDir:
+        job = JobDir(Path(remote_id))
+        if not job.config_path.is_file():
+            raise ProviderError(f"local job {remote_id}: no such job directory (config.json "
+                                "missing)", code="not_found")
+        return job
+
+    def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
+        """The job's status from its status file and its worker's liveness.
+
+        The worker writes events, metrics and checkpoints to the database itself, so the
+        lists in the returned `Refresh` stay empty. A worker gone without a final status
+        is reported FAILED with the last lines of its log (and status.json says so from
+        then on, so the verdict is stable).
+        """
+        job = self._job(remote_id)
+        st = job.read_status() or {}
+        raw = st.get("status", "queued")
+        status = JobStatus(raw) if raw in JobStatus._value2member_map_ else JobStatus.RUNNING
+        error = None
+        if not status.is_terminal and not job.worker_alive():
+            # Re-read: the worker may have written its final status just before exiting.
+            st = job.read_status() or {}
+            raw = st.get("status", raw)
+            status = JobStatus(raw) if raw in JobStatus._value2member_map_ else status
+            if not status.is_terminal:
+                tail = job.log_tail(15)
+                message = ("the training worker died without a final status (killed, out of "
+                           "memory or machine restart); last log lines:\n" + tail)
+                st.update(status="failed", finished_at=datetime.now(UTC).isoformat(),
+                          error={"code": "worker_died", "message": message, "param": None})
+                job.write_status(**st)
+                status = JobStatus.FAILED
+                self._record_death(job, message)
+        if st.get("error"):
+            e = st["error"]
+            error = JobError(e.get("code"), e.get("message", ""), e.get("param"))
+        config = job.read_config()
+        eta = st.get("eta_s")
+        remote = RemoteJob(
+            remote_id=str(job.path),
+            status=status,
+            raw_status=raw,
+            fine_tuned_model=st.get("fine_tuned_model"),
+            hyperparameters=_public_hp(config["hp"]),
+            trained_tokens=st.get("trained_tokens"),
+            error=error,
+            step=st.get("step"),
+            total_steps=st.get("total_steps"),
+            estimated_finish=(datetime.now(UTC) + timedelta(seconds=eta)
+                              if eta and not status.is_terminal else None),
+            created_at=_parse_ts(config.get("created_at")),
+            finished_at=_parse_ts(st.get("finished_at")) if status.is_terminal else None,
+            metadata={"ftm_job_uid": config["job_uid"]},
+            base_model=config["base_model"],
+        )
+        return Refresh(job=remote, events_cursor=events_cursor)
+
+    def _record_death(self, job: JobDir, message: str) -> None:
+        """Mark the job failed in the database too (idempotent; the poller may as well)."""
+        config = job.read_config()
+        if not config.get("db_url"):
+            return
+        try:
+            from providers.local.sink import ProgressSink
+
+            sink = ProgressSink(job, config["db_url"], config["job_uid"],
+                                attempt=int(config.get("attempt", 1)))
+            sink.finished(JobStatus.FAILED, error={"code": "worker_died", "message": message,
+                                                   "param": None})
+        except Exception:  # the status file already says failed; the poller will catch up
+            pass
+
+    def cancel(self, remote_id: str, wait_s: float = 0.0) -> RemoteJob:
+        """Ask the worker to checkpoint and stop (SIGTERM to its process group).
+
+        Returns at once (or after up to ``wait_s`` seconds for the worker to finish);
+        the job ends ``cancelled`` when the worker has saved its checkpoint.
+        """
+        job = self._job(remote_id)
+        current = self.refresh(remote_id).job
+        if current.status.is_terminal:
+            raise ProviderError(f"local job {remote_id} already ended ({current.status.value})",
+                                code="already_ended")
+        import signal
+        import time
+
+        if not job.signal_worker(signal.SIGTERM):
+            return self.refresh(remote_id).job
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            now = self.refresh(remote_id).job
+            if now.status.is_terminal:
+                return now
+            time.sleep(0.2)
+        return self.refresh(remote_id).job
+
+    def resume_from_checkpoint(self, remote_id: str) -> RemoteJob:
+        """Restart a failed job's worker from its last checkpoint (optimizer state
+        included); it then runs to completion. `ftm jobs resume ID` calls this.
+
+        Raises:
+            ProviderError: the job is not failed, its worker still runs, or it has no
+                checkpoint to resume from.
+        """
+        job = self._job(remote_id)
+        current = self.refresh(remote_id).job
+        if current.status != JobStatus.FAILED:
+            raise ProviderError(
+                f"local job {remote_id} is {current.status.value}; only a failed job can be "
+                "resumed from its checkpoint", code="not_resumable")
+        if job.worker_alive():
+            raise ProviderError(f"local job {remote_id}: its worker is still running",
+                                code="not_resumable")
+        ckpt = job.last_checkpoint()
+        if ckpt is None:
+            raise ProviderError(
+                f"local job {remote_id} has no checkpoint to resume from; start it again "
+                "instead", code="no_checkpoint")
+        config = job.read_config()
+        config["attempt"] = int(config.get("attempt", 1)) + 1
+        config["resume"] = True
+        job.write_config(config)
+        self._reopen_in_db(config)
+        self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
+        return RemoteJob(remote_id=str(job.path), status=JobStatus.QUEUED,
+                         raw_status="resuming", hyperparameters=_public_hp(config["hp"]),
+                         metadata={"ftm_job_uid": config["job_uid"]},
+                         base_model=config["base_model"])
+
+    def _reopen_in_db(self, config: dict[str, Any]) -> None:
+        """Move the job row from failed back to queued: the one backward move the state
+        machine allows only through this path (see providers.types._ALLOWED)."""
+        if not config.get("db_url"):
+            return
+        from sqlalchemy import select
+
+        from db.engine import make_engine, write_session
+        from db.models import Job
+        from db.repository import add_local_event
+
+        with write_session(make_engine(config["db_url"])) as s:
+            row = s.scalars(select(Job).where(Job.uid == config["job_uid"])).first()
+            if row is None:
+                return
+            row.status = JobStatus.QUEUED.value
+            row.error = None
+            row.finished_at = None
+            row.eta_s = None
+            s.add(row)
+            add_local_event(s, row, f"resuming from the last checkpoint (attempt "
+                            f"{config['attempt']})", type="status",
+                            key=f"resume-{config['attempt']}")
+
+    # -- models ---------------------------------------------------------------------------
+
+    def list_base_models(self) -> list[BaseModelInfo]:
+        """Any causal LM works; this lists the local model directories ftm knows of
+        (``<home>/models``: the demo's tiny model, merged models)."""
+        models_dir = self.jobs_dir.parent / "models"
+        found = []
+        if models_dir.is_dir():
+            for cfg in sorted(models_dir.glob("*/config.json")):
+                found.append(BaseModelInfo(id=str(cfg.parent), methods=self.capabilities.methods,
+                                           notes="local directory"))
+        return found
+
+    def complete(self, model: str, messages: Sequence[ChatMessage], *, max_tokens: int = 256,
+                 temperature: float = 0.0) -> Completion:
+        """One chat completion from a base model, adapter or merged model directory
+        (greedy by default); loaded models stay cached in this process."""
+        from providers.local.inference import complete_batch
+
+        return complete_batch(model, [messages], max_tokens=max_tokens,
+                              temperature=temperature)[0]
+
+    def complete_batch(self, model: str, conversations: Sequence[Sequence[ChatMessage]], *,
+                       max_tokens: int = 256, temperature: float = 0.0,
+                       batch_size: int = 16) -> list[Completion]:
+        """Completions for many conversations, generated in padded batches."""
+        from providers.local.inference import complete_batch
+
+        return complete_batch(model, conversations, max_tokens=max_tokens,
+                              temperature=temperature, batch_size=batch_size)
+
+    def close(self) -> None:
+        from providers.local import inference_cache
+
+        inference_cache.clear()
+
+
+def _public_hp(hp: dict[str, Any]) -> dict[str, Any]:
+    keep = ("method", "tuning", "r", "alpha", "dropout", "target_modules", "learning_rate",
+            "epochs", "batch_size", "grad_accum", "warmup_ratio", "scheduler", "max_seq_len",
+            "gradient_checkpointing", "seed", "packing", "early_stopping_patience", "n_gpus")
+    return {k: hp[k] for k in keep if k in hp}
+
+
+def _parse_ts(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+__all__ = ["ConfigurationError", "LocalProvider"]

@@ -1,0 +1,281 @@
+"""The training worker: ``python -m providers.local.worker JOB_DIR``.
+
+Started detached by `LocalProvider.create` (own session and process group, stdout and
+stderr into ``JOB_DIR/worker.log``); it outlives the CLI or TUI that started it. It trains
+from ``JOB_DIR/config.json``, writes progress to the database and ``status.json`` as it
+goes, and always ends with a final status unless it is killed outright (SIGKILL, OOM
+killer): then `LocalProvider.refresh` notices the missing process and marks it failed.
+
+SIGTERM / SIGINT ask for a clean stop: the worker saves a checkpoint at the end of the
+current step and exits with status ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from providers.local.jobdir import JobDir
+from providers.types import Artifact, JobStatus, MetricPoint
+
+log = logging.getLogger("ftm.local.worker")
+
+
+class StopRequest:
+    """Set by the signal handler; read by the training callback at each step end."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.signal_name: str | None = None
+
+    def install(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        self.requested = True
+        self.signal_name = signal.Signals(signum).name
+        log.info("received %s: will checkpoint and stop after the current step",
+                 self.signal_name)
+
+
+def make_progress_callback(sink, stop: StopRequest, main_process: bool = True):
+    """A TrainerCallback reporting progress to ``sink`` and honouring ``stop``."""
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        def __init__(self) -> None:
+            self.t0: float | None = None
+            self.first_step = 0
+            self.last_time: float | None = None
+            self.last_tokens = 0
+            self.stopped_by_signal = False
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.t0 = self.last_time = time.monotonic()
+            self.first_step = state.global_step
+            self.last_tokens = state.num_input_tokens_seen
+
+        def on_step_end(self, args, state, control, **kw):
+            if stop.requested:
+                self.stopped_by_signal = True
+                control.should_save = True
+                control.should_training_stop = True
+
+        def on_log(self, args, state, control, logs=None, **kw):
+            if not main_process or not logs:
+                return
+            now = time.monotonic()
+            tokens = state.num_input_tokens_seen
+            tps = None
+            if "loss" in logs and self.last_time is not None and now > self.last_time:
+                if tokens > self.last_tokens:
+                    tps = (tokens - self.last_tokens) / (now - self.last_time)
+                self.last_time, self.last_tokens = now, tokens
+            done = state.global_step - self.first_step
+            eta = None
+            if done > 0 and self.t0 is not None:
+                eta = (now - self.t0) / done * max(0, state.max_steps - state.global_step)
+            point = MetricPoint(
+                step=state.global_step,
+                train_loss=logs.get("loss"),
+                eval_loss=logs.get("eval_loss"),
+                learning_rate=logs.get("learning_rate"),
+                grad_norm=logs.get("grad_norm"),
+                tokens_per_second=tps,
+            )
+            sink.progress(state.global_step, state.max_steps, point, eta, tokens or None)
+            if "eval_loss" in logs:
+                self.last_time = time.monotonic()  # evaluation time is not training time
+            parts = [f"step {state.global_step}/{state.max_steps}"]
+            for key in ("loss", "eval_loss", "learning_rate", "grad_norm"):
+                if logs.get(key) is not None:
+                    parts.append(f"{key} {logs[key]:.4g}")
+            if tps:
+                parts.append(f"{tps:.0f} tok/s")
+            if eta is not None:
+                parts.append(f"eta {eta:.0f}s")
+            log.info("  ".join(parts))
+
+        def on_save(self, args, state, control, **kw):
+            if not main_process:
+                return
+            path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            metrics = next(
+                (h for h in reversed(state.log_history) if "eval_loss" in h), None
+            )
+            sink.checkpoint(state.global_step, str(path),
+                            {"eval_loss": metrics["eval_loss"]} if metrics else None)
+
+    return ProgressCallback()
+
+
+def hardware_name(device: str) -> str:
+    import torch
+
+    from providers.local.hardware import cpu_name
+
+    if device == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(0)}"
+    return f"cpu:{cpu_name()}"
+
+
+def peak_memory_bytes(device: str) -> int:
+    import torch
+
+    if device == "cuda":
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+
+
+def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, list[Artifact]]:
+    """Save the result where the job directory layout says; returns (model ref, artifacts)."""
+    hp = config["hp"]
+    tokenizer = trainer.processing_class
+    if hp["tuning"] == "full":
+        trainer.save_model(str(job.model))
+        tokenizer.save_pretrained(str(job.model))
+        return str(job.model), [Artifact("model", str(job.model), {"format": "safetensors"})]
+    # PEFT writes adapter_config.json + adapter_model.safetensors: the layout vLLM's
+    # multi-LoRA serving and PeftModel.from_pretrained both load.
+    trainer.model.save_pretrained(str(job.adapter), safe_serialization=True)
+    tokenizer.save_pretrained(str(job.adapter))
+    artifacts = [Artifact("adapter", str(job.adapter),
+                          {"base_model": config["base_model"], "format": "peft"})]
+    if hp.get("merge"):
+        from providers.local.merge import merge_adapter
+
+        merge_adapter(job.adapter, job.merged)
+        artifacts.append(Artifact("merged", str(job.merged), {"format": "safetensors"}))
+    return str(job.adapter), artifacts
+
+
+def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int) -> dict:
+    from providers.local.training import flops_per_token
+
+    hp = config["hp"]
+    mcfg = trainer.model.config
+    n_rows = max(1, plan.n_train * hp["epochs"])
+    seq_len = tokens / n_rows if tokens else hp["max_seq_len"]
+    tps = tokens / train_seconds if train_seconds > 0 else 0.0
+    fpt = flops_per_token(plan.model_params, plan.trainable_params, mcfg.num_hidden_layers,
+                          mcfg.hidden_size, seq_len, hp["tuning"], hp["gradient_checkpointing"])
+    return dict(
+        hardware=hardware_name(plan.device),
+        method=hp["method"] if hp["method"] == "dpo" else hp["tuning"],
+        model_params=plan.model_params,
+        seq_len=int(round(seq_len)),
+        tokens_per_second=tps,
+        achieved_flops_per_s=tps * fpt,
+        peak_memory_bytes=peak_memory_bytes(plan.device),
+    )
+
+
+def run(job: JobDir, stop: StopRequest) -> JobStatus:
+    """Train the job in ``job``; returns its final status (also written everywhere)."""
+    from providers.local.sink import ProgressSink
+    from providers.local.training import build_trainer, is_main_process
+
+    config = job.read_config()
+    main = is_main_process()
+    sink = ProgressSink(job, config.get("db_url") if main else None, config["job_uid"],
+                        attempt=int(config.get("attempt", 1)))
+    log.info("worker for job %s started (pid %d, attempt %s)", config["job_uid"], os.getpid(),
+             config.get("attempt", 1))
+    if main:
+        sink.started(os.getpid())
+    try:
+        callback = make_progress_callback(sink, stop, main)
+        trainer, plan = build_trainer(config, [callback])
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)  # our callback logs a readable line instead
+        if main:
+            sink.plan(
+                f"training {config['hp']['method']} ({config['hp']['tuning']}) on {plan.device}: "
+                f"{plan.n_train} train / {plan.n_validation} validation examples, "
+                f"{plan.trainable_params:,} of {plan.model_params:,} parameters trained, "
+                f"loss on {plan.loss_masking.replace('_', ' ')}",
+                {"device": plan.device, "bf16": plan.bf16, "loss_masking": plan.loss_masking,
+                 "total_steps": plan.total_steps_estimate, "model_params": plan.model_params,
+                 "trainable_params": plan.trainable_params, "quantized_4bit": plan.quantized},
+            )
+        if stop.requested:  # cancelled while the model was loading: nothing to save
+            if main:
+                sink.finished(JobStatus.CANCELLED, error=None)
+            return JobStatus.CANCELLED
+        resume = job.last_checkpoint() if config.get("resume") else None
+        if resume is not None:
+            log.info("resuming from %s", resume.name)
+        if resume is not None and main:
+            sink.event(f"resume-{resume.name}", f"resuming from {resume.name}",
+                       data={"checkpoint": str(resume)})
+        t0 = time.monotonic()
+        tokens0 = 0
+        if resume is not None:
+            import json
+
+            state = json.loads((resume / "trainer_state.json").read_text())
+            tokens0 = int(state.get("num_input_tokens_seen") or 0)
+        result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+        train_seconds = time.monotonic() - t0
+        if callback.stopped_by_signal:
+            if main:
+                sink.finished(JobStatus.CANCELLED,
+                              actual={"stopped_at_step": trainer.state.global_step,
+                                      "signal": stop.signal_name})
+            log.info("stopped on %s at step %d, checkpoint saved", stop.signal_name,
+                     trainer.state.global_step)
+            return JobStatus.CANCELLED
+        if not main:
+            return JobStatus.SUCCEEDED
+        model_ref, artifacts = save_artifacts(trainer, config, job)
+        tokens = int(trainer.state.num_input_tokens_seen) - tokens0
+        sample = throughput_sample(trainer, plan, config, train_seconds, tokens)
+        sink.throughput(sample)
+        actual = {
+            "train_loss": result.training_loss,
+            "train_runtime_s": train_seconds,
+            "trained_tokens": int(trainer.state.num_input_tokens_seen),
+            "steps": trainer.state.global_step,
+            "best_eval_loss": trainer.state.best_metric,
+            "tokens_per_second": sample["tokens_per_second"],
+            "peak_memory_bytes": sample["peak_memory_bytes"],
+            "hardware": sample["hardware"],
+        }
+        sink.finished(JobStatus.SUCCEEDED, fine_tuned_model=model_ref, artifacts=artifacts,
+                      actual=actual)
+        log.info("succeeded: %s", model_ref)
+        return JobStatus.SUCCEEDED
+    except BaseException as exc:  # every failure must leave a final status behind
+        log.error("training failed:\n%s", traceback.format_exc())
+        if main:
+            message = f"{type(exc).__name__}: {exc}".strip()
+            sink.finished(JobStatus.FAILED, error={"code": "worker_error", "message": message[:2000],
+                                                   "param": None})
+        return JobStatus.FAILED
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m providers.local.worker JOB_DIR", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    job = JobDir(Path(argv[0]).resolve())
+    stop = StopRequest()
+    stop.install()
+    status = run(job, stop)
+    return 0 if status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The worker outlives its starter: cancel by signal, death detection, resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from app.database import get_engine
+from db.engine import read_session
+from db.models import Checkpoint, JobEvent
+from providers.errors import ProviderError
+from providers.local.jobdir import JobDir
+from providers.types import JobStatus
+from tests.local.conftest import job_row, launch, wait_terminal, wait_until
+from tests.tiny import labelling_files
+
+pytestmark = pytest.mark.slow
+
+
+def test_cancel_checkpoints_and_ends_cancelled(provider, tiny_model, tmp_path):
+    train, _ = labelling_files(tmp_path, n_train=32)
+    uid, remote = launch(provider, tiny_model, train, None, epochs=500, logging_steps=1,
+                         save_steps=10_000)
+    job = JobDir(Path(remote.remote_id))
+    wait_until(lambda: (job.read_status() or {}).get("step", 0) >= 3, timeout=120)
+
+    provider.cancel(remote.remote_id)
+    final = wait_terminal(provider, remote.remote_id, timeout=60)
+    assert final.status == JobStatus.CANCELLED
+    ckpt = job.last_checkpoint()
+    assert ckpt is not None  # saved on the way out, though save_steps was never reached
+    assert (ckpt / "optimizer.pt").is_file()
+    row = job_row(uid)
+    assert row.status == "cancelled"
+    assert row.step is not None and row.step < row.total_steps
+    with pytest.raises(ProviderError, match="already ended"):
+        provider.cancel(remote.remote_id)
+
+
+def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, tiny_model,
+                                                                   tmp_path):
+    train, _ = labelling_files(tmp_path, n_train=32)
+    uid, remote = launch(provider, tiny_model, train, None, epochs=30, save_steps=10,
+                         logging_steps=5)
+    job = JobDir(Path(remote.remote_id))
+    first = wait_until(job.last_checkpoint, timeout=120)
+    pid, _ = job.read_pid()
+    os.killpg(os.getpgid(pid), signal.SIGKILL)  # no chance to write a final status
+    wait_until(lambda: not job.worker_alive(), timeout=30)
+
+    died = provider.refresh(remote.remote_id).job
+    assert died.status == JobStatus.FAILED
+    assert died.error.code == "worker_died"
+    assert "last log lines" in died.error.message and "step" in died.error.message
+    row = job_row(uid)
+    assert row.status == "failed" and row.error["code"] == "worker_died"
+
+    resumed = provider.resume_from_checkpoint(remote.remote_id)
+    assert resumed.status == JobStatus.QUEUED
+    assert job_row(uid).status == "queued"
+    final = wait_terminal(provider, remote.remote_id)
+    assert final.status == JobStatus.SUCCEEDED, final.error
+    row = job_row(uid)
+    assert row.status == "succeeded" and row.step == row.total_steps == 120
+    log = job.log_path.read_text()
+    resumed_from = job.read_config()
+    assert resumed_from["attempt"] == 2
+    with read_session(get_engine()) as s:
+        messages = [e.message for e in s.scalars(select(JobEvent).where(JobEvent.job_id == row.id))]
+        steps = {c.step for c in s.scalars(select(Checkpoint).where(Checkpoint.job_id == row.id))}
+    resume_msgs = [m for m in messages if m.startswith("resuming from checkpoint-")]
+    assert resume_msgs, messages
+    resumed_step = int(resume_msgs[0].rpartition("-")[2])
+    assert resumed_step >= int(first.name.rpartition("-")[2])
+    assert max(steps) > resumed_step
+    # The resumed run continued from the checkpoint's step; it did not start over.
+    second_attempt = log[log.index("attempt 2") if "attempt 2" in log else 0:]
+    assert f"step {resumed_step + 5}/120" in second_attempt or "step 120/120" in second_attempt
+    assert "step 5/120" not in second_attempt
+
+
+def test_resume_refuses_a_job_that_did_not_fail(provider, tiny_model, tmp_path):
+    train, _ = labelling_files(tmp_path, n_train=16)
+    _, remote = launch(provider, tiny_model, train, None, epochs=1)
+    assert wait_terminal(provider, remote.remote_id).status == JobStatus.SUCCEEDED
+    with pytest.raises(ProviderError, match="only a failed job"):
+        provider.resume_from_checkpoint(remote.remote_id)
