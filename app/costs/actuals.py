@@ -36,7 +36,11 @@ def _aware(t: datetime | None) -> datetime | None:
 
 
 def _hosted_actual(job: Job, catalog: Catalog) -> dict[str, Any]:
-    prices = catalog.hosted_model(job.base_model)
+    try:
+        prices = catalog.hosted_model(job.base_model)
+    except CostError as e:  # a model the catalog does not price: say so, keep the tokens
+        return {"kind": "hosted", "trained_tokens": job.trained_tokens, "cost_usd": None,
+                "note": str(e)}
     out: dict[str, Any] = {
         "kind": "hosted", "trained_tokens": job.trained_tokens,
         "usd_per_1m_tokens": prices.training, "price_source": prices.source.text,

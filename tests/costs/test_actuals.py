@@ -135,3 +135,14 @@ def test_pending_actuals_are_recorded_once_for_jobs_ended_elsewhere(ftm_home):
     # A failed run still used its GPU for 30 minutes.
     assert done.actual["hardware"] == "l4" and done.actual["status"] == "failed"
     assert done.actual_cost_usd == pytest.approx(0.5 * l4.usd_per_hour)
+
+
+def test_a_model_without_prices_records_tokens_and_says_why(ftm_home):
+    with write_session(get_engine()) as s:
+        job = Job(name="x", provider="openai", base_model="gpt-9-2030-01-01", method="supervised",
+                  status="succeeded", trained_tokens=12_345)
+        s.add(job)
+        s.flush()
+        a = record_actual(s, job)
+    assert a["trained_tokens"] == 12_345 and a["cost_usd"] is None
+    assert "no OpenAI prices for model 'gpt-9-2030-01-01'" in a["note"]
