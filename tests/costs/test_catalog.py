@@ -100,3 +100,26 @@ def test_unknown_model_or_gpu_lists_the_known_ones():
     with pytest.raises(UnknownModel) as e:
         c.hosted_model("gpt-5-turbo")
     assert "gpt-4o-mini-2024-07-18" in str(e.value)
+
+
+def test_openai_prices_agree_with_the_design_table():
+    """Every price in the shipped catalog is the one in design/OPENAI_API.md's table."""
+    import re
+
+    from tests.conftest import SHARED_DIR
+
+    text = (SHARED_DIR / "design" / "OPENAI_API.md").read_text()
+    c = load_catalog(use_settings=False)
+    checked = 0
+    for line in text.splitlines():
+        m = re.match(r"\| (\S+) \| ([\d.]+) \| ([^|]+) \| ([^|]+) \|", line)
+        if not m:
+            continue
+        model = c.hosted_model(m.group(1))
+        ft = [None if v.strip() in ("–", "-") else float(v) for v in m.group(3).split("/")]
+        base = [None if v.strip() in ("–", "-") else float(v) for v in m.group(4).split("/")]
+        assert model.training == float(m.group(2))
+        assert [model.ft_input, model.ft_cached_input, model.ft_output] == ft
+        assert [model.base_input, model.base_cached_input, model.base_output] == base
+        checked += 1
+    assert checked == 6  # every supervised model in the table (o4-mini is priced per hour)
