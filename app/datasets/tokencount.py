@@ -132,11 +132,19 @@ class HFCounter:
     """A local model's own tokenizer and chat template (transformers, imported here only)."""
 
     def __init__(self, model_dir: str | Path) -> None:
-        from transformers import AutoTokenizer  # heavy: only for local model directories
-
         self.model_dir = str(Path(model_dir).resolve())
         self.key = f"hf:{self.model_dir}"
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        try:
+            from transformers import AutoTokenizer  # heavy: only for local model directories
+
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        except ImportError as exc:
+            raise ValueError("counting with a local model's tokenizer needs transformers: "
+                             "pip install 'ftm[local]'") from exc
+        except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the user
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValueError(f"cannot load a tokenizer from {self.model_dir} ({reason}); give a "
+                             "model directory with tokenizer files, or an OpenAI model id") from exc
         max_len = getattr(self.tokenizer, "model_max_length", None)
         self.limit = int(max_len) if isinstance(max_len, int) and max_len < 10**8 else None
         self.has_template = bool(getattr(self.tokenizer, "chat_template", None))
