@@ -96,10 +96,25 @@ class FtmApp(App):
         self.screen_stack[0].query_one(TabbedContent).active = tab
 
     def action_new_job(self, dataset_id: int | None = None) -> None:
-        """Open the launch wizard (optionally with a dataset chosen)."""
+        """Open the launch wizard; from the Datasets tab, with the highlighted dataset."""
         from app.tui.screens.launch_wizard import LaunchWizard
 
+        if dataset_id is None:
+            dataset_id = self._highlighted_dataset()
         self.push_screen(LaunchWizard(dataset_id=dataset_id))
+
+    def _highlighted_dataset(self) -> int | None:
+        main = self.screen_stack[0]
+        if self.screen is not main or main.query_one(TabbedContent).active != "datasets":
+            return None
+        tables = main.query("#datasets-table")
+        if not tables:
+            return None
+        table = tables.first(DataTable)
+        if not table.row_count:
+            return None
+        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+        return int(key) if key is not None and str(key).isdigit() else None
 
     def action_help(self) -> None:
         """Show the key bindings of the screen in front."""

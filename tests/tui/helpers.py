@@ -39,7 +39,7 @@ def chat_example(i: int) -> dict:
     }
 
 
-def add_dataset(home: Path, name: str = "tickets", *, n: int = 40) -> int:
+def add_dataset(home: Path, name: str = "tickets", *, n: int = 40, age_minutes: int = 0) -> int:
     """Add a chat dataset through the real intake (validation, token counts, split)."""
     from app.datasets.store import add_dataset as intake
 
@@ -51,7 +51,7 @@ def add_dataset(home: Path, name: str = "tickets", *, n: int = 40) -> int:
     dataset, _ = intake(source, name=name, val_fraction=0.2, seed=0)
     with write_session(get_engine()) as session:  # a fixed time for snapshots
         row = session.get(Dataset, dataset.id)
-        row.created_at = FIXED_NOW
+        row.created_at = FIXED_NOW - timedelta(minutes=age_minutes)
         session.add(row)
     return dataset.id
 

@@ -164,3 +164,15 @@ async def test_local_provider_takes_a_model_directory_and_its_own_options(
         preview = wizard.preview
         assert preview is not None, _text(wizard, "#preview-body")
         assert "Time" in _text(wizard, "#preview-body")
+
+
+async def test_new_job_from_the_datasets_tab_starts_with_the_highlighted_dataset(sandbox, ftm_home):
+    add_dataset(ftm_home, "tickets", age_minutes=10)
+    add_dataset(ftm_home, "other", n=30)
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("d")
+        await settle(pilot)
+        await pilot.press("down")  # newest first: "other", then "tickets"
+        wizard = await _open_wizard(pilot)
+        assert wizard.form.dataset.name == "tickets"

@@ -7,8 +7,9 @@ import importlib
 import inspect
 import pkgutil
 
-import app.tui
 from textual.dom import DOMNode
+
+import app.tui
 
 
 def _tui_classes():
