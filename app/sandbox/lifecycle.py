@@ -106,12 +106,25 @@ def _finish_validation(state: SandboxState, job: Job, at: float) -> None:
         if file_id is None:
             continue
         stored = state.files.get(file_id)
-        error = validate_file(stored, file_id, param=param, model=base.id, method=job.method)
+        # Files never change once uploaded, so one check serves every job that uses the
+        # file the same way (hundreds of jobs on one file validate once).
+        key = ("check", file_id, param, base.id, job.method)
+        if stored is None or key not in state.derived:
+            error = validate_file(stored, file_id, param=param, model=base.id, method=job.method)
+            if stored is not None:
+                state.derived[key] = error
+        else:
+            error = state.derived[key]
         if error is not None:
             _fail(state, job, at, error)
             return
 
-    examples = load_examples(state.files[job.training_file].path.read_bytes(), base.id)
+    key = ("examples", job.training_file, base.id)
+    if key not in state.derived:
+        state.derived[key] = load_examples(
+            state.files[job.training_file].path.read_bytes(), base.id
+        )
+    examples = state.derived[key]
     n = len(examples)
     resolved = dict(job.requested)
     if resolved.get("n_epochs") == "auto":

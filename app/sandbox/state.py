@@ -71,6 +71,8 @@ class SandboxState:
         self._dirty = False
         self._saved_at = 0.0
         self._used_ids: set[str] = set()
+        self.derived: dict[tuple, Any] = {}
+        """What lifecycle work derives from an (immutable) file: check results, examples."""
         if state_file is not None and state_file.exists():
             self._load(state_file)
 
@@ -146,6 +148,7 @@ class SandboxState:
         with self._writing():
             stored = self._file(file_id)
             del self.files[file_id]
+            self.derived = {k: v for k, v in self.derived.items() if k[1] != file_id}
             self._dirty = True
             stored.path.unlink(missing_ok=True)
             return {"id": file_id, "object": "file", "deleted": True}
