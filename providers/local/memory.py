@@ -88,6 +88,8 @@ def estimate_training_memory(
     """Bytes per device for training ``shape`` with ``tuning`` (lora | qlora | full)."""
     if tuning == "qlora":
         weights = shape.n_linear * (0.5 + 0.016) + 2 * shape.n_embed
+    elif tuning == "full":
+        weights = 0.0  # the 16 bytes per parameter of the trainable state hold the weights
     else:
         weights = 2.0 * shape.n_params if on_gpu else 4.0 * shape.n_params
     trainable = 16.0 * (shape.n_params if tuning == "full" else shape.lora_params(r))
