@@ -7,7 +7,6 @@ import threading
 from sqlalchemy import Engine
 
 from app.settings import get_settings
-from db import migrate
 from db.engine import make_engine
 
 _engines: dict[str, Engine] = {}
@@ -19,6 +18,8 @@ def engine_for(url: str) -> Engine:
     with _lock:
         engine = _engines.get(url)
         if engine is None:
+            from db import migrate  # alembic is slow to import; only opening a DB needs it
+
             engine = make_engine(url)
             if migrate.current_revision(engine) != migrate.head_revision():
                 migrate.upgrade(engine)
