@@ -139,3 +139,38 @@ async def test_keys_are_remapped_by_binding_id_from_the_settings(monkeypatch):
         await pilot.press("ctrl+n")
         await settle(pilot)
         assert type(app.screen).__name__ == "LaunchWizard"
+
+
+async def test_help_and_palette_follow_the_screen_in_front(ftm_home):
+    from tests.tui.helpers import add_jobs
+
+    add_jobs(2)
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # the job's detail
+        await settle(pilot)
+        assert type(app.screen).__name__ == "JobDetailScreen"
+        detail = app.screen
+        areas = {a.area for a in key_actions(app, detail)}
+        assert "Job Detail" in areas and "Global" in areas
+        await pilot.press("question_mark")
+        await settle(pilot)
+        table = app.screen.query_one(DataTable)
+        rows = [table.get_row_at(i) for i in range(table.row_count)]
+        assert any(str(r[0]) == "Job Detail" for r in rows)
+        await pilot.press("escape")
+        await pilot.press("d")  # a tab key leaves the detail screen
+        assert app.screen is app.screen_stack[0]
+        assert app.query_one(TabbedContent).active == "datasets"
+
+        await pilot.press("n")
+        await settle(pilot)
+        wizard = app.screen
+        actions = key_actions(app, wizard)
+        assert {a.area for a in actions} == {"Launch wizard"}, "no global keys on a modal"
+        await pilot.press("f1")
+        await settle(pilot)
+        assert isinstance(app.screen, HelpScreen)
+        await pilot.press("escape")
+        assert app.screen is wizard
