@@ -5,7 +5,22 @@ say where each price came from and how old it is. The user's file (settings
 ``prices_file``) has the same shape; a table it names replaces the shipped one key by key,
 and new keys (a GPU of their own, a negotiated price) are added. A GPU may give a single
 ``usd_per_hour`` instead of a ``prices`` list, and owned hardware (``owned = true`` with
-``watts``) is priced at the electricity it draws.
+``watts``) is priced at the electricity it draws. For example::
+
+    as_of = "2026-11-01"
+    [openai.models."gpt-4o-mini-2024-07-18"]
+    training = 2.40                      # our negotiated price
+    [gpus.h100]
+    usd_per_hour = 1.85                  # our reserved rate
+    cloud = "reserved"
+    [gpus.lab-a6000]                     # our own GPU
+    name = "lab RTX A6000"
+    tflops_bf16 = 155
+    memory_gb = 48
+    owned = true
+    watts = 300
+    [electricity]
+    usd_per_kwh = 0.30
 
 Lifecycle dates (the OpenAI job-creation cutoff, the base models' retirement dates and
 per-example token limits) are not prices: their one source is the OpenAI provider's
@@ -128,10 +143,12 @@ class Catalog:
             ) from None
 
     def is_hosted(self, name: str) -> bool:
-        key = self.aliases.get(name, name)
-        return key in self.hosted or (key.startswith("ft:") and len(key.split(":")) > 1
-                                      and self.aliases.get(key.split(":")[1], key.split(":")[1])
-                                      in self.hosted)
+        """Whether ``name`` is a hosted model this catalog prices."""
+        try:
+            self.hosted_model(name)
+        except UnknownModel:
+            return False
+        return True
 
     def gpu(self, key: str) -> GPU:
         """The GPU ``key`` (case-insensitive)."""
