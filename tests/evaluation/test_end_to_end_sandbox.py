@@ -141,6 +141,13 @@ def test_good_fine_tune_is_promoted_corrupted_one_refused(sandbox, tmp_path):
     assert flips.exit_code == 0 and "fixed" in flips.output
     board = _cli("compare", "--task", "routing")
     assert "production" in board.output and "3-shot" in board.output
+    listed = _cli("models", "list")
+    assert f"routing/production -> {good_job.fine_tuned_model}" in listed.output
+    assert "days left" in listed.output  # the sunset of the promoted model's base
+    confusion = _cli(
+        "compare", "--task", "routing", "--confusion", str(good_run["run_id"]), "--json"
+    )
+    assert set(json.loads(confusion.output)) == {"account", "billing", "shipping", "technical"}
 
 
 @pytest.mark.slow
@@ -287,3 +294,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     assert both.exit_code == 1 and "--run RUN_ID or --model MODEL" in both.output
     unseen = _cli("promote", "--task", "routing", "--model", "ft:x")
     assert unseen.exit_code == 1 and "no finished eval of 'ft:x'" in unseen.output
+    nothing = _cli(
+        "migrate", "production", "--task", "routing", "--to", "local", "--model", str(tmp_path)
+    )
+    assert nothing.exit_code == 1 and "has no alias 'production' to migrate" in nothing.output
