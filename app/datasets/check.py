@@ -28,7 +28,7 @@ from app.datasets.tokencount import DEFAULT_MODEL, TiktokenCounter, TokenCounter
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this large are scanned by worker processes (when there are 2+ CPUs)."""
 PART_BYTES = 32 << 20
-MAX_WORKERS = 3  # more cannot help: this process counts every token meanwhile
+MAX_WORKERS = 7  # besides this process, which scans parts too
 MAX_LISTED = 200  # duplicate and leakage pairs listed in full in a report
 
 Progress = Callable[[int, int], None]
@@ -65,7 +65,8 @@ def check_file(path: str | os.PathLike, *, model: str | None = None,
             `settings.data.near_duplicate_threshold`.
         progress: called with (bytes done, bytes total) while the file is read.
         val_fraction, seed: the held-out split whose leakage the report checks.
-        workers: worker processes for a large file (default: one per CPU but one, up to 3).
+        workers: worker processes for a large file, besides this one (default: one per
+            CPU but one, up to 7).
 
     Raises:
         ValueError: `model` is neither a known OpenAI model nor a model directory.
@@ -92,8 +93,8 @@ def check_file(path: str | os.PathLike, *, model: str | None = None,
         log.add(0, "empty_file", f"{file} is empty; it needs at least {MIN_EXAMPLES} examples, one JSON object per line")
         return bare_report()
 
-    parts, token_pass = _scan(file, size, counter, progress, workers)
-    report = _merge(file, size, parts, token_pass, counter, model_name, threshold,
+    parts = _scan(file, size, counter, progress, workers)
+    report = _merge(file, size, parts, counter, model_name, threshold,
                     settings.imbalance_ratio, val_fraction, seed, log)
     report.elapsed_s = time.perf_counter() - started
     return report
@@ -134,9 +135,7 @@ def _part_bounds(file: Path, size: int, part_bytes: int) -> list[tuple[int, int]
 
 
 def _scan(file: Path, size: int, counter: TokenCounter, progress: Progress | None,
-          workers: int | None) -> tuple[list[PartResult], PartResult | None]:
-    """The parts' results, plus a separate tokens-only pass when the parts were checked
-    in worker processes."""
+          workers: int | None) -> list[PartResult]:
     n_workers = workers if workers is not None else min((os.cpu_count() or 1) - 1, MAX_WORKERS)
     if isinstance(counter, TiktokenCounter) and size >= PARALLEL_MIN_BYTES and n_workers >= 1:
         try:
@@ -145,33 +144,46 @@ def _scan(file: Path, size: int, counter: TokenCounter, progress: Progress | Non
             pass
     report_bytes = (lambda done: progress(done, size)) if progress else None
     return [scan_lines(iter_range(str(file), 0, size), 0, counter, first_part=True,
-                       progress=report_bytes)], None
+                       progress=report_bytes)]
 
 
-def _scan_parallel(file: Path, size: int, counter: TokenCounter, n_workers: int,
-                   progress: Progress | None) -> tuple[list[PartResult], PartResult]:
-    """Workers check parts of the file (everything but tokens) while this process counts
-    the tokens of the whole file: the two halves of the work cost about the same, and only
-    one process holds a tokenizer (the largest thing in memory)."""
+def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: int,
+                   progress: Progress | None) -> list[PartResult]:
+    """Parts of the file go to worker processes; this process scans parts too, taking
+    them from the end of the queue for as long as no worker has started them."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     bounds = _part_bounds(file, size, PART_BYTES)
-    report_bytes = (lambda done: progress(done, size)) if progress else None
+    results: dict[int, PartResult] = {}
+    done = 0
+
+    def finished(i: int, result: PartResult) -> None:
+        nonlocal done
+        results[i] = result
+        done += bounds[i][1] - bounds[i][0]
+        if progress:
+            progress(done, size)
+
     # spawn, not fork: the TUI runs threads, and a forked child of a threaded process can
     # deadlock on a lock some other thread held.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(min(n_workers, len(bounds)), mp_context=context) as pool:
-        futures = [pool.submit(scan_part, str(file), start, end, i)
+        futures = [pool.submit(scan_part, str(file), start, end, i, counter.encoding_name)
                    for i, (start, end) in enumerate(bounds)]
-        tokens = scan_lines(iter_range(str(file), 0, size), 0, counter, first_part=True,
-                            progress=report_bytes, assess=False)
-        parts = [f.result() for f in futures]
-    return parts, tokens
+        for i in reversed(range(len(futures))):
+            if not futures[i].cancel():
+                break  # the workers have reached this part: the rest is theirs
+            start, end = bounds[i]
+            finished(i, scan_lines(iter_range(str(file), start, end), i, counter,
+                                   first_part=i == 0))
+        for i, future in enumerate(futures):
+            if i not in results:
+                finished(i, future.result())
+    return [results[i] for i in range(len(bounds))]
 
 
-def _merge(file: Path, size: int, parts: list[PartResult], token_pass: PartResult | None,
-           counter: TokenCounter,
+def _merge(file: Path, size: int, parts: list[PartResult], counter: TokenCounter,
            model: str, threshold: float, imbalance_ratio: float, val_fraction: float,
            seed: int, log: ProblemLog) -> CheckReport:
     offsets = np.cumsum([0] + [p.n_lines for p in parts[:-1]])
@@ -199,16 +211,6 @@ def _merge(file: Path, size: int, parts: list[PartResult], token_pass: PartResul
     code = FORMATS.index(file_format) if file_format else -1
     keep = np.concatenate([p.formats for p in parts]) == code
     tokens = _gather(parts, "tokens")
-    if token_pass is not None:
-        # Join the separate token counts on the line number; a line the tokenizer failed
-        # on (reported by that pass) is not a valid example.
-        log.extend(token_pass.log)
-        counted = token_pass.lines.astype(np.int64)
-        at = np.minimum(np.searchsorted(counted, lines), max(counted.size - 1, 0))
-        found = counted[at] == lines if counted.size else np.zeros(lines.size, bool)
-        keep &= found
-        tokens = np.where(found, token_pass.tokens[at] if counted.size else 0, 0).astype(np.uint32)
-        del counted, at, found
     everything = bool(keep.all())
     lines, tokens = (lines, tokens) if everything else (lines[keep], tokens[keep])
     hashes = _gather(parts, "hashes", None if everything else keep)

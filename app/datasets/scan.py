@@ -87,25 +87,11 @@ def _json_problem(line: bytes, exc: Exception) -> tuple[str, str]:
     return "invalid_json", f"not valid JSON: {message}"
 
 
-class _Discard:
-    """A problem log that keeps nothing (a tokens-only pass leaves reporting to others)."""
-
-    def add(self, line: int, category: str, message: str) -> None:
-        pass
-
-
-def scan_lines(lines, index: int, counter: TokenCounter | None, *, first_part: bool,
-               progress: Callable[[int], None] | None = None,
-               assess: bool = True) -> PartResult:
-    """Scan an iterable of raw lines (bytes, newline included or not).
-
-    `counter` None skips token counting (tokens are 0); `assess` False keeps only line
-    numbers and token counts, and reports only examples the tokenizer fails on. Two such
-    passes over the same lines, one of each kind, give the same valid lines, so their
-    results can be joined on the line number.
-    """
+def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
+               progress: Callable[[int], None] | None = None) -> PartResult:
+    """Scan an iterable of raw lines (bytes, newline included or not)."""
     result = PartResult(index)
-    log = result.log if assess else _Discard()
+    log = result.log
     # Compact typed arrays, not lists of ints: 4-8 bytes an example instead of ~36.
     rows_line = array("I")
     rows_fmt = array("B")
@@ -156,14 +142,12 @@ def scan_lines(lines, index: int, counter: TokenCounter | None, *, first_part: b
             continue
         normalized = normalize(example, fmt)
         try:
-            n_tokens = counter.count(normalized) if counter is not None else 0
+            n_tokens = counter.count(normalized)
         except Exception as exc:  # a tokenizer or chat template that rejects the example
-            result.log.add(lineno, "data_type", f"could not be tokenized: {exc}")
+            log.add(lineno, "data_type", f"could not be tokenized: {exc}")
             continue
         rows_line.append(lineno)
         rows_tokens.append(n_tokens)
-        if not assess:
-            continue
         label = label_of(normalized)
         if label is None:
             label_id = NO_LABEL
@@ -208,7 +192,16 @@ def iter_range(path: str, start: int, end: int):
             yield line
 
 
-def scan_part(path: str, start: int, end: int, index: int) -> PartResult:
-    """Worker entry point: every check but token counting on one part of the file (the
-    parent counts tokens meanwhile, so workers never load a tokenizer)."""
-    return scan_lines(iter_range(path, start, end), index, None, first_part=index == 0)
+# A worker process keeps one counter for all the parts it scans.
+_worker_counter: TokenCounter | None = None
+
+
+def scan_part(path: str, start: int, end: int, index: int, encoding_name: str) -> PartResult:
+    """Worker entry point: scan one part with a tiktoken counter built in this process."""
+    global _worker_counter
+    from app.datasets.tokencount import TiktokenCounter
+
+    if _worker_counter is None or _worker_counter.key != f"tiktoken:{encoding_name}":
+        _worker_counter = TiktokenCounter(encoding_name, private=True)
+    return scan_lines(iter_range(path, start, end), index, _worker_counter,
+                      first_part=index == 0)

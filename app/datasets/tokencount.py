@@ -87,11 +87,15 @@ class _BoundedCache:
 class TiktokenCounter:
     """OpenAI's recipe with a tiktoken encoding."""
 
-    def __init__(self, encoding_name: str, limit: int | None = None) -> None:
+    def __init__(self, encoding_name: str, limit: int | None = None, *,
+                 private: bool = False) -> None:
         self.encoding_name = encoding_name
         self.key = f"tiktoken:{encoding_name}"
         self.limit = limit
-        self._encode = None  # loaded on first use: a parent that only merges never needs it
+        self.private = private
+        """In a worker process of its own: the Python copy of the BPE ranks (about 30 MB,
+        used only to pickle the encoding) is dropped once the encoder is built."""
+        self._encode = None  # loaded on first use
         self._cache = _BoundedCache()
 
     def text_tokens(self, text: str) -> int:
@@ -100,7 +104,10 @@ class TiktokenCounter:
             if self._encode is None:
                 from app.tokens import get_encoding
 
-                self._encode = get_encoding(self.encoding_name).encode_ordinary
+                encoding = get_encoding(self.encoding_name)
+                if self.private:
+                    encoding._mergeable_ranks = {}
+                self._encode = encoding.encode_ordinary
             n = len(self._encode(text))
             self._cache.put(text, n)
         return n
@@ -114,12 +121,15 @@ class TiktokenCounter:
 
     def count(self, example: dict) -> int:
         n = REPLY_PRIMING
+        hot = self._cache.hot  # roles and shared prompts: looked up without a call
         for message in token_messages(example):
             n += TOKENS_PER_MESSAGE
             for key, value in message.items():
-                if key == "weight":
-                    continue
-                n += self._value_tokens(value)
+                if type(value) is str:
+                    known = hot.get(value)
+                    n += known if known is not None else self.text_tokens(value)
+                elif key != "weight":
+                    n += self._value_tokens(value)
                 if key == "name":
                     n += TOKENS_PER_NAME
         tools = tools_of(example)
