@@ -53,10 +53,10 @@ def _user_errors():
 
 
 @click.command("eval")
-@click.option("--task", required=True, help="Task name: runs and aliases are grouped by it.")
+@click.option("--task", default=None, help="Task name: runs and aliases are grouped by it.")
 @click.option(
     "--dataset",
-    required=True,
+    default=None,
     help="Dataset name or id: its held-out split is the eval set, its training half "
     "gives the few-shot examples.",
 )
@@ -121,6 +121,14 @@ def _user_errors():
     help="Stop the run when the judge has spent this many USD.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the runs' summaries as JSON.")
+@click.option(
+    "--rerun",
+    "rerun_id",
+    type=int,
+    default=None,
+    metavar="RUN_ID",
+    help="Run an earlier eval again exactly as stored in the database (cached: free).",
+)
 def eval_command(
     task,
     dataset,
@@ -143,6 +151,7 @@ def eval_command(
     judge_model,
     judge_max_spend,
     as_json,
+    rerun_id,
 ) -> None:
     """Score every candidate of TASK the same way on held-out data: the base model
     zero-shot and with k examples (the baseline to beat), fine-tuned models, jobs and
@@ -150,6 +159,13 @@ def eval_command(
     from app.database import get_engine
     from app.evaluation.service import EvalRequest, evaluate
 
+    if rerun_id is not None:
+        _rerun(rerun_id, as_json)
+        return
+    if not (task and dataset):
+        raise UserError(
+            "name the task and its data: --task NAME --dataset NAME (or --rerun RUN_ID)"
+        )
     judge = None
     if judge_provider or judge_model:
         if not (judge_provider and judge_model and judge_max_spend):
@@ -201,6 +217,40 @@ def eval_command(
         )
         return
     print_leaderboard(task, run_ids={r.id for r in runs})
+
+
+def _rerun(run_id: int, as_json: bool) -> None:
+    from app.database import get_engine
+    from app.evaluation.runner import rerun_eval
+    from app.evaluation.service import provider_cache
+    from db.engine import read_session
+    from db.models import EvalRun
+
+    engine = get_engine()
+    with read_session(engine) as session:
+        old = session.get(EvalRun, run_id)
+    if old is None:
+        raise UserError(f"no eval run with id {run_id}; see: ftm compare --task TASK")
+    providers = provider_cache()
+    judge = (old.config or {}).get("judge")
+    try:
+        run = rerun_eval(
+            run_id,
+            provider=providers(old.provider),
+            engine=engine,
+            judge_provider=providers(judge["provider"]) if judge else None,
+        )
+    except _user_errors() as exc:
+        raise UserError(str(exc)) from None
+    summary = run.summary or {}
+    if as_json:
+        click.echo(json.dumps({"run_id": run.id, "rerun_of": run_id, "summary": summary}, indent=2))
+        return
+    task = summary.get("task") or {}
+    click.echo(
+        f"run {run.id} (rerun of {run_id}, {run.model}): quality {_pct(task.get('quality'))}; "
+        f"{summary.get('calls', 0)} provider calls, {summary.get('cached', 0)} cached"
+    )
 
 
 def _id_or_name(value: str) -> str | int:

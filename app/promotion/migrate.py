@@ -133,6 +133,12 @@ def migrate_alias(
     sunset = sunset_of(held.provider, held.model, held.base_model)
     if sunset:
         on_event(f"      ! {sunset.message}")
+    if held.provider == "openai":
+        from app.promotion.sunsets import job_creation_cutoff
+
+        cutoff, days = job_creation_cutoff()
+        on_event(f"      ! OpenAI accepts new fine-tuning jobs until {cutoff.isoformat()} "
+                 f"({days} days left)")
     with read_session(engine) as session:
         source = session.get(Job, held.job_id) if held.job_id else None
         promoted_run = session.get(EvalRun, held.eval_run_id) if held.eval_run_id else None

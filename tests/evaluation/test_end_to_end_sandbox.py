@@ -141,9 +141,14 @@ def test_good_fine_tune_is_promoted_corrupted_one_refused(sandbox, tmp_path):
     assert flips.exit_code == 0 and "fixed" in flips.output
     board = _cli("compare", "--task", "routing")
     assert "production" in board.output and "3-shot" in board.output
+    rerun = _cli("eval", "--rerun", str(good_run["run_id"]), "--json")
+    again = json.loads(rerun.output)
+    assert again["summary"]["calls"] == 0 and again["rerun_of"] == good_run["run_id"]
+    assert again["summary"]["task"]["scores"] == good_run["summary"]["task"]["scores"]
     listed = _cli("models", "list")
     assert f"routing/production -> {good_job.fine_tuned_model}" in listed.output
     assert "days left" in listed.output  # the sunset of the promoted model's base
+    assert "OpenAI accepts new fine-tuning jobs until 2027-01-06" in listed.output
     confusion = _cli(
         "compare", "--task", "routing", "--confusion", str(good_run["run_id"]), "--json"
     )

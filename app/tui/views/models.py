@@ -168,6 +168,10 @@ class ModelsView(Vertical):
     def action_reload(self) -> None:
         self.load()
 
+    def on_show(self) -> None:
+        # Evals and promotions happen from the CLI too: reload whenever the tab is shown.
+        self.load()
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="models")
     def load(self) -> None:
         self.post_message(self.Loaded(load_board()))
