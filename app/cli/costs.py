@@ -137,9 +137,9 @@ def _print_comparison(result) -> None:
                 f"{m['activations'] / 1e9:.1f}, logits {m['logits'] / 1e9:.1f}, overhead "
                 f"{m['overhead'] / 1e9:.1f}); fits: {fits}. {t['tokens']['trained']:,} tokens x "
                 f"{t['flops_per_token']:.3g} FLOPs/token at MFU {t['calibration']['mfu']:.2f} "
-                f"({t['calibration']['source']}) = {t['hours']:.2f} h x ${t['usd_per_hour']}/h "
+                f"({t['calibration']['source']}) = {t['hours']:.2f} h x ${t['usd_per_hour']:.4g}/h "
                 f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
-                f"{inf['gpus_needed']} x {inf['gpu']} always on, ${inf['usd_per_1m_tokens']:.3f}/1M "
+                f"{inf['gpus_needed']} x {inf['gpu']} always on, ${inf['usd_per_1m_tokens']:.3g}/1M "
                 f"tokens at {inf['utilization']:.0%} utilization.")
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")
