@@ -125,16 +125,22 @@ def _profile_cached(path: str, mtime: float, encoding_name: str, default_k: int)
             except json.JSONDecodeError:
                 continue
             prompt, reply = _split_example(example)
-            sys_tokens = sum(TOKENS_PER_MESSAGE + len(enc.encode(_text(m), disallowed_special=()))
-                             for m in prompt if m.get("role") == "system")
-            other = sum(TOKENS_PER_MESSAGE + len(enc.encode(_text(m), disallowed_special=()))
-                        for m in prompt if m.get("role") != "system")
+
+            def message_tokens(m: dict) -> int:  # the recipe: 3 + role + content (+ name)
+                n = TOKENS_PER_MESSAGE + len(enc.encode(str(m.get("role", "")), disallowed_special=()))
+                n += len(enc.encode(_text(m), disallowed_special=()))
+                if m.get("name"):
+                    n += 1 + len(enc.encode(str(m["name"]), disallowed_special=()))
+                return n
+
+            sys_tokens = sum(message_tokens(m) for m in prompt if m.get("role") == "system")
+            other = sum(message_tokens(m) for m in prompt if m.get("role") != "system")
             out_text = _text(reply)
-            out = len(enc.encode(out_text, disallowed_special=()))
+            out = len(enc.encode(out_text, disallowed_special=()))  # what the model generates
             systems.append(sys_tokens)
             prompts.append(sys_tokens + other + REPLY_PRIMING)
             outputs.append(out)
-            shots.append(other + TOKENS_PER_MESSAGE + out)
+            shots.append(other + (message_tokens(reply) if reply else 0))
             replies.append(out_text.strip())
     if not prompts:
         raise CostError(f"{path}: no readable examples to measure a request's size")

@@ -33,11 +33,13 @@ def chat_examples(n: int, *, labels: list[str] | None = LABELS, seed: int = 0) -
 
 
 def recipe_tokens(example: dict) -> int:
-    """The data-prep recipe's count: 3 per message + content + 3 for the reply priming."""
+    """The data-prep recipe's count: 3 per message + the encoded length of each value (role
+    and content) + 3 for the reply priming."""
     from app.tokens import get_encoding
 
     enc = get_encoding("o200k_base")
-    return sum(3 + len(enc.encode(m["content"])) for m in example["messages"]) + 3
+    return sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"]))
+               for m in example["messages"]) + 3
 
 
 def store_dataset(home: Path, name: str, examples: list[dict] | None = None, *,

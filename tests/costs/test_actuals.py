@@ -20,10 +20,13 @@ from tests.jobs.conftest import MODEL, engine, job_row, poll_until, sandbox, use
 
 
 def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home):  # noqa: F811
+    from app.datasets.store import add_dataset
     from app.jobs.launch import launch_job
     from app.jobs.poller import Poller
 
-    ds = store_dataset(ftm_home, "tickets", chat_examples(24))
+    source = ftm_home / "tickets.jsonl"
+    source.write_text("".join(json.dumps(e) + "\n" for e in chat_examples(30)))
+    ds, _ = add_dataset(source, name="tickets")  # the real intake: split, exact counts
     estimate = estimate_for_launch(dataset_id=ds.id, provider="openai", base_model=MODEL,
                                    hyperparameters=Hyperparameters(n_epochs=2)).to_dict()
     assert estimate["simulated"] and estimate["epochs"] == 2
@@ -43,6 +46,8 @@ def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home): 
     assert actual["trained_tokens"] == j.trained_tokens
     assert j.actual_cost_usd == pytest.approx(j.trained_tokens / 1e6 * 3.00)
     assert actual["estimated_billable_tokens"] == estimate["billable_tokens"]
+    # Both count by the public recipe: the estimate is exact.
+    assert estimate["billable_tokens"] == j.trained_tokens
     assert actual["tokens_error_pct"] == pytest.approx(
         (estimate["billable_tokens"] - j.trained_tokens) / j.trained_tokens * 100)
     assert actual["cost_error_pct"] == pytest.approx(

@@ -38,18 +38,20 @@ def test_hosted_comparison_hand_computed(make_dataset):
     with read_session(get_engine()) as s:
         r = compare(s, ds, provider="openai", requests_per_month=50_000, today=TODAY)
     # The request's shape, counted by the data-prep recipe on the examples themselves.
-    system = 3 + _tok("Route the ticket to one team.")
-    users = [3 + _tok(e["messages"][1]["content"]) for e in examples]
+    # 3 per message + the role + the content; the reply is billed as output by its content.
+    system = 3 + _tok("system") + _tok("Route the ticket to one team.")
+    users = [3 + _tok("user") + _tok(e["messages"][1]["content"]) for e in examples]
     outs = [_tok(e["messages"][2]["content"]) for e in examples]
     prompt = system + np.mean(users) + 3
-    shot = float(np.median([u + 3 + o for u, o in zip(users, outs, strict=True)]))
+    shot = float(np.median([u + 3 + _tok("assistant") + o for u, o in zip(users, outs, strict=True)]))
     out = float(np.mean(outs))
     assert r.profile["k"] == len(LABELS)  # one example per label
     assert r.profile["prompt_tokens"] == pytest.approx(prompt)
     assert r.profile["shot_tokens"] == pytest.approx(shot)
     c_base = ((prompt + 4 * shot) * 0.15 + out * 0.60) / 1e6
     c_ft = (prompt * 0.30 + out * 1.20) / 1e6
-    total = sum(sum(3 + _tok(m["content"]) for m in e["messages"]) + 3 for e in examples)
+    total = sum(sum(3 + _tok(m["role"]) + _tok(m["content"]) for m in e["messages"]) + 3
+                for e in examples)
     F = total * 3 / 1e6 * 3.00  # 40 examples x 3 = 120 >= 100: 3 epochs
     base, hosted = r.baseline, r.option("hosted:gpt-4o-mini-2024-07-18")
     assert base.per_request_usd == pytest.approx(c_base)
