@@ -19,6 +19,8 @@ from db.models import Dataset, TokenCount
 DEFAULT_TOKENIZER = "tiktoken:o200k_base"
 PROFILE_SAMPLE = 256
 """Examples read to measure a request's shape: enough for stable means, cheap to read."""
+PROFILE_VERSION = 2
+"""Bump when the profile's measurement changes: cached profiles are then recomputed."""
 MAX_LABELS_FOR_FEW_SHOT = 20
 DEFAULT_K = 3
 # The data-prep recipe's accounting: 3 tokens per message, 3 to prime the reply.
@@ -168,7 +170,7 @@ def _profile_on_disk(path: Path, encoding_name: str, default_k: int) -> PromptPr
 
     stat = path.stat()
     key = sha256(f"{path}|{stat.st_mtime_ns}|{stat.st_size}|{encoding_name}|{default_k}|"
-                 f"{PROFILE_SAMPLE}".encode()).hexdigest()[:32]
+                 f"{PROFILE_SAMPLE}|{PROFILE_VERSION}".encode()).hexdigest()[:32]
     cache_file = get_settings().home / "cache" / "cost-profiles" / f"{key}.json"
     try:
         return PromptProfile(**json.loads(cache_file.read_text()))
