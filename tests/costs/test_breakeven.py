@@ -132,3 +132,22 @@ def test_unknown_names_fail_before_any_work(make_dataset):
             compare(s, ds, provider="azure")
         with pytest.raises(CostError, match="no dataset 'nope'; known datasets: tickets"):
             find_dataset(s, "nope")
+
+
+def test_request_profile_is_cached_on_disk_for_later_processes(make_dataset, ftm_home, monkeypatch):
+    from app.costs import dataset_inputs
+
+    ds = make_dataset("tickets", chat_examples(50))
+    first = dataset_inputs.prompt_profile(ds)
+    assert list((ftm_home / "cache" / "cost-profiles").glob("*.json"))
+    dataset_inputs._profile_cached.cache_clear()  # as a new process
+
+    def no_tokenizer(*_a, **_k):
+        raise AssertionError("the tokenizer was loaded again")
+
+    monkeypatch.setattr("app.tokens.get_encoding", no_tokenizer)
+    assert dataset_inputs.prompt_profile(ds) == first
+    # A changed file is measured again (its identity is in the cache key).
+    (ftm_home / "datasets" / "tickets" / "train.jsonl").write_text("")
+    with pytest.raises(AssertionError, match="tokenizer was loaded again"):
+        dataset_inputs.prompt_profile(ds)
