@@ -171,12 +171,15 @@ def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: i
     with ProcessPoolExecutor(min(n_workers, len(bounds)), mp_context=context) as pool:
         futures = [pool.submit(scan_part, str(file), start, end, i, counter.encoding_name)
                    for i, (start, end) in enumerate(bounds)]
+        mine = TiktokenCounter(counter.encoding_name, counter.limit, private=True)
         for i in reversed(range(len(futures))):
             if not futures[i].cancel():
                 break  # the workers have reached this part: the rest is theirs
             start, end = bounds[i]
-            finished(i, scan_lines(iter_range(str(file), start, end), i, counter,
+            finished(i, scan_lines(iter_range(str(file), start, end), i, mine,
                                    first_part=i == 0))
+        mine.release()  # the merge needs the memory more than the tokenizer
+        del mine
         for i, future in enumerate(futures):
             if i not in results:
                 finished(i, future.result())

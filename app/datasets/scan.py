@@ -33,7 +33,7 @@ from app.datasets.tokencount import TokenCounter
 BOM = b"\xef\xbb\xbf"
 MAX_LABELS = 1000  # beyond this many distinct short replies, they are not class labels
 NO_LABEL = -1
-SIGNATURE_BATCH = 2048
+SIGNATURE_BATCH = 1024
 PROGRESS_EVERY_BYTES = 1 << 20
 
 

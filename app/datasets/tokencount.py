@@ -55,7 +55,7 @@ class _BoundedCache:
     `hot` (roles, shared system prompts, repeated labels), which has a fixed size."""
 
     HOT_MAX = 4096
-    RECENT_MAX_CHARS = 4_000_000
+    RECENT_MAX_CHARS = 1_000_000
     STRING_MAX_CHARS = 100_000
 
     def __init__(self) -> None:
@@ -93,8 +93,9 @@ class TiktokenCounter:
         self.key = f"tiktoken:{encoding_name}"
         self.limit = limit
         self.private = private
-        """In a worker process of its own: the Python copy of the BPE ranks (about 30 MB,
-        used only to pickle the encoding) is dropped once the encoder is built."""
+        """Build an encoding of its own instead of sharing the process's cached one, and
+        drop its Python copy of the BPE ranks (about 30 MB, read only to pickle it). For
+        large checks, whose processes keep nothing else in memory for long."""
         self._encode = None  # loaded on first use
         self._cache = _BoundedCache()
 
@@ -102,15 +103,15 @@ class TiktokenCounter:
         n = self._cache.get(text)
         if n is None:
             if self._encode is None:
-                from app.tokens import get_encoding
-
-                encoding = get_encoding(self.encoding_name)
-                if self.private:
-                    encoding._mergeable_ranks = {}
-                self._encode = encoding.encode_ordinary
+                self._encode = (_private_encoding(self.encoding_name) if self.private
+                                else _shared_encoding(self.encoding_name)).encode_ordinary
             n = len(self._encode(text))
             self._cache.put(text, n)
         return n
+
+    def release(self) -> None:
+        """Let go of the encoder (it is loaded again if counting resumes)."""
+        self._encode = None
 
     def _value_tokens(self, value: Any) -> int:
         if isinstance(value, str):
@@ -136,6 +137,28 @@ class TiktokenCounter:
         if tools:
             n += self._value_tokens(tools)
         return n
+
+
+def _shared_encoding(name: str):
+    from app.tokens import get_encoding
+
+    return get_encoding(name)
+
+
+def _private_encoding(name: str):
+    """A fresh encoding object without its Python copy of the ranks."""
+    import tiktoken
+    from tiktoken_ext import openai_public
+
+    from app.tokens import seed_tiktoken_cache
+
+    constructor = openai_public.ENCODING_CONSTRUCTORS.get(name)
+    if constructor is None:
+        return _shared_encoding(name)
+    seed_tiktoken_cache(name)
+    encoding = tiktoken.Encoding(**constructor())
+    encoding._mergeable_ranks = {}  # read only by __getstate__ (pickling), never here
+    return encoding
 
 
 class HFCounter:
