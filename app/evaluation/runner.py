@@ -21,9 +21,9 @@ from sqlalchemy import Engine
 from app.evaluation import general as general_set
 from app.evaluation.cache import GenerationSettings, cache_get, cache_key, cache_put
 from app.evaluation.candidates import Candidate, EvalExample, draw_shots, prompt_for
-from app.evaluation.judge import Judge, JudgeBudgetExhausted
+from app.evaluation.judge import Judge, JudgeBudgetExhausted, JudgeError
 from app.evaluation.pricing import request_cost
-from app.evaluation.scorers import Scorer, build_scorer
+from app.evaluation.scorers import Scorer, ScorerError, build_scorer
 from db.engine import write_session
 from db.models import EvalResult, EvalRun
 from providers.base import Provider
@@ -406,7 +406,8 @@ def run_eval(
 
 
 def _guard(work, stop: threading.Event):
-    """Turn an EvalError into a value (so the pool drains) and stop the other workers."""
+    """Turn a failure into a value (so the pool drains and the run is stored as failed)
+    and stop the other workers."""
 
     def guarded(job):
         try:
@@ -414,6 +415,9 @@ def _guard(work, stop: threading.Event):
         except EvalError as exc:
             stop.set()
             return exc
+        except (ScorerError, JudgeError) as exc:  # a user scorer or the judge failed
+            stop.set()
+            return EvalError(f"scoring example {job.index} ({job.suite}): {exc}")
 
     return guarded
 

@@ -107,3 +107,35 @@ def test_a_permanent_error_fails_the_run_with_the_reason():
     with read_session(engine) as s:
         run = s.exec(select(EvalRun)).one()
     assert run.status == "failed" and "overloaded" in run.summary["error"]
+
+
+def test_a_failing_user_scorer_fails_the_run_with_the_reason(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    from app.evaluation import scorers
+
+    ep = EntryPoint(
+        "broken",
+        "tests.evaluation.test_runner_mechanics:_bad_scorer",
+        scorers.SCORER_ENTRY_POINT_GROUP,
+    )
+    monkeypatch.setattr(scorers, "entry_points", lambda group: [ep])
+    engine = get_engine()
+    examples = [split_example(e, i) for i, e in enumerate(_examples(2))]
+    config = _config(general=False)
+    config.scorers = ["exact", "plugin:broken"]
+    with pytest.raises(EvalError, match="must return a number"):
+        run_eval(
+            Candidate("fine_tuned", "echo", "good"),
+            examples,
+            config,
+            provider=EchoLabelProvider(),
+            engine=engine,
+        )
+    with read_session(engine) as s:
+        run = s.exec(select(EvalRun)).one()
+    assert run.status == "failed" and "plugin:broken" in run.summary["error"]
+
+
+def _bad_scorer(output, expected):
+    return "great"

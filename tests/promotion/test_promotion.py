@@ -184,3 +184,35 @@ def test_sunsets_of_hosted_bases():
     assert sunsets.sunset_of("openai", "ft:gpt-4.1-nano-2025-04-14:o::x", today=today) is None
     assert sunsets.sunset_of("local", "/models/adapter", today=today) is None
     assert sunsets.job_creation_cutoff(today) == (date(2027, 1, 6), 39)
+
+
+def test_concurrent_promotions_serialize_into_one_linear_history(evals):
+    """Eight writers promote at once: every change is one transaction, so the history is a
+    single chain (each row's previous is the row before it) and the alias points at the
+    last one — no lost update, no two rows claiming the same predecessor."""
+    import threading
+
+    evals("few_shot", "base", k=3)
+    good = evals("fine_tuned", "good", base_model="base")
+    barrier = threading.Barrier(8)
+    errors = []
+
+    def worker(i):
+        barrier.wait()
+        try:
+            aliases.promote(
+                evals.engine, task="routing", alias="production", run_id=good.id, who=f"writer-{i}"
+            )
+        except Exception as exc:  # noqa: BLE001 - collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    history = aliases.history(evals.engine, "routing", "production")  # newest first
+    assert len(history) == 8
+    assert [p.previous_id for p in history] == [p.id for p in history[1:]] + [None]
+    assert aliases.current(evals.engine, "routing", "production").promotion.id == history[0].id
