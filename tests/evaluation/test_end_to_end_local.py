@@ -128,3 +128,39 @@ def test_migrate_a_sandbox_model_to_a_local_lora_and_promote_merged(sandbox, tin
 
     back = _cli("promote", "--task", "labels", "--rollback")
     assert back.exit_code == 0 and hosted.fine_tuned_model in back.output
+
+
+def test_ftm_eval_on_the_local_provider_is_batched_and_cached(tiny_model, tmp_path):
+    data = demo_data.write_jsonl(tmp_path / "labels.jsonl", demo_data.labelling_examples(60, 2))
+    add_dataset(data, name="labels", val_fraction=0.2, seed=1)
+    args = (
+        "eval",
+        "--task",
+        "labels",
+        "--dataset",
+        "labels",
+        "--provider",
+        "local",
+        "--base",
+        str(tiny_model),
+        "--few-shot",
+        "2",
+        "--max-tokens",
+        "4",
+        "--json",
+    )
+    first = _cli(*args)
+    assert first.exit_code == 0, first.output
+    runs = json.loads(first.stdout)
+    assert [r["kind"] for r in runs] == ["zero_shot", "few_shot"]
+    zero, few = (r["summary"] for r in runs)
+    assert zero["task"]["n"] == 12 and zero["general"]["n"] >= 20
+    assert zero["calls"] == 12 + zero["general"]["n"]
+    # the general set is asked plainly for both: the few-shot run reuses those completions
+    assert few["calls"] == 12 and few["cached"] == few["general"]["n"]
+    assert few["task"]["mean_prompt_tokens"] > zero["task"]["mean_prompt_tokens"]
+    again = json.loads(_cli(*args).stdout)
+    assert all(r["summary"]["calls"] == 0 for r in again)
+    assert [r["summary"]["task"]["scores"] for r in again] == [
+        z["task"]["scores"] for z in (zero, few)
+    ]
