@@ -25,6 +25,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "gates"),
     ("app.cli.models", "migrate"),
     ("app.cli.sandbox", "sandbox"),
+    ("app.cli.demo", "demo"),
 ]
 
 

@@ -32,24 +32,27 @@ _FRAMES = (
 )
 
 
-def labelling_examples(n: int, seed: int = 0) -> list[dict]:
-    """``n`` chat examples: system prompt, a sentence naming a thing, its category."""
-    rng = random.Random(seed)
-    pairs = [(label, word) for label, words in CATEGORIES.items() for word in words]
+def labelling_examples(n: int, seed: int = 0, start: int = 0) -> list[dict]:
+    """``n`` chat examples: system prompt, a sentence naming a thing, its category.
+
+    The examples are slices of one shuffled list of every (thing, sentence) pair, so
+    slices at different ``start`` of the same ``seed`` never share an example (a held-out
+    set stays held out). Past the end the list wraps around.
+    """
+    pairs = [(label, w, f) for label, words in CATEGORIES.items() for w in words for f in _FRAMES]
+    random.Random(seed).shuffle(pairs)
     out = []
-    for i in range(n):
-        label, word = pairs[i % len(pairs)] if i < len(pairs) else rng.choice(pairs)
-        sentence = rng.choice(_FRAMES).format(w=word)
+    for i in range(start, start + n):
+        label, word, frame = pairs[i % len(pairs)]
         out.append(
             {
                 "messages": [
                     {"role": "system", "content": SYSTEM},
-                    {"role": "user", "content": sentence},
+                    {"role": "user", "content": frame.format(w=word)},
                     {"role": "assistant", "content": label},
                 ]
             }
         )
-    rng.shuffle(out)
     return out
 
 

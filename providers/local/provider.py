@@ -79,6 +79,12 @@ class LocalProvider(Provider):
         )
         self.python = python or sys.executable
 
+    @classmethod
+    def from_settings(cls, settings: Any) -> LocalProvider:
+        """Built from ftm's settings (duck-typed: providers/ cannot import app/)."""
+        return cls(jobs_dir=settings.jobs_dir, database_url=settings.resolved_database_url,
+                   python=getattr(getattr(settings, "local", None), "python", None))
+
     # -- data -----------------------------------------------------------------------------
 
     def job_dir_for(self, spec: JobSpec) -> JobDir:
