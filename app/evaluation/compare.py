@@ -109,6 +109,8 @@ def leaderboard(engine: Engine, task: str, dataset_id: int | None = None) -> lis
                 notes.append("no per-request price for it or the baseline")
         if cost is None:
             notes.append("no per-token price in the catalog")
+        if (run.config or {}).get("simulated"):
+            notes.append("simulated on the sandbox: answers and costs are not real")
         if run.status == "stopped":
             notes.append(summary.get("stopped") or "stopped early")
         rows.append(

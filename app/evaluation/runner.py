@@ -299,7 +299,12 @@ def run_eval(
             provider=candidate.provider,
             model=candidate.model,
             job_id=candidate.job_id,
-            config={"candidate": candidate.to_dict(), **config.to_dict()},
+            config={
+                "candidate": candidate.to_dict(),
+                **config.to_dict(),
+                # Sandbox answers and costs are simulated: say so wherever they are shown.
+                "simulated": bool(getattr(provider, "simulated", False)),
+            },
             status="running",
         )
         session.add(run)

@@ -162,6 +162,8 @@ def evaluate(
             judge_provider=judge_provider,
         )
         summary = run.summary or {}
+        if (run.config or {}).get("simulated"):
+            on_event("  (simulated: the sandbox emulator answered; nothing was billed)")
         quality = summary.get("task", {}).get("quality")
         general = (summary.get("general") or {}).get("score")
         on_event(

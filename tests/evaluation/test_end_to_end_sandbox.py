@@ -145,6 +145,8 @@ def test_good_fine_tune_is_promoted_corrupted_one_refused(sandbox, tmp_path):
     again = json.loads(rerun.output)
     assert again["summary"]["calls"] == 0 and again["rerun_of"] == good_run["run_id"]
     assert again["summary"]["task"]["scores"] == good_run["summary"]["task"]["scores"]
+    rows = json.loads(_cli("compare", "--task", "routing", "--json").output)
+    assert all(any("simulated on the sandbox" in n for n in r["notes"]) for r in rows)
     listed = _cli("models", "list")
     assert f"routing/production -> {good_job.fine_tuned_model}" in listed.output
     assert "days left" in listed.output  # the sunset of the promoted model's base
