@@ -33,9 +33,12 @@ def _load(engine: Engine, dataset_id: int | None, split: str) -> list[dict]:
     if dataset_id is None:
         raise EvalDataError("this eval has no dataset to load examples from")
     dataset = find_dataset(engine, dataset_id)
-    if split == "all":
-        return load_examples(dataset, "train") + load_examples(dataset, "validation")
-    return load_examples(dataset, split)
+    try:
+        if split == "all":
+            return load_examples(dataset, "train") + load_examples(dataset, "validation")
+        return load_examples(dataset, split)
+    except (FileNotFoundError, ValueError) as exc:  # files gone, or a bad split name
+        raise EvalDataError(f"dataset {dataset.name!r} (id {dataset.id}): {exc}") from None
 
 
 def eval_examples(
