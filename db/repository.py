@@ -56,16 +56,41 @@ def set_status(session: Session, job: Job, new: JobStatus | str, *, strict: bool
 
 
 def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int:
-    """Insert rows one by one in savepoints, skipping those a unique key already holds."""
+    """Insert rows, skipping those a unique key already holds.
+
+    All at once first, in one savepoint (the common case: callers filtered out what is
+    stored, and on SQLite the write lock is held from BEGIN, so nobody can race in);
+    only if that hits a unique key, one by one, each in its own savepoint.
+    """
+    rows = list(rows)
+    if not rows:
+        return 0
+    try:
+        with session.begin_nested():
+            session.add_all(rows)
+        return len(rows)
+    except IntegrityError:
+        pass  # another writer stored some meanwhile (a non-SQLite database); go row by row
     added = 0
     for row in rows:
         try:
             with session.begin_nested():
-                session.add(row)
+                session.add(_fresh_copy(row))
             added += 1
         except IntegrityError:
             pass  # already recorded (another poller or a repeated refresh)
     return added
+
+
+def _fresh_copy(row: object) -> object:
+    """A new pending object with ``row``'s column values (its id left to the database):
+    rows from a rolled-back savepoint cannot simply be added again."""
+    from sqlalchemy import inspect
+
+    mapper = inspect(type(row))
+    values = {a.key: getattr(row, a.key) for a in mapper.column_attrs
+              if not any(c.primary_key for c in a.columns)}
+    return type(row)(**values)
 
 
 def record_events(session: Session, job: Job, events: Iterable[EventInfo]) -> int:
@@ -99,21 +124,36 @@ def record_events(session: Session, job: Job, events: Iterable[EventInfo]) -> in
 
 def record_metrics(session: Session, job: Job, points: Iterable[MetricInfo]) -> int:
     """Store metric points; a point for a step already stored fills in its empty fields."""
-    added = 0
-    for p in points:
-        existing = session.scalars(
-            select(MetricPoint).where(MetricPoint.job_id == job.id, MetricPoint.step == p.step)
-        ).first()
-        if existing is None:
-            added += _insert_ignoring_duplicates(
-                session, [MetricPoint(job_id=job.id, **_fields(p))]
+    merged: dict[int, dict] = {}
+    for p in points:  # several points for one step (events and a result file): merge
+        fields = _fields(p)
+        into = merged.setdefault(p.step, fields)
+        for name, value in fields.items():
+            if into.get(name) is None and value is not None:
+                into[name] = value
+    if not merged:
+        return 0
+    existing = {
+        m.step: m
+        for m in session.scalars(
+            select(MetricPoint).where(
+                MetricPoint.job_id == job.id, MetricPoint.step.in_(list(merged))
             )
+        )
+    }
+    for step, fields in merged.items():
+        row = existing.get(step)
+        if row is None:
             continue
-        for name, value in _fields(p).items():
-            if value is not None and getattr(existing, name) is None:
-                setattr(existing, name, value)
-        session.add(existing)
-    return added
+        for name, value in fields.items():
+            if value is not None and getattr(row, name) is None:
+                setattr(row, name, value)
+        session.add(row)
+    return _insert_ignoring_duplicates(
+        session,
+        [MetricPoint(job_id=job.id, **fields) for step, fields in merged.items()
+         if step not in existing],
+    )
 
 
 def _fields(p: MetricInfo) -> dict:

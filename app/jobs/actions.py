@@ -52,13 +52,16 @@ def _act(verb: str, ref: str | int, *, engine: Engine | None = None,
         raise JobActionError(f"could not {verb} job {job.id}: {exc.message}") from None
     with write_session(engine) as session:
         row = repository.get_job(session, job.id)
-        apply_remote(session, row, remote, now=datetime.now(UTC))
+        apply_remote(session, row, remote, now=datetime.now(UTC), allow_terminal=False)
         repository.add_local_event(session, row, f"{verb.capitalize()} requested by the user",
                                    key=f"{verb}:{datetime.now(UTC).timestamp():.3f}")
-        if JobStatus(row.status).is_terminal:
-            from app.jobs.tracking import record_actual_cost
-
-            record_actual_cost(session, row)
+    if remote.status.is_terminal:
+        # the job ended: record its last events and metrics with the end itself (the poller
+        # does it on its next cycle if the provider cannot be reached now)
+        try:
+            refresh_job(job.id, engine=engine, provider=provider)
+        except ProviderError:
+            pass
     with read_session(engine) as session:
         return repository.get_job(session, job.id)
 

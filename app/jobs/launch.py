@@ -217,11 +217,20 @@ def launch_job(
     # 3. what the provider made
     with write_session(engine) as session:
         job = repository.get_job(session, job_id)
-        apply_remote(session, job, remote, now=datetime.now(UTC))
+        apply_remote(session, job, remote, now=datetime.now(UTC), allow_terminal=False)
         repository.add_local_event(
             session, job, f"Created at {provider.display_name} as {remote.remote_id}",
             key="created")
         job.last_progress_at = datetime.now(UTC)
+    if remote.status.is_terminal:
+        # already over (found after a lost response): record its end in full now, or
+        # leave it to the poller if the provider cannot be reached this moment
+        from app.jobs.actions import refresh_job
+
+        try:
+            refresh_job(job_id, engine=engine, provider=provider)
+        except ProviderError:
+            pass
     with read_session(engine) as session:
         return repository.get_job(session, job_id)
 

@@ -248,7 +248,9 @@ class Poller:
                 return None  # settled by someone else meanwhile
             if found is not None:
                 job.error = None
-                applied = apply_remote(session, job, found, now=self._now())
+                # a terminal job is ended by the next cycle's full refresh (events too)
+                applied = apply_remote(session, job, found, now=self._now(),
+                                       allow_terminal=False)
                 repository.add_local_event(session, job, f"Found the job created as "
                                            f"{found.remote_id} after a lost response",
                                            key="reconciled")

@@ -40,10 +40,20 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime) -> Applied:
-    """Copy a `RemoteJob` onto ``job`` (status moves only forward along the state machine)."""
+def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime,
+                 allow_terminal: bool = True) -> Applied:
+    """Copy a `RemoteJob` onto ``job`` (status moves only forward along the state machine).
+
+    With ``allow_terminal=False`` a terminal status is not applied: only a full refresh
+    (`apply_refresh`) may end a job, so its last events, metrics and checkpoints are always
+    recorded. The poller keeps refreshing a job until then.
+    """
     out = Applied()
     before = JobStatus(job.status)
+    if remote.status.is_terminal and not allow_terminal:
+        from dataclasses import replace
+
+        remote = replace(remote, status=before, error=None, finished_at=None)
     if remote.remote_id and not job.remote_id:
         job.remote_id = remote.remote_id
     if remote.status.is_terminal and remote.finished_at and not before.is_terminal:

@@ -98,9 +98,10 @@ class OpenAIProvider(Provider):
         except Exception as exc:
             raise translate(exc, action, self._secrets()) from None
 
-    def _retrying(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def _retrying(self, action: str, fn: Callable[..., T], *args: Any,
+                  _attempts: int | None = None, **kwargs: Any) -> T:
         """An idempotent SDK call, retried on retryable failures."""
-        attempts = max(1, self.config.max_retries + 1)
+        attempts = max(1, _attempts or self.config.max_retries + 1)
         for attempt in range(attempts):
             try:
                 return self._once(action, fn, *args, **kwargs)
@@ -164,7 +165,7 @@ class OpenAIProvider(Provider):
         if cached:
             try:
                 found = self._retrying("checking an uploaded file", self.client.files.retrieve,
-                                       cached)
+                                       cached, _attempts=self.config.create_attempts)
                 if found.status != "error":
                     return self._wait_processed(found)
             except ProviderError as err:
@@ -175,6 +176,7 @@ class OpenAIProvider(Provider):
         uploaded = self._retrying(
             f"uploading {path.name}", lambda: self.client.files.create(
                 file=(path.name, path.read_bytes()), purpose=purpose),
+            _attempts=self.config.create_attempts,
         )
         self.uploads.put(endpoint, content_hash, purpose, uploaded.id, size)
         return self._wait_processed(uploaded)
@@ -197,7 +199,7 @@ class OpenAIProvider(Provider):
             self._sleep(delay)
             delay = min(delay * 2, 2.0)
             file_obj = self._retrying("waiting for a file", self.client.files.retrieve,
-                                      file_obj.id)
+                                      file_obj.id, _attempts=self.config.create_attempts)
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -301,7 +303,8 @@ class OpenAIProvider(Provider):
         return None
 
     def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
-        return self._retrying("looking up the job by its ftm id", self._find_once, ftm_job_uid)
+        return self._retrying("looking up the job by its ftm id", self._find_once, ftm_job_uid,
+                              _attempts=self.config.create_attempts)
 
     def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
         """The job now, with events newer than ``events_cursor`` (oldest first), the metric
