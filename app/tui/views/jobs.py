@@ -149,5 +149,5 @@ class JobsView(Vertical):
         r = message.report
         self.query_one("#jobs-poller-status", Static).update(
             f"poller: {r.jobs} active, {r.refreshed} refreshed, {r.errors} errors "
-            f"({r.duration_s:.1f} s)" if r.jobs else "")
+            f"({r.duration_s:.1f} s)")
         self.reload_jobs()
