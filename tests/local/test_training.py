@@ -132,14 +132,15 @@ def test_qlora_trains_a_4bit_model_on_the_cpu(provider, tiny_model, tmp_path):
     assert (job.adapter / "adapter_model.safetensors").is_file()
 
 
-def test_full_fine_tuning_saves_a_complete_model(provider, tiny_model, tmp_path):
+def test_full_fine_tuning_with_packing_saves_a_complete_model(provider, tiny_model, tmp_path):
     from transformers import AutoModelForCausalLM
 
     from providers.local.worker import StopRequest, run
 
     train, val = labelling_files(tmp_path, n_train=48, n_validation=12)
     job = _in_process_job(provider, tiny_model, train, val, "full", epochs=2,
-                          learning_rate=1e-3, eval_steps=4)
+                          learning_rate=1e-3, eval_steps=2, packing=True, max_seq_len=128,
+                          batch_size=2)
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     losses = _eval_losses(job)
     assert losses[-1] < losses[0]
