@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from app.jobs.providers import make_provider
 from app.jobs.tracking import apply_remote
@@ -65,29 +65,13 @@ class LaunchUnconfirmed(LaunchError):
 
 
 def resolve_dataset(session: Session, name_or_id: str | int) -> Dataset:
-    """A dataset by id or name (the newest version of that name)."""
+    """A dataset by id, name (its newest version) or content-hash prefix."""
+    from app.datasets.store import get_dataset
+
     try:
-        from app.datasets.store import get_dataset
-    except ModuleNotFoundError as exc:  # dataset intake is another area's; fall back
-        if exc.name not in ("app.datasets", "app.datasets.store"):
-            raise
-        get_dataset = None
-    if get_dataset is not None:
-        try:
-            found = get_dataset(session, name_or_id)
-        except (LookupError, ValueError) as exc:
-            raise LaunchRejected(str(exc)) from None
-        if found is None:
-            raise LaunchRejected(f"no dataset {name_or_id!r}; list them with: ftm data list")
-        return found
-    text = str(name_or_id)
-    row = session.get(Dataset, int(text)) if text.isdigit() else None
-    row = row or session.scalars(
-        select(Dataset).where(Dataset.name == text).order_by(Dataset.created_at.desc())
-    ).first()
-    if row is None:
-        raise LaunchRejected(f"no dataset {text!r}; add one with: ftm data add FILE")
-    return row
+        return get_dataset(session, name_or_id)
+    except LookupError as exc:
+        raise LaunchRejected(str(exc.args[0]) if exc.args else str(exc)) from None
 
 
 def _hyperparameters(value: Hyperparameters | dict[str, Any] | None) -> Hyperparameters:

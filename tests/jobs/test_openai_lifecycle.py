@@ -42,6 +42,8 @@ def test_full_lifecycle_records_everything(engine, sandbox, tmp_path):
     assert j.hyperparameters["n_epochs"] == 2
     assert j.step == j.total_steps and j.total_steps > 0
     assert j.train_loss is not None and j.finished_at is not None
+    # the end was costed (app.costs.actuals): trained tokens at the model's training price
+    assert j.actual is not None and j.actual_cost_usd and j.actual_cost_usd > 0
     # every step's metrics (events during the run, the result CSV at the end), once each
     assert [m.step for m in d.metrics] == list(range(1, j.total_steps + 1))
     # one checkpoint per epoch, the last 3 kept by the service

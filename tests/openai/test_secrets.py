@@ -57,3 +57,32 @@ def test_a_connection_error_with_the_key_in_the_env_does_not_contain_it(monkeypa
         provider.refresh("ftjob-1")
     assert KEY not in str(info.value) and KEY not in repr(info.value.__dict__)
     assert info.value.__cause__ is None and info.value.retryable
+
+
+def test_azure_endpoint_builds_an_azure_client(monkeypatch):
+    import openai
+
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
+    provider = OpenAIProvider(OpenAIConfig(azure_endpoint="https://example.openai.azure.com",
+                                           azure_api_version="2025-04-01-preview"))
+    client = provider.client
+    assert isinstance(client, openai.AzureOpenAI)
+    assert str(client.base_url).startswith("https://example.openai.azure.com/openai")
+    assert provider.config.endpoint == "https://example.openai.azure.com"
+
+
+def test_settings_reach_the_provider(monkeypatch):
+    from app import database
+    from app.jobs.providers import make_provider
+
+    monkeypatch.setenv("FTM_OPENAI__BASE_URL", "http://gateway.local/v1")
+    monkeypatch.setenv("FTM_OPENAI__ORGANIZATION", "org-x")
+    monkeypatch.setenv("FTM_OPENAI__PROJECT", "proj-y")
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    database.reset()
+    provider = make_provider("openai")
+    assert not provider.simulated
+    client = provider.client
+    assert str(client.base_url) == "http://gateway.local/v1/"
+    assert client.organization == "org-x" and client.project == "proj-y"
+    assert client.max_retries == 0  # ftm retries itself (create reconciles first)

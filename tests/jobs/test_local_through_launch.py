@@ -1,0 +1,43 @@
+"""The local provider through the same launch use-case and poller as the hosted one:
+a real worker process trains the tiny model; the poller records the end and its cost."""
+
+from __future__ import annotations
+
+import pytest
+from sqlmodel import func, select
+
+from app.database import get_engine
+from app.jobs.launch import launch_job
+from app.jobs.poller import Poller
+from app.settings import PollerSettings
+from db.engine import read_session, write_session
+from db.models import Dataset, MetricPoint
+from tests.jobs.conftest import job_row, poll_until
+from tests.tiny import labelling_files, tiny_model  # noqa: F401  (session fixture)
+
+
+@pytest.mark.slow
+def test_a_local_job_launches_and_is_polled_to_the_end(tiny_model, tmp_path):  # noqa: F811
+    engine = get_engine()
+    data_dir = tmp_path / "labelling"
+    data_dir.mkdir()
+    labelling_files(data_dir, n_train=32, n_validation=8)
+    with write_session(engine) as session:
+        session.add(Dataset(name="labels", content_hash="labels", format="chat",
+                            source_path=str(data_dir), n_examples=40, n_train=32,
+                            n_validation=8, val_fraction=0.2, split_seed=0, verdict="ok",
+                            data_dir=str(data_dir)))
+    job = launch_job("local", "labels", str(tiny_model), method="lora",
+                     hyperparameters={"n_epochs": 1}, options={"torch_threads": 2})
+    assert job.provider == "local" and job.remote_id and not job.simulated
+    poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=100,
+                                                    stall_after_s=3600))
+    poll_until(poller, lambda: job_row(engine, job.id).status in (
+        "succeeded", "failed", "cancelled"), timeout=240, pause=0.5)
+    poller.close()
+    row = job_row(engine, job.id)
+    assert row.status == "succeeded", row.error
+    assert row.actual is not None  # app.costs.actuals recorded the end
+    with read_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(MetricPoint)
+                              .where(MetricPoint.job_id == row.id)) > 0
