@@ -200,7 +200,10 @@ class Poller:
             await self._limiter(t.provider).acquire()
             try:
                 fetched, applied = await loop.run_in_executor(self._pool, self._sync_one, t)
-            except ProviderError as exc:
+            except Exception as exc:  # one job's trouble must never stop the poller
+                if not isinstance(exc, ProviderError):
+                    # a provider bug or a busy database: back off as for a refusal
+                    exc = ProviderError(f"{type(exc).__name__}: {exc}", retryable=False)
                 report.errors += 1
                 self._back_off(t, exc)
                 if len(report.messages) < 20:

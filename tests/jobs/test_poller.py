@@ -149,3 +149,55 @@ def test_watch_once_polls_and_reports(engine, sandbox, tmp_path):
     assert job_row(engine, job.id).status == "succeeded"
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 1
+
+
+def test_events_beyond_one_page_are_fetched_once_and_only_new_ones(tmp_path, monkeypatch):
+    from app import database
+    from app.sandbox.server import SandboxServer
+
+    with SandboxServer(port=0, seconds_per_step=1.0, frozen=True, validation_s=1.0,
+                       queue_s=1.0) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        engine = database.get_engine()
+        make_dataset(engine, tmp_path, n_train=100)
+        job = launch_job("openai", "toy", MODEL, hyperparameters={"n_epochs": 3,
+                                                                  "batch_size": 1})
+        poller = Poller(engine, settings=FAST)
+        server.advance(5)
+        first = asyncio.run(poller.run_once())
+        events = server.state.jobs[job.remote_id].events
+        assert first.events_fetched == len(events)
+        cursor = job_row(engine, job.id).events_cursor
+        assert cursor == events[-1].id
+        server.advance(130)  # > 2 pages of 50 new events, newest first
+        second = asyncio.run(poller.run_once())
+        events = server.state.jobs[job.remote_id].events
+        new = [e for e in events if e.id not in {x.id for x in events[: first.events_fetched]}]
+        assert second.events_fetched == len(new) > 100
+        quiet = asyncio.run(poller.run_once())
+        assert quiet.events_fetched == 0
+        with read_session(engine) as session:
+            recorded = list(session.scalars(select(JobEvent.provider_event_id).where(
+                JobEvent.job_id == job.id, ~JobEvent.provider_event_id.startswith("ftm:"))))
+        assert sorted(recorded) == sorted(e.id for e in events)
+        poller.close()
+
+
+def test_a_provider_that_crashes_does_not_stop_the_poller(engine, sandbox, tmp_path):
+    make_dataset(engine, tmp_path)
+    job = launch_job("openai", "toy", MODEL)
+
+    class Broken:
+        def refresh(self, remote_id, events_cursor=None):
+            raise KeyError("bug in a plugin")
+
+        def close(self):
+            pass
+
+    poller = Poller(engine, settings=FAST, provider_factory=lambda name: Broken())
+    report = asyncio.run(poller.run_once())
+    assert report.errors == 1 and "KeyError" in report.messages[0]
+    assert job_row(engine, job.id).status == "validating"
+    poller.close()
