@@ -112,8 +112,10 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
     if as_json:
         click.echo(json.dumps(job_summary(job), indent=2))
         return
+    cost = (f" (estimated training cost ${job.estimated_cost_usd:,.2f})"
+            if job.estimated_cost_usd is not None else "")
     console.print(
-        f"Launched job [bold]{job.id}[/] on {job.provider}{_simulated(job)}: "
+        f"Launched job [bold]{job.id}[/] on {job.provider}{_simulated(job)}{cost}: "
         f"{job.remote_id} {status_text(job.status)}\nFollow it with: ftm watch   or   "
         f"ftm jobs show {job.id}"
     )

@@ -164,16 +164,23 @@ def launch_job(
     if confirm is not None and not confirm(warnings):
         raise LaunchDeclined("launch cancelled; nothing was recorded or sent")
 
+    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
+
     # 1. the row first, in its own transaction, before any network call
     with write_session(engine) as session:
         job = Job(
             uid=spec.ftm_job_uid, name=spec.name, provider=provider_name, base_model=base_model,
             dataset_id=dataset.id, method=method, spec=_snapshot(spec),
             simulated=bool(getattr(provider, "simulated", False)),
+            estimate=estimate,
+            estimated_cost_usd=(estimate or {}).get("training_cost_usd"),
         )
         session.add(job)
         session.flush()
         repository.set_status(session, job, JobStatus.UPLOADING)
+        if no_estimate:
+            repository.add_local_event(session, job, f"No cost estimate: {no_estimate}",
+                                       level="warn", key="no-estimate")
         job_id = job.id
 
     # 2. upload and create (network, outside any transaction)
@@ -217,6 +224,29 @@ def launch_job(
             pass
     with read_session(engine) as session:
         return repository.get_job(session, job_id)
+
+
+def _estimate(engine: Engine, dataset_id: int, provider_name: str,
+              spec: JobSpec) -> tuple[dict[str, Any] | None, str | None]:
+    """The cost estimate snapshotted on the job (app.costs), or why there is none.
+
+    An estimate is a courtesy: it never blocks a launch (a plugin provider has no prices).
+    """
+    try:
+        from app.costs.launch import estimate_for_launch
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("app.costs", "app.costs.launch"):
+            raise
+        return None, None
+    try:
+        with read_session(engine) as session:
+            estimate = estimate_for_launch(
+                session, dataset_id=dataset_id, provider=provider_name,
+                base_model=spec.base_model, method=spec.method,
+                hyperparameters=spec.hyperparameters, options=spec.options)
+    except Exception as exc:  # see docstring; the reason is kept as an event
+        return None, f"{type(exc).__name__}: {exc}"
+    return estimate.to_dict(), None
 
 
 def _fail(engine: Engine, job_id: int, exc: ProviderError, doing: str) -> None:

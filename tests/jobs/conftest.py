@@ -59,8 +59,17 @@ def make_dataset(
     engine, root: Path, name: str = "toy", *, n_train: int = 20, n_val: int = 4,
     kind: str = "chat", lines: list[dict] | None = None,
 ) -> Dataset:
-    """A dataset row with train.jsonl / validation.jsonl in its data dir."""
+    """A dataset through the real intake (`app.datasets.store.add_dataset`); with ``lines``
+    (data intake would refuse), a row written directly with those lines as train.jsonl."""
     make = preference_example if kind == "preference" else chat_example
+    if lines is None:
+        from app.datasets.store import add_dataset
+
+        source = root / f"source-{name}.jsonl"
+        rows = [make(i) for i in range(n_train + n_val)]
+        source.write_text("".join(json.dumps(x) + "\n" for x in rows))
+        dataset, _ = add_dataset(source, name=name, val_fraction=n_val / (n_train + n_val))
+        return dataset
     data_dir = root / f"dataset-{name}"
     data_dir.mkdir(parents=True, exist_ok=True)
     train = lines if lines is not None else [make(i) for i in range(n_train)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 from sqlmodel import func, select
@@ -85,9 +86,9 @@ def test_warnings_are_asked_about_and_no_means_nothing_recorded(engine, sandbox,
 def test_import_command(engine, sandbox, tmp_path):
     import openai
 
-    make_dataset(engine, tmp_path)
+    dataset = make_dataset(engine, tmp_path)
     client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
-    with open(tmp_path / "dataset-toy" / "train.jsonl", "rb") as fh:
+    with open(Path(dataset.data_dir) / "train.jsonl", "rb") as fh:
         file_id = client.files.create(file=fh, purpose="fine-tune").id
     client.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
     out = run("jobs", "import", "--provider", "openai")

@@ -3,6 +3,8 @@ emulator on a random loopback port, real SQLite."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import openai
 import pytest
 from sqlmodel import func, select
@@ -26,6 +28,8 @@ def test_full_lifecycle_records_everything(engine, sandbox, tmp_path):
                      hyperparameters={"n_epochs": 2})
     assert job.status == "validating" and job.remote_id.startswith("ftjob-")
     assert job.simulated
+    # the cost estimate (app.costs) was snapshotted at launch
+    assert job.estimate and job.estimated_cost_usd and job.estimated_cost_usd > 0
     remote = sandbox.state.jobs[job.remote_id]
     assert remote.metadata == {"ftm_job_id": job.uid}
 
@@ -147,10 +151,10 @@ def test_an_uploaded_file_is_reused_by_content_hash(engine, sandbox, tmp_path):
 def test_import_brings_in_jobs_created_elsewhere(engine, sandbox, tmp_path):
     from app.jobs.importing import import_jobs
 
-    make_dataset(engine, tmp_path)
+    dataset = make_dataset(engine, tmp_path)
     ours = launch_job("openai", "toy", MODEL)
     client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
-    with open(tmp_path / "dataset-toy" / "train.jsonl", "rb") as fh:
+    with open(Path(dataset.data_dir) / "train.jsonl", "rb") as fh:
         file_id = client.files.create(file=fh, purpose="fine-tune").id
     theirs = [client.fine_tuning.jobs.create(model=MODEL, training_file=file_id,
                                              suffix=f"web{i}").id for i in range(2)]
