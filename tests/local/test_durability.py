@@ -44,7 +44,7 @@ def test_cancel_checkpoints_and_ends_cancelled(provider, tiny_model, tmp_path):
 def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, tiny_model,
                                                                    tmp_path):
     train, _ = labelling_files(tmp_path, n_train=32)
-    uid, remote = launch(provider, tiny_model, train, None, epochs=30, save_steps=10,
+    uid, remote = launch(provider, tiny_model, train, None, epochs=15, save_steps=10,
                          logging_steps=5)
     job = JobDir(Path(remote.remote_id))
     first = wait_until(job.last_checkpoint, timeout=120)
@@ -65,7 +65,7 @@ def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, ti
     final = wait_terminal(provider, remote.remote_id)
     assert final.status == JobStatus.SUCCEEDED, final.error
     row = job_row(uid)
-    assert row.status == "succeeded" and row.step == row.total_steps == 120
+    assert row.status == "succeeded" and row.step == row.total_steps == 60
     log = job.log_path.read_text()
     resumed_from = job.read_config()
     assert resumed_from["attempt"] == 2
@@ -79,8 +79,8 @@ def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, ti
     assert max(steps) > resumed_step
     # The resumed run continued from the checkpoint's step; it did not start over.
     second_attempt = log[log.index("attempt 2") if "attempt 2" in log else 0:]
-    assert f"step {resumed_step + 5}/120" in second_attempt or "step 120/120" in second_attempt
-    assert "step 5/120" not in second_attempt
+    assert f"step {resumed_step + 5}/60" in second_attempt or "step 60/60" in second_attempt
+    assert "step 5/60" not in second_attempt
 
 
 def test_resume_refuses_a_job_that_did_not_fail(provider, tiny_model, tmp_path):
