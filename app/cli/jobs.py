@@ -212,6 +212,9 @@ def show_cmd(ref, n_events, as_json) -> None:
         ("hyperparameters", json.dumps(j.hyperparameters) if j.hyperparameters else "-"),
         ("fine-tuned model", j.fine_tuned_model or "-"),
         ("trained tokens", f"{j.trained_tokens:,}" if j.trained_tokens is not None else "-"),
+        ("estimated cost", f"${j.estimated_cost_usd:,.2f}" if j.estimated_cost_usd is not None
+         else "-"),
+        ("actual cost", f"${j.actual_cost_usd:,.2f}" if j.actual_cost_usd is not None else "-"),
         ("uid", j.uid),
     ]
     if j.error:

@@ -188,6 +188,10 @@ def launch_job(
         prepared = provider.prepare(spec)
     except ProviderError as exc:
         _fail(engine, job_id, exc, "uploading the data")
+    except BaseException:  # Ctrl+C, a crash: nothing was created, say so on the row
+        _fail_quietly(engine, job_id, "launch interrupted while uploading; nothing was "
+                      "created at the provider")
+        raise
     with write_session(engine) as session:
         job = repository.get_job(session, job_id)
         job.spec = _snapshot(replace(prepared))
@@ -196,14 +200,14 @@ def launch_job(
         remote = provider.create(prepared)
     except ProviderError as exc:
         if exc.code == "create_unconfirmed":
-            with write_session(engine) as session:
-                job = repository.get_job(session, job_id)
-                job.error = {"code": exc.code, "message": exc.message, "param": None}
-                session.add(job)
+            _mark_unconfirmed(engine, job_id, exc.message)
             raise LaunchUnconfirmed(
                 f"job {job_id}: {exc.message}. Run `ftm watch --once` to settle it.",
                 job_id=job_id) from None
         _fail(engine, job_id, exc, "creating the job")
+    except BaseException:  # interrupted mid-create: it may exist; the poller looks it up
+        _mark_unconfirmed(engine, job_id, "launch interrupted while creating the job")
+        raise
 
     # 3. what the provider made
     with write_session(engine) as session:
@@ -247,6 +251,21 @@ def _estimate(engine: Engine, dataset_id: int, provider_name: str,
     except Exception as exc:  # see docstring; the reason is kept as an event
         return None, f"{type(exc).__name__}: {exc}"
     return estimate.to_dict(), None
+
+
+def _mark_unconfirmed(engine: Engine, job_id: int, message: str) -> None:
+    """The create may or may not have happened: the poller settles it by uid."""
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        job.error = {"code": "create_unconfirmed", "message": message, "param": None}
+        session.add(job)
+
+
+def _fail_quietly(engine: Engine, job_id: int, message: str) -> None:
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        job.error = {"code": "interrupted", "message": message, "param": None}
+        repository.set_status(session, job, JobStatus.FAILED)
 
 
 def _fail(engine: Engine, job_id: int, exc: ProviderError, doing: str) -> None:

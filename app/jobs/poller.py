@@ -17,6 +17,7 @@ nothing is recorded twice.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -120,6 +121,7 @@ class Poller:
         self._now = now or (lambda: datetime.now(UTC))
         self.backoff_base_s = backoff_base_s
         self._providers: dict[str, Provider | ProviderError] = {}
+        self._providers_lock = threading.Lock()
         self._limiters: dict[str, RateLimiter] = {}
         self._failures: dict[int, int] = {}
         self._retry_at: dict[int, float] = {}
@@ -133,13 +135,14 @@ class Poller:
 
     def provider(self, name: str) -> Provider:
         """The poller's instance of provider ``name`` (one per poller, reused)."""
-        cached = self._providers.get(name)
-        if cached is None:
-            try:
-                cached = self._factory(name)
-            except ProviderError as exc:
-                cached = exc
-            self._providers[name] = cached
+        with self._providers_lock:  # worker threads ask at once; build each provider once
+            cached = self._providers.get(name)
+            if cached is None:
+                try:
+                    cached = self._factory(name)
+                except ProviderError as exc:
+                    cached = exc
+                self._providers[name] = cached
         if isinstance(cached, ProviderError):
             raise cached
         return cached

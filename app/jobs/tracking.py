@@ -8,7 +8,7 @@ Everything here runs inside one short write transaction and is idempotent, so tw
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 
 from sqlmodel import Session
@@ -51,8 +51,6 @@ def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime
     out = Applied()
     before = JobStatus(job.status)
     if remote.status.is_terminal and not allow_terminal:
-        from dataclasses import replace
-
         remote = replace(remote, status=before, error=None, finished_at=None)
     if remote.remote_id and not job.remote_id:
         job.remote_id = remote.remote_id

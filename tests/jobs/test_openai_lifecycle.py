@@ -219,3 +219,30 @@ def test_declining_the_warnings_records_nothing(engine, sandbox, tmp_path):
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(Job)) == 0
     assert sandbox.state.jobs == {} and sandbox.state.files == {}
+
+
+def test_ctrl_c_during_create_leaves_a_row_the_poller_settles(engine, sandbox, tmp_path):
+    from app.jobs.providers import make_provider
+
+    make_dataset(engine, tmp_path)
+    provider = make_provider("openai", engine=engine)
+    real_create = provider.create
+
+    def create_then_interrupted(spec):
+        real_create(spec)  # the request reached the service...
+        raise KeyboardInterrupt  # ...and the user pressed Ctrl+C before the answer
+
+    provider.create = create_then_interrupted
+    with pytest.raises(KeyboardInterrupt):
+        launch_job("openai", "toy", MODEL, provider=provider)
+    with read_session(engine) as session:
+        from db.models import Job
+
+        row = session.scalars(select(Job)).one()
+    assert row.remote_id is None and row.error["code"] == "create_unconfirmed"
+    poller = Poller(engine)
+    poll_until(poller, _done(engine, row.id))
+    poller.close()
+    settled = job_row(engine, row.id)
+    assert settled.status == "succeeded" and settled.error is None
+    assert settled.remote_id == next(iter(sandbox.state.jobs))  # the one job, now tracked

@@ -89,6 +89,11 @@ class JobDetailScreen(Screen):
         summary.append(f"\nstep {j.step or 0}/{j.total_steps or '?'}   train loss: "
                        f"{_fmt(j.train_loss)}   eval loss: {_fmt(j.eval_loss)}   "
                        f"trained tokens: {j.trained_tokens if j.trained_tokens is not None else '-'}")
+        if j.estimated_cost_usd is not None or j.actual_cost_usd is not None:
+            est = f"${j.estimated_cost_usd:,.2f}" if j.estimated_cost_usd is not None else "-"
+            act = f"${j.actual_cost_usd:,.2f}" if j.actual_cost_usd is not None else "-"
+            summary.append(f"\ncost: estimated {est}, actual {act}"
+                           + (" (simulated: nothing billed)" if j.simulated else ""))
         if j.hyperparameters:
             summary.append(f"\nhyperparameters: {json.dumps(j.hyperparameters)}")
         if j.fine_tuned_model:
