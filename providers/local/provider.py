@@ -121,6 +121,11 @@ class LocalProvider(Provider):
                 continue
             if not rows:
                 problems.append(f"{label} file {path}: no examples")
+        if not problems:
+            try:
+                self.memory_check(spec, hp)
+            except SpecRejected as exc:
+                problems.append(exc.message)
         return problems
 
     def prepare(self, spec: JobSpec) -> JobSpec:
@@ -387,6 +392,11 @@ class LocalProvider(Provider):
                          raw_status="resuming", hyperparameters=_public_hp(config["hp"]),
                          metadata={"ftm_job_uid": config["job_uid"]},
                          base_model=config["base_model"])
+
+    def resume(self, remote_id: str) -> RemoteJob:
+        """Local jobs cannot pause; resuming means continuing a failed job from its last
+        checkpoint (`resume_from_checkpoint`)."""
+        return self.resume_from_checkpoint(remote_id)
 
     def _reopen_in_db(self, config: dict[str, Any]) -> None:
         """Move the job row from failed back to queued: the one backward move the state

@@ -113,7 +113,8 @@ def test_memory_estimate_matches_published_figures():
 def test_a_job_that_cannot_fit_is_refused_before_it_starts(tmp_path):
     base = _llama_dir(tmp_path, "llama-70b", **LLAMA_70B)
     p = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
-    spec = p.prepare(_spec(tmp_path, base=str(base), method="full", device="cpu"))
+    spec = _spec(tmp_path, base=str(base), method="full", device="cpu")
+    assert any("will not fit" in m for m in p.validate_spec(spec))  # launch refuses it early
     with pytest.raises(SpecRejected, match=r"will not fit: estimated \d+.*GiB.*against") as exc:
         p.create(spec)
     assert exc.value.code == "insufficient_memory"

@@ -123,13 +123,32 @@ def test_qlora_trains_a_4bit_model_on_the_cpu(provider, tiny_model, tmp_path):
 
     train, val = labelling_files(tmp_path, n_train=48, n_validation=12)
     job = _in_process_job(provider, tiny_model, train, val, "qlora", epochs=3,
-                          learning_rate=5e-3, eval_steps=6)
+                          learning_rate=5e-3, eval_steps=6, merge=True)
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     status = job.read_status()
     assert status["plan"]["quantized_4bit"] is True  # bitsandbytes NF4 on the CPU
     losses = _eval_losses(job)
     assert losses[-1] < losses[0]
     assert (job.adapter / "adapter_model.safetensors").is_file()
+    # merge=true: the adapter merged into the unquantized base, as a plain model directory
+    assert {a["kind"] for a in status["artifacts"]} == {"adapter", "merged"}
+    assert (job.merged / "model.safetensors").is_file()
+
+
+def test_early_stopping_ends_training_when_eval_loss_stops_improving(
+    provider, tiny_model, tmp_path
+):
+    from providers.local.worker import StopRequest, run
+
+    train, val = labelling_files(tmp_path, n_train=16, n_validation=8)
+    job = _in_process_job(provider, tiny_model, train, val, "full", epochs=40,
+                          learning_rate=2e-2, batch_size=4, eval_steps=2,
+                          early_stopping_patience=1)
+    assert run(job, StopRequest()) == JobStatus.SUCCEEDED
+    status = job.read_status()
+    assert status["step"] < status["total_steps"] == 160  # stopped early
+    losses = _eval_losses(job)
+    assert losses[-1] >= min(losses)  # the last evaluation did not improve
 
 
 def test_full_fine_tuning_with_packing_saves_a_complete_model(provider, tiny_model, tmp_path):
