@@ -26,6 +26,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "migrate"),
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
+    ("app.cli.jobs_local", "local"),
 ]
 
 

@@ -157,12 +157,15 @@ def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, l
     return str(job.adapter), artifacts
 
 
-def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int) -> dict:
+def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int,
+                      steps: int) -> dict:
     from providers.local.training import flops_per_token
 
     hp = config["hp"]
     mcfg = trainer.model.config
-    n_rows = max(1, plan.n_train * hp["epochs"])
+    # Rows (examples, or packed sequences) processed in this attempt: the mean trained
+    # sequence length is what the attention term of the FLOPs formula needs.
+    n_rows = max(1, steps * hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"])
     seq_len = tokens / n_rows if tokens else hp["max_seq_len"]
     tps = tokens / train_seconds if train_seconds > 0 else 0.0
     fpt = flops_per_token(plan.model_params, plan.trainable_params, mcfg.num_hidden_layers,
@@ -218,12 +221,13 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
             sink.event(f"resume-{resume.name}", f"resuming from {resume.name}",
                        data={"checkpoint": str(resume)})
         t0 = time.monotonic()
-        tokens0 = 0
+        tokens0 = steps0 = 0
         if resume is not None:
             import json
 
             state = json.loads((resume / "trainer_state.json").read_text())
             tokens0 = int(state.get("num_input_tokens_seen") or 0)
+            steps0 = int(state.get("global_step") or 0)
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         train_seconds = time.monotonic() - t0
         if callback.stopped_by_signal:
@@ -238,7 +242,8 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
             return JobStatus.SUCCEEDED
         model_ref, artifacts = save_artifacts(trainer, config, job)
         tokens = int(trainer.state.num_input_tokens_seen) - tokens0
-        sample = throughput_sample(trainer, plan, config, train_seconds, tokens)
+        sample = throughput_sample(trainer, plan, config, train_seconds, tokens,
+                                   trainer.state.global_step - steps0)
         sink.throughput(sample)
         actual = {
             "train_loss": result.training_loss,

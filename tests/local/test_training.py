@@ -101,6 +101,18 @@ def test_adapter_loads_with_peft_and_the_merged_model_matches_it(provider, tiny_
     assert torch.allclose(a, b, atol=1e-4)
     assert not torch.allclose(a, plain, atol=1e-3)  # the adapter changed something
 
+    # The same on request from the CLI, by job uid.
+    from click.testing import CliRunner
+
+    from app.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["local", "merge", job.path.name])
+    assert result.exit_code == 0, result.output
+    assert (job.merged / "model.safetensors").is_file()
+    again = AutoModelForCausalLM.from_pretrained(job.merged).eval()
+    with torch.no_grad():
+        assert torch.allclose(again(ids).logits, a, atol=1e-4)
+
 
 def _in_process_job(provider, tiny_model, train, val, method, **options) -> JobDir:
     """A job directory written by the provider, to run with `worker.run` in this process."""

@@ -1,0 +1,49 @@
+"""`ftm local merge`: a merged model (base + LoRA adapter) from a finished local job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from app.cli.errors import UserError
+
+
+@click.group("local")
+def local() -> None:
+    """Local training extras (merge an adapter into its base model)."""
+
+
+@local.command("merge")
+@click.argument("job_or_path")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Where to write the merged model (default: the job's merged/ directory).")
+def merge(job_or_path: str, out_dir: str | None) -> None:
+    """Merge the LoRA adapter of JOB_OR_PATH (a local job id, a job directory or an
+    adapter directory) into its base model: safetensors + tokenizer + chat template,
+    loadable with AutoModelForCausalLM.from_pretrained."""
+    path = Path(job_or_path).expanduser()
+    if not path.exists():
+        from app.database import get_engine
+        from app.jobs.queries import JobNotFound, find_job
+        from db.engine import read_session
+
+        with read_session(get_engine()) as s:
+            try:
+                job = find_job(s, job_or_path)
+            except JobNotFound as exc:
+                raise UserError(str(exc)) from None
+        if job.provider != "local" or not (job.job_dir or job.remote_id):
+            raise UserError(f"job {job.id} is not a local job with a job directory; only local "
+                            "LoRA/QLoRA jobs have an adapter to merge")
+        path = Path(job.job_dir or job.remote_id)
+    from providers.local.merge import adapter_dir_of, merge_adapter
+
+    try:
+        adapter = adapter_dir_of(path)
+    except FileNotFoundError as exc:
+        raise UserError(str(exc)) from None
+    target = Path(out_dir) if out_dir else adapter.parent / "merged"
+    click.echo(f"merging {adapter} into its base model ...")
+    out = merge_adapter(adapter, target)
+    click.echo(f"merged model written to {out}")
