@@ -101,11 +101,9 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
             hyperparameters=Hyperparameters(**{k: v for k, v in hp.items() if v is not None}),
             suffix=suffix, seed=seed, options=options, confirm=confirm, name=name,
         )
-    except LaunchFailed as exc:
-        error = exc.error
-        code = f" [{error.get('code')}]" if error.get("code") else ""
-        param = f" (param: {error['param']})" if error.get("param") else ""
-        raise UserError(f"{exc}{code}{param}\nThe job is recorded as failed: "
+    except LaunchFailed as exc:  # the provider's refusal, as it came (code included)
+        param = f" (param: {exc.error['param']})" if exc.error.get("param") else ""
+        raise UserError(f"{exc}{param}\nThe job is recorded as failed: "
                         f"ftm jobs show {exc.job_id}") from None
     except LaunchError as exc:
         raise UserError(str(exc)) from None

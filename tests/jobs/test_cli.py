@@ -112,3 +112,29 @@ def test_the_api_key_never_shows_in_a_failure(tmp_path, monkeypatch):
         job = session.scalars(select(Job)).one()
         assert job.status == "failed" and key not in json.dumps(job.error)
         assert key not in json.dumps(job.spec)
+
+
+def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkeypatch):
+    from datetime import datetime
+
+    from app import database
+    from app.sandbox.server import SERVICE_SUNSET, SandboxServer
+
+    with SandboxServer(port=0, sunset=SERVICE_SUNSET,
+                       start=datetime(2027, 2, 1, 9, 0)) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        engine = database.get_engine()
+        make_dataset(engine, tmp_path)
+        out = run("launch", "--dataset", "toy", "--model", MODEL, "--yes")
+        assert out.exit_code == 1
+        assert "warning: OpenAI" in out.output and "2027-01-06" in out.output  # any date
+        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, fine_tuning_unavailable)"
+                in out.output)
+        assert "the service stopped accepting new fine-tuning jobs after 2027-01-06" in out.output
+        assert "The job is recorded as failed: ftm jobs show 1" in out.output
+        assert "Traceback" not in out.output and server.state.jobs == {}
+        listed = json.loads(run("jobs", "list", "--json").output)
+        assert [j["status"] for j in listed] == ["failed"]
+        assert listed[0]["error"]["code"] == "fine_tuning_unavailable"
