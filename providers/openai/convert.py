@@ -30,7 +30,7 @@ def normalize_status(raw: str | None) -> JobStatus:
     the state machine never moves a job backwards to it (the raw value is kept)."""
     if raw in STATUS_MAP:
         return STATUS_MAP[raw]
-    if raw and "pause" in raw:
+    if raw and "paus" in raw:  # paused, pausing
         return JobStatus.PAUSED
     return JobStatus.QUEUED
 
