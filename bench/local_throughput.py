@@ -65,6 +65,8 @@ def bare_trl(model_dir: Path, train: Path, out: Path, opts: dict) -> float:
         assistant_only_loss=True, seed=42, use_cpu=True, report_to="none",
         save_strategy="no", logging_steps=opts["logging_steps"], disable_tqdm=True,
         include_num_input_tokens_seen="non_padding",
+        # trl's own defaults differ from the provider's CPU settings: say them explicitly
+        gradient_checkpointing=False, bf16=False,
     )
     trainer = SFTTrainer(
         model=model, args=args, train_dataset=Dataset.from_list(chat_rows(train)),

@@ -46,7 +46,11 @@ OPTIONS: tuple[ProviderOption, ...] = (
     ProviderOption("warmup_ratio", "Share of steps spent warming the learning rate up", float, 0.03),
     ProviderOption("scheduler", "Learning-rate schedule", str, "cosine", SCHEDULERS),
     ProviderOption("max_seq_len", "Longest sequence in tokens (longer ones are truncated)", int, 1024),
-    ProviderOption("gradient_checkpointing", "Recompute activations to save memory", bool, False),
+    ProviderOption(
+        "gradient_checkpointing",
+        "Recompute activations to save memory; auto: on with a CUDA GPU, off on the CPU",
+        bool, AUTO,
+    ),
     ProviderOption("seed", "Random seed (data order, LoRA init)", int, 42),
     ProviderOption("packing", "Pack short examples into full-length rows (less padding)", bool, False),
     ProviderOption(
@@ -166,6 +170,10 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     if hp["early_stopping_patience"] < 0:
         raise SpecRejected("option early_stopping_patience: must be 0 or more",
                            param="early_stopping_patience")
+    if hp["gradient_checkpointing"] == AUTO:
+        from providers.local.hardware import gpus
+
+        hp["gradient_checkpointing"] = hp["device"] != "cpu" and bool(gpus())
     hp["method"] = method
     hp["tuning"] = tuning
     return hp

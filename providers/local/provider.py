@@ -121,6 +121,11 @@ class LocalProvider(Provider):
                 continue
             if not rows:
                 problems.append(f"{label} file {path}: no examples")
+        if hp["n_gpus"] > 1 and hp["device"] != "cpu":
+            found = len(hardware.gpus())
+            if found < hp["n_gpus"]:
+                problems.append(f"option n_gpus={hp['n_gpus']}: this machine has {found} CUDA "
+                                "GPU(s) visible")
         if not problems:
             try:
                 self.memory_check(spec, hp)

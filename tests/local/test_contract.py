@@ -132,6 +132,12 @@ def test_more_than_one_gpu_goes_through_accelerate_launch(tmp_path):
                                         str(job.path)]
 
 
+def test_more_gpus_than_the_machine_has_are_refused(tmp_path):
+    p = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
+    problems = p.validate_spec(_spec(tmp_path, base="org/model", n_gpus=64))
+    assert any("n_gpus=64: this machine has" in m for m in problems)
+
+
 def test_refresh_of_an_unknown_job_dir_is_a_clear_error(tmp_path):
     from providers.errors import ProviderError
 
