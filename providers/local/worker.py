@@ -184,10 +184,9 @@ def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int,
 def run(job: JobDir, stop: StopRequest) -> JobStatus:
     """Train the job in ``job``; returns its final status (also written everywhere)."""
     from providers.local.sink import ProgressSink
-    from providers.local.training import build_trainer, is_main_process
 
     config = job.read_config()
-    main = is_main_process()
+    main = int(os.environ.get("RANK", "0")) == 0  # rank 0 under accelerate, or alone
     sink = ProgressSink(job, config.get("db_url") if main else None, config["job_uid"],
                         attempt=int(config.get("attempt", 1)))
     log.info("worker for job %s started (pid %d, attempt %s)", config["job_uid"], os.getpid(),
@@ -195,6 +194,10 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
     if main:
         sink.started(os.getpid())
     try:
+        # The training stack loads after the job is marked running: a cancel during the
+        # (long) imports and model load is honoured as soon as they finish.
+        from providers.local.training import build_trainer
+
         callback = make_progress_callback(sink, stop, main)
         trainer, plan = build_trainer(config, [callback])
         from transformers.trainer_callback import PrinterCallback

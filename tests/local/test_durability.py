@@ -41,6 +41,20 @@ def test_cancel_checkpoints_and_ends_cancelled(provider, tiny_model, tmp_path):
         provider.cancel(remote.remote_id)
 
 
+def test_cancel_while_the_model_loads_ends_cancelled_without_training(provider, tiny_model,
+                                                                     tmp_path):
+    train, _ = labelling_files(tmp_path, n_train=16)
+    uid, remote = launch(provider, tiny_model, train, None, epochs=50)
+    job = JobDir(Path(remote.remote_id))
+    wait_until(lambda: (job.read_status() or {}).get("status") == "running", timeout=60,
+               every=0.05)
+    provider.cancel(remote.remote_id)  # the worker is still importing torch / loading
+    final = wait_terminal(provider, remote.remote_id, timeout=90)
+    assert final.status == JobStatus.CANCELLED
+    assert job.last_checkpoint() is None and not (job.read_status() or {}).get("step")
+    assert job_row(uid).status == "cancelled"
+
+
 def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, tiny_model,
                                                                    tmp_path):
     train, _ = labelling_files(tmp_path, n_train=32)
