@@ -37,6 +37,8 @@ class FtmApp(App):
         Binding("c,dollar_sign", "show_tab('costs')", "Costs", id="tab.costs", key_display="c"),
         Binding("m", "show_tab('models')", "Models", id="tab.models"),
         Binding("n", "new_job", "New job", id="app.new_job"),
+        Binding("a", "add_dataset", "Add data", id="app.add_dataset"),
+        Binding("e", "evaluate", "Evaluate", id="app.evaluate"),
         Binding("question_mark,f1", "help", "Help", id="app.help"),
         Binding("ctrl+t", "toggle_theme", "Light/dark", id="app.toggle_theme", show=False),
         Binding("q", "quit", "Quit", id="app.quit"),
@@ -103,18 +105,56 @@ class FtmApp(App):
             dataset_id = self._highlighted_dataset()
         self.push_screen(LaunchWizard(dataset_id=dataset_id))
 
+    def action_add_dataset(self) -> None:
+        """Add a dataset (a JSONL file) through the intake; the Datasets tab shows it."""
+        from app.tui.screens.add_dataset import AddDatasetScreen
+
+        def added(dataset_id: int | None) -> None:
+            if dataset_id is not None:
+                self.action_show_tab("datasets")
+                self._refresh_views("#datasets-view", "#costs-view")
+
+        self.push_screen(AddDatasetScreen(), added)
+
+    def action_evaluate(self) -> None:
+        """Evaluate a finished job (the one highlighted or open, if any) against its base."""
+        from app.tui.screens.evaluate import EvaluateScreen
+
+        def evaluated(run_ids: list[int] | None) -> None:
+            if run_ids:
+                self.action_show_tab("models")
+                self._refresh_views("#models-view")
+
+        self.push_screen(EvaluateScreen(job_id=self._current_job()), evaluated)
+
+    def _refresh_views(self, *selectors: str) -> None:
+        """Ask views to reload (by their own refresh/reload action, or the Costs view's
+        choice loader), after something they list was added."""
+        for selector in selectors:
+            for view in self.screen_stack[0].query(selector):
+                for name in ("refresh", "reload"):
+                    if hasattr(view, f"action_{name}"):
+                        self.call_later(self.run_action, name, view)
+                        break
+                else:
+                    if callable(getattr(view, "load_choices", None)):
+                        view.load_choices()
+
+    def _current_job(self) -> int | None:
+        """The job whose detail is open, else the one highlighted in the Jobs tab."""
+        job_id = getattr(self.screen, "job_id", None)
+        if isinstance(job_id, int):
+            return job_id
+        main = self.screen_stack[0]
+        if self.screen is not main or main.query_one(TabbedContent).active != "jobs":
+            return None
+        return _highlighted_key(main, "#jobs-table")
+
     def _highlighted_dataset(self) -> int | None:
         main = self.screen_stack[0]
         if self.screen is not main or main.query_one(TabbedContent).active != "datasets":
             return None
-        tables = main.query("#datasets-table")
-        if not tables:
-            return None
-        table = tables.first(DataTable)
-        if not table.row_count:
-            return None
-        key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
-        return int(key) if key is not None and str(key).isdigit() else None
+        return _highlighted_key(main, "#datasets-table")
 
     def action_help(self) -> None:
         """Show the key bindings of the screen in front."""
@@ -132,6 +172,18 @@ class FtmApp(App):
     @on(Worker.StateChanged)
     def _on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         report_worker_state(self, event)
+
+
+def _highlighted_key(screen, selector: str) -> int | None:
+    """The integer row key of the highlighted row of the table ``selector``, if any."""
+    tables = screen.query(selector)
+    if not tables:
+        return None
+    table = tables.first(DataTable)
+    if not table.row_count:
+        return None
+    key = table.coordinate_to_cell_key((table.cursor_row, 0)).row_key.value
+    return int(key) if key is not None and str(key).isdigit() else None
 
 
 def create_app(*, theme: str | None = None, start_poller: bool = True) -> FtmApp:

@@ -119,7 +119,11 @@ def _describe_worker(worker: Worker) -> str:
 
 
 class ReportingWorkerManager(WorkerManager):
-    """Forwards failures of workers started on any widget to the app (see module doc)."""
+    """Forwards failures of workers started on any widget to the app (see module doc).
+
+    A widget that shows a group's failures itself, next to the field they concern, lists
+    the group in its ``SHOWS_OWN_ERRORS`` class attribute.
+    """
 
     def _remove_worker(self, worker: Worker) -> None:
         super()._remove_worker(worker)
@@ -127,6 +131,7 @@ class ReportingWorkerManager(WorkerManager):
             worker.state == WorkerState.ERROR
             and worker.node is not self._app
             and not worker.exit_on_error
+            and worker.group not in getattr(worker.node, "SHOWS_OWN_ERRORS", ())
         ):
             self._app.post_message(Worker.StateChanged(worker, WorkerState.ERROR))
 
