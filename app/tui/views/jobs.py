@@ -47,6 +47,17 @@ def progress_cell(job: Job) -> str:
     return f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%}"
 
 
+def _cells(j: Job) -> tuple:
+    """The table cells of one job (built in the loading thread)."""
+    provider = Text(j.provider)
+    if j.simulated:
+        provider.append(" simulated", style="magenta")
+    return (
+        str(j.id), j.name, provider, j.base_model, status_cell(j), progress_cell(j),
+        f"{j.train_loss:.4f}" if j.train_loss is not None else "-", j.remote_id or "-",
+    )
+
+
 class JobsView(Vertical):
     """The Jobs tab."""
 
@@ -58,6 +69,8 @@ class JobsView(Vertical):
     @dataclass
     class Loaded(Message):
         jobs: list[Job]
+        rows: list[tuple[str, tuple]] | None = None
+        """(row key, cells) per job, formatted in the worker thread."""
 
     @dataclass
     class PollCycleDone(Message):
@@ -73,8 +86,9 @@ class JobsView(Vertical):
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("id", "name", "provider", "model", "status", "progress", "loss",
-                          "remote id")
+        self._columns = table.add_columns("id", "name", "provider", "model", "status",
+                                          "progress", "loss", "remote id")
+        self._shown: dict[str, tuple] = {}
         self.reload_jobs()
         self.set_interval(RELOAD_EVERY_S, self.reload_jobs)
         if getattr(self.app, "start_poller", False):
@@ -89,11 +103,24 @@ class JobsView(Vertical):
 
         with read_session(get_engine()) as session:
             rows = list_jobs(session, limit=500)
-        self.post_message(self.Loaded(rows))
+        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j)) for j in rows]))
 
     @on(Loaded)
     def _show(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
+        rows = message.rows if message.rows is not None else [
+            (str(j.id), _cells(j)) for j in message.jobs]
+        self.query_one("#jobs-empty").display = not rows
+        if [key for key, _ in rows] == list(self._shown):
+            # Same jobs in the same order (the usual reload): update only the cells that
+            # changed, so a reload every few seconds costs the event loop next to nothing.
+            for key, cells in rows:
+                old = self._shown[key]
+                for column, value, before in zip(self._columns, cells, old, strict=True):
+                    if value != before:
+                        table.update_cell(key, column, value)
+                self._shown[key] = cells
+            return
         selected = None
         if table.row_count and table.cursor_row is not None:
             try:
@@ -101,18 +128,11 @@ class JobsView(Vertical):
             except Exception:  # the table changed under the cursor; start at the top
                 selected = None
         table.clear()
-        for j in message.jobs:
-            provider = Text(j.provider)
-            if j.simulated:
-                provider.append(" simulated", style="magenta")
-            table.add_row(
-                str(j.id), j.name, provider, j.base_model, status_cell(j), progress_cell(j),
-                f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
-                j.remote_id or "-", key=str(j.id),
-            )
-        if selected is not None and str(selected) in {str(j.id) for j in message.jobs}:
+        for key, cells in rows:
+            table.add_row(*cells, key=key)
+        self._shown = dict(rows)
+        if selected is not None and str(selected) in self._shown:
             table.move_cursor(row=table.get_row_index(str(selected)))
-        self.query_one("#jobs-empty").display = not message.jobs
 
     @on(DataTable.RowSelected, "#jobs-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
