@@ -49,7 +49,9 @@ def key_actions(app: App, screen: Screen) -> list[KeyAction]:
     The app's keys are left out on a modal screen, where Textual does not run them.
     """
     found: list[KeyAction] = []
-    found += _node_actions(app, screen, _screen_area(screen))
+    screen_area = _screen_area(screen)
+    if screen_area != GLOBAL_AREA:
+        found += _node_actions(app, screen, screen_area)
     for pane in screen.query(TabPane):
         area = pane._title.plain
         for node in pane.walk_children(with_self=False):
@@ -60,6 +62,8 @@ def key_actions(app: App, screen: Screen) -> list[KeyAction]:
             found += _node_actions(app, node, _screen_area(screen))
     if not screen.is_modal:
         found += _node_actions(app, app, GLOBAL_AREA, include_textual=True)
+    if screen_area == GLOBAL_AREA:  # the main screen's own keys are Textual's: list them last
+        found += _node_actions(app, screen, screen_area)
     return _dedupe(found)
 
 
