@@ -213,17 +213,30 @@ class CostsView(Vertical):
         plt = plot.plt
         plt.clear_data()
         plt.clear_figure()
-        plt.yscale("log")
+        # plotext's own log scale transforms its stored data in place on every render, so
+        # a second render (a resize) takes the log of a log and fails: plot log10 values
+        # and label the decades instead.
+        import math
+
+        def log_usd(value: float) -> float:
+            return math.log10(max(value, 1e-4))
+
         labels = {o.key: o.label for o in result.options}
+        lows, highs = [], []
         for key, costs in curves.items():
-            plt.plot(requests.tolist(), [max(c, 1e-4) for c in costs.tolist()],
-                     label=labels[key][:40])
+            ys = [log_usd(c) for c in costs.tolist()]
+            lows.append(min(ys))
+            highs.append(max(ys))
+            plt.plot(requests.tolist(), ys, label=labels[key][:40])
+        if lows:
+            decades = list(range(math.floor(min(lows)), math.ceil(max(highs)) + 1))
+            plt.yticks(decades, [_usd(10.0 ** d) for d in decades])
         # The crossings with the baseline: the break-evens.
         xs = [o.break_even_requests for o in result.options
               if o.break_even_requests is not None and 0 < o.break_even_requests <= requests[-1]]
         if xs:
             base = result.baseline.per_request_usd
-            plt.scatter(xs, [x * base for x in xs], marker="x", label="break-even")
+            plt.scatter(xs, [log_usd(x * base) for x in xs], marker="x", label="break-even")
         plt.title("Cumulative cost (USD, log scale) against requests; x marks a break-even")
         plt.xlabel("requests")
         plot.refresh()
