@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from db.models import Artifact, Checkpoint, Job, JobEvent, MetricPoint, utcnow
-from providers.types import InvalidTransition, JobStatus
+from providers.types import RESUMED_STATUS, InvalidTransition, JobStatus
 from providers.types import Artifact as ArtifactInfo
 from providers.types import Checkpoint as CheckpointInfo
 from providers.types import JobEvent as EventInfo
@@ -53,6 +53,28 @@ def set_status(session: Session, job: Job, new: JobStatus | str, *, strict: bool
         job.finished_at = job.finished_at or now
     session.add(job)
     return True
+
+
+def reopen_for_resume(session: Session, job: Job, reason: str, *, key: str | None = None) -> None:
+    """Move a failed job back to queued to continue from its last checkpoint.
+
+    The only move out of a terminal state (`JobStatus.can_resume_from`): clears the
+    finish time, error and ETA, and records ``reason`` as a status event (once per ``key``).
+
+    Raises:
+        InvalidTransition: the job is not in a state that can be resumed (not failed).
+    """
+    current = JobStatus(job.status)
+    if not current.can_resume_from:
+        raise InvalidTransition(
+            f"job {job.id}: only a failed job can be resumed from its checkpoint (it is {current})")
+    job.status = RESUMED_STATUS.value
+    job.finished_at = None
+    job.error = None
+    job.eta_s = None
+    job.updated_at = utcnow()
+    session.add(job)
+    add_local_event(session, job, reason, type="status", key=key or f"resume:{utcnow().timestamp():.6f}")
 
 
 def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int:

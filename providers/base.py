@@ -105,6 +105,11 @@ class Provider(ABC):
     def resume(self, remote_id: str) -> RemoteJob:
         raise UnsupportedOperation(f"{self.display_name} cannot resume jobs")
 
+    def resume_from_checkpoint(self, remote_id: str) -> RemoteJob:
+        """Continue a failed job from its last checkpoint (providers with
+        ``capabilities.can_resume_from_checkpoint``); the job goes back to queued."""
+        raise UnsupportedOperation(f"{self.display_name} cannot resume a failed job")
+
     def list_remote_jobs(self, limit: int = 100) -> list[RemoteJob]:
         """Jobs that exist at the provider (for `ftm jobs import`)."""
         raise UnsupportedOperation(f"{self.display_name} cannot list its jobs")
@@ -127,4 +132,5 @@ class Provider(ABC):
         """One chat completion from ``model`` (a base or fine-tuned model), for evaluation."""
 
     def close(self) -> None:
-        """Release clients and processes."""
+        """Release clients and processes. Optional: the default holds nothing to release."""
+        return None

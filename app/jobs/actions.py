@@ -74,8 +74,34 @@ def pause_job(ref: str | int, **kw) -> Job:
     return _act("pause", ref, **kw)
 
 
-def resume_job(ref: str | int, **kw) -> Job:
-    return _act("resume", ref, **kw)
+def resume_job(ref: str | int, *, engine: Engine | None = None,
+               provider: Provider | None = None) -> Job:
+    """Resume a paused job, or continue a failed one from its last checkpoint where the
+    provider can (``capabilities.can_resume_from_checkpoint``, e.g. local training)."""
+    engine = _engine(engine)
+    job = _load(engine, ref)
+    if JobStatus(job.status).can_resume_from and job.remote_id is not None:
+        provider = provider or make_provider(job.provider, engine=engine)
+        if provider.capabilities.can_resume_from_checkpoint:
+            return _resume_from_checkpoint(engine, job, provider)
+    return _act("resume", ref, engine=engine, provider=provider)
+
+
+def _resume_from_checkpoint(engine: Engine, job: Job, provider: Provider) -> Job:
+    try:
+        remote = provider.resume_from_checkpoint(job.remote_id)
+    except UnsupportedOperation as exc:
+        raise JobActionError(exc.message) from None
+    except ProviderError as exc:
+        raise JobActionError(f"could not resume job {job.id}: {exc.message}") from None
+    with write_session(engine) as session:
+        row = repository.get_job(session, job.id)
+        if JobStatus(row.status).can_resume_from:  # the provider did not reopen it itself
+            repository.reopen_for_resume(session, row, "Resume from the last checkpoint "
+                                         "requested by the user")
+        apply_remote(session, row, remote, now=datetime.now(UTC), allow_terminal=False)
+    with read_session(engine) as session:
+        return repository.get_job(session, job.id)
 
 
 def refresh_job(ref: str | int, *, engine: Engine | None = None,

@@ -404,28 +404,22 @@ class LocalProvider(Provider):
         return self.resume_from_checkpoint(remote_id)
 
     def _reopen_in_db(self, config: dict[str, Any]) -> None:
-        """Move the job row from failed back to queued: the one backward move the state
-        machine allows only through this path (see providers.types._ALLOWED)."""
+        """Move the job row from failed back to queued through the state machine's one
+        resume-from-failure move (`db.repository.reopen_for_resume`)."""
         if not config.get("db_url"):
             return
         from sqlalchemy import select
 
         from db.engine import make_engine, write_session
         from db.models import Job
-        from db.repository import add_local_event
+        from db.repository import reopen_for_resume
 
         with write_session(make_engine(config["db_url"])) as s:
             row = s.scalars(select(Job).where(Job.uid == config["job_uid"])).first()
-            if row is None:
-                return
-            row.status = JobStatus.QUEUED.value
-            row.error = None
-            row.finished_at = None
-            row.eta_s = None
-            s.add(row)
-            add_local_event(s, row, f"resuming from the last checkpoint (attempt "
-                            f"{config['attempt']})", type="status",
-                            key=f"resume-{config['attempt']}")
+            if row is None or not JobStatus(row.status).can_resume_from:
+                return  # not tracked, or the row has not caught up with the failure yet
+            reopen_for_resume(s, row, f"resuming from the last checkpoint (attempt "
+                              f"{config['attempt']})", key=f"resume-{config['attempt']}")
 
     # -- models ---------------------------------------------------------------------------
 

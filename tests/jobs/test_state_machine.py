@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from app.database import get_engine
 from db import repository
 from db.engine import read_session, write_session
-from db.models import Job
+from db.models import Job, JobEvent
 from providers.types import TERMINAL_STATUSES, InvalidTransition, JobStatus
 
 S = JobStatus
@@ -76,3 +77,37 @@ def test_set_status_rejects_unknown_status_names():
         job = _job(session)
         with pytest.raises(ValueError):
             repository.set_status(session, job, "paused_forever")
+
+
+def test_only_a_failed_job_can_be_resumed_from_its_checkpoint():
+    assert [s for s in JobStatus if s.can_resume_from] == [S.FAILED]
+    assert not S.FAILED.can_move_to(S.QUEUED)  # not an ordinary move: set_status refuses it
+
+
+def test_reopen_for_resume_moves_failed_to_queued_and_clears_the_end():
+    engine = get_engine()
+    with write_session(engine) as session:
+        job = _job(session)
+        repository.set_status(session, job, S.RUNNING)
+        repository.set_status(session, job, S.FAILED)
+        job.error = {"code": "worker_died", "message": "killed", "param": None}
+        job.eta_s = 12.0
+        repository.reopen_for_resume(session, job, "resuming from checkpoint-10", key="r1")
+        job_id = job.id
+    with read_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        assert job.status == "queued"
+        assert job.finished_at is None and job.error is None and job.eta_s is None
+        assert job.started_at is not None  # the first start stays on record
+        messages = [e.message for e in session.scalars(
+            select(JobEvent).where(JobEvent.job_id == job_id))]
+        assert messages == ["resuming from checkpoint-10"]
+
+
+@pytest.mark.parametrize("status", ["succeeded", "cancelled", "running", "queued", "paused"])
+def test_reopen_for_resume_refuses_anything_but_failed(status):
+    with write_session(get_engine()) as session:
+        job = _job(session, status)
+        with pytest.raises(InvalidTransition, match="only a failed job"):
+            repository.reopen_for_resume(session, job, "resume")
+        assert job.status == status
