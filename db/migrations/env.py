@@ -1,9 +1,9 @@
 """Alembic environment: run against the connection db.migrate hands over."""
 
 from alembic import context
+from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
-from sqlmodel import SQLModel
 
 config = context.config
 connection = config.attributes["connection"]
