@@ -133,17 +133,35 @@ def record_actual(session: Session, job: Job, *, catalog: Catalog | None = None)
     return job.actual
 
 
+def pending_actuals_statement():
+    """Select the ended jobs with no recorded actual yet, filtered in SQL.
+
+    A recorded actual always holds ``cost_error_pct`` (`record_actual`); a local worker's
+    own figures do not, so a job whose ``actual`` lacks the key still needs recording. The
+    filter runs in the database: the poller calls this every cycle over every job ever run.
+    """
+    from sqlalchemy import String, cast, not_, or_
+
+    from providers.types import TERMINAL_STATUSES
+
+    ended = [s.value for s in TERMINAL_STATUSES]
+    return select(Job).where(
+        Job.status.in_(ended),
+        or_(Job.actual.is_(None),
+            not_(cast(Job.actual, String).contains('"cost_error_pct"'))),
+    ).order_by(Job.id)
+
+
 def record_pending_actuals(session: Session, *, catalog: Catalog | None = None) -> int:
     """Record actuals for ended jobs that have none yet; returns how many.
 
     Local workers write their final status straight to the database, so the poller never
-    sees those jobs change state; call this once per poll cycle (cheap: one query).
+    sees those jobs change state; call this once per poll cycle (cheap: one query that
+    returns only the jobs still to record, see `pending_actuals_statement`).
     """
-    from providers.types import TERMINAL_STATUSES
-
-    ended = [s.value for s in TERMINAL_STATUSES]
-    jobs = session.exec(select(Job).where(Job.status.in_(ended))).all()
-    pending = [j for j in jobs if "cost_error_pct" not in (j.actual or {})]
+    pending = session.exec(pending_actuals_statement()).all()
+    if pending:
+        catalog = catalog or load_catalog()
     for job in pending:
         record_actual(session, job, catalog=catalog)
     return len(pending)

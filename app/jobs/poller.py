@@ -56,6 +56,9 @@ class CycleReport:
     events_recorded: int = 0
     finished: int = 0
     reconciled: int = 0
+    actuals_recorded: int = 0
+    """Ended jobs whose actual cost was recorded this cycle (e.g. local jobs whose worker
+    wrote the end itself, unseen by the poller)."""
     duration_s: float = 0.0
     messages: list[str] = field(default_factory=list)
 
@@ -188,8 +191,32 @@ class Poller:
             else:
                 due.append(t)
         await asyncio.gather(*(self._poll_one(t, semaphore, report) for t in due))
+        report.actuals_recorded = await loop.run_in_executor(self._pool,
+                                                             self.record_pending_actuals)
         report.duration_s = time.perf_counter() - started
         return report
+
+    def record_pending_actuals(self) -> int:
+        """Record the actual cost of jobs that ended unseen by the poller (a local worker
+        writes its final status itself). A cheap read first: the write lock is taken only
+        when some job needs it; a costs failure never breaks the cycle."""
+        try:
+            from app.costs.actuals import pending_actuals_statement, record_pending_actuals
+        except ModuleNotFoundError as exc:
+            if exc.name in ("app.costs", "app.costs.actuals"):
+                return 0
+            raise
+        try:
+            with read_session(self.engine) as session:
+                if session.exec(pending_actuals_statement().limit(1)).first() is None:
+                    return 0
+            with write_session(self.engine) as session:
+                return record_pending_actuals(session)
+        except Exception as exc:  # costs must not stop tracking; retried next cycle
+            import logging
+
+            logging.getLogger(__name__).warning("could not record actual costs: %s", exc)
+            return 0
 
     def _limiter(self, name: str) -> RateLimiter:
         if name not in self._limiters:

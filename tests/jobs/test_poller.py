@@ -201,3 +201,47 @@ def test_a_provider_that_crashes_does_not_stop_the_poller(engine, sandbox, tmp_p
     assert report.errors == 1 and "KeyError" in report.messages[0]
     assert job_row(engine, job.id).status == "validating"
     poller.close()
+
+
+def test_each_cycle_records_actuals_of_jobs_that_ended_unseen_and_loads_only_those():
+    """A local worker writes its job's end itself: the poller never sees the transition, so
+    each cycle records the actuals of ended jobs that have none, reading only those."""
+    from sqlalchemy import event
+
+    from app.database import get_engine
+    from db.engine import write_session
+
+    engine = get_engine()
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    recorded = {"cost_usd": None, "cost_error_pct": None, "kind": "local"}
+    with write_session(engine) as session:
+        session.add_all([Job(name=f"old{i}", provider="local", base_model="m", method="lora",
+                             status="succeeded", actual=recorded) for i in range(300)])
+        session.add(Job(name="running", provider="local", base_model="m", method="lora",
+                        status="running", started_at=start))
+        # what the worker wrote: its own figures, no cost comparison yet
+        session.add(Job(name="ended", provider="local", base_model="m", method="lora",
+                        status="succeeded", started_at=start,
+                        finished_at=start + timedelta(minutes=3),
+                        actual={"train_runtime_s": 170.0, "hardware": "cpu"}))
+    loaded = []
+
+    def count(target, _context):
+        loaded.append(target.name)
+
+    event.listen(Job, "load", count)
+    poller = Poller(engine, settings=FAST)
+    try:
+        first = asyncio.run(poller.run_once())
+        assert first.actuals_recorded == 1
+        assert loaded.count("ended") >= 1 and not any(n.startswith("old") for n in loaded)
+        loaded.clear()
+        second = asyncio.run(poller.run_once())
+        assert second.actuals_recorded == 0 and loaded == []
+    finally:
+        event.remove(Job, "load", count)
+        poller.close()
+    with read_session(engine) as session:
+        ended = session.exec(select(Job).where(Job.name == "ended")).one()
+    assert "cost_error_pct" in ended.actual and ended.actual["wall_seconds"] == 180.0
+    assert ended.actual["train_runtime_s"] == 170.0  # the worker's own figures are kept
