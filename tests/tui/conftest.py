@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import date
+
 import pytest
 
 from app.tui.screens import launch_form
@@ -9,9 +11,23 @@ from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 from tests.tui.helpers import FIXED_TODAY
 
 
+class _FixedDate(date):
+    @classmethod
+    def today(cls) -> date:
+        return FIXED_TODAY
+
+
 @pytest.fixture(autouse=True)
 def fixed_today(monkeypatch: pytest.MonkeyPatch):
+    """Today is FIXED_TODAY wherever a screen shows days (sunsets, price ages), so the
+    snapshots do not change from one day to the next."""
+    import app.costs.catalog
+    import app.costs.compare
+    import app.promotion.sunsets
+
     monkeypatch.setattr(launch_form, "today", lambda: FIXED_TODAY)
+    for module in (app.costs.catalog, app.costs.compare, app.promotion.sunsets):
+        monkeypatch.setattr(module, "date", _FixedDate)
     return FIXED_TODAY
 
 
