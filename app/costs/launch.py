@@ -62,9 +62,39 @@ class LaunchEstimate:
         return asdict(self)
 
 
+def resolve_gradient_checkpointing(method: str, options: dict[str, Any] | None,
+                                   hardware: str | None = None) -> bool:
+    """Gradient checkpointing as the local provider will train with it.
+
+    The option is resolved by `providers.local.options.resolve_hyperparameters` (the text
+    "false" means false; ``auto``, the default, means on with a CUDA GPU, off on the CPU).
+    When the estimate is for named ``hardware`` (not necessarily this machine), ``auto``
+    follows that hardware: on for a GPU, off for ``cpu``.
+    """
+    from providers.errors import SpecRejected
+    from providers.local.options import AUTO, resolve_hyperparameters
+    from providers.types import JobSpec
+
+    o = dict(options or {})
+    spec = JobSpec(name="estimate", base_model="", train_path="", method=method, options=o)
+    try:
+        resolved = bool(resolve_hyperparameters(spec)["gradient_checkpointing"])
+    except SpecRejected as e:
+        raise CostError(f"cannot estimate this local job: {e.message}") from None
+    raw = o.get("gradient_checkpointing", AUTO)
+    if hardware is not None and isinstance(raw, str) and raw.strip().lower() == AUTO:
+        on_cpu = hardware == "cpu" or str(o.get("device", "")).lower() == "cpu"
+        return not on_cpu
+    return resolved
+
+
 def local_config_from_options(method: str, options: dict[str, Any] | None,
-                              n_epochs: int | str | None = None) -> LocalTrainingConfig:
-    """The local provider's options (providers/local/options.py names) as a training config."""
+                              n_epochs: int | str | None = None, *,
+                              hardware: str | None = None) -> LocalTrainingConfig:
+    """The local provider's options (providers/local/options.py names) as a training config
+    (``hardware``: the catalog key the estimate is for; see
+    `resolve_gradient_checkpointing`)."""
+    gradient_checkpointing = resolve_gradient_checkpointing(method, options, hardware)
     o = dict(options or {})
     method = LOCAL_METHOD_ALIASES.get(method, method)
     if method == "dpo":
@@ -77,7 +107,7 @@ def local_config_from_options(method: str, options: dict[str, Any] | None,
         targets=resolve_targets(o.get("target_modules", "all-linear")),
         seq_len=int(o.get("max_seq_len", 1024)), micro_batch=int(o.get("batch_size", 8)),
         packing=bool(o.get("packing", False)),
-        gradient_checkpointing=bool(o.get("gradient_checkpointing", False)),
+        gradient_checkpointing=gradient_checkpointing,
         n_gpu=int(o.get("n_gpus", 1)),
         epochs=int(epochs) if epochs not in (None, "auto") else 3,
     )
@@ -145,8 +175,8 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         raise CostError(f"no cost model for provider {provider!r}; known: openai, local")
 
     shape = model_shape(base_model)
-    cfg = local_config_from_options(method, options, n_epochs)
     hardware = gpu or this_machine_hardware()
+    cfg = local_config_from_options(method, options, n_epochs, hardware=hardware)
     counts = local_model_counts(session, dataset, base_model)
     note = (f"approximated with {counts.tokenizer} counts" if counts.approximate_for
             else f"exact {counts.tokenizer} counts")
