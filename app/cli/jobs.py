@@ -87,19 +87,29 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
             raise UserError(f"--option takes KEY=VALUE (got {item!r})")
         options[key] = _parse_option_value(value)
     console = _console()
+    spends: dict[str, Any] = {}
+
+    def show_estimate(preview) -> None:
+        # Before the question: a launch that spends money states its price first.
+        if preview.billed or preview.simulated:
+            spends.update(_print_estimate(console, preview))
 
     def confirm(warnings: list[str]) -> bool:
         for w in warnings:
             console.print(f"[yellow]warning:[/] {w}")
-        if warnings and not yes:
-            return click.confirm("Launch anyway?", default=False)
-        return True
+        if yes or not (warnings or spends.get("billed")):
+            return True
+        question = "Launch anyway" if warnings else "Launch"
+        if spends.get("billed"):
+            question += f" and spend {spends['amount']}"
+        return click.confirm(f"{question}?", default=False)
 
     try:
         job = launch_job(
             provider_name, dataset, base_model, method=method,
             hyperparameters=Hyperparameters(**{k: v for k, v in hp.items() if v is not None}),
             suffix=suffix, seed=seed, options=options, confirm=confirm, name=name,
+            on_estimate=show_estimate,
         )
     except LaunchFailed as exc:  # the provider's refusal, as it came (code included)
         param = f" (param: {exc.error['param']})" if exc.error.get("param") else ""
@@ -117,6 +127,29 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
         f"{job.remote_id} {status_text(job.status)}\nFollow it with: ftm watch   or   "
         f"ftm jobs show {job.id}"
     )
+
+
+def _print_estimate(console, preview) -> dict[str, Any]:
+    """State a launch's estimated cost and its inputs; returns what the question needs."""
+    from rich.markup import escape
+
+    est = preview.estimate
+    if est is None:
+        if preview.simulated:
+            console.print("Sandbox job: simulated, nothing is billed.")
+            return {"billed": False}
+        console.print(f"[yellow]No cost estimate[/] ({escape(preview.no_estimate or 'unknown')}); "
+                      "this provider bills per trained token.")
+        return {"billed": True, "amount": "an unknown amount"}
+    amount = f"${est['training_cost_usd']:,.2f}"
+    if preview.simulated:
+        console.print(f"Sandbox job: simulated, nothing is billed (priced as if real: {amount}).")
+        return {"billed": False}
+    console.print(f"Estimated training cost: [bold]{amount}[/] "
+                  f"({escape(est['base_model'])}, {escape(est['method'])})")
+    console.print(f"  inputs: {escape(est['note'])}")
+    console.print(f"  prices: {escape(est['source'])}")
+    return {"billed": True, "amount": f"about {amount}"}
 
 
 def _parse_option_value(value: str) -> Any:

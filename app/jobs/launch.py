@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,20 @@ def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None
     return warnings
 
 
+@dataclass(frozen=True)
+class EstimatePreview:
+    """The cost of a launch as known before anything is recorded or sent."""
+
+    estimate: dict[str, Any] | None
+    """`app.costs.launch.LaunchEstimate.to_dict()`, or None (see ``no_estimate``)."""
+    no_estimate: str | None
+    """Why there is no estimate (a provider without prices...)."""
+    simulated: bool
+    """The provider is the sandbox emulator: nothing is billed."""
+    billed: bool
+    """The job spends money (a per-token-billing provider, not simulated): confirm first."""
+
+
 def launch_job(
     provider_name: str,
     dataset_name_or_id: str | int,
@@ -114,6 +128,7 @@ def launch_job(
     seed: int | None = None,
     options: dict[str, Any] | None = None,
     confirm: Callable[[list[str]], bool] | None = None,
+    on_estimate: Callable[[EstimatePreview], None] | None = None,
     name: str | None = None,
     engine: Engine | None = None,
     provider: Provider | None = None,
@@ -124,6 +139,8 @@ def launch_job(
     Args:
         confirm: called with the warnings (possibly empty) before anything is recorded;
             returning False declines. ``None`` goes ahead.
+        on_estimate: called with the cost estimate (`EstimatePreview`) before ``confirm``,
+            so a launch that spends money can state its price before asking.
         provider: an already built provider (otherwise built from the settings).
 
     Raises:
@@ -161,10 +178,14 @@ def launch_job(
     if problems:
         raise LaunchRejected(f"{provider.display_name} cannot run this job: " + "; ".join(problems))
     warnings = launch_warnings(provider, spec, today)
+    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
+    if on_estimate is not None:
+        simulated = bool(getattr(provider, "simulated", False))
+        on_estimate(EstimatePreview(
+            estimate=estimate, no_estimate=no_estimate, simulated=simulated,
+            billed=bool(provider.capabilities.per_token_billing) and not simulated))
     if confirm is not None and not confirm(warnings):
         raise LaunchDeclined("launch cancelled; nothing was recorded or sent")
-
-    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
 
     # 1. the row first, in its own transaction, before any network call
     with write_session(engine) as session:

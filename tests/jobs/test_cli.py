@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlmodel import func, select
 
@@ -138,3 +139,60 @@ def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkey
         listed = json.loads(run("jobs", "list", "--json").output)
         assert [j["status"] for j in listed] == ["failed"]
         assert listed[0]["error"]["code"] == "fine_tuning_unavailable"
+
+
+@pytest.fixture
+def paid_openai(sandbox, monkeypatch):
+    """The OpenAI provider pointed at the emulator as if it were the real API (a base URL
+    and a key, no sandbox flag): ftm treats launches as spending money."""
+    from app import database
+
+    monkeypatch.delenv("FTM_OPENAI__SANDBOX", raising=False)
+    monkeypatch.setenv("FTM_OPENAI__BASE_URL", sandbox.base_url)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    database.reset()
+    return database.get_engine()
+
+
+def _expected_estimate(engine, dataset) -> str:
+    from app.costs.launch import estimate_for_launch
+
+    est = estimate_for_launch(dataset_id=dataset.id, provider="openai", base_model=MODEL)
+    assert est.training_cost_usd > 0 and not est.simulated
+    return f"${est.training_cost_usd:,.2f}"
+
+
+def test_a_paid_launch_states_its_estimate_before_asking_and_no_creates_nothing(
+        paid_openai, sandbox, tmp_path):
+    engine = paid_openai
+    dataset = make_dataset(engine, tmp_path)
+    amount = _expected_estimate(engine, dataset)
+    out = run("launch", "--dataset", "toy", "--model", MODEL, input="n\n")
+    assert out.exit_code == 1 and "nothing was recorded or sent" in out.output
+    text = out.output
+    assert f"Estimated training cost: {amount}" in text
+    assert "billable tokens" in text and "epochs" in text and "prices:" in text  # its inputs
+    assert text.index(amount) < text.index(f"and spend about {amount}? [y/N]")
+    assert sandbox.state.jobs == {} and not sandbox.state.files  # nothing sent
+    with read_session(engine) as session:
+        assert session.scalar(select(func.count()).select_from(Job)) == 0
+
+
+def test_yes_skips_the_question_but_still_prints_the_estimate(paid_openai, sandbox, tmp_path):
+    engine = paid_openai
+    dataset = make_dataset(engine, tmp_path)
+    amount = _expected_estimate(engine, dataset)
+    out = run("launch", "--dataset", "toy", "--model", MODEL, "--yes")
+    assert out.exit_code == 0, out.output
+    assert f"Estimated training cost: {amount}" in out.output
+    assert "and spend" not in out.output and "[y/N]" not in out.output
+    assert out.output.index("Estimated training cost") < out.output.index("Launched job")
+    assert len(sandbox.state.jobs) == 1
+
+
+def test_a_sandbox_launch_says_it_is_simulated_and_does_not_ask(engine, sandbox, tmp_path):
+    make_dataset(engine, tmp_path)
+    out = run("launch", "--dataset", "toy", "--model", MODEL, input="y\n")
+    assert out.exit_code == 0, out.output
+    assert "Sandbox job: simulated, nothing is billed" in out.output
+    assert "and spend" not in out.output  # asked only about the warnings, if any
