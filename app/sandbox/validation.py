@@ -8,6 +8,7 @@ requires: chat examples for supervised, preference examples for DPO.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from app.sandbox.records import StoredFile
@@ -31,6 +32,22 @@ def _error(param: str, detail: str) -> dict[str, Any]:
     }
 
 
+def _tokenizer_model(model: str) -> str | None:
+    """``model`` where the data check knows its tokenizer, else None (the default one).
+
+    The service accepts base models outside the tokenizer families ftm knows (e.g.
+    babbage-002); a file's shape does not depend on the tokenizer, so it is checked with
+    the default one rather than failing the request.
+    """
+    from app.tokens import encoding_name_for_model
+
+    try:
+        encoding_name_for_model(model)
+    except KeyError:
+        return None
+    return model
+
+
 def validate_file(
     stored: StoredFile | None, file_id: str, *, param: str, model: str, method: str
 ) -> dict[str, Any] | None:
@@ -39,13 +56,13 @@ def validate_file(
 
     if stored is None:
         return _error(param, f"The file {file_id} no longer exists.")
-    report = check_file(stored.path, model=model)
-    errors = report.errors
+    report = check_file(stored.path, model=_tokenizer_model(model))
     if param == "validation_file":
         # The minimum example count applies to training data only.
-        errors = [p for p in errors if p.category != "too_few_examples"]
-    if errors:
-        first = min(errors, key=lambda p: p.line)
+        report = replace(report, problems=[p for p in report.problems
+                                           if p.category != "too_few_examples"])
+    first = report.first_error()
+    if first is not None:
         where = f"Line {first.line}: " if first.line else ""
         return _error(param, f"Invalid file format. {where}{first.message}")
     if report.format not in ACCEPTED_FORMATS[method]:
