@@ -176,3 +176,19 @@ async def test_new_job_from_the_datasets_tab_starts_with_the_highlighted_dataset
         await pilot.press("down")  # newest first: "other", then "tickets"
         wizard = await _open_wizard(pilot)
         assert wizard.form.dataset.name == "tickets"
+
+
+async def test_no_api_key_is_said_clearly_and_nothing_crashes(ftm_home):
+    # No sandbox and no OPENAI_API_KEY (the autouse fixture removes it): the launch is
+    # refused before anything is sent, and the message says what to set.
+    add_dataset(ftm_home, "tickets")
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        wizard = await _open_wizard(pilot)
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        await pilot.press("y")
+        await settle(pilot)
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and "OPENAI_API_KEY" in errors[0].message, [n.message for n in errors]
+        assert app.screen is wizard and app.is_running
