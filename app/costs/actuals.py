@@ -163,5 +163,13 @@ def record_pending_actuals(session: Session, *, catalog: Catalog | None = None) 
     if pending:
         catalog = catalog or load_catalog()
     for job in pending:
-        record_actual(session, job, catalog=catalog)
+        try:
+            with session.begin_nested():
+                record_actual(session, job, catalog=catalog)
+        except Exception as exc:  # noqa: BLE001  one bad job must not block the others
+            # Recorded as not computable, so the next cycles do not retry it forever.
+            job.actual = {**(job.actual or {}), "status": job.status, "cost_usd": None,
+                          "cost_error_pct": None,
+                          "note": f"could not compute the actual cost: {type(exc).__name__}: {exc}"}
+            session.add(job)
     return len(pending)

@@ -245,3 +245,35 @@ def test_each_cycle_records_actuals_of_jobs_that_ended_unseen_and_loads_only_tho
         ended = session.exec(select(Job).where(Job.name == "ended")).one()
     assert "cost_error_pct" in ended.actual and ended.actual["wall_seconds"] == 180.0
     assert ended.actual["train_runtime_s"] == 170.0  # the worker's own figures are kept
+
+
+def test_a_job_whose_actual_cannot_be_computed_does_not_block_the_others(monkeypatch):
+    import app.costs.actuals as actuals
+    from app.database import get_engine
+    from db.engine import write_session
+
+    real = actuals._local_actual
+
+    def broken_for_one(session, job, catalog):
+        if job.name == "broken":
+            raise KeyError("no such hardware")
+        return real(session, job, catalog)
+
+    monkeypatch.setattr(actuals, "_local_actual", broken_for_one)
+    engine = get_engine()
+    start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
+    with write_session(engine) as session:
+        for name in ("broken", "fine"):
+            session.add(Job(name=name, provider="local", base_model="m", method="lora",
+                            status="succeeded", started_at=start,
+                            finished_at=start + timedelta(minutes=1)))
+    poller = Poller(engine, settings=FAST)
+    try:
+        assert asyncio.run(poller.run_once()).actuals_recorded == 2
+        assert asyncio.run(poller.run_once()).actuals_recorded == 0  # not retried forever
+    finally:
+        poller.close()
+    with read_session(engine) as session:
+        rows = {j.name: j for j in session.exec(select(Job))}
+    assert rows["fine"].actual["wall_seconds"] == 60.0
+    assert "could not compute the actual cost: KeyError" in rows["broken"].actual["note"]
