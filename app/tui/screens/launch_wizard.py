@@ -23,7 +23,7 @@ from textual.widgets import Button, Collapsible, Input, Label, Select, Static
 from textual.worker import Worker, WorkerState
 
 from app.tui.screens import launch_backend as backend
-from app.tui.screens.confirm import ConfirmScreen, format_usd
+from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.launch_form import (
     AUTO,
     DatasetChoice,
@@ -32,7 +32,7 @@ from app.tui.screens.launch_form import (
     sunset_warning,
     validate_form,
 )
-from providers.base import Capabilities, ProviderOption
+from providers.base import ProviderOption
 from providers.types import BaseModelInfo
 
 PREVIEW_DEBOUNCE_S = 0.4
@@ -487,6 +487,3 @@ def _model_label(model: BaseModelInfo) -> str:
 
 def _retired(model: BaseModelInfo) -> bool:
     return is_retired(model)
-
-
-__all__ = ["LaunchWizard", "Capabilities", "format_usd"]
