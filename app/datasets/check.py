@@ -21,13 +21,23 @@ from app.datasets import minhash
 from app.datasets.formats import FORMATS
 from app.datasets.labels import imbalance, is_categorical
 from app.datasets.report import MIN_EXAMPLES, CheckReport, ProblemLog, TokenStats
-from app.datasets.scan import NO_LABEL, PartResult, iter_range, scan_lines, scan_part
+from app.datasets.scan import (
+    NO_LABEL,
+    PartResult,
+    adopt_counter,
+    iter_range,
+    scan_lines,
+    scan_part,
+)
 from app.datasets.split import split_indices
 from app.datasets.tokencount import DEFAULT_MODEL, TiktokenCounter, TokenCounter, counter_for
 
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this large are scanned by worker processes (when there are 2+ CPUs)."""
 PART_BYTES = 32 << 20
+"""The largest part; smaller files are cut finer so that all processes finish together."""
+MIN_PART_BYTES = 4 << 20
+PARTS_PER_PROCESS = 8
 MAX_WORKERS = 7  # besides this process, which scans parts too
 MAX_LISTED = 200  # duplicate and leakage pairs listed in full in a report
 
@@ -154,7 +164,8 @@ def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: i
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    bounds = _part_bounds(file, size, PART_BYTES)
+    part_bytes = min(PART_BYTES, max(MIN_PART_BYTES, size // ((n_workers + 1) * PARTS_PER_PROCESS)))
+    bounds = _part_bounds(file, size, part_bytes)
     results: dict[int, PartResult] = {}
     done = 0
 
@@ -165,13 +176,18 @@ def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: i
         if progress:
             progress(done, size)
 
-    # spawn, not fork: the TUI runs threads, and a forked child of a threaded process can
-    # deadlock on a lock some other thread held.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(n_workers, len(bounds)), mp_context=context) as pool:
+    context = _process_context(multiprocessing)
+    mine = TiktokenCounter(counter.encoding_name, counter.limit, private=True)
+    pool_options = {}
+    if context.get_start_method() == "fork":
+        # Load the tokenizer once, before the fork: forked workers share it instead of
+        # each loading its own (about 0.5 s of CPU apiece).
+        mine.load()
+        pool_options = {"initializer": adopt_counter, "initargs": (mine,)}
+    with ProcessPoolExecutor(min(n_workers, len(bounds)), mp_context=context,
+                             **pool_options) as pool:
         futures = [pool.submit(scan_part, str(file), start, end, i, counter.encoding_name)
                    for i, (start, end) in enumerate(bounds)]
-        mine = TiktokenCounter(counter.encoding_name, counter.limit, private=True)
         for i in reversed(range(len(futures))):
             if not futures[i].cancel():
                 break  # the workers have reached this part: the rest is theirs
@@ -184,6 +200,21 @@ def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: i
             if i not in results:
                 finished(i, future.result())
     return [results[i] for i in range(len(bounds))]
+
+
+def _process_context(multiprocessing):
+    """fork when this process runs no other thread, else spawn.
+
+    A forked worker starts at once with this process's modules already imported; a
+    spawned one re-imports them (about 2 s of CPU on a 2-core machine, when the point is
+    to save CPU). But a forked child of a threaded process (the TUI, a progress bar) can
+    deadlock on a lock another thread held at the fork, so those spawn.
+    """
+    import threading
+
+    if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("fork")
+    return multiprocessing.get_context("spawn")
 
 
 def _merge(file: Path, size: int, parts: list[PartResult], counter: TokenCounter,

@@ -51,7 +51,7 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
 
 
 def _plainly_valid(messages: Any) -> bool:
@@ -64,7 +64,7 @@ def _plainly_valid(messages: Any) -> bool:
         if type(m) is not dict or len(m) != 2:
             return False
         content, role = m.get("content"), m.get("role")
-        if type(content) is not str or not content or role not in _PLAIN_ROLES:
+        if type(content) is not str or not content or role not in PLAIN_ROLES:
             return False
         has_assistant = has_assistant or role == "assistant"
     return has_assistant
@@ -270,11 +270,15 @@ def label_of(example: dict) -> str | None:
         messages = example.get("preferred_output") or []
     for m in reversed(messages):
         if m.get("role") == "assistant":
-            content = m.get("content")
-            if not isinstance(content, str):
-                return None
-            label = content.strip()
-            if 0 < len(label) <= LABEL_MAX_CHARS and len(label.split()) <= LABEL_MAX_WORDS:
-                return label
-            return None
+            return reply_label(m.get("content"))
+    return None
+
+
+def reply_label(content: Any) -> str | None:
+    """An assistant reply's text as a class label, when it is short enough to be one."""
+    if not isinstance(content, str):
+        return None
+    label = content.strip()
+    if 0 < len(label) <= LABEL_MAX_CHARS and len(label.split()) <= LABEL_MAX_WORDS:
+        return label
     return None

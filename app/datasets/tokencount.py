@@ -99,12 +99,23 @@ class TiktokenCounter:
         self._encode = None  # loaded on first use
         self._cache = _BoundedCache()
 
+    @property
+    def known_counts(self) -> dict[str, int]:
+        """Counts of strings seen again (roles, shared prompts): a plain dict, for callers
+        that look them up before calling `text_tokens`. Always the same dict object."""
+        return self._cache.hot
+
+    def load(self) -> None:
+        """Load the encoding now rather than at the first count."""
+        if self._encode is None:
+            self._encode = (_private_encoding(self.encoding_name) if self.private
+                            else _shared_encoding(self.encoding_name)).encode_ordinary
+
     def text_tokens(self, text: str) -> int:
         n = self._cache.get(text)
         if n is None:
             if self._encode is None:
-                self._encode = (_private_encoding(self.encoding_name) if self.private
-                                else _shared_encoding(self.encoding_name)).encode_ordinary
+                self.load()
             n = len(self._encode(text))
             self._cache.put(text, n)
         return n
