@@ -33,10 +33,27 @@ def find_job(session: Session, ref: str | int) -> Job:
     return job
 
 
+JOB_ORDERS = ("age", "status", "name", "provider")
+"""The orders `list_jobs` knows (the Jobs tab cycles through them)."""
+
+
 def list_jobs(session: Session, *, active_only: bool = False, provider: str | None = None,
-              limit: int = 200) -> list[Job]:
-    """Jobs, newest first."""
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
+              limit: int = 200, search: str | None = None, order: str = "age") -> list[Job]:
+    """Jobs, newest first (or by ``order``: one of `JOB_ORDERS`, newest first within).
+
+    ``search`` keeps the jobs whose name, provider, base model or status contains it
+    (case-insensitive); it is applied in SQL so it finds jobs beyond ``limit``.
+    """
+    if order not in JOB_ORDERS:
+        raise ValueError(f"unknown job order {order!r}; use one of: {', '.join(JOB_ORDERS)}")
+    keys = {"age": [], "status": [Job.status], "name": [Job.name], "provider": [Job.provider]}
+    query = select(Job).order_by(*keys[order], Job.id.desc()).limit(limit)
+    if search and search.strip():
+        text = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        pattern = f"%{text}%"  # literal: a "_" or "%" typed by the user is not a wildcard
+        query = query.where(
+            Job.name.ilike(pattern, escape="\\") | Job.provider.ilike(pattern, escape="\\")
+            | Job.base_model.ilike(pattern, escape="\\") | Job.status.ilike(pattern, escape="\\"))
     if active_only:
         query = query.where(Job.status.in_(
             [s.value for s in JobStatus if s not in TERMINAL_STATUSES]))

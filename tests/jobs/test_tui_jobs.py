@@ -12,11 +12,12 @@ from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
 from app.tui.app import create_app
 from app.tui.screens.job_detail import JobDetailScreen
+from app.tui.views.jobs import COLUMNS
 from tests.jobs.conftest import MODEL, job_row, make_dataset, poll_until
 
 
-def _cells(table: DataTable, key: str) -> list[str]:
-    return [str(c) for c in table.get_row(key)]
+def _cells(table: DataTable, key: str) -> dict[str, str]:
+    return dict(zip(COLUMNS, (str(c) for c in table.get_row(key)), strict=True))
 
 
 async def _wait_for(pilot, condition, timeout=30.0):
@@ -40,10 +41,11 @@ def test_jobs_view_lists_jobs_and_opens_the_detail(engine, sandbox, tmp_path):
             table = app.query_one("#jobs-table", DataTable)
             await _wait_for(pilot, lambda: table.row_count == 1)
             cells = _cells(table, str(done.id))
-            assert cells[4] == "succeeded"
-            assert "simulated" in cells[2]
-            assert "100%" in cells[5]
-            assert cells[6] != "-"  # last loss
+            assert cells["status"] == "succeeded"
+            assert "simulated" in cells["provider"]
+            assert "100%" in cells["progress"]
+            assert cells["loss"] != "-"  # last loss
+            assert cells["est."].startswith("$") and cells["actual"].startswith("$")
             table.focus()
             await pilot.press("enter")
             await _wait_for(pilot, lambda: isinstance(app.screen, JobDetailScreen))
@@ -77,7 +79,7 @@ def test_the_in_app_poller_drives_a_job_to_the_end(engine, sandbox, tmp_path, mo
         async with app.run_test(size=(140, 40)) as pilot:
             table = app.query_one("#jobs-table", DataTable)
             await _wait_for(pilot, lambda: table.row_count == 1
-                            and _cells(table, str(job.id))[4] == "succeeded", timeout=60)
+                            and _cells(table, str(job.id))["status"] == "succeeded", timeout=60)
             status = str(app.query_one("#jobs-poller-status", Static).render())
             assert "poller:" in status
 

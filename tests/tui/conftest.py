@@ -8,7 +8,7 @@ import pytest
 
 from app.tui.screens import launch_form
 from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
-from tests.tui.helpers import FIXED_TODAY
+from tests.tui.helpers import FIXED_NOW, FIXED_TODAY
 
 
 class _FixedDate(date):
@@ -19,13 +19,15 @@ class _FixedDate(date):
 
 @pytest.fixture(autouse=True)
 def fixed_today(monkeypatch: pytest.MonkeyPatch):
-    """Today is FIXED_TODAY wherever a screen shows days (sunsets, price ages), so the
-    snapshots do not change from one day to the next."""
+    """Today is FIXED_TODAY (and now FIXED_NOW) wherever a screen shows days or ages
+    (sunsets, price ages, job ages), so the snapshots do not change from day to day."""
     import app.costs.catalog
     import app.costs.compare
     import app.promotion.sunsets
+    import app.tui.views.jobs
 
     monkeypatch.setattr(launch_form, "today", lambda: FIXED_TODAY)
+    monkeypatch.setattr(app.tui.views.jobs, "now", lambda: FIXED_NOW)  # the age column
     for module in (app.costs.catalog, app.costs.compare, app.promotion.sunsets):
         monkeypatch.setattr(module, "date", _FixedDate)
     return FIXED_TODAY

@@ -9,6 +9,7 @@ worker, like every other load).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from rich.text import Text
 from textual import on, work
@@ -16,7 +17,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.message import Message
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from app.database import get_engine
 from db.engine import read_session
@@ -28,6 +29,35 @@ STATUS_STYLES = {
     "cancelled": "dim",
 }
 RELOAD_EVERY_S = 2.0
+LOAD_LIMIT = 500
+"""Rows the table holds; the filter runs in SQL, so it still finds older jobs."""
+
+
+def now() -> datetime:
+    """The clock the age column is measured against (tests fix it for snapshots)."""
+    return datetime.now(UTC)
+
+
+def age_text(created: datetime | None, at: datetime) -> str:
+    """How long ago, in one whole unit: "now" (under a minute), "3m", "2h", "5d"."""
+    if created is None:
+        return "-"
+    if created.tzinfo is None:  # SQLite gives back naive datetimes; they are UTC
+        created = created.replace(tzinfo=UTC)
+    seconds = max(0.0, (at - created).total_seconds())
+    if seconds < 60:
+        return "now"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m"
+    if seconds < 86400:
+        return f"{int(seconds // 3600)}h"
+    return f"{int(seconds // 86400)}d"
+
+
+def usd_cell(amount: float | None) -> str:
+    if amount is None:
+        return "-"
+    return f"${amount:,.4f}" if 0 < abs(amount) < 0.01 else f"${amount:,.2f}"
 
 
 def status_cell(job: Job) -> Text:
@@ -47,14 +77,22 @@ def progress_cell(job: Job) -> str:
     return f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%}"
 
 
-def _cells(j: Job) -> tuple:
+COLUMNS = ("id", "name", "status", "progress", "loss", "est.", "actual", "age", "provider",
+           "model", "remote id")
+"""Most telling first: at 80 columns all up to the age fit; the table scrolls sideways
+for the provider, the (long) model name and the remote id."""
+
+
+def _cells(j: Job, at: datetime) -> tuple:
     """The table cells of one job (built in the loading thread)."""
     provider = Text(j.provider)
     if j.simulated:
         provider.append(" simulated", style="magenta")
     return (
-        str(j.id), j.name, provider, j.base_model, status_cell(j), progress_cell(j),
-        f"{j.train_loss:.4f}" if j.train_loss is not None else "-", j.remote_id or "-",
+        str(j.id), j.name, status_cell(j), progress_cell(j),
+        f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
+        usd_cell(j.estimated_cost_usd), usd_cell(j.actual_cost_usd), age_text(j.created_at, at),
+        provider, j.base_model, j.remote_id or "-",
     )
 
 
@@ -64,13 +102,23 @@ class JobsView(Vertical):
     BINDINGS = [
         Binding("enter", "open_job", "Details", id="jobs.open", show=False),
         Binding("r", "reload", "Refresh", id="jobs.reload"),
+        Binding("slash", "filter", "Filter", id="jobs.filter", key_display="/"),
+        Binding("s", "cycle_sort", "Sort", id="jobs.sort"),
+        Binding("escape", "leave_filter", "Back to table", id="jobs.leave_filter", show=False),
     ]
+    DEFAULT_CSS = """
+    JobsView #jobs-filter { height: 1; border: none; padding: 0 1; display: none; }
+    JobsView #jobs-filter:focus { border: none; }
+    JobsView #jobs-filter.active { display: block; }
+    """
 
     @dataclass
     class Loaded(Message):
         jobs: list[Job]
         rows: list[tuple[str, tuple]] | None = None
         """(row key, cells) per job, formatted in the worker thread."""
+        query: tuple[str, str] | None = None
+        """(search, order) the rows were loaded for; a load for an older one is dropped."""
 
     @dataclass
     class PollCycleDone(Message):
@@ -78,17 +126,25 @@ class JobsView(Vertical):
 
         report: object
 
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.search = ""
+        self.order = "age"
+
     def compose(self) -> ComposeResult:
+        yield Input(placeholder="filter: name, provider, model or status (enter/esc: back)",
+                    id="jobs-filter")
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
         yield Static("No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME "
                      "--model MODEL", id="jobs-empty", classes="empty-hint")
         yield Static("", id="jobs-poller-status", classes="empty-hint")
+        yield Static("", id="jobs-view-state", classes="empty-hint")
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        self._columns = table.add_columns("id", "name", "provider", "model", "status",
-                                          "progress", "loss", "remote id")
+        self._columns = table.add_columns(*COLUMNS)
         self._shown: dict[str, tuple] = {}
+        self._show_state()
         self.reload_jobs()
         self.set_interval(RELOAD_EVERY_S, self.reload_jobs)
         if getattr(self.app, "start_poller", False):
@@ -97,20 +153,66 @@ class JobsView(Vertical):
     def action_reload(self) -> None:
         self.reload_jobs()
 
+    # -- filter and sort ----------------------------------------------------------------
+
+    def action_filter(self) -> None:
+        """Show the filter box and type into it; the table follows as you type."""
+        box = self.query_one("#jobs-filter", Input)
+        box.add_class("active")
+        box.focus()
+
+    def action_leave_filter(self) -> None:
+        box = self.query_one("#jobs-filter", Input)
+        if box.has_focus:
+            self._back_to_table()
+
+    @on(Input.Changed, "#jobs-filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.search = event.value
+        self._show_state()
+        self.reload_jobs()
+
+    @on(Input.Submitted, "#jobs-filter")
+    def _filter_submitted(self) -> None:
+        self._back_to_table()
+
+    def _back_to_table(self) -> None:
+        box = self.query_one("#jobs-filter", Input)
+        box.set_class(bool(box.value), "active")  # an active filter stays in view
+        self.query_one(DataTable).focus()
+
+    def action_cycle_sort(self) -> None:
+        """Sort by the next of: age (newest first), status, name, provider."""
+        from app.jobs.queries import JOB_ORDERS
+
+        self.order = JOB_ORDERS[(JOB_ORDERS.index(self.order) + 1) % len(JOB_ORDERS)]
+        self._show_state()
+        self.reload_jobs()
+
+    def _show_state(self) -> None:
+        filtered = f" · filter: {self.search!r}" if self.search.strip() else ""
+        self.query_one("#jobs-view-state", Static).update(
+            f"sort: {self.order} (s){filtered}  ·  / filter")
+
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-load")
     def reload_jobs(self) -> None:
         from app.jobs.queries import list_jobs
 
+        search, order = self.search, self.order
         with read_session(get_engine()) as session:
-            rows = list_jobs(session, limit=500)
-        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j)) for j in rows]))
+            rows = list_jobs(session, limit=LOAD_LIMIT, search=search, order=order)
+        at = now()
+        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j, at)) for j in rows],
+                                      (search, order)))
 
     @on(Loaded)
     def _show(self, message: Loaded) -> None:
+        if message.query is not None and message.query != (self.search, self.order):
+            return  # typed on or re-sorted since this load started; a newer one is coming
         table = self.query_one(DataTable)
         rows = message.rows if message.rows is not None else [
-            (str(j.id), _cells(j)) for j in message.jobs]
-        self.query_one("#jobs-empty").display = not rows
+            (str(j.id), _cells(j, now())) for j in message.jobs]
+        self.query_one("#jobs-empty").display = not rows and not self.search.strip()
         if [key for key, _ in rows] == list(self._shown):
             # Same jobs in the same order (the usual reload): update only the cells that
             # changed, so a reload every few seconds costs the event loop next to nothing.
