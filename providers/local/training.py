@@ -212,8 +212,7 @@ def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
             train_rows = jobdata.as_prompt_completion(train_rows)
             val_rows = jobdata.as_prompt_completion(val_rows)
 
-    has_eval = bool(val_rows)
-    args, total = common_args(hp, output_dir, len(train_rows), has_eval, device, bf16)
+    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, bf16)
     sft_args = SFTConfig(
         **args,
         max_length=hp["max_seq_len"],
@@ -221,22 +220,8 @@ def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
         assistant_only_loss=assistant_only,
         dataset_num_proc=None,
     )
-    model = load_model(config["base_model"], hp["tuning"], device, bf16)
-    if has_eval and hp["early_stopping_patience"] > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"]))
-    trainer = SFTTrainer(
-        model=model,
-        args=sft_args,
-        train_dataset=Dataset.from_list(train_rows),
-        eval_dataset=Dataset.from_list(val_rows) if has_eval else None,
-        processing_class=tokenizer,
-        callbacks=callbacks,
-        peft_config=lora_config(hp) if hp["tuning"] in ("lora", "qlora") else None,
-    )
-    n_all, n_trainable = _counts(trainer.model)
-    plan = Plan(device, bf16, masking, len(train_rows), len(val_rows), total, n_all, n_trainable,
-                _is_4bit(model))
-    return trainer, plan
+    return _make_trainer(SFTTrainer, sft_args, total, masking, config, hp, tokenizer, device,
+                         bf16, train_rows, val_rows, callbacks)
 
 
 def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
@@ -246,15 +231,23 @@ def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
     val_rows = (
         jobdata.preference_rows(config["validation_path"]) if config.get("validation_path") else []
     )
-    has_eval = bool(val_rows)
-    args, total = common_args(hp, output_dir, len(train_rows), has_eval, device, bf16)
+    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, bf16)
     dpo_args = DPOConfig(**args, beta=hp["dpo_beta"], max_length=hp["max_seq_len"])
+    return _make_trainer(DPOTrainer, dpo_args, total, "dpo", config, hp, tokenizer, device,
+                         bf16, train_rows, val_rows, callbacks)
+
+
+def _make_trainer(trainer_cls, trainer_args, total, masking, config, hp, tokenizer, device,
+                  bf16, train_rows, val_rows, callbacks):
+    """Load the model and build an SFT or DPO trainer the same way: validation half
+    evaluated when present, early stopping on eval loss, LoRA config for (Q)LoRA."""
+    has_eval = bool(val_rows)
     model = load_model(config["base_model"], hp["tuning"], device, bf16)
     if has_eval and hp["early_stopping_patience"] > 0:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"]))
-    trainer = DPOTrainer(
+    trainer = trainer_cls(
         model=model,
-        args=dpo_args,
+        args=trainer_args,
         train_dataset=Dataset.from_list(train_rows),
         eval_dataset=Dataset.from_list(val_rows) if has_eval else None,
         processing_class=tokenizer,
@@ -262,7 +255,7 @@ def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
         peft_config=lora_config(hp) if hp["tuning"] in ("lora", "qlora") else None,
     )
     n_all, n_trainable = _counts(trainer.model)
-    plan = Plan(device, bf16, "dpo", len(train_rows), len(val_rows), total, n_all, n_trainable,
+    plan = Plan(device, bf16, masking, len(train_rows), len(val_rows), total, n_all, n_trainable,
                 _is_4bit(model))
     return trainer, plan
 
