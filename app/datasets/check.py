@@ -36,8 +36,8 @@ PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this large are scanned by worker processes (when there are 2+ CPUs)."""
 PART_BYTES = 32 << 20
 """The largest part; smaller files are cut finer so that all processes finish together."""
-MIN_PART_BYTES = 4 << 20
-PARTS_PER_PROCESS = 8
+MIN_PART_BYTES = 2 << 20
+PARTS_PER_PROCESS = 32
 MAX_WORKERS = 7  # besides this process, which scans parts too
 MAX_LISTED = 200  # duplicate and leakage pairs listed in full in a report
 
