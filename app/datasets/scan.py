@@ -43,6 +43,7 @@ MAX_LABELS = 1000  # beyond this many distinct short replies, they are not class
 NO_LABEL = -1
 SIGNATURE_BATCH = 1024
 PROGRESS_EVERY_BYTES = 1 << 20
+READ_BUFFER = 1 << 20
 
 
 @dataclass
@@ -240,7 +241,8 @@ def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
 
 def iter_range(path: str, start: int, end: int):
     """The raw lines of the bytes [start, end) of a file; `start` is a line start."""
-    with open(path, "rb") as f:
+    # A large buffer: lines of a few KB would otherwise cost a read call every few lines.
+    with open(path, "rb", buffering=READ_BUFFER) as f:
         f.seek(start)
         position = start
         while position < end:

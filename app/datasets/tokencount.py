@@ -112,12 +112,16 @@ class TiktokenCounter:
                             else _shared_encoding(self.encoding_name)).encode_ordinary
 
     def text_tokens(self, text: str) -> int:
-        n = self._cache.get(text)
-        if n is None:
-            if self._encode is None:
-                self.load()
-            n = len(self._encode(text))
-            self._cache.put(text, n)
+        cache = self._cache
+        n = cache.hot.get(text)
+        if n is not None:
+            return n
+        if text in cache.recent:
+            return cache.get(text)  # seen once before: now hot
+        if self._encode is None:
+            self.load()
+        n = len(self._encode(text))
+        cache.put(text, n)
         return n
 
     def release(self) -> None:
