@@ -12,6 +12,8 @@ A local model directory is counted with its own tokenizer and chat template inst
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -171,9 +173,45 @@ def _private_encoding(name: str):
     if constructor is None:
         return _shared_encoding(name)
     seed_tiktoken_cache(name)
-    encoding = tiktoken.Encoding(**constructor())
+    with _fast_rank_loading(openai_public):
+        params = constructor()
+    encoding = tiktoken.Encoding(**params)
     encoding._mergeable_ranks = {}  # read only by __getstate__ (pickling), never here
     return encoding
+
+
+_loader_lock = threading.Lock()
+
+
+@contextmanager
+def _fast_rank_loading(openai_public):
+    """While the encoding's constructor runs, its rank file is parsed by `_load_ranks`:
+    the same dict as tiktoken's loader gives, in about 40% of the time (a check's start-up
+    waits on it). The constructor's module-level loader is swapped and restored under a
+    lock; it is a drop-in, so a concurrent caller gets the same ranks either way."""
+    with _loader_lock:
+        original = getattr(openai_public, "load_tiktoken_bpe", None)
+        if original is None:  # a tiktoken that loads differently: leave it be
+            yield
+            return
+        openai_public.load_tiktoken_bpe = _load_ranks
+        try:
+            yield
+        finally:
+            openai_public.load_tiktoken_bpe = original
+
+
+def _load_ranks(tiktoken_bpe_file: str, expected_hash: str | None = None) -> dict[bytes, int]:
+    """tiktoken's `load_tiktoken_bpe` (same file, same hash check, same result) without a
+    Python-level loop per line: "token rank" pairs split at once, decoded by map."""
+    from binascii import a2b_base64
+
+    from tiktoken.load import read_file_cached
+
+    fields = read_file_cached(tiktoken_bpe_file, expected_hash).split()
+    if len(fields) % 2:
+        raise ValueError(f"malformed rank file {tiktoken_bpe_file}: an odd number of fields")
+    return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
 
 
 class HFCounter:

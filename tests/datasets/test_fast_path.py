@@ -53,3 +53,16 @@ def test_plain_chat_path_matches_general_path(rows):
     assert [(p.line, p.category) for p in fast.log.kept] == [(p.line, p.category) for p in general.log.kept]
     assert len(fast.log.kept) >= 3
     assert fast.tokens.size == len(rows) - 4
+
+
+def test_fast_rank_loader_gives_tiktokens_ranks():
+    from tiktoken.load import load_tiktoken_bpe
+
+    from app.datasets.tokencount import _load_ranks, _private_encoding
+    from app.tokens import ENCODINGS_DIR, get_encoding
+
+    path = str(ENCODINGS_DIR / "o200k_base.tiktoken")
+    assert _load_ranks(path) == load_tiktoken_bpe(path)
+    text = "Ünïcode, code `x = 1`, and <|endoftext|> as text."
+    assert _private_encoding("o200k_base").encode_ordinary(text) == \
+        get_encoding("o200k_base").encode_ordinary(text)
