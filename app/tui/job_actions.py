@@ -6,14 +6,18 @@ grey out an action in its summary and refuse the key with the same sentence.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from providers.base import Capabilities
 from providers.types import JobStatus
 
 ACTIONS = ("cancel", "pause", "resume", "evaluate", "promote")
 
 
+@lru_cache(maxsize=32)
 def provider_capabilities(provider: str) -> Capabilities | None:
-    """The provider class's capabilities (no instance: that may need an API key)."""
+    """The provider class's capabilities (no instance: that may need an API key).
+    Cached: the detail screen asks on every reload, and discovery scans entry points."""
     from app.jobs.providers import registry
 
     try:

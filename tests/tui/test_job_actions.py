@@ -78,6 +78,12 @@ async def test_cancel_asks_first_and_no_leaves_the_job_running(slow_sandbox, run
         screen = await _open_detail(pilot, running_job.id)
         summary = str(screen.query_one("#job-summary").render())
         assert "x cancel" in summary and "p pause" in summary
+        # bound with ids and descriptions, so the help and the command palette list them
+        from app.tui.commands import key_actions
+
+        listed = {k.binding_id: k.description for k in key_actions(app, screen)}
+        for action in ("cancel", "pause", "resume", "evaluate", "promote"):
+            assert listed.get(f"job_detail.{action}"), action
 
         await pilot.press("x")
         await settle(pilot)

@@ -53,6 +53,10 @@ async def test_filter_by_substring_from_the_keyboard():
         await settle(pilot)
         table = app.query_one("#jobs-table", DataTable)
         assert table.row_count == 6
+        from app.tui.commands import key_actions
+
+        listed = {k.binding_id for k in key_actions(app, app.screen)}
+        assert {"jobs.filter", "jobs.sort"} <= listed  # in the help and the palette
         await pilot.press("slash")
         box = app.query_one("#jobs-filter", Input)
         assert box.has_focus and box.display

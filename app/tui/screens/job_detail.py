@@ -93,7 +93,6 @@ class JobDetailScreen(Screen):
     @work(thread=True, exclusive=True, exit_on_error=False, group="job-detail")
     def load(self) -> None:
         from app.jobs.queries import job_detail
-
         from app.tui.job_actions import provider_capabilities
 
         with read_session(get_engine()) as session:
@@ -165,7 +164,6 @@ class JobDetailScreen(Screen):
             events.add_row(e.created_at.strftime("%H:%M:%S"), level, e.message, key=str(e.id))
         if at_end and events.row_count:
             events.move_cursor(row=events.row_count - 1)
-
 
     # -- actions ------------------------------------------------------------------------
 
