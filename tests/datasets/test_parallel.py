@@ -35,9 +35,19 @@ def test_parallel_scan_matches_inline(tmp_path, monkeypatch, start_method):
 
 
 def test_fork_only_without_other_threads():
+    import subprocess
+    import sys
     import threading
 
-    assert check._process_context(multiprocessing).get_start_method() == "fork"
+    # A fresh interpreter (the CLI's case) runs no other thread; this test process may
+    # have threads left by earlier tests, so the fork case is checked in a subprocess.
+    code = (
+        "import multiprocessing\n"
+        "from app.datasets import check\n"
+        "print(check._process_context(multiprocessing).get_start_method())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "fork"
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait)
     thread.start()
