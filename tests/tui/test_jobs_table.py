@@ -140,3 +140,27 @@ async def test_a_plain_reload_updates_only_the_changed_cells():
         assert [(str(r), c.value if hasattr(c, "value") else c) for r, c in updated] == [
             (str(first), table.ordered_columns[COLUMNS.index("actual")].key.value)]
         assert str(table.get_row(str(first))[COLUMNS.index("actual")]) == "$9.50"
+
+
+async def test_dataset_and_train_eval_loss_columns():
+    from db.models import Dataset
+
+    with write_session(get_engine()) as session:
+        dataset = Dataset(name="tickets", content_hash="h" * 64, format="chat", source_path="t.jsonl",
+                          n_examples=20, n_train=18, n_validation=2, val_fraction=0.1,
+                          split_seed=0, verdict="ok", data_dir="/tmp/none")
+        session.add(dataset)
+        session.flush()
+        session.add(Job(name="with_eval", provider="local", base_model="tiny", method="lora",
+                        status="running", dataset_id=dataset.id, train_loss=0.5,
+                        eval_loss=0.75, created_at=FIXED_NOW))
+        session.add(Job(name="train_only", provider="local", base_model="tiny", method="lora",
+                        status="running", train_loss=0.25, created_at=FIXED_NOW))
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        rows = dict(zip(_column(table, "name"), zip(_column(table, "loss"),
+                                                     _column(table, "dataset"), strict=True),
+                        strict=True))
+        assert rows == {"with_eval": ("0.5000/0.7500", "tickets"), "train_only": ("0.2500", "-")}

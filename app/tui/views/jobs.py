@@ -78,21 +78,30 @@ def progress_cell(job: Job) -> str:
 
 
 COLUMNS = ("id", "name", "status", "progress", "loss", "est.", "actual", "age", "provider",
-           "model", "remote id")
+           "model", "dataset", "remote id")
 """Most telling first: at 80 columns all up to the age fit; the table scrolls sideways
-for the provider, the (long) model name and the remote id."""
+for the provider, the (long) model name, the dataset and the remote id. "loss" is the
+last train loss, then the last eval loss where the job has one."""
 
 
-def _cells(j: Job, at: datetime) -> tuple:
+def loss_text(j: Job) -> str:
+    if j.train_loss is None and j.eval_loss is None:
+        return "-"
+    train = f"{j.train_loss:.4f}" if j.train_loss is not None else "-"
+    return train if j.eval_loss is None else f"{train}/{j.eval_loss:.4f}"
+
+
+def _cells(j: Job, at: datetime, dataset_names: dict[int, str] | None = None) -> tuple:
     """The table cells of one job (built in the loading thread)."""
+    dataset = (dataset_names or {}).get(j.dataset_id) if j.dataset_id is not None else None
     provider = Text(j.provider)
     if j.simulated:
         provider.append(" simulated", style="magenta")
     return (
         str(j.id), j.name, status_cell(j), progress_cell(j),
-        f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
+        loss_text(j),
         usd_cell(j.estimated_cost_usd), usd_cell(j.actual_cost_usd), age_text(j.created_at, at),
-        provider, j.base_model, j.remote_id or "-",
+        provider, j.base_model, dataset or "-", j.remote_id or "-",
     )
 
 
@@ -196,13 +205,14 @@ class JobsView(Vertical):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-load")
     def reload_jobs(self) -> None:
-        from app.jobs.queries import list_jobs
+        from app.jobs.queries import dataset_names, list_jobs
 
         search, order = self.search, self.order
         with read_session(get_engine()) as session:
             rows = list_jobs(session, limit=LOAD_LIMIT, search=search, order=order)
+            names = dataset_names(session, {j.dataset_id for j in rows})
         at = now()
-        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j, at)) for j in rows],
+        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j, at, names)) for j in rows],
                                       (search, order)))
 
     @on(Loaded)
