@@ -151,6 +151,12 @@ def complete_cached(
     latency = completion.latency_ms
     if latency is None:
         latency = (time.perf_counter() - started) * 1000
+    return _fresh_answer(engine, key, pkey, model, completion, settings, latency)
+
+
+def _fresh_answer(engine: Engine, key: str, pkey: str, model: str, completion: Completion,
+                  settings: GenerationSettings, latency_ms: float) -> Answer:
+    """The answer to a prompt the provider just completed, stored in the cache first."""
     text = completion.text or ""
     if settings.cacheable:
         cache_put(
@@ -162,7 +168,7 @@ def complete_cached(
             prompt_tokens=completion.prompt_tokens,
             completion_tokens=completion.completion_tokens,
         )
-    return Answer(text, completion.prompt_tokens, completion.completion_tokens, latency, False)
+    return Answer(text, completion.prompt_tokens, completion.completion_tokens, latency_ms, False)
 
 
 def prefetch_batched(
@@ -202,24 +208,8 @@ def prefetch_batched(
             raise EvalError(f"{provider.name} model {model}: {type(exc).__name__}: {exc}") from exc
         per_prompt_ms = (time.perf_counter() - began) * 1000 / max(1, len(chunk))
         for (job, key), completion in zip(chunk, completions, strict=True):
-            text = completion.text or ""
-            if settings.cacheable:
-                cache_put(
-                    engine,
-                    key,
-                    provider_key=pkey,
-                    model=model,
-                    output=text,
-                    prompt_tokens=completion.prompt_tokens,
-                    completion_tokens=completion.completion_tokens,
-                )
-            out[id(job)] = Answer(
-                text,
-                completion.prompt_tokens,
-                completion.completion_tokens,
-                completion.latency_ms or per_prompt_ms,
-                False,
-            )
+            out[id(job)] = _fresh_answer(engine, key, pkey, model, completion, settings,
+                                         completion.latency_ms or per_prompt_ms)
     return out
 
 
