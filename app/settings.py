@@ -79,6 +79,10 @@ class PollerSettings(BaseModel):
     """Per-provider rate limit."""
     stall_after_s: float = 1800.0
     """A running job with no progress for this long gets a stall warning."""
+    unconfirmed_grace_s: float = 300.0
+    """After a create whose answer was lost, how long ftm keeps looking the job up before
+    it concludes the job was never made: a request the service received late (a slow or
+    retried call still in flight) can still create it within this window."""
 
 
 class LocalSettings(BaseModel):

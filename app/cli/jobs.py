@@ -319,6 +319,10 @@ def import_cmd(provider_name, limit) -> None:
     except ProviderError as exc:
         raise UserError(exc.message) from None
     click.echo(f"Imported {len(report.imported)} job(s); {report.already_known} already tracked.")
+    if report.reattached:
+        ids = ", ".join(str(i) for i in report.reattached)
+        click.echo(f"Found the remote job of {len(report.reattached)} launch(es) whose create "
+                   f"answer was lost: {ids}; tracking them again.")
     for message in report.refresh_errors:
         click.echo(f"warning: could not refresh {message}", err=True)
 
@@ -339,6 +343,8 @@ def watch(once, interval) -> None:
             f"{r.jobs} active, {r.refreshed} refreshed, {r.events_recorded} new events, "
             f"{r.finished} finished, {r.errors} errors, {r.deferred} backing off "
             f"({r.duration_s:.2f} s)"
+            + (f"; {r.awaiting_confirmation} launch(es) not confirmed yet, still looking"
+               if r.awaiting_confirmation else "")
         )
         for m in r.messages:
             console.print(f"  [yellow]{m}[/]")

@@ -42,7 +42,7 @@ def _act(verb: str, ref: str | int, *, engine: Engine | None = None,
         raise JobActionError(f"job {job.id} already ended ({job.status}); nothing to {verb}")
     if job.remote_id is None:
         raise JobActionError(f"job {job.id} has no provider job yet (status {job.status}); "
-                             "wait for the launch to finish or run `ftm watch --once`")
+                             "wait for the launch to finish, or for `ftm watch` (or the TUI) to find it")
     provider = provider or make_provider(job.provider, engine=engine)
     try:
         remote = getattr(provider, verb)(job.remote_id)

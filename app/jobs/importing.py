@@ -15,6 +15,7 @@ from db.engine import write_session
 from db.models import Job
 from providers.base import Provider
 from providers.errors import ProviderError
+from providers.types import JobStatus
 
 
 @dataclass
@@ -22,6 +23,8 @@ class ImportReport:
     imported: list[int] = field(default_factory=list)
     """ids of the new job rows."""
     already_known: int = 0
+    reattached: list[int] = field(default_factory=list)
+    """ids of ftm's own launches whose lost create answer this import found."""
     refresh_errors: list[str] = field(default_factory=list)
 
 
@@ -45,8 +48,8 @@ def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None =
             if known is None and uid:
                 known = session.scalars(select(Job).where(Job.uid == uid)).first()
                 if known is not None and known.remote_id is None:
-                    known.remote_id = remote.remote_id  # our own launch, response lost
-                    session.add(known)
+                    _attach_lost_launch(session, known, remote, provider.display_name)
+                    report.reattached.append(known.id)
             if known is not None:
                 report.already_known += 1
                 continue
@@ -66,9 +69,22 @@ def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None =
                                        key="imported")
             report.imported.append(job.id)
     if refresh:
-        for job_id in report.imported:
+        for job_id in report.imported + report.reattached:
             try:
                 refresh_job(job_id, engine=engine, provider=provider)
             except ProviderError as exc:
                 report.refresh_errors.append(f"job {job_id}: {exc.message}")
     return report
+
+
+def _attach_lost_launch(session, job: Job, remote, provider_label: str) -> None:
+    """Our own launch whose create answer was lost: give the row its remote job. A row the
+    poller had already given up on (``not_created``) is reopened, so it is tracked again."""
+    job.remote_id = remote.remote_id
+    if JobStatus(job.status) == JobStatus.FAILED and (job.error or {}).get("code") == "not_created":
+        repository.reopen_for_resume(
+            session, job, f"Found at {provider_label} as {remote.remote_id}: the launch "
+            "was created after all", key="reconciled-late")
+    elif (job.error or {}).get("code") == "create_unconfirmed":
+        job.error = None
+    session.add(job)

@@ -89,6 +89,13 @@ def _snapshot(spec: JobSpec) -> dict[str, Any]:
     return asdict(spec)
 
 
+def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
+    """The `JobSpec` a job row's ``spec`` snapshot was taken from (`_snapshot`)."""
+    fields = {k: v for k, v in snapshot.items() if k in JobSpec.__dataclass_fields__}
+    fields["hyperparameters"] = Hyperparameters(**(fields.get("hyperparameters") or {}))
+    return JobSpec(**fields)
+
+
 def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None) -> list[str]:
     """What to tell the user before creating: the provider's own warnings (OpenAI: the
     service cutoff, model retirement) and any known sunset of the base model."""
@@ -221,9 +228,9 @@ def launch_job(
         remote = provider.create(prepared)
     except ProviderError as exc:
         if exc.code == "create_unconfirmed":
-            _mark_unconfirmed(engine, job_id, exc.message)
+            _mark_unconfirmed(engine, job_id, exc.message, resend=True)
             raise LaunchUnconfirmed(
-                f"job {job_id}: {exc.message}. Run `ftm watch --once` to settle it.",
+                f"job {job_id}: {exc.message}. `ftm watch` (or the TUI) keeps looking it up by its id and settles it.",
                 job_id=job_id) from None
         _fail(engine, job_id, exc, "creating the job")
     except BaseException:  # interrupted mid-create: it may exist; the poller looks it up
@@ -274,11 +281,18 @@ def _estimate(engine: Engine, dataset_id: int, provider_name: str,
     return estimate.to_dict(), None
 
 
-def _mark_unconfirmed(engine: Engine, job_id: int, message: str) -> None:
-    """The create may or may not have happened: the poller settles it by uid."""
+def _mark_unconfirmed(engine: Engine, job_id: int, message: str, *,
+                      resend: bool = False) -> None:
+    """The create may or may not have happened: the poller settles it by uid.
+
+    ``resend``: if the job never appears, the poller may send the create again (the
+    provider gave up on a create the user still wants; not after an interruption).
+    """
     with write_session(engine) as session:
         job = repository.get_job(session, job_id)
-        job.error = {"code": "create_unconfirmed", "message": message, "param": None}
+        # "since" starts the poller's grace window (PollerSettings.unconfirmed_grace_s)
+        job.error = {"code": "create_unconfirmed", "message": message, "param": None,
+                     "since": datetime.now(UTC).isoformat(), "resend": resend}
         session.add(job)
 
 

@@ -39,6 +39,8 @@ from providers.errors import ProviderError
 from providers.types import TERMINAL_STATUSES, JobStatus
 
 MAX_BACKOFF_S = 300.0
+MAX_RESENDS = 2
+"""How many times the poller sends again a create that never took effect."""
 
 
 @dataclass
@@ -56,6 +58,8 @@ class CycleReport:
     events_recorded: int = 0
     finished: int = 0
     reconciled: int = 0
+    awaiting_confirmation: int = 0
+    """Launches whose create went unconfirmed and that the provider does not show yet."""
     actuals_recorded: int = 0
     """Ended jobs whose actual cost was recorded this cycle (e.g. local jobs whose worker
     wrote the end itself, unseen by the poller)."""
@@ -70,6 +74,21 @@ class _Target:
     remote_id: str | None
     uid: str
     events_cursor: str | None
+
+
+class _NotFoundYet(Exception):
+    """An unconfirmed create is not visible at the provider yet, inside its grace window."""
+
+    def __init__(self, grace_left_s: float) -> None:
+        super().__init__(f"not found yet; {grace_left_s:.0f} s of grace left")
+        self.grace_left_s = grace_left_s
+
+
+def _unconfirmed_since(job: Job) -> datetime:
+    """When the launch's create went unconfirmed (rows from before "since": creation)."""
+    since = (job.error or {}).get("since")
+    moment = datetime.fromisoformat(since) if since else job.created_at
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class RateLimiter:
@@ -230,6 +249,14 @@ class Poller:
             await self._limiter(t.provider).acquire()
             try:
                 fetched, applied = await loop.run_in_executor(self._pool, self._sync_one, t)
+            except _NotFoundYet as wait:  # look again soon; not an error, and never later
+                # than the end of the grace window, when it is settled either way
+                failures = self._failures.get(t.id, 0) + 1
+                self._failures[t.id] = failures
+                delay = backoff_delay(failures - 1, None, base=self.backoff_base_s, cap=30.0)
+                self._retry_at[t.id] = time.monotonic() + min(delay, wait.grace_left_s)
+                report.awaiting_confirmation += 1
+                return
             except Exception as exc:  # one job's trouble must never stop the poller
                 if not isinstance(exc, ProviderError):
                     # a provider bug or a busy database: back off as for a refusal
@@ -273,7 +300,10 @@ class Poller:
         return len(refresh.events), applied
 
     def _settle_unconfirmed(self, provider: Provider, t: _Target) -> Any:
-        """A create whose outcome stayed unknown: find it by uid, or fail it."""
+        """A create whose outcome stayed unknown: find it by uid. Once nothing has been
+        found for the whole grace window (a slow request may still make it), the first
+        create can no longer land: send it again (at most `MAX_RESENDS` times) when the
+        launch allows it, else fail the job ``not_created``."""
         found = provider.find_by_uid(t.uid)
         with write_session(self.engine) as session:
             job = repository.get_job(session, t.id)
@@ -288,11 +318,57 @@ class Poller:
                                            f"{found.remote_id} after a lost response",
                                            key="reconciled")
                 return applied
-            message = ("the provider has no job for this launch: it was never created "
-                       f"({(job.error or {}).get('message', 'create unconfirmed')})")
-            job.error = {"code": "not_created", "message": message, "param": None}
-            repository.set_status(session, job, JobStatus.FAILED)
+            error = dict(job.error or {})
+            left = self.settings.unconfirmed_grace_s - (
+                self._now() - _unconfirmed_since(job)).total_seconds()
+            if left > 0:
+                raise _NotFoundYet(left)
+            resends = int(error.get("resends", 0))
+            if not error.get("resend") or resends >= MAX_RESENDS:
+                message = ("the provider has no job for this launch: it was never created "
+                           f"({error.get('message', 'create unconfirmed')})")
+                job.error = {"code": "not_created", "message": message, "param": None}
+                repository.set_status(session, job, JobStatus.FAILED)
+                return None
+            # Claim the resend in this same write transaction: another poller (the TUI and
+            # `ftm watch` at once) now sees a fresh grace window and only looks it up.
+            job.error = {**error, "resends": resends + 1, "since": self._now().isoformat()}
+            session.add(job)
+            repository.add_local_event(
+                session, job, f"No job appeared at the provider within "
+                f"{self.settings.unconfirmed_grace_s:.0f} s of the lost create: sending the "
+                f"create again (attempt {resends + 2})", level="warn", key=f"resend:{resends + 1}")
+            from app.jobs.launch import spec_from_snapshot
+
+            spec = spec_from_snapshot(job.spec)
+        return self._resend_create(provider, t, spec)
+
+    def _resend_create(self, provider: Provider, t: _Target, spec: Any) -> Any:
+        try:
+            remote = provider.create(spec)
+        except ProviderError as exc:
+            with write_session(self.engine) as session:
+                job = repository.get_job(session, t.id)
+                if job.remote_id is not None or JobStatus(job.status).is_terminal:
+                    return None
+                if exc.code == "create_unconfirmed":  # unknown again: a new grace window
+                    job.error = {**(job.error or {}), "message": exc.message}
+                    session.add(job)
+                    return None
+                job.error = {"code": exc.code, "message": exc.message, "param": exc.param}
+                repository.set_status(session, job, JobStatus.FAILED)
+                repository.add_local_event(session, job, "Failed while creating the job "
+                                           f"again: {exc.message}", level="error",
+                                           key="resend-failed")
             return None
+        with write_session(self.engine) as session:
+            job = repository.get_job(session, t.id)
+            job.error = None
+            applied = apply_remote(session, job, remote, now=self._now(), allow_terminal=False)
+            repository.add_local_event(session, job, f"Created as {remote.remote_id} on the "
+                                       "create sent again", key="created")
+            job.last_progress_at = self._now()
+        return applied
 
     # -- loop ----------------------------------------------------------------------------
 

@@ -34,6 +34,24 @@ def _retry_after(headers: Any) -> float | None:
     return None
 
 
+NOT_SENT = "not_sent"
+"""The request never reached the service (connecting failed): it cannot have taken effect."""
+
+UNANSWERED = frozenset({"timeout", "connection_error", "http_502", "http_504"})
+"""Failures after which the request may still be in flight at the service (no answer came,
+or a gateway gave up waiting on the backend): it may take effect later."""
+
+
+def _never_sent(exc: Exception) -> bool:
+    """Whether the SDK's connection error happened before any byte of the request was
+    sent: its HTTP library raised it while connecting or waiting for a pooled connection.
+    Matched by class name: the SDK's HTTP library (httpx, or its fork httpx2 in recent
+    SDKs) is not ours to import."""
+    cause = exc.__cause__
+    names = {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()
+    return bool(names & {"ConnectError", "ConnectTimeout", "PoolTimeout"})
+
+
 def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> ProviderError:
     """A `ProviderError` for an SDK exception raised while doing ``action``.
 
@@ -44,6 +62,12 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
     secrets = list(secrets)
     if isinstance(exc, ProviderError):
         return exc
+    if isinstance(exc, openai.APIConnectionError) and _never_sent(exc):
+        return ProviderError(
+            f"could not reach OpenAI while {action} (nothing was sent): "
+            f"{redact(str(exc.__cause__ or exc), secrets)}",
+            code=NOT_SENT, retryable=True,
+        )
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(f"OpenAI did not answer in time while {action}", code="timeout",
                              retryable=True)

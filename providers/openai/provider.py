@@ -22,7 +22,7 @@ from providers.base import Capabilities, Provider
 from providers.errors import ProviderError, SpecRejected
 from providers.openai import convert
 from providers.openai.config import OpenAIConfig, build_client, resolve_api_key
-from providers.openai.errors import translate
+from providers.openai.errors import NOT_SENT, UNANSWERED, translate
 from providers.openai.lifecycle import creation_warnings, load_lifecycle
 from providers.openai.uploads import MemoryUploadCache, UploadCache, file_sha256
 from providers.types import (
@@ -232,10 +232,16 @@ class OpenAIProvider(Provider):
     def create(self, spec: JobSpec) -> RemoteJob:
         """Create the job exactly once.
 
-        Any retryable failure (timeout, dropped connection, 429, 5xx) may have happened
-        after OpenAI made the job, so before each new attempt the job is looked up by its
-        ``ftm_job_id`` metadata; a create is sent again only once a lookup succeeded and
-        found nothing.
+        OpenAI takes no idempotency key, so a failed create may still have made the job:
+        - answered failures (429, 5xx) and lost connections are followed by a lookup by the
+          ``ftm_job_id`` metadata; a create is sent again only once a lookup succeeded and
+          found nothing;
+        - after a failure that got no answer (a timeout, a dropped connection, a gateway's
+          502/504) the request may still be in flight and make the job after any lookup,
+          so no create is sent again: ftm only looks it up, and if it stays unseen the
+          launch ends ``create_unconfirmed`` for the poller to settle (it keeps looking
+          for `PollerSettings.unconfirmed_grace_s`);
+        - a create that never left (connecting failed) is simply sent again.
 
         Raises:
             ProviderError: refused (not retryable: nothing was created), or, with code
@@ -245,6 +251,8 @@ class OpenAIProvider(Provider):
             raise SpecRejected("the spec has no ftm_job_uid: it is needed to create safely")
         body = self.create_body(spec)
         need_lookup = False
+        maybe_in_flight = False  # a sent create got no answer: never send another
+        ever_sent = False  # some create reached the service (answered or not)
         last: ProviderError | None = None
         for attempt in range(max(1, self.config.create_attempts)):
             if attempt:
@@ -264,6 +272,8 @@ class OpenAIProvider(Provider):
                     continue  # still unknown: never create again before a lookup worked
                 if found is not None:
                     return found
+                if maybe_in_flight:
+                    continue  # not visible yet; it may still appear: only look again
                 need_lookup = False
             try:
                 job = self._once("creating the fine-tuning job",
@@ -272,7 +282,14 @@ class OpenAIProvider(Provider):
             except ProviderError as err:
                 if not err.retryable:
                     raise
-                last, need_lookup = err, True
+                last = err
+                need_lookup = err.code != NOT_SENT
+                ever_sent = ever_sent or need_lookup
+                maybe_in_flight = maybe_in_flight or err.code in UNANSWERED
+        if last is not None and last.code == NOT_SENT and not ever_sent:
+            raise ProviderError(  # no create ever reached the service: nothing to settle
+                f"{last.message}. No job was created; check the network and launch again.",
+                code=NOT_SENT, retryable=False)
         try:
             found = self._find_once(spec.ftm_job_uid)
         except ProviderError:

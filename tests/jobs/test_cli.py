@@ -107,7 +107,7 @@ def test_the_api_key_never_shows_in_a_failure(tmp_path, monkeypatch):
     engine = database.get_engine()
     make_dataset(engine, tmp_path)
     out = run("launch", "--dataset", "toy", "--model", "gpt-4.1-nano-2025-04-14", "--yes")
-    assert out.exit_code == 1 and "lost the connection to OpenAI" in out.output
+    assert out.exit_code == 1 and "could not reach OpenAI" in out.output
     assert key not in out.output
     with read_session(engine) as session:
         job = session.scalars(select(Job)).one()

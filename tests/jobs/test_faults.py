@@ -66,8 +66,10 @@ def _launch_while_polling(engine, sandbox) -> None:
             except LaunchUnconfirmed as exc:  # allowed: the poller settles it by uid
                 unconfirmed.append(exc.job_id)
 
+    # a short grace window: a "slow" create can make its job after the launch's last lookup
     poller = Poller(engine, settings=PollerSettings(concurrency=8, requests_per_second=500,
-                                                    stall_after_s=3600),
+                                                    stall_after_s=3600,
+                                                    unconfirmed_grace_s=20),
                     backoff_base_s=0.02)
 
     def all_done() -> bool:

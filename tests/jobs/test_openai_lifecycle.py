@@ -3,6 +3,7 @@ emulator on a random loopback port, real SQLite."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import openai
@@ -246,3 +247,128 @@ def test_ctrl_c_during_create_leaves_a_row_the_poller_settles(engine, sandbox, t
     settled = job_row(engine, row.id)
     assert settled.status == "succeeded" and settled.error is None
     assert settled.remote_id == next(iter(sandbox.state.jobs))  # the one job, now tracked
+
+
+def _launch_with_a_lost_create(engine, *, interrupted: bool = False):
+    """Launch through a provider whose create never reaches the service but reports the
+    outcome as unknown (as after timeouts on every attempt), or is interrupted (Ctrl+C).
+    Returns the job id, the real create and the prepared spec, so a test can make the
+    create land late."""
+    from app.jobs.launch import LaunchUnconfirmed
+    from app.jobs.providers import make_provider
+    from providers.errors import ProviderError
+
+    provider = make_provider("openai", engine=engine)
+    sent = []
+
+    def create_lost(spec):
+        sent.append(spec)
+        if interrupted:
+            raise KeyboardInterrupt
+        raise ProviderError("timed out on every attempt", code="create_unconfirmed",
+                            retryable=True)
+
+    real_create, provider.create = provider.create, create_lost
+    with pytest.raises(KeyboardInterrupt if interrupted else LaunchUnconfirmed):
+        launch_job("openai", "toy", MODEL, provider=provider)
+    with read_session(engine) as session:
+        from db.models import Job
+
+        job_id = session.scalars(select(Job.id)).one()
+    return job_id, real_create, sent[0]
+
+
+def _jobs_for(sandbox, uid):
+    return [j for j in sandbox.state.jobs.values() if j.metadata.get("ftm_job_id") == uid]
+
+
+def test_a_create_that_lands_late_is_found_not_sent_again(engine, sandbox, tmp_path):
+    """A slow request can make the job after the launch's last lookup: inside the grace
+    window a launch that is not visible yet stays unconfirmed, and is tracked once it
+    appears."""
+    from app.settings import PollerSettings
+
+    make_dataset(engine, tmp_path)
+    job_id, real_create, spec = _launch_with_a_lost_create(engine)
+    poller = Poller(engine, settings=PollerSettings(unconfirmed_grace_s=120),
+                    backoff_base_s=0.01)
+    report = asyncio.run(poller.run_once())
+    row = job_row(engine, job_id)
+    assert report.awaiting_confirmation == 1 and report.errors == 0
+    assert row.status == "uploading" and row.error["code"] == "create_unconfirmed"
+    assert sandbox.state.jobs == {}
+
+    created = real_create(spec)  # the request lands at the service late
+    poll_until(poller, _done(engine, job_id))
+    poller.close()
+    row = job_row(engine, job_id)
+    assert row.status == "succeeded" and row.error is None
+    assert row.remote_id == created.remote_id and len(sandbox.state.jobs) == 1
+
+
+def test_a_create_that_never_landed_is_sent_again_once_after_the_grace_window(
+        engine, sandbox, tmp_path):
+    """Past the grace window the lost create can no longer land: the poller sends it
+    again, and two pollers at once (the TUI and `ftm watch`) send it only once."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.settings import PollerSettings
+
+    make_dataset(engine, tmp_path)
+    job_id, _, spec = _launch_with_a_lost_create(engine)
+    clock = [datetime.now(UTC)]
+    settings = PollerSettings(unconfirmed_grace_s=300)
+    pollers = [Poller(engine, settings=settings, now=lambda: clock[0], backoff_base_s=0.001)
+               for _ in range(2)]
+
+    async def both_once():
+        return await asyncio.gather(*(p.run_once() for p in pollers))
+
+    assert [r.awaiting_confirmation for r in asyncio.run(both_once())] == [1, 1]
+    clock[0] += timedelta(seconds=301)  # the whole window passed with no job at the service
+    asyncio.run(both_once())
+    assert len(_jobs_for(sandbox, spec.ftm_job_uid)) == 1
+    poll_until(pollers[0], _done(engine, job_id))
+    for p in pollers:
+        p.close()
+    row = job_row(engine, job_id)
+    assert row.status == "succeeded" and row.error is None
+    [remote] = _jobs_for(sandbox, spec.ftm_job_uid)
+    assert row.remote_id == remote.id
+    with read_session(engine) as session:
+        d = job_detail(session, job_id)
+    assert any("sending the create again" in e.message for e in d.events)
+
+
+def test_an_interrupted_launch_never_seen_fails_and_import_revives_it(
+        engine, sandbox, tmp_path):
+    """Ctrl+C during the create: if no job appears within the grace window the launch
+    ends ``not_created`` (what the user interrupted is not sent again); a job that turns
+    up even later is given back to its row by `ftm jobs import`."""
+    from datetime import UTC, datetime, timedelta
+
+    from app.jobs.importing import import_jobs
+    from app.settings import PollerSettings
+
+    make_dataset(engine, tmp_path)
+    job_id, real_create, spec = _launch_with_a_lost_create(engine, interrupted=True)
+    clock = [datetime.now(UTC)]
+    poller = Poller(engine, settings=PollerSettings(unconfirmed_grace_s=300),
+                    now=lambda: clock[0], backoff_base_s=0.001)
+    assert asyncio.run(poller.run_once()).awaiting_confirmation == 1
+    assert job_row(engine, job_id).status == "uploading"
+    clock[0] += timedelta(seconds=301)
+    poll_until(poller, _done(engine, job_id), timeout=10)
+    row = job_row(engine, job_id)
+    assert row.status == "failed" and row.error["code"] == "not_created"
+    assert "never created" in row.error["message"] and sandbox.state.jobs == {}
+
+    created = real_create(spec)  # against all odds the job appears later
+    report = import_jobs("openai", engine=engine)
+    assert report.reattached == [job_id] and report.imported == []
+    row = job_row(engine, job_id)
+    assert row.remote_id == created.remote_id and row.error is None
+    assert row.status not in ("failed", "cancelled")
+    poll_until(poller, _done(engine, job_id))
+    poller.close()
+    assert job_row(engine, job_id).status == "succeeded"
