@@ -8,6 +8,7 @@ import json
 import click
 
 from app.cli.errors import UserError
+from app.costs.money import usd
 
 
 def _console():
@@ -25,7 +26,7 @@ def _delta(value: float | None) -> str:
 
 
 def _usd(value: float | None) -> str:
-    return "-" if value is None else f"${value:,.4f}"
+    return usd(value, min_decimals=4)
 
 
 def _requests(value: float | None) -> str:

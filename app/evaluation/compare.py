@@ -3,7 +3,8 @@ two runs.
 
 Per candidate (its newest finished run on the eval set): task quality, format compliance,
 general-ability score and forgetting delta against its base, measured cost per 1,000
-requests (real token counts of the eval prompts x catalog prices), and the break-even
+requests (real token counts of the eval prompts x catalog prices; a local model as
+self-hosted GPU time, `app.evaluation.pricing.per_request_cost`), and the break-even
 request count against the few-shot baseline (app.costs.breakeven over the job's training
 cost).
 """
@@ -15,6 +16,7 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from app.evaluation.pricing import per_request_cost
 from app.evaluation.summary import TASK_SUITE, results_of
 from db.engine import read_session
 from db.models import EvalRun
@@ -89,16 +91,12 @@ def leaderboard(engine: Engine, task: str, dataset_id: int | None = None) -> lis
                 delta = general - base_run.summary["general"]["score"]
             elif general is not None:
                 notes.append("base model's general ability not measured")
-        cost = task_s.get("cost_per_request_usd")
+        cost, basis = per_request_cost(run)
         breakeven = None
         if run.candidate_kind in ("fine_tuned", "checkpoint"):
             baseline = find_baseline(engine, run)
             one_time, source = training_cost(engine, run)
-            base_cost = (
-                ((baseline.summary or {}).get("task") or {}).get("cost_per_request_usd")
-                if baseline
-                else None
-            )
+            base_cost = per_request_cost(baseline)[0] if baseline else None
             if None not in (one_time, cost, base_cost):
                 breakeven = break_even_requests(one_time, cost, base_cost)
                 if breakeven is None:
@@ -107,7 +105,9 @@ def leaderboard(engine: Engine, task: str, dataset_id: int | None = None) -> lis
                 notes.append(source)
             else:
                 notes.append("no per-request price for it or the baseline")
-        if cost is None:
+        if basis is not None:
+            notes.append(basis)
+        elif cost is None:
             notes.append("no per-token price in the catalog")
         if (run.config or {}).get("simulated"):
             notes.append("simulated on the sandbox: answers and costs are not real")
@@ -124,7 +124,7 @@ def leaderboard(engine: Engine, task: str, dataset_id: int | None = None) -> lis
                 format=task_s.get("format"),
                 general=general,
                 forgetting_delta=delta,
-                cost_per_1k_usd=task_s.get("cost_per_1k_usd"),
+                cost_per_1k_usd=cost * 1000 if cost is not None else None,
                 breakeven_requests=breakeven,
                 notes=tuple(notes),
                 n=task_s.get("n", 0),

@@ -3,7 +3,9 @@
 
 Hosted OpenAI models are priced per token: base prices for a base model, fine-tuned
 prices for an ``ft:`` model (and its checkpoints), keyed by the base snapshot in its name.
-A model the catalog does not price (a local adapter, an unknown id) costs ``None``: the
+A local model has no per-token price: `per_request_cost` prices it as self-hosted, the
+GPU time its measured prompt and reply take on the cheapest catalog GPU that holds it
+(COST_MODEL.md, "Inference per request"). An unknown hosted id costs ``None``: the
 comparison says "no price" rather than pretend it is free.
 """
 
@@ -73,3 +75,49 @@ def request_cost(
     if price is None or prompt_tokens is None or completion_tokens is None:
         return None
     return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+
+def per_request_cost(run) -> tuple[float | None, str | None]:
+    """USD per request of an eval run's candidate, and the basis when it is modelled.
+
+    Hosted: the mean billed cost of its task requests (measured token counts x catalog
+    prices). Local: the GPU time of a request with the run's mean prompt and reply
+    lengths, served on the cheapest catalog GPU that holds the base model, at the
+    catalog's serving utilization (`self_hosted_request_cost`); the always-on cost of
+    that GPU is a matter of traffic, left to `ftm estimate`.
+    """
+    task = (run.summary or {}).get("task") or {}
+    cost = task.get("cost_per_request_usd")
+    if cost is not None or run.provider != "local":
+        return cost, None
+    prompt, reply = task.get("mean_prompt_tokens"), task.get("mean_completion_tokens")
+    if prompt is None or reply is None:
+        return None, "no token counts recorded for its requests"
+    candidate = (run.config or {}).get("candidate") or {}
+    return self_hosted_request_cost(candidate.get("base_model") or run.model, prompt, reply)
+
+
+def self_hosted_request_cost(base_model: str, prompt_tokens: float, output_tokens: float
+                             ) -> tuple[float | None, str]:
+    """The GPU cost of one request to ``base_model`` (or an adapter on it) self-hosted,
+    with the basis in words, or None and why not."""
+    from app.costs.catalog import load_catalog
+    from app.costs.dataset_inputs import PromptProfile
+    from app.costs.errors import CostError
+    from app.costs.inference import self_hosted_serving, serving_gpu_for
+    from app.costs.model_shapes import model_shape
+
+    try:
+        shape = model_shape(base_model)
+        catalog = load_catalog()
+        gpu = serving_gpu_for(shape, catalog)
+        profile = PromptProfile(sampled=0, system_tokens=0.0, prompt_tokens=prompt_tokens,
+                                output_tokens=output_tokens, shot_tokens=0.0, k=0,
+                                k_reason="measured on the eval")
+        serving = self_hosted_serving(profile, shape, gpu, catalog)
+    except CostError as exc:
+        return None, f"no self-hosted price: {exc}"
+    return serving.marginal_usd_per_request, (
+        f"self-hosted on {serving.gpu} at {serving.utilization:.0%} utilization: GPU time "
+        f"per request at ${serving.usd_per_hour:.2f}/h ({serving.price_source}, as of "
+        f"{serving.price_as_of}); always-on cost not included")

@@ -89,7 +89,9 @@ def _general(run: EvalRun) -> float | None:
 
 
 def _cost(run: EvalRun) -> float | None:
-    return ((run.summary or {}).get("task") or {}).get("cost_per_request_usd")
+    from app.evaluation.pricing import per_request_cost
+
+    return per_request_cost(run)[0]
 
 
 def _same_eval(a: EvalRun, b: EvalRun) -> bool:

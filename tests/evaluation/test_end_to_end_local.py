@@ -103,6 +103,17 @@ def test_migrate_a_sandbox_model_to_a_local_lora_and_promote_merged(sandbox, tin
     assert holder.promotion.provider == "local" and holder.promotion.model_kind == "adapter"
     assert "migrated from" in holder.promotion.why
 
+    # the local candidates are priced as self-hosted GPU time, so they have a cost per
+    # 1,000 requests and a break-even against the local few-shot baseline too
+    from app.evaluation.compare import leaderboard
+
+    board = {r.run_id: r for r in leaderboard(engine, "labels")}
+    local_row = board[result.run.id]
+    assert local_row.cost_per_1k_usd is not None and local_row.cost_per_1k_usd > 0
+    assert any(n.startswith("self-hosted on ") for n in local_row.notes), local_row.notes
+    assert local_row.breakeven_requests is not None and local_row.breakeven_requests > 0
+    assert board[result.base_run.id].cost_per_1k_usd > 0
+
     # promote the evaluated adapter again, merged into its base, and export it
     merged = _cli(
         "promote", "--task", "labels", "--alias", "staging", "--run", str(result.run.id), "--merge"

@@ -16,6 +16,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Static
 
+from app.costs.money import usd
 from app.database import get_engine
 
 
@@ -86,9 +87,9 @@ def _details(run, row) -> str:
                 else ""
             )
         )
-    if task.get("cost_per_1k_usd") is not None:
+    if row.cost_per_1k_usd is not None:
         lines.append(
-            f"cost ${task['cost_per_1k_usd']:.4f} per 1,000 requests"
+            f"cost {usd(row.cost_per_1k_usd, min_decimals=4)} per 1,000 requests"
             + (
                 f", break-even after {row.breakeven_requests:,.0f} requests"
                 if row.breakeven_requests is not None
@@ -194,7 +195,7 @@ class ModelsView(Vertical):
                 _pct(r.format),
                 _pct(r.general),
                 "-" if r.forgetting_delta is None else f"{r.forgetting_delta * 100:+.1f}",
-                "-" if r.cost_per_1k_usd is None else f"${r.cost_per_1k_usd:.4f}",
+                usd(r.cost_per_1k_usd, min_decimals=4),
                 key=str(r.run_id),
             )
         if message.board.rows:
