@@ -120,6 +120,39 @@ async def test_s_cycles_the_sort_column():
         assert "sort: age" in str(state.render())
 
 
+async def test_clicking_a_column_header_sorts_by_it():
+    with write_session(get_engine()) as session:
+        for i, name in enumerate(["b-job", "a-job", "c-job"]):
+            session.add(Job(name=name, provider="openai", base_model="m", method="supervised",
+                            status="running", created_at=FIXED_NOW - timedelta(hours=3 - i)))
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        assert _column(table, "name") == ["c-job", "a-job", "b-job"]
+
+        def header_x(label: str) -> int:  # the screen column of a header's middle
+            x = 0
+            for column in table.ordered_columns:
+                width = column.get_render_width(table)
+                if str(column.label) == label:
+                    return x + width // 2
+                x += width
+            raise AssertionError(f"no column {label!r}")
+
+        await pilot.click("#jobs-table", offset=(header_x("name"), 0))
+        await settle(pilot)
+        assert _column(table, "name") == ["a-job", "b-job", "c-job"]
+        assert "sort: name" in str(app.query_one("#jobs-view-state").render())
+        await pilot.click("#jobs-table", offset=(header_x("loss"), 0))  # not sortable
+        await settle(pilot)
+        assert _column(table, "name") == ["a-job", "b-job", "c-job"]
+        assert any("cannot sort by 'loss'" in str(n.message) for n in app._notifications)
+        await pilot.click("#jobs-table", offset=(header_x("id"), 0))
+        await settle(pilot)
+        assert _column(table, "name") == ["c-job", "a-job", "b-job"]
+
+
 async def test_a_plain_reload_updates_only_the_changed_cells():
     (first, _) = add_jobs(2, status="running")
     app = create_app(start_poller=False)

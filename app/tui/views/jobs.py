@@ -84,6 +84,12 @@ for the provider, the (long) model name, the dataset and the remote id. "loss" i
 last train loss, then the last eval loss where the job has one."""
 
 
+HEADER_ORDERS = {"id": "age", "name": "name", "status": "status", "age": "age",
+                 "provider": "provider"}
+"""The column headers that sort when clicked, and the `list_jobs` order each means (ids
+grow with age, so "id" is newest first like "age")."""
+
+
 def loss_text(j: Job) -> str:
     if j.train_loss is None and j.eval_loss is None:
         return "-"
@@ -195,6 +201,19 @@ class JobsView(Vertical):
         from app.jobs.queries import JOB_ORDERS
 
         self.order = JOB_ORDERS[(JOB_ORDERS.index(self.order) + 1) % len(JOB_ORDERS)]
+        self._show_state()
+        self.reload_jobs()
+
+    @on(DataTable.HeaderSelected, "#jobs-table")
+    def _header_clicked(self, event: DataTable.HeaderSelected) -> None:
+        """A click on a column header sorts by it, where the database can."""
+        label = str(event.label)
+        order = HEADER_ORDERS.get(label)
+        if order is None:
+            self.notify(f"The jobs table cannot sort by {label!r}; click one of: "
+                        f"{', '.join(HEADER_ORDERS)} (or press s)", timeout=4)
+            return
+        self.order = order
         self._show_state()
         self.reload_jobs()
 
