@@ -254,6 +254,70 @@ async def test_promote_refused_by_a_gate_shows_the_gate():
         assert aliases.current(engine, "routing", "production") is None
 
 
+def _evaluated_job(model: str) -> int:
+    """A finished job whose model (an `EchoLabelProvider` model) was evaluated against a
+    3-shot baseline of ``base``; returns the job id."""
+    from app.evaluation.candidates import Candidate, split_example
+    from app.evaluation.runner import run_eval
+    from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
+
+    engine = get_engine()
+    provider = EchoLabelProvider()
+    examples = [split_example(e, i) for i, e in enumerate(routing_examples(6))]
+    runs = {}
+    for kind, name, kw in (("few_shot", "base", {"k": 3}),
+                           ("fine_tuned", model, {"base_model": "base"})):
+        runs[name] = run_eval(Candidate(kind, "echo", name, **kw), examples, routing_config(),
+                              provider=provider, engine=engine,
+                              train_examples=routing_examples(12))
+    with write_session(engine) as session:
+        job = Job(name=model, provider="openai", base_model="base", method="supervised",
+                  status="succeeded", remote_id=f"ftjob-{model}", fine_tuned_model=model,
+                  created_at=FIXED_NOW)
+        session.add(job)
+        session.flush()
+        session.get(EvalRun, runs[model].id).job_id = job.id
+        return job.id
+
+
+async def test_promote_asks_which_alias_and_why_and_records_both():
+    from sqlmodel import select
+
+    from app.promotion import aliases
+    from app.tui.screens.promote import PromoteScreen
+    from db.models import Promotion
+
+    engine = get_engine()
+    job_id = _evaluated_job("good")
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _open_detail(pilot, job_id)
+        await pilot.press("o")
+        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen),
+                     what=f"the promote screen: {_messages(app)}")
+        screen = app.screen
+        assert "✓ baseline" in str(screen.query_one("#promote-gates").render())
+        assert screen.query_one("#promote-alias").value == "production"  # the default
+        await pilot.press("tab")  # from the Promote button round to the alias field
+        assert screen.query_one("#promote-alias").has_focus
+        screen.query_one("#promote-alias").value = ""
+        await pilot.press(*"bad alias", "enter")
+        assert isinstance(app.screen, PromoteScreen)  # refused inline, nothing promoted
+        assert "letters, digits" in str(screen.query_one("#promote-problem").render())
+        screen.query_one("#promote-alias").value = ""
+        await pilot.press(*"canary", "tab")
+        screen.query_one("#promote-why").value = ""
+        await pilot.press(*"beats the 3-shot baseline", "enter")
+        await _until(pilot, lambda: aliases.current(engine, "routing", "canary") is not None,
+                     what=f"the promotion: {_messages(app)}")
+    from db.engine import read_session
+
+    with read_session(engine) as session:
+        (promotion,) = session.scalars(select(Promotion)).all()
+    assert promotion.alias == "canary" and promotion.why == "beats the 3-shot baseline"
+    assert aliases.current(engine, "routing", "production") is None
+
+
 async def test_promote_without_an_evaluation_says_to_evaluate_first():
     with write_session(get_engine()) as session:
         job = Job(name="done", provider="openai", base_model=MODEL, method="supervised",

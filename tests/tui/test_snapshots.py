@@ -111,3 +111,18 @@ def test_error_screen(snap_compare, seeded, size, theme):
 
     assert snap_compare(create_app(theme=theme, start_poller=False), terminal_size=size,
                         run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_promote_screen(snap_compare, seeded, size):
+    from app.tui.screens.promote import PromoteScreen
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        pilot.app.push_screen(PromoteScreen(
+            "Promote ft:gpt-4o-mini-2024-07-18:acme:tickets:abc123?", "tickets", "production",
+            "✓ baseline: quality 0.910 beats the few-shot baseline 0.780 (run 4) by +0.050\n"
+            "✓ general: general ability 0.950 vs base 0.960 (run 3): drop +0.010, allowed 0.050"))
+        await settle(pilot)
+
+    assert snap_compare(create_app(start_poller=False), terminal_size=size, run_before=run_before)

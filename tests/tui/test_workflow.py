@@ -18,6 +18,7 @@ from app.tui.screens.add_dataset import AddDatasetScreen
 from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.evaluate import EvaluateScreen
 from app.tui.screens.launch_wizard import LaunchWizard
+from app.tui.screens.promote import PromoteScreen
 from db.engine import read_session
 from db.models import Alias, Dataset, EvalRun, Job, Promotion
 from tests.tui.helpers import chat_example, settle
@@ -139,7 +140,7 @@ async def test_add_estimate_launch_watch_evaluate_promote_on_the_sandbox(
             await pilot.press("down")
         assert models.selected().row.kind == "fine_tuned"
         await pilot.press("p")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen),
+        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen),
                      what=f"gates: {[n.message for n in app._notifications]}")
         await pilot.press("y")
         await _until(pilot, lambda: bool(_one(Alias)), what="the promotion")

@@ -15,6 +15,7 @@ from app.tui.app import create_app
 from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.evaluate import EvaluateScreen
 from app.tui.screens.launch_wizard import LaunchWizard
+from app.tui.screens.promote import PromoteScreen
 from db.engine import read_session
 from db.models import Alias, EvalRun, Job
 from providers.local import demo_data
@@ -108,7 +109,7 @@ async def test_local_workflow_with_the_tiny_model(ftm_home, tmp_path, tiny_model
                 break
             await pilot.press("down")
         await pilot.press("p")
-        await _until(pilot, lambda: isinstance(app.screen, ConfirmScreen), 60,
+        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen), 60,
                      f"gates: {[n.message for n in app._notifications]}")
         await pilot.press("y")
         await _until(pilot, lambda: bool(_all(Alias)), 60, "the promotion")

@@ -245,8 +245,8 @@ class JobDetailScreen(Screen):
             self.app.action_evaluate()
 
     def action_promote(self) -> None:
-        """Promote this job's model to production: the gates of its latest evaluation
-        decide, as in the Models tab (which does the promotion)."""
+        """Promote this job's model (to production unless another alias is typed): the
+        gates of its latest evaluation decide, as in the Models tab (which promotes)."""
         if not self._refused("promote"):
             self.find_eval_then_promote()
 

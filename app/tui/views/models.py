@@ -18,6 +18,7 @@ from textual.widgets import DataTable, Static
 
 from app.costs.money import usd
 from app.database import get_engine
+from app.tui.screens.promote import DEFAULT_WHY
 
 
 def _pct(value: float | None) -> str:
@@ -239,7 +240,8 @@ class ModelsView(Vertical):
         self.app.call_from_thread(self._confirm_promotion, task, alias, run_id, label, report)
 
     def _confirm_promotion(self, task, alias, run_id, label, report) -> None:
-        from app.tui.screens.confirm import ConfirmScreen
+        """Refuse with the failed gates, or ask where to promote and why."""
+        from app.tui.screens.promote import PromoteAnswer, PromoteScreen
 
         lines = "\n".join(
             f"{'✓' if g.passed else '✗'} {g.name}: {g.detail}" for g in report.results
@@ -253,17 +255,14 @@ class ModelsView(Vertical):
             )
             return
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.promote(task, alias, run_id)
+        def answered(answer: PromoteAnswer | None) -> None:
+            if answer is not None:
+                self.promote(task, answer.alias, run_id, answer.why)
 
-        self.app.push_screen(
-            ConfirmScreen(f"Promote {label} to {task}/{alias}?", lines, confirm_label="Promote"),
-            answered,
-        )
+        self.app.push_screen(PromoteScreen(f"Promote {label}?", task, alias, lines), answered)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-write")
-    def promote(self, task: str, alias: str, run_id: int) -> None:
+    def promote(self, task: str, alias: str, run_id: int, why: str = DEFAULT_WHY) -> None:
         from app.promotion.aliases import PromotionError
         from app.promotion.promote import promote_run
         from app.settings import get_settings
@@ -275,7 +274,7 @@ class ModelsView(Vertical):
                 alias=alias,
                 run_id=run_id,
                 who=get_settings().user,
-                why="promoted from the TUI",
+                why=why,
             )
         except PromotionError as exc:
             self.post_message(self.Promoted(str(exc), error=True))
