@@ -26,6 +26,7 @@ from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
+from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -254,7 +255,12 @@ class LocalProvider(Provider):
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        with open(job.log_path, "ab") as log:
+        # A single worker starts with SIGTERM/SIGINT blocked (the mask survives fork and
+        # exec) and unblocks them once its handler is in place: a cancel sent while Python
+        # is still starting waits for the handler instead of killing the worker outright.
+        # (`accelerate launch` keeps the default: its launcher must stay killable.)
+        blocked = STOP_SIGNALS if n_gpus <= 1 else ()
+        with open(job.log_path, "ab") as log, signals_blocked(blocked):
             proc = subprocess.Popen(
                 self.worker_command(job, n_gpus), stdin=subprocess.DEVNULL, stdout=log,
                 stderr=subprocess.STDOUT, cwd=str(job.path), env=env, start_new_session=True,

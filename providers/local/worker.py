@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from providers.local.jobdir import JobDir
+from providers.local.signals import unblock_stop_signals
 from providers.types import Artifact, JobStatus, MetricPoint
 
 log = logging.getLogger("ftm.local.worker")
@@ -191,6 +192,11 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                         attempt=int(config.get("attempt", 1)))
     log.info("worker for job %s started (pid %d, attempt %s)", config["job_uid"], os.getpid(),
              config.get("attempt", 1))
+    if stop.requested:  # cancelled before it began: end at once, nothing loaded
+        if main:
+            sink.finished(JobStatus.CANCELLED, error=None)
+        log.info("cancelled (%s) before training began", stop.signal_name)
+        return JobStatus.CANCELLED
     if main:
         sink.started(os.getpid())
     try:
@@ -281,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     job = JobDir(Path(argv[0]).resolve())
     stop = StopRequest()
     stop.install()
+    unblock_stop_signals()  # a cancel that came while Python started reaches the handler now
     status = run(job, stop)
     return 0 if status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) else 1
 

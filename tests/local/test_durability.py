@@ -55,6 +55,21 @@ def test_cancel_while_the_model_loads_ends_cancelled_without_training(provider, 
     assert job_row(uid).status == "cancelled"
 
 
+def test_a_cancel_while_the_worker_process_is_still_starting_ends_cancelled(provider,
+                                                                          tiny_model, tmp_path):
+    """SIGTERM a moment after the process starts, before Python could install a handler:
+    the worker was started with the signal blocked, so it is handled, not fatal."""
+    train, _ = labelling_files(tmp_path, n_train=16)
+    uid, remote = launch(provider, tiny_model, train, None, epochs=50)
+    job = JobDir(Path(remote.remote_id))
+    assert job.signal_worker(signal.SIGTERM)  # at once: the interpreter is still starting
+    final = wait_terminal(provider, remote.remote_id, timeout=90)
+    assert final.status == JobStatus.CANCELLED, (final.error, job.log_path.read_text()[-2000:])
+    assert job_row(uid).status == "cancelled"
+    assert "before training began" in job.log_path.read_text()
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # ours restored
+
+
 def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, tiny_model,
                                                                    tmp_path):
     train, _ = labelling_files(tmp_path, n_train=32)
