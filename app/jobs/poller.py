@@ -344,6 +344,8 @@ class Poller:
         return self._resend_create(provider, t, spec)
 
     def _resend_create(self, provider: Provider, t: _Target, spec: Any) -> Any:
+        """Send the claimed create again (outside any transaction) and record the outcome:
+        the job, a new unconfirmed window, or the provider's refusal."""
         try:
             remote = provider.create(spec)
         except ProviderError as exc:
