@@ -11,6 +11,7 @@ from app.evaluation.runner import run_eval
 from app.promotion import aliases
 from app.tui.app import create_app
 from app.tui.screens.confirm import ConfirmScreen
+from app.tui.screens.promote import PromoteScreen
 from app.tui.views.models import ModelsView
 from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
 from tests.tui.helpers import settle
@@ -77,8 +78,9 @@ async def test_leaderboard_promote_and_roll_back_from_the_keyboard():
 
         await pilot.press("p")
         await settle(pilot)
-        assert isinstance(app.screen, ConfirmScreen)
-        assert "✓ baseline" in app.screen.details and "✓ general" in app.screen.details
+        assert isinstance(app.screen, PromoteScreen)  # gates shown, alias and why asked
+        assert "✓ baseline" in app.screen.gate_lines and "✓ general" in app.screen.gate_lines
+        assert app.screen.query_one("#promote-alias").value == "production"
         await pilot.press("y")
         await settle(pilot)
         holder = aliases.current(engine, "routing", "production")
@@ -106,7 +108,7 @@ async def test_a_failing_gate_refuses_without_a_confirmation():
         _select(table, runs["forgetful"].id)
         await pilot.press("p")
         await settle(pilot)
-        assert not isinstance(app.screen, ConfirmScreen)
+        assert not isinstance(app.screen, (ConfirmScreen, PromoteScreen))
         assert aliases.current(get_engine(), "routing", "production") is None
         shown = [n.message for n in app._notifications]
         assert any("gate(s) failed" in m and "general" in m for m in shown)
