@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rich.cells import cell_len
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
@@ -27,6 +28,23 @@ def _usd(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.5f}"
+
+
+COLUMNS = ("option", "one-time", "per 1k req", "monthly", "horizon", "break-even")
+
+
+def _fill_table(table: DataTable, rows: list[tuple[str, tuple[str, ...]]]) -> None:
+    """Show ``rows`` (key, cells) with each column as wide as its widest cell.
+
+    The widths are set up front: left to the DataTable, they are measured when it next
+    idles, and a paint in between once left the header at the old widths.
+    """
+    table.clear(columns=True)
+    for i, label in enumerate(COLUMNS):
+        width = max([cell_len(label)] + [cell_len(cells[i]) for _, cells in rows])
+        table.add_column(label, width=width, key=label)
+    for key, cells in rows:
+        table.add_row(*cells, key=key)
 
 
 @dataclass(frozen=True)
@@ -95,8 +113,7 @@ class CostsView(Vertical):
             self._request_estimate()
 
     def on_mount(self) -> None:
-        self.query_one(DataTable).add_columns(
-            "option", "one-time", "per 1k req", "monthly", "horizon", "break-even")
+        _fill_table(self.query_one(DataTable), [])
         self.load_choices()
 
     # -- loading ------------------------------------------------------------------------
@@ -181,8 +198,7 @@ class CostsView(Vertical):
     def _show(self, message: Computed) -> None:
         result = message.result
         self.query_one("#costs-error", Static).update("")
-        table = self.query_one(DataTable)
-        table.clear()
+        rows = []
         for o in result.options:
             if o.kind == "baseline":
                 be = "baseline"
@@ -191,8 +207,10 @@ class CostsView(Vertical):
             else:
                 be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
             mark = "* " if o.key == result.cheapest else "  "
-            table.add_row(mark + o.label, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
-                          _usd(o.monthly_usd), _usd(o.horizon_usd), be, key=o.key)
+            rows.append((o.key, (mark + o.label, _usd(o.one_time_usd),
+                                 _usd(o.per_request_usd * 1000), _usd(o.monthly_usd),
+                                 _usd(o.horizon_usd), be)))
+        _fill_table(self.query_one(DataTable), rows)
         cheapest = result.option(result.cheapest)
         warnings = [f"{o.label}: {w}" for o in result.options for w in o.warnings]
         p = result.profile
