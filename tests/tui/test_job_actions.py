@@ -19,6 +19,7 @@ from app.tui.app import create_app
 from app.tui.screens.confirm import ConfirmScreen
 from app.tui.screens.evaluate import EvaluateScreen
 from app.tui.screens.job_detail import JobDetailScreen
+from app.tui.screens.promote import PromoteScreen
 from db.engine import write_session
 from db.models import EvalRun, Job
 from tests.jobs.conftest import MODEL, job_row, make_dataset
@@ -218,42 +219,6 @@ async def test_evaluate_opens_the_evaluate_screen_for_this_job(sandbox):
         assert app.screen.initial_job_id == job_id
 
 
-async def test_promote_refused_by_a_gate_shows_the_gate():
-    from app.evaluation.candidates import Candidate, split_example
-    from app.evaluation.runner import run_eval
-    from app.promotion import aliases
-    from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
-
-    engine = get_engine()
-    provider = EchoLabelProvider()
-    examples = [split_example(e, i) for i, e in enumerate(routing_examples(6))]
-    runs = {}
-    for kind, model, kw in (("few_shot", "base", {"k": 3}),
-                            ("fine_tuned", "forgetful", {"base_model": "base"})):
-        runs[model] = run_eval(Candidate(kind, "echo", model, **kw), examples, routing_config(),
-                               provider=provider, engine=engine,
-                               train_examples=routing_examples(12))
-    with write_session(engine) as session:
-        job = Job(name="forgetful", provider="openai", base_model="base", method="supervised",
-                  status="succeeded", remote_id="ftjob-f", fine_tuned_model="forgetful",
-                  created_at=FIXED_NOW)
-        session.add(job)
-        session.flush()
-        job_id = job.id
-        session.get(EvalRun, runs["forgetful"].id).job_id = job_id
-    app = create_app(start_poller=False)
-    async with app.run_test(size=(120, 40)) as pilot:
-        await _open_detail(pilot, job_id)
-        await pilot.press("o")
-        await settle(pilot)
-        await _until(pilot, lambda: _messages(app, "error"), what="the gate verdict")
-        assert not isinstance(app.screen, ConfirmScreen)
-        refused = [m for m in _messages(app, "error") if "gate(s) failed" in m]
-        assert refused and "✗ general" in refused[0], _messages(app)
-        assert any(ch.isdigit() for ch in refused[0].split("✗ general")[1])  # its numbers
-        assert aliases.current(engine, "routing", "production") is None
-
-
 def _evaluated_job(model: str) -> int:
     """A finished job whose model (an `EchoLabelProvider` model) was evaluated against a
     3-shot baseline of ``base``; returns the job id."""
@@ -280,11 +245,28 @@ def _evaluated_job(model: str) -> int:
         return job.id
 
 
+async def test_promote_refused_by_a_gate_shows_the_gate():
+    from app.promotion import aliases
+
+    engine = get_engine()
+    job_id = _evaluated_job("forgetful")  # answers the task, forgets the general set
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _open_detail(pilot, job_id)
+        await pilot.press("o")
+        await settle(pilot)
+        await _until(pilot, lambda: _messages(app, "error"), what="the gate verdict")
+        assert not isinstance(app.screen, (ConfirmScreen, PromoteScreen))
+        refused = [m for m in _messages(app, "error") if "gate(s) failed" in m]
+        assert refused and "✗ general" in refused[0], _messages(app)
+        assert any(ch.isdigit() for ch in refused[0].split("✗ general")[1])  # its numbers
+        assert aliases.current(engine, "routing", "production") is None
+
+
 async def test_promote_asks_which_alias_and_why_and_records_both():
     from sqlmodel import select
 
     from app.promotion import aliases
-    from app.tui.screens.promote import PromoteScreen
     from db.models import Promotion
 
     engine = get_engine()
