@@ -193,9 +193,10 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
     log.info("worker for job %s started (pid %d, attempt %s)", config["job_uid"], os.getpid(),
              config.get("attempt", 1))
     if stop.requested:  # cancelled before it began: end at once, nothing loaded
+        # logged first: once the final status is out, the log is complete
+        log.info("cancelled (%s) before training began", stop.signal_name)
         if main:
             sink.finished(JobStatus.CANCELLED, error=None)
-        log.info("cancelled (%s) before training began", stop.signal_name)
         return JobStatus.CANCELLED
     if main:
         sink.started(os.getpid())
