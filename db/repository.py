@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from db.models import Artifact, Checkpoint, Job, JobEvent, MetricPoint, utcnow
 from providers.types import RESUMED_STATUS, InvalidTransition, JobStatus
@@ -115,6 +115,13 @@ def _fresh_copy(row: object) -> object:
     return type(row)(**values)
 
 
+def _stored_id(job: Job) -> int:
+    """The job's primary key; progress is only ever recorded for a job already stored."""
+    if job.id is None:
+        raise ValueError(f"job {job.uid} has no id yet: add and flush it before recording")
+    return job.id
+
+
 def record_events(session: Session, job: Job, events: Iterable[EventInfo]) -> int:
     """Store events not yet stored (by provider event id). Returns how many were new."""
     events = list(events)
@@ -122,15 +129,15 @@ def record_events(session: Session, job: Job, events: Iterable[EventInfo]) -> in
         return 0
     known = set(
         session.scalars(
-            select(JobEvent.provider_event_id).where(
-                JobEvent.job_id == job.id,
-                JobEvent.provider_event_id.in_([e.id for e in events]),
+            select(col(JobEvent.provider_event_id)).where(
+                col(JobEvent.job_id) == job.id,
+                col(JobEvent.provider_event_id).in_([e.id for e in events]),
             )
         )
     )
     fresh = [
         JobEvent(
-            job_id=job.id,
+            job_id=_stored_id(job),
             provider_event_id=e.id,
             created_at=e.created_at,
             level=e.level,
@@ -159,7 +166,7 @@ def record_metrics(session: Session, job: Job, points: Iterable[MetricInfo]) -> 
         m.step: m
         for m in session.scalars(
             select(MetricPoint).where(
-                MetricPoint.job_id == job.id, MetricPoint.step.in_(list(merged))
+                col(MetricPoint.job_id) == job.id, col(MetricPoint.step).in_(list(merged))
             )
         )
     }
@@ -173,7 +180,7 @@ def record_metrics(session: Session, job: Job, points: Iterable[MetricInfo]) -> 
         session.add(row)
     return _insert_ignoring_duplicates(
         session,
-        [MetricPoint(job_id=job.id, **fields) for step, fields in merged.items()
+        [MetricPoint(job_id=_stored_id(job), **fields) for step, fields in merged.items()
          if step not in existing],
     )
 
@@ -194,7 +201,7 @@ def _fields(p: MetricInfo) -> dict:
 def record_checkpoints(session: Session, job: Job, checkpoints: Iterable[CheckpointInfo]) -> int:
     rows = [
         Checkpoint(
-            job_id=job.id,
+            job_id=_stored_id(job),
             provider_checkpoint_id=c.id,
             step=c.step,
             model_ref=c.model_ref,
@@ -205,8 +212,8 @@ def record_checkpoints(session: Session, job: Job, checkpoints: Iterable[Checkpo
     ]
     known = set(
         session.scalars(
-            select(Checkpoint.step).where(
-                Checkpoint.job_id == job.id, Checkpoint.step.in_([r.step for r in rows])
+            select(col(Checkpoint.step)).where(
+                col(Checkpoint.job_id) == job.id, col(Checkpoint.step).in_([r.step for r in rows])
             )
         )
     )
@@ -215,12 +222,14 @@ def record_checkpoints(session: Session, job: Job, checkpoints: Iterable[Checkpo
 
 def record_artifacts(session: Session, job: Job, artifacts: Iterable[ArtifactInfo]) -> int:
     known = set(
-        session.exec(
-            select(Artifact.kind, Artifact.uri).where(Artifact.job_id == job.id)
-        ).all()
+        session.execute(
+            select(col(Artifact.kind), col(Artifact.uri)).where(col(Artifact.job_id) == job.id)
+        )
+        .tuples()
+        .all()
     )
     rows = [
-        Artifact(job_id=job.id, kind=a.kind, uri=a.uri, meta=a.meta)
+        Artifact(job_id=_stored_id(job), kind=a.kind, uri=a.uri, meta=a.meta)
         for a in artifacts
         if (a.kind, a.uri) not in known
     ]

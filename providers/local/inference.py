@@ -29,6 +29,7 @@ def load(model: str) -> tuple[Any, Any]:
     path = Path(key)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    net: Any  # a transformers model, or a PeftModel wrapping one
     if path.is_dir() and _is_adapter(path):
         import json
 

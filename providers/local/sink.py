@@ -9,10 +9,12 @@ uid (a bench, a direct provider test), only the status file is written.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from db.engine import make_engine, write_session
 from db.models import Job, ThroughputSample
@@ -46,7 +48,7 @@ class ProgressSink:
             try:
                 engine = make_engine(db_url)
                 with write_session(engine) as s:
-                    found = s.scalars(select(Job.id).where(Job.uid == job_uid)).first()
+                    found = s.scalars(select(col(Job.id)).where(col(Job.uid) == job_uid)).first()
                 if found is None:
                     log.info("no job row with uid %s in the database: progress goes to "
                              "status.json only", job_uid)
@@ -63,7 +65,7 @@ class ProgressSink:
             return
         try:
             with write_session(self.engine) as s:
-                job = s.scalars(select(Job).where(Job.uid == self.uid)).one()
+                job = s.scalars(select(Job).where(col(Job.uid) == self.uid)).one()
                 fn(s, job)
                 s.add(job)
         except Exception as exc:  # keep training; the poller can still read status.json
@@ -126,7 +128,7 @@ class ProgressSink:
         self.event(f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": path})
 
     def finished(self, status: JobStatus, *, fine_tuned_model: str | None = None,
-                 error: dict | None = None, artifacts: list[Artifact] = (),
+                 error: dict | None = None, artifacts: Sequence[Artifact] = (),
                  actual: dict | None = None) -> None:
         self._write_status(status=status.value, fine_tuned_model=fine_tuned_model, error=error,
                            finished_at=_now().isoformat(), actual=actual,

@@ -359,7 +359,7 @@ class OpenAIProvider(Provider):
         The API lists newest first and ``after=<id>`` continues to OLDER events, so: read
         pages from the newest until the cursor shows up (usually on the first page).
         """
-        collected = []
+        collected: list[Any] = []
         after: str | None = None
         for _ in range(MAX_EVENT_PAGES):
             kwargs: dict[str, Any] = {"limit": EVENTS_PAGE}
@@ -377,7 +377,7 @@ class OpenAIProvider(Provider):
         return [convert.event(e.to_dict()) for e in reversed(collected)]
 
     def list_checkpoints(self, remote_id: str) -> list:
-        out = []
+        out: list[Any] = []
         after: str | None = None
         for _ in range(50):
             kwargs: dict[str, Any] = {"limit": 100}

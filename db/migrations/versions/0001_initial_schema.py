@@ -7,6 +7,7 @@ Create Date: 2026-11-28 15:37:49.012888
 
 import sqlalchemy as sa
 import sqlmodel
+import sqlmodel.sql.sqltypes  # autogenerate writes sqlmodel.sql.sqltypes.AutoString
 from alembic import op
 
 revision = '0001'
