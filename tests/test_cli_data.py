@@ -11,8 +11,13 @@ from tests.datasets.helpers import chat, write_jsonl
 
 
 def ftm(*args: str, env_home=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_check_prints_tables_and_exits_0_on_a_good_file(tmp_path):
@@ -42,16 +47,23 @@ def test_check_on_missing_path_and_directory_reports_without_traceback(tmp_path)
         assert json.loads(out.stdout)["counts_by_category"] == {category: 1}
 
 
-def test_unknown_model_is_a_one_line_error(tmp_path):
+def test_unknown_model_is_one_file_level_problem(tmp_path):
     path = write_jsonl(tmp_path / "good.jsonl", [chat(i) for i in range(12)])
-    out = ftm("data", "check", str(path), "--model", "llama-9000")
-    assert out.returncode == 1
-    assert out.stderr.startswith("error: unknown model 'llama-9000'") and "Traceback" not in out.stderr
+    out = ftm("data", "check", str(path), "--model", "llama-9000", "--json")
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    report = json.loads(out.stdout)
+    assert report["counts_by_category"] == {"tokenizer_unavailable": 1}
+    assert report["problems"][0]["line"] == 0
+    assert report["problems"][0]["message"].startswith(
+        "unknown model 'llama-9000': give an OpenAI model id"
+    )
 
 
 def test_add_then_add_again_then_list_and_show(tmp_path):
     path = write_jsonl(tmp_path / "tickets.jsonl", [chat(i) for i in range(20)])
-    first = ftm("data", "add", str(path), "--name", "tickets", "--val-fraction", "0.2", "--seed", "4")
+    first = ftm(
+        "data", "add", str(path), "--name", "tickets", "--val-fraction", "0.2", "--seed", "4"
+    )
     assert first.returncode == 0, first.stderr
     assert "added dataset 'tickets'" in first.stdout and "16 train / 4 validation" in first.stdout
     again = ftm("data", "add", str(path), "--json")
@@ -81,3 +93,25 @@ def test_add_dedupe_writes_the_cleaned_file_beside(tmp_path):
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["n_examples"] == 12
     assert (tmp_path / "dups.dedup.jsonl").exists() and path.read_bytes() == before
+
+
+def test_check_warns_on_examples_without_a_system_or_user_message(tmp_path):
+    rows = [chat(i) for i in range(12)]
+    rows[2] = {
+        "messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]
+    }
+    rows[6] = {
+        "messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]
+    }
+    path = write_jsonl(tmp_path / "turns.jsonl", rows)
+    out = ftm("data", "check", str(path), "--json")
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["verdict"] == "warnings"
+    assert report["counts_by_category"] == {"missing_system_message": 1, "missing_user_message": 1}
+    assert [(p["line"], p["category"]) for p in report["problems"]] == [
+        (3, "missing_system_message"),
+        (7, "missing_user_message"),
+    ]
+    table = ftm("data", "check", str(path))
+    assert "missing_system_message" in table.stdout and "missing_user_message" in table.stdout

@@ -31,6 +31,7 @@ from app.datasets.scan import (
 )
 from app.datasets.split import split_indices
 from app.datasets.tokencount import DEFAULT_MODEL, TiktokenCounter, TokenCounter, counter_for
+from app.tokens import TokenizerUnavailable
 
 PARALLEL_MIN_BYTES = 32 << 20
 """Files at least this large are scanned by worker processes (when there are 2+ CPUs)."""
@@ -61,10 +62,16 @@ class ExampleArrays:
     labels: list[str] = field(default_factory=list)
 
 
-def check_file(path: str | os.PathLike, *, model: str | None = None,
-               near_dup_threshold: float | None = None, progress: Progress | None = None,
-               val_fraction: float = 0.1, seed: int = 0,
-               workers: int | None = None) -> CheckReport:
+def check_file(
+    path: str | os.PathLike,
+    *,
+    model: str | None = None,
+    near_dup_threshold: float | None = None,
+    progress: Progress | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    workers: int | None = None,
+) -> CheckReport:
     """Validate a JSONL training file and return its report.
 
     Args:
@@ -78,36 +85,73 @@ def check_file(path: str | os.PathLike, *, model: str | None = None,
         workers: worker processes for a large file, besides this one (default: one per
             CPU but one, up to 7).
 
-    Raises:
-        ValueError: `model` is neither a known OpenAI model nor a model directory.
+    A tokenizer that cannot be loaded (an unknown model, a broken model directory) is
+    one file-level problem, `tokenizer_unavailable`, and nothing is scanned.
     """
     from app.settings import get_settings
 
     started = time.perf_counter()
     settings = get_settings().data
-    threshold = settings.near_duplicate_threshold if near_dup_threshold is None else near_dup_threshold
-    counter = counter_for(model)
+    threshold = (
+        settings.near_duplicate_threshold if near_dup_threshold is None else near_dup_threshold
+    )
     model_name = model or DEFAULT_MODEL
     file = Path(path).expanduser()
     log = ProblemLog()
 
     def bare_report(size: int = 0) -> CheckReport:
-        return CheckReport(str(file), None, 0, 0, 0, log.kept, dict(log.counts), None,
-                           model_name, size_bytes=size,
-                           elapsed_s=time.perf_counter() - started)
+        return CheckReport(
+            str(file),
+            None,
+            0,
+            0,
+            0,
+            log.kept,
+            dict(log.counts),
+            None,
+            model_name,
+            size_bytes=size,
+            elapsed_s=time.perf_counter() - started,
+        )
 
     size = _file_problem(file, log)
-    if size is None:
-        return bare_report()
     if size == 0:
-        log.add(0, "empty_file", f"{file} is empty; it needs at least {MIN_EXAMPLES} examples, one JSON object per line")
-        return bare_report()
+        log.add(
+            0,
+            "empty_file",
+            f"{file} is empty; it needs at least {MIN_EXAMPLES} examples, one JSON object per line",
+        )
+    counter = _load_counter(model, log)
+    if not size or counter is None:
+        return bare_report(size or 0)
 
     parts = _scan(file, size, counter, progress, workers)
-    report = _merge(file, size, parts, counter, model_name, threshold,
-                    settings.imbalance_ratio, val_fraction, seed, log)
+    report = _merge(
+        file,
+        size,
+        parts,
+        counter,
+        model_name,
+        threshold,
+        settings.imbalance_ratio,
+        val_fraction,
+        seed,
+        log,
+    )
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _load_counter(model: str | None, log: ProblemLog) -> TokenCounter | None:
+    """The loaded counter, or None after logging why it cannot be loaded. Loaded before
+    the scan so that a failure is one problem, not one per example."""
+    try:
+        counter = counter_for(model)
+        counter.load()
+    except TokenizerUnavailable as exc:
+        log.add(0, "tokenizer_unavailable", str(exc))
+        return None
+    return counter
 
 
 def _file_problem(file: Path, log: ProblemLog) -> int | None:
@@ -144,8 +188,9 @@ def _part_bounds(file: Path, size: int, part_bytes: int) -> list[tuple[int, int]
     return list(zip(starts, starts[1:] + [size], strict=True))
 
 
-def _scan(file: Path, size: int, counter: TokenCounter, progress: Progress | None,
-          workers: int | None) -> list[PartResult]:
+def _scan(
+    file: Path, size: int, counter: TokenCounter, progress: Progress | None, workers: int | None
+) -> list[PartResult]:
     n_workers = workers if workers is not None else min((os.cpu_count() or 1) - 1, MAX_WORKERS)
     if isinstance(counter, TiktokenCounter) and size >= PARALLEL_MIN_BYTES and n_workers >= 1:
         try:
@@ -153,12 +198,16 @@ def _scan(file: Path, size: int, counter: TokenCounter, progress: Progress | Non
         except (OSError, RuntimeError):  # no processes here (a sandbox): scan inline
             pass
     report_bytes = (lambda done: progress(done, size)) if progress else None
-    return [scan_lines(iter_range(str(file), 0, size), 0, counter, first_part=True,
-                       progress=report_bytes)]
+    return [
+        scan_lines(
+            iter_range(str(file), 0, size), 0, counter, first_part=True, progress=report_bytes
+        )
+    ]
 
 
-def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: int,
-                   progress: Progress | None) -> list[PartResult]:
+def _scan_parallel(
+    file: Path, size: int, counter: TiktokenCounter, n_workers: int, progress: Progress | None
+) -> list[PartResult]:
     """Parts of the file go to worker processes; this process scans parts too, taking
     them from the end of the queue for as long as no worker has started them."""
     import multiprocessing
@@ -184,16 +233,18 @@ def _scan_parallel(file: Path, size: int, counter: TiktokenCounter, n_workers: i
         # each loading its own (about 0.5 s of CPU apiece).
         mine.load()
         pool_options = {"initializer": adopt_counter, "initargs": (mine,)}
-    with ProcessPoolExecutor(min(n_workers, len(bounds)), mp_context=context,
-                             **pool_options) as pool:
-        futures = [pool.submit(scan_part, str(file), start, end, i, counter.encoding_name)
-                   for i, (start, end) in enumerate(bounds)]
+    with ProcessPoolExecutor(
+        min(n_workers, len(bounds)), mp_context=context, **pool_options
+    ) as pool:
+        futures = [
+            pool.submit(scan_part, str(file), start, end, i, counter.encoding_name)
+            for i, (start, end) in enumerate(bounds)
+        ]
         for i in reversed(range(len(futures))):
             if not futures[i].cancel():
                 break  # the workers have reached this part: the rest is theirs
             start, end = bounds[i]
-            finished(i, scan_lines(iter_range(str(file), start, end), i, mine,
-                                   first_part=i == 0))
+            finished(i, scan_lines(iter_range(str(file), start, end), i, mine, first_part=i == 0))
         mine.release()  # the merge needs the memory more than the tokenizer
         del mine
         for i, future in enumerate(futures):
@@ -217,9 +268,18 @@ def _process_context(multiprocessing):
     return multiprocessing.get_context("spawn")
 
 
-def _merge(file: Path, size: int, parts: list[PartResult], counter: TokenCounter,
-           model: str, threshold: float, imbalance_ratio: float, val_fraction: float,
-           seed: int, log: ProblemLog) -> CheckReport:
+def _merge(
+    file: Path,
+    size: int,
+    parts: list[PartResult],
+    counter: TokenCounter,
+    model: str,
+    threshold: float,
+    imbalance_ratio: float,
+    val_fraction: float,
+    seed: int,
+    log: ProblemLog,
+) -> CheckReport:
     offsets = np.cumsum([0] + [p.n_lines for p in parts[:-1]])
     first_line: dict[str, int] = {}
     lines_of_format: Counter = Counter()
@@ -234,14 +294,19 @@ def _merge(file: Path, size: int, parts: list[PartResult], counter: TokenCounter
     if others:
         fmt, line = min(others.items(), key=lambda kv: kv[1])
         n_other = sum(lines_of_format[f] for f in others)
-        log.add(line, "mixed_format",
-                f"line {line} is {_a(fmt)} example but the file starts as {file_format} "
-                f"(line {first_line[file_format]}); a file holds one format "
-                f"({n_other} line(s) of another format)")
+        log.add(
+            line,
+            "mixed_format",
+            f"line {line} is {_a(fmt)} example but the file starts as {file_format} "
+            f"(line {first_line[file_format]}); a file holds one format "
+            f"({n_other} line(s) of another format)",
+        )
 
     # Per-example arrays of the file's format, in file order, with absolute line numbers.
     # Each is gathered then the parts' copy dropped, so memory holds about one copy.
-    lines = np.concatenate([p.lines.astype(np.int64) + o for p, o in zip(parts, offsets, strict=True)])
+    lines = np.concatenate(
+        [p.lines.astype(np.int64) + o for p, o in zip(parts, offsets, strict=True)]
+    )
     code = FORMATS.index(file_format) if file_format else -1
     keep = np.concatenate([p.formats for p in parts]) == code
     tokens = _gather(parts, "tokens")
@@ -254,41 +319,70 @@ def _merge(file: Path, size: int, parts: list[PartResult], counter: TokenCounter
     n = int(lines.size)
 
     if n < MIN_EXAMPLES:
-        log.add(0, "too_few_examples",
-                f"{n} valid example(s); OpenAI requires at least {MIN_EXAMPLES}")
+        log.add(
+            0, "too_few_examples", f"{n} valid example(s); OpenAI requires at least {MIN_EXAMPLES}"
+        )
 
     token_stats = _token_stats(tokens, counter, lines, model, log)
 
     label_counts = None
     strata = None
     if n and (label_ids >= 0).all():
-        counts = Counter({labels[i]: int(c) for i, c in enumerate(np.bincount(label_ids, minlength=len(labels))) if c})
+        counts = Counter(
+            {
+                labels[i]: int(c)
+                for i, c in enumerate(np.bincount(label_ids, minlength=len(labels)))
+                if c
+            }
+        )
         if is_categorical(counts, n):
             label_counts = dict(counts.most_common())
             strata = label_ids
             ratio = imbalance(counts)
             if ratio >= imbalance_ratio:
                 common, rare = counts.most_common()[0], counts.most_common()[-1]
-                log.add(0, "label_imbalance",
-                        f"label {common[0]!r} has {common[1]} examples, {ratio:.1f}x label "
-                        f"{rare[0]!r} ({rare[1]}); collect more of the rare labels or "
-                        "rebalance")
+                log.add(
+                    0,
+                    "label_imbalance",
+                    f"label {common[0]!r} has {common[1]} examples, {ratio:.1f}x label "
+                    f"{rare[0]!r} ({rare[1]}); collect more of the rare labels or "
+                    "rebalance",
+                )
 
     val_idx = split_indices(n, val_fraction, seed, strata)
     duplicates, dropped = _duplicates(lines, hashes, sigs, val_idx, threshold, log)
 
     report = CheckReport(
-        path=str(file), format=file_format, n_lines=int(sum(p.n_lines for p in parts)),
-        n_examples=int(sum(p.n_json for p in parts)), n_valid=n, problems=log.kept,
-        counts_by_category=dict(log.counts), token_stats=token_stats, model=model,
-        size_bytes=size, duplicates=duplicates,
+        path=str(file),
+        format=file_format,
+        n_lines=int(sum(p.n_lines for p in parts)),
+        n_examples=int(sum(p.n_json for p in parts)),
+        n_valid=n,
+        problems=log.kept,
+        counts_by_category=dict(log.counts),
+        token_stats=token_stats,
+        model=model,
+        size_bytes=size,
+        duplicates=duplicates,
         labels=label_counts,
-        split={"val_fraction": val_fraction, "seed": seed, "n_train": n - int(val_idx.size),
-               "n_validation": int(val_idx.size), "stratified": strata is not None},
+        split={
+            "val_fraction": val_fraction,
+            "seed": seed,
+            "n_train": n - int(val_idx.size),
+            "n_validation": int(val_idx.size),
+            "stratified": strata is not None,
+        },
     )
-    report.arrays = ExampleArrays(lines=lines, tokens=tokens, hashes=hashes,
-                                  val_indices=val_idx, dropped_by_dedupe=dropped,
-                                  tokenizer=counter.key, label_ids=strata, labels=labels)
+    report.arrays = ExampleArrays(
+        lines=lines,
+        tokens=tokens,
+        hashes=hashes,
+        val_indices=val_idx,
+        dropped_by_dedupe=dropped,
+        tokenizer=counter.key,
+        label_ids=strata,
+        labels=labels,
+    )
     return report
 
 
@@ -309,15 +403,20 @@ def _merge_labels(parts: list[PartResult]) -> tuple[np.ndarray, list[str]]:
     index: dict[str, int] = {}
     merged = []
     for part in parts:
-        mapping = np.array([index.setdefault(label, len(index)) for label in part.labels] + [NO_LABEL],
-                           dtype=np.int32)
+        mapping = np.array(
+            [index.setdefault(label, len(index)) for label in part.labels] + [NO_LABEL],
+            dtype=np.int32,
+        )
         ids = part.label_ids
         merged.append(np.where(ids >= 0, mapping[np.where(ids >= 0, ids, -1)], NO_LABEL))
-    return (np.concatenate(merged).astype(np.int32) if merged else np.empty(0, np.int32)), list(index)
+    return (np.concatenate(merged).astype(np.int32) if merged else np.empty(0, np.int32)), list(
+        index
+    )
 
 
-def _token_stats(tokens: np.ndarray, counter: TokenCounter, lines: np.ndarray, model: str,
-                 log: ProblemLog) -> TokenStats:
+def _token_stats(
+    tokens: np.ndarray, counter: TokenCounter, lines: np.ndarray, model: str, log: ProblemLog
+) -> TokenStats:
     stats = TokenStats(tokenizer=counter.key, limit=counter.limit, n=int(tokens.size))
     if not tokens.size:
         return stats
@@ -332,9 +431,12 @@ def _token_stats(tokens: np.ndarray, counter: TokenCounter, lines: np.ndarray, m
         stats.n_over_limit = int(over.size)
         stats.billable_per_epoch = int(np.minimum(t, counter.limit).sum())
         for i in over:
-            log.add(int(lines[i]), "example_over_token_limit",
-                    f"{int(t[i]):,} tokens, over the {counter.limit:,}-token limit for {model}; "
-                    "it would be truncated")
+            log.add(
+                int(lines[i]),
+                "example_over_token_limit",
+                f"{int(t[i]):,} tokens, over the {counter.limit:,}-token limit for {model}; "
+                "it would be truncated",
+            )
     return stats
 
 
@@ -357,15 +459,22 @@ def _union_find_roots(n: int, edges: np.ndarray) -> np.ndarray:
     return np.array([find(i) for i in range(n)]) if n else parent
 
 
-def _duplicates(lines: np.ndarray, hashes: np.ndarray, sigs: np.ndarray, val_idx: np.ndarray,
-                threshold: float, log: ProblemLog) -> tuple[dict, np.ndarray]:
+def _duplicates(
+    lines: np.ndarray,
+    hashes: np.ndarray,
+    sigs: np.ndarray,
+    val_idx: np.ndarray,
+    threshold: float,
+    log: ProblemLog,
+) -> tuple[dict, np.ndarray]:
     n = lines.size
     listed: list[dict] = []
     edges = []
     exact_groups = exact_extra = 0
     if n:
-        _, first, inverse, counts = np.unique(hashes, return_index=True, return_inverse=True,
-                                              return_counts=True)
+        _, first, inverse, counts = np.unique(
+            hashes, return_index=True, return_inverse=True, return_counts=True
+        )
         exact_groups = int((counts > 1).sum())
         copies = np.flatnonzero(first[inverse] != np.arange(n))
         exact_extra = int(copies.size)
@@ -373,20 +482,33 @@ def _duplicates(lines: np.ndarray, hashes: np.ndarray, sigs: np.ndarray, val_idx
             j = first[inverse[i]]
             log.add(int(lines[i]), "duplicate_example", f"same example as line {int(lines[j])}")
             if len(listed) < MAX_LISTED:
-                listed.append({"line": int(lines[i]), "duplicate_of": int(lines[j]), "kind": "exact"})
+                listed.append(
+                    {"line": int(lines[i]), "duplicate_of": int(lines[j]), "kind": "exact"}
+                )
         if copies.size:
             edges.append(np.column_stack([first[inverse[copies]], copies]))
         # Near duplicates among distinct examples (an exact copy is already reported).
-        near = minhash.near_duplicate_pairs(sigs, threshold, candidates_mask=first[inverse] == np.arange(n))
+        near = minhash.near_duplicate_pairs(
+            sigs, threshold, candidates_mask=first[inverse] == np.arange(n)
+        )
     else:
         near = np.empty((0, 3))
     for a, b, sim in near:
         a, b = int(a), int(b)
-        log.add(int(lines[b]), "near_duplicate_example",
-                f"near-duplicate of line {int(lines[a])} (estimated similarity {sim:.2f})")
+        log.add(
+            int(lines[b]),
+            "near_duplicate_example",
+            f"near-duplicate of line {int(lines[a])} (estimated similarity {sim:.2f})",
+        )
         if len(listed) < MAX_LISTED:
-            listed.append({"line": int(lines[b]), "duplicate_of": int(lines[a]), "kind": "near",
-                           "similarity": round(float(sim), 3)})
+            listed.append(
+                {
+                    "line": int(lines[b]),
+                    "duplicate_of": int(lines[a]),
+                    "kind": "near",
+                    "similarity": round(float(sim), 3),
+                }
+            )
     if near.size:
         edges.append(near[:, :2].astype(np.int64))
 
@@ -406,8 +528,11 @@ def _duplicates(lines: np.ndarray, hashes: np.ndarray, sigs: np.ndarray, val_idx
             t = first_train_of_root[roots[i]]
             if t >= 0:
                 n_leaked += 1
-                log.add(int(lines[i]), "train_validation_leakage",
-                        f"validation example duplicates training line {int(lines[t])}")
+                log.add(
+                    int(lines[i]),
+                    "train_validation_leakage",
+                    f"validation example duplicates training line {int(lines[t])}",
+                )
                 if len(leakage) < MAX_LISTED:
                     leakage.append([int(lines[i]), int(lines[t])])
     duplicates = {

@@ -20,8 +20,7 @@ FORMATS = (CHAT, INSTRUCTION, PREFERENCE)
 
 ROLES = ("system", "developer", "user", "assistant", "tool", "function")
 MESSAGE_KEYS = frozenset(
-    {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call",
-     "refusal"}
+    {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call", "refusal"}
 )
 CHAT_KEYS = frozenset({"messages", "tools", "parallel_tool_calls", "functions", "metadata"})
 INSTRUCTION_KEYS = frozenset({"instruction", "input", "output", "system"})
@@ -38,8 +37,11 @@ def detect_format(example: Any) -> str | None:
     """
     if not isinstance(example, dict):
         return None
-    if ("preferred_output" in example or "non_preferred_output" in example
-            or isinstance(example.get("input"), dict)):
+    if (
+        "preferred_output" in example
+        or "non_preferred_output" in example
+        or isinstance(example.get("input"), dict)
+    ):
         return PREFERENCE
     if "messages" not in example and ("instruction" in example or "output" in example):
         return INSTRUCTION
@@ -51,7 +53,9 @@ def _describe(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-PLAIN_ROLES = frozenset({"system", "developer", "user", "assistant"})
+SYSTEM_ROLES = frozenset({"system", "developer"})
+"""Roles that set the model's instructions: newer models take "developer" for "system"."""
+PLAIN_ROLES = SYSTEM_ROLES | {"user", "assistant"}
 
 
 def _plainly_valid(messages: Any) -> bool:
@@ -70,14 +74,19 @@ def _plainly_valid(messages: Any) -> bool:
     return has_assistant
 
 
-def validate_messages(messages: Any, where: str = "messages",
-                      need_assistant: bool = True) -> list[Issue]:
+def validate_messages(
+    messages: Any, where: str = "messages", need_assistant: bool = True
+) -> list[Issue]:
     """OpenAI's recipe checks on one messages list, plus weights and tool-call shapes."""
     if need_assistant and _plainly_valid(messages):
         return []
     if not isinstance(messages, list) or not messages:
-        return [("missing_messages_list",
-                 f"'{where}' must be a non-empty list of messages, got {_describe(messages)}")]
+        return [
+            (
+                "missing_messages_list",
+                f"'{where}' must be a non-empty list of messages, got {_describe(messages)}",
+            )
+        ]
     issues: list[Issue] = []
     n_assistant = 0
     for i, message in enumerate(messages):
@@ -86,17 +95,28 @@ def validate_messages(messages: Any, where: str = "messages",
             issues.append(("data_type", f"{at} must be an object, got {_describe(message)}"))
             continue
         role = message.get("role")
-        if "role" not in message or ("content" not in message and "tool_calls" not in message
-                                     and "function_call" not in message):
+        if "role" not in message or (
+            "content" not in message
+            and "tool_calls" not in message
+            and "function_call" not in message
+        ):
             missing = "role" if "role" not in message else "content"
             issues.append(("message_missing_key", f"{at} has no '{missing}'"))
         unknown = sorted(k for k in message if k not in MESSAGE_KEYS)
         if unknown:
-            issues.append(("message_unrecognized_key",
-                           f"{at} has unrecognized key(s) {', '.join(map(repr, unknown))}"))
+            issues.append(
+                (
+                    "message_unrecognized_key",
+                    f"{at} has unrecognized key(s) {', '.join(map(repr, unknown))}",
+                )
+            )
         if "role" in message and role not in ROLES:
-            issues.append(("unrecognized_role",
-                           f"{at} has role {_describe(role)}; expected one of {', '.join(ROLES)}"))
+            issues.append(
+                (
+                    "unrecognized_role",
+                    f"{at} has role {_describe(role)}; expected one of {', '.join(ROLES)}",
+                )
+            )
         content = message.get("content")
         has_call = bool(message.get("tool_calls") or message.get("function_call"))
         if isinstance(content, list):
@@ -106,23 +126,63 @@ def validate_messages(messages: Any, where: str = "messages",
             if not content and not has_call:
                 issues.append(("missing_content", f"{at} has empty content"))
         elif content is not None or ("content" in message and not has_call):
-            issues.append(("missing_content",
-                           f"{at} content must be a non-empty string, got {_describe(content)}"))
+            issues.append(
+                (
+                    "missing_content",
+                    f"{at} content must be a non-empty string, got {_describe(content)}",
+                )
+            )
         if "weight" in message:
             weight = message["weight"]
             if role != "assistant":
-                issues.append(("invalid_weight", f"{at}: 'weight' is only allowed on assistant messages"))
+                issues.append(
+                    ("invalid_weight", f"{at}: 'weight' is only allowed on assistant messages")
+                )
             elif isinstance(weight, bool) or weight not in (0, 1):
-                issues.append(("invalid_weight", f"{at}: weight must be 0 or 1, got {_describe(weight)}"))
+                issues.append(
+                    ("invalid_weight", f"{at}: weight must be 0 or 1, got {_describe(weight)}")
+                )
         if "tool_calls" in message and not _valid_tool_calls(message["tool_calls"]):
-            issues.append(("invalid_tools",
-                           f"{at}: tool_calls must be a list of {{id, type: 'function', function: {{name, arguments}}}}"))
+            issues.append(
+                (
+                    "invalid_tools",
+                    f"{at}: tool_calls must be a list of {{id, type: 'function', function: {{name, arguments}}}}",
+                )
+            )
         if role == "assistant":
             n_assistant += 1
     if need_assistant and n_assistant == 0:
-        issues.append(("example_missing_assistant_message",
-                       f"'{where}' has no assistant message to learn from"))
+        issues.append(
+            (
+                "example_missing_assistant_message",
+                f"'{where}' has no assistant message to learn from",
+            )
+        )
     return issues
+
+
+_NO_SYSTEM: Issue = (
+    "missing_system_message",
+    "no system message; if the model will be prompted with one, train with it too",
+)
+_NO_USER: Issue = (
+    "missing_user_message",
+    "no user message; the model learns replies without a prompt to answer",
+)
+
+
+def missing_turns(has_system: bool, has_user: bool) -> list[Issue]:
+    """The two warnings of OpenAI's data-prep recipe: a chat example with no system
+    message, and one with no user message."""
+    if has_system and has_user:
+        return []
+    return ([] if has_system else [_NO_SYSTEM]) + ([] if has_user else [_NO_USER])
+
+
+def chat_missing_turns(messages: list) -> list[Issue]:
+    """`missing_turns` of a valid chat example's messages."""
+    roles = {m.get("role") for m in messages if isinstance(m, dict)}
+    return missing_turns(bool(roles & SYSTEM_ROLES), "user" in roles)
 
 
 def _valid_tool_calls(calls: Any) -> bool:
@@ -141,13 +201,19 @@ def _validate_tools(example: dict) -> list[Issue]:
     tools = example.get("tools")
     if "tools" in example:
         ok = isinstance(tools, list) and all(
-            isinstance(t, dict) and t.get("type") == "function"
-            and isinstance(t.get("function"), dict) and isinstance(t["function"].get("name"), str)
+            isinstance(t, dict)
+            and t.get("type") == "function"
+            and isinstance(t.get("function"), dict)
+            and isinstance(t["function"].get("name"), str)
             for t in tools
         )
         if not ok:
-            issues.append(("invalid_tools",
-                           "'tools' must be a list of {type: 'function', function: {name, parameters}}"))
+            issues.append(
+                (
+                    "invalid_tools",
+                    "'tools' must be a list of {type: 'function', function: {name, parameters}}",
+                )
+            )
     if "parallel_tool_calls" in example and not isinstance(example["parallel_tool_calls"], bool):
         issues.append(("invalid_tools", "'parallel_tool_calls' must be true or false"))
     return issues
@@ -180,11 +246,17 @@ def _validate_instruction(example: dict) -> list[Issue]:
         if key not in example:
             issues.append(("message_missing_key", f"instruction example has no '{key}'"))
         elif not isinstance(example[key], str) or not example[key].strip():
-            issues.append(("missing_content",
-                           f"'{key}' must be a non-empty string, got {_describe(example[key])}"))
+            issues.append(
+                (
+                    "missing_content",
+                    f"'{key}' must be a non-empty string, got {_describe(example[key])}",
+                )
+            )
     for key in ("input", "system"):
         if key in example and example[key] is not None and not isinstance(example[key], str):
-            issues.append(("missing_content", f"'{key}' must be a string, got {_describe(example[key])}"))
+            issues.append(
+                ("missing_content", f"'{key}' must be a string, got {_describe(example[key])}")
+            )
     return issues + _unknown_keys(example, INSTRUCTION_KEYS)
 
 
@@ -192,22 +264,38 @@ def _validate_preference(example: dict) -> list[Issue]:
     issues: list[Issue] = []
     prompt = example.get("input")
     if not isinstance(prompt, dict):
-        issues.append(("missing_messages_list", "preference example needs 'input': {\"messages\": [...]}"))
+        issues.append(
+            ("missing_messages_list", "preference example needs 'input': {\"messages\": [...]}")
+        )
     else:
         issues += validate_messages(prompt.get("messages"), "input.messages", need_assistant=False)
         issues += _validate_tools(prompt)
         msgs = prompt.get("messages")
-        if isinstance(msgs, list) and msgs and isinstance(msgs[-1], dict) \
-                and msgs[-1].get("role") == "assistant":
-            issues.append(("invalid_preference", "input.messages must end with a user turn, not an assistant reply"))
+        if (
+            isinstance(msgs, list)
+            and msgs
+            and isinstance(msgs[-1], dict)
+            and msgs[-1].get("role") == "assistant"
+        ):
+            issues.append(
+                (
+                    "invalid_preference",
+                    "input.messages must end with a user turn, not an assistant reply",
+                )
+            )
     for key in ("preferred_output", "non_preferred_output"):
         out = example.get(key)
         if key not in example:
             issues.append(("message_missing_key", f"preference example has no '{key}'"))
-        elif not (isinstance(out, list) and len(out) == 1 and isinstance(out[0], dict)
-                  and out[0].get("role") == "assistant"):
-            issues.append(("invalid_preference",
-                           f"'{key}' must be a list with exactly one assistant message"))
+        elif not (
+            isinstance(out, list)
+            and len(out) == 1
+            and isinstance(out[0], dict)
+            and out[0].get("role") == "assistant"
+        ):
+            issues.append(
+                ("invalid_preference", f"'{key}' must be a list with exactly one assistant message")
+            )
         else:
             issues += [(c, m) for c, m in validate_messages(out, key) if c != "invalid_weight"]
     return issues + _unknown_keys(example, PREFERENCE_KEYS)
@@ -223,8 +311,10 @@ def normalize(example: dict, fmt: str) -> dict:
     messages = []
     if example.get("system"):
         messages.append({"role": "system", "content": example["system"]})
-    messages += [{"role": "user", "content": user},
-                 {"role": "assistant", "content": example["output"]}]
+    messages += [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": example["output"]},
+    ]
     return {"messages": messages}
 
 
@@ -232,8 +322,11 @@ def token_messages(example: dict) -> list[dict]:
     """The messages whose tokens count for a normalized example (both outputs for DPO)."""
     if "messages" in example:
         return example["messages"]
-    return (list(example["input"]["messages"]) + list(example["preferred_output"])
-            + list(example["non_preferred_output"]))
+    return (
+        list(example["input"]["messages"])
+        + list(example["preferred_output"])
+        + list(example["non_preferred_output"])
+    )
 
 
 def tools_of(example: dict) -> Any:

@@ -18,6 +18,7 @@ SEVERITY: dict[str, str] = {
     "not_a_file": ERROR,
     "unreadable_file": ERROR,
     "empty_file": ERROR,
+    "tokenizer_unavailable": ERROR,
     "bom": WARNING,
     # One line.
     "blank_line": WARNING,
@@ -37,7 +38,10 @@ SEVERITY: dict[str, str] = {
     "invalid_tools": ERROR,
     "invalid_preference": ERROR,
     "unrecognized_key": WARNING,
+    "missing_system_message": WARNING,
+    "missing_user_message": WARNING,
     "too_few_examples": ERROR,
+    "chat_template_rejected": ERROR,
     "example_over_token_limit": WARNING,
     # Data quality.
     "duplicate_example": WARNING,
@@ -64,8 +68,12 @@ class Problem:
         return SEVERITY[self.category]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"line": self.line, "category": self.category, "severity": self.severity,
-                "message": self.message}
+        return {
+            "line": self.line,
+            "category": self.category,
+            "severity": self.severity,
+            "message": self.message,
+        }
 
 
 @dataclass

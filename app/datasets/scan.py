@@ -23,8 +23,11 @@ from app.datasets.formats import (
     CHAT,
     FORMATS,
     PLAIN_ROLES,
+    Issue,
+    chat_missing_turns,
     detect_format,
     label_of,
+    missing_turns,
     normalize,
     reply_label,
     similarity_text,
@@ -62,7 +65,9 @@ class PartResult:
     formats: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint8))
     tokens: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint32))
     hashes: np.ndarray = field(default_factory=lambda: np.empty(0, np.uint64))
-    signatures: np.ndarray = field(default_factory=lambda: np.empty((0, minhash.NUM_PERM), np.uint8))
+    signatures: np.ndarray = field(
+        default_factory=lambda: np.empty((0, minhash.NUM_PERM), np.uint8)
+    )
     label_ids: np.ndarray = field(default_factory=lambda: np.empty(0, np.int32))
     labels: list[str] = field(default_factory=list)
     """Distinct labels in order of first appearance; label_ids index into it."""
@@ -75,8 +80,9 @@ def content_bytes(example: dict) -> bytes:
     except (orjson.JSONEncodeError, TypeError):  # nested deeper than orjson writes
         import json
 
-        return json.dumps(example, sort_keys=True, ensure_ascii=False,
-                          separators=(",", ":")).encode("utf-8", "surrogatepass")
+        return json.dumps(
+            example, sort_keys=True, ensure_ascii=False, separators=(",", ":")
+        ).encode("utf-8", "surrogatepass")
 
 
 def example_hash(data: bytes) -> int:
@@ -85,16 +91,20 @@ def example_hash(data: bytes) -> int:
     return xxhash.xxh3_64_intdigest(data)
 
 
-def _plain_chat(messages, hot: dict[str, int], text_tokens) -> tuple[int, str, str | None] | None:
+def _plain_chat(
+    messages, hot: dict[str, int], text_tokens
+) -> tuple[int, str, str | None, list[Issue]] | None:
     """The common case in one pass: a chat example whose messages hold only a plain role
     and non-empty string content, with an assistant turn. Returns (tokens, similarity
-    text, label), the same as the general path gives; None when the example is anything
-    else (it then goes through the general path, which reports what is wrong)."""
+    text, label, missing-turn warnings), the same as the general path gives; None when
+    the example is anything else (it then goes through the general path, which reports
+    what is wrong)."""
     if type(messages) is not list or not messages:
         return None
     n = REPLY_PRIMING
     texts = []
     reply = None
+    has_system = has_user = False
     for m in messages:
         if type(m) is not dict or len(m) != 2:
             return None
@@ -109,27 +119,38 @@ def _plain_chat(messages, hot: dict[str, int], text_tokens) -> tuple[int, str, s
             reply = content
             texts.append(content)
         elif role == "user":
+            has_user = True
             texts.append(content)
+        else:  # one of SYSTEM_ROLES, the only other plain roles
+            has_system = True
     if reply is None:
         return None
-    return n, "\n".join(texts), reply_label(reply)
+    return n, "\n".join(texts), reply_label(reply), missing_turns(has_system, has_user)
 
 
 def _json_problem(line: bytes, exc: Exception) -> tuple[str, str]:
     try:
         line.decode("utf-8")
     except UnicodeDecodeError as bad:
-        return ("invalid_encoding",
-                f"byte 0x{line[bad.start]:02x} at column {bad.start + 1} is not UTF-8; "
-                "save the file as UTF-8")
+        return (
+            "invalid_encoding",
+            f"byte 0x{line[bad.start]:02x} at column {bad.start + 1} is not UTF-8; "
+            "save the file as UTF-8",
+        )
     message = str(exc)
     if len(message) > 160:
         message = message[:157] + "..."
     return "invalid_json", f"not valid JSON: {message}"
 
 
-def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
-               progress: Callable[[int], None] | None = None) -> PartResult:
+def scan_lines(
+    lines,
+    index: int,
+    counter: TokenCounter,
+    *,
+    first_part: bool,
+    progress: Callable[[int], None] | None = None,
+) -> PartResult:
     """Scan an iterable of raw lines (bytes, newline included or not)."""
     result = PartResult(index)
     log = result.log
@@ -160,7 +181,7 @@ def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
             next_progress = done_bytes + PROGRESS_EVERY_BYTES
         line = raw
         if first_part and lineno == 1 and line.startswith(BOM):
-            line = line[len(BOM):]
+            line = line[len(BOM) :]
             log.add(1, "bom", "the file starts with a UTF-8 byte order mark; it was ignored")
         try:
             example = orjson.loads(line)
@@ -169,7 +190,9 @@ def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
             if not line.strip():
                 if raw.endswith(b"\n"):  # not the end of a file without a final newline
                     result.n_blank += 1
-                    log.add(lineno, "blank_line", "blank line; every line must hold one JSON example")
+                    log.add(
+                        lineno, "blank_line", "blank line; every line must hold one JSON example"
+                    )
             else:
                 log.add(lineno, *_json_problem(line, exc))
             continue
@@ -183,14 +206,19 @@ def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
         if plain is not None:
             fmt = CHAT
             normalized = example
-            n_tokens, sim_text, label = plain
+            n_tokens, sim_text, label, missing = plain
+            for category, message in missing:
+                log.add(lineno, category, message)
             result.first_line_of_format.setdefault(fmt, lineno)
             lines_of_format[fmt] += 1
         else:
             fmt = detect_format(example)
             if fmt is None:
-                log.add(lineno, "data_type",
-                        f"each line must be a JSON object, got {type(example).__name__}")
+                log.add(
+                    lineno,
+                    "data_type",
+                    f"each line must be a JSON object, got {type(example).__name__}",
+                )
                 continue
             result.first_line_of_format.setdefault(fmt, lineno)
             lines_of_format[fmt] += 1
@@ -199,11 +227,21 @@ def scan_lines(lines, index: int, counter: TokenCounter, *, first_part: bool,
                 log.add(lineno, category, message)
             if any(SEVERITY[c] == ERROR for c, _ in issues):
                 continue
+            if fmt == CHAT:
+                for category, message in chat_missing_turns(example["messages"]):
+                    log.add(lineno, category, message)
             normalized = normalize(example, fmt)
             try:
                 n_tokens = counter.count(normalized)
-            except Exception as exc:  # a tokenizer or chat template that rejects the example
-                log.add(lineno, "data_type", f"could not be tokenized: {exc}")
+            except Exception as exc:  # noqa: BLE001 - the example, not the tokenizer (loaded)
+                if fast:  # a value tiktoken's recipe cannot serialize (e.g. nested too deep)
+                    log.add(lineno, "data_type", f"could not be tokenized: {exc}")
+                else:
+                    log.add(
+                        lineno,
+                        "chat_template_rejected",
+                        f"the model's chat template rejects it: {exc}",
+                    )
                 continue
             label = label_of(normalized)
             sim_text = similarity_text(normalized)
@@ -270,5 +308,4 @@ def scan_part(path: str, start: int, end: int, index: int, encoding_name: str) -
 
     if _worker_counter is None or _worker_counter.key != f"tiktoken:{encoding_name}":
         _worker_counter = TiktokenCounter(encoding_name, private=True)
-    return scan_lines(iter_range(path, start, end), index, _worker_counter,
-                      first_part=index == 0)
+    return scan_lines(iter_range(path, start, end), index, _worker_counter, first_part=index == 0)

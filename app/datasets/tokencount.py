@@ -12,21 +12,25 @@ A local model directory is counted with its own tokenizer and chat template inst
 
 from __future__ import annotations
 
-import threading
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
 
 from app.datasets.formats import token_messages, tools_of
+from app.tokens import TokenizerUnavailable, encoding_name_for_model
 
 DEFAULT_MODEL = "gpt-4o-mini-2024-07-18"
 
 # Per-example training token limits; longer examples are truncated by OpenAI.
 _LIMITS: tuple[tuple[str, int], ...] = (
-    ("gpt-4o", 65_536), ("gpt-4.1", 65_536), ("o4", 65_536), ("o3", 65_536), ("o1", 65_536),
-    ("gpt-3.5-turbo", 16_385), ("gpt-4", 8_192),
+    ("gpt-4o", 65_536),
+    ("gpt-4.1", 65_536),
+    ("o4", 65_536),
+    ("o3", 65_536),
+    ("o1", 65_536),
+    ("gpt-3.5-turbo", 16_385),
+    ("gpt-4", 8_192),
 )
 
 TOKENS_PER_MESSAGE = 3
@@ -47,6 +51,9 @@ class TokenCounter(Protocol):
     key: str
     """Identifies the tokenizer in the token_counts table: "tiktoken:o200k_base", "hf:/path"."""
     limit: int | None
+
+    def load(self) -> None:
+        """Load the tokenizer now; raises app.tokens.TokenizerUnavailable if it cannot be."""
 
     def count(self, example: dict) -> int: ...
 
@@ -89,8 +96,9 @@ class _BoundedCache:
 class TiktokenCounter:
     """OpenAI's recipe with a tiktoken encoding."""
 
-    def __init__(self, encoding_name: str, limit: int | None = None, *,
-                 private: bool = False) -> None:
+    def __init__(
+        self, encoding_name: str, limit: int | None = None, *, private: bool = False
+    ) -> None:
         self.encoding_name = encoding_name
         self.key = f"tiktoken:{encoding_name}"
         self.limit = limit
@@ -110,8 +118,11 @@ class TiktokenCounter:
     def load(self) -> None:
         """Load the encoding now rather than at the first count."""
         if self._encode is None:
-            self._encode = (_private_encoding(self.encoding_name) if self.private
-                            else _shared_encoding(self.encoding_name)).encode_ordinary
+            self._encode = (
+                _private_encoding(self.encoding_name)
+                if self.private
+                else _shared_encoding(self.encoding_name)
+            ).encode_ordinary
 
     def text_tokens(self, text: str) -> int:
         cache = self._cache
@@ -164,54 +175,9 @@ def _shared_encoding(name: str):
 
 def _private_encoding(name: str):
     """A fresh encoding object without its Python copy of the ranks."""
-    import tiktoken
-    from tiktoken_ext import openai_public
+    from app.tokens import build_encoding
 
-    from app.tokens import seed_tiktoken_cache
-
-    constructor = openai_public.ENCODING_CONSTRUCTORS.get(name)
-    if constructor is None:
-        return _shared_encoding(name)
-    seed_tiktoken_cache(name)
-    with _fast_rank_loading(openai_public):
-        params = constructor()
-    encoding = tiktoken.Encoding(**params)
-    encoding._mergeable_ranks = {}  # read only by __getstate__ (pickling), never here
-    return encoding
-
-
-_loader_lock = threading.Lock()
-
-
-@contextmanager
-def _fast_rank_loading(openai_public):
-    """While the encoding's constructor runs, its rank file is parsed by `_load_ranks`:
-    the same dict as tiktoken's loader gives, in about 40% of the time (a check's start-up
-    waits on it). The constructor's module-level loader is swapped and restored under a
-    lock; it is a drop-in, so a concurrent caller gets the same ranks either way."""
-    with _loader_lock:
-        original = getattr(openai_public, "load_tiktoken_bpe", None)
-        if original is None:  # a tiktoken that loads differently: leave it be
-            yield
-            return
-        openai_public.load_tiktoken_bpe = _load_ranks
-        try:
-            yield
-        finally:
-            openai_public.load_tiktoken_bpe = original
-
-
-def _load_ranks(tiktoken_bpe_file: str, expected_hash: str | None = None) -> dict[bytes, int]:
-    """tiktoken's `load_tiktoken_bpe` (same file, same hash check, same result) without a
-    Python-level loop per line: "token rank" pairs split at once, decoded by map."""
-    from binascii import a2b_base64
-
-    from tiktoken.load import read_file_cached
-
-    fields = read_file_cached(tiktoken_bpe_file, expected_hash).split()
-    if len(fields) % 2:
-        raise ValueError(f"malformed rank file {tiktoken_bpe_file}: an odd number of fields")
-    return dict(zip(map(a2b_base64, fields[0::2]), map(int, fields[1::2]), strict=True))
+    return build_encoding(name, keep_ranks=False)
 
 
 class HFCounter:
@@ -225,15 +191,41 @@ class HFCounter:
 
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         except ImportError as exc:
-            raise ValueError("counting with a local model's tokenizer needs transformers: "
-                             "pip install 'ftm[local]'") from exc
+            raise TokenizerUnavailable(
+                "counting with a local model's tokenizer needs "
+                "transformers: pip install 'ftm[local]'"
+            ) from exc
         except Exception as exc:  # noqa: BLE001 - any loader failure means the same to the user
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise ValueError(f"cannot load a tokenizer from {self.model_dir} ({reason}); give a "
-                             "model directory with tokenizer files, or an OpenAI model id") from exc
+            raise TokenizerUnavailable(
+                f"cannot load a tokenizer from {self.model_dir} ({reason}); give a model "
+                "directory with tokenizer files, or an OpenAI model id"
+            ) from exc
         max_len = getattr(self.tokenizer, "model_max_length", None)
         self.limit = int(max_len) if isinstance(max_len, int) and max_len < 10**8 else None
         self.has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if self.has_template:
+            self._check_template()
+
+    def load(self) -> None:
+        """Nothing to do: the tokenizer is loaded when the counter is made."""
+
+    def _check_template(self) -> None:
+        """A chat template that does not parse fails on every example: say so once.
+        A template that only rejects this probe's shape (some demand a system turn) is
+        left to judge each example."""
+        from jinja2 import TemplateSyntaxError
+
+        probe = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+        try:
+            self.tokenizer.apply_chat_template(probe, tokenize=False)
+        except TemplateSyntaxError as exc:
+            raise TokenizerUnavailable(
+                f"the chat template of {self.model_dir} does not parse ({exc.message}, "
+                f"template line {exc.lineno}); fix chat_template in its tokenizer_config.json"
+            ) from None
+        except Exception:  # noqa: BLE001, S110 - judged per example, where it says why
+            pass
 
     def count(self, example: dict) -> int:
         messages = [m for m in token_messages(example)]
@@ -252,17 +244,16 @@ class HFCounter:
 def counter_for(model: str | None) -> TokenCounter:
     """The counter for an OpenAI model id or a local model directory.
 
-    Raises ValueError with what to do when the model is unknown.
+    Raises TokenizerUnavailable (a ValueError) with what to do when the model is unknown
+    or its tokenizer cannot be loaded.
     """
     model = model or DEFAULT_MODEL
     if Path(model).expanduser().is_dir():
         return HFCounter(Path(model).expanduser())
-    from app.tokens import encoding_name_for_model
-
     try:
         name = encoding_name_for_model(model)
     except KeyError as exc:
-        raise ValueError(
+        raise TokenizerUnavailable(
             f"unknown model {model!r}: give an OpenAI model id (e.g. {DEFAULT_MODEL}) "
             "or a local model directory"
         ) from exc

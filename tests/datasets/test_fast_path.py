@@ -24,13 +24,21 @@ class GeneralOnly:
 def _rows() -> list[dict]:
     rows = [chat(i, reply=("yes", "no", " Maybe so ")[i % 3] if i % 4 else None) for i in range(60)]
     rows += [
-        {"messages": [{"role": "developer", "content": "Be terse."},
-                      {"role": "user", "content": "a <|endoftext|> b"},
-                      {"role": "assistant", "content": "x"},
-                      {"role": "user", "content": "again"},
-                      {"role": "assistant", "content": "A long reply that is not a label at all"}]},
-        {"messages": [{"role": "user", "content": "hi", "name": "bob"},
-                      {"role": "assistant", "content": "hello"}]},  # a name: general path
+        {
+            "messages": [
+                {"role": "developer", "content": "Be terse."},
+                {"role": "user", "content": "a <|endoftext|> b"},
+                {"role": "assistant", "content": "x"},
+                {"role": "user", "content": "again"},
+                {"role": "assistant", "content": "A long reply that is not a label at all"},
+            ]
+        },
+        {
+            "messages": [
+                {"role": "user", "content": "hi", "name": "bob"},
+                {"role": "assistant", "content": "hello"},
+            ]
+        },  # a name: general path
         {"messages": [{"role": "user", "content": "no reply"}]},  # no assistant: an error
         {"messages": [{"role": "user", "content": ""}, {"role": "assistant", "content": "x"}]},
         {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": None}]},
@@ -50,19 +58,18 @@ def test_plain_chat_path_matches_general_path(rows):
     assert fast.labels == general.labels and len(fast.labels) >= 3
     assert fast.lines_of_format == general.lines_of_format
     assert fast.first_line_of_format == general.first_line_of_format
-    assert [(p.line, p.category) for p in fast.log.kept] == [(p.line, p.category) for p in general.log.kept]
+    assert [(p.line, p.category) for p in fast.log.kept] == [
+        (p.line, p.category) for p in general.log.kept
+    ]
     assert len(fast.log.kept) >= 3
     assert fast.tokens.size == len(rows) - 4
 
 
-def test_fast_rank_loader_gives_tiktokens_ranks():
-    from tiktoken.load import load_tiktoken_bpe
+def test_private_encoding_counts_as_the_shared_one():
+    from app.datasets.tokencount import _private_encoding
+    from app.tokens import get_encoding
 
-    from app.datasets.tokencount import _load_ranks, _private_encoding
-    from app.tokens import ENCODINGS_DIR, get_encoding
-
-    path = str(ENCODINGS_DIR / "o200k_base.tiktoken")
-    assert _load_ranks(path) == load_tiktoken_bpe(path)
     text = "Ünïcode, code `x = 1`, and <|endoftext|> as text."
-    assert _private_encoding("o200k_base").encode_ordinary(text) == \
-        get_encoding("o200k_base").encode_ordinary(text)
+    private = _private_encoding("o200k_base")
+    assert private._mergeable_ranks == {}  # its Python copy of the ranks is dropped
+    assert private.encode_ordinary(text) == get_encoding("o200k_base").encode_ordinary(text)

@@ -27,26 +27,51 @@ def recipe(messages: list[dict], encoding: tiktoken.Encoding) -> int:
 
 
 EXAMPLES = [
-    {"messages": [{"role": "system", "content": "You are terse."},
-                  {"role": "user", "content": "Héllo, wörld! 你好 🙂 " * 5},
-                  {"role": "assistant", "content": "Hi.\n\n```py\nprint(1)\n```"}]},
-    {"messages": [{"role": "user", "name": "alice", "content": "  leading and trailing  "},
-                  {"role": "assistant", "content": "ok"}]},
-    {"messages": [{"role": "user", "content": "x" * 3000},
-                  {"role": "assistant", "content": " ".join(str(i) for i in range(500))}]},
+    {
+        "messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": "Héllo, wörld! 你好 🙂 " * 5},
+            {"role": "assistant", "content": "Hi.\n\n```py\nprint(1)\n```"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "name": "alice", "content": "  leading and trailing  "},
+            {"role": "assistant", "content": "ok"},
+        ]
+    },
+    {
+        "messages": [
+            {"role": "user", "content": "x" * 3000},
+            {"role": "assistant", "content": " ".join(str(i) for i in range(500))},
+        ]
+    },
 ]
 
 
-@pytest.mark.parametrize("model, encoding_name", [
-    ("gpt-4o-mini-2024-07-18", "o200k_base"), ("gpt-4.1-2025-04-14", "o200k_base"),
-    ("o4-mini-2025-04-16", "o200k_base"), ("gpt-3.5-turbo-0125", "cl100k_base"),
-    ("gpt-4-0613", "cl100k_base"),
-])
+@pytest.mark.parametrize(
+    "model, encoding_name",
+    [
+        ("gpt-4o-mini-2024-07-18", "o200k_base"),
+        ("gpt-4.1-2025-04-14", "o200k_base"),
+        ("o4-mini-2025-04-16", "o200k_base"),
+        ("gpt-3.5-turbo-0125", "cl100k_base"),
+        ("gpt-4-0613", "cl100k_base"),
+    ],
+)
 def test_counts_match_tiktoken_directly(tmp_path, model, encoding_name):
     encoding = get_encoding(encoding_name)
-    rows = [EXAMPLES[i % 3] | {"messages": EXAMPLES[i % 3]["messages"] + [
-        {"role": "user", "content": f"and number {i}"}, {"role": "assistant", "content": str(i)}]}
-        for i in range(12)]
+    rows = [
+        EXAMPLES[i % 3]
+        | {
+            "messages": EXAMPLES[i % 3]["messages"]
+            + [
+                {"role": "user", "content": f"and number {i}"},
+                {"role": "assistant", "content": str(i)},
+            ]
+        }
+        for i in range(12)
+    ]
     report = check_file(write_jsonl(tmp_path / "d.jsonl", rows), model=model)
     expected = [recipe(r["messages"], encoding) for r in rows]
     assert report.token_stats.tokenizer == f"tiktoken:{encoding_name}"
@@ -90,14 +115,20 @@ def _tokenizer_dir(path):
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<unk>", "<|end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<unk>", "<|end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator([json.dumps(chat(i)) for i in range(50)], trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>",
-                                   model_max_length=64)
-    fast.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
-                          "{% endfor %}")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>", model_max_length=64
+    )
+    fast.chat_template = (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
+        "{% endfor %}"
+    )
     fast.save_pretrained(path)
     return fast
 
@@ -108,11 +139,50 @@ def test_local_model_directory_uses_its_own_tokenizer_and_template(tmp_path):
     rows = [chat(i) for i in range(12)]
     rows[5] = chat(5, reply="long " * 60)  # over the tokenizer's 64-token limit
     report = check_file(write_jsonl(tmp_path / "d.jsonl", rows), model=str(model_dir))
-    expected = [len(tokenizer.encode("".join(f"<|{m['role']}|>{m['content']}<|end|>"
-                                             for m in r["messages"]), add_special_tokens=False))
-                for r in rows]
+    expected = [
+        len(
+            tokenizer.encode(
+                "".join(f"<|{m['role']}|>{m['content']}<|end|>" for m in r["messages"]),
+                add_special_tokens=False,
+            )
+        )
+        for r in rows
+    ]
     assert report.token_stats.tokenizer == f"hf:{model_dir.resolve()}"
     assert report.arrays.tokens.tolist() == expected
     assert report.token_stats.limit == 64
     assert [p.line for p in report.problems if p.category == "example_over_token_limit"] == [
-        i + 1 for i, n in enumerate(expected) if n > 64]
+        i + 1 for i, n in enumerate(expected) if n > 64
+    ]
+
+
+def test_a_chat_template_that_does_not_parse_is_one_file_level_problem(tmp_path):
+    model_dir = tmp_path / "model"
+    tokenizer = _tokenizer_dir(model_dir)
+    tokenizer.chat_template = "{% for m in messages %}{{ m['content'] }}"  # no endfor
+    tokenizer.save_pretrained(model_dir)
+    report = check_file(
+        write_jsonl(tmp_path / "d.jsonl", [chat(i) for i in range(12)]), model=str(model_dir)
+    )
+    assert report.counts_by_category == {"tokenizer_unavailable": 1}
+    message = report.problems[0].message
+    assert f"the chat template of {model_dir.resolve()} does not parse" in message
+    assert "fix chat_template" in message
+
+
+def test_examples_the_chat_template_rejects_are_reported_on_their_lines(tmp_path):
+    model_dir = tmp_path / "model"
+    tokenizer = _tokenizer_dir(model_dir)
+    tokenizer.chat_template = (
+        "{% for m in messages %}{% if m['role'] == 'system' %}"
+        "{{ raise_exception('this model takes no system turn') }}{% endif %}"
+        "{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}{% endfor %}"
+    )
+    tokenizer.save_pretrained(model_dir)
+    rows = [{"messages": chat(i)["messages"][1:]} for i in range(12)]
+    rows[2], rows[7] = chat(2), chat(7)  # with a system turn
+    report = check_file(write_jsonl(tmp_path / "d.jsonl", rows), model=str(model_dir))
+    rejected = [p for p in report.problems if p.category == "chat_template_rejected"]
+    assert [p.line for p in rejected] == [3, 8]
+    assert "this model takes no system turn" in rejected[0].message
+    assert report.n_valid == 10 and report.token_stats.n == 10

@@ -16,8 +16,9 @@ def ten(make, n=12):
     return [make(i) for i in range(n)]
 
 
-@pytest.mark.parametrize("make, fmt", [(chat, "chat"), (instruction, "instruction"),
-                                       (preference, "preference")])
+@pytest.mark.parametrize(
+    "make, fmt", [(chat, "chat"), (instruction, "instruction"), (preference, "preference")]
+)
 def test_each_format_is_detected_and_valid(tmp_path, make, fmt):
     report = check_file(write_jsonl(tmp_path / "d.jsonl", ten(make)))
     assert report.format == fmt
@@ -27,21 +28,35 @@ def test_each_format_is_detected_and_valid(tmp_path, make, fmt):
 
 
 def test_chat_with_tools_weights_and_tool_calls_is_valid(tmp_path):
-    tool = {"type": "function", "function": {"name": "get_weather",
-                                             "parameters": {"type": "object", "properties": {}}}}
+    tool = {
+        "type": "function",
+        "function": {"name": "get_weather", "parameters": {"type": "object", "properties": {}}},
+    }
     rows = []
     for i in range(12):
-        rows.append({
-            "tools": [tool], "parallel_tool_calls": False,
-            "messages": [
-                {"role": "user", "content": f"Weather in city {i}?"},
-                {"role": "assistant", "content": "draft", "weight": 0},
-                {"role": "assistant", "tool_calls": [{"id": f"c{i}", "type": "function",
-                                                      "function": {"name": "get_weather", "arguments": "{}"}}]},
-                {"role": "tool", "tool_call_id": f"c{i}", "content": f"{i} degrees"},
-                {"role": "assistant", "content": f"It is {i} degrees.", "weight": 1},
-            ],
-        })
+        rows.append(
+            {
+                "tools": [tool],
+                "parallel_tool_calls": False,
+                "messages": [
+                    {"role": "system", "content": "You check the weather."},
+                    {"role": "user", "content": f"Weather in city {i}?"},
+                    {"role": "assistant", "content": "draft", "weight": 0},
+                    {
+                        "role": "assistant",
+                        "tool_calls": [
+                            {
+                                "id": f"c{i}",
+                                "type": "function",
+                                "function": {"name": "get_weather", "arguments": "{}"},
+                            }
+                        ],
+                    },
+                    {"role": "tool", "tool_call_id": f"c{i}", "content": f"{i} degrees"},
+                    {"role": "assistant", "content": f"It is {i} degrees.", "weight": 1},
+                ],
+            }
+        )
     report = check_file(write_jsonl(tmp_path / "t.jsonl", rows))
     assert report.verdict == "ok", report.to_dict()["problems"]
 
@@ -49,17 +64,55 @@ def test_chat_with_tools_weights_and_tool_calls_is_valid(tmp_path):
 CASES = {
     "data_type": b"[1, 2, 3]",
     "missing_messages_list": json.dumps({"messages": []}).encode(),
-    "message_missing_key": json.dumps({"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}).encode(),
-    "message_unrecognized_key": json.dumps({"messages": [{"role": "user", "content": "a", "mood": "ok"}, {"role": "assistant", "content": "x"}]}).encode(),
-    "unrecognized_role": json.dumps({"messages": [{"role": "robot", "content": "a"}, {"role": "assistant", "content": "x"}]}).encode(),
-    "missing_content": json.dumps({"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]}).encode(),
-    "example_missing_assistant_message": json.dumps({"messages": [{"role": "user", "content": "a"}]}).encode(),
+    "message_missing_key": json.dumps(
+        {"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}
+    ).encode(),
+    "message_unrecognized_key": json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "a", "mood": "ok"},
+                {"role": "assistant", "content": "x"},
+            ]
+        }
+    ).encode(),
+    "unrecognized_role": json.dumps(
+        {"messages": [{"role": "robot", "content": "a"}, {"role": "assistant", "content": "x"}]}
+    ).encode(),
+    "missing_content": json.dumps(
+        {"messages": [{"role": "user", "content": 42}, {"role": "assistant", "content": "x"}]}
+    ).encode(),
+    "example_missing_assistant_message": json.dumps(
+        {"messages": [{"role": "user", "content": "a"}]}
+    ).encode(),
     "invalid_json": b'{"messages": [',
-    "invalid_weight": json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x", "weight": 0.5}]}).encode(),
-    "invalid_tools": json.dumps({"tools": "nope", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}]}).encode(),
+    "invalid_weight": json.dumps(
+        {
+            "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": "x", "weight": 0.5},
+            ]
+        }
+    ).encode(),
+    "invalid_tools": json.dumps(
+        {
+            "tools": "nope",
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}],
+        }
+    ).encode(),
     "invalid_encoding": b'{"messages": "\xff\xfe"}',
     "blank_line": b"   ",
-    "unrecognized_key": json.dumps({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}], "extra": 1}).encode(),
+    "missing_system_message": json.dumps(
+        {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}]}
+    ).encode(),
+    "missing_user_message": json.dumps(
+        {"messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "x"}]}
+    ).encode(),
+    "unrecognized_key": json.dumps(
+        {
+            "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "x"}],
+            "extra": 1,
+        }
+    ).encode(),
 }
 
 
@@ -78,8 +131,15 @@ def test_each_category_is_reported_on_its_line(tmp_path, category):
 
 
 def test_weight_on_a_user_message_is_invalid(tmp_path):
-    bad = {"messages": [{"role": "user", "content": "a", "weight": 1}, {"role": "assistant", "content": "b"}]}
-    report = check_file(write_jsonl(tmp_path / "d.jsonl", ten(chat), raw_lines={3: json.dumps(bad).encode()}))
+    bad = {
+        "messages": [
+            {"role": "user", "content": "a", "weight": 1},
+            {"role": "assistant", "content": "b"},
+        ]
+    }
+    report = check_file(
+        write_jsonl(tmp_path / "d.jsonl", ten(chat), raw_lines={3: json.dumps(bad).encode()})
+    )
     assert lines_of(report, "invalid_weight") == [3]
 
 
@@ -109,27 +169,39 @@ def test_mixed_formats_name_the_first_line_that_differs(tmp_path):
     report = check_file(write_jsonl(tmp_path / "d.jsonl", rows))
     assert lines_of(report, "mixed_format") == [13]
     assert "line 13" in report.problems[0].message or any(
-        "line 13" in p.message for p in report.problems if p.category == "mixed_format")
+        "line 13" in p.message for p in report.problems if p.category == "mixed_format"
+    )
     assert report.format == "chat" and report.n_valid == 12
     assert report.verdict == "errors"
 
 
 def test_instruction_and_preference_rules(tmp_path):
     bad_instruction = {"instruction": "", "output": "x"}
-    report = check_file(write_jsonl(tmp_path / "i.jsonl", ten(instruction),
-                                    raw_lines={2: json.dumps(bad_instruction).encode()}))
+    report = check_file(
+        write_jsonl(
+            tmp_path / "i.jsonl",
+            ten(instruction),
+            raw_lines={2: json.dumps(bad_instruction).encode()},
+        )
+    )
     assert lines_of(report, "missing_content") == [2]
     two_outputs = preference(0) | {"preferred_output": [{"role": "assistant", "content": "a"}] * 2}
-    report = check_file(write_jsonl(tmp_path / "p.jsonl", ten(preference),
-                                    raw_lines={4: json.dumps(two_outputs).encode()}))
+    report = check_file(
+        write_jsonl(
+            tmp_path / "p.jsonl", ten(preference), raw_lines={4: json.dumps(two_outputs).encode()}
+        )
+    )
     assert lines_of(report, "invalid_preference") == [4]
 
 
-@pytest.mark.parametrize("setup, category", [
-    (lambda p: p, "missing_file"),
-    (lambda p: (p.mkdir(), p)[1], "not_a_file"),
-    (lambda p: (p.write_bytes(b""), p)[1], "empty_file"),
-])
+@pytest.mark.parametrize(
+    "setup, category",
+    [
+        (lambda p: p, "missing_file"),
+        (lambda p: (p.mkdir(), p)[1], "not_a_file"),
+        (lambda p: (p.write_bytes(b""), p)[1], "empty_file"),
+    ],
+)
 def test_file_level_problems(tmp_path, setup, category):
     path = setup(tmp_path / "x.jsonl")
     report = check_file(path)
@@ -149,8 +221,12 @@ def test_bom_is_a_warning_and_the_first_line_still_parses(tmp_path):
 
 def test_non_utf8_file(tmp_path):
     path = tmp_path / "latin1.jsonl"
-    path.write_bytes("\n".join(json.dumps(chat(i), ensure_ascii=False).replace("Question", "Qüestion")
-                               for i in range(12)).encode("latin-1"))
+    path.write_bytes(
+        "\n".join(
+            json.dumps(chat(i), ensure_ascii=False).replace("Question", "Qüestion")
+            for i in range(12)
+        ).encode("latin-1")
+    )
     report = check_file(path)
     assert report.counts_by_category == {"invalid_encoding": 12, "too_few_examples": 1}
     assert lines_of(report, "invalid_encoding") == list(range(1, 13))
@@ -183,6 +259,47 @@ def test_problem_counts_stay_exact_when_listing_is_capped(tmp_path):
     assert report.to_dict()["problems_truncated"] == 300
 
 
-def test_unknown_model_is_a_clear_error(tmp_path):
-    with pytest.raises(ValueError, match="unknown model 'llama-9000'"):
-        check_file(write_jsonl(tmp_path / "d.jsonl", ten(chat)), model="llama-9000")
+def test_unknown_model_is_a_file_level_error(tmp_path):
+    report = check_file(write_jsonl(tmp_path / "d.jsonl", ten(chat)), model="llama-9000")
+    assert lines_of(report, "tokenizer_unavailable") == [0]
+    assert "unknown model 'llama-9000'" in report.problems[0].message
+
+
+def test_examples_without_a_system_or_a_user_message_are_counted_by_line(tmp_path):
+    """OpenAI's data-prep recipe: examples missing a system message, and missing a user
+    message, are warned about; both the one-pass and the general path report them."""
+    rows = ten(chat, 14)
+    no_system = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]
+    }
+    no_user = {
+        "messages": [{"role": "system", "content": "s"}, {"role": "assistant", "content": "x"}]
+    }
+    neither = {"messages": [{"role": "assistant", "content": "unprompted"}]}
+    named = {
+        "messages": [
+            {"role": "user", "content": "hey", "name": "bo"},  # the general path
+            {"role": "assistant", "content": "hello"},
+        ]
+    }
+    developer = {
+        "messages": [
+            {"role": "developer", "content": "d"},  # stands for system
+            {"role": "user", "content": "q"},
+            {"role": "assistant", "content": "a"},
+        ]
+    }
+    for line, row in ((2, no_system), (4, no_user), (6, neither), (9, named), (11, developer)):
+        rows[line - 1] = row
+    report = check_file(write_jsonl(tmp_path / "d.jsonl", rows))
+    assert lines_of(report, "missing_system_message") == [2, 6, 9]
+    assert lines_of(report, "missing_user_message") == [4, 6]
+    assert report.counts_by_category == {"missing_system_message": 3, "missing_user_message": 2}
+    assert report.verdict == "warnings"
+    assert SEVERITY["missing_system_message"] == SEVERITY["missing_user_message"] == "warning"
+
+
+def test_missing_turn_warnings_are_for_chat_files_only(tmp_path):
+    for make in (instruction, preference):
+        report = check_file(write_jsonl(tmp_path / "d.jsonl", ten(make)))
+        assert report.verdict == "ok", report.to_dict()["problems"]
