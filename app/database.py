@@ -118,10 +118,15 @@ def _make_engine(url: str, shown: str, *, tune: bool = True) -> Engine:
         return make_engine(url, tune=tune)
     except NoSuchModuleError:
         kind = url.split(":", 1)[0]
+        # Hosting services still hand out postgres:// URLs, which SQLAlchemy dropped.
+        fix = (
+            "Write it as postgresql://..."
+            if kind == "postgres"
+            else "Use sqlite:////path/to/ftm.db or postgresql://user:password@host/dbname."
+        )
         raise DatabaseUnusable(
             f"the database URL {shown} ({origin}) names a kind of database ftm does not "
-            f"know ({kind!r}). Use sqlite:////path/to/ftm.db or "
-            "postgresql://user:password@host/dbname."
+            f"know ({kind!r}). {fix}"
         ) from None
     except ArgumentError:
         raise DatabaseUnusable(
