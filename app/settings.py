@@ -314,5 +314,4 @@ def mask_passwords(text: str) -> str:
     Also for text that does not parse as a URL: whatever sits between the user name's
     colon and the credentials' last ``@`` goes, with or without a scheme in front.
     """
-    text = re.sub(r"(://[^/:@\s]*:)\S*@", r"\1***@", text)
-    return re.sub(r"(^|[\s'\"(/])([^\s/:@'\"()]+):(?!//)\S*@", r"\1\2:***@", text)
+    return re.sub(r"(^|[\s'\"(/])([^\s/:@'\"()]*):(?!//)\S*@", r"\1\2:***@", text)

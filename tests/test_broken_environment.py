@@ -75,7 +75,7 @@ def write_config(home: Path, text: str) -> Path:
 
 
 def test_toml_syntax_error_names_file_and_line(ftm_home):
-    path = write_config(ftm_home, '[openai]\nsandbox = true\n\n[poller]\ninterval_s = \n')
+    path = write_config(ftm_home, "[openai]\nsandbox = true\n\n[poller]\ninterval_s = \n")
     line = broken("jobs", "list")
     assert f"the config file {path}, line 5" in line
     assert "not valid TOML" in line
@@ -142,7 +142,10 @@ def _missing_postgres_driver() -> str:
     return driver
 
 
-PIP_FOR_DRIVER = {"psycopg": 'pip install "psycopg[binary]"', "psycopg2": 'pip install "psycopg2-binary"'}
+PIP_FOR_DRIVER = {
+    "psycopg": 'pip install "psycopg[binary]"',
+    "psycopg2": 'pip install "psycopg2-binary"',
+}
 
 
 def test_postgres_url_without_its_driver_from_environment(ftm_home):
