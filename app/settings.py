@@ -124,7 +124,11 @@ class TuiSettings(BaseModel):
 class Settings(BaseSettings):
     """All of ftm's settings."""
 
-    model_config = SettingsConfigDict(env_prefix="FTM_", env_nested_delimiter="__", extra="ignore")
+    # env_ignore_empty: ``FTM_HOME=`` means unset, as `home_dir` reads it, not the
+    # current directory.
+    model_config = SettingsConfigDict(
+        env_prefix="FTM_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
+    )
 
     home: Path = Field(default_factory=home_dir)
     database_url: str | None = None
@@ -179,17 +183,35 @@ def get_settings() -> Settings:
 
     Raises `SettingsError` when the config file or a setting is invalid.
     """
+    _check_chosen_config_file()
     try:
         return Settings()
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(_describe_toml_error(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(_describe_encoding_error(exc)) from None
     except ValidationError as exc:
         raise SettingsError(_describe_validation_error(exc)) from None
     except OSError as exc:  # the config file exists but cannot be read
         raise SettingsError(
-            f"cannot read the config file {config_path()}: {exc.strerror or exc}. "
+            f"cannot read the config file {config_path()}: "
+            f"{(exc.strerror or str(exc)).lower()}. "
             "Make it readable, or set FTM_CONFIG to another file."
         ) from None
+
+
+def _check_chosen_config_file() -> None:
+    """A config file named by FTM_CONFIG must exist: silently running on defaults would
+    hide a typo in the path. (The default location may well have none.)"""
+    if not os.environ.get("FTM_CONFIG"):
+        return
+    path = config_path()
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "does not exist"
+        raise SettingsError(
+            f"the config file {path} (from the environment variable FTM_CONFIG) {problem}. "
+            "Point FTM_CONFIG at a TOML file, or unset it to use the default location."
+        )
 
 
 def ensure_home(settings: Settings) -> Path:
@@ -198,11 +220,13 @@ def ensure_home(settings: Settings) -> Path:
         settings.home.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         source = setting_source(("home",))
-        fix = f"set {source.env_var}" if source.env_var else "set FTM_HOME"
+        if source.env_var or not source.in_file:
+            fix = f"Set {source.env_var or 'FTM_HOME'} to a directory you can write."
+        else:
+            fix = f"{source.fix[0].upper()}{source.fix[1:]}: name a directory you can write."
         raise SettingsError(
             f"cannot create ftm's home directory {settings.home} ({source.where}): "
-            f"{(exc.strerror or str(exc)).lower()}. "
-            f"{fix[0].upper()}{fix[1:]} to a directory you can write."
+            f"{(exc.strerror or str(exc)).lower()}. {fix}"
         ) from None
     return settings.home
 
@@ -218,13 +242,15 @@ class SettingSource(BaseModel):
     fix: str
     """E.g. "fix or unset FTM_POLLER__INTERVAL_S"."""
     env_var: str | None = None
+    in_file: bool = False
 
 
 def setting_source(loc: Sequence[str | int]) -> SettingSource:
     """Where the setting at ``loc`` (e.g. ``("poller", "interval_s")``) came from, by the
     same precedence `Settings` reads: environment, then config file, then the default."""
     keys = [str(part) for part in loc]
-    env = {name.upper(): name for name in os.environ}
+    # Case-insensitive, empty means unset: as pydantic-settings reads them (see Settings).
+    env = {name.upper(): name for name, value in os.environ.items() if value}
     # FTM_POLLER__INTERVAL_S, or the whole section as JSON in FTM_POLLER.
     for depth in range(len(keys), 0, -1):
         name = env.get(("FTM_" + "__".join(keys[:depth])).upper())
@@ -237,9 +263,11 @@ def setting_source(loc: Sequence[str | int]) -> SettingSource:
     path = config_path()
     line = _toml_line(path, keys)
     if line is not None:
-        return SettingSource(where=f"from {path}, line {line}", fix=f"fix line {line} of {path}")
-    if path.is_file():
-        return SettingSource(where=f"from {path}", fix=f"fix {path}")
+        return SettingSource(
+            where=f"from {path}, line {line}", fix=f"fix line {line} of {path}", in_file=True
+        )
+    if _toml_sets(path, keys):  # somewhere the line scan cannot place
+        return SettingSource(where=f"from {path}", fix=f"fix {path}", in_file=True)
     return SettingSource(where="the default", fix="set it in the environment or config")
 
 
@@ -258,6 +286,14 @@ def _describe_toml_error(exc: tomllib.TOMLDecodeError) -> str:
     return (
         f"the config file {where} is not valid TOML: {reason}. "
         f"{fix}, or set FTM_CONFIG to another file."
+    )
+
+
+def _describe_encoding_error(exc: UnicodeDecodeError) -> str:
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (
+        f"the config file {config_path()}, line {line} is not UTF-8 text (byte "
+        f"{exc.object[exc.start : exc.start + 1]!r}). Save the file as UTF-8."
     )
 
 
@@ -300,6 +336,19 @@ def _toml_line(path: Path, keys: list[str]) -> int | None:
         if key == keys[:depth] and (best is None or depth > best[0]):
             best = (depth, number)
     return best[1] if best else None
+
+
+def _toml_sets(path: Path, keys: list[str]) -> bool:
+    """Whether the config file ``path`` sets ``keys`` (False if it cannot be read)."""
+    try:
+        node: object = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
 
 
 def _split_key(text: str) -> list[str]:

@@ -111,6 +111,32 @@ def test_home_that_cannot_be_created(tmp_path):
     assert "to a directory you can write" in line
 
 
+def test_home_from_the_config_file_that_cannot_be_created(tmp_path, monkeypatch):
+    monkeypatch.delenv("FTM_HOME")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config = tmp_path / "ftm.toml"
+    config.write_text(f'user = "ann"\nhome = "{blocker}/ftm"\n')
+    line = broken("jobs", "list", FTM_CONFIG=str(config))
+    assert f"cannot create ftm's home directory {blocker}/ftm (from {config}, line 2)" in line
+    assert f"Fix line 2 of {config}: name a directory you can write" in line
+
+
+def test_config_file_chosen_by_ftm_config_that_does_not_exist(ftm_home, tmp_path):
+    missing = tmp_path / "ftm-conf.toml"  # a typo'd path must not mean silent defaults
+    line = broken("jobs", "list", FTM_CONFIG=str(missing))
+    assert f"the config file {missing} (from the environment variable FTM_CONFIG)" in line
+    assert "does not exist" in line and "Point FTM_CONFIG at a TOML file" in line
+
+
+def test_config_file_that_is_not_utf8(ftm_home):
+    ftm_home.mkdir(parents=True)
+    (ftm_home / "config.toml").write_bytes(b'[openai]\nsandbox = true\nuser = "Ren\xe9"\n')
+    line = broken("jobs", "list")
+    assert f"the config file {ftm_home / 'config.toml'}, line 3 is not UTF-8" in line
+    assert "Save the file as UTF-8" in line
+
+
 def test_help_works_in_a_broken_environment(ftm_home):
     write_config(ftm_home, "[poller\n")
     outcome = ftm("jobs", "list", "--help")

@@ -1,8 +1,17 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from app.settings import Settings, SettingsError, config_path, get_settings, mask_passwords
+from app.settings import (
+    Settings,
+    SettingsError,
+    config_path,
+    get_settings,
+    home_dir,
+    mask_passwords,
+)
 
 
 def test_ftm_home_relocates_database_and_config(ftm_home):
@@ -76,3 +85,15 @@ def test_several_invalid_settings_in_one_line(ftm_home, monkeypatch):
 )
 def test_mask_passwords(text, shown):
     assert mask_passwords(text) == shown
+
+
+def test_an_empty_variable_means_unset(ftm_home, monkeypatch):
+    """As `home_dir` reads FTM_HOME: empty is unset, never the current directory."""
+    ftm_home.mkdir(parents=True)
+    (ftm_home / "config.toml").write_text("[poller]\ninterval_s = 3\n")
+    monkeypatch.setenv("FTM_POLLER__INTERVAL_S", "")
+    get_settings.cache_clear()
+    assert get_settings().poller.interval_s == 3.0
+    monkeypatch.delenv("FTM_HOME")
+    monkeypatch.setenv("FTM_HOME", "")
+    assert Settings().home == home_dir() != Path("")
