@@ -8,6 +8,7 @@ from app.settings import (
     Settings,
     SettingsError,
     config_path,
+    ensure_home,
     get_settings,
     home_dir,
     mask_passwords,
@@ -97,3 +98,22 @@ def test_an_empty_variable_means_unset(ftm_home, monkeypatch):
     monkeypatch.delenv("FTM_HOME")
     monkeypatch.setenv("FTM_HOME", "")
     assert Settings().home == home_dir() != Path("")
+
+
+def test_a_default_is_not_blamed_on_the_config_file(tmp_path, monkeypatch):
+    """The platform's default home cannot be made; the config file (which does not set
+    `home`) must not be named as its source."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = tmp_path / "ftm.toml"
+    config.write_text('user = "ann"\n')
+    monkeypatch.delenv("FTM_HOME")
+    monkeypatch.setenv("FTM_CONFIG", str(config))
+    monkeypatch.setenv("XDG_DATA_HOME", str(blocker))
+    get_settings.cache_clear()
+    with pytest.raises(SettingsError) as caught:
+        ensure_home(get_settings())
+    message = str(caught.value)
+    assert f"home directory {blocker / 'ftm'} (the default)" in message
+    assert str(config) not in message
+    assert "Set FTM_HOME to a directory you can write" in message
