@@ -14,7 +14,7 @@ import threading
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
 from app.settings import EnvironmentProblem, get_settings, mask_passwords, setting_source
 from db.engine import make_engine
@@ -102,7 +102,7 @@ def _open(url: str) -> Engine:
     try:
         if current != migrate.head_revision():
             migrate.upgrade(engine)
-    except DBAPIError as exc:
+    except OperationalError as exc:  # read-only file, full disk, lost server; not a bug
         engine.dispose()
         raise DatabaseUnusable(_describe_dbapi_error(exc, url, shown)) from None
     except BaseException:
@@ -143,14 +143,14 @@ def _make_engine(url: str, shown: str, *, tune: bool = True) -> Engine:
     except OSError as exc:  # the SQLite file's directory cannot be made
         raise DatabaseUnusable(
             f"cannot create the directory of the database {shown} ({origin}): "
-            f"{(exc.strerror or str(exc)).lower()} ({exc.filename}). Point it at a "
-            "directory you can write."
+            f"{(exc.strerror or str(exc)).lower()}. Point it at a directory you can write."
         ) from None
 
 
 def _describe_dbapi_error(exc: DBAPIError, url: str, shown: str) -> str:
     origin = database_origin(url)
-    reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc) else ""
+    # The driver's own words, first line only: SQLAlchemy appends SQL and a help link.
+    reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
     password = _password(url)
     if password:  # a driver may echo the connection string
         reason = reason.replace(password, "***")

@@ -50,7 +50,8 @@ class FtmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EnvironmentProblem as exc:
-            raise BrokenEnvironment(str(exc)) from None
+            # One line, whatever a driver put in its reason.
+            raise BrokenEnvironment(" ".join(str(exc).splitlines())) from None
 
 
 @click.group(
