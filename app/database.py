@@ -16,7 +16,8 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from app.settings import EnvironmentProblem, get_settings, mask_passwords, setting_source
+from app.environment import EnvironmentProblem
+from app.settings import get_settings, mask_passwords, setting_source
 from db.engine import make_engine
 
 _engines: dict[str, Engine] = {}

@@ -36,6 +36,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from app.environment import EnvironmentProblem
+
 APP_NAME = "ftm"
 
 
@@ -163,14 +165,6 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return self.local.jobs_dir or self.home / "jobs"
-
-
-class EnvironmentProblem(Exception):
-    """ftm cannot run in this environment (settings, home directory, database).
-
-    The message is one line: what is wrong, where, and what to do. The CLI prints it and
-    exits 2 (`app.cli.errors.BrokenEnvironment`).
-    """
 
 
 class SettingsError(EnvironmentProblem):

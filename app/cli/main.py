@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from app.cli.errors import BrokenEnvironment
-from app.settings import EnvironmentProblem, ensure_home, get_settings
+from app.environment import EnvironmentProblem
 
 # (module, attribute): each attribute is a click command or group.
 COMMAND_MODULES: list[tuple[str, str]] = [
@@ -68,6 +68,8 @@ def cli(ctx: click.Context) -> None:
     # Settings and home are checked before any command runs; the database when first
     # opened (not every command needs one). `ftm CMD --help` works in a broken set-up.
     if not ctx.meta.get("ftm.help_asked"):
+        from app.settings import ensure_home, get_settings  # pydantic: not for --help
+
         ensure_home(get_settings())
     if ctx.invoked_subcommand is None:
         from app.database import get_engine
