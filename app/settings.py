@@ -11,22 +11,32 @@ Nested sections map to TOML tables (``[openai]``, ``[poller]``...) and to enviro
 variables with a double underscore: ``FTM_OPENAI__BASE_URL``, ``FTM_POLLER__INTERVAL_S``.
 Secrets are never read from here into the database: the OpenAI key comes from
 ``OPENAI_API_KEY`` or from a command that prints it.
+
+A broken configuration (a TOML syntax error, a value of the wrong type, a home directory
+that cannot be made) raises `SettingsError`: one line naming the setting, where its value
+came from (environment variable, or config file and line) and what to fix. The CLI shows
+it and exits 2, before any command or the TUI runs.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import tomllib
+from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
 
 import platformdirs
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from app.environment import EnvironmentProblem
 
 APP_NAME = "ftm"
 
@@ -116,8 +126,10 @@ class TuiSettings(BaseModel):
 class Settings(BaseSettings):
     """All of ftm's settings."""
 
+    # env_ignore_empty: ``FTM_HOME=`` means unset, as `home_dir` reads it, not the
+    # current directory.
     model_config = SettingsConfigDict(
-        env_prefix="FTM_", env_nested_delimiter="__", extra="ignore"
+        env_prefix="FTM_", env_nested_delimiter="__", extra="ignore", env_ignore_empty=True
     )
 
     home: Path = Field(default_factory=home_dir)
@@ -155,7 +167,194 @@ class Settings(BaseSettings):
         return self.local.jobs_dir or self.home / "jobs"
 
 
+class SettingsError(EnvironmentProblem):
+    """The settings cannot be read: the config file or a setting's value is wrong."""
+
+
 @cache
 def get_settings() -> Settings:
-    """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
-    return Settings()
+    """The process's settings, read once. Tests call ``get_settings.cache_clear()``.
+
+    Raises `SettingsError` when the config file or a setting is invalid.
+    """
+    _check_chosen_config_file()
+    try:
+        return Settings()
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(_describe_toml_error(exc)) from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(_describe_encoding_error(exc)) from None
+    except ValidationError as exc:
+        raise SettingsError(_describe_validation_error(exc)) from None
+    except OSError as exc:  # the config file exists but cannot be read
+        raise SettingsError(
+            f"cannot read the config file {config_path()}: "
+            f"{(exc.strerror or str(exc)).lower()}. "
+            "Make it readable, or set FTM_CONFIG to another file."
+        ) from None
+
+
+def _check_chosen_config_file() -> None:
+    """A config file named by FTM_CONFIG must exist: silently running on defaults would
+    hide a typo in the path. (The default location may well have none.)"""
+    if not os.environ.get("FTM_CONFIG"):
+        return
+    path = config_path()
+    if not path.is_file():
+        problem = "is a directory" if path.is_dir() else "does not exist"
+        raise SettingsError(
+            f"the config file {path} (from the environment variable FTM_CONFIG) {problem}. "
+            "Point FTM_CONFIG at a TOML file, or unset it to use the default location."
+        )
+
+
+def ensure_home(settings: Settings) -> Path:
+    """Create ftm's home directory if needed; `SettingsError` if it cannot be made."""
+    try:
+        settings.home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        source = setting_source(("home",))
+        if source.env_var or not source.in_file:
+            fix = f"Set {source.env_var or 'FTM_HOME'} to a directory you can write."
+        else:
+            fix = f"{source.fix[0].upper()}{source.fix[1:]}: name a directory you can write."
+        raise SettingsError(
+            f"cannot create ftm's home directory {settings.home} ({source.where}): "
+            f"{(exc.strerror or str(exc)).lower()}. {fix}"
+        ) from None
+    return settings.home
+
+
+# -- where a setting came from --------------------------------------------------------
+
+
+class SettingSource(BaseModel):
+    """Where a setting's value was read from, in words, and how to change it."""
+
+    where: str
+    """E.g. "from the environment variable FTM_POLLER__INTERVAL_S"."""
+    fix: str
+    """E.g. "fix or unset FTM_POLLER__INTERVAL_S"."""
+    env_var: str | None = None
+    in_file: bool = False
+
+
+def setting_source(loc: Sequence[str | int]) -> SettingSource:
+    """Where the setting at ``loc`` (e.g. ``("poller", "interval_s")``) came from, by the
+    same precedence `Settings` reads: environment, then config file, then the default."""
+    keys = [str(part) for part in loc]
+    # Case-insensitive, empty means unset: as pydantic-settings reads them (see Settings).
+    env = {name.upper(): name for name, value in os.environ.items() if value}
+    # FTM_POLLER__INTERVAL_S, or the whole section as JSON in FTM_POLLER.
+    for depth in range(len(keys), 0, -1):
+        name = env.get(("FTM_" + "__".join(keys[:depth])).upper())
+        if name is not None:
+            return SettingSource(
+                where=f"from the environment variable {name}",
+                fix=f"fix or unset {name}",
+                env_var=name,
+            )
+    path = config_path()
+    line = _toml_line(path, keys)
+    if line is not None:
+        return SettingSource(
+            where=f"from {path}, line {line}", fix=f"fix line {line} of {path}", in_file=True
+        )
+    if _toml_sets(path, keys):  # somewhere the line scan cannot place
+        return SettingSource(where=f"from {path}", fix=f"fix {path}", in_file=True)
+    return SettingSource(where="the default", fix="set it in the environment or config")
+
+
+def _describe_toml_error(exc: tomllib.TOMLDecodeError) -> str:
+    path = config_path()
+    # Python 3.11's TOMLDecodeError has no line attribute: it is in the message.
+    found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+    reason = re.sub(r"\s*\(at .*\)$", "", str(exc)).lower()
+    if found:
+        line, column = found.groups()
+        where = f"{path}, line {line}, column {column}"
+        fix = f"Fix line {line}"
+    else:
+        where = str(path)
+        fix = "Fix the file"
+    return (
+        f"the config file {where} is not valid TOML: {reason}. "
+        f"{fix}, or set FTM_CONFIG to another file."
+    )
+
+
+def _describe_encoding_error(exc: UnicodeDecodeError) -> str:
+    line = exc.object[: exc.start].count(b"\n") + 1
+    return (
+        f"the config file {config_path()}, line {line} is not UTF-8 text (byte "
+        f"{exc.object[exc.start : exc.start + 1]!r}). Save the file as UTF-8."
+    )
+
+
+def _describe_validation_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        loc = error["loc"]
+        name = ".".join(str(part) for part in loc)
+        source = setting_source(loc)
+        value = mask_passwords(repr(error.get("input")))
+        reason = error["msg"][0].lower() + error["msg"][1:]
+        problems.append(
+            f"setting {name} = {value} {source.where} is not valid: {reason}. "
+            f"{source.fix[0].upper()}{source.fix[1:]}"
+        )
+    return "; ".join(problems) + "."
+
+
+def _toml_line(path: Path, keys: list[str]) -> int | None:
+    """The line of ``path`` that sets ``keys`` (or, failing that, its closest enclosing
+    key, e.g. an inline table); None when the file does not set it. A line scan, not a
+    parser: it only has to point a person at the right line."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    table: list[str] = []
+    best: tuple[int, int] | None = None  # (depth matched, line number)
+    for number, text in enumerate(lines, start=1):
+        stripped = text.strip()
+        header = re.fullmatch(r"\[\s*([^\[\]]+?)\s*\]\s*(#.*)?", stripped)
+        if header:
+            table = _split_key(header.group(1))
+            continue
+        assignment = re.match(r"((?:[^=\"']|\"[^\"]*\"|'[^']*')+?)\s*=", stripped)
+        if not assignment or stripped.startswith("#"):
+            continue
+        key = table + _split_key(assignment.group(1))
+        depth = len(key)
+        if key == keys[:depth] and (best is None or depth > best[0]):
+            best = (depth, number)
+    return best[1] if best else None
+
+
+def _toml_sets(path: Path, keys: list[str]) -> bool:
+    """Whether the config file ``path`` sets ``keys`` (False if it cannot be read)."""
+    try:
+        node: object = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def _split_key(text: str) -> list[str]:
+    """``a."b.c" . d`` -> ``["a", "b.c", "d"]`` (TOML dotted keys, quotes honoured)."""
+    parts = re.findall(r"\s*(\"[^\"]*\"|'[^']*'|[^.\s]+)\s*(?:\.|$)", text)
+    return [part.strip("\"'") for part in parts]
+
+
+def mask_passwords(text: str) -> str:
+    """``text`` with the password of any URL in it replaced by ``***`` (for messages).
+
+    Also for text that does not parse as a URL: whatever sits between the user name's
+    colon and the credentials' last ``@`` goes, with or without a scheme in front.
+    """
+    return re.sub(r"(^|[\s'\"(/])([^\s/:@'\"()]*):(?!//)\S*@", r"\1\2:***@", text)

@@ -21,8 +21,13 @@ from sqlmodel import Session
 BUSY_TIMEOUT_MS = 30_000
 
 
-def make_engine(url: str) -> Engine:
-    """Create an engine for any SQLAlchemy URL; SQLite gets the concurrency set-up."""
+def make_engine(url: str, *, tune: bool = True) -> Engine:
+    """Create an engine for any SQLAlchemy URL; SQLite gets the concurrency set-up.
+
+    ``tune=False`` leaves SQLite's connections as they come: nothing is written on
+    connect (switching to WAL rewrites the file's header), so a database can be looked at
+    before ftm decides to use it.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
@@ -32,6 +37,8 @@ def make_engine(url: str) -> Engine:
     engine = create_engine(
         url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     )
+    if not tune:
+        return engine
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record) -> None:  # pragma: no cover - trivial

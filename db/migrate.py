@@ -2,7 +2,8 @@
 
 Every schema change is a new file in db/migrations/versions; `upgrade` brings any database,
 blank or old, to the newest revision. The applied revision is kept in the database's
-``alembic_version`` table.
+``alembic_version`` table; one this version does not know (`is_known_revision`) means a
+newer ftm wrote the database, and callers refuse it rather than touch it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,14 @@ def head_revision() -> str:
     if head is None:  # only possible if the shipped migrations folder is empty or broken
         raise RuntimeError(f"no migration head found in {MIGRATIONS_DIR}")
     return head
+
+
+def is_known_revision(revision: str) -> bool:
+    """Whether ``revision`` is one of this version's migrations. A database stamped with
+    another one was written by a newer ftm (or a fork): upgrading it cannot work."""
+    return revision in {
+        script.revision for script in ScriptDirectory.from_config(_config()).walk_revisions()
+    }
 
 
 def current_revision(engine: Engine) -> str | None:

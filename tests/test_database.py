@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlmodel import SQLModel
 
 import db.models  # noqa: F401
-from app.database import get_engine
+from app import database
+from app.database import DatabaseUnusable, get_engine
 from db import migrate
 from db.engine import make_engine, read_session, write_session
 from db.models import Job
@@ -70,7 +72,41 @@ def test_foreign_keys_are_enforced():
 
     try:
         with write_session(engine) as s:
-            s.add(JobEvent(job_id=999, provider_event_id="x", created_at=db.models.utcnow(), message="m"))
+            s.add(
+                JobEvent(
+                    job_id=999, provider_event_id="x", created_at=db.models.utcnow(), message="m"
+                )
+            )
     except sa.exc.IntegrityError:
         return
     raise AssertionError("an event for a missing job was accepted")
+
+
+def test_a_database_from_a_newer_ftm_is_refused_and_left_as_it_was(ftm_home):
+    engine = get_engine()
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'from_the_future'")
+    database.reset()
+    with pytest.raises(DatabaseUnusable, match="written by a newer ftm"):
+        get_engine()
+    probe = make_engine(f"sqlite:///{ftm_home / 'ftm.db'}")
+    assert migrate.current_revision(probe) == "from_the_future"
+    probe.dispose()
+
+
+def test_an_older_database_is_still_upgraded(ftm_home):
+    url = f"sqlite:///{ftm_home / 'ftm.db'}"
+    engine = make_engine(url)
+    migrate.upgrade(engine)
+    migrate.downgrade(engine, "base")
+    engine.dispose()
+    assert "jobs" in sa.inspect(get_engine()).get_table_names()
+
+
+def test_password_never_in_the_message(ftm_home, monkeypatch):
+    monkeypatch.setenv("FTM_DATABASE_URL", "postgresql+nosuchdriver://bob:hunter2@h/db")
+    database.reset()
+    with pytest.raises(DatabaseUnusable) as caught:
+        get_engine()
+    assert "hunter2" not in str(caught.value)
+    assert "bob:***@h/db" in str(caught.value)

@@ -7,8 +7,12 @@ their heavy dependencies lazily so `ftm --help` stays fast.
 from __future__ import annotations
 
 import importlib
+from typing import Any
 
 import click
+
+from app.cli.errors import BrokenEnvironment
+from app.environment import EnvironmentProblem
 
 # (module, attribute): each attribute is a click command or group.
 COMMAND_MODULES: list[tuple[str, str]] = [
@@ -30,7 +34,29 @@ COMMAND_MODULES: list[tuple[str, str]] = [
 ]
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+HELP_OPTIONS = ["-h", "--help"]
+
+
+class FtmGroup(click.Group):
+    """The root command: a broken environment (`EnvironmentProblem`), met by any command
+    or by the TUI's start, ends as its one-line message and exit 2, never a traceback."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Remembered for `cli`: asking for a command's help needs no working set-up.
+        ctx.meta["ftm.help_asked"] = bool(set(HELP_OPTIONS) & set(args))
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except EnvironmentProblem as exc:
+            # One line, whatever a driver put in its reason.
+            raise BrokenEnvironment(" ".join(str(exc).splitlines())) from None
+
+
+@click.group(
+    cls=FtmGroup, invoke_without_command=True, context_settings={"help_option_names": HELP_OPTIONS}
+)
 @click.version_option(package_name="ftm")
 @click.pass_context
 def cli(ctx: click.Context) -> None:
@@ -39,9 +65,17 @@ def cli(ctx: click.Context) -> None:
 
     Run with no command to open the terminal app.
     """
+    # Settings and home are checked before any command runs; the database when first
+    # opened (not every command needs one). `ftm CMD --help` works in a broken set-up.
+    if not ctx.meta.get("ftm.help_asked"):
+        from app.settings import ensure_home, get_settings  # pydantic: not for --help
+
+        ensure_home(get_settings())
     if ctx.invoked_subcommand is None:
+        from app.database import get_engine
         from app.tui.app import run_tui
 
+        get_engine()  # before the screen switches over: a broken DB is one line, not a crash
         run_tui()
 
 
