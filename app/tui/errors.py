@@ -67,8 +67,7 @@ def _is_database_locked(error: BaseException) -> bool:
     text = str(error).lower()
     inner = getattr(error, "orig", None)
     return "database is locked" in text and (
-        isinstance(error, sqlite3.OperationalError)
-        or isinstance(inner, sqlite3.OperationalError)
+        isinstance(error, sqlite3.OperationalError) or isinstance(inner, sqlite3.OperationalError)
     )
 
 
@@ -97,7 +96,8 @@ def report_error(app: App, error: BaseException, *, context: str = "") -> None:
     described = describe_error(error)
     title = f"{described.title} — {context}" if context else described.title
     if described.expected:
-        app.notify(described.message, title=title, severity="error", timeout=10)
+        # markup=False: a message quoting user input or a range like [0, 1) is plain text
+        app.notify(described.message, title=title, severity="error", timeout=10, markup=False)
     else:
         app.push_screen(ErrorScreen(title, described.message))
 
