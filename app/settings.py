@@ -137,8 +137,9 @@ class Settings(BaseSettings):
     """Any SQLAlchemy URL. Unset: a SQLite file ``ftm.db`` in the home directory."""
     prices_file: Path | None = None
     """A TOML file that overrides or extends the shipped price catalog."""
-    user: str = Field(default_factory=lambda: os.environ.get("USER") or "unknown")
-    """Recorded as 'who' on promotions."""
+    user: str | None = None
+    """Recorded as 'who' on promotions (``FTM_USER``); unset: the OS user
+    (`app.promotion.aliases.promoter_name`)."""
 
     openai: OpenAISettings = OpenAISettings()
     poller: PollerSettings = PollerSettings()

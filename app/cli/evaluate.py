@@ -59,7 +59,7 @@ def _user_errors():
     "--dataset",
     default=None,
     help="Dataset name or id: its held-out split is the eval set, its training half "
-    "gives the few-shot examples.",
+    "gives the few-shot examples. Default with --job: the job's dataset.",
 )
 @click.option("--eval-dataset", default=None, help="Evaluate on another dataset instead.")
 @click.option(
@@ -73,13 +73,15 @@ def _user_errors():
     "--provider",
     "provider_name",
     default=None,
-    help="Provider of the base model and of --model (openai, local...).",
+    help="Provider of the base model and of --model (openai, local...). "
+    "Default with --job: the job's provider.",
 )
 @click.option(
     "--base",
     "base_model",
     default=None,
-    help="Base model (id, or a local model path) for the zero/few-shot baselines.",
+    help="Base model (id, or a local model path) for the zero/few-shot baselines. "
+    "Default with --job: the job's base model.",
 )
 @click.option("--zero-shot/--no-zero-shot", default=True, show_default=True)
 @click.option(
@@ -163,9 +165,10 @@ def eval_command(
     if rerun_id is not None:
         _rerun(rerun_id, as_json)
         return
-    if not (task and dataset):
+    if not (task and (dataset or job_ids)):
         raise UserError(
-            "name the task and its data: --task NAME --dataset NAME (or --rerun RUN_ID)"
+            "name the task and its data: --task NAME --dataset NAME, or --task NAME --job ID "
+            "(or --rerun RUN_ID)"
         )
     judge = None
     if judge_provider or judge_model:
@@ -177,7 +180,7 @@ def eval_command(
         judge = {"provider": judge_provider, "model": judge_model, "max_spend_usd": judge_max_spend}
     req = EvalRequest(
         task=task,
-        dataset=_id_or_name(dataset),
+        dataset=_id_or_name(dataset) if dataset else None,
         provider=provider_name,
         base_model=base_model,
         eval_dataset=_id_or_name(eval_dataset) if eval_dataset else None,

@@ -27,6 +27,37 @@ def _sunset_note(p) -> str:
     return s.message if s else ""
 
 
+def alias_options(command):
+    """``--task TASK --alias ALIAS``: how `models show`, `models export`, `promote` and
+    `migrate` all name an alias (README), with the same defaults and help."""
+    command = click.option(
+        "--alias",
+        default="production",
+        show_default=True,
+        help="The alias (production, staging...).",
+    )(command)
+    return click.option(
+        "--task",
+        default=None,
+        help="The task the alias belongs to (may be left out when one task has this alias).",
+    )(command)
+
+
+def _task_of(engine, task: str | None, alias: str) -> str:
+    """``task``, or the one task that has ``alias`` when it was left out."""
+    if task is not None:
+        return task
+    from app.promotion.aliases import holders
+
+    tasks = sorted({h.alias.task for h in holders(engine) if h.alias.alias == alias})
+    if len(tasks) != 1:
+        where = f" ({', '.join(tasks)})" if tasks else ""
+        raise UserError(
+            f"alias {alias!r} exists in {len(tasks)} tasks{where}; name one with --task TASK"
+        )
+    return tasks[0]
+
+
 @click.group("models")
 def models() -> None:
     """Evaluated and promoted models: leaderboards, alias holders, export."""
@@ -69,13 +100,13 @@ def models_list(task) -> None:
 
 
 @models.command("show")
-@click.argument("alias")
-@click.option("--task", required=True)
-def models_show(alias, task) -> None:
+@alias_options
+def models_show(task, alias) -> None:
     """ALIAS's holder, the eval and gates behind it, its sunset, and its history."""
     from app.promotion.aliases import current, history
 
     engine = _engine()
+    task = _task_of(engine, task, alias)
     holder = current(engine, task, alias)
     if holder is None:
         raise UserError(f"task {task!r} has no alias {alias!r}; see: ftm models list")
@@ -106,8 +137,7 @@ def models_show(alias, task) -> None:
 
 
 @models.command("export")
-@click.option("--alias", required=True)
-@click.option("--task", default=None, help="Needed when several tasks have this alias.")
+@alias_options
 @click.option(
     "--format", "fmt", type=click.Choice(["json", "env"]), default="json", show_default=True
 )
@@ -118,24 +148,16 @@ def models_show(alias, task) -> None:
     default=None,
     help="Write to this file instead of stdout.",
 )
-def models_export(alias, task, fmt, output) -> None:
+def models_export(task, alias, fmt, output) -> None:
     """What an application needs to call the ALIAS model: provider, model id or path,
     base URL (never an API key)."""
     from pathlib import Path
 
-    from app.promotion.aliases import PromotionError, holders
+    from app.promotion.aliases import PromotionError
     from app.promotion.export import export_record, render
 
     engine = _engine()
-    if task is None:
-        tasks = sorted({h.alias.task for h in holders(engine) if h.alias.alias == alias})
-        if len(tasks) != 1:
-            raise UserError(
-                f"alias {alias!r} exists in {len(tasks)} tasks"
-                + (f" ({', '.join(tasks)})" if tasks else "")
-                + "; name one with --task"
-            )
-        task = tasks[0]
+    task = _task_of(engine, task, alias)
     try:
         text = render(export_record(engine, task, alias), fmt)
     except PromotionError as exc:
@@ -148,8 +170,7 @@ def models_export(alias, task, fmt, output) -> None:
 
 
 @click.command("promote")
-@click.option("--task", required=True)
-@click.option("--alias", default="production", show_default=True)
+@alias_options
 @click.option(
     "--run",
     "run_id",
@@ -173,10 +194,10 @@ def models_export(alias, task, fmt, output) -> None:
 def promote(task, alias, run_id, model, why, override, merge, rollback) -> None:
     """Point ALIAS of TASK at a model after its gates pass, or --rollback."""
     from app.promotion import aliases
-    from app.settings import get_settings
 
     engine = _engine()
-    who = get_settings().user
+    task = _task_of(engine, task, alias)
+    who = aliases.promoter_name()
     if rollback:
         if run_id or model or override or merge:
             raise UserError("--rollback takes no --run/--model/--override/--merge")
@@ -287,8 +308,7 @@ def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
 
 
 @click.command("migrate")
-@click.argument("alias")
-@click.option("--task", required=True)
+@alias_options
 @click.option("--to", "to_provider", required=True, help="Provider to move to (e.g. local).")
 @click.option(
     "--model",
@@ -315,7 +335,7 @@ def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
     help="Seconds to wait for the new job.",
 )
 def migrate(
-    alias, task, to_provider, base_model, method, epochs, options, why, no_promote, timeout
+    task, alias, to_provider, base_model, method, epochs, options, why, no_promote, timeout
 ) -> None:
     """Re-train ALIAS's model of TASK on another provider with the same dataset and
     settings, evaluate it against the promoted model on the same eval set, and promote it
@@ -329,7 +349,7 @@ def migrate(
             raise UserError(f"--option {item!r}: use KEY=VALUE")
         parsed[key] = value
     req = MigrationRequest(
-        task=task,
+        task=_task_of(_engine(), task, alias),
         alias=alias,
         to_provider=to_provider,
         base_model=base_model,

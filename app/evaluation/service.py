@@ -5,7 +5,8 @@ checkpoints) and run each on the same eval set."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -22,8 +23,9 @@ from providers.base import Provider
 @dataclass
 class EvalRequest:
     task: str
-    dataset: str | int
-    """Whose training half gives the few-shot examples (and, by default, the eval set)."""
+    dataset: str | int | None
+    """Whose training half gives the few-shot examples (and, by default, the eval set);
+    None: the dataset the ``job_ids`` were trained on (`with_job_defaults`)."""
     provider: str | None = None
     base_model: str | None = None
     eval_dataset: str | int | None = None
@@ -92,6 +94,44 @@ def job_candidates(engine: Engine, job_ids: list[int], checkpoints: bool) -> lis
     return out
 
 
+def with_job_defaults(engine: Engine, req: EvalRequest) -> EvalRequest:
+    """``req`` with what it leaves out taken from its jobs: the provider and base model
+    the baselines run on, and the dataset, when every job agrees on them."""
+    if not req.job_ids or (req.provider and req.base_model and req.dataset is not None):
+        return req
+    with read_session(engine) as session:
+        jobs = [session.get(Job, job_id) for job_id in req.job_ids]
+    missing = [job_id for job_id, job in zip(req.job_ids, jobs, strict=True) if job is None]
+    if missing:
+        raise EvalDataError(f"no job with id {missing[0]}; list them with: ftm jobs list")
+    provider = req.provider
+    if provider is None:
+        provider = _one_value(jobs, lambda j: j.provider, "providers", "--provider NAME")
+    base_model = req.base_model
+    if base_model is None:
+        same_provider = [j for j in jobs if j.provider == provider]
+        if not same_provider:
+            raise EvalDataError(f"no job ran on {provider}; say which base model to compare "
+                                "with: --base MODEL")
+        base_model = _one_value(same_provider, lambda j: j.base_model, "base models",
+                                "--base MODEL")
+    dataset = req.dataset
+    if dataset is None:
+        dataset = _one_value(jobs, lambda j: j.dataset_id, "datasets", "--dataset NAME")
+        if dataset is None:
+            raise EvalDataError(f"job {jobs[0].id} has no recorded dataset; name one with "
+                                "--dataset NAME")
+    return replace(req, provider=provider, base_model=base_model, dataset=dataset)
+
+
+def _one_value(jobs: list[Job], value: Callable[[Job], Any], what: str, option: str) -> Any:
+    found = {value(j) for j in jobs}
+    if len(found) > 1:
+        listed = ", ".join(f"job {j.id}: {value(j)}" for j in jobs)
+        raise EvalDataError(f"the jobs have different {what} ({listed}); name one with {option}")
+    return next(iter(found))
+
+
 def build_candidates(engine: Engine, req: EvalRequest) -> list[Candidate]:
     candidates: list[Candidate] = []
     needs_base = req.zero_shot or req.few_shot > 0 or req.models
@@ -123,6 +163,9 @@ def evaluate(
     """Run every candidate on the same eval set; returns the finished runs in order."""
     if provider_for is None:
         provider_for = provider_cache()
+    req = with_job_defaults(engine, req)
+    if req.dataset is None:
+        raise EvalDataError("name the data to evaluate on: --dataset NAME (or --job ID)")
     dataset = find_dataset(engine, req.dataset)
     eval_ds = find_dataset(engine, req.eval_dataset) if req.eval_dataset is not None else dataset
     examples = eval_examples(engine, eval_ds.id, req.split)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,98 @@ class EstimatePreview:
     """The job spends money (a per-token-billing provider, not simulated): confirm first."""
 
 
+@dataclass(frozen=True)
+class LaunchPlan:
+    """Everything known about a launch before anything is recorded or sent: the one
+    answer `ftm launch` and the TUI wizard both show (and `launch_job` acts on)."""
+
+    spec: JobSpec
+    dataset_id: int
+    problems: list[str]
+    """Why the provider cannot run this job (a launch is refused while any remain)."""
+    warnings: list[str]
+    """What to tell the user before creating (service cutoff, model retirement...)."""
+    estimate: EstimatePreview
+    provider_display_name: str
+    provider: Provider | None = field(repr=False, default=None)
+    """The built provider, or None when it could not be built (see ``problems``)."""
+    engine: Engine | None = field(repr=False, default=None)
+
+
+def plan_launch(
+    provider_name: str,
+    dataset_name_or_id: str | int,
+    base_model: str,
+    *,
+    method: str = "supervised",
+    hyperparameters: Hyperparameters | dict[str, Any] | None = None,
+    suffix: str | None = None,
+    seed: int | None = None,
+    options: dict[str, Any] | None = None,
+    name: str | None = None,
+    engine: Engine | None = None,
+    provider: Provider | None = None,
+    today: date | None = None,
+) -> LaunchPlan:
+    """Validate, warn and price a launch without recording or sending anything.
+
+    A provider that cannot be built (a missing API key...) is a problem of the plan, not
+    an exception: the estimate is still worth showing while the user fixes it.
+
+    Raises:
+        LaunchRejected: the dataset is unknown or the hyperparameters are not recognised.
+    """
+    if engine is None:
+        from app.database import get_engine
+
+        engine = get_engine()
+    problems: list[str] = []
+    display_name = provider_name
+    if provider is None:
+        try:
+            provider = make_provider(provider_name, engine=engine)
+        except ProviderError as exc:
+            problems.append(exc.message)
+    with read_session(engine) as session:
+        dataset = resolve_dataset(session, dataset_name_or_id)
+    data_dir = Path(dataset.data_dir)
+    validation = data_dir / "validation.jsonl"
+    spec = JobSpec(
+        name=name or f"{dataset.name}-{base_model}"[:120],
+        base_model=base_model,
+        train_path=str(data_dir / "train.jsonl"),
+        validation_path=str(validation) if validation.is_file() else None,
+        method=method,
+        hyperparameters=_hyperparameters(hyperparameters),
+        suffix=suffix,
+        seed=seed,
+        options=dict(options or {}),
+        ftm_job_uid=uuid.uuid4().hex,
+        dataset_hash=dataset.content_hash,
+    )
+    warnings: list[str] = []
+    simulated = billed = False
+    if provider is not None:
+        display_name = provider.display_name
+        problems += provider.validate_spec(spec)
+        warnings = launch_warnings(provider, spec, today)
+        simulated = bool(getattr(provider, "simulated", False))
+        billed = bool(provider.capabilities.per_token_billing) and not simulated
+    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
+    return LaunchPlan(
+        spec=spec,
+        dataset_id=dataset.id,
+        problems=problems,
+        warnings=warnings,
+        estimate=EstimatePreview(
+            estimate=estimate, no_estimate=no_estimate, simulated=simulated, billed=billed
+        ),
+        provider_display_name=display_name,
+        provider=provider,
+        engine=engine,
+    )
+
+
 def launch_job(
     provider_name: str,
     dataset_name_or_id: str | int,
@@ -155,50 +247,44 @@ def launch_job(
         LaunchFailed: the provider refused; the row is ``failed`` with its error.
         LaunchUnconfirmed: the outcome is unknown; the poller settles it.
     """
-    if engine is None:
-        from app.database import get_engine
-
-        engine = get_engine()
-    if provider is None:
-        try:
-            provider = make_provider(provider_name, engine=engine)
-        except ProviderError as exc:
-            raise LaunchRejected(exc.message) from None
-    with read_session(engine) as session:
-        dataset = resolve_dataset(session, dataset_name_or_id)
-    data_dir = Path(dataset.data_dir)
-    validation = data_dir / "validation.jsonl"
-    spec = JobSpec(
-        name=name or f"{dataset.name}-{base_model}"[:120],
-        base_model=base_model,
-        train_path=str(data_dir / "train.jsonl"),
-        validation_path=str(validation) if validation.is_file() else None,
+    plan = plan_launch(
+        provider_name,
+        dataset_name_or_id,
+        base_model,
         method=method,
-        hyperparameters=_hyperparameters(hyperparameters),
+        hyperparameters=hyperparameters,
         suffix=suffix,
         seed=seed,
-        options=dict(options or {}),
-        ftm_job_uid=uuid.uuid4().hex,
-        dataset_hash=dataset.content_hash,
+        options=options,
+        name=name,
+        engine=engine,
+        provider=provider,
+        today=today,
     )
-    problems = provider.validate_spec(spec)
-    if problems:
-        raise LaunchRejected(f"{provider.display_name} cannot run this job: " + "; ".join(problems))
-    warnings = launch_warnings(provider, spec, today)
-    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
+    if plan.provider is None:  # not built: its reason says what to set
+        raise LaunchRejected("; ".join(plan.problems))
+    if plan.problems:
+        raise LaunchRejected(
+            f"{plan.provider_display_name} cannot run this job: " + "; ".join(plan.problems)
+        )
+    engine, provider, spec, dataset_id = plan.engine, plan.provider, plan.spec, plan.dataset_id
+    warnings = plan.warnings
+    estimate, no_estimate = plan.estimate.estimate, plan.estimate.no_estimate
     if on_estimate is not None:
-        simulated = bool(getattr(provider, "simulated", False))
-        on_estimate(EstimatePreview(
-            estimate=estimate, no_estimate=no_estimate, simulated=simulated,
-            billed=bool(provider.capabilities.per_token_billing) and not simulated))
+        on_estimate(plan.estimate)
     if confirm is not None and not confirm(warnings):
         raise LaunchDeclined("launch cancelled; nothing was recorded or sent")
 
     # 1. the row first, in its own transaction, before any network call
     with write_session(engine) as session:
         job = Job(
-            uid=spec.ftm_job_uid, name=spec.name, provider=provider_name, base_model=base_model,
-            dataset_id=dataset.id, method=method, spec=_snapshot(spec),
+            uid=spec.ftm_job_uid,
+            name=spec.name,
+            provider=provider_name,
+            base_model=base_model,
+            dataset_id=dataset_id,
+            method=method,
+            spec=_snapshot(spec),
             simulated=bool(getattr(provider, "simulated", False)),
             estimate=estimate,
             estimated_cost_usd=(estimate or {}).get("training_cost_usd"),
@@ -207,8 +293,9 @@ def launch_job(
         session.flush()
         repository.set_status(session, job, JobStatus.UPLOADING)
         if no_estimate:
-            repository.add_local_event(session, job, f"No cost estimate: {no_estimate}",
-                                       level="warn", key="no-estimate")
+            repository.add_local_event(
+                session, job, f"No cost estimate: {no_estimate}", level="warn", key="no-estimate"
+            )
         job_id = job.id
 
     # 2. upload and create (network, outside any transaction)
@@ -217,8 +304,11 @@ def launch_job(
     except ProviderError as exc:
         _fail(engine, job_id, exc, "uploading the data")
     except BaseException:  # Ctrl+C, a crash: nothing was created, say so on the row
-        _fail_quietly(engine, job_id, "launch interrupted while uploading; nothing was "
-                      "created at the provider")
+        _fail_quietly(
+            engine,
+            job_id,
+            "launch interrupted while uploading; nothing was created at the provider",
+        )
         raise
     with write_session(engine) as session:
         job = repository.get_job(session, job_id)
@@ -231,7 +321,8 @@ def launch_job(
             _mark_unconfirmed(engine, job_id, exc.message, resend=True)
             raise LaunchUnconfirmed(
                 f"job {job_id}: {exc.message}. `ftm watch` (or the TUI) keeps looking it up by its id and settles it.",
-                job_id=job_id) from None
+                job_id=job_id,
+            ) from None
         _fail(engine, job_id, exc, "creating the job")
     except BaseException:  # interrupted mid-create: it may exist; the poller looks it up
         _mark_unconfirmed(engine, job_id, "launch interrupted while creating the job")
@@ -242,8 +333,8 @@ def launch_job(
         job = repository.get_job(session, job_id)
         apply_remote(session, job, remote, now=datetime.now(UTC), allow_terminal=False)
         repository.add_local_event(
-            session, job, f"Created at {provider.display_name} as {remote.remote_id}",
-            key="created")
+            session, job, f"Created at {provider.display_name} as {remote.remote_id}", key="created"
+        )
         job.last_progress_at = datetime.now(UTC)
     if remote.status.is_terminal:
         # already over (found after a lost response): record its end in full now, or
@@ -258,8 +349,9 @@ def launch_job(
         return repository.get_job(session, job_id)
 
 
-def _estimate(engine: Engine, dataset_id: int, provider_name: str,
-              spec: JobSpec) -> tuple[dict[str, Any] | None, str | None]:
+def _estimate(
+    engine: Engine, dataset_id: int, provider_name: str, spec: JobSpec
+) -> tuple[dict[str, Any] | None, str | None]:
     """The cost estimate snapshotted on the job (app.costs), or why there is none.
 
     An estimate is a courtesy: it never blocks a launch (a plugin provider has no prices).
@@ -273,16 +365,20 @@ def _estimate(engine: Engine, dataset_id: int, provider_name: str,
     try:
         with read_session(engine) as session:
             estimate = estimate_for_launch(
-                session, dataset_id=dataset_id, provider=provider_name,
-                base_model=spec.base_model, method=spec.method,
-                hyperparameters=spec.hyperparameters, options=spec.options)
+                session,
+                dataset_id=dataset_id,
+                provider=provider_name,
+                base_model=spec.base_model,
+                method=spec.method,
+                hyperparameters=spec.hyperparameters,
+                options=spec.options,
+            )
     except Exception as exc:  # see docstring; the reason is kept as an event
         return None, f"{type(exc).__name__}: {exc}"
     return estimate.to_dict(), None
 
 
-def _mark_unconfirmed(engine: Engine, job_id: int, message: str, *,
-                      resend: bool = False) -> None:
+def _mark_unconfirmed(engine: Engine, job_id: int, message: str, *, resend: bool = False) -> None:
     """The create may or may not have happened: the poller settles it by uid.
 
     ``resend``: if the job never appears, the poller may send the create again (the
@@ -291,8 +387,13 @@ def _mark_unconfirmed(engine: Engine, job_id: int, message: str, *,
     with write_session(engine) as session:
         job = repository.get_job(session, job_id)
         # "since" starts the poller's grace window (PollerSettings.unconfirmed_grace_s)
-        job.error = {"code": "create_unconfirmed", "message": message, "param": None,
-                     "since": datetime.now(UTC).isoformat(), "resend": resend}
+        job.error = {
+            "code": "create_unconfirmed",
+            "message": message,
+            "param": None,
+            "since": datetime.now(UTC).isoformat(),
+            "resend": resend,
+        }
         session.add(job)
 
 
@@ -310,7 +411,9 @@ def _fail(engine: Engine, job_id: int, exc: ProviderError, doing: str) -> None:
         job = repository.get_job(session, job_id)
         job.error = error
         repository.set_status(session, job, JobStatus.FAILED)
-        repository.add_local_event(session, job, f"Failed while {doing}: {exc.message}",
-                                   level="error", key="launch-failed")
-    raise LaunchFailed(f"job {job_id} failed while {doing}: {exc.message}", job_id=job_id,
-                       error=error)
+        repository.add_local_event(
+            session, job, f"Failed while {doing}: {exc.message}", level="error", key="launch-failed"
+        )
+    raise LaunchFailed(
+        f"job {job_id} failed while {doing}: {exc.message}", job_id=job_id, error=error
+    )

@@ -23,6 +23,24 @@ from db.engine import read_session, write_session
 from db.models import Alias, EvalRun, Promotion, utcnow
 
 
+def promoter_name() -> str:
+    """Who a promotion is recorded as: the configured name (``FTM_USER``, or ``user`` in
+    config.toml), else the OS user (getpass: $LOGNAME, $USER..., then the password
+    database), so a history row never says "unknown" on a machine that knows better."""
+    import getpass
+    import os
+
+    from app.settings import get_settings
+
+    configured = (get_settings().user or "").strip()
+    if configured:
+        return configured
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+        return f"uid {os.getuid()}" if hasattr(os, "getuid") else "unknown"
+
+
 class PromotionError(RuntimeError):
     """The alias could not change (unknown alias, no history to roll back to...)."""
 
@@ -148,7 +166,7 @@ def promote(
     task: str,
     alias: str,
     run_id: int,
-    who: str,
+    who: str | None = None,
     why: str | None = None,
     override: bool = False,
     target: ModelTarget | None = None,
@@ -156,7 +174,8 @@ def promote(
 ) -> tuple[Promotion, GateReport]:
     """Point ``alias`` of ``task`` at the model eval run ``run_id`` evaluated, if the
     task's gates pass (or ``override`` with a reason). ``target`` replaces the run's model
-    (a merged copy of the evaluated adapter, for instance).
+    (a merged copy of the evaluated adapter, for instance); ``who`` defaults to
+    `promoter_name`.
 
     Raises:
         GateRefused: a gate failed and there was no override.
@@ -177,7 +196,7 @@ def promote(
         alias=alias,
         action="promote",
         target=target or run_target,
-        who=who,
+        who=who or promoter_name(),
         why=why,
         eval_run_id=run_id,
         gates=gates,
@@ -187,7 +206,7 @@ def promote(
 
 
 def rollback(
-    engine: Engine, *, task: str, alias: str, who: str, why: str | None = None
+    engine: Engine, *, task: str, alias: str, who: str | None = None, why: str | None = None
 ) -> Promotion:
     """Return ``alias`` to the holder before the current one (read and written in one
     transaction, so a concurrent promotion cannot slip in between)."""
@@ -216,7 +235,7 @@ def rollback(
             job_id=restored.job_id,
             eval_run_id=restored.eval_run_id,
             previous_id=restored.previous_id,
-            who=who,
+            who=who or promoter_name(),
             why=f"{why} [{note}]" if why else note,
             gates=restored.gates,
             overridden=False,

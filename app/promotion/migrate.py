@@ -120,7 +120,6 @@ def migrate_alias(
     from app.evaluation.data import eval_examples, training_examples
     from app.evaluation.service import provider_cache
     from app.jobs.launch import LaunchError, launch_job
-    from app.settings import get_settings
 
     provider_for = provider_for or provider_cache()
 
@@ -240,9 +239,7 @@ def migrate_alias(
         on_event("      gates pass; not promoted (--no-promote)")
     else:
         why = req.why or f"migrated from {held.model} ({held.provider}) to {req.to_provider}"
-        promotion, _ = promote(
-            engine, task=req.task, alias=req.alias, run_id=run.id, who=get_settings().user, why=why
-        )
+        promotion, _ = promote(engine, task=req.task, alias=req.alias, run_id=run.id, why=why)
         on_event(
             f"      promoted: {req.task}/{req.alias} -> {promotion.model} (#{promotion.id}); "
             f"roll back with: ftm promote --task {req.task} --alias {req.alias} --rollback"

@@ -27,7 +27,7 @@ def promote_run(
     task: str,
     alias: str,
     run_id: int,
-    who: str,
+    who: str | None = None,
     why: str | None = None,
     override: bool = False,
     merge: bool = False,

@@ -52,8 +52,9 @@ def describe_error(error: BaseException) -> UserFacingError:
             "Another ftm process held the database for too long; try again.",
             True,
         )
-    if isinstance(error, _expected_app_errors()):
-        return UserFacingError("Error", str(error), True)
+    title = _expected_app_error_title(error)
+    if title is not None:
+        return UserFacingError(title, str(error) or type(error).__name__, True)
     if isinstance(error, (ValueError, LookupError, FileNotFoundError, PermissionError)):
         return UserFacingError("Error", str(error) or type(error).__name__, True)
     return UserFacingError(
@@ -67,29 +68,40 @@ def _is_database_locked(error: BaseException) -> bool:
     text = str(error).lower()
     inner = getattr(error, "orig", None)
     return "database is locked" in text and (
-        isinstance(error, sqlite3.OperationalError)
-        or isinstance(inner, sqlite3.OperationalError)
+        isinstance(error, sqlite3.OperationalError) or isinstance(inner, sqlite3.OperationalError)
     )
 
 
-# Errors the use-cases raise for the user to act on (their messages say what to do).
-_EXPECTED_APP_ERRORS = (
-    ("app.cli.errors", "UserError"),
-    ("app.jobs.launch", "LaunchError"),
-    ("app.costs.errors", "CostError"),
+# Errors the use-cases raise for the user to act on (their messages say what to do), with
+# the title they are shown under. Listed by name so this module imports none of them.
+_EXPECTED_APP_ERRORS: tuple[tuple[str, str, str], ...] = (
+    ("app.cli.errors", "UserError", "Error"),
+    ("app.jobs.launch", "LaunchError", "Launch"),
+    ("app.costs.errors", "CostError", "No estimate"),
+    ("app.evaluation.runner", "EvalError", "Evaluation failed"),
+    ("app.evaluation.data", "EvalDataError", "Cannot evaluate"),
+    ("app.evaluation.candidates", "CandidateError", "Cannot evaluate"),
+    ("app.evaluation.scorers", "ScorerError", "Cannot evaluate"),
+    ("app.evaluation.judge", "JudgeError", "Cannot evaluate"),
+    ("app.evaluation.judge", "JudgeBudgetExhausted", "Evaluation stopped"),
+    ("app.promotion.aliases", "GateRefused", "Promotion refused"),
+    ("app.promotion.aliases", "PromotionError", "Promotion refused"),
+    ("app.promotion.migrate", "MigrationError", "Migration failed"),
 )
 
 
-def _expected_app_errors() -> tuple[type[BaseException], ...]:
+def _expected_app_error_title(error: BaseException) -> str | None:
+    """The title of ``error`` when a use-case raised it for the user; None otherwise."""
     import importlib
 
-    found = []
-    for module, name in _EXPECTED_APP_ERRORS:
+    for module, name, title in _EXPECTED_APP_ERRORS:
         try:
-            found.append(getattr(importlib.import_module(module), name))
+            cls = getattr(importlib.import_module(module), name)
         except (ImportError, AttributeError):
             continue  # that area is not installed; its errors cannot occur
-    return tuple(found)
+        if isinstance(error, cls):
+            return title
+    return None
 
 
 def report_error(app: App, error: BaseException, *, context: str = "") -> None:
@@ -97,7 +109,8 @@ def report_error(app: App, error: BaseException, *, context: str = "") -> None:
     described = describe_error(error)
     title = f"{described.title} — {context}" if context else described.title
     if described.expected:
-        app.notify(described.message, title=title, severity="error", timeout=10)
+        # markup=False: a message quoting user input or a range like [0, 1) is plain text
+        app.notify(described.message, title=title, severity="error", timeout=10, markup=False)
     else:
         app.push_screen(ErrorScreen(title, described.message))
 

@@ -34,43 +34,70 @@ OPTIONS: tuple[ProviderOption, ...] = (
     ProviderOption(
         "target_modules",
         "Modules LoRA adapts: 'all-linear' or a comma-separated list (q_proj,v_proj)",
-        str, "all-linear",
+        str,
+        "all-linear",
     ),
     ProviderOption(
-        "learning_rate", "Peak learning rate; auto: 2e-4 LoRA/QLoRA, 2e-5 full, 5e-5 DPO",
-        float, AUTO,
+        "learning_rate",
+        "Peak learning rate; auto: 2e-4 LoRA/QLoRA, 2e-5 full, 5e-5 DPO",
+        float,
+        AUTO,
     ),
     ProviderOption("epochs", "Passes over the training data", int, 3),
     ProviderOption("batch_size", "Examples per device per step", int, 8),
     ProviderOption("grad_accum", "Gradient accumulation steps", int, 1),
-    ProviderOption("warmup_ratio", "Share of steps spent warming the learning rate up", float, 0.03),
+    ProviderOption(
+        "warmup_ratio", "Share of steps spent warming the learning rate up", float, 0.03
+    ),
     ProviderOption("scheduler", "Learning-rate schedule", str, "cosine", SCHEDULERS),
-    ProviderOption("max_seq_len", "Longest sequence in tokens (longer ones are truncated)", int, 1024),
+    ProviderOption(
+        "max_seq_len", "Longest sequence in tokens (longer ones are truncated)", int, 1024
+    ),
     ProviderOption(
         "gradient_checkpointing",
         "Recompute activations to save memory; auto: on with a CUDA GPU, off on the CPU",
-        bool, AUTO,
+        bool,
+        AUTO,
     ),
     ProviderOption("seed", "Random seed (data order, LoRA init)", int, 42),
-    ProviderOption("packing", "Pack short examples into full-length rows (less padding)", bool, False),
+    ProviderOption(
+        "packing", "Pack short examples into full-length rows (less padding)", bool, False
+    ),
     ProviderOption(
         "assistant_only_loss",
         "Loss on assistant tokens only (the chat template needs {% generation %} markers or a "
         "known template; otherwise the last assistant turn is trained as a completion)",
-        bool, True,
+        bool,
+        True,
     ),
-    ProviderOption("eval_steps", "Evaluate the validation split every N steps; auto: ~10 evals", int, AUTO),
-    ProviderOption("save_steps", "Checkpoint every N steps; auto: at each evaluation", int, AUTO),
+    ProviderOption(
+        "eval_steps",
+        "Evaluate the validation split every N steps; auto: ~10 evals, or at each checkpoint "
+        "when save_steps is set and early stopping is on",
+        int,
+        AUTO,
+    ),
+    ProviderOption(
+        "save_steps",
+        "Checkpoint every N steps; auto: at each evaluation (with early stopping, a multiple "
+        "of eval_steps)",
+        int,
+        AUTO,
+    ),
     ProviderOption("logging_steps", "Report progress every N steps; auto: ~50 reports", int, AUTO),
     ProviderOption(
         "early_stopping_patience",
-        "Stop after this many evaluations without a better eval loss (0: never)", int, 3,
+        "Stop after this many evaluations without a better eval loss (0: never)",
+        int,
+        3,
     ),
     ProviderOption("dpo_beta", "DPO beta (strength of the reference model constraint)", float, 0.1),
     ProviderOption("dpo_tuning", "What DPO trains", str, "lora", ("lora", "qlora", "full")),
     ProviderOption("device", "Where to train", str, AUTO, (AUTO, "cuda", "cpu")),
     ProviderOption("n_gpus", "GPUs to train on (more than 1: launched with accelerate)", int, 1),
-    ProviderOption("bf16", "bf16 compute; auto: where the hardware has it", str, AUTO, (AUTO, "true", "false")),
+    ProviderOption(
+        "bf16", "bf16 compute; auto: where the hardware has it", str, AUTO, (AUTO, "true", "false")
+    ),
     ProviderOption("merge", "Also write a merged model (base + adapter) at the end", bool, False),
     ProviderOption("torch_threads", "CPU threads for training (0: torch's default)", int, 0),
     ProviderOption(
@@ -168,8 +195,16 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     if hp["learning_rate"] <= 0:
         raise SpecRejected("learning rate must be positive", param="learning_rate")
     if hp["early_stopping_patience"] < 0:
-        raise SpecRejected("option early_stopping_patience: must be 0 or more",
-                           param="early_stopping_patience")
+        raise SpecRejected(
+            "option early_stopping_patience: must be 0 or more", param="early_stopping_patience"
+        )
+    for name in ("eval_steps", "save_steps", "logging_steps"):
+        if hp[name] != AUTO and hp[name] < 1:
+            raise SpecRejected(
+                f"option {name}={hp[name]}: must be at least 1 (or auto)", param=name
+            )
+    _align_step_intervals(hp, has_validation=spec.validation_path is not None)
+    _refuse_ignored_options(hp, set(spec.options), method, tuning)
     if hp["gradient_checkpointing"] == AUTO:
         from providers.local.hardware import gpus
 
@@ -177,6 +212,59 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     hp["method"] = method
     hp["tuning"] = tuning
     return hp
+
+
+def _align_step_intervals(hp: dict[str, Any], *, has_validation: bool) -> None:
+    """Early stopping keeps the best model, so it needs a checkpoint at every evaluation:
+    ``save_steps`` must be a multiple of ``eval_steps``. A value the user set is never
+    changed: an ``auto`` eval interval follows a set ``save_steps``; two set values that
+    do not fit are refused with the reason (the trainer would otherwise pick for them)."""
+    if not (has_validation and hp["early_stopping_patience"] > 0):
+        return
+    save, every = hp["save_steps"], hp["eval_steps"]
+    if save == AUTO:
+        return  # checkpoints follow the evaluations (see `common_args`)
+    if every == AUTO:
+        hp["eval_steps"] = save
+    elif save % every:
+        raise SpecRejected(
+            f"option save_steps={save} is not a multiple of eval_steps={every}: early stopping "
+            "keeps the best evaluated model, so it needs a checkpoint at every evaluation. "
+            f"Set eval_steps to a divisor of {save} (or auto), or early_stopping_patience=0",
+            param="save_steps",
+        )
+
+
+# Options that only mean something for some trainings: set for another, they would be
+# ignored without a word, so they are refused instead.
+_ONLY_FOR: dict[str, tuple[tuple[str, ...], str]] = {
+    "r": (("lora", "qlora"), "LoRA rank applies to LoRA/QLoRA; a full fine-tune has none"),
+    "alpha": (("lora", "qlora"), "LoRA alpha applies to LoRA/QLoRA; a full fine-tune has none"),
+    "dropout": (("lora", "qlora"), "LoRA dropout applies to LoRA/QLoRA, not a full fine-tune"),
+    "target_modules": (("lora", "qlora"), "a full fine-tune trains every module"),
+    "merge": (("lora", "qlora"), "a full fine-tune is already a complete model"),
+}
+
+
+def _refuse_ignored_options(
+    hp: dict[str, Any], set_by_user: set[str], method: str, tuning: str
+) -> None:
+    for name in sorted(set_by_user & set(_ONLY_FOR)):
+        trainings, why = _ONLY_FOR[name]
+        if tuning not in trainings and hp[name] not in (False, None):
+            raise SpecRejected(
+                f"option {name} does not apply to {tuning} training: {why}", param=name
+            )
+    if method == "dpo" and hp["packing"] and "packing" in set_by_user:
+        raise SpecRejected(
+            "option packing applies to supervised training; DPO trains on whole preference pairs",
+            param="packing",
+        )
+    if str(hp["bf16"]) == "true" and hp["device"] == "cpu":
+        raise SpecRejected(
+            "option bf16=true needs a CUDA GPU; device=cpu trains in fp32 (set bf16=auto or false)",
+            param="bf16",
+        )
 
 
 def spec_snapshot(spec: JobSpec) -> dict[str, Any]:

@@ -74,6 +74,11 @@ def pick_device(hp: dict[str, Any]) -> str:
 
 
 def use_bf16(hp: dict[str, Any], device: str) -> bool:
+    if hp["bf16"] == "true" and not (device == "cuda" and torch.cuda.is_bf16_supported()):
+        # asked for explicitly: never dropped without a word
+        raise RuntimeError(
+            f"bf16=true was asked for but the {device} device has no bf16; set bf16=auto or false"
+        )
     if hp["bf16"] == "false" or device != "cuda":
         return False  # CPU trains in fp32: bf16 autocast there is slower, not faster
     return torch.cuda.is_bf16_supported()
@@ -115,8 +120,12 @@ def lora_config(hp: dict[str, Any]):
     if targets != "all-linear":
         targets = [t.strip() for t in targets.split(",") if t.strip()]
     return LoraConfig(
-        r=hp["r"], lora_alpha=hp["alpha"], lora_dropout=hp["dropout"],
-        target_modules=targets, task_type="CAUSAL_LM", bias="none",
+        r=hp["r"],
+        lora_alpha=hp["alpha"],
+        lora_dropout=hp["dropout"],
+        target_modules=targets,
+        task_type="CAUSAL_LM",
+        bias="none",
     )
 
 
@@ -124,15 +133,18 @@ def _auto_steps(value: Any, total: int, count: int) -> int:
     return int(value) if value != "auto" else max(1, math.ceil(total / count))
 
 
-def common_args(hp: dict[str, Any], output_dir: Path, n_train: int, has_eval: bool,
-                device: str, bf16: bool) -> tuple[dict[str, Any], int]:
+def common_args(
+    hp: dict[str, Any], output_dir: Path, n_train: int, has_eval: bool, device: str, bf16: bool
+) -> tuple[dict[str, Any], int]:
     """TrainingArguments shared by SFT and DPO, plus the estimated total steps."""
     per_step = hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"]
     total = math.ceil(n_train / per_step) * hp["epochs"]
     eval_steps = _auto_steps(hp["eval_steps"], total, 10)
-    save_steps = _auto_steps(hp["save_steps"], total, 10) if hp["save_steps"] != "auto" else eval_steps
-    if has_eval and hp["early_stopping_patience"] > 0 and save_steps % eval_steps:
-        save_steps = eval_steps  # best-model tracking needs a checkpoint at every evaluation
+    # auto: a checkpoint at each evaluation. Set values were aligned (or refused) by
+    # `options.resolve_hyperparameters`: nothing the user set is changed here.
+    save_steps = (
+        _auto_steps(hp["save_steps"], total, 10) if hp["save_steps"] != "auto" else eval_steps
+    )
     args = dict(
         output_dir=str(output_dir),
         num_train_epochs=hp["epochs"],
@@ -160,8 +172,12 @@ def common_args(hp: dict[str, Any], output_dir: Path, n_train: int, has_eval: bo
         save_only_model=False,  # optimizer state is kept: resume continues exactly
     )
     if has_eval and hp["early_stopping_patience"] > 0:
-        args.update(load_best_model_at_end=True, metric_for_best_model="eval_loss",
-                    greater_is_better=False, save_total_limit=2)
+        args.update(
+            load_best_model_at_end=True,
+            metric_for_best_model="eval_loss",
+            greater_is_better=False,
+            save_total_limit=2,
+        )
     else:
         args.update(save_total_limit=2)
     return args, total
@@ -220,8 +236,20 @@ def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
         assistant_only_loss=assistant_only,
         dataset_num_proc=None,
     )
-    return _make_trainer(SFTTrainer, sft_args, total, masking, config, hp, tokenizer, device,
-                         bf16, train_rows, val_rows, callbacks)
+    return _make_trainer(
+        SFTTrainer,
+        sft_args,
+        total,
+        masking,
+        config,
+        hp,
+        tokenizer,
+        device,
+        bf16,
+        train_rows,
+        val_rows,
+        callbacks,
+    )
 
 
 def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
@@ -233,18 +261,44 @@ def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
     )
     args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, bf16)
     dpo_args = DPOConfig(**args, beta=hp["dpo_beta"], max_length=hp["max_seq_len"])
-    return _make_trainer(DPOTrainer, dpo_args, total, "dpo", config, hp, tokenizer, device,
-                         bf16, train_rows, val_rows, callbacks)
+    return _make_trainer(
+        DPOTrainer,
+        dpo_args,
+        total,
+        "dpo",
+        config,
+        hp,
+        tokenizer,
+        device,
+        bf16,
+        train_rows,
+        val_rows,
+        callbacks,
+    )
 
 
-def _make_trainer(trainer_cls, trainer_args, total, masking, config, hp, tokenizer, device,
-                  bf16, train_rows, val_rows, callbacks):
+def _make_trainer(
+    trainer_cls,
+    trainer_args,
+    total,
+    masking,
+    config,
+    hp,
+    tokenizer,
+    device,
+    bf16,
+    train_rows,
+    val_rows,
+    callbacks,
+):
     """Load the model and build an SFT or DPO trainer the same way: validation half
     evaluated when present, early stopping on eval loss, LoRA config for (Q)LoRA."""
     has_eval = bool(val_rows)
     model = load_model(config["base_model"], hp["tuning"], device, bf16)
     if has_eval and hp["early_stopping_patience"] > 0:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"]))
+        callbacks.append(
+            EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"])
+        )
     trainer = trainer_cls(
         model=model,
         args=trainer_args,
@@ -255,13 +309,29 @@ def _make_trainer(trainer_cls, trainer_args, total, masking, config, hp, tokeniz
         peft_config=lora_config(hp) if hp["tuning"] in ("lora", "qlora") else None,
     )
     n_all, n_trainable = _counts(trainer.model)
-    plan = Plan(device, bf16, masking, len(train_rows), len(val_rows), total, n_all, n_trainable,
-                _is_4bit(model))
+    plan = Plan(
+        device,
+        bf16,
+        masking,
+        len(train_rows),
+        len(val_rows),
+        total,
+        n_all,
+        n_trainable,
+        _is_4bit(model),
+    )
     return trainer, plan
 
 
-def flops_per_token(n_params: int, n_trainable: int, layers: int, hidden: int, seq_len: float,
-                    tuning: str, gradient_checkpointing: bool) -> float:
+def flops_per_token(
+    n_params: int,
+    n_trainable: int,
+    layers: int,
+    hidden: int,
+    seq_len: float,
+    tuning: str,
+    gradient_checkpointing: bool,
+) -> float:
     """COST_MODEL.md's training FLOPs per token."""
     attn = 12.0 * layers * hidden * seq_len
     if tuning == "full":

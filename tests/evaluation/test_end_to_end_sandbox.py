@@ -132,7 +132,7 @@ def test_good_fine_tune_is_promoted_corrupted_one_refused(sandbox, tmp_path):
     assert forced.exit_code == 0 and "gates overridden" in forced.output
     back = _cli("promote", "--task", "routing", "--rollback", "--why", "bad answers")
     assert back.exit_code == 0 and good_job.fine_tuned_model in back.output
-    show = _cli("models", "show", "production", "--task", "routing").output
+    show = _cli("models", "show", "--task", "routing", "--alias", "production").output
     assert "[override]" in show and "rollback" in show and "bad answers" in show
 
     flips = _cli(
@@ -302,6 +302,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     unseen = _cli("promote", "--task", "routing", "--model", "ft:x")
     assert unseen.exit_code == 1 and "no finished eval of 'ft:x'" in unseen.output
     nothing = _cli(
-        "migrate", "production", "--task", "routing", "--to", "local", "--model", str(tmp_path)
+        "migrate", "--task", "routing", "--alias", "production",
+        "--to", "local", "--model", str(tmp_path)
     )
     assert nothing.exit_code == 1 and "has no alias 'production' to migrate" in nothing.output

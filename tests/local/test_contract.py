@@ -52,9 +52,9 @@ def test_defaults_and_overrides(tmp_path):
     spec = JobSpec(name="t", base_model="x", train_path="t", method="full", ftm_job_uid="u",
                    hyperparameters=Hyperparameters(n_epochs=5, batch_size=2,
                                                    learning_rate_multiplier=2.0),
-                   seed=7, options={"r": "8", "packing": "true", "scheduler": "linear"})
+                   seed=7, options={"packing": "true", "scheduler": "linear"})
     hp = options.resolve_hyperparameters(spec)
-    assert (hp["epochs"], hp["batch_size"], hp["seed"], hp["r"], hp["packing"]) == (5, 2, 7, 8, True)
+    assert (hp["epochs"], hp["batch_size"], hp["seed"], hp["packing"]) == (5, 2, 7, True)
     assert hp["learning_rate"] == pytest.approx(4e-5)
     assert hp["method"] == hp["tuning"] == "full"
     assert {o.name for o in LocalProvider.options} >= {

@@ -25,10 +25,12 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch):
     import app.costs.compare
     import app.promotion.sunsets
     import app.tui.views.jobs
+    import providers.openai.provider
 
     monkeypatch.setattr(launch_form, "today", lambda: FIXED_TODAY)
     monkeypatch.setattr(app.tui.views.jobs, "now", lambda: FIXED_NOW)  # the age column
-    for module in (app.costs.catalog, app.costs.compare, app.promotion.sunsets):
+    for module in (app.costs.catalog, app.costs.compare, app.promotion.sunsets,
+                   providers.openai.provider):  # the launch plan's cutoff warning
         monkeypatch.setattr(module, "date", _FixedDate)
     return FIXED_TODAY
 

@@ -297,6 +297,9 @@ async def test_promote_asks_which_alias_and_why_and_records_both():
     with read_session(engine) as session:
         (promotion,) = session.scalars(select(Promotion)).all()
     assert promotion.alias == "canary" and promotion.why == "beats the 3-shot baseline"
+    import getpass
+
+    assert promotion.who == getpass.getuser()  # the OS user: no name is configured
     assert aliases.current(engine, "routing", "production") is None
 
 

@@ -54,7 +54,11 @@ async def test_wizard_fills_from_dataset_provider_and_models_and_previews_cost(s
         preview = wizard.preview
         assert preview is not None and preview.training_cost_usd > 0
         body = _text(wizard, "#preview-body")
-        assert "Training" in body and "Break-even" in body and format_usd(preview.training_cost_usd) in body
+        assert (
+            "Training" in body
+            and "Break-even" in body
+            and format_usd(preview.training_cost_usd) in body
+        )
         assert wizard.query_one("#wizard-status", Static).render().plain == "ready to launch"
 
 
@@ -192,3 +196,71 @@ async def test_no_api_key_is_said_clearly_and_nothing_crashes(ftm_home):
         errors = [n for n in app._notifications if n.severity == "error"]
         assert errors and "OPENAI_API_KEY" in errors[0].message, [n.message for n in errors]
         assert app.screen is wizard and app.is_running
+
+
+async def test_wizard_shows_the_launch_plans_cutoff_warning_before_confirming(sandbox, ftm_home):
+    # The wizard and `ftm launch` ask one use-case (app.jobs.launch.plan_launch): the
+    # OpenAI job-creation cutoff (lifecycle.toml: 2027-01-06) is in the preview and in
+    # the confirmation, worded as `ftm launch` prints it.
+    from datetime import date
+
+    from app.jobs.launch import plan_launch
+
+    add_dataset(ftm_home, "tickets")
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        for today, expected in (
+            (
+                date(2026, 11, 28),
+                "OpenAI accepts new fine-tuning jobs only until 2027-01-06 (39 days left)",
+            ),
+            (date(2027, 1, 10), "OpenAI stopped accepting new fine-tuning jobs after 2027-01-06"),
+        ):
+            wizard = LaunchWizard(today=today)
+            await app.push_screen(wizard)
+            await settle(pilot)
+            await pilot.pause(0.5)  # the preview is debounced
+            await settle(pilot)
+            form = wizard.form
+            plan = plan_launch("openai", form.dataset.id, form.base_model, today=today)
+            assert any(expected in w for w in plan.warnings), plan.warnings
+            assert wizard.preview.warnings == plan.warnings
+            assert expected in _text(wizard, "#preview-body")
+            await pilot.press("ctrl+s")
+            await settle(pilot)
+            confirm = app.screen
+            assert isinstance(confirm, ConfirmScreen)
+            assert expected in confirm.details
+            await pilot.press("n")
+            await settle(pilot)
+            await pilot.press("escape")
+            await settle(pilot)
+        assert _jobs() == []
+
+
+async def test_wizard_refuses_what_the_provider_refuses_before_confirming(
+    sandbox, ftm_home, tiny_model
+):
+    # plan_launch's problems (provider.validate_spec: here the local provider's option
+    # resolution) are shown and block the launch, as `ftm launch` refuses it.
+    add_dataset(ftm_home, "tickets")
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        wizard = await _open_wizard(pilot)
+        wizard.query_one("#provider", Select).value = "local"
+        await settle(pilot)
+        wizard.query_one("#base_model_other", Input).value = str(tiny_model)
+        wizard.query_one("#method", Select).value = "lora"
+        wizard.query_one("#option-warmup_ratio", Input).value = "2"
+        await pilot.pause(0.6)
+        await settle(pilot)
+        assert validate_form(wizard.form) == {}, "the form alone finds nothing to fix"
+        refusal = "option warmup_ratio=2.0: must be in [0, 1)"
+        assert any(refusal in p for p in wizard.preview.problems), wizard.preview
+        assert refusal in _text(wizard, "#preview-body")
+        await pilot.press("ctrl+s")
+        await settle(pilot)
+        assert app.screen is wizard, "no confirmation for a job the provider refuses"
+        errors = [n for n in app._notifications if n.severity == "error"]
+        assert errors and refusal in errors[-1].message, [n.message for n in errors]
+        assert _jobs() == []

@@ -6,10 +6,12 @@ network, imports) and is called from the wizard's thread workers only.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import date
 from typing import Any
 
 from app.costs.errors import CostError
+from app.jobs.launch import LaunchError
 from app.tui.screens.confirm import format_usd
 from app.tui.screens.launch_form import DatasetChoice
 from providers.base import Capabilities, Provider, ProviderOption
@@ -17,7 +19,13 @@ from providers.errors import ProviderError
 from providers.registry import ProviderRegistry, discover
 from providers.types import BaseModelInfo, Hyperparameters
 
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ProviderError, CostError, ValueError, LookupError)
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
+    ProviderError,
+    CostError,
+    LaunchError,
+    ValueError,
+    LookupError,
+)
 """Failures the wizard shows inline (anything else goes to the app's error handler)."""
 
 _registry: ProviderRegistry | None = None
@@ -45,8 +53,13 @@ def dataset_choices() -> list[DatasetChoice]:
         rows = session.exec(select(Dataset).order_by(Dataset.created_at.desc())).all()
     return [
         DatasetChoice(
-            id=d.id, name=d.name, verdict=d.verdict, n_train=d.n_train,
-            n_validation=d.n_validation, format=d.format, content_hash=d.content_hash,
+            id=d.id,
+            name=d.name,
+            verdict=d.verdict,
+            n_train=d.n_train,
+            n_validation=d.n_validation,
+            format=d.format,
+            content_hash=d.content_hash,
         )
         for d in rows
     ]
@@ -98,11 +111,14 @@ class PreviewRequest:
     method: str
     hyperparameters: Hyperparameters
     options: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    today: date | None = None
+    """The day the warnings are for (None: today); tests pin it."""
 
 
 @dataclass(frozen=True)
 class Preview:
-    """The cost and time preview the wizard shows and the confirmation states."""
+    """The launch plan as the wizard shows it: cost and time, warnings, problems."""
 
     lines: list[tuple[str, str]]
     """(label, value) rows to show."""
@@ -111,25 +127,51 @@ class Preview:
     simulated: bool = False
     raw: dict | None = None
     """The estimate as the costs module returned it (stored on the job at launch)."""
+    warnings: list[str] = field(default_factory=list)
+    """`app.jobs.launch.plan_launch`'s warnings (service cutoff, model retirement...)."""
+    problems: list[str] = field(default_factory=list)
+    """Why the provider cannot run this job; the launch is refused while any remain."""
+    no_estimate: str | None = None
 
     def render(self) -> str:
         width = max((len(label) for label, _ in self.lines), default=0)
-        return "\n".join(f"{label.ljust(width)}  {value}" for label, value in self.lines)
+        rows = [f"{label.ljust(width)}  {value}" for label, value in self.lines]
+        if not self.lines:
+            rows.append(
+                f"No estimate: {self.no_estimate}"
+                if self.no_estimate
+                else "No estimate for this provider."
+            )
+        rows += [f"⚠ {w}" for w in self.warnings]
+        rows += [f"✗ {p}" for p in self.problems]
+        return "\n".join(rows)
 
 
 def compute_preview(request: PreviewRequest) -> Preview:
-    """Price the launch with `app.costs.estimate_for_launch`."""
-    from app.costs import estimate_for_launch
+    """The launch plan (`app.jobs.launch.plan_launch`, the same one `ftm launch` shows)
+    for the wizard's current fields."""
+    from app.jobs.launch import plan_launch
 
-    estimate = estimate_for_launch(
-        dataset_id=request.dataset_id,
-        provider=request.provider,
-        base_model=request.base_model,
+    plan = plan_launch(
+        request.provider,
+        request.dataset_id,
+        request.base_model,
         method=request.method,
         hyperparameters=request.hyperparameters,
         options=request.options,
+        name=request.name or None,
+        today=request.today,
     )
-    return preview_from_estimate(estimate)
+    if plan.provider is not None:
+        plan.provider.close()
+    preview = preview_from_estimate(plan.estimate.estimate or {})
+    return replace(
+        preview,
+        warnings=list(plan.warnings),
+        problems=list(plan.problems),
+        simulated=plan.estimate.simulated or preview.simulated,
+        no_estimate=plan.estimate.no_estimate,
+    )
 
 
 def preview_from_estimate(estimate: Any) -> Preview:
@@ -153,13 +195,18 @@ def preview_from_estimate(estimate: Any) -> Preview:
         lines.append(("Few-shot base /1k", format_usd(data["baseline_cost_per_1k_requests_usd"])))
     breakeven = data.get("break_even_requests")
     if "break_even_requests" in data:
-        lines.append(("Break-even", "never" if breakeven is None else f"{int(breakeven):,} requests"))
+        lines.append(
+            ("Break-even", "never" if breakeven is None else f"{int(breakeven):,} requests")
+        )
     if data.get("source"):
         lines.append(("Prices", str(data["source"])))
     note = data.get("note") or data.get("formula") or ""
     return Preview(
-        lines=lines, training_cost_usd=cost, spend_note=str(note),
-        simulated=bool(data.get("simulated")), raw=data,
+        lines=lines,
+        training_cost_usd=cost,
+        spend_note=str(note),
+        simulated=bool(data.get("simulated")),
+        raw=data or None,
     )
 
 

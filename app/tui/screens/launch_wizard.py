@@ -10,6 +10,7 @@ The form logic (parsing, validation) lives in `launch_form`, testable without Te
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from textual import on, work
@@ -101,9 +102,11 @@ class LaunchWizard(ModalScreen[int | None]):
         job_id: int
         name: str
 
-    def __init__(self, dataset_id: int | None = None) -> None:
+    def __init__(self, dataset_id: int | None = None, *, today: date | None = None) -> None:
         super().__init__()
         self.initial_dataset_id = dataset_id
+        self.today = today
+        """The day the launch plan's warnings are for (None: today)."""
         self.form = LaunchForm()
         self._datasets: list[DatasetChoice] = []
         self._preview_timer: Timer | None = None
@@ -124,8 +127,12 @@ class LaunchWizard(ModalScreen[int | None]):
                     yield Static("", id="dataset-info", classes="field-info")
                     yield from _field("Provider", Select([], id="provider", prompt="loading…"))
                     yield Static("", id="provider-info", classes="field-info")
-                    yield from _field("Base model", Select([], id="base_model", prompt="choose a provider"))
-                    yield Input(id="base_model_other", placeholder="or type a model id or directory")
+                    yield from _field(
+                        "Base model", Select([], id="base_model", prompt="choose a provider")
+                    )
+                    yield Input(
+                        id="base_model_other", placeholder="or type a model id or directory"
+                    )
                     yield Static("", id="base-model-warning", classes="field-warning")
                     yield from _field("Method", Select([], id="method", prompt="choose a provider"))
                     yield from _field("Job name", Input(id="name", placeholder="e.g. tickets-v2"))
@@ -139,7 +146,11 @@ class LaunchWizard(ModalScreen[int | None]):
                         yield Vertical(id="options")
                 with Vertical(id="wizard-preview"):
                     yield Static("Cost and time", id="preview-title")
-                    yield Static("Choose a dataset, provider and base model.", id="preview-body")
+                    yield Static(
+                        "Choose a dataset, provider and base model.",
+                        id="preview-body",
+                        markup=False,
+                    )  # provider messages may hold [brackets]
             with Horizontal(id="wizard-buttons"):
                 yield Static("", id="wizard-status")
                 yield Button("Cancel (esc)", id="wizard-cancel")
@@ -254,15 +265,25 @@ class LaunchWizard(ModalScreen[int | None]):
             if option.choices:
                 choices = [(str(c), str(c)) for c in option.choices]
                 widgets.append(
-                    Select(choices, value=str(option.default), allow_blank=False,
-                           id=f"{_OPTION_PREFIX}{option.name}", classes="option-field")
+                    Select(
+                        choices,
+                        value=str(option.default),
+                        allow_blank=False,
+                        id=f"{_OPTION_PREFIX}{option.name}",
+                        classes="option-field",
+                    )
                 )
             else:
                 widgets.append(
-                    Input(placeholder=placeholder, id=f"{_OPTION_PREFIX}{option.name}",
-                          classes="option-field")
+                    Input(
+                        placeholder=placeholder,
+                        id=f"{_OPTION_PREFIX}{option.name}",
+                        classes="option-field",
+                    )
                 )
-            widgets.append(Static("", id=f"error-{_OPTION_PREFIX}{option.name}", classes="field-error"))
+            widgets.append(
+                Static("", id=f"error-{_OPTION_PREFIX}{option.name}", classes="field-error")
+            )
         box.mount_all(widgets)
         self.query_one("#options-section", Collapsible).title = f"Provider options ({len(options)})"
 
@@ -333,8 +354,11 @@ class LaunchWizard(ModalScreen[int | None]):
     def _show_problems(self, problems: dict[str, str]) -> None:
         for error in self.query(".field-error"):
             field_id = (error.id or "").removeprefix("error-")
-            key = "option:" + field_id.removeprefix(_OPTION_PREFIX) if field_id.startswith(
-                _OPTION_PREFIX) else field_id
+            key = (
+                "option:" + field_id.removeprefix(_OPTION_PREFIX)
+                if field_id.startswith(_OPTION_PREFIX)
+                else field_id
+            )
             text = problems.get(key, "")
             error.update(text)
             error.display = bool(text)
@@ -361,10 +385,19 @@ class LaunchWizard(ModalScreen[int | None]):
             return  # the inline errors already say what to fix
         self._preview_request += 1
         self.query_one("#preview-body", Static).update("computing…")
-        self.compute_preview(self._preview_request, backend.PreviewRequest(
-            dataset_id=form.dataset.id, provider=form.provider, base_model=form.base_model,
-            method=form.method or "supervised", hyperparameters=hyper, options=options,
-        ))
+        self.compute_preview(
+            self._preview_request,
+            backend.PreviewRequest(
+                dataset_id=form.dataset.id,
+                provider=form.provider,
+                base_model=form.base_model,
+                method=form.method or "supervised",
+                hyperparameters=hyper,
+                options=options,
+                name=form.name.strip() or None,
+                today=self.today,
+            ),
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="wizard-preview")
     def compute_preview(self, request_id: int, request: backend.PreviewRequest) -> None:
@@ -402,18 +435,33 @@ class LaunchWizard(ModalScreen[int | None]):
             return
         form = self.form
         preview = self.preview
+        if preview is not None and preview.problems:
+            # The same refusal `ftm launch` gives, before the confirmation is asked.
+            self.notify(
+                "; ".join(preview.problems),
+                title="Cannot launch this job",
+                severity="error",
+                timeout=10,
+                markup=False,
+            )
+            return
         spend = preview.training_cost_usd if preview else None
         simulated = preview.simulated if preview else False
         details = (
             f"{form.method} on {form.base_model} via {form.provider}\n"
             f"dataset {form.dataset.name}: {form.dataset.n_train} training examples"
         )
+        if preview is not None and preview.warnings:
+            details += "".join(f"\n⚠ {w}" for w in preview.warnings)
         note = preview.spend_note if preview else "No estimate available for this option."
         if simulated:
             note = (note + "\n" if note else "") + "Sandbox: nothing is billed."
         self.app.push_screen(
             ConfirmScreen(
-                f"Launch job {form.name!r}?", details, spend_usd=spend, spend_note=note,
+                f"Launch job {form.name!r}?",
+                details,
+                spend_usd=spend,
+                spend_note=note,
                 confirm_label="Launch",
             ),
             self._confirmed,
@@ -427,12 +475,18 @@ class LaunchWizard(ModalScreen[int | None]):
         self.query_one("#wizard-launch", Button).disabled = True
         self.query_one("#wizard-status", Static).update("launching…")
         form = self.form
-        self.launch(backend.LaunchRequest(
-            name=form.name.strip(), dataset_id=form.dataset.id, provider=form.provider,
-            base_model=form.base_model, method=form.method or "supervised",
-            hyperparameters=form.hyperparameters(), options=form.option_values(),
-            estimate=self.preview.raw if self.preview else None,
-        ))
+        self.launch(
+            backend.LaunchRequest(
+                name=form.name.strip(),
+                dataset_id=form.dataset.id,
+                provider=form.provider,
+                base_model=form.base_model,
+                method=form.method or "supervised",
+                hyperparameters=form.hyperparameters(),
+                options=form.option_values(),
+                estimate=self.preview.raw if self.preview else None,
+            )
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="wizard-launch")
     def launch(self, request: backend.LaunchRequest) -> None:

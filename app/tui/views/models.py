@@ -265,15 +265,12 @@ class ModelsView(Vertical):
     def promote(self, task: str, alias: str, run_id: int, why: str = DEFAULT_WHY) -> None:
         from app.promotion.aliases import PromotionError
         from app.promotion.promote import promote_run
-        from app.settings import get_settings
-
         try:
             row, _ = promote_run(
                 get_engine(),
                 task=task,
                 alias=alias,
                 run_id=run_id,
-                who=get_settings().user,
                 why=why,
             )
         except PromotionError as exc:
@@ -306,14 +303,11 @@ class ModelsView(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-write")
     def rollback(self, task: str, alias: str) -> None:
         from app.promotion.aliases import PromotionError, rollback
-        from app.settings import get_settings
-
         try:
             row = rollback(
                 get_engine(),
                 task=task,
                 alias=alias,
-                who=get_settings().user,
                 why="rolled back from the TUI",
             )
         except PromotionError as exc:
