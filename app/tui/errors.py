@@ -87,6 +87,8 @@ _EXPECTED_APP_ERRORS: tuple[tuple[str, str, str], ...] = (
     ("app.promotion.aliases", "GateRefused", "Promotion refused"),
     ("app.promotion.aliases", "PromotionError", "Promotion refused"),
     ("app.promotion.migrate", "MigrationError", "Migration failed"),
+    # The database or settings broke while the app runs (file replaced, server gone).
+    ("app.environment", "EnvironmentProblem", "Environment"),
 )
 
 
