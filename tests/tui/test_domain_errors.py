@@ -57,6 +57,12 @@ def _migrate_a_missing_alias():
     )
 
 
+def _database_gone_while_running():
+    from app.database import DatabaseUnusable
+
+    raise DatabaseUnusable("the database sqlite:////x/ftm.db is not an SQLite database")
+
+
 def _rerun_a_missing_eval():
     from app.evaluation.runner import rerun_eval
     from tests.evaluation.helpers import EchoLabelProvider
@@ -79,6 +85,7 @@ def _rerun_a_missing_eval():
             "task 'routing' has no alias 'production' to migrate",
         ),
         (_rerun_a_missing_eval, "Evaluation failed", "no eval run with id 4242"),
+        (_database_gone_while_running, "Environment", "is not an SQLite database"),
     ],
 )
 async def test_a_domain_error_in_a_worker_shows_its_message(use_case, title, message):
