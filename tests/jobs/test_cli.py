@@ -63,19 +63,10 @@ def test_bad_input_gets_a_clear_error(engine, sandbox, tmp_path):
 
 def test_warnings_are_asked_about_and_no_means_nothing_recorded(engine, sandbox, tmp_path,
                                                                  monkeypatch):
-    import datetime as dt
-
-    import providers.openai.provider as provider_module
-
-    class LateDate(dt.date):
-        @classmethod
-        def today(cls):
-            return dt.date(2027, 1, 2)
-
-    monkeypatch.setattr(provider_module, "date", LateDate)
+    monkeypatch.setenv("FTM_TODAY", "2027-01-02")  # the lifecycle service's clock
     make_dataset(engine, tmp_path)
     out = run("launch", "--dataset", "toy", "--model", MODEL, input="n\n")
-    assert "warning: OpenAI accepts new fine-tuning jobs only until 2027-01-06 (4 days left)" \
+    assert "warning: OpenAI accepts new fine-tuning jobs until 2027-01-06 (4 days left)" \
         in out.output
     assert "retires on 2027-01-14" in out.output
     assert out.exit_code == 1 and "nothing was recorded or sent" in out.output
