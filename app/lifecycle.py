@@ -162,7 +162,7 @@ class Retirement:
             )
         return (
             f"{self.base_model} retires on {self.retires.isoformat()} ({self.days_left} days "
-            "left): a model fine-tuned on it stops serving then"
+            "left): it and every model fine-tuned on it stop serving then"
         )
 
 

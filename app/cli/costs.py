@@ -115,8 +115,9 @@ def _print_comparison(result) -> None:
         if o.break_even_months is not None:
             be += f" ({o.break_even_months:.1f} mo)"
         name = ("* " if o.key == result.cheapest else "  ") + o.label
+        horizon = _usd(o.horizon_usd) + (f" (m{o.stops_at_month})" if o.stops_at_month else "")
         table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
-                      _usd(o.monthly_usd), _usd(o.horizon_usd), be)
+                      _usd(o.monthly_usd), horizon, be)
     console.print(table)
     console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
                   f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
@@ -143,11 +144,11 @@ def _print_comparison(result) -> None:
                 f"tokens at {inf['utilization']:.0%} utilization.")
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")
-    cheapest = result.option(result.cheapest)
     cat = result.catalog
-    console.print(f"Cheapest over {result.horizon_months:g} months at this traffic: "
-                  f"[bold]{cheapest.label}[/] ({_usd(cheapest.horizon_usd)}). Prices as of "
-                  f"{cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
+    if result.stopping:
+        console.print(f"(mN): stops serving in month N; {result.horizon_rule}.", markup=False)
+    console.print(result.verdict(), markup=False)
+    console.print(f"Prices as of {cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
 
 
 @click.command("prices")

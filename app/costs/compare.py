@@ -5,6 +5,10 @@ baseline), each hosted fine-tune, each local fine-tune served on a GPU — and a
 question ftm asks before any money is spent: which is cheapest at this traffic, and after
 how many requests does each fine-tune pay for itself. Every figure carries its inputs and
 the date of the price it came from (``to_dict()``).
+
+The horizon respects the calendar (`HORIZON_RULE`): an option whose model stops serving
+inside the horizon (the lifecycle service says when) is priced only for the months it
+serves, marked "stops at month N", and left out of the cheapest.
 """
 
 from __future__ import annotations
@@ -30,11 +34,24 @@ from app.costs.inference import hosted_request_cost, self_hosted_serving, servin
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
+from app.lifecycle import (
+    DAYS_PER_MONTH,
+    ServingWindow,
+    creation_cutoff,
+    retirement,
+    serving_window,
+)
+from app.lifecycle import today as lifecycle_today
 from db.models import Dataset
 
 DEFAULT_HOSTED_MODEL = "gpt-4o-mini-2024-07-18"
 DEFAULT_LOCAL_MODEL = "meta-llama/Llama-3.1-8B"
 PROVIDERS = ("openai", "local", "all")
+HOSTED_PROVIDER, LOCAL_PROVIDER = "openai", "local"
+"""The providers whose options are priced here: the catalog's hosted prices are this
+provider's, and the lifecycle service is asked about each option's own provider."""
+HORIZON_RULE = ("an option that stops serving inside the horizon is priced only for the "
+                "months it serves, marked 'stops at month N' and left out of the cheapest")
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,17 @@ class Option:
     training: dict | None = None
     inference: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    serving: dict = field(default_factory=dict)
+    """`app.lifecycle.ServingWindow.to_dict()`: serves_until, months_served,
+    stops_at_month (None: the whole horizon), serves_whole_horizon."""
+
+    @property
+    def stops_at_month(self) -> int | None:
+        return self.serving.get("stops_at_month")
+
+    @property
+    def serves_whole_horizon(self) -> bool:
+        return self.serving.get("serves_whole_horizon", True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,10 +93,12 @@ class Comparison:
     horizon_months: float
     profile: dict
     options: list[Option]
-    cheapest: str
-    """Key of the option with the lowest total over the horizon."""
+    cheapest: str | None
+    """Key of the option with the lowest total over the horizon among those that serve
+    all of it; None when none does."""
     catalog: dict
     today: str
+    horizon_rule: str = HORIZON_RULE
 
     @property
     def baseline(self) -> Option:
@@ -83,12 +113,30 @@ class Comparison:
         return requests, {o.key: cumulative_cost(o.one_time_usd, o.per_request_usd, requests)
                           for o in self.options}
 
+    @property
+    def stopping(self) -> list[Option]:
+        """Options that stop serving inside the horizon (left out of the cheapest)."""
+        return [o for o in self.options if not o.serves_whole_horizon]
+
+    def verdict(self) -> str:
+        """The cheapest over the horizon, and what was left out because it stops serving
+        first: one sentence, the same in `ftm estimate` and the Costs tab."""
+        from app.costs.money import usd
+
+        months = f"{self.horizon_months:g}"
+        if self.cheapest is None:
+            text = f"No option serves all {months} months at this traffic"
+        else:
+            best = self.option(self.cheapest)
+            text = f"Cheapest over {months} months at this traffic: {best.label} ({usd(best.horizon_usd)})"
+        if self.stopping:
+            text += "; left out because they stop serving inside the horizon: " + ", ".join(
+                f"{o.label} (stops at month {o.stops_at_month})" for o in self.stopping)
+        return text + "."
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _months_until(day: date | None, today: date) -> float | None:
-    return None if day is None else (day - today).days / 30.44
+        return asdict(self) | {"stopping": [o.key for o in self.stopping],
+                               "verdict": self.verdict()}
 
 
 def compare(session: Session, dataset: Dataset, *, provider: str = "all",
@@ -104,7 +152,7 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
     if requests_per_month <= 0 or horizon_months <= 0:
         raise CostError("requests per month and the horizon must be positive")
     catalog = catalog or load_catalog()
-    today = today or date.today()
+    today = today or lifecycle_today()
     cfg = local_config or LocalTrainingConfig()
     hosted_models = hosted_models or ([DEFAULT_HOSTED_MODEL] if provider != "local" else [])
     local_models = local_models or ([DEFAULT_LOCAL_MODEL] if provider != "openai" else [])
@@ -124,41 +172,39 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
 
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
     profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
-    horizon_requests = requests_per_month * horizon_months
 
     base_cost = hosted_request_cost(profile, baseline_model, catalog, fine_tuned=False)
     c_base = base_cost.usd_per_request
+    window = serving_window(HOSTED_PROVIDER, base_cost.model, horizon_months, today)
     options = [Option(
         key=f"baseline:{base_cost.model}", label=f"{base_cost.model} {profile.k}-shot",
         kind="baseline", one_time_usd=0.0, per_request_usd=c_base,
-        monthly_usd=c_base * requests_per_month, horizon_usd=c_base * horizon_requests,
+        monthly_usd=c_base * requests_per_month,
+        horizon_usd=c_base * requests_per_month * window.months_served,
         inference=base_cost.to_dict(),
-        warnings=_sunset_warnings(catalog.hosted_model(baseline_model).sunset, today,
-                                  requests_per_month, None),
+        warnings=_lifecycle_warnings(HOSTED_PROVIDER, base_cost.model, window, today, None),
+        serving=window.to_dict(),
     )]
 
+    cutoff = creation_cutoff(HOSTED_PROVIDER, today)
     for m in hosted_models:
         training = estimate_hosted_training(train.counts, m, catalog, n_epochs=n_epochs,
                                             tokenizer=train.tokenizer)
         req = hosted_request_cost(profile, m, catalog, fine_tuned=True)
         r_star = break_even_requests(training.cost_usd, req.usd_per_request, c_base)
-        warnings = []
-        if today > catalog.service_cutoff:
-            warnings.append(f"OpenAI accepts no new fine-tuning jobs after "
-                            f"{catalog.service_cutoff.isoformat()}")
-        else:
-            warnings.append(f"new jobs accepted until {catalog.service_cutoff.isoformat()} "
-                            f"({(catalog.service_cutoff - today).days} days left)")
-        warnings += _sunset_warnings(catalog.hosted_model(m).sunset, today, requests_per_month,
-                                     r_star)
+        r_months = None if r_star is None else r_star / requests_per_month
+        window = serving_window(HOSTED_PROVIDER, training.model, horizon_months, today)
+        warnings = [cutoff.message] if cutoff is not None else []
+        warnings += _lifecycle_warnings(HOSTED_PROVIDER, training.model, window, today, r_months)
         options.append(Option(
             key=f"hosted:{training.model}", label=f"{training.model} fine-tuned", kind="hosted",
             one_time_usd=training.cost_usd, per_request_usd=req.usd_per_request,
             monthly_usd=req.usd_per_request * requests_per_month,
-            horizon_usd=training.cost_usd + req.usd_per_request * horizon_requests,
-            break_even_requests=r_star,
-            break_even_months=None if r_star is None else r_star / requests_per_month,
+            horizon_usd=(training.cost_usd
+                         + req.usd_per_request * requests_per_month * window.months_served),
+            break_even_requests=r_star, break_even_months=r_months,
             training=training.to_dict(), inference=req.to_dict(), warnings=warnings,
+            serving=window.to_dict(),
         ))
 
     for shape in shapes:
@@ -173,19 +219,23 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
         monthly = serving.monthly_usd(requests_per_month)
         per_request = monthly / requests_per_month
         r_star = break_even_requests(training.cost_usd, per_request, c_base)
+        window = serving_window(LOCAL_PROVIDER, shape.name, horizon_months, today)
         options.append(Option(
             key=f"local:{shape.name}@{training.gpu}",
             label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
             kind="local", one_time_usd=training.cost_usd, per_request_usd=per_request,
-            monthly_usd=monthly, horizon_usd=training.cost_usd + monthly * horizon_months,
+            monthly_usd=monthly, horizon_usd=training.cost_usd + monthly * window.months_served,
             break_even_requests=r_star,
             break_even_months=None if r_star is None else r_star / requests_per_month,
             training=training.to_dict(),
             inference=serving.to_dict() | {"gpus_needed": serving.gpus_needed(requests_per_month)},
-            warnings=list(training.warnings),
+            warnings=list(training.warnings) + _lifecycle_warnings(
+                LOCAL_PROVIDER, shape.name, window, today, None),
+            serving=window.to_dict(),
         ))
 
-    cheapest = min(options, key=lambda o: o.horizon_usd).key
+    survivors = [o for o in options if o.serves_whole_horizon]
+    cheapest = min(survivors, key=lambda o: o.horizon_usd).key if survivors else None
     return Comparison(
         dataset={"id": dataset.id, "name": dataset.name, "content_hash": dataset.content_hash,
                  "train_examples": int(train.counts.size), "tokenizer": train.tokenizer,
@@ -198,12 +248,16 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
     )
 
 
-def _sunset_warnings(sunset: date | None, today: date, requests_per_month: float,
-                     r_star: float | None) -> list[str]:
-    if sunset is None:
+def _lifecycle_warnings(provider: str, model: str, window: ServingWindow, today: date,
+                        break_even_months: float | None) -> list[str]:
+    """The option's retirement (when announced), where it stops inside the horizon, and
+    whether it pays back before it stops."""
+    found = retirement(provider, model, today=today)
+    if found is None:
         return []
-    months = _months_until(sunset, today)
-    out = [f"stops serving {sunset.isoformat()} ({(sunset - today).days} days)"]
-    if r_star is not None and months is not None and r_star / requests_per_month > months:
+    out = [found.message]
+    if window.note:
+        out.append(f"{window.note}; left out of the cheapest")
+    if break_even_months is not None and break_even_months > found.days_left / DAYS_PER_MONTH:
         out.append("does not pay back before its base model retires")
     return out

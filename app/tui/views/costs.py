@@ -207,16 +207,18 @@ class CostsView(Vertical):
             else:
                 be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
             mark = "* " if o.key == result.cheapest else "  "
+            horizon = _usd(o.horizon_usd) + (f" (m{o.stops_at_month})" if o.stops_at_month else "")
             rows.append((o.key, (mark + o.label, _usd(o.one_time_usd),
                                  _usd(o.per_request_usd * 1000), _usd(o.monthly_usd),
-                                 _usd(o.horizon_usd), be)))
+                                 horizon, be)))
         _fill_table(self.query_one(DataTable), rows)
-        cheapest = result.option(result.cheapest)
         warnings = [f"{o.label}: {w}" for o in result.options for w in o.warnings]
+        if result.stopping:
+            warnings.append(f"(mN): stops serving in month N; {result.horizon_rule}.")
         p = result.profile
         self.query_one("#costs-detail", Static).update(
-            f"Cheapest over {result.horizon_months:g} months at {result.requests_per_month:,.0f} "
-            f"requests/month: {cheapest.label}. Baseline: k={p['k']} examples "
+            f"{result.verdict()} Traffic: {result.requests_per_month:,.0f} "
+            f"requests/month. Baseline: k={p['k']} examples "
             f"({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
             f"{p['output_tokens']:.0f}. Prices as of {result.catalog['as_of']} "
             f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings))
