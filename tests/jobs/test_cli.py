@@ -122,14 +122,14 @@ def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkey
         out = run("launch", "--dataset", "toy", "--model", MODEL, "--yes")
         assert out.exit_code == 1
         assert "warning: OpenAI" in out.output and "2027-01-06" in out.output  # any date
-        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, fine_tuning_unavailable)"
+        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, training_not_available)"
                 in out.output)
         assert "the service stopped accepting new fine-tuning jobs after 2027-01-06" in out.output
         assert "The job is recorded as failed: ftm jobs show 1" in out.output
         assert "Traceback" not in out.output and server.state.jobs == {}
         listed = json.loads(run("jobs", "list", "--json").output)
         assert [j["status"] for j in listed] == ["failed"]
-        assert listed[0]["error"]["code"] == "fine_tuning_unavailable"
+        assert listed[0]["error"]["code"] == "training_not_available"
 
 
 @pytest.fixture
