@@ -184,8 +184,13 @@ def listed_retirement(model: BaseModelInfo, today: date | None = None) -> Retire
     dates come from the same declaration), for screens that hold the listing."""
     if not model.sunset:
         return None
-    return Retirement(model.id, model.id, date.fromisoformat(model.sunset[:10]), _on(today),
-                      ProviderLifecycle().warn_days)
+    return Retirement(
+        model.id,
+        model.id,
+        date.fromisoformat(model.sunset[:10]),
+        _on(today),
+        ProviderLifecycle().warn_days,
+    )
 
 
 def is_retired(provider: ProviderRef, model: str, today: date | None = None) -> bool:

@@ -50,8 +50,10 @@ PROVIDERS = ("openai", "local", "all")
 HOSTED_PROVIDER, LOCAL_PROVIDER = "openai", "local"
 """The providers whose options are priced here: the catalog's hosted prices are this
 provider's, and the lifecycle service is asked about each option's own provider."""
-HORIZON_RULE = ("an option that stops serving inside the horizon is priced only for the "
-                "months it serves, marked 'stops at month N' and left out of the cheapest")
+HORIZON_RULE = (
+    "an option that stops serving inside the horizon is priced only for the "
+    "months it serves, marked 'stops at month N' and left out of the cheapest"
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +112,10 @@ class Comparison:
     def curves(self, points: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Cumulative cost of each option from 0 to the horizon's requests."""
         requests = np.linspace(0, self.requests_per_month * self.horizon_months, points)
-        return requests, {o.key: cumulative_cost(o.one_time_usd, o.per_request_usd, requests)
-                          for o in self.options}
+        return requests, {
+            o.key: cumulative_cost(o.one_time_usd, o.per_request_usd, requests)
+            for o in self.options
+        }
 
     @property
     def stopping(self) -> list[Option]:
@@ -131,21 +135,37 @@ class Comparison:
             text = f"Cheapest over {months} months at this traffic: {best.label} ({usd(best.horizon_usd)})"
         if self.stopping:
             text += "; left out because they stop serving inside the horizon: " + ", ".join(
-                f"{o.label} (stops at month {o.stops_at_month})" for o in self.stopping)
+                f"{o.label} (stops at month {o.stops_at_month})" for o in self.stopping
+            )
         return text + "."
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"stopping": [o.key for o in self.stopping],
-                               "verdict": self.verdict()}
+        return asdict(self) | {
+            "stopping": [o.key for o in self.stopping],
+            "verdict": self.verdict(),
+        }
 
 
-def compare(session: Session, dataset: Dataset, *, provider: str = "all",
-            hosted_models: list[str] | None = None, local_models: list[str] | None = None,
-            baseline_model: str | None = None, local_config: LocalTrainingConfig | None = None,
-            gpu: str | None = None, cloud: str | None = None, serve_gpu: str | None = None,
-            utilization: float | None = None, requests_per_month: float = 10_000,
-            horizon_months: float = 12, k: int | None = None, n_epochs: int | str = "auto",
-            catalog: Catalog | None = None, today: date | None = None) -> Comparison:
+def compare(
+    session: Session,
+    dataset: Dataset,
+    *,
+    provider: str = "all",
+    hosted_models: list[str] | None = None,
+    local_models: list[str] | None = None,
+    baseline_model: str | None = None,
+    local_config: LocalTrainingConfig | None = None,
+    gpu: str | None = None,
+    cloud: str | None = None,
+    serve_gpu: str | None = None,
+    utilization: float | None = None,
+    requests_per_month: float = 10_000,
+    horizon_months: float = 12,
+    k: int | None = None,
+    n_epochs: int | str = "auto",
+    catalog: Catalog | None = None,
+    today: date | None = None,
+) -> Comparison:
     """Price every option for ``dataset`` at ``requests_per_month``."""
     if provider not in PROVIDERS:
         raise CostError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
@@ -176,80 +196,124 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
     base_cost = hosted_request_cost(profile, baseline_model, catalog, fine_tuned=False)
     c_base = base_cost.usd_per_request
     window = serving_window(HOSTED_PROVIDER, base_cost.model, horizon_months, today)
-    options = [Option(
-        key=f"baseline:{base_cost.model}", label=f"{base_cost.model} {profile.k}-shot",
-        kind="baseline", one_time_usd=0.0, per_request_usd=c_base,
-        monthly_usd=c_base * requests_per_month,
-        horizon_usd=c_base * requests_per_month * window.months_served,
-        inference=base_cost.to_dict(),
-        warnings=_lifecycle_warnings(HOSTED_PROVIDER, base_cost.model, window, today, None),
-        serving=window.to_dict(),
-    )]
+    options = [
+        Option(
+            key=f"baseline:{base_cost.model}",
+            label=f"{base_cost.model} {profile.k}-shot",
+            kind="baseline",
+            one_time_usd=0.0,
+            per_request_usd=c_base,
+            monthly_usd=c_base * requests_per_month,
+            horizon_usd=c_base * requests_per_month * window.months_served,
+            inference=base_cost.to_dict(),
+            warnings=_lifecycle_warnings(HOSTED_PROVIDER, base_cost.model, window, today, None),
+            serving=window.to_dict(),
+        )
+    ]
 
     cutoff = creation_cutoff(HOSTED_PROVIDER, today)
     for m in hosted_models:
-        training = estimate_hosted_training(train.counts, m, catalog, n_epochs=n_epochs,
-                                            tokenizer=train.tokenizer)
+        training = estimate_hosted_training(
+            train.counts, m, catalog, n_epochs=n_epochs, tokenizer=train.tokenizer
+        )
         req = hosted_request_cost(profile, m, catalog, fine_tuned=True)
         r_star = break_even_requests(training.cost_usd, req.usd_per_request, c_base)
         r_months = None if r_star is None else r_star / requests_per_month
         window = serving_window(HOSTED_PROVIDER, training.model, horizon_months, today)
         warnings = [cutoff.message] if cutoff is not None else []
         warnings += _lifecycle_warnings(HOSTED_PROVIDER, training.model, window, today, r_months)
-        options.append(Option(
-            key=f"hosted:{training.model}", label=f"{training.model} fine-tuned", kind="hosted",
-            one_time_usd=training.cost_usd, per_request_usd=req.usd_per_request,
-            monthly_usd=req.usd_per_request * requests_per_month,
-            horizon_usd=(training.cost_usd
-                         + req.usd_per_request * requests_per_month * window.months_served),
-            break_even_requests=r_star, break_even_months=r_months,
-            training=training.to_dict(), inference=req.to_dict(), warnings=warnings,
-            serving=window.to_dict(),
-        ))
+        options.append(
+            Option(
+                key=f"hosted:{training.model}",
+                label=f"{training.model} fine-tuned",
+                kind="hosted",
+                one_time_usd=training.cost_usd,
+                per_request_usd=req.usd_per_request,
+                monthly_usd=req.usd_per_request * requests_per_month,
+                horizon_usd=(
+                    training.cost_usd
+                    + req.usd_per_request * requests_per_month * window.months_served
+                ),
+                break_even_requests=r_star,
+                break_even_months=r_months,
+                training=training.to_dict(),
+                inference=req.to_dict(),
+                warnings=warnings,
+                serving=window.to_dict(),
+            )
+        )
 
     for shape in shapes:
         tokenizer = f"hf:{shape.name}"
         counts = local_model_counts(session, dataset, shape.name)
-        note = (f"approximated with {counts.tokenizer} counts (no {tokenizer} counts stored)"
-                if counts.approximate_for else f"exact {counts.tokenizer} counts")
-        training = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=gpu,
-                                           cloud=cloud, tokenizer_note=note)
-        serving = self_hosted_serving(profile, shape, serve_gpu or serving_gpu_for(shape, catalog),
-                                      catalog, utilization=utilization, cloud=cloud)
+        note = (
+            f"approximated with {counts.tokenizer} counts (no {tokenizer} counts stored)"
+            if counts.approximate_for
+            else f"exact {counts.tokenizer} counts"
+        )
+        training = estimate_local_training(
+            session, counts.counts, shape, cfg, catalog, gpu=gpu, cloud=cloud, tokenizer_note=note
+        )
+        serving = self_hosted_serving(
+            profile,
+            shape,
+            serve_gpu or serving_gpu_for(shape, catalog),
+            catalog,
+            utilization=utilization,
+            cloud=cloud,
+        )
         monthly = serving.monthly_usd(requests_per_month)
         per_request = monthly / requests_per_month
         r_star = break_even_requests(training.cost_usd, per_request, c_base)
         window = serving_window(LOCAL_PROVIDER, shape.name, horizon_months, today)
-        options.append(Option(
-            key=f"local:{shape.name}@{training.gpu}",
-            label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
-            kind="local", one_time_usd=training.cost_usd, per_request_usd=per_request,
-            monthly_usd=monthly, horizon_usd=training.cost_usd + monthly * window.months_served,
-            break_even_requests=r_star,
-            break_even_months=None if r_star is None else r_star / requests_per_month,
-            training=training.to_dict(),
-            inference=serving.to_dict() | {"gpus_needed": serving.gpus_needed(requests_per_month)},
-            warnings=list(training.warnings) + _lifecycle_warnings(
-                LOCAL_PROVIDER, shape.name, window, today, None),
-            serving=window.to_dict(),
-        ))
+        options.append(
+            Option(
+                key=f"local:{shape.name}@{training.gpu}",
+                label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
+                kind="local",
+                one_time_usd=training.cost_usd,
+                per_request_usd=per_request,
+                monthly_usd=monthly,
+                horizon_usd=training.cost_usd + monthly * window.months_served,
+                break_even_requests=r_star,
+                break_even_months=None if r_star is None else r_star / requests_per_month,
+                training=training.to_dict(),
+                inference=serving.to_dict()
+                | {"gpus_needed": serving.gpus_needed(requests_per_month)},
+                warnings=list(training.warnings)
+                + _lifecycle_warnings(LOCAL_PROVIDER, shape.name, window, today, None),
+                serving=window.to_dict(),
+            )
+        )
 
     survivors = [o for o in options if o.serves_whole_horizon]
     cheapest = min(survivors, key=lambda o: o.horizon_usd).key if survivors else None
     return Comparison(
-        dataset={"id": dataset.id, "name": dataset.name, "content_hash": dataset.content_hash,
-                 "train_examples": int(train.counts.size), "tokenizer": train.tokenizer,
-                 "train_tokens": int(train.counts.sum(dtype=np.int64))},
-        requests_per_month=requests_per_month, horizon_months=horizon_months,
-        profile=profile.to_dict(), options=options, cheapest=cheapest,
-        catalog={"as_of": catalog.as_of.isoformat(), "age_days": catalog.age_days(today),
-                 "files": list(catalog.files)},
+        dataset={
+            "id": dataset.id,
+            "name": dataset.name,
+            "content_hash": dataset.content_hash,
+            "train_examples": int(train.counts.size),
+            "tokenizer": train.tokenizer,
+            "train_tokens": int(train.counts.sum(dtype=np.int64)),
+        },
+        requests_per_month=requests_per_month,
+        horizon_months=horizon_months,
+        profile=profile.to_dict(),
+        options=options,
+        cheapest=cheapest,
+        catalog={
+            "as_of": catalog.as_of.isoformat(),
+            "age_days": catalog.age_days(today),
+            "files": list(catalog.files),
+        },
         today=today.isoformat(),
     )
 
 
-def _lifecycle_warnings(provider: str, model: str, window: ServingWindow, today: date,
-                        break_even_months: float | None) -> list[str]:
+def _lifecycle_warnings(
+    provider: str, model: str, window: ServingWindow, today: date, break_even_months: float | None
+) -> list[str]:
     """The option's retirement (when announced), where it stops inside the horizon, and
     whether it pays back before it stops."""
     found = retirement(provider, model, today=today)

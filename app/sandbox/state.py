@@ -194,8 +194,7 @@ class SandboxState:
     def creation_refused(self) -> ApiError | None:
         """The refusal the service gives once it no longer takes new jobs from this
         organization (the staged wind-down, then the final cutoff), if it applies."""
-        return wind_down.refusal(self.wind_down, self.org_history, self.sunset,
-                                 self.clock.today())
+        return wind_down.refusal(self.wind_down, self.org_history, self.sunset, self.clock.today())
 
     def create_job(self, request: JobRequest) -> dict[str, Any]:
         with self._writing():

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from datetime import date
 
-from providers.openai import OpenAIProvider
 from app.lifecycle import creation_warnings as service_warnings
+from providers.openai import OpenAIProvider
 from providers.openai.lifecycle import LIFECYCLE_FILE, load_lifecycle
 
 
