@@ -91,3 +91,15 @@ def test_promotion_sunsets_models_view_and_migration(moved_dates):
     assert "retires on 2026-12-20 (19 days left)" in sunset.message
     assert sunsets.job_creation_cutoff("openai").last_day == date(2026, 12, 10)
     assert sunsets.sunset_of("local", "/models/adapter") is None
+
+
+def test_the_price_catalog_listing(moved_dates):
+    from click.testing import CliRunner
+
+    from app.cli.costs import prices
+
+    out = CliRunner().invoke(prices, [], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "OpenAI accepts new fine-tuning jobs until 2026-12-10 (9 days left)" in out.output
+    row = next(line for line in out.output.splitlines() if MINI in line)
+    assert "2026-12-20" in row

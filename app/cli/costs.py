@@ -163,7 +163,10 @@ def prices(as_json: bool) -> None:
         catalog = load_catalog()
     except CostError as e:
         raise UserError(str(e)) from None
-    today = date.today()
+    from app import lifecycle
+    from app.costs.compare import HOSTED_PROVIDER
+
+    today = lifecycle.today()
     if as_json:
         click.echo(json.dumps(_catalog_dict(catalog, today), indent=2, default=str))
         return
@@ -173,8 +176,9 @@ def prices(as_json: bool) -> None:
     console = Console()
     console.print(f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
                   f"files: {', '.join(catalog.files)}")
-    console.print(f"OpenAI accepts new fine-tuning jobs until {catalog.service_cutoff} "
-                  f"({(catalog.service_cutoff - today).days} days)")
+    cutoff = lifecycle.creation_cutoff(HOSTED_PROVIDER, today)
+    if cutoff is not None:
+        console.print(cutoff.message, markup=False)
     t = Table(title="OpenAI, USD per 1M tokens", title_justify="left")
     for col in ("model", "training", "ft in / cached / out", "base in / cached / out", "sunset",
                 "as of"):
@@ -183,7 +187,7 @@ def prices(as_json: bool) -> None:
         t.add_row(m.id, f"{m.training:g}",
                   f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
                   f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
-                  str(m.sunset or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
+                  str(_retires(m, today) or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
     console.print(t)
     g = Table(title="GPUs", title_justify="left")
     for col in ("key", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "$/hour (cloud, as of)"):
@@ -199,6 +203,16 @@ def prices(as_json: bool) -> None:
     console.print("Sources:")
     for s in catalog.sources.values():
         console.print(f"  {s.key}: {s.text} (as of {s.as_of}, {(today - s.as_of).days} days old)")
+
+
+def _retires(model, today: date) -> date | None:
+    """The lifecycle service's retirement date; a prices file's own ``sunset`` for a model
+    the provider does not list."""
+    from app import lifecycle
+    from app.costs.compare import HOSTED_PROVIDER
+
+    found = lifecycle.retirement(HOSTED_PROVIDER, model.id, today=today)
+    return found.retires if found else model.sunset
 
 
 def _opt(value: float | None) -> str:
