@@ -103,3 +103,13 @@ def test_the_price_catalog_listing(moved_dates):
     assert "OpenAI accepts new fine-tuning jobs until 2026-12-10 (9 days left)" in out.output
     row = next(line for line in out.output.splitlines() if MINI in line)
     assert "2026-12-20" in row
+
+
+def test_a_bad_fixed_date_is_one_line_not_a_traceback(ftm_home):
+    from tests.costs.test_cli import ftm
+
+    out = ftm("prices", env={"FTM_TODAY": "2026-13-01"})
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == (
+        "error: FTM_TODAY='2026-13-01' is not a date; use YYYY-MM-DD (e.g. 2026-12-01) or unset it"
+    )

@@ -39,6 +39,14 @@ def cli(ctx: click.Context) -> None:
 
     Run with no command to open the terminal app.
     """
+    from app.lifecycle import ClockError, today
+
+    try:
+        today()  # a bad FTM_TODAY is one clear line here, not a traceback mid-command
+    except ClockError as exc:
+        from app.cli.errors import UserError
+
+        raise UserError(str(exc)) from None
     if ctx.invoked_subcommand is None:
         from app.tui.app import run_tui
 
