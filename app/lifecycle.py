@@ -51,16 +51,26 @@ def _on(day: date | None) -> date:
 
 
 @cache
-def _registered() -> dict[str, type[Provider]]:
-    """Installed provider classes by name (entry points do not change while ftm runs)."""
-    from providers.registry import discover
+def _registered(name: str) -> type[Provider] | None:
+    """The installed provider class called ``name`` (entry points do not change while ftm
+    runs); only that one plugin is loaded. None when absent or broken: nothing declared."""
+    from importlib.metadata import entry_points
 
-    return dict(discover().classes)
+    from providers.registry import ENTRY_POINT_GROUP
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP, name=name):
+        try:
+            cls = ep.load()
+        except Exception:  # a broken plugin declares nothing; the registry reports it
+            return None
+        if isinstance(cls, type) and issubclass(cls, Provider):
+            return cls
+    return None
 
 
 def _provider_class(provider: ProviderRef) -> type[Provider] | None:
     if isinstance(provider, str):
-        return _registered().get(provider)
+        return _registered(provider)
     return provider if isinstance(provider, type) else type(provider)
 
 
