@@ -122,3 +122,31 @@ def test_an_org_that_never_fine_tuned_is_refused_from_the_announcement(tmp_path,
         assert _create(client).status == "validating_files"
         server.advance(DAY_S)
         assert _create(client).status == "validating_files"
+
+
+def test_the_org_history_survives_a_restart(tmp_path):
+    state_file = tmp_path / "state.json"
+    start = datetime(2026, 5, 20, 12, tzinfo=UTC)
+
+    def serve() -> SandboxServer:
+        return SandboxServer(
+            port=0,
+            seconds_per_step=STEP_S,
+            start=start,
+            frozen=True,
+            org=OrgHistory(),
+            state_file=state_file,
+        )
+
+    with serve() as server:
+        client = make_client(server, None)
+        server.state.org_history.fine_tuned = True  # it fine-tuned before the announcement
+        job = run_to_end(server, client, _create(client).id)
+        client.chat.completions.create(
+            model=job.fine_tuned_model, messages=[{"role": "user", "content": "Great value"}]
+        )
+        server.state.save()
+    with serve() as again:
+        history = again.state.org_history
+        assert history.fine_tuned is True
+        assert [d.isoformat() for d in history.inference_days] == ["2026-05-20"]
