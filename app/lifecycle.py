@@ -247,9 +247,8 @@ class ServingWindow:
     @property
     def note(self) -> str | None:
         """One line for a cost table or a launch preview; None when it serves throughout."""
-        if self.full:
+        if self.full or self.serves_until is None:
             return None
-        assert self.serves_until is not None
         if self.stops_at_month == 0:
             return f"stopped serving on {self.serves_until.isoformat()}: nothing left to price"
         return (

@@ -115,7 +115,7 @@ def _print_comparison(result) -> None:
         if o.break_even_months is not None:
             be += f" ({o.break_even_months:.1f} mo)"
         name = ("* " if o.key == result.cheapest else "  ") + o.label
-        horizon = _usd(o.horizon_usd) + (f" (m{o.stops_at_month})" if o.stops_at_month else "")
+        horizon = _usd(o.horizon_usd) + o.stop_mark
         table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
                       _usd(o.monthly_usd), horizon, be)
     console.print(table)

@@ -81,6 +81,11 @@ class Option:
         return self.serving.get("stops_at_month")
 
     @property
+    def stop_mark(self) -> str:
+        """' (mN)' after the horizon total of an option that stops in month N, else ''."""
+        return "" if self.stops_at_month is None else f" (m{self.stops_at_month})"
+
+    @property
     def serves_whole_horizon(self) -> bool:
         return self.serving.get("serves_whole_horizon", True)
 
@@ -135,7 +140,7 @@ class Comparison:
             text = f"Cheapest over {months} months at this traffic: {best.label} ({usd(best.horizon_usd)})"
         if self.stopping:
             text += "; left out because they stop serving inside the horizon: " + ", ".join(
-                f"{o.label} (stops at month {o.stops_at_month})" for o in self.stopping
+                f"{o.label} ({_stop(o.stops_at_month)})" for o in self.stopping
             )
         return text + "."
 
@@ -325,3 +330,7 @@ def _lifecycle_warnings(
     if break_even_months is not None and break_even_months > found.days_left / DAYS_PER_MONTH:
         out.append("does not pay back before its base model retires")
     return out
+
+
+def _stop(month: int | None) -> str:
+    return f"stops at month {month}" if month else "already stopped serving"

@@ -136,3 +136,18 @@ async def test_the_costs_tab_shows_the_same_horizon_facts(tickets, monkeypatch):
     # The launch preview, asked the same day, states the same window.
     estimate = estimate_for_launch(dataset_id=tickets.id, provider="openai", base_model=MINI)
     assert estimate.serving == hosted.serving
+
+
+def test_a_model_already_retired_is_priced_at_its_one_time_cost_only(tickets):
+    with read_session(get_engine()) as s:
+        r = compare(s, tickets, provider="openai", today=date(2027, 2, 1))
+    hosted = r.option(f"hosted:{MINI}")
+    assert hosted.serving["stops_at_month"] == 0 and hosted.serving["months_served"] == 0
+    assert hosted.horizon_usd == pytest.approx(hosted.one_time_usd)
+    assert hosted.stop_mark == " (m0)"
+    assert r.cheapest is None
+    assert r.verdict().startswith("No option serves all 12 months at this traffic")
+    assert f"{MINI} fine-tuned (already stopped serving)" in r.verdict()
+    assert any(
+        "stopped accepting new fine-tuning jobs after 2027-01-06" in w for w in hosted.warnings
+    )

@@ -207,7 +207,7 @@ class CostsView(Vertical):
             else:
                 be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
             mark = "* " if o.key == result.cheapest else "  "
-            horizon = _usd(o.horizon_usd) + (f" (m{o.stops_at_month})" if o.stops_at_month else "")
+            horizon = _usd(o.horizon_usd) + o.stop_mark
             rows.append((o.key, (mark + o.label, _usd(o.one_time_usd),
                                  _usd(o.per_request_usd * 1000), _usd(o.monthly_usd),
                                  horizon, be)))
