@@ -14,6 +14,7 @@ from datetime import date
 
 import pytest
 from textual.widgets import DataTable, Static
+from textual_plotext import PlotextPlot
 
 from app.costs.compare import compare
 from app.costs.launch import estimate_for_launch
@@ -129,6 +130,11 @@ async def test_the_costs_tab_shows_the_same_horizon_facts(tickets, monkeypatch):
         table = view.query_one(DataTable)
         cell = str(table.get_cell(f"hosted:{MINI}", "horizon"))
         assert cell.endswith("(m2)")
+        # On the chart the two stopping options' lines end where they stop serving.
+        plotted = view.query_one(PlotextPlot).plt._active.monitor.x  # plotext's stored data
+        ends = [max(xs) for xs in plotted[: len(result.options)]]  # then the break-evens
+        assert sum(end <= 10_000 * SERVED for end in ends) == 2
+        assert max(ends) == pytest.approx(120_000)
         starred = [str(table.get_cell(k.value, "option")) for k in table.rows]
         assert [c for c in starred if c.startswith("* ")] == [
             "* " + result.option(result.cheapest).label
