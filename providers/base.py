@@ -18,6 +18,7 @@ from providers.types import (
     ChatMessage,
     Completion,
     JobSpec,
+    ProviderLifecycle,
     Refresh,
     RemoteJob,
 )
@@ -115,6 +116,13 @@ class Provider(ABC):
         raise UnsupportedOperation(f"{self.display_name} cannot list its jobs")
 
     # -- models -----------------------------------------------------------------------
+
+    @classmethod
+    def lifecycle(cls) -> ProviderLifecycle:
+        """When this provider stops taking jobs and when its models stop serving, as
+        declared data (no network: read by the cost estimate, the launch plan, promotion).
+        The default: nothing announced."""
+        return ProviderLifecycle()
 
     @abstractmethod
     def list_base_models(self) -> list[BaseModelInfo]:

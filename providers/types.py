@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any, Literal
 
 Auto = Literal["auto"]
@@ -188,6 +189,27 @@ class Refresh:
     metrics: list[MetricPoint] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)
     artifacts: list[Artifact] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ProviderLifecycle:
+    """When a provider stops taking new jobs and when its models stop serving, as the
+    provider declares them (`Provider.lifecycle`). ``app.lifecycle`` is the one reader:
+    every caller asks it, never these fields directly."""
+
+    job_creation_cutoff: date | None = None
+    """The last day new jobs are accepted; None when no end is announced."""
+    retirements: Mapping[str, date] = field(default_factory=dict)
+    """Base model id -> the day it (and every model tuned on it) stops serving."""
+    warn_days: int = 60
+    """Warn this many days ahead of a cutoff or a retirement."""
+    source: str = ""
+    """Where the dates come from (an announcement, a deprecations page)."""
+
+    def base_model(self, model: str) -> str:
+        """The base model whose retirement ``model`` follows. A provider whose tuned
+        models carry their base in the name (or whose names have aliases) overrides it."""
+        return model
 
 
 @dataclass(frozen=True)

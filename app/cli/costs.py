@@ -115,8 +115,9 @@ def _print_comparison(result) -> None:
         if o.break_even_months is not None:
             be += f" ({o.break_even_months:.1f} mo)"
         name = ("* " if o.key == result.cheapest else "  ") + o.label
+        horizon = _usd(o.horizon_usd) + o.stop_mark
         table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
-                      _usd(o.monthly_usd), _usd(o.horizon_usd), be)
+                      _usd(o.monthly_usd), horizon, be)
     console.print(table)
     console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
                   f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
@@ -143,11 +144,11 @@ def _print_comparison(result) -> None:
                 f"tokens at {inf['utilization']:.0%} utilization.")
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")
-    cheapest = result.option(result.cheapest)
     cat = result.catalog
-    console.print(f"Cheapest over {result.horizon_months:g} months at this traffic: "
-                  f"[bold]{cheapest.label}[/] ({_usd(cheapest.horizon_usd)}). Prices as of "
-                  f"{cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
+    if result.stopping:
+        console.print(f"(mN): stops serving in month N; {result.horizon_rule}.", markup=False)
+    console.print(result.verdict(), markup=False)
+    console.print(f"Prices as of {cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
 
 
 @click.command("prices")
@@ -162,7 +163,10 @@ def prices(as_json: bool) -> None:
         catalog = load_catalog()
     except CostError as e:
         raise UserError(str(e)) from None
-    today = date.today()
+    from app import lifecycle
+    from app.costs.compare import HOSTED_PROVIDER
+
+    today = lifecycle.today()
     if as_json:
         click.echo(json.dumps(_catalog_dict(catalog, today), indent=2, default=str))
         return
@@ -172,8 +176,9 @@ def prices(as_json: bool) -> None:
     console = Console()
     console.print(f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
                   f"files: {', '.join(catalog.files)}")
-    console.print(f"OpenAI accepts new fine-tuning jobs until {catalog.service_cutoff} "
-                  f"({(catalog.service_cutoff - today).days} days)")
+    cutoff = lifecycle.creation_cutoff(HOSTED_PROVIDER, today)
+    if cutoff is not None:
+        console.print(cutoff.message, markup=False)
     t = Table(title="OpenAI, USD per 1M tokens", title_justify="left")
     for col in ("model", "training", "ft in / cached / out", "base in / cached / out", "sunset",
                 "as of"):
@@ -182,7 +187,7 @@ def prices(as_json: bool) -> None:
         t.add_row(m.id, f"{m.training:g}",
                   f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
                   f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
-                  str(m.sunset or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
+                  str(_retires(m, today) or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
     console.print(t)
     g = Table(title="GPUs", title_justify="left")
     for col in ("key", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "$/hour (cloud, as of)"):
@@ -198,6 +203,16 @@ def prices(as_json: bool) -> None:
     console.print("Sources:")
     for s in catalog.sources.values():
         console.print(f"  {s.key}: {s.text} (as of {s.as_of}, {(today - s.as_of).days} days old)")
+
+
+def _retires(model, today: date) -> date | None:
+    """The lifecycle service's retirement date; a prices file's own ``sunset`` for a model
+    the provider does not list."""
+    from app import lifecycle
+    from app.costs.compare import HOSTED_PROVIDER
+
+    found = lifecycle.retirement(HOSTED_PROVIDER, model.id, today=today)
+    return found.retires if found else model.sunset
 
 
 def _opt(value: float | None) -> str:

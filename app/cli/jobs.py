@@ -149,6 +149,8 @@ def _print_estimate(console, preview) -> dict[str, Any]:
                   f"({escape(est['base_model'])}, {escape(est['method'])})")
     console.print(f"  inputs: {escape(est['note'])}")
     console.print(f"  prices: {escape(est['source'])}")
+    if est.get("serving_note"):
+        console.print(f"  serving: {escape(est['serving_note'])}")
     return {"billed": True, "amount": f"about {amount}"}
 
 

@@ -71,6 +71,14 @@ def cli(ctx: click.Context) -> None:
         from app.settings import ensure_home, get_settings  # pydantic: not for --help
 
         ensure_home(get_settings())
+    from app.lifecycle import ClockError, today
+
+    try:
+        today()  # a bad FTM_TODAY is one clear line here, not a traceback mid-command
+    except ClockError as exc:
+        from app.cli.errors import UserError
+
+        raise UserError(str(exc)) from None
     if ctx.invoked_subcommand is None:
         from app.database import get_engine
         from app.tui.app import run_tui

@@ -77,24 +77,21 @@ def models_list(task) -> None:
     for name in names:
         print_leaderboard(name)
         shown = True
-    hosted = False
+    providers: list[str] = []
     for h in holders(engine, task):
         note = _sunset_note(h.promotion)
         click.echo(
             f"{h.alias.task}/{h.alias.alias} -> {h.promotion.model} "
             f"[{h.promotion.provider}, {h.promotion.model_kind}]" + (f"  ! {note}" if note else "")
         )
-        hosted = hosted or h.promotion.provider == "openai"
+        providers += [h.promotion.provider] if h.promotion.provider not in providers else []
         shown = True
-    if hosted:
-        from app.promotion.sunsets import job_creation_cutoff
+    from app.promotion.sunsets import job_creation_cutoff
 
-        cutoff, days = job_creation_cutoff()
-        click.echo(
-            f"OpenAI accepts new fine-tuning jobs until {cutoff.isoformat()} "
-            + (f"({days} days left)" if days >= 0 else "(no longer)")
-            + ": re-training there after that is impossible"
-        )
+    for name in providers:
+        cutoff = job_creation_cutoff(name)
+        if cutoff is not None:
+            click.echo(f"{cutoff.message}: re-training there after that is impossible")
     if not shown:
         click.echo("No evaluations yet. Run: ftm eval --task TASK --dataset NAME ...")
 

@@ -79,10 +79,19 @@ def _load_faults(spec: str):
 )
 @click.option(
     "--sunset",
-    default="2027-01-06",
-    show_default=True,
+    default=None,
     metavar="YYYY-MM-DD|none",
-    help="Refuse job creation once the sandbox date is after this day, as the real service will.",
+    help="Refuse job creation once the sandbox date is after this day, as the real service "
+    "will (default: the service's declared cutoff).",
+)
+@click.option(
+    "--org",
+    "org_profile",
+    type=click.Choice(["active", "inactive", "new"]),
+    default=None,
+    help="Emulate the earlier wind-down stages for an organization that is active (recent "
+    "fine-tuned inference), inactive (none in the window) or new (never fine-tuned). "
+    "Default: one those stages spared.",
 )
 @click.option("--seed", type=int, help="Seed ids and job seeds, for reproducible sessions.")
 @click.option("--ephemeral", is_flag=True, help="Keep nothing: start empty and save no state.")
@@ -97,7 +106,8 @@ def sandbox(
     seconds_per_step: float,
     faults_spec: str | None,
     start_date: str | None,
-    sunset: str,
+    sunset: str | None,
+    org_profile: str | None,
     seed: int | None,
     ephemeral: bool,
     base64_results: bool,
@@ -118,7 +128,12 @@ def sandbox(
     start = None
     if start_date:
         start = datetime.combine(_parse_date(start_date, "--date"), datetime.min.time(), UTC)
-    sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
+    if sunset is None:
+        from app.sandbox.server import SERVICE_SUNSET
+
+        sunset_date = SERVICE_SUNSET
+    else:
+        sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
     faults = None
     if faults_spec is not None:
         faults = _load_faults(faults_spec)
@@ -137,6 +152,7 @@ def sandbox(
             files_dir=data_dir / "files",
             start=start,
             sunset=sunset_date,
+            org=org_profile,
             seed=seed,
             state_file=state_file,
             base64_result_files=base64_results,
@@ -161,6 +177,8 @@ def sandbox(
     echo(f"Other OpenAI clients: OPENAI_BASE_URL={url} OPENAI_API_KEY=sk-sandbox")
     clock = state.clock.today().isoformat()
     refusal = f"job creation refused after {sunset_date}" if sunset_date else "no service sunset"
+    if org_profile:
+        refusal += f"; wind-down stages emulated for a {org_profile} organization"
     echo(f"Clock: {clock}, {seconds_per_step:g} s per training step; {refusal}.")
     echo(
         f"State: {state_file} ({len(state.jobs)} jobs)"

@@ -5,6 +5,10 @@ baseline), each hosted fine-tune, each local fine-tune served on a GPU — and a
 question ftm asks before any money is spent: which is cheapest at this traffic, and after
 how many requests does each fine-tune pay for itself. Every figure carries its inputs and
 the date of the price it came from (``to_dict()``).
+
+The horizon respects the calendar (`HORIZON_RULE`): an option whose model stops serving
+inside the horizon (the lifecycle service says when) is priced only for the months it
+serves, marked "stops at month N", and left out of the cheapest.
 """
 
 from __future__ import annotations
@@ -30,11 +34,26 @@ from app.costs.inference import hosted_request_cost, self_hosted_serving, servin
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
+from app.lifecycle import (
+    DAYS_PER_MONTH,
+    ServingWindow,
+    creation_cutoff,
+    retirement,
+    serving_window,
+)
+from app.lifecycle import today as lifecycle_today
 from db.models import Dataset
 
 DEFAULT_HOSTED_MODEL = "gpt-4o-mini-2024-07-18"
 DEFAULT_LOCAL_MODEL = "meta-llama/Llama-3.1-8B"
 PROVIDERS = ("openai", "local", "all")
+HOSTED_PROVIDER, LOCAL_PROVIDER = "openai", "local"
+"""The providers whose options are priced here: the catalog's hosted prices are this
+provider's, and the lifecycle service is asked about each option's own provider."""
+HORIZON_RULE = (
+    "an option that stops serving inside the horizon is priced only for the "
+    "months it serves, marked 'stops at month N' and left out of the cheapest"
+)
 
 
 @dataclass(frozen=True)
@@ -53,6 +72,22 @@ class Option:
     training: dict | None = None
     inference: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    serving: dict = field(default_factory=dict)
+    """`app.lifecycle.ServingWindow.to_dict()`: serves_until, months_served,
+    stops_at_month (None: the whole horizon), serves_whole_horizon."""
+
+    @property
+    def stops_at_month(self) -> int | None:
+        return self.serving.get("stops_at_month")
+
+    @property
+    def stop_mark(self) -> str:
+        """' (mN)' after the horizon total of an option that stops in month N, else ''."""
+        return "" if self.stops_at_month is None else f" (m{self.stops_at_month})"
+
+    @property
+    def serves_whole_horizon(self) -> bool:
+        return self.serving.get("serves_whole_horizon", True)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,10 +100,12 @@ class Comparison:
     horizon_months: float
     profile: dict
     options: list[Option]
-    cheapest: str
-    """Key of the option with the lowest total over the horizon."""
+    cheapest: str | None
+    """Key of the option with the lowest total over the horizon among those that serve
+    all of it; None when none does."""
     catalog: dict
     today: str
+    horizon_rule: str = HORIZON_RULE
 
     @property
     def baseline(self) -> Option:
@@ -80,31 +117,67 @@ class Comparison:
     def curves(self, points: int = 50) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Cumulative cost of each option from 0 to the horizon's requests."""
         requests = np.linspace(0, self.requests_per_month * self.horizon_months, points)
-        return requests, {o.key: cumulative_cost(o.one_time_usd, o.per_request_usd, requests)
-                          for o in self.options}
+        return requests, {
+            o.key: cumulative_cost(o.one_time_usd, o.per_request_usd, requests)
+            for o in self.options
+        }
+
+    @property
+    def stopping(self) -> list[Option]:
+        """Options that stop serving inside the horizon (left out of the cheapest)."""
+        return [o for o in self.options if not o.serves_whole_horizon]
+
+    def verdict(self) -> str:
+        """The cheapest over the horizon, and what was left out because it stops serving
+        first: one sentence, the same in `ftm estimate` and the Costs tab."""
+        from app.costs.money import usd
+
+        months = f"{self.horizon_months:g}"
+        if self.cheapest is None:
+            text = f"No option serves all {months} months at this traffic"
+        else:
+            best = self.option(self.cheapest)
+            text = f"Cheapest over {months} months at this traffic: {best.label} ({usd(best.horizon_usd)})"
+        if self.stopping:
+            text += "; left out because they stop serving inside the horizon: " + ", ".join(
+                f"{o.label} ({_stop(o.stops_at_month)})" for o in self.stopping
+            )
+        return text + "."
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {
+            "stopping": [o.key for o in self.stopping],
+            "verdict": self.verdict(),
+        }
 
 
-def _months_until(day: date | None, today: date) -> float | None:
-    return None if day is None else (day - today).days / 30.44
-
-
-def compare(session: Session, dataset: Dataset, *, provider: str = "all",
-            hosted_models: list[str] | None = None, local_models: list[str] | None = None,
-            baseline_model: str | None = None, local_config: LocalTrainingConfig | None = None,
-            gpu: str | None = None, cloud: str | None = None, serve_gpu: str | None = None,
-            utilization: float | None = None, requests_per_month: float = 10_000,
-            horizon_months: float = 12, k: int | None = None, n_epochs: int | str = "auto",
-            catalog: Catalog | None = None, today: date | None = None) -> Comparison:
+def compare(
+    session: Session,
+    dataset: Dataset,
+    *,
+    provider: str = "all",
+    hosted_models: list[str] | None = None,
+    local_models: list[str] | None = None,
+    baseline_model: str | None = None,
+    local_config: LocalTrainingConfig | None = None,
+    gpu: str | None = None,
+    cloud: str | None = None,
+    serve_gpu: str | None = None,
+    utilization: float | None = None,
+    requests_per_month: float = 10_000,
+    horizon_months: float = 12,
+    k: int | None = None,
+    n_epochs: int | str = "auto",
+    catalog: Catalog | None = None,
+    today: date | None = None,
+) -> Comparison:
     """Price every option for ``dataset`` at ``requests_per_month``."""
     if provider not in PROVIDERS:
         raise CostError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
     if requests_per_month <= 0 or horizon_months <= 0:
         raise CostError("requests per month and the horizon must be positive")
     catalog = catalog or load_catalog()
-    today = today or date.today()
+    today = today or lifecycle_today()
     cfg = local_config or LocalTrainingConfig()
     hosted_models = hosted_models or ([DEFAULT_HOSTED_MODEL] if provider != "local" else [])
     local_models = local_models or ([DEFAULT_LOCAL_MODEL] if provider != "openai" else [])
@@ -124,86 +197,140 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
 
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
     profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
-    horizon_requests = requests_per_month * horizon_months
 
     base_cost = hosted_request_cost(profile, baseline_model, catalog, fine_tuned=False)
     c_base = base_cost.usd_per_request
-    options = [Option(
-        key=f"baseline:{base_cost.model}", label=f"{base_cost.model} {profile.k}-shot",
-        kind="baseline", one_time_usd=0.0, per_request_usd=c_base,
-        monthly_usd=c_base * requests_per_month, horizon_usd=c_base * horizon_requests,
-        inference=base_cost.to_dict(),
-        warnings=_sunset_warnings(catalog.hosted_model(baseline_model).sunset, today,
-                                  requests_per_month, None),
-    )]
+    window = serving_window(HOSTED_PROVIDER, base_cost.model, horizon_months, today)
+    options = [
+        Option(
+            key=f"baseline:{base_cost.model}",
+            label=f"{base_cost.model} {profile.k}-shot",
+            kind="baseline",
+            one_time_usd=0.0,
+            per_request_usd=c_base,
+            monthly_usd=c_base * requests_per_month,
+            horizon_usd=c_base * requests_per_month * window.months_served,
+            inference=base_cost.to_dict(),
+            warnings=_lifecycle_warnings(HOSTED_PROVIDER, base_cost.model, window, today, None),
+            serving=window.to_dict(),
+        )
+    ]
 
+    cutoff = creation_cutoff(HOSTED_PROVIDER, today)
     for m in hosted_models:
-        training = estimate_hosted_training(train.counts, m, catalog, n_epochs=n_epochs,
-                                            tokenizer=train.tokenizer)
+        training = estimate_hosted_training(
+            train.counts, m, catalog, n_epochs=n_epochs, tokenizer=train.tokenizer
+        )
         req = hosted_request_cost(profile, m, catalog, fine_tuned=True)
         r_star = break_even_requests(training.cost_usd, req.usd_per_request, c_base)
-        warnings = []
-        if today > catalog.service_cutoff:
-            warnings.append(f"OpenAI accepts no new fine-tuning jobs after "
-                            f"{catalog.service_cutoff.isoformat()}")
-        else:
-            warnings.append(f"new jobs accepted until {catalog.service_cutoff.isoformat()} "
-                            f"({(catalog.service_cutoff - today).days} days left)")
-        warnings += _sunset_warnings(catalog.hosted_model(m).sunset, today, requests_per_month,
-                                     r_star)
-        options.append(Option(
-            key=f"hosted:{training.model}", label=f"{training.model} fine-tuned", kind="hosted",
-            one_time_usd=training.cost_usd, per_request_usd=req.usd_per_request,
-            monthly_usd=req.usd_per_request * requests_per_month,
-            horizon_usd=training.cost_usd + req.usd_per_request * horizon_requests,
-            break_even_requests=r_star,
-            break_even_months=None if r_star is None else r_star / requests_per_month,
-            training=training.to_dict(), inference=req.to_dict(), warnings=warnings,
-        ))
+        r_months = None if r_star is None else r_star / requests_per_month
+        window = serving_window(HOSTED_PROVIDER, training.model, horizon_months, today)
+        warnings = [cutoff.message] if cutoff is not None else []
+        warnings += _lifecycle_warnings(HOSTED_PROVIDER, training.model, window, today, r_months)
+        options.append(
+            Option(
+                key=f"hosted:{training.model}",
+                label=f"{training.model} fine-tuned",
+                kind="hosted",
+                one_time_usd=training.cost_usd,
+                per_request_usd=req.usd_per_request,
+                monthly_usd=req.usd_per_request * requests_per_month,
+                horizon_usd=(
+                    training.cost_usd
+                    + req.usd_per_request * requests_per_month * window.months_served
+                ),
+                break_even_requests=r_star,
+                break_even_months=r_months,
+                training=training.to_dict(),
+                inference=req.to_dict(),
+                warnings=warnings,
+                serving=window.to_dict(),
+            )
+        )
 
     for shape in shapes:
         tokenizer = f"hf:{shape.name}"
         counts = local_model_counts(session, dataset, shape.name)
-        note = (f"approximated with {counts.tokenizer} counts (no {tokenizer} counts stored)"
-                if counts.approximate_for else f"exact {counts.tokenizer} counts")
-        training = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=gpu,
-                                           cloud=cloud, tokenizer_note=note)
-        serving = self_hosted_serving(profile, shape, serve_gpu or serving_gpu_for(shape, catalog),
-                                      catalog, utilization=utilization, cloud=cloud)
+        note = (
+            f"approximated with {counts.tokenizer} counts (no {tokenizer} counts stored)"
+            if counts.approximate_for
+            else f"exact {counts.tokenizer} counts"
+        )
+        training = estimate_local_training(
+            session, counts.counts, shape, cfg, catalog, gpu=gpu, cloud=cloud, tokenizer_note=note
+        )
+        serving = self_hosted_serving(
+            profile,
+            shape,
+            serve_gpu or serving_gpu_for(shape, catalog),
+            catalog,
+            utilization=utilization,
+            cloud=cloud,
+        )
         monthly = serving.monthly_usd(requests_per_month)
         per_request = monthly / requests_per_month
         r_star = break_even_requests(training.cost_usd, per_request, c_base)
-        options.append(Option(
-            key=f"local:{shape.name}@{training.gpu}",
-            label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
-            kind="local", one_time_usd=training.cost_usd, per_request_usd=per_request,
-            monthly_usd=monthly, horizon_usd=training.cost_usd + monthly * horizon_months,
-            break_even_requests=r_star,
-            break_even_months=None if r_star is None else r_star / requests_per_month,
-            training=training.to_dict(),
-            inference=serving.to_dict() | {"gpus_needed": serving.gpus_needed(requests_per_month)},
-            warnings=list(training.warnings),
-        ))
+        window = serving_window(LOCAL_PROVIDER, shape.name, horizon_months, today)
+        options.append(
+            Option(
+                key=f"local:{shape.name}@{training.gpu}",
+                label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
+                kind="local",
+                one_time_usd=training.cost_usd,
+                per_request_usd=per_request,
+                monthly_usd=monthly,
+                horizon_usd=training.cost_usd + monthly * window.months_served,
+                break_even_requests=r_star,
+                break_even_months=None if r_star is None else r_star / requests_per_month,
+                training=training.to_dict(),
+                inference=serving.to_dict()
+                | {"gpus_needed": serving.gpus_needed(requests_per_month)},
+                warnings=list(training.warnings)
+                + _lifecycle_warnings(LOCAL_PROVIDER, shape.name, window, today, None),
+                serving=window.to_dict(),
+            )
+        )
 
-    cheapest = min(options, key=lambda o: o.horizon_usd).key
+    survivors = [o for o in options if o.serves_whole_horizon]
+    cheapest = min(survivors, key=lambda o: o.horizon_usd).key if survivors else None
     return Comparison(
-        dataset={"id": dataset.id, "name": dataset.name, "content_hash": dataset.content_hash,
-                 "train_examples": int(train.counts.size), "tokenizer": train.tokenizer,
-                 "train_tokens": int(train.counts.sum(dtype=np.int64))},
-        requests_per_month=requests_per_month, horizon_months=horizon_months,
-        profile=profile.to_dict(), options=options, cheapest=cheapest,
-        catalog={"as_of": catalog.as_of.isoformat(), "age_days": catalog.age_days(today),
-                 "files": list(catalog.files)},
+        dataset={
+            "id": dataset.id,
+            "name": dataset.name,
+            "content_hash": dataset.content_hash,
+            "train_examples": int(train.counts.size),
+            "tokenizer": train.tokenizer,
+            "train_tokens": int(train.counts.sum(dtype=np.int64)),
+        },
+        requests_per_month=requests_per_month,
+        horizon_months=horizon_months,
+        profile=profile.to_dict(),
+        options=options,
+        cheapest=cheapest,
+        catalog={
+            "as_of": catalog.as_of.isoformat(),
+            "age_days": catalog.age_days(today),
+            "files": list(catalog.files),
+        },
         today=today.isoformat(),
     )
 
 
-def _sunset_warnings(sunset: date | None, today: date, requests_per_month: float,
-                     r_star: float | None) -> list[str]:
-    if sunset is None:
+def _lifecycle_warnings(
+    provider: str, model: str, window: ServingWindow, today: date, break_even_months: float | None
+) -> list[str]:
+    """The option's retirement (when announced), where it stops inside the horizon, and
+    whether it pays back before it stops."""
+    found = retirement(provider, model, today=today)
+    if found is None:
         return []
-    months = _months_until(sunset, today)
-    out = [f"stops serving {sunset.isoformat()} ({(sunset - today).days} days)"]
-    if r_star is not None and months is not None and r_star / requests_per_month > months:
+    out = [found.message]
+    if window.note:
+        out.append(f"{window.note}; left out of the cheapest")
+    if break_even_months is not None and break_even_months > found.days_left / DAYS_PER_MONTH:
         out.append("does not pay back before its base model retires")
     return out
+
+
+def _stop(month: int | None) -> str:
+    return f"stops at month {month}" if month else "already stopped serving"

@@ -24,11 +24,15 @@ from app.costs.inference import hosted_request_cost, self_hosted_serving, servin
 from app.costs.local_memory import METHODS, LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape, resolve_targets
+from app.lifecycle import serving_window
 from db.models import Dataset
 
 LOCAL_METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
 LAUNCH_REQUESTS_PER_MONTH = 10_000
 """Traffic assumed for the per-request and break-even lines of a launch preview."""
+LAUNCH_HORIZON_MONTHS = 12
+"""The horizon a launch preview checks the model serves through (the Costs tab's default),
+so both say the same "stops at month N"."""
 
 
 @dataclass
@@ -54,6 +58,10 @@ class LaunchEstimate:
     peak_memory_bytes: float | None = None
     gpu: str | None = None
     usd_per_hour: float | None = None
+    serving: dict[str, Any] = field(default_factory=dict)
+    """`app.lifecycle.ServingWindow.to_dict()` over `LAUNCH_HORIZON_MONTHS`."""
+    serving_note: str | None = None
+    """"stops at month N of 12 (serves until ...)", or None when it serves throughout."""
     inputs: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -154,6 +162,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
         base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
         simulated = bool(get_settings().openai.sandbox)
+        window = serving_window(provider, hosted.model, LAUNCH_HORIZON_MONTHS, today)
         return LaunchEstimate(
             provider=provider, base_model=hosted.model, method=method, dataset_id=dataset_id,
             training_cost_usd=hosted.cost_usd, billable_tokens=hosted.billable_tokens,
@@ -168,6 +177,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
                   f"({hosted.epochs_rule}) x ${hosted.usd_per_1m_tokens}/1M"
                   + ("; sandbox: nothing is billed" if simulated else "")),
             catalog_as_of=as_of, simulated=simulated,
+            serving=window.to_dict(), serving_note=window.note,
             inputs={"training": hosted.to_dict(), "fine_tuned_request": ft.to_dict(),
                     "baseline_request": base.to_dict(), "profile": profile.to_dict()},
         )
@@ -193,6 +203,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         per_request = serving.monthly_usd(requests_per_month) / requests_per_month
         per_1k, baseline_1k = per_request * 1000, base.usd_per_request * 1000
         r_star = break_even_requests(local.cost_usd, per_request, base.usd_per_request)
+    window = serving_window(provider, base_model, LAUNCH_HORIZON_MONTHS, today)
     return LaunchEstimate(
         provider=provider, base_model=base_model, method=cfg.method, dataset_id=dataset_id,
         training_cost_usd=local.cost_usd, epochs=cfg.epochs,
@@ -207,6 +218,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
               f"{local.calibration.mfu:.3f}) + {local.overhead_seconds:.0f} s overhead; {note}"
               + "".join(f"; {w}" for w in local.warnings)),
         catalog_as_of=as_of,
+        serving=window.to_dict(), serving_note=window.note,
         inputs={"training": local.to_dict(), "profile": profile.to_dict()},
     )
 

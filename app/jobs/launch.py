@@ -97,17 +97,11 @@ def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
 
 
 def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None) -> list[str]:
-    """What to tell the user before creating: the provider's own warnings (OpenAI: the
-    service cutoff, model retirement) and any known sunset of the base model."""
-    hook = getattr(provider, "creation_warnings", None)
-    if callable(hook):
-        return list(hook(spec, today))
-    warnings = []
-    today = today or date.today()
-    for info in provider.list_base_models():
-        if info.id == spec.base_model and info.sunset and date.fromisoformat(info.sunset) <= today:
-            warnings.append(f"{info.id} was retired on {info.sunset}")
-    return warnings
+    """What to tell the user before creating: the provider's job-creation cutoff and the
+    base model's retirement, when due (from the one lifecycle service)."""
+    from app.lifecycle import creation_warnings
+
+    return creation_warnings(provider, spec.base_model, today)
 
 
 @dataclass(frozen=True)
@@ -201,7 +195,7 @@ def plan_launch(
         warnings = launch_warnings(provider, spec, today)
         simulated = bool(getattr(provider, "simulated", False))
         billed = bool(provider.capabilities.per_token_billing) and not simulated
-    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec)
+    estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec, today)
     return LaunchPlan(
         spec=spec,
         dataset_id=dataset.id,
@@ -349,9 +343,8 @@ def launch_job(
         return repository.get_job(session, job_id)
 
 
-def _estimate(
-    engine: Engine, dataset_id: int, provider_name: str, spec: JobSpec
-) -> tuple[dict[str, Any] | None, str | None]:
+def _estimate(engine: Engine, dataset_id: int, provider_name: str,
+              spec: JobSpec, today: date | None = None) -> tuple[dict[str, Any] | None, str | None]:
     """The cost estimate snapshotted on the job (app.costs), or why there is none.
 
     An estimate is a courtesy: it never blocks a launch (a plugin provider has no prices).
@@ -365,14 +358,9 @@ def _estimate(
     try:
         with read_session(engine) as session:
             estimate = estimate_for_launch(
-                session,
-                dataset_id=dataset_id,
-                provider=provider_name,
-                base_model=spec.base_model,
-                method=spec.method,
-                hyperparameters=spec.hyperparameters,
-                options=spec.options,
-            )
+                session, dataset_id=dataset_id, provider=provider_name,
+                base_model=spec.base_model, method=spec.method,
+                hyperparameters=spec.hyperparameters, options=spec.options, today=today)
     except Exception as exc:  # see docstring; the reason is kept as an event
         return None, f"{type(exc).__name__}: {exc}"
     return estimate.to_dict(), None

@@ -23,7 +23,7 @@ from app.evaluation.candidates import Candidate
 from app.evaluation.runner import EvalConfig, EvalError, run_eval
 from app.promotion.aliases import current, promote
 from app.promotion.gates import GateReport, check_gates
-from app.promotion.sunsets import sunset_of
+from app.promotion.sunsets import job_creation_cutoff, sunset_of
 from db.engine import read_session
 from db.models import EvalRun, Job, Promotion
 
@@ -132,12 +132,9 @@ def migrate_alias(
     sunset = sunset_of(held.provider, held.model, held.base_model)
     if sunset:
         on_event(f"      ! {sunset.message}")
-    if held.provider == "openai":
-        from app.promotion.sunsets import job_creation_cutoff
-
-        cutoff, days = job_creation_cutoff()
-        on_event(f"      ! OpenAI accepts new fine-tuning jobs until {cutoff.isoformat()} "
-                 f"({days} days left)")
+    cutoff = job_creation_cutoff(held.provider)
+    if cutoff is not None:
+        on_event(f"      ! {cutoff.message}")
     with read_session(engine) as session:
         source = session.get(Job, held.job_id) if held.job_id else None
         promoted_run = session.get(EvalRun, held.eval_run_id) if held.eval_run_id else None

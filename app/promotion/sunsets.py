@@ -1,13 +1,13 @@
-"""Sunset dates: when a promoted hosted model stops working (its base is retired) and
-when the service stops taking new fine-tuning jobs. Dates come from the OpenAI provider's
-lifecycle file (providers/openai/lifecycle.toml), the single source of them."""
+"""Sunsets of promoted models: when a promoted model stops serving (its base is retired)
+and when its provider stops taking new fine-tuning jobs. Every date comes from the one
+lifecycle service (`app.lifecycle`), which asks the provider."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
 
-from app.evaluation.pricing import base_of, canonical_model
+from app import lifecycle
 
 
 @dataclass(frozen=True)
@@ -18,8 +18,12 @@ class Sunset:
     days_left: int
 
     @property
+    def retired(self) -> bool:
+        return self.days_left <= 0
+
+    @property
     def message(self) -> str:
-        if self.days_left < 0:
+        if self.retired:
             return f"{self.base_model} retired on {self.retires.isoformat()}: {self.model} no longer serves"
         return (
             f"{self.base_model} retires on {self.retires.isoformat()} ({self.days_left} days "
@@ -27,28 +31,16 @@ class Sunset:
         )
 
 
-def _lifecycle():
-    from providers.openai.lifecycle import load_lifecycle
-
-    return load_lifecycle()
-
-
 def sunset_of(
     provider: str, model: str, base_model: str | None = None, today: date | None = None
 ) -> Sunset | None:
-    """The retirement of a hosted model's base, or None when none is announced."""
-    if provider != "openai":
+    """The retirement of a promoted model's base, or None when none is announced."""
+    found = lifecycle.retirement(provider, model, base_model, today)
+    if found is None:
         return None
-    today = today or date.today()
-    base = canonical_model(base_model or base_of(model))
-    info = _lifecycle().model(base)
-    if info is None or not info.sunset:
-        return None
-    retires = date.fromisoformat(info.sunset)
-    return Sunset(model, base, retires, (retires - today).days)
+    return Sunset(model, found.base_model, found.retires, found.days_left)
 
 
-def job_creation_cutoff(today: date | None = None) -> tuple[date, int]:
-    """The last day OpenAI accepts new fine-tuning jobs, and the days left until then."""
-    cutoff = _lifecycle().job_creation_cutoff
-    return cutoff, (cutoff - (today or date.today())).days
+def job_creation_cutoff(provider: str, today: date | None = None) -> lifecycle.Cutoff | None:
+    """When ``provider`` stops accepting new fine-tuning jobs; None when not announced."""
+    return lifecycle.creation_cutoff(provider, today)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from providers.openai.lifecycle import load_lifecycle
+
 BASE_MODEL_CREATED = 1_721_172_741  # a fixed, plausible `created` for every base model
 
 
@@ -19,18 +21,40 @@ class BaseModel:
     example_token_limit: int
     methods: tuple[str, ...] = ("supervised", "dpo")
     shutdown_date: str | None = None
-    """ISO date the model is retired, where announced."""
+    """ISO date the model is retired, where announced (the OpenAI provider's declared
+    lifecycle, so the sandbox and ftm agree)."""
     aliases: tuple[str, ...] = ()
+
+
+def _retires(model_id: str) -> str | None:
+    day = load_lifecycle().retirements.get(model_id)
+    return day.isoformat() if day else None
 
 
 BASE_MODELS: tuple[BaseModel, ...] = (
     BaseModel(
-        "gpt-4o-mini-2024-07-18", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4o-mini",)
+        "gpt-4o-mini-2024-07-18",
+        65_536,
+        shutdown_date=_retires("gpt-4o-mini-2024-07-18"),
+        aliases=("gpt-4o-mini",),
     ),
-    BaseModel("gpt-4o-2024-08-06", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4o",)),
-    BaseModel("gpt-4.1-2025-04-14", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4.1",)),
     BaseModel(
-        "gpt-4.1-mini-2025-04-14", 65_536, shutdown_date="2027-01-14", aliases=("gpt-4.1-mini",)
+        "gpt-4o-2024-08-06",
+        65_536,
+        shutdown_date=_retires("gpt-4o-2024-08-06"),
+        aliases=("gpt-4o",),
+    ),
+    BaseModel(
+        "gpt-4.1-2025-04-14",
+        65_536,
+        shutdown_date=_retires("gpt-4.1-2025-04-14"),
+        aliases=("gpt-4.1",),
+    ),
+    BaseModel(
+        "gpt-4.1-mini-2025-04-14",
+        65_536,
+        shutdown_date=_retires("gpt-4.1-mini-2025-04-14"),
+        aliases=("gpt-4.1-mini",),
     ),
     BaseModel("gpt-4.1-nano-2025-04-14", 65_536, aliases=("gpt-4.1-nano",)),
     BaseModel("gpt-3.5-turbo-0125", 16_385, methods=("supervised",), aliases=("gpt-3.5-turbo",)),

@@ -24,9 +24,11 @@ from app.sandbox.clock import SandboxClock
 from app.sandbox.faults import FaultPlan
 from app.sandbox.lifecycle import Timing
 from app.sandbox.state import SandboxState
+from app.sandbox.wind_down import OrgHistory, WindDown
 
-SERVICE_SUNSET = date(2027, 1, 6)
-"""The last day the real service accepts new fine-tuning jobs (OPENAI_API.md)."""
+SERVICE_SUNSET: date = WindDown.declared().final_cutoff
+"""The last day the real service accepts new fine-tuning jobs (the OpenAI provider's
+declared lifecycle, providers/openai/lifecycle.toml)."""
 DEFAULT_API_KEY = "sk-sandbox-key"
 STARTUP_TIMEOUT_S = 10.0
 
@@ -38,6 +40,7 @@ def build_state(
     start: datetime | float | None = None,
     frozen: bool = False,
     sunset: date | None = None,
+    org: str | OrgHistory | None = None,
     seed: int | None = None,
     validation_s: float | None = None,
     queue_s: float | None = None,
@@ -47,11 +50,16 @@ def build_state(
     """A fresh (or reloaded, with ``state_file``) sandbox state."""
     if seconds_per_step < 0:
         raise ValueError("seconds_per_step must not be negative")
+    stages = WindDown.declared() if org is not None else None
+    if isinstance(org, str):
+        org = OrgHistory.profile(org, stages)
     state = SandboxState(
         clock=SandboxClock(start, frozen=frozen),
         timing=Timing(seconds_per_step, validation_s, queue_s),
         files_dir=files_dir,
         sunset=sunset,
+        wind_down=stages,
+        org_history=org,
         seed=seed,
         state_file=state_file,
     )
@@ -71,6 +79,10 @@ class SandboxServer:
         sunset: refuse job creation once the clock's date is after this date. Off by
             default here so tests do not depend on the real date; pass
             ``SERVICE_SUNSET`` to emulate the real service's end.
+        org: emulate the earlier stages of the service's wind-down for an organization
+            with this history: a profile name (``active``, ``inactive``, ``new``; see
+            `app.sandbox.wind_down`) or an `OrgHistory`. None: an organization those
+            stages spared (only ``sunset`` applies).
         seed: seeds ids and job seeds, for reproducible runs.
         validation_s, queue_s: phase lengths (defaults: 3 and 2 steps' worth).
         data_dir: where uploaded files are kept (default: beside ``state_file``, else a
@@ -90,6 +102,7 @@ class SandboxServer:
         start: datetime | float | None = None,
         frozen: bool = False,
         sunset: date | None = None,
+        org: str | OrgHistory | None = None,
         seed: int | None = None,
         validation_s: float | None = None,
         queue_s: float | None = None,
@@ -111,6 +124,7 @@ class SandboxServer:
             start=start,
             frozen=frozen,
             sunset=sunset,
+            org=org,
             seed=seed,
             validation_s=validation_s,
             queue_s=queue_s,

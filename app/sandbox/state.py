@@ -19,7 +19,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from app.sandbox import lifecycle
+from app.sandbox import lifecycle, wind_down
 from app.sandbox.catalog import BASE_MODEL_CREATED, BASE_MODELS, resolve_base_model
 from app.sandbox.clock import SandboxClock
 from app.sandbox.errors import ApiError, invalid, no_such_file, no_such_job, no_such_model
@@ -27,6 +27,7 @@ from app.sandbox.job_request import JobRequest
 from app.sandbox.lifecycle import Timing
 from app.sandbox.records import FineTunedModel, Job, StoredFile
 from app.sandbox.responder import Memory, Pair
+from app.sandbox.wind_down import OrgHistory, WindDown
 
 FILE_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
 MAX_PAGE = 100
@@ -45,6 +46,8 @@ class SandboxState:
         timing: Timing,
         files_dir: Path,
         sunset: date | None = None,
+        wind_down: WindDown | None = None,
+        org_history: OrgHistory | None = None,
         seed: int | None = None,
         organization_id: str = "org-sandbox",
         organization_slug: str = "sandbox",
@@ -56,6 +59,11 @@ class SandboxState:
         self.files_dir.mkdir(parents=True, exist_ok=True)
         self.sunset = sunset
         """Job creation is refused once the clock's date is after this; None: never."""
+        self.wind_down = wind_down
+        self.org_history = org_history
+        """With ``wind_down``: the history the earlier wind-down stages judge this
+        organization by (None: an organization they spared). Creating a job and inference
+        on a fine-tuned model add to it."""
         self.organization_id = organization_id
         self.organization_slug = organization_slug
         self.base64_result_files = False
@@ -184,18 +192,9 @@ class SandboxState:
         return job.to_api(lifecycle.estimated_finish(self, job))
 
     def creation_refused(self) -> ApiError | None:
-        """The refusal the service gives once it no longer takes new jobs, if it applies."""
-        if self.sunset is not None and self.clock.today() > self.sunset:
-            return ApiError(
-                403,
-                "Fine-tuning job creation is no longer available: the service stopped accepting "
-                f"new fine-tuning jobs after {self.sunset.isoformat()}. Existing fine-tuned models "
-                "keep serving until their base model is retired. (ftm sandbox: service sunset "
-                "emulated)",
-                type="invalid_request_error",
-                code="fine_tuning_unavailable",
-            )
-        return None
+        """The refusal the service gives once it no longer takes new jobs from this
+        organization (the staged wind-down, then the final cutoff), if it applies."""
+        return wind_down.refusal(self.wind_down, self.org_history, self.sunset, self.clock.today())
 
     def create_job(self, request: JobRequest) -> dict[str, Any]:
         with self._writing():
@@ -248,6 +247,8 @@ class SandboxState:
                 hyperparameters=dict(request.hyperparameters),
             )
             self.jobs[job_id] = job
+            if self.org_history is not None:
+                self.org_history.fine_tuned = True
             lifecycle.add_event(self, job, now, f"Created fine-tuning job: {job_id}")
             files = f"Validating training file: {job.training_file}"
             if job.validation_file:
@@ -418,6 +419,9 @@ class SandboxState:
             model = self.models.get(model_id)
             if model is None:
                 raise no_such_model(model_id)
+            if self.org_history is not None:  # the wind-down looks at fine-tuned inference
+                self.org_history.inference_days.add(self.clock.today())
+                self._dirty = True
             memory = self._memories.get(model.job_id)
             if memory is None:
                 pairs = [Pair(p, r) for p, r in self.jobs[model.job_id].memory]
@@ -445,6 +449,7 @@ class SandboxState:
             "files": [f.to_state() for f in self.files.values()],
             "jobs": [j.to_state() for j in self.jobs.values()],
             "models": [vars(m) for m in self.models.values()],
+            "org_history": self.org_history.to_state() if self.org_history else None,
         }
         tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
@@ -467,6 +472,8 @@ class SandboxState:
         self.files = {f["id"]: StoredFile.from_state(f) for f in data["files"]}
         self.jobs = {j["id"]: Job.from_state(j) for j in data["jobs"]}
         self.models = {m["id"]: FineTunedModel(**m) for m in data["models"]}
+        if data.get("org_history") and self.org_history is not None:
+            self.org_history = OrgHistory.from_state(data["org_history"])
         self._used_ids = {*self.files, *self.jobs, *self.models}
         for job in self.jobs.values():
             self._used_ids.add(job.model_name.rsplit(":", 1)[-1])

@@ -1,32 +1,51 @@
 """The OpenAI fine-tuning service's lifecycle and base models, read from lifecycle.toml.
 
-Dates are data, not code: the file beside this module is the single source, and app/
-reads it through `load_lifecycle()` too.
+Dates are data, not code: the file beside this module is their single source. The
+provider declares them through `OpenAIProvider.lifecycle()` (a `Lifecycle`, which is a
+`ProviderLifecycle`); ``app.lifecycle`` turns them into every answer ftm gives, and the
+sandbox emulates the same staged wind-down from them.
 """
 
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import date
 from functools import cache
 from pathlib import Path
 
-from providers.types import BaseModelInfo
+from providers.types import BaseModelInfo, ProviderLifecycle
 
 LIFECYCLE_FILE = Path(__file__).with_name("lifecycle.toml")
 
 
 @dataclass(frozen=True)
-class Lifecycle:
-    job_creation_cutoff: date
-    """No new jobs are accepted after this date."""
-    warn_days: int
-    source: str
-    models: tuple[BaseModelInfo, ...]
+class Lifecycle(ProviderLifecycle):
+    """OpenAI's declared lifecycle: the generic facts plus the stages of the wind-down."""
+
+    announced: date | None = None
+    """Organizations that had never fine-tuned lost job creation on this day."""
+    inactive_cutoff: date | None = None
+    """Organizations without fine-tuned inference in the `inactive_window_days` before
+    this day lost job creation on it."""
+    inactive_window_days: int = 60
+    models: tuple[BaseModelInfo, ...] = ()
+    aliases: Mapping[str, str] = field(default_factory=dict)
+    """Short name -> dated snapshot (gpt-4o-mini -> gpt-4o-mini-2024-07-18)."""
 
     def model(self, model_id: str) -> BaseModelInfo | None:
         return next((m for m in self.models if m.id == model_id), None)
+
+    def base_model(self, model: str) -> str:
+        """``ft:gpt-4o-mini-2024-07-18:org:suffix:id`` -> its base; a short name -> its
+        snapshot. A fine-tuned model serves until its base is retired."""
+        base = model.split(":")[1] if model.startswith("ft:") else model
+        return self.aliases.get(base, base)
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
 
 
 @cache
@@ -34,6 +53,7 @@ def load_lifecycle(path: Path = LIFECYCLE_FILE) -> Lifecycle:
     """Parse the lifecycle file (cached)."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     service = data["service"]
+    raw_models = data.get("models", [])
     models = tuple(
         BaseModelInfo(
             id=m["id"],
@@ -42,43 +62,16 @@ def load_lifecycle(path: Path = LIFECYCLE_FILE) -> Lifecycle:
             context_limit=m.get("context_limit"),
             notes=m.get("notes"),
         )
-        for m in data.get("models", [])
+        for m in raw_models
     )
     return Lifecycle(
         job_creation_cutoff=date.fromisoformat(service["job_creation_cutoff"]),
+        retirements={m.id: date.fromisoformat(m.sunset) for m in models if m.sunset},
         warn_days=int(service.get("warn_days", 60)),
         source=service.get("source", ""),
+        announced=_day(service.get("announced")),
+        inactive_cutoff=_day(service.get("inactive_cutoff")),
+        inactive_window_days=int(service.get("inactive_window_days", 60)),
         models=models,
+        aliases={a: m["id"] for m in raw_models for a in m.get("aliases", [])},
     )
-
-
-def creation_warnings(base_model: str, today: date, lifecycle: Lifecycle | None = None) -> list[str]:
-    """Why creating a job on ``base_model`` today may be refused or short-lived."""
-    lc = lifecycle or load_lifecycle()
-    warnings: list[str] = []
-    cutoff = lc.job_creation_cutoff
-    if today > cutoff:
-        warnings.append(
-            f"OpenAI stopped accepting new fine-tuning jobs after {cutoff.isoformat()}; "
-            "the API will most likely refuse this job"
-        )
-    elif (cutoff - today).days <= lc.warn_days:
-        warnings.append(
-            f"OpenAI accepts new fine-tuning jobs only until {cutoff.isoformat()} "
-            f"({(cutoff - today).days} days left)"
-        )
-    info = lc.model(base_model)
-    if info is None:
-        # Fine-tuned models (ft:...) can be the base of a new job; their base is in the name.
-        base = base_model.split(":")[1] if base_model.startswith("ft:") else None
-        info = lc.model(base) if base else None
-    if info is not None and info.sunset:
-        retires = date.fromisoformat(info.sunset)
-        if today >= retires:
-            warnings.append(f"{info.id} was retired on {info.sunset}")
-        elif (retires - today).days <= lc.warn_days:
-            warnings.append(
-                f"{info.id} retires on {info.sunset} ({(retires - today).days} days left): "
-                "a model fine-tuned on it stops serving then"
-            )
-    return warnings

@@ -13,7 +13,6 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,7 +22,7 @@ from providers.errors import ProviderError, SpecRejected
 from providers.openai import convert
 from providers.openai.config import OpenAIConfig, build_client, resolve_api_key
 from providers.openai.errors import NOT_SENT, UNANSWERED, translate
-from providers.openai.lifecycle import creation_warnings, load_lifecycle
+from providers.openai.lifecycle import Lifecycle, load_lifecycle
 from providers.openai.uploads import MemoryUploadCache, UploadCache, file_sha256
 from providers.types import (
     Artifact,
@@ -141,10 +140,11 @@ class OpenAIProvider(Provider):
             problems.append(f"training file not found: {spec.train_path}")
         return problems
 
-    def creation_warnings(self, spec: JobSpec, today: date | None = None) -> list[str]:
-        """Why the service may refuse this job or its model retire soon (from
-        lifecycle.toml). Shown before launch; the user decides."""
-        return creation_warnings(spec.base_model, today or date.today())
+    @classmethod
+    def lifecycle(cls) -> Lifecycle:
+        """The service's job-creation cutoff, its wind-down stages and the base models'
+        retirements, from lifecycle.toml."""
+        return load_lifecycle()
 
     def prepare(self, spec: JobSpec) -> JobSpec:
         """Upload the training (and validation) file, reusing earlier uploads of the same
@@ -430,7 +430,7 @@ class OpenAIProvider(Provider):
 
     def list_base_models(self) -> list[BaseModelInfo]:
         """Fine-tunable base models with retirement dates, from lifecycle.toml."""
-        return list(load_lifecycle().models)
+        return list(self.lifecycle().models)
 
     def complete(
         self,

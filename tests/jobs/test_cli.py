@@ -63,19 +63,10 @@ def test_bad_input_gets_a_clear_error(engine, sandbox, tmp_path):
 
 def test_warnings_are_asked_about_and_no_means_nothing_recorded(engine, sandbox, tmp_path,
                                                                  monkeypatch):
-    import datetime as dt
-
-    import providers.openai.provider as provider_module
-
-    class LateDate(dt.date):
-        @classmethod
-        def today(cls):
-            return dt.date(2027, 1, 2)
-
-    monkeypatch.setattr(provider_module, "date", LateDate)
+    monkeypatch.setenv("FTM_TODAY", "2027-01-02")  # the lifecycle service's clock
     make_dataset(engine, tmp_path)
     out = run("launch", "--dataset", "toy", "--model", MODEL, input="n\n")
-    assert "warning: OpenAI accepts new fine-tuning jobs only until 2027-01-06 (4 days left)" \
+    assert "warning: OpenAI accepts new fine-tuning jobs until 2027-01-06 (4 days left)" \
         in out.output
     assert "retires on 2027-01-14" in out.output
     assert out.exit_code == 1 and "nothing was recorded or sent" in out.output
@@ -131,14 +122,14 @@ def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkey
         out = run("launch", "--dataset", "toy", "--model", MODEL, "--yes")
         assert out.exit_code == 1
         assert "warning: OpenAI" in out.output and "2027-01-06" in out.output  # any date
-        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, fine_tuning_unavailable)"
+        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, training_not_available)"
                 in out.output)
         assert "the service stopped accepting new fine-tuning jobs after 2027-01-06" in out.output
         assert "The job is recorded as failed: ftm jobs show 1" in out.output
         assert "Traceback" not in out.output and server.state.jobs == {}
         listed = json.loads(run("jobs", "list", "--json").output)
         assert [j["status"] for j in listed] == ["failed"]
-        assert listed[0]["error"]["code"] == "fine_tuning_unavailable"
+        assert listed[0]["error"]["code"] == "training_not_available"
 
 
 @pytest.fixture

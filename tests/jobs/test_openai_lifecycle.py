@@ -204,7 +204,7 @@ def test_launch_refused_by_the_service_leaves_nothing_half_recorded(tmp_path, mo
         assert server.state.jobs == {}
         j = job_row(engine, info.value.job_id)
         assert j.status == "failed" and j.remote_id is None
-        assert j.error["code"] == "fine_tuning_unavailable"
+        assert j.error["code"] == "training_not_available"
         assert "stopped accepting" in j.error["message"]
 
 

@@ -1,11 +1,17 @@
-"""The service cutoff and base-model retirements come from ONE data file."""
+"""The service cutoff and base-model retirements come from ONE data file, declared by the
+provider and answered by the lifecycle service (app.lifecycle)."""
 
 from __future__ import annotations
 
 from datetime import date
 
+from app.lifecycle import creation_warnings as service_warnings
 from providers.openai import OpenAIProvider
-from providers.openai.lifecycle import LIFECYCLE_FILE, creation_warnings, load_lifecycle
+from providers.openai.lifecycle import LIFECYCLE_FILE, load_lifecycle
+
+
+def creation_warnings(model: str, today: date) -> list[str]:
+    return service_warnings("openai", model, today)
 
 
 def test_the_data_file_holds_the_cutoff_and_retirements():
@@ -41,3 +47,11 @@ def test_after_the_cutoff_the_refusal_is_announced():
 def test_a_fine_tuned_model_inherits_its_base_models_retirement():
     warnings = creation_warnings("ft:gpt-4o-2024-08-06:org:x:abc12345", date(2027, 1, 20))
     assert any("gpt-4o-2024-08-06 was retired on 2027-01-14" in w for w in warnings)
+
+
+def test_the_provider_declares_its_lifecycle_and_its_wind_down_stages():
+    declared = OpenAIProvider.lifecycle()
+    assert declared.retirements["gpt-4o-mini-2024-07-18"] == date(2027, 1, 14)
+    assert declared.base_model("gpt-4o-mini") == "gpt-4o-mini-2024-07-18"
+    assert declared.base_model("ft:gpt-4o-2024-08-06:org:x:abc") == "gpt-4o-2024-08-06"
+    assert (declared.announced, declared.inactive_cutoff) == (date(2026, 5, 7), date(2026, 7, 2))

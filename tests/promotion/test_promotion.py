@@ -183,7 +183,9 @@ def test_sunsets_of_hosted_bases():
     assert s.retires == date(2027, 1, 14) and s.days_left == 47 and "47 days left" in s.message
     assert sunsets.sunset_of("openai", "ft:gpt-4.1-nano-2025-04-14:o::x", today=today) is None
     assert sunsets.sunset_of("local", "/models/adapter", today=today) is None
-    assert sunsets.job_creation_cutoff(today) == (date(2027, 1, 6), 39)
+    cutoff = sunsets.job_creation_cutoff("openai", today)
+    assert (cutoff.last_day, cutoff.days_left) == (date(2027, 1, 6), 39)
+    assert sunsets.job_creation_cutoff("local", today) is None
 
 
 def test_concurrent_promotions_serialize_into_one_linear_history(evals):

@@ -398,7 +398,7 @@ def test_job_creation_is_refused_after_the_service_sunset(tmp_path, spec_recorde
         with pytest.raises(openai.PermissionDeniedError) as caught:
             client.fine_tuning.jobs.create(model="gpt-4o-mini", training_file=train)
         assert caught.value.status_code == 403
-        assert caught.value.body["code"] == "fine_tuning_unavailable"
+        assert caught.value.body["code"] == "training_not_available"
         assert "after 2027-01-06" in caught.value.body["message"]
         assert late.state.jobs == {}
         # Everything else keeps working: models still serve.

@@ -22,16 +22,13 @@ def fixed_today(monkeypatch: pytest.MonkeyPatch):
     """Today is FIXED_TODAY (and now FIXED_NOW) wherever a screen shows days or ages
     (sunsets, price ages, job ages), so the snapshots do not change from day to day."""
     import app.costs.catalog
-    import app.costs.compare
-    import app.promotion.sunsets
     import app.tui.views.jobs
-    import providers.openai.provider
 
+    # The lifecycle service's clock (cutoffs, retirements, cost horizons, sunsets).
+    monkeypatch.setenv("FTM_TODAY", FIXED_TODAY.isoformat())
     monkeypatch.setattr(launch_form, "today", lambda: FIXED_TODAY)
     monkeypatch.setattr(app.tui.views.jobs, "now", lambda: FIXED_NOW)  # the age column
-    for module in (app.costs.catalog, app.costs.compare, app.promotion.sunsets,
-                   providers.openai.provider):  # the launch plan's cutoff warning
-        monkeypatch.setattr(module, "date", _FixedDate)
+    monkeypatch.setattr(app.costs.catalog, "date", _FixedDate)  # the price ages
     return FIXED_TODAY
 
 

@@ -84,6 +84,6 @@ def test_parse_option_auto_only_where_the_default_is_auto():
 
 def test_sunset_warning_counts_days_and_flags_retired_models():
     warning = sunset_warning(MODELS[0], on=date(2026, 11, 28))
-    assert "retires on 2027-01-14 (in 47 days)" in warning
+    assert "retires on 2027-01-14 (47 days left)" in warning
     assert "was retired on 2026-01-01" in sunset_warning(MODELS[1], on=date(2026, 11, 28))
     assert sunset_warning(BaseModelInfo("m"), on=date(2026, 11, 28)) is None

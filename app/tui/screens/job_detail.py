@@ -267,7 +267,8 @@ class JobDetailScreen(Screen):
             return
         # The Models tab owns the promotion flow (gates, confirmation, the write).
         models = self.app.screen_stack[0].query_one(ModelsView)
-        models.check_then_confirm(run.task, "production", run.id, run.model)
+        models.check_then_confirm(run.task, "production", run.id, run.model,
+                                  run.provider, run.model)
 
     @work(thread=True, exit_on_error=False, group="job-action")
     def run_job_action(self, verb: str) -> None:

@@ -19,8 +19,11 @@ AUTO = "auto"
 
 
 def today() -> date:
-    """Today's date (one place, so tests can fix it)."""
-    return date.today()
+    """Today's date by the lifecycle service's clock (FTM_TODAY fixes it)."""
+    from app import lifecycle
+
+    return lifecycle.today()
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -125,31 +128,20 @@ def parse_option(option: ProviderOption, text: str) -> Any:
 
 
 def sunset_warning(model: BaseModelInfo | None, on: date | None = None) -> str | None:
-    """A warning when the base model has a retirement date (past or coming)."""
-    if model is None or not model.sunset:
-        return None
-    now = on or today()
-    try:
-        when = date.fromisoformat(model.sunset[:10])
-    except ValueError:
-        return f"{model.id} is announced for retirement ({model.sunset})."
-    if when <= now:
-        return f"{model.id} was retired on {when.isoformat()}: jobs on it will be refused."
-    days = (when - now).days
-    return (
-        f"{model.id} retires on {when.isoformat()} (in {days} days): a model tuned on it "
-        "stops working then."
-    )
+    """A warning when the base model has a retirement date (past or coming); the wording
+    and the rule are the lifecycle service's."""
+    from app.lifecycle import listed_retirement
+
+    found = listed_retirement(model, on or today()) if model is not None else None
+    return found.message if found else None
 
 
 def is_retired(model: BaseModelInfo) -> bool:
-    """Whether the model's retirement date has passed."""
-    if not model.sunset:
-        return False
-    try:
-        return date.fromisoformat(model.sunset[:10]) <= today()
-    except ValueError:
-        return False
+    """Whether the model's retirement date has passed (the lifecycle service's rule)."""
+    from app.lifecycle import listed_retirement
+
+    found = listed_retirement(model, today())
+    return found is not None and found.retired
 
 
 def validate_form(form: LaunchForm) -> dict[str, str]:

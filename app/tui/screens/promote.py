@@ -44,12 +44,15 @@ class PromoteScreen(ModalScreen[PromoteAnswer | None]):
         task: The task the alias belongs to.
         alias: The alias proposed (editable).
         gates: The gate results, one line each.
+        retirement: When the candidate stops serving (`app.lifecycle`, via
+            `app.promotion.sunsets`), shown above the alias; None shows nothing.
     """
 
     DEFAULT_CSS = """
     PromoteScreen { align: center middle; }
     PromoteScreen #promote-title { text-style: bold; }
     PromoteScreen #promote-gates { margin: 1 0; color: $text-muted; }
+    PromoteScreen #promote-retirement { margin: 0 0 1 0; color: $warning; }
     PromoteScreen > VerticalScroll {
         width: 72; max-width: 95%; height: auto; max-height: 95%;
         border: thick $warning; background: $surface; padding: 1 2;
@@ -67,17 +70,22 @@ class PromoteScreen(ModalScreen[PromoteAnswer | None]):
     ]
     AUTO_FOCUS = "#promote-yes"
 
-    def __init__(self, title: str, task: str, alias: str, gates: str) -> None:
+    def __init__(
+        self, title: str, task: str, alias: str, gates: str, *, retirement: str | None = None
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.task_name = task
         self.proposed_alias = alias
         self.gate_lines = gates
+        self.retirement = retirement
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(can_focus=False):  # tab goes field to field
             yield Static(self.title_text, id="promote-title", markup=False)
             yield Static(self.gate_lines, id="promote-gates", markup=False)
+            if self.retirement:
+                yield Static(self.retirement, id="promote-retirement", markup=False)
             yield Label(f"Alias of task {self.task_name!r} (tab to edit)")
             yield Input(self.proposed_alias, id="promote-alias", compact=True)
             yield Label("Why (kept in the promotion history)")

@@ -207,16 +207,18 @@ class CostsView(Vertical):
             else:
                 be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
             mark = "* " if o.key == result.cheapest else "  "
+            horizon = _usd(o.horizon_usd) + o.stop_mark
             rows.append((o.key, (mark + o.label, _usd(o.one_time_usd),
                                  _usd(o.per_request_usd * 1000), _usd(o.monthly_usd),
-                                 _usd(o.horizon_usd), be)))
+                                 horizon, be)))
         _fill_table(self.query_one(DataTable), rows)
-        cheapest = result.option(result.cheapest)
         warnings = [f"{o.label}: {w}" for o in result.options for w in o.warnings]
+        if result.stopping:
+            warnings.append(f"(mN): stops serving in month N; {result.horizon_rule}.")
         p = result.profile
         self.query_one("#costs-detail", Static).update(
-            f"Cheapest over {result.horizon_months:g} months at {result.requests_per_month:,.0f} "
-            f"requests/month: {cheapest.label}. Baseline: k={p['k']} examples "
+            f"{result.verdict()} Traffic: {result.requests_per_month:,.0f} "
+            f"requests/month. Baseline: k={p['k']} examples "
             f"({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
             f"{p['output_tokens']:.0f}. Prices as of {result.catalog['as_of']} "
             f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings))
@@ -240,21 +242,31 @@ class CostsView(Vertical):
             return math.log10(max(value, 1e-4))
 
         labels = {o.key: o.label for o in result.options}
+        # A line ends where its model stops serving: no cost accrues after it, and no
+        # saving either (the horizon rule of app.costs.compare).
+        served = {o.key: o.serving.get("months_served", result.horizon_months)
+                  * result.requests_per_month for o in result.options}
         lows, highs = [], []
         for key, costs in curves.items():
-            ys = [log_usd(c) for c in costs.tolist()]
+            points = [(x, log_usd(c)) for x, c in zip(requests.tolist(), costs.tolist(),
+                                                      strict=True) if x <= served[key]]
+            if not points:
+                continue
+            xs, ys = [x for x, _ in points], [y for _, y in points]
             lows.append(min(ys))
             highs.append(max(ys))
-            plt.plot(requests.tolist(), ys, label=labels[key][:40])
+            plt.plot(xs, ys, label=labels[key][:40])
         if lows:
             decades = list(range(math.floor(min(lows)), math.ceil(max(highs)) + 1))
             plt.yticks(decades, [_usd(10.0 ** d) for d in decades])
         # The crossings with the baseline: the break-evens.
         xs = [o.break_even_requests for o in result.options
-              if o.break_even_requests is not None and 0 < o.break_even_requests <= requests[-1]]
+              if o.break_even_requests is not None
+              and 0 < o.break_even_requests <= min(requests[-1], served[o.key])]
         if xs:
             base = result.baseline.per_request_usd
             plt.scatter(xs, [log_usd(x * base) for x in xs], marker="x", label="break-even")
-        plt.title("Cumulative cost (USD, log scale) against requests; x marks a break-even")
+        plt.title("Cumulative cost (USD, log scale) against requests; x marks a break-even; "
+                  "a line ends where its model stops serving")
         plt.xlabel("requests")
         plot.refresh()

@@ -230,16 +230,20 @@ class ModelsView(Vertical):
                 f"{selected.row.label} is a baseline, not a trained model.", severity="warning"
             )
             return
-        self.check_then_confirm(selected.task, alias, selected.row.run_id, selected.row.label)
+        self.check_then_confirm(selected.task, alias, selected.row.run_id, selected.row.label,
+                                selected.row.provider, selected.row.model)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-gates")
-    def check_then_confirm(self, task: str, alias: str, run_id: int, label: str) -> None:
+    def check_then_confirm(self, task: str, alias: str, run_id: int, label: str,
+                           provider: str = "", model: str = "") -> None:
         from app.promotion.gates import check_gates
 
         report = check_gates(get_engine(), run_id)
-        self.app.call_from_thread(self._confirm_promotion, task, alias, run_id, label, report)
+        retirement = retirement_line(provider, model) if model else None
+        self.app.call_from_thread(self._confirm_promotion, task, alias, run_id, label, report,
+                                  retirement)
 
-    def _confirm_promotion(self, task, alias, run_id, label, report) -> None:
+    def _confirm_promotion(self, task, alias, run_id, label, report, retirement=None) -> None:
         """Refuse with the failed gates, or ask where to promote and why."""
         from app.tui.screens.promote import PromoteAnswer, PromoteScreen
 
@@ -259,7 +263,9 @@ class ModelsView(Vertical):
             if answer is not None:
                 self.promote(task, answer.alias, run_id, answer.why)
 
-        self.app.push_screen(PromoteScreen(f"Promote {label}?", task, alias, lines), answered)
+        self.app.push_screen(
+            PromoteScreen(f"Promote {label}?", task, alias, lines, retirement=retirement), answered
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-write")
     def promote(self, task: str, alias: str, run_id: int, why: str = DEFAULT_WHY) -> None:
@@ -319,3 +325,13 @@ class ModelsView(Vertical):
     def _promoted(self, message: Promoted) -> None:
         self.notify(message.text, severity="error" if message.error else "information", timeout=8)
         self.load()
+
+
+def retirement_line(provider: str, model: str) -> str:
+    """The candidate's retirement, for the promote dialog (from the lifecycle service)."""
+    from app.promotion.sunsets import sunset_of
+
+    sunset = sunset_of(provider, model)
+    if sunset is None:
+        return f"Retirement: none announced for {model}"
+    return f"Retires on {sunset.retires.isoformat()}: {sunset.message}"
