@@ -30,7 +30,7 @@ def test_the_plan_validates_warns_and_prices_without_recording(engine, tmp_path)
     plan = plan_launch("openai", "toy", MODEL, today=date(2026, 12, 1), engine=engine)
     assert plan.problems == []
     assert any(
-        "accepts new fine-tuning jobs only until 2027-01-06 (36 days left)" in w
+        "accepts new fine-tuning jobs until 2027-01-06 (36 days left)" in w
         for w in plan.warnings
     ), plan.warnings
     assert plan.estimate.estimate["training_cost_usd"] > 0 and plan.estimate.simulated
@@ -46,14 +46,7 @@ def test_the_plan_validates_warns_and_prices_without_recording(engine, tmp_path)
 def test_ftm_launch_prints_the_plans_warnings_and_refuses_its_problems(
     engine, tmp_path, monkeypatch
 ):
-    import providers.openai.provider as openai_provider
-
-    class _AfterCutoff(date):
-        @classmethod
-        def today(cls) -> date:
-            return AFTER_CUTOFF
-
-    monkeypatch.setattr(openai_provider, "date", _AfterCutoff)
+    monkeypatch.setenv("FTM_TODAY", AFTER_CUTOFF.isoformat())  # the lifecycle service's clock
     make_dataset(engine, tmp_path)
     runner = CliRunner()
     declined = runner.invoke(

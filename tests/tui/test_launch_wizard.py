@@ -212,7 +212,7 @@ async def test_wizard_shows_the_launch_plans_cutoff_warning_before_confirming(sa
         for today, expected in (
             (
                 date(2026, 11, 28),
-                "OpenAI accepts new fine-tuning jobs only until 2027-01-06 (39 days left)",
+                "OpenAI accepts new fine-tuning jobs until 2027-01-06 (39 days left)",
             ),
             (date(2027, 1, 10), "OpenAI stopped accepting new fine-tuning jobs after 2027-01-06"),
         ):
