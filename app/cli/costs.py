@@ -8,6 +8,7 @@ from datetime import date
 import click
 
 from app.cli.errors import UserError
+from app.cli.tables import Column
 
 # Names that are OpenAI models even when the catalog does not price them (a clear
 # "no OpenAI prices" error beats "not a local model directory").
@@ -98,26 +99,37 @@ def estimate(dataset: str, provider: str, models: tuple[str, ...], baseline: str
     _print_comparison(result)
 
 
-def _print_comparison(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _estimate_columns(horizon_months: float) -> list[Column]:
+    """The option stays readable at 80 columns (>= 30 cells: "* gpt-4o-mini-2024-07-18
+    fine-tu…"); the monthly figure goes first, the horizon total says the same."""
+    return [
+        Column("option", min_width=30, cut="end"),
+        Column("one-time", align="right"),
+        Column("per 1k req", align="right"),
+        Column("monthly", priority=2, align="right"),
+        Column(f"{horizon_months:g} months", align="right"),
+        Column("break-even", priority=1, align="right"),
+    ]
 
-    console = Console()
+
+def _print_comparison(result) -> None:
+    from app.cli.tables import console as console_for_tables
+    from app.cli.tables import print_table
+
+    console = console_for_tables()
     rpm = result.requests_per_month
     p = result.profile
-    table = Table(title=f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
-                        f"examples, {rpm:,.0f} requests/month", title_justify="left")
-    for col in ("option", "one-time", "per 1k req", "monthly", f"{result.horizon_months:g} months",
-                "break-even (requests)"):
-        table.add_column(col, justify="left" if col == "option" else "right")
+    title = (f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
+             f"examples, {rpm:,.0f} requests/month")
+    rows = []
     for o in result.options:
         be = "baseline" if o.kind == "baseline" else _count(o.break_even_requests)
         if o.break_even_months is not None:
             be += f" ({o.break_even_months:.1f} mo)"
         name = ("* " if o.key == result.cheapest else "  ") + o.label
-        table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
-                      _usd(o.monthly_usd), _usd(o.horizon_usd), be)
-    console.print(table)
+        rows.append([name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
+                     _usd(o.monthly_usd), _usd(o.horizon_usd), be])
+    print_table(_estimate_columns(result.horizon_months), rows, title=title)
     console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
                   f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
                   f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']}).")
