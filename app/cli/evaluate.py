@@ -8,6 +8,7 @@ import json
 import click
 
 from app.cli.errors import UserError
+from app.cli.quiet import library_output_to_log
 from app.cli.tables import Column
 from app.costs.money import usd
 
@@ -198,7 +199,8 @@ def eval_command(
     )
     say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=False))
     try:
-        runs = evaluate(req, engine=get_engine(), on_event=say)
+        with library_output_to_log("eval"):
+            runs = evaluate(req, engine=get_engine(), on_event=say)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     if as_json:
@@ -236,12 +238,13 @@ def _rerun(run_id: int, as_json: bool) -> None:
     providers = provider_cache()
     judge = (old.config or {}).get("judge")
     try:
-        run = rerun_eval(
-            run_id,
-            provider=providers(old.provider),
-            engine=engine,
-            judge_provider=providers(judge["provider"]) if judge else None,
-        )
+        with library_output_to_log("eval"):
+            run = rerun_eval(
+                run_id,
+                provider=providers(old.provider),
+                engine=engine,
+                judge_provider=providers(judge["provider"]) if judge else None,
+            )
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     summary = run.summary or {}
