@@ -14,6 +14,7 @@ ANSI codes, so `grep` and `cut` see the same text every time.
 from __future__ import annotations
 
 import shutil
+import sys
 import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -61,8 +62,8 @@ def output_width() -> int:
 
 def is_terminal() -> bool:
     """Colours only for a person at a terminal; a pipe gets plain text."""
-    stream = click.get_text_stream("stdout")
-    return bool(getattr(stream, "isatty", lambda: False)())
+    isatty = getattr(sys.stdout, "isatty", None)
+    return bool(isatty and isatty())
 
 
 def console() -> Console:
