@@ -108,3 +108,89 @@ def test_a_command_that_loads_nothing_leaves_no_log(ftm_home, capfd):
     assert captured.err == f"library messages: {path}\n"
     text = path.read_text()
     assert "FutureWarning: a library's deprecation" in text and "native code" in text
+
+
+@pytest.mark.slow
+def test_ftm_migrate_to_a_local_model_keeps_library_output_in_its_log(
+    tiny_model, tmp_path, ftm_home, monkeypatch
+):
+    """A sandbox fine-tune, promoted, migrated by `ftm migrate` (a fresh process) to a LoRA
+    on the tiny model: training runs in the job's worker (its own worker.log), the
+    evaluation loads models in the command's process; neither reaches the terminal."""
+    from app import database
+    from app.evaluation.service import EvalRequest, evaluate
+    from app.promotion import aliases
+    from app.sandbox.server import SandboxServer
+    from tests.evaluation.sandbox_fixtures import BASE, train
+
+    with SandboxServer(port=0, seconds_per_step=0.01, seed=5) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        engine = database.get_engine()
+        data = demo_data.write_jsonl(tmp_path / "labels.jsonl", demo_data.labelling_examples(40, 1))
+        add_dataset(data, name="labels", val_fraction=0.2, seed=1)
+        hosted = train(engine, "labels", "labels")
+        runs = evaluate(
+            EvalRequest(
+                task="labels",
+                dataset="labels",
+                provider="openai",
+                base_model=BASE,
+                zero_shot=False,
+                few_shot=0,
+                job_ids=[hosted.id],
+                general=False,
+                max_tokens=8,
+            ),
+            engine=engine,
+        )
+        aliases.promote(
+            engine,
+            task="labels",
+            alias="production",
+            run_id=runs[-1].id,
+            who="ci",
+            why="in production before the migration",
+            override=True,
+        )
+        args = [
+            "migrate",
+            "production",
+            "--task",
+            "labels",
+            "--to",
+            "local",
+            "--model",
+            str(tiny_model),
+            "--method",
+            "lora",
+            "--epochs",
+            "1",
+            "--option",
+            "batch_size=8",
+            "--option",
+            "torch_threads=2",
+            "--no-promote",
+            "--timeout",
+            "600",
+        ]
+        out = subprocess.run(
+            [sys.executable, "-m", "app", *args],
+            capture_output=True,
+            text=True,
+            cwd=REPO_ROOT,
+            env=dict(os.environ),
+            timeout=900,
+        )
+    assert out.returncode == 0, out.stdout + out.stderr
+    terminal = out.stdout + out.stderr
+    for noise in NOISE:
+        assert noise not in terminal, (noise, terminal)
+    for step in ("[1/5]", "[2/5]", "[3/5]", "[4/5]", "[5/5]"):
+        assert step in out.stdout  # ftm's own progress is all there
+    named = re.fullmatch(r"library messages: (\S+)\n", out.stderr)
+    assert named, out.stderr
+    log = Path(named.group(1))
+    assert log.parent == ftm_home / "logs" and log.name.startswith("migrate-")
+    assert "Loading weights" in log.read_text()
