@@ -244,3 +244,15 @@ def test_colour_only_at_a_terminal():
     assert [line.plain.replace("─", "-") for line in coloured] == [line.plain for line in plain]
     assert not any(line.spans for line in plain)
     assert any(span.style == "red" for line in coloured for span in line.spans)
+
+
+@pytest.mark.parametrize("how", ["COLUMNS=80", "piped"])
+def test_prices_fit_80_columns_with_model_ids_whole(how):
+    text = _at_80("prices") if how == "COLUMNS=80" else _piped("prices")
+    assert all(len(line) <= WIDTH for line in text.splitlines())
+    catalog = json.loads(_at_80("prices", "--json"))
+    lines = text.splitlines()
+    for model in catalog["openai"]:
+        assert any(line.startswith(f"{model} ") for line in lines), model
+    for key in catalog["gpus"]:
+        assert sum(line.startswith(f"{key} ") for line in lines) == 1, key
