@@ -186,10 +186,18 @@ def list_(as_json: bool) -> None:
     rows_out = []
     for d in rows:
         total = ((d.stats or {}).get("tokens") or {}).get("total")
-        rows_out.append([str(d.id), d.name, d.format, f"{d.n_examples:,}",
-                         f"{d.n_train:,}/{d.n_validation:,}",
-                         f"{total:,}" if total is not None else "-",
-                         verdict_text(d.verdict), d.content_hash[:12]])
+        rows_out.append(
+            [
+                str(d.id),
+                d.name,
+                d.format,
+                f"{d.n_examples:,}",
+                f"{d.n_train:,}/{d.n_validation:,}",
+                f"{total:,}" if total is not None else "-",
+                verdict_text(d.verdict),
+                d.content_hash[:12],
+            ]
+        )
     print_table(DATASET_COLUMNS, rows_out)
 
 

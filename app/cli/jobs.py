@@ -208,12 +208,18 @@ def list_cmd(active, provider, limit, as_json) -> None:
         provider_cell = Text(j.provider)
         if j.simulated:
             provider_cell.append(" (simulated)", style="magenta")
-        rows_out.append([
-            str(j.id), j.name, provider_cell, j.base_model,
-            Text.from_markup(status_text(j.status, stalled=j.stalled)),
-            f"{frac:.0%}" if frac is not None else "-",
-            f"{j.train_loss:.4f}" if j.train_loss is not None else "-", j.remote_id or "-",
-        ])
+        rows_out.append(
+            [
+                str(j.id),
+                j.name,
+                provider_cell,
+                j.base_model,
+                Text.from_markup(status_text(j.status, stalled=j.stalled)),
+                f"{frac:.0%}" if frac is not None else "-",
+                f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
+                j.remote_id or "-",
+            ]
+        )
     print_table(JOB_COLUMNS, rows_out, title="Jobs")
 
 
