@@ -34,26 +34,31 @@ def library_log_path(command: str) -> Path:
 
 
 @contextlib.contextmanager
-def library_output_to_log(command: str) -> Iterator[Path]:
+def library_output_to_log(command: str) -> Iterator[Path | None]:
     """Send everything libraries print during the block to a log; yields its path.
 
-    On the way out, names the log on stderr if anything landed in it, and deletes it if not.
+    On the way out (an error included), names the log on stderr if anything landed in
+    it, and deletes it if not. Where no log can be written (a read-only home), output is
+    left as it is: the command matters more than its quiet.
     """
     path = library_log_path(command)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = f"ftm {command}: library output, {datetime.now(UTC).isoformat()}\n"
-    with open(path, "w", encoding="utf-8", errors="replace", buffering=1) as log:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log = open(path, "w", encoding="utf-8", errors="replace", buffering=1)  # noqa: SIM115
+    except OSError:
+        yield None
+        return
+    try:
         log.write(header)
-        terminal = sys.stderr
-        try:
-            with _into(log, terminal):
-                yield path
-        finally:
-            log.flush()
-    if path.stat().st_size > len(header.encode()):
-        click.echo(f"library messages: {path}", err=True)
-    else:
-        path.unlink(missing_ok=True)
+        with _into(log, sys.stderr):
+            yield path
+    finally:
+        log.close()
+        if path.stat().st_size > len(header.encode()):
+            click.echo(f"library messages: {path}", err=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

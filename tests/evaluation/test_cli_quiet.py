@@ -194,3 +194,22 @@ def test_ftm_migrate_to_a_local_model_keeps_library_output_in_its_log(
     log = Path(named.group(1))
     assert log.parent == ftm_home / "logs" and log.name.startswith("migrate-")
     assert "Loading weights" in log.read_text()
+
+
+def test_the_log_is_named_on_failure_and_skipped_where_it_cannot_be_written(
+    ftm_home, capfd, monkeypatch, tmp_path
+):
+    from app.cli.quiet import library_output_to_log
+
+    with pytest.raises(RuntimeError), library_output_to_log("migrate") as path:
+        print("loading...", file=sys.stderr)
+        raise RuntimeError("out of memory")
+    assert capfd.readouterr().err == f"library messages: {path}\n"
+    assert "loading..." in path.read_text()
+
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    monkeypatch.setenv("FTM_HOME", str(not_a_dir))
+    with library_output_to_log("eval") as path:
+        print("shown as it is", file=sys.stderr)
+    assert path is None and capfd.readouterr().err == "shown as it is\n"
