@@ -224,7 +224,10 @@ def test_columns_shrink_before_any_is_left_out():
 def test_least_important_columns_go_first_and_priority_zero_never():
     assert layout(COLUMNS, ROWS, width=30).hidden == ["name"]
     assert layout(COLUMNS, ROWS, width=20).hidden == ["name", "note"]
-    assert layout(COLUMNS, ROWS, width=5).hidden == ["name", "note"]  # id and model stay
+    tiny = layout(COLUMNS, ROWS, width=5)
+    assert tiny.hidden == ["name", "note"]  # id and model stay, squeezed to fit
+    assert sum(tiny.widths.values()) + 2 == 5
+    assert all(len(line.plain) <= 5 for line in render_lines(COLUMNS, ROWS, width=5))
 
 
 def test_a_cut_keeps_its_width_and_shows_it_was_cut():

@@ -138,12 +138,16 @@ def layout(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int
             break
         shown.remove(i)
     widths = {i: minimum[i] for i in shown}
-    spare = width - needed(shown, widths)
+    spare = max(0, width - needed(shown, widths))
     # spare cells go to the most important squeezed columns first
     for i in sorted(shown, key=lambda i: (columns[i].priority, i)):
         grow = min(spare, natural[i] - widths[i])
         widths[i] += grow
         spare -= grow
+    # a terminal too narrow even for the columns that always stay: the widest give way
+    while needed(shown, widths) > width and max(widths.values()) > 1:
+        widest = max(shown, key=lambda i: widths[i])
+        widths[widest] -= 1
     hidden = [columns[i].header for i in range(len(columns)) if i not in shown]
     return Layout(shown, widths, hidden)
 
