@@ -8,6 +8,7 @@ from datetime import date
 import click
 
 from app.cli.errors import UserError
+from app.cli.tables import Column
 
 # Names that are OpenAI models even when the catalog does not price them (a clear
 # "no OpenAI prices" error beats "not a local model directory").
@@ -98,27 +99,45 @@ def estimate(dataset: str, provider: str, models: tuple[str, ...], baseline: str
     _print_comparison(result)
 
 
-def _print_comparison(result) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def _estimate_columns(horizon_months: float) -> list[Column]:
+    """The option stays readable at 80 columns (>= 30 cells: "* gpt-4o-mini-2024-07-18
+    fine-tu…"); the monthly figure goes first, the horizon total says the same."""
+    return [
+        Column("option", min_width=30, cut="end"),
+        Column("one-time", align="right"),
+        Column("per 1k req", align="right"),
+        Column("monthly", priority=2, align="right"),
+        Column(f"{horizon_months:g} months", align="right"),
+        Column("break-even", priority=1, align="right"),
+    ]
 
-    console = Console()
+
+def _print_comparison(result) -> None:
+    from app.cli.tables import console as console_for_tables
+    from app.cli.tables import print_table
+
+    console = console_for_tables()
     rpm = result.requests_per_month
     p = result.profile
-    table = Table(title=f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
-                        f"examples, {rpm:,.0f} requests/month", title_justify="left")
-    for col in ("option", "one-time", "per 1k req", "monthly", f"{result.horizon_months:g} months",
-                "break-even (requests)"):
-        table.add_column(col, justify="left" if col == "option" else "right")
+    title = (f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
+             f"examples, {rpm:,.0f} requests/month")
+    rows = []
     for o in result.options:
         be = "baseline" if o.kind == "baseline" else _count(o.break_even_requests)
         if o.break_even_months is not None:
             be += f" ({o.break_even_months:.1f} mo)"
         name = ("* " if o.key == result.cheapest else "  ") + o.label
-        horizon = _usd(o.horizon_usd) + o.stop_mark
-        table.add_row(name, _usd(o.one_time_usd), _usd(o.per_request_usd * 1000),
-                      _usd(o.monthly_usd), horizon, be)
-    console.print(table)
+        rows.append(
+            [
+                name,
+                _usd(o.one_time_usd),
+                _usd(o.per_request_usd * 1000),
+                _usd(o.monthly_usd),
+                _usd(o.horizon_usd) + o.stop_mark,
+                be,
+            ]
+        )
+    print_table(_estimate_columns(result.horizon_months), rows, title=title)
     console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
                   f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
                   f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']}).")
@@ -151,6 +170,27 @@ def _print_comparison(result) -> None:
     console.print(f"Prices as of {cat['as_of']} ({cat['age_days']} days old); see `ftm prices`.")
 
 
+# Model ids stay whole (22 cells: gpt-4o-mini-2024-07-18); at 80 columns the base-model
+# prices and the per-model dates give way (the catalog's date is printed above).
+PRICE_COLUMNS = [
+    Column("model", min_width=22),
+    Column("training", align="right"),
+    Column("ft in / cached / out", priority=1),
+    Column("base in / cached / out", priority=2),
+    Column("sunset"),
+    Column("as of", priority=3, min_width=10),
+]
+# The first listed price (the cheapest cloud) is the one a cut keeps.
+GPU_COLUMNS = [
+    Column("key"),
+    Column("name", priority=2, min_width=12),
+    Column("bf16 TFLOP/s", priority=3, align="right"),
+    Column("memory GB", priority=1, align="right"),
+    Column("TB/s", priority=3, align="right"),
+    Column("$/hour (cloud, as of)", min_width=30),
+]
+
+
 @click.command("prices")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def prices(as_json: bool) -> None:
@@ -170,36 +210,47 @@ def prices(as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(_catalog_dict(catalog, today), indent=2, default=str))
         return
-    from rich.console import Console
-    from rich.table import Table
+    from app.cli.tables import console as console_for_tables
+    from app.cli.tables import print_table
 
-    console = Console()
+    console = console_for_tables()
     console.print(f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
                   f"files: {', '.join(catalog.files)}")
     cutoff = lifecycle.creation_cutoff(HOSTED_PROVIDER, today)
     if cutoff is not None:
         console.print(cutoff.message, markup=False)
-    t = Table(title="OpenAI, USD per 1M tokens", title_justify="left")
-    for col in ("model", "training", "ft in / cached / out", "base in / cached / out", "sunset",
-                "as of"):
-        t.add_column(col)
-    for m in catalog.hosted.values():
-        t.add_row(m.id, f"{m.training:g}",
-                  f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
-                  f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
-                  str(_retires(m, today) or "-"), f"{m.source.as_of} ({(today - m.source.as_of).days} d)")
-    console.print(t)
-    g = Table(title="GPUs", title_justify="left")
-    for col in ("key", "name", "bf16 TFLOP/s", "memory GB", "TB/s", "$/hour (cloud, as of)"):
-        g.add_column(col)
+    print_table(
+        PRICE_COLUMNS,
+        [
+            [
+                m.id,
+                f"{m.training:g}",
+                f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
+                f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
+                str(_retires(m, today) or "-"),
+                f"{m.source.as_of} ({(today - m.source.as_of).days} d)",
+            ]
+            for m in catalog.hosted.values()
+        ],
+        title="OpenAI, USD per 1M tokens",
+    )
+    gpu_rows = []
     for gpu in catalog.gpus.values():
         listed = [f"{p.usd_per_hour:g} ({p.cloud}, {p.source.as_of})" for p in gpu.prices]
         if not listed:
             own = catalog.hourly_price(gpu)
             listed = [f"{own.usd_per_hour:.3f} (electricity, {gpu.watts:g} W)"]
-        g.add_row(gpu.key, gpu.name, f"{gpu.tflops_bf16:g}", f"{gpu.memory_gb:g}",
-                  f"{gpu.bandwidth_tbs:g}", "; ".join(listed))
-    console.print(g)
+        gpu_rows.append(
+            [
+                gpu.key,
+                gpu.name,
+                f"{gpu.tflops_bf16:g}",
+                f"{gpu.memory_gb:g}",
+                f"{gpu.bandwidth_tbs:g}",
+                "; ".join(listed),
+            ]
+        )
+    print_table(GPU_COLUMNS, gpu_rows, title="GPUs")
     console.print("Sources:")
     for s in catalog.sources.values():
         console.print(f"  {s.key}: {s.text} (as of {s.as_of}, {(today - s.as_of).days} days old)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from app.cli.errors import UserError
+from app.cli.tables import Column
 
 PROGRESS_MIN_BYTES = 8 << 20
 
@@ -150,13 +151,25 @@ def _record(dataset) -> dict:
             "source_path": dataset.source_path, "stats": dataset.stats}
 
 
+# The name and the verdict stay at any width; the hash (a prefix of it finds the
+# dataset too) and the format give way first.
+DATASET_COLUMNS = [
+    Column("id", align="right"),
+    Column("name", min_width=28, cut="middle"),
+    Column("format", priority=3),
+    Column("examples", priority=2, align="right"),
+    Column("train/val", priority=2),
+    Column("tokens", priority=1, align="right"),
+    Column("verdict"),
+    Column("hash", priority=4, min_width=8),
+]
+
+
 @data.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print the datasets as JSON.")
 def list_(as_json: bool) -> None:
     """List datasets with size, token totals and verdict."""
-    from rich.console import Console
-    from rich.table import Table
-
+    from app.cli.tables import print_table
     from app.database import get_engine
     from app.datasets.render import verdict_text
     from app.datasets.store import list_datasets
@@ -170,15 +183,22 @@ def list_(as_json: bool) -> None:
     if not rows:
         click.echo("No datasets yet. Add one with: ftm data add FILE")
         return
-    table = Table()
-    for column in ("id", "name", "format", "examples", "train/val", "tokens", "verdict", "hash"):
-        table.add_column(column, justify="right" if column in ("id", "examples", "tokens") else "left")
+    rows_out = []
     for d in rows:
         total = ((d.stats or {}).get("tokens") or {}).get("total")
-        table.add_row(str(d.id), d.name, d.format, f"{d.n_examples:,}",
-                      f"{d.n_train:,}/{d.n_validation:,}", f"{total:,}" if total is not None else "-",
-                      verdict_text(d.verdict), d.content_hash[:12])
-    Console().print(table)
+        rows_out.append(
+            [
+                str(d.id),
+                d.name,
+                d.format,
+                f"{d.n_examples:,}",
+                f"{d.n_train:,}/{d.n_validation:,}",
+                f"{total:,}" if total is not None else "-",
+                verdict_text(d.verdict),
+                d.content_hash[:12],
+            ]
+        )
+    print_table(DATASET_COLUMNS, rows_out)
 
 
 @data.command("show")

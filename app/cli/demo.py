@@ -12,6 +12,7 @@ import time
 import click
 
 from app.cli.errors import UserError
+from app.cli.quiet import library_output_to_log
 
 DEMO_MODEL = "tiny-demo"
 DEMO_DATASET = "demo-labelling"
@@ -35,6 +36,12 @@ def _line(job) -> str:
 @click.option("--no-wait", is_flag=True, help="Launch and return; watch with `ftm jobs show`.")
 def demo(epochs: int, no_wait: bool) -> None:
     """Train a tiny model on a small labelling task, locally, with live progress."""
+    # building and comparing load models here; what the libraries say goes to a log
+    with library_output_to_log("demo"):
+        _demo(epochs, no_wait)
+
+
+def _demo(epochs: int, no_wait: bool) -> None:
     from app.database import get_engine
     from app.datasets.store import add_dataset
     from app.jobs.launch import LaunchError, launch_job
@@ -49,7 +56,6 @@ def demo(epochs: int, no_wait: bool) -> None:
     model_dir = settings.home / "models" / DEMO_MODEL
     if not (model_dir / "config.json").is_file():
         click.echo(f"building a tiny Llama-architecture model in {model_dir} ...")
-        _quiet_ml_libraries()
         from providers.local.tiny_model import build_tiny_model
 
         build_tiny_model(model_dir, demo_data.corpus_texts())
@@ -91,21 +97,7 @@ def demo(epochs: int, no_wait: bool) -> None:
     _compare(str(model_dir), remote.fine_tuned_model, dataset)
 
 
-def _quiet_ml_libraries() -> None:
-    """Keep the demo's output to its own lines (no progress bars or library warnings)."""
-    import logging
-    import warnings
-
-    warnings.filterwarnings("ignore")
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-
-
 def _compare(base: str, adapter: str, dataset) -> None:
-    _quiet_ml_libraries()
     from app.datasets.store import load_examples
     from providers.local.inference import complete_batch
 

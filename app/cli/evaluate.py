@@ -8,6 +8,8 @@ import json
 import click
 
 from app.cli.errors import UserError
+from app.cli.quiet import library_output_to_log
+from app.cli.tables import Column
 from app.costs.money import usd
 
 
@@ -200,7 +202,8 @@ def eval_command(
     )
     say = (lambda _m: None) if as_json else (lambda m: click.echo(m, err=False))
     try:
-        runs = evaluate(req, engine=get_engine(), on_event=say)
+        with library_output_to_log("eval"):
+            runs = evaluate(req, engine=get_engine(), on_event=say)
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     if as_json:
@@ -238,12 +241,13 @@ def _rerun(run_id: int, as_json: bool) -> None:
     providers = provider_cache()
     judge = (old.config or {}).get("judge")
     try:
-        run = rerun_eval(
-            run_id,
-            provider=providers(old.provider),
-            engine=engine,
-            judge_provider=providers(judge["provider"]) if judge else None,
-        )
+        with library_output_to_log("eval"):
+            run = rerun_eval(
+                run_id,
+                provider=providers(old.provider),
+                engine=engine,
+                judge_provider=providers(judge["provider"]) if judge else None,
+            )
     except _user_errors() as exc:
         raise UserError(str(exc)) from None
     summary = run.summary or {}
@@ -261,9 +265,27 @@ def _id_or_name(value: str) -> str | int:
     return int(value) if value.isdigit() else value
 
 
-def print_leaderboard(task: str, run_ids: set[int] | None = None, dataset_id=None) -> None:
-    from rich.table import Table
+# The candidate, its quality and its cost stay at 80 columns; the candidate is cut in the
+# middle, so both the model family and the distinguishing tail (":abc123", "(3-shot)")
+# stay readable. Kind and provider go first: the label says most of it.
+LEADERBOARD_COLUMNS = [
+    Column("run", align="right"),
+    Column("candidate", min_width=26, max_width=60, cut="middle"),
+    Column("kind", priority=5),
+    Column("provider", priority=4),
+    Column("alias", priority=2, min_width=10),
+    Column("quality", align="right"),
+    Column("format", priority=3, align="right"),
+    Column("general", priority=3, align="right"),
+    Column("forget", priority=2, align="right"),
+    Column("$/1k req", priority=1, align="right"),
+    Column("break-even", priority=1, align="right"),
+]
 
+
+def print_leaderboard(task: str, run_ids: set[int] | None = None, dataset_id=None) -> None:
+    from app.cli.tables import console as console_for_tables
+    from app.cli.tables import print_table
     from app.database import get_engine
     from app.evaluation.compare import leaderboard
     from app.promotion.aliases import holders
@@ -275,28 +297,26 @@ def print_leaderboard(task: str, run_ids: set[int] | None = None, dataset_id=Non
     held = {}
     for h in holders(engine, task):
         held.setdefault((h.promotion.provider, h.promotion.model), []).append(h.alias.alias)
-    table = Table(title=f"task {task}", title_justify="left")
-    numeric = ("quality", "format", "general", "forget", "$/1k req", "break-even")
-    for col in ("run", "candidate", "alias", *numeric):
-        table.add_column(
-            col, justify="right" if col in numeric or col == "run" else "left", overflow="fold"
-        )
-    notes = []
+    table, notes = [], []
     for r in rows:
-        table.add_row(
-            str(r.run_id),
-            f"{r.label}\n[dim]{r.kind} · {r.provider}[/]",
-            ", ".join(held.get((r.provider, r.model), [])),
-            _pct(r.quality),
-            _pct(r.format),
-            _pct(r.general),
-            _delta(r.forgetting_delta),
-            _usd(r.cost_per_1k_usd),
-            _requests(r.breakeven_requests),
+        table.append(
+            [
+                str(r.run_id),
+                r.label,
+                r.kind,
+                r.provider,
+                ", ".join(held.get((r.provider, r.model), [])),
+                _pct(r.quality),
+                _pct(r.format),
+                _pct(r.general),
+                _delta(r.forgetting_delta),
+                _usd(r.cost_per_1k_usd),
+                _requests(r.breakeven_requests),
+            ]
         )
         notes += [f"run {r.run_id}: {n}" for n in r.notes]
-    console = _console()
-    console.print(table)
+    print_table(LEADERBOARD_COLUMNS, table, title=f"task {task}")
+    console = console_for_tables()
     for note in notes:
         console.print(f"  [dim]{note}[/]")
 

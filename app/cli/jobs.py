@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from app.cli.errors import UserError
+from app.cli.tables import Column
 
 STATUS_STYLES = {
     "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
@@ -166,6 +167,20 @@ def jobs() -> None:
     """List, inspect, cancel, pause, resume and import fine-tuning jobs."""
 
 
+# At 80 columns the model and status stay; the remote id, then the name give way first.
+# The provider is never cut: "(simulated)" is the one fact that must not be lost.
+JOB_COLUMNS = [
+    Column("id", align="right"),
+    Column("name", priority=3, min_width=10, max_width=32),
+    Column("provider", priority=1),
+    Column("model", min_width=22, cut="middle"),
+    Column("status"),
+    Column("progress", priority=1, align="right"),
+    Column("loss", priority=2, align="right"),
+    Column("remote id", priority=4, min_width=12, cut="middle"),
+]
+
+
 @jobs.command("list")
 @click.option("--active", is_flag=True, help="Only jobs that have not ended.")
 @click.option("--provider", default=None)
@@ -173,8 +188,6 @@ def jobs() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(active, provider, limit, as_json) -> None:
     """Jobs, newest first."""
-    from rich.table import Table
-
     from app.database import get_engine
     from app.jobs.queries import job_summary, list_jobs, progress_fraction
     from db.engine import read_session
@@ -187,20 +200,29 @@ def list_cmd(active, provider, limit, as_json) -> None:
     if not rows:
         click.echo("No jobs yet. Launch one with: ftm launch --dataset NAME --model MODEL")
         return
-    table = Table(title="Jobs")
-    for col in ("id", "name", "provider", "model", "status", "progress", "loss", "remote id"):
-        # labels that must stay whole do not wrap; names and ids fold when space is short
-        keep = col in ("id", "provider", "status", "progress", "loss")
-        table.add_column(col, overflow="fold", no_wrap=keep)
+    from rich.text import Text
+
+    from app.cli.tables import print_table
+
+    rows_out = []
     for j in rows:
         frac = progress_fraction(j)
-        table.add_row(
-            str(j.id), j.name, j.provider + (" [magenta](simulated)[/]" if j.simulated else ""),
-            j.base_model, status_text(j.status, stalled=j.stalled),
-            f"{frac:.0%}" if frac is not None else "-",
-            f"{j.train_loss:.4f}" if j.train_loss is not None else "-", j.remote_id or "-",
+        provider_cell = Text(j.provider)
+        if j.simulated:
+            provider_cell.append(" (simulated)", style="magenta")
+        rows_out.append(
+            [
+                str(j.id),
+                j.name,
+                provider_cell,
+                j.base_model,
+                Text.from_markup(status_text(j.status, stalled=j.stalled)),
+                f"{frac:.0%}" if frac is not None else "-",
+                f"{j.train_loss:.4f}" if j.train_loss is not None else "-",
+                j.remote_id or "-",
+            ]
         )
-    _console().print(table)
+    print_table(JOB_COLUMNS, rows_out, title="Jobs")
 
 
 @jobs.command("show")

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from app.cli.errors import UserError
+from app.cli.quiet import library_output_to_log
 
 
 @click.group("local")
@@ -45,5 +46,6 @@ def merge(job_or_path: str, out_dir: str | None) -> None:
         raise UserError(str(exc)) from None
     target = Path(out_dir) if out_dir else adapter.parent / "merged"
     click.echo(f"merging {adapter} into its base model ...")
-    out = merge_adapter(adapter, target)
+    with library_output_to_log("merge"):
+        out = merge_adapter(adapter, target)
     click.echo(f"merged model written to {out}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from app.cli.errors import UserError
+from app.cli.quiet import library_output_to_log
 
 
 def _console():
@@ -358,7 +359,8 @@ def migrate(
         timeout_s=timeout,
     )
     try:
-        result = migrate_alias(_engine(), req, on_event=click.echo)
+        with library_output_to_log("migrate"):
+            result = migrate_alias(_engine(), req, on_event=click.echo)
     except MigrationError as exc:
         raise UserError(str(exc)) from None
     if not result.promoted and not no_promote:

@@ -21,3 +21,9 @@ def test_demo_builds_everything_trains_and_compares(ftm_home):
     assert "base model: exact match 0%" in out
     assert "fine-tuned: exact match" in out
     assert (ftm_home / "models" / "tiny-demo" / "config.json").is_file()
+    # what the libraries print while building and loading models went to the demo's log
+    for noise in ("Loading weights", "Writing model shards", "FutureWarning", "it/s]"):
+        assert noise not in out, noise
+    logs = list((ftm_home / "logs").glob("demo-*.log"))
+    assert len(logs) == 1 and f"library messages: {logs[0]}" in out
+    assert "Loading weights" in logs[0].read_text()
