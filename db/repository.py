@@ -221,13 +221,12 @@ def record_checkpoints(session: Session, job: Job, checkpoints: Iterable[Checkpo
 
 
 def record_artifacts(session: Session, job: Job, artifacts: Iterable[ArtifactInfo]) -> int:
-    known = set(
-        session.execute(
+    known = {
+        (kind, uri)
+        for kind, uri in session.execute(
             select(col(Artifact.kind), col(Artifact.uri)).where(col(Artifact.job_id) == job.id)
         )
-        .tuples()
-        .all()
-    )
+    }
     rows = [
         Artifact(job_id=_stored_id(job), kind=a.kind, uri=a.uri, meta=a.meta)
         for a in artifacts
