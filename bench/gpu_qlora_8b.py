@@ -97,8 +97,8 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
 
     from providers.local.memory import estimate_training_memory
     from providers.local.model_shape import shape_from_config
-    from providers.local.provider import training_setup
     from providers.local.options import resolve_hyperparameters
+    from providers.local.provider import training_setup
     from providers.local.training import common_args, flops_per_token, load_model, lora_config
     from providers.types import JobSpec
 

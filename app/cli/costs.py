@@ -14,12 +14,10 @@ from app.cli.errors import UserError
 HOSTED_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "davinci", "babbage")
 
 
-def _usd(value: float | None, small: bool = False) -> str:
-    if value is None:
-        return "-"
-    if small or abs(value) < 0.01:
-        return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
-    return f"${value:,.2f}"
+def _usd(value: float | None) -> str:
+    from app.costs.money import usd
+
+    return usd(value)
 
 
 def _count(value: float | None) -> str:
@@ -127,7 +125,7 @@ def _print_comparison(result) -> None:
             console.print(
                 f"[bold]{o.label}[/]: {t['billable_tokens']:,} billable tokens = "
                 f"sum(min({t['token_limit']:,}, tokens)) x {t['epochs']} epochs ({t['epochs_rule']}) "
-                f"x ${t['usd_per_1m_tokens']}/1M; prices as of {t['price_as_of']}")
+                f"x {_usd(t['usd_per_1m_tokens'])}/1M; prices as of {t['price_as_of']}")
         elif o.kind == "local":
             m, inf = t["memory"], o.inference
             fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
@@ -137,9 +135,9 @@ def _print_comparison(result) -> None:
                 f"{m['activations'] / 1e9:.1f}, logits {m['logits'] / 1e9:.1f}, overhead "
                 f"{m['overhead'] / 1e9:.1f}); fits: {fits}. {t['tokens']['trained']:,} tokens x "
                 f"{t['flops_per_token']:.3g} FLOPs/token at MFU {t['calibration']['mfu']:.2f} "
-                f"({t['calibration']['source']}) = {t['hours']:.2f} h x ${t['usd_per_hour']:.4g}/h "
+                f"({t['calibration']['source']}) = {t['hours']:.2f} h x {_usd(t['usd_per_hour'])}/h "
                 f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
-                f"{inf['gpus_needed']} x {inf['gpu']} always on, ${inf['usd_per_1m_tokens']:.3g}/1M "
+                f"{inf['gpus_needed']} x {inf['gpu']} always on, {_usd(inf['usd_per_1m_tokens'])}/1M "
                 f"tokens at {inf['utilization']:.0%} utilization.")
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")

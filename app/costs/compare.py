@@ -26,7 +26,12 @@ from app.costs.dataset_inputs import (
 )
 from app.costs.errors import CostError
 from app.costs.hosted import estimate_hosted_training
-from app.costs.inference import hosted_request_cost, self_hosted_serving, serving_gpu_for
+from app.costs.inference import (
+    hosted_request_cost,
+    parse_gpu_set,
+    self_hosted_serving,
+    serving_gpu_for,
+)
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
@@ -120,7 +125,7 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
     if gpu:
         catalog.gpu(gpu)
     if serve_gpu:
-        catalog.gpu(serve_gpu)
+        parse_gpu_set(serve_gpu, catalog)
 
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
     profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
@@ -175,14 +180,14 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
         r_star = break_even_requests(training.cost_usd, per_request, c_base)
         options.append(Option(
             key=f"local:{shape.name}@{training.gpu}",
-            label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
+            label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu_set})",
             kind="local", one_time_usd=training.cost_usd, per_request_usd=per_request,
             monthly_usd=monthly, horizon_usd=training.cost_usd + monthly * horizon_months,
             break_even_requests=r_star,
             break_even_months=None if r_star is None else r_star / requests_per_month,
             training=training.to_dict(),
             inference=serving.to_dict() | {"gpus_needed": serving.gpus_needed(requests_per_month)},
-            warnings=list(training.warnings),
+            warnings=list(training.warnings) + list(serving.warnings),
         ))
 
     cheapest = min(options, key=lambda o: o.horizon_usd).key

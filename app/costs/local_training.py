@@ -10,7 +10,12 @@ from sqlmodel import Session
 from app.costs.calibration import Calibration, calibrate
 from app.costs.catalog import GPU, Catalog
 from app.costs.errors import CostError
-from app.costs.local_memory import LocalTrainingConfig, MemoryEstimate, estimate_memory, memory_setup
+from app.costs.local_memory import (
+    LocalTrainingConfig,
+    MemoryEstimate,
+    estimate_memory,
+    memory_setup,
+)
 from app.costs.local_time import TrainingTokens, flops_per_token, training_seconds, training_tokens
 from app.costs.model_shapes import ModelShape
 from providers.local.memory import GB, changes_that_fit

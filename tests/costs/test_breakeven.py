@@ -114,13 +114,17 @@ def test_local_option_always_on_cost_and_gpu_choice(make_dataset):
     assert "approximated with tiktoken:o200k_base" in t["tokenizer_note"]
 
 
-def test_full_70b_needs_more_than_any_gpu_is_a_clear_error(make_dataset):
+def test_full_70b_fits_no_gpu_and_says_so_without_failing_the_estimate(make_dataset):
     from app.costs.local_memory import LocalTrainingConfig
 
     ds = make_dataset()
-    with read_session(get_engine()) as s, pytest.raises(CostError, match="more than any catalog GPU"):
-        compare(s, ds, provider="local", local_models=["meta-llama/Llama-3.1-70B"],
-                local_config=LocalTrainingConfig(method="full"), today=TODAY)
+    with read_session(get_engine()) as s:
+        r = compare(s, ds, provider="local", local_models=["meta-llama/Llama-3.1-70B"],
+                    local_config=LocalTrainingConfig(method="full"), today=TODAY)
+    local = next(o for o in r.options if o.kind == "local")
+    assert not any(f["fits"] for f in local.training["fits"])
+    (warning,) = [w for w in local.warnings if "will not fit" in w]
+    assert "more than any catalog GPU has" in warning and "it fits with --method qlora" in warning
 
 
 def test_unknown_names_fail_before_any_work(make_dataset):
