@@ -38,8 +38,9 @@ def _count(value: float | None) -> str:
 @click.option("--gpu", help="Train locally on this catalog GPU (default: the cheapest it fits).")
 @click.option("--gpus", "n_gpu", type=int, default=1, show_default=True, help="GPUs to train on.")
 @click.option("--cloud", help="Use this cloud's $/hour (default: the cheapest listed).")
-@click.option("--serve-gpu", help="Serve the local model on this GPU (default: the cheapest "
-                                  "that holds it).")
+@click.option("--serve-gpu", help="Serve the local model on this GPU, or on several with "
+                                  "NAMExCOUNT, e.g. h100x2 (default: the cheapest set that "
+                                  "holds it).")
 @click.option("--utilization", type=float, help="Average share of serving capacity in use.")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
 @click.option("--targets", default="all-linear", show_default=True,
@@ -130,10 +131,7 @@ def _print_comparison(result) -> None:
             m, inf = t["memory"], o.inference
             fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
             console.print(
-                f"[bold]{o.label}[/]: {m['total'] / 1e9:.1f} GB per GPU (weights "
-                f"{m['weights'] / 1e9:.1f}, state {m['trainable_state'] / 1e9:.1f}, activations "
-                f"{m['activations'] / 1e9:.1f}, logits {m['logits'] / 1e9:.1f}, overhead "
-                f"{m['overhead'] / 1e9:.1f}); fits: {fits}. {t['tokens']['trained']:,} tokens x "
+                f"[bold]{o.label}[/]: {m['text']} per device; fits: {fits}. {t['tokens']['trained']:,} tokens x "
                 f"{t['flops_per_token']:.3g} FLOPs/token at MFU {t['calibration']['mfu']:.2f} "
                 f"({t['calibration']['source']}) = {t['hours']:.2f} h x {_usd(t['usd_per_hour'])}/h "
                 f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
