@@ -35,6 +35,12 @@ FRAGMENTATION = 0.20
 """Allocator fragmentation on activations and logits (about 20%, COST_MODEL.md)."""
 
 
+def gb(n_bytes: float) -> str:
+    """``50.4 GB``: how every face writes a memory figure (the refusal, `ftm estimate`, the
+    launch wizard)."""
+    return f"{n_bytes / GB:.1f} GB"
+
+
 @dataclass(frozen=True)
 class TrainingSetup:
     """What the memory of a run depends on (everything else, such as epochs or the GPU
@@ -100,7 +106,7 @@ class MemoryEstimate:
         parts = ", ".join(f"{label} {getattr(self, name) / GB:.1f}" for label, name in (
             ("weights", "weights"), ("state", "trainable_state"),
             ("activations", "activations"), ("logits", "logits"), ("overhead", "overhead")))
-        return f"{self.total / GB:.1f} GB ({parts} GB)"
+        return f"{gb(self.total)} ({parts} GB)"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"total": self.total, "total_gb": round(self.total / GB, 2),

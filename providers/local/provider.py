@@ -179,7 +179,7 @@ class LocalProvider(Provider):
         else:
             where = "CPU RAM (available)"
             available = hardware.available_ram_bytes()
-        line = f"estimated {est.describe()} per device against {available / memory.GB:.1f} GB of {where}"
+        line = f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
         if est.total > available and not hp["skip_memory_check"]:
             fixes = [_option_text(hp, change)
                      for change in memory.changes_that_fit(shape, setup, available)]

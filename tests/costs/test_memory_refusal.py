@@ -22,7 +22,6 @@ from providers.local import LocalProvider, demo_data, hardware
 from providers.types import JobSpec
 from tests.costs.conftest import chat_examples
 
-GB = 1e9
 # meta-llama/Llama-3.1-70B's config.json (the fields the estimate reads).
 LLAMA_70B = dict(hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
                  num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
@@ -76,7 +75,11 @@ def test_the_refusal_prints_the_estimates_figure_byte_for_byte(tmp_path, make_da
     launch = estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(base),
                                  method="full", options={"device": "cpu"}, gpu="cpu")
     assert launch.peak_memory_bytes == memory["total"]
-    assert figure.startswith(f"{launch.peak_memory_bytes / GB:.1f} GB (")
+    # ... and the launch wizard's preview writes it as the refusal does.
+    from app.tui.screens.launch_backend import preview_from_estimate
+
+    shown = dict(preview_from_estimate(launch).lines)["GPU memory"]
+    assert figure.startswith(f"{shown} (")
 
 
 def _shape_of(params: float) -> dict:
