@@ -139,7 +139,9 @@ class Catalog:
             raise UnknownModel(
                 f"no OpenAI prices for model {name!r}; known: "
                 f"{known_list(set(self.hosted) | set(self.aliases))}. "
-                "Add it to your prices file (settings prices_file)."
+                f"Add it to your prices file (settings prices_file) as [openai.models.\"{key}\"] "
+                "with training, ft_input, ft_output, base_input and base_output (USD per 1M "
+                "tokens)."
             ) from None
 
     def is_hosted(self, name: str) -> bool:
@@ -156,7 +158,8 @@ class Catalog:
         if gpu is None:
             raise UnknownGPU(
                 f"unknown GPU {key!r}; known: {known_list(set(self.gpus))}. "
-                "Add it to your prices file under [gpus.NAME]."
+                f"Add it to your prices file (settings prices_file) as [gpus.{key.lower()}] "
+                "with tflops_bf16, memory_gb and usd_per_hour."
             )
         return gpu
 
@@ -180,6 +183,15 @@ class Catalog:
 
     def default(self, name: str) -> float:
         return float(self.defaults[name])
+
+
+def no_priced_gpu_message(catalog: Catalog, cloud: str | None) -> str:
+    """Why no GPU can be chosen, and how to give one a price."""
+    if cloud is not None:
+        clouds = sorted({p.cloud for g in catalog.gpus.values() for p in g.prices})
+        return f"no catalog GPU has a {cloud!r} price; clouds: {', '.join(clouds)}"
+    return ("the price catalog has no priced GPU; add one to your prices file (settings "
+            "prices_file) as [gpus.NAME] with tflops_bf16, memory_gb and usd_per_hour")
 
 
 # --------------------------------------------------------------------------- loading

@@ -173,7 +173,7 @@ def compare(session: Session, dataset: Dataset, *, provider: str = "all",
                 if counts.approximate_for else f"exact {counts.tokenizer} counts")
         training = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=gpu,
                                            cloud=cloud, tokenizer_note=note)
-        serving = self_hosted_serving(profile, shape, serve_gpu or serving_gpu_for(shape, catalog),
+        serving = self_hosted_serving(profile, shape, serve_gpu or serving_gpu_for(shape, catalog, cloud),
                                       catalog, utilization=utilization, cloud=cloud)
         monthly = serving.monthly_usd(requests_per_month)
         per_request = monthly / requests_per_month

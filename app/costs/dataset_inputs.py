@@ -52,12 +52,31 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str = DEFAULT_TO
         row = rows.get(DEFAULT_TOKENIZER) or next(iter(rows.values()))
         approx = tokenizer
     if row is None:
+        recounted = _recount(dataset, tokenizer, split)
+        if recounted is not None:
+            return recounted
         raise CostError(
             f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts for "
-            f"its {split} split; re-add it with `ftm data add {dataset.source_path}`"
+            f"its {split} split, and its file {Path(dataset.data_dir) / f'{split}.jsonl'} is "
+            f"gone to count them again; restore the directory {dataset.data_dir} (adding the "
+            "same content again finds this record and does not rewrite it)"
         )
     counts = np.frombuffer(row.counts, dtype="<u4")
     return TokenCounts(counts, row.tokenizer, approx)
+
+
+def _recount(dataset: Dataset, tokenizer: str, split: str) -> TokenCounts | None:
+    """Counts intake did not record (an older ftm), made now from the dataset's own file
+    with intake's counter; None when the file is gone or counts another tokenizer."""
+    path = Path(dataset.data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        return None
+    from app.datasets.check import check_file
+
+    arrays = check_file(path, val_fraction=0.0).arrays
+    if arrays is None or arrays.tokenizer != tokenizer:
+        return None
+    return TokenCounts(np.asarray(arrays.tokens, dtype="<u4"), tokenizer)
 
 
 @dataclass(frozen=True)
@@ -192,8 +211,9 @@ def prompt_profile(dataset: Dataset, encoding_name: str = "o200k_base", *,
     """Measure a request's shape on the first examples of the dataset's train split."""
     path = Path(dataset.data_dir) / "train.jsonl"
     if not path.is_file():
-        raise CostError(f"dataset {dataset.name!r}: {path} is missing; re-add the dataset "
-                        f"with `ftm data add {dataset.source_path}`")
+        raise CostError(f"dataset {dataset.name!r}: {path} is missing; restore the directory "
+                        f"{dataset.data_dir} (adding the same content again finds this record "
+                        "and does not rewrite it)")
     profile = _profile_on_disk(path, encoding_name, default_k)
     if k is not None:
         from dataclasses import replace

@@ -15,7 +15,7 @@ import math
 import re
 from dataclasses import asdict, dataclass
 
-from app.costs.catalog import GPU, Catalog
+from app.costs.catalog import GPU, Catalog, no_priced_gpu_message
 from app.costs.dataset_inputs import PromptProfile
 from app.costs.errors import CostError, UnknownGPU
 from app.costs.local_time import matmul_params
@@ -182,15 +182,15 @@ def self_hosted_serving(profile: PromptProfile, shape: ModelShape, gpu_set: str,
     )
 
 
-def serving_gpu_for(shape: ModelShape, catalog: Catalog) -> str:
-    """The cheapest catalog GPU set (not the CPU) that holds the bf16 weights with 20% room
-    for the KV cache: one GPU when one is enough, else a tensor-parallel group, e.g.
-    ``h200x2``. Returns what --serve-gpu takes."""
+def serving_gpu_for(shape: ModelShape, catalog: Catalog, cloud: str | None = None) -> str:
+    """The cheapest catalog GPU set (not the CPU; priced in ``cloud`` when given) that holds
+    the bf16 weights with 20% room for the KV cache: one GPU when one is enough, else a
+    tensor-parallel group, e.g. ``h200x2``. Returns what --serve-gpu takes."""
     candidates = [(g, gpus_to_hold(shape, g)) for g in catalog.gpus.values()
-                  if g.key != "cpu" and g.prices]
+                  if g.key != "cpu" and g.prices
+                  and (cloud is None or any(p.cloud == cloud for p in g.prices))]
     if not candidates:
-        raise CostError("the price catalog has no priced GPU to serve on; add one to your "
-                        "prices file under [gpus.NAME] with usd_per_hour")
-    gpu, count = min(candidates,
-                     key=lambda c: (c[1] * catalog.hourly_price(c[0]).usd_per_hour, c[1]))
+        raise CostError(no_priced_gpu_message(catalog, cloud))
+    gpu, count = min(candidates, key=lambda c: (
+        c[1] * catalog.hourly_price(c[0], cloud).usd_per_hour, c[1]))
     return gpu_set_name(gpu.key, count)

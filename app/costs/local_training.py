@@ -8,7 +8,7 @@ import numpy as np
 from sqlmodel import Session
 
 from app.costs.calibration import Calibration, calibrate
-from app.costs.catalog import GPU, Catalog
+from app.costs.catalog import GPU, Catalog, no_priced_gpu_message
 from app.costs.errors import CostError
 from app.costs.local_memory import (
     LocalTrainingConfig,
@@ -23,6 +23,13 @@ from providers.local.memory import GB, changes_that_fit
 # How `ftm estimate` spells each change of the memory estimator's setup.
 _FLAGS = {"method": "--method {}", "gradient_checkpointing": "--checkpointing",
           "micro_batch": "--batch {}", "seq_len": "--seq-len {}"}
+
+
+def _priced(gpu: GPU, cloud: str | None) -> bool:
+    """Whether ``gpu`` has a price (in ``cloud`` when one is asked for)."""
+    if cloud is None:
+        return bool(gpu.prices or gpu.owned)
+    return any(p.cloud == cloud for p in gpu.prices)
 
 
 def device_of(gpu: GPU) -> str:
@@ -106,8 +113,8 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
         # QLoRA's 4-bit kernels (bitsandbytes) need CUDA: no CPU.
         ok = (memory[device_of(g)].total <= g.memory_bytes
               and not (key == "cpu" and cfg.method == "qlora"))
-        if ok and (g.prices or g.owned):
-            costed[key] = _time_and_cost(session, shape, cfg, tokens, fpt, g, catalog, None)
+        if ok and _priced(g, cloud):
+            costed[key] = _time_and_cost(session, shape, cfg, tokens, fpt, g, catalog, cloud)
             _, s, fixed, price, cost = costed[key]
             fits.append(GpuFit(key, g.memory_gb, True, (s + fixed) / 3600, price.usd_per_hour, cost))
         else:
@@ -120,10 +127,9 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
     elif gpu is None:
         # Nothing holds it: priced on the largest priced GPU, with what would make it fit.
         # (Several GPUs run data parallel, each with a whole replica: more do not help.)
-        priced = [g for g in catalog.gpus.values() if g.key != "cpu" and (g.prices or g.owned)]
+        priced = [g for g in catalog.gpus.values() if g.key != "cpu" and _priced(g, cloud)]
         if not priced:
-            raise CostError("the price catalog has no priced GPU; add one to your prices file "
-                            "under [gpus.NAME] with usd_per_hour")
+            raise CostError(no_priced_gpu_message(catalog, cloud))
         chosen = max(priced, key=lambda g: (g.memory_bytes, -catalog.hourly_price(g).usd_per_hour))
         fixes = fixes_that_fit(shape, cfg, chosen)
         warnings.append(
@@ -142,7 +148,7 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
                             f"{chosen.memory_gb:g} GB: it will not fit"
                             + (f"; it fits with {fixes}" if fixes else ""))
     cal, seconds, fixed, price, cost = (
-        costed[chosen.key] if chosen.key in costed and cloud is None
+        costed[chosen.key] if chosen.key in costed
         else _time_and_cost(session, shape, cfg, tokens, fpt, chosen, catalog, cloud))
     return LocalTrainingEstimate(
         model=shape.name, shape=shape.to_dict(), config=cfg.to_dict(), tokens=tokens,
