@@ -41,8 +41,9 @@ class HostedRequestCost:
         return asdict(self)
 
 
-def hosted_request_cost(profile: PromptProfile, model: str, catalog: Catalog, *,
-                        fine_tuned: bool) -> HostedRequestCost:
+def hosted_request_cost(
+    profile: PromptProfile, model: str, catalog: Catalog, *, fine_tuned: bool
+) -> HostedRequestCost:
     p = catalog.hosted_model(model)
     if fine_tuned:
         prompt, prefix = profile.prompt_tokens, profile.system_tokens
@@ -50,15 +51,26 @@ def hosted_request_cost(profile: PromptProfile, model: str, catalog: Catalog, *,
     else:
         prompt, prefix = profile.few_shot_prompt_tokens, profile.few_shot_prefix_tokens
         inp, cached, out = p.base_input, p.base_cached_input, p.base_output
-    cached_tokens = prefix if cached is not None and prefix >= catalog.cache_min_prefix_tokens else 0.0
-    usd = ((prompt - cached_tokens) * inp + cached_tokens * (cached or 0.0)
-           + profile.output_tokens * out) / 1e6
+    cached_tokens = (
+        prefix if cached is not None and prefix >= catalog.cache_min_prefix_tokens else 0.0
+    )
+    usd = (
+        (prompt - cached_tokens) * inp
+        + cached_tokens * (cached or 0.0)
+        + profile.output_tokens * out
+    ) / 1e6
     return HostedRequestCost(
-        model=p.id, variant="fine-tuned" if fine_tuned else f"base {profile.k}-shot",
-        prompt_tokens=prompt, cached_prompt_tokens=cached_tokens,
-        output_tokens=profile.output_tokens, usd_input_per_1m=inp,
-        usd_cached_input_per_1m=cached, usd_output_per_1m=out, usd_per_request=usd,
-        price_source=p.source.text, price_as_of=p.source.as_of.isoformat(),
+        model=p.id,
+        variant="fine-tuned" if fine_tuned else f"base {profile.k}-shot",
+        prompt_tokens=prompt,
+        cached_prompt_tokens=cached_tokens,
+        output_tokens=profile.output_tokens,
+        usd_input_per_1m=inp,
+        usd_cached_input_per_1m=cached,
+        usd_output_per_1m=out,
+        usd_per_request=usd,
+        price_source=p.source.text,
+        price_as_of=p.source.as_of.isoformat(),
     )
 
 
@@ -147,9 +159,15 @@ class SelfHostedServing:
         return asdict(self) | {"warnings": list(self.warnings)}
 
 
-def self_hosted_serving(profile: PromptProfile, shape: ModelShape, gpu_set: str, catalog: Catalog,
-                        *, utilization: float | None = None, cloud: str | None = None
-                        ) -> SelfHostedServing:
+def self_hosted_serving(
+    profile: PromptProfile,
+    shape: ModelShape,
+    gpu_set: str,
+    catalog: Catalog,
+    *,
+    utilization: float | None = None,
+    cloud: str | None = None,
+) -> SelfHostedServing:
     """Serving ``shape`` on ``gpu_set`` (``h100`` or ``h100x2``, see `parse_gpu_set`)."""
     gpu, count = parse_gpu_set(gpu_set, catalog)
     price = catalog.hourly_price(gpu, cloud)
@@ -166,19 +184,30 @@ def self_hosted_serving(profile: PromptProfile, shape: ModelShape, gpu_set: str,
     warnings = []
     if count * gpu.memory_bytes < need:
         fits = gpu_set_name(gpu.key, gpus_to_hold(shape, gpu))
-        warnings.append(f"serving needs about {need / 1e9:.0f} GB; {count} x {gpu.key} hold "
-                        f"{count * gpu.memory_gb:g} GB: it will not fit; --serve-gpu {fits} does")
+        warnings.append(
+            f"serving needs about {need / 1e9:.0f} GB; {count} x {gpu.key} hold "
+            f"{count * gpu.memory_gb:g} GB: it will not fit; --serve-gpu {fits} does"
+        )
     return SelfHostedServing(
-        model=shape.name, gpu=gpu.key, gpus_per_replica=count,
-        gpu_set=gpu_set_name(gpu.key, count), usd_per_hour=price.usd_per_hour,
-        price_source=price.source.text, price_as_of=price.source.as_of.isoformat(),
-        prompt_tokens=profile.prompt_tokens, output_tokens=profile.output_tokens,
-        prefill_tokens_per_second=prefill, decode_tokens_per_second=decode,
-        gpu_seconds_per_request=seconds, utilization=util,
-        requests_per_replica_month=hours * 3600 * util / seconds, hours_per_month=hours,
+        model=shape.name,
+        gpu=gpu.key,
+        gpus_per_replica=count,
+        gpu_set=gpu_set_name(gpu.key, count),
+        usd_per_hour=price.usd_per_hour,
+        price_source=price.source.text,
+        price_as_of=price.source.as_of.isoformat(),
+        prompt_tokens=profile.prompt_tokens,
+        output_tokens=profile.output_tokens,
+        prefill_tokens_per_second=prefill,
+        decode_tokens_per_second=decode,
+        gpu_seconds_per_request=seconds,
+        utilization=util,
+        requests_per_replica_month=hours * 3600 * util / seconds,
+        hours_per_month=hours,
         usd_per_1m_tokens=1e6 * price.usd_per_hour * count / (3600 * (tokens / seconds) * util),
         marginal_usd_per_request=seconds * price.usd_per_hour * count / 3600 / util,
-        memory_needed_gb=need / 1e9, warnings=tuple(warnings),
+        memory_needed_gb=need / 1e9,
+        warnings=tuple(warnings),
     )
 
 
@@ -186,11 +215,16 @@ def serving_gpu_for(shape: ModelShape, catalog: Catalog, cloud: str | None = Non
     """The cheapest catalog GPU set (not the CPU; priced in ``cloud`` when given) that holds
     the bf16 weights with 20% room for the KV cache: one GPU when one is enough, else a
     tensor-parallel group, e.g. ``h200x2``. Returns what --serve-gpu takes."""
-    candidates = [(g, gpus_to_hold(shape, g)) for g in catalog.gpus.values()
-                  if g.key != "cpu" and g.prices
-                  and (cloud is None or any(p.cloud == cloud for p in g.prices))]
+    candidates = [
+        (g, gpus_to_hold(shape, g))
+        for g in catalog.gpus.values()
+        if g.key != "cpu"
+        and g.prices
+        and (cloud is None or any(p.cloud == cloud for p in g.prices))
+    ]
     if not candidates:
         raise CostError(no_priced_gpu_message(catalog, cloud))
-    gpu, count = min(candidates, key=lambda c: (
-        c[1] * catalog.hourly_price(c[0], cloud).usd_per_hour, c[1]))
+    gpu, count = min(
+        candidates, key=lambda c: (c[1] * catalog.hourly_price(c[0], cloud).usd_per_hour, c[1])
+    )
     return gpu_set_name(gpu.key, count)

@@ -15,8 +15,15 @@ from providers.local.memory import METHODS, OPTIMIZERS, MemoryEstimate, Training
 from providers.local.memory import estimate_training_memory as _estimate
 from providers.local.memory import trainable_params as _trainable_params
 
-__all__ = ["METHODS", "OPTIMIZERS", "LocalTrainingConfig", "MemoryEstimate", "estimate_memory",
-           "memory_setup", "trainable_params"]
+__all__ = [
+    "METHODS",
+    "OPTIMIZERS",
+    "LocalTrainingConfig",
+    "MemoryEstimate",
+    "estimate_memory",
+    "memory_setup",
+    "trainable_params",
+]
 
 
 @dataclass(frozen=True)
@@ -73,11 +80,18 @@ def memory_setup(cfg: LocalTrainingConfig, *, device: str = "cuda") -> TrainingS
     provider's refusal cannot see the tokenized data, and the two must agree.
     """
     return TrainingSetup(
-        method=cfg.method, seq_len=cfg.seq_len, micro_batch=cfg.micro_batch, rank=cfg.rank,
-        targets=cfg.targets, gradient_checkpointing=cfg.gradient_checkpointing,
-        optimizer=cfg.optimizer, mixed_precision=cfg.mixed_precision,
-        double_quant=cfg.double_quant, flash_attention=cfg.flash_attention,
-        chunked_loss=cfg.chunked_loss, device=device,
+        method=cfg.method,
+        seq_len=cfg.seq_len,
+        micro_batch=cfg.micro_batch,
+        rank=cfg.rank,
+        targets=cfg.targets,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        optimizer=cfg.optimizer,
+        mixed_precision=cfg.mixed_precision,
+        double_quant=cfg.double_quant,
+        flash_attention=cfg.flash_attention,
+        chunked_loss=cfg.chunked_loss,
+        device=device,
     )
 
 
@@ -85,8 +99,9 @@ def trainable_params(shape: ModelShape, cfg: LocalTrainingConfig) -> int:
     return _trainable_params(shape, memory_setup(cfg))
 
 
-def estimate_memory(shape: ModelShape, cfg: LocalTrainingConfig, *, device: str = "cuda"
-                    ) -> MemoryEstimate:
+def estimate_memory(
+    shape: ModelShape, cfg: LocalTrainingConfig, *, device: str = "cuda"
+) -> MemoryEstimate:
     """Peak memory per GPU (or of RAM, ``device="cpu"``) for training ``shape`` as ``cfg``
     says."""
     return _estimate(shape, memory_setup(cfg, device=device))

@@ -21,8 +21,12 @@ from app.costs.model_shapes import ModelShape
 from providers.local.memory import GB, changes_that_fit
 
 # How `ftm estimate` spells each change of the memory estimator's setup.
-_FLAGS = {"method": "--method {}", "gradient_checkpointing": "--checkpointing",
-          "micro_batch": "--batch {}", "seq_len": "--seq-len {}"}
+_FLAGS = {
+    "method": "--method {}",
+    "gradient_checkpointing": "--checkpointing",
+    "micro_batch": "--batch {}",
+    "seq_len": "--seq-len {}",
+}
 
 
 def _priced(gpu: GPU, cloud: str | None) -> bool:
@@ -91,18 +95,31 @@ class LocalTrainingEstimate:
 def _time_and_cost(session, shape, cfg, tokens, fpt, gpu: GPU, catalog: Catalog, cloud):
     cal = calibrate(session, gpu, shape, cfg, tokens.mean_context, catalog)
     overhead = catalog.default("qlora_dequant_overhead") if cfg.method == "qlora" else 0.0
-    seconds = training_seconds(tokens.trained, fpt, peak_flops=gpu.peak_flops, mfu=cal.mfu,
-                               n_gpu=cfg.n_gpu, dequant_overhead=overhead)
+    seconds = training_seconds(
+        tokens.trained,
+        fpt,
+        peak_flops=gpu.peak_flops,
+        mfu=cal.mfu,
+        n_gpu=cfg.n_gpu,
+        dequant_overhead=overhead,
+    )
     fixed = catalog.default("fixed_overhead_s")
     price = catalog.hourly_price(gpu, cloud)
     cost = (seconds + fixed) / 3600 * price.usd_per_hour * cfg.n_gpu
     return cal, seconds, fixed, price, cost
 
 
-def estimate_local_training(session: Session | None, counts: np.ndarray, shape: ModelShape,
-                            cfg: LocalTrainingConfig, catalog: Catalog, *,
-                            gpu: str | None = None, cloud: str | None = None,
-                            tokenizer_note: str = "") -> LocalTrainingEstimate:
+def estimate_local_training(
+    session: Session | None,
+    counts: np.ndarray,
+    shape: ModelShape,
+    cfg: LocalTrainingConfig,
+    catalog: Catalog,
+    *,
+    gpu: str | None = None,
+    cloud: str | None = None,
+    tokenizer_note: str = "",
+) -> LocalTrainingEstimate:
     """Estimate a local run. Without ``gpu``, the cheapest catalog GPU it fits on."""
     tokens = training_tokens(counts, cfg)
     fpt = flops_per_token(shape, cfg, tokens.mean_context)
@@ -111,12 +128,15 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
     costed: dict[str, tuple] = {}
     for key, g in catalog.gpus.items():
         # QLoRA's 4-bit kernels (bitsandbytes) need CUDA: no CPU.
-        ok = (memory[device_of(g)].total <= g.memory_bytes
-              and not (key == "cpu" and cfg.method == "qlora"))
+        ok = memory[device_of(g)].total <= g.memory_bytes and not (
+            key == "cpu" and cfg.method == "qlora"
+        )
         if ok and _priced(g, cloud):
             costed[key] = _time_and_cost(session, shape, cfg, tokens, fpt, g, catalog, cloud)
             _, s, fixed, price, cost = costed[key]
-            fits.append(GpuFit(key, g.memory_gb, True, (s + fixed) / 3600, price.usd_per_hour, cost))
+            fits.append(
+                GpuFit(key, g.memory_gb, True, (s + fixed) / 3600, price.usd_per_hour, cost)
+            )
         else:
             fits.append(GpuFit(key, g.memory_gb, ok))
     warnings = []
@@ -135,8 +155,12 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
         warnings.append(
             f"needs {memory['cuda'].total / GB:.1f} GB per GPU, more than any catalog GPU has "
             f"(the largest, {chosen.key}, has {chosen.memory_gb:g} GB): it will not fit; "
-            + (f"it fits with {fixes}" if fixes else "no single change of method, batch or "
-               "sequence length makes it fit"))
+            + (
+                f"it fits with {fixes}"
+                if fixes
+                else "no single change of method, batch or sequence length makes it fit"
+            )
+        )
     else:
         chosen = catalog.gpu(gpu)
         if chosen.key == "cpu" and cfg.method == "qlora":
@@ -144,17 +168,35 @@ def estimate_local_training(session: Session | None, counts: np.ndarray, shape: 
         need = memory[device_of(chosen)].total
         if need > chosen.memory_bytes:
             fixes = fixes_that_fit(shape, cfg, chosen)
-            warnings.append(f"needs {need / GB:.1f} GB per GPU; {chosen.key} has "
-                            f"{chosen.memory_gb:g} GB: it will not fit"
-                            + (f"; it fits with {fixes}" if fixes else ""))
+            warnings.append(
+                f"needs {need / GB:.1f} GB per GPU; {chosen.key} has "
+                f"{chosen.memory_gb:g} GB: it will not fit"
+                + (f"; it fits with {fixes}" if fixes else "")
+            )
     cal, seconds, fixed, price, cost = (
-        costed[chosen.key] if chosen.key in costed
-        else _time_and_cost(session, shape, cfg, tokens, fpt, chosen, catalog, cloud))
+        costed[chosen.key]
+        if chosen.key in costed
+        else _time_and_cost(session, shape, cfg, tokens, fpt, chosen, catalog, cloud)
+    )
     return LocalTrainingEstimate(
-        model=shape.name, shape=shape.to_dict(), config=cfg.to_dict(), tokens=tokens,
-        tokenizer_note=tokenizer_note, flops_per_token=fpt, memory=memory[device_of(chosen)], gpu=chosen.key,
-        gpu_name=chosen.name, n_gpu=cfg.n_gpu, calibration=cal, train_seconds=seconds,
-        overhead_seconds=fixed, usd_per_hour=price.usd_per_hour, price_cloud=price.cloud,
-        price_source=price.source.text, price_as_of=price.source.as_of.isoformat(),
-        cost_usd=cost, fits=fits, warnings=warnings,
+        model=shape.name,
+        shape=shape.to_dict(),
+        config=cfg.to_dict(),
+        tokens=tokens,
+        tokenizer_note=tokenizer_note,
+        flops_per_token=fpt,
+        memory=memory[device_of(chosen)],
+        gpu=chosen.key,
+        gpu_name=chosen.name,
+        n_gpu=cfg.n_gpu,
+        calibration=cal,
+        train_seconds=seconds,
+        overhead_seconds=fixed,
+        usd_per_hour=price.usd_per_hour,
+        price_cloud=price.cloud,
+        price_source=price.source.text,
+        price_as_of=price.source.as_of.isoformat(),
+        cost_usd=cost,
+        fits=fits,
+        warnings=warnings,
     )

@@ -22,8 +22,15 @@ from providers.local.model_shape import (
     shape_from_config,
 )
 
-__all__ = ["ALL_LINEAR", "ATTENTION_MODULES", "MLP_MODULES", "ModelShape", "known_model_names",
-           "model_shape", "resolve_targets"]
+__all__ = [
+    "ALL_LINEAR",
+    "ATTENTION_MODULES",
+    "MLP_MODULES",
+    "ModelShape",
+    "known_model_names",
+    "model_shape",
+    "resolve_targets",
+]
 
 KNOWN_MODELS_FILE = Path(__file__).with_name("known_models.toml")
 
@@ -41,8 +48,10 @@ def resolve_targets(targets: str | tuple[str, ...] | list[str] | None) -> tuple[
         targets = tuple(t.strip() for t in targets.split(",") if t.strip())
     unknown = [t for t in targets if t not in ALL_LINEAR]
     if unknown:
-        raise UnknownModel(f"unknown LoRA target module {unknown[0]!r}; known: "
-                           f"{known_list(set(ALL_LINEAR))} or 'all-linear'")
+        raise UnknownModel(
+            f"unknown LoRA target module {unknown[0]!r}; known: "
+            f"{known_list(set(ALL_LINEAR))} or 'all-linear'"
+        )
     return tuple(targets)
 
 
@@ -82,8 +91,9 @@ def model_shape(model: str | Path) -> ModelShape:
         return local
     entry = _known_models().get(str(model).lower())
     if entry is None:
-        entry = next((e for k, e in _known_models().items()
-                      if k.split("/")[-1] == str(model).lower()), None)
+        entry = next(
+            (e for k, e in _known_models().items() if k.split("/")[-1] == str(model).lower()), None
+        )
     if entry is None:
         raise UnknownModel(
             f"unknown model {str(model)!r}: not a local directory with a config.json, nor a "

@@ -72,7 +72,9 @@ class TrainingSetup:
         if self.method not in METHODS:
             raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+            )
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
         for name in ("rank", "seq_len", "micro_batch"):
@@ -103,14 +105,24 @@ class MemoryEstimate:
 
     def describe(self) -> str:
         """The one way the estimate is written, in the CLI, the TUI and the refusal."""
-        parts = ", ".join(f"{label} {getattr(self, name) / GB:.1f}" for label, name in (
-            ("weights", "weights"), ("state", "trainable_state"),
-            ("activations", "activations"), ("logits", "logits"), ("overhead", "overhead")))
+        parts = ", ".join(
+            f"{label} {getattr(self, name) / GB:.1f}"
+            for label, name in (
+                ("weights", "weights"),
+                ("state", "trainable_state"),
+                ("activations", "activations"),
+                ("logits", "logits"),
+                ("overhead", "overhead"),
+            )
+        )
         return f"{gb(self.total)} ({parts} GB)"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"total": self.total, "total_gb": round(self.total / GB, 2),
-                               "text": self.describe()}
+        return asdict(self) | {
+            "total": self.total,
+            "total_gb": round(self.total / GB, 2),
+            "text": self.describe(),
+        }
 
 
 def trainable_params(shape: ModelShape, setup: TrainingSetup) -> int:
@@ -154,14 +166,20 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
     runtime = CUDA_CONTEXT_BYTES if setup.device == "cuda" else CPU_RUNTIME_BYTES
     overhead = runtime + FRAGMENTATION * (activations + logits)
     return MemoryEstimate(
-        weights=round(weights), trainable_state=round(state), activations=round(activations),
-        logits=round(logits), overhead=round(overhead), trainable_params=n_t, seq_len=s,
+        weights=round(weights),
+        trainable_state=round(state),
+        activations=round(activations),
+        logits=round(logits),
+        overhead=round(overhead),
+        trainable_params=n_t,
+        seq_len=s,
         micro_batch=b,
     )
 
 
-def changes_that_fit(shape: ModelShape, setup: TrainingSetup, available: float
-                     ) -> list[dict[str, Any]]:
+def changes_that_fit(
+    shape: ModelShape, setup: TrainingSetup, available: float
+) -> list[dict[str, Any]]:
     """Single changes to ``setup`` after which the estimate fits in ``available`` bytes,
     each verified with the estimate itself, so an error can suggest only fixes that work.
 
@@ -169,12 +187,15 @@ def changes_that_fit(shape: ModelShape, setup: TrainingSetup, available: float
     ``{"gradient_checkpointing": True}``, the largest ``micro_batch`` or ``seq_len`` (a
     power of two, at least 128) that fits.
     """
+
     def fits(**change: Any) -> bool:
         return estimate_training_memory(shape, replace(setup, **change)).total <= available
 
     # QLoRA needs CUDA (bitsandbytes); on the CPU the lighter method is LoRA.
     lighter = "qlora" if setup.device == "cuda" else "lora"
-    candidates = [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
+    candidates = (
+        [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
+    )
     if not setup.gradient_checkpointing:
         candidates.append({"gradient_checkpointing": True})
     found = [change for change in candidates if fits(**change)]

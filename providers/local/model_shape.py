@@ -45,8 +45,13 @@ class ModelShape:
         kv = self.num_key_value_heads * self.head_dim
         ffn = self.intermediate_size
         shapes = {
-            "q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
-            "gate_proj": (d, ffn), "up_proj": (d, ffn), "down_proj": (ffn, d),
+            "q_proj": (d, q),
+            "k_proj": (d, kv),
+            "v_proj": (d, kv),
+            "o_proj": (q, d),
+            "gate_proj": (d, ffn),
+            "up_proj": (d, ffn),
+            "down_proj": (ffn, d),
         }
         try:
             return shapes[module]
@@ -78,8 +83,11 @@ class ModelShape:
         return per_layer * self.num_hidden_layers
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"params": self.params, "linear_params": self.linear_params,
-                               "embedding_params": self.embedding_params}
+        return asdict(self) | {
+            "params": self.params,
+            "linear_params": self.linear_params,
+            "embedding_params": self.embedding_params,
+        }
 
 
 def shape_from_config(config: dict, name: str, source: str) -> ModelShape:
@@ -90,7 +98,9 @@ def shape_from_config(config: dict, name: str, source: str) -> ModelShape:
         d = int(config["hidden_size"])
         heads = int(config["num_attention_heads"])
         return ModelShape(
-            name=name, hidden_size=d, num_hidden_layers=int(config["num_hidden_layers"]),
+            name=name,
+            hidden_size=d,
+            num_hidden_layers=int(config["num_hidden_layers"]),
             num_attention_heads=heads,
             num_key_value_heads=int(config.get("num_key_value_heads") or heads),
             intermediate_size=int(config["intermediate_size"]),
@@ -100,8 +110,10 @@ def shape_from_config(config: dict, name: str, source: str) -> ModelShape:
             source=source,
         )
     except KeyError as e:
-        raise ShapeError(f"{source}: config has no {e.args[0]!r}; ftm reads Llama-style "
-                         "configs (hidden_size, num_hidden_layers, intermediate_size, ...)") from None
+        raise ShapeError(
+            f"{source}: config has no {e.args[0]!r}; ftm reads Llama-style "
+            "configs (hidden_size, num_hidden_layers, intermediate_size, ...)"
+        ) from None
     except (TypeError, ValueError) as e:
         raise ShapeError(f"{source}: {e}") from None
 

@@ -23,9 +23,15 @@ from providers.types import JobSpec
 from tests.costs.conftest import chat_examples
 
 # meta-llama/Llama-3.1-70B's config.json (the fields the estimate reads).
-LLAMA_70B = dict(hidden_size=8192, num_hidden_layers=80, num_attention_heads=64,
-                 num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
-                 tie_word_embeddings=False)
+LLAMA_70B = dict(
+    hidden_size=8192,
+    num_hidden_layers=80,
+    num_attention_heads=64,
+    num_key_value_heads=8,
+    intermediate_size=28672,
+    vocab_size=128256,
+    tie_word_embeddings=False,
+)
 
 
 def model_dir(tmp_path: Path, name: str, config: dict) -> Path:
@@ -39,8 +45,14 @@ def spec(tmp_path: Path, base: Path, method: str, **options) -> JobSpec:
     train = tmp_path / "train.jsonl"
     if not train.exists():
         demo_data.write_jsonl(train, demo_data.labelling_examples(8))
-    return JobSpec(name="t", base_model=str(base), train_path=str(train), method=method,
-                   ftm_job_uid="u1", options={"device": "cpu", **options})
+    return JobSpec(
+        name="t",
+        base_model=str(base),
+        train_path=str(train),
+        method=method,
+        ftm_job_uid="u1",
+        options={"device": "cpu", **options},
+    )
 
 
 def refusal(provider: LocalProvider, job: JobSpec) -> str:
@@ -58,22 +70,68 @@ def test_the_refusal_prints_the_estimates_figure_byte_for_byte(tmp_path, make_da
     message = refusal(provider, spec(tmp_path, base, "full"))
     figure = re.search(r"estimated (.+?\)) per device", message).group(1)
 
-    out = CliRunner().invoke(cli, [
-        "estimate", "tickets", "--provider", "local", "--model", str(base), "--method", "full",
-        "--gpu", "cpu", "--seq-len", "1024", "--batch", "8", "--no-checkpointing", "--json"],
-        catch_exceptions=False)
+    out = CliRunner().invoke(
+        cli,
+        [
+            "estimate",
+            "tickets",
+            "--provider",
+            "local",
+            "--model",
+            str(base),
+            "--method",
+            "full",
+            "--gpu",
+            "cpu",
+            "--seq-len",
+            "1024",
+            "--batch",
+            "8",
+            "--no-checkpointing",
+            "--json",
+        ],
+        catch_exceptions=False,
+    )
     assert out.exit_code == 0, out.output
     memory = json.loads(out.output)["options"][1]["training"]["memory"]
     assert memory["text"] == figure
-    text = CliRunner().invoke(cli, [
-        "estimate", "tickets", "--provider", "local", "--model", str(base), "--method", "full",
-        "--gpu", "cpu", "--seq-len", "1024", "--batch", "8", "--no-checkpointing"],
-        env={"COLUMNS": "400"}, catch_exceptions=False).output
+    text = (
+        CliRunner()
+        .invoke(
+            cli,
+            [
+                "estimate",
+                "tickets",
+                "--provider",
+                "local",
+                "--model",
+                str(base),
+                "--method",
+                "full",
+                "--gpu",
+                "cpu",
+                "--seq-len",
+                "1024",
+                "--batch",
+                "8",
+                "--no-checkpointing",
+            ],
+            env={"COLUMNS": "400"},
+            catch_exceptions=False,
+        )
+        .output
+    )
     assert f"{figure} per device" in text
 
     # The launch estimate (what the wizard and `ftm launch` show first) has the same bytes.
-    launch = estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(base),
-                                 method="full", options={"device": "cpu"}, gpu="cpu")
+    launch = estimate_for_launch(
+        dataset_id=ds.id,
+        provider="local",
+        base_model=str(base),
+        method="full",
+        options={"device": "cpu"},
+        gpu="cpu",
+    )
     assert launch.peak_memory_bytes == memory["total"]
     # ... and the launch wizard's preview writes it as the refusal does.
     from app.tui.screens.launch_backend import preview_from_estimate
@@ -87,9 +145,15 @@ def _shape_of(params: float) -> dict:
     d, ff, vocab = 2048, 8192, 32000
     per_layer = 4 * d * d + 3 * d * ff
     layers = max(1, round((params - 2 * vocab * d) / per_layer))
-    return dict(hidden_size=d, intermediate_size=ff, num_hidden_layers=layers,
-                num_attention_heads=16, num_key_value_heads=16, vocab_size=vocab,
-                tie_word_embeddings=False)
+    return dict(
+        hidden_size=d,
+        intermediate_size=ff,
+        num_hidden_layers=layers,
+        num_attention_heads=16,
+        num_key_value_heads=16,
+        vocab_size=vocab,
+        tie_word_embeddings=False,
+    )
 
 
 FIX = re.compile(r"method (\w+)|option (\w+)=(\w+)")
@@ -107,13 +171,16 @@ def _apply(job: JobSpec, fix: tuple[str, str]) -> JobSpec:
     return replace(job, options={**job.options, name: value})
 
 
-@pytest.mark.parametrize(("case", "expected"), [
-    # Full fine-tuning twice the RAM's size: LoRA's frozen weights fit (ram / 2).
-    ("full", ["method", "skip_memory_check"]),
-    # LoRA with 64 rows of 4,096 tokens a step: the logits need ~2.5x the RAM; fewer rows,
-    # shorter rows or recomputed activations fit.
-    ("logits", ["batch_size", "max_seq_len", "skip_memory_check"]),
-])
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        # Full fine-tuning twice the RAM's size: LoRA's frozen weights fit (ram / 2).
+        ("full", ["method", "skip_memory_check"]),
+        # LoRA with 64 rows of 4,096 tokens a step: the logits need ~2.5x the RAM; fewer rows,
+        # shorter rows or recomputed activations fit.
+        ("logits", ["batch_size", "max_seq_len", "skip_memory_check"]),
+    ],
+)
 def test_every_fix_the_refusal_names_works(tmp_path, case, expected):
     ram = hardware.available_ram_bytes()
     provider = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
@@ -124,8 +191,9 @@ def test_every_fix_the_refusal_names_works(tmp_path, case, expected):
         base = model_dir(tmp_path, "m", _shape_of(ram / 40))  # LoRA on a CPU: fp32 weights
         seq = 4096
         batch = int(2.5 * ram / (seq * 32000 * 10))
-        job = spec(tmp_path, base, "lora", batch_size=batch, max_seq_len=seq,
-                   gradient_checkpointing=True)
+        job = spec(
+            tmp_path, base, "lora", batch_size=batch, max_seq_len=seq, gradient_checkpointing=True
+        )
     message = refusal(provider, job)
     fixes = _fixes(message)
     assert [name for name, _ in fixes] == expected, message

@@ -37,8 +37,16 @@ def test_every_face_prints_an_amount_the_same_way(amount, text):
     from app.tui.views.jobs import _cells
     from db.models import Job
 
-    job = Job(id=7, name="j", provider="local", base_model="m", method="lora", status="succeeded",
-              estimated_cost_usd=amount, actual_cost_usd=amount)
+    job = Job(
+        id=7,
+        name="j",
+        provider="local",
+        base_model="m",
+        method="lora",
+        status="succeeded",
+        estimated_cost_usd=amount,
+        actual_cost_usd=amount,
+    )
     cells = _cells(job, datetime.now(UTC))
     assert cells[5] == cells[6] == text  # the jobs table's estimated and actual columns
     assert estimate_table(amount) == text  # `ftm estimate`
@@ -54,10 +62,20 @@ def test_jobs_show_prints_the_amounts_as_every_other_face(ftm_home):
     from db.models import Job
 
     with write_session(get_engine()) as s:
-        s.add(Job(name="tiny", provider="local", base_model="m", method="lora",
-                  status="succeeded", estimated_cost_usd=2.5e-7, actual_cost_usd=1234.567))
-    out = CliRunner().invoke(cli, ["jobs", "show", "1"], env={"COLUMNS": "200"},
-                             catch_exceptions=False)
+        s.add(
+            Job(
+                name="tiny",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="succeeded",
+                estimated_cost_usd=2.5e-7,
+                actual_cost_usd=1234.567,
+            )
+        )
+    out = CliRunner().invoke(
+        cli, ["jobs", "show", "1"], env={"COLUMNS": "200"}, catch_exceptions=False
+    )
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert any("estimated cost" in line and "$0.00000025" in line for line in lines), out.output

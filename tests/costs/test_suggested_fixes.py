@@ -18,6 +18,7 @@ from tests.costs.conftest import chat_examples
 @pytest.fixture
 def ftm(monkeypatch):
     """`ftm ARGS` in process; ``prices`` sets FTM_PRICES_FILE for that call."""
+
     def run(*args: str, prices=None):
         if prices is not None:
             monkeypatch.setenv("FTM_PRICES_FILE", str(prices))
@@ -32,13 +33,22 @@ def test_an_unpriced_openai_model_can_be_added_as_the_error_says(ftm, make_datas
     make_dataset("tickets", chat_examples(20))
     out = ftm("estimate", "tickets", "--model", "gpt-5-mini")
     assert out.exit_code == 1
-    table, fields = re.search(r"as (\[openai\.models\.\"gpt-5-mini\"\]) with (.+?) \(USD",
-                              out.output).groups()
+    table, fields = re.search(
+        r"as (\[openai\.models\.\"gpt-5-mini\"\]) with (.+?) \(USD", out.output
+    ).groups()
     names = re.findall(r"[a-z_]+", fields.replace(" and ", ", "))
     prices = tmp_path / "prices.toml"
     prices.write_text(table + "\n" + "".join(f"{n} = 1.0\n" for n in names))
-    out = ftm("estimate", "tickets", "--model", "gpt-5-mini", "--provider", "openai", "--json",
-              prices=prices)
+    out = ftm(
+        "estimate",
+        "tickets",
+        "--model",
+        "gpt-5-mini",
+        "--provider",
+        "openai",
+        "--json",
+        prices=prices,
+    )
     assert out.exit_code == 0, out.output
     assert any("gpt-5-mini" in o["label"] for o in json.loads(out.output)["options"])
 
@@ -51,8 +61,9 @@ def test_an_unknown_gpu_can_be_added_as_the_error_says(ftm, make_dataset, tmp_pa
     names = re.findall(r"[a-z_0-9]+", fields.replace(" and ", ", "))
     prices = tmp_path / "prices.toml"
     prices.write_text(table + "\n" + "".join(f"{n} = 48\n" for n in names))
-    out = ftm("estimate", "tickets", "--provider", "local", "--gpu", "lab-a6000", "--json",
-              prices=prices)
+    out = ftm(
+        "estimate", "tickets", "--provider", "local", "--gpu", "lab-a6000", "--json", prices=prices
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["options"][1]["training"]["gpu"] == "lab-a6000"
 
@@ -67,8 +78,7 @@ def test_a_gpu_without_a_price_can_be_priced_as_the_error_says(ftm, make_dataset
     assert out.exit_code == 1
     assert "give it `usd_per_hour` or `owned = true` with `watts`" in out.output
     prices.write_text(spec + fix + "\n")
-    out = ftm("estimate", "tickets", "--provider", "local", "--gpu", "lab", "--json",
-              prices=prices)
+    out = ftm("estimate", "tickets", "--provider", "local", "--gpu", "lab", "--json", prices=prices)
     assert out.exit_code == 0, out.output
 
 
@@ -76,7 +86,9 @@ def test_a_missing_prices_file_can_be_created_as_the_error_says(ftm, make_datase
     make_dataset("tickets", chat_examples(20))
     prices = tmp_path / "mine.toml"
     out = ftm("estimate", "tickets", prices=prices)
-    assert out.exit_code == 1 and "does not exist; fix settings prices_file or create it" in out.output
+    assert (
+        out.exit_code == 1 and "does not exist; fix settings prices_file or create it" in out.output
+    )
     prices.write_text("")  # created (empty: the shipped prices apply)
     assert ftm("estimate", "tickets", prices=prices).exit_code == 0
 
