@@ -183,9 +183,11 @@ class LocalProvider(Provider):
         if est.total > available and not hp["skip_memory_check"]:
             fixes = [_option_text(hp, change)
                      for change in memory.changes_that_fit(shape, setup, available)]
-            fixes.append("option skip_memory_check=true to try anyway")
-            raise SpecRejected(f"this job will not fit: {line}. It fits with {'; or '.join(fixes)}.",
-                               code="insufficient_memory")
+            fit = (f"It fits with {'; or '.join(fixes)}." if fixes else
+                   "No single change of method, batch_size, max_seq_len or "
+                   "gradient_checkpointing makes it fit.")
+            raise SpecRejected(f"this job will not fit: {line}. {fit} To start it anyway: "
+                               "option skip_memory_check=true.", code="insufficient_memory")
         return line
 
     # -- jobs -----------------------------------------------------------------------------

@@ -160,7 +160,7 @@ FIX = re.compile(r"method (\w+)|option (\w+)=(\w+)")
 
 
 def _fixes(message: str) -> list[tuple[str, str]]:
-    found = FIX.findall(message.split("It fits with", 1)[1])
+    found = FIX.findall(message.split("per device against", 1)[1])
     return [("method", m[0]) if m[0] else (m[1], m[2]) for m in found]
 
 
