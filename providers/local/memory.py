@@ -191,7 +191,8 @@ def changes_that_fit(
     def fits(**change: Any) -> bool:
         return estimate_training_memory(shape, replace(setup, **change)).total <= available
 
-    # QLoRA needs CUDA (bitsandbytes); on the CPU the lighter method is LoRA.
+    # Only suggested where it is fast: QLoRA's 4-bit kernels are CUDA kernels, so on the
+    # CPU the lighter method suggested is LoRA (as the estimate's fit table treats it).
     lighter = "qlora" if setup.device == "cuda" else "lora"
     candidates = (
         [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
@@ -205,7 +206,7 @@ def changes_that_fit(
     if batch >= 1:
         found.append({"micro_batch": batch})
     # The largest power of two below seq_len that fits, down to 128 tokens.
-    seq = 1 << ((setup.seq_len - 1).bit_length() - 1)
+    seq = 1 << ((setup.seq_len - 1).bit_length() - 1) if setup.seq_len > 128 else 0
     while seq >= 128 and not fits(seq_len=seq):
         seq //= 2
     if seq >= 128:

@@ -201,3 +201,19 @@ def test_every_fix_the_refusal_names_works(tmp_path, case, expected):
         fixed = _apply(job, fix)
         assert provider.memory_check(fixed) is not None, fix  # no SpecRejected
         assert not provider.validate_spec(fixed), fix
+
+
+@pytest.mark.parametrize("seq_len", [1, 128, 129, 4096])
+def test_suggested_changes_are_each_verified_at_any_sequence_length(seq_len):
+    from providers.local import memory
+    from providers.local.model_shape import shape_from_config
+
+    shape = shape_from_config(LLAMA_70B, "llama-70b", "test")
+    setup = memory.TrainingSetup(method="lora", seq_len=seq_len, micro_batch=1)
+    available = 144e9  # under LoRA's bf16 weights and adapter state alone
+    assert memory.estimate_training_memory(shape, setup).total > available
+    changes = memory.changes_that_fit(shape, setup, available)
+    assert changes[0] == {"method": "qlora"}
+    for change in changes:
+        fixed = replace(setup, **change)
+        assert memory.estimate_training_memory(shape, fixed).total <= available, change
