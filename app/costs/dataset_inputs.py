@@ -52,31 +52,39 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str = DEFAULT_TO
         row = rows.get(DEFAULT_TOKENIZER) or next(iter(rows.values()))
         approx = tokenizer
     if row is None:
-        recounted = _recount(dataset, tokenizer, split)
-        if recounted is not None:
+        # Nothing stored stands in (an older ftm, an interrupted intake): count the
+        # dataset's own file again with intake's counter.
+        recounted = _recount(dataset, split)
+        path = Path(dataset.data_dir) / f"{split}.jsonl"
+        if recounted is None:
+            raise CostError(
+                f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts "
+                f"for its {split} split, and its file {path} is gone to count them again; "
+                f"restore the directory {dataset.data_dir} (adding the same content again "
+                "finds this record and does not rewrite it)"
+            )
+        if recounted.tokenizer == tokenizer:
             return recounted
-        raise CostError(
-            f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts for "
-            f"its {split} split, and its file {Path(dataset.data_dir) / f'{split}.jsonl'} is "
-            f"gone to count them again; restore the directory {dataset.data_dir} (adding the "
-            "same content again finds this record and does not rewrite it)"
-        )
+        if fallback:
+            return TokenCounts(recounted.counts, recounted.tokenizer, tokenizer)
+        raise CostError(f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token "
+                        f"counts for its {split} split; ftm counts {recounted.tokenizer}")
     counts = np.frombuffer(row.counts, dtype="<u4")
     return TokenCounts(counts, row.tokenizer, approx)
 
 
-def _recount(dataset: Dataset, tokenizer: str, split: str) -> TokenCounts | None:
-    """Counts intake did not record (an older ftm), made now from the dataset's own file
-    with intake's counter; None when the file is gone or counts another tokenizer."""
+def _recount(dataset: Dataset, split: str) -> TokenCounts | None:
+    """Counts intake did not record, made now from the dataset's own file with intake's
+    counter; None when the file is gone or cannot be counted."""
     path = Path(dataset.data_dir) / f"{split}.jsonl"
     if not path.is_file():
         return None
     from app.datasets.check import check_file
 
     arrays = check_file(path, val_fraction=0.0).arrays
-    if arrays is None or arrays.tokenizer != tokenizer:
+    if arrays is None:
         return None
-    return TokenCounts(np.asarray(arrays.tokens, dtype="<u4"), tokenizer)
+    return TokenCounts(np.asarray(arrays.tokens, dtype="<u4"), arrays.tokenizer)
 
 
 @dataclass(frozen=True)

@@ -148,7 +148,7 @@ def test_a_launch_estimate_for_an_unknown_dataset_id_points_at_data_list(ftm, ma
 def test_counts_intake_did_not_record_are_made_again_from_the_dataset(make_dataset):
     from sqlmodel import delete
 
-    from app.costs.dataset_inputs import token_counts
+    from app.costs.dataset_inputs import local_model_counts, token_counts
     from app.database import get_engine
     from db.engine import read_session, write_session
     from db.models import TokenCount
@@ -160,7 +160,9 @@ def test_counts_intake_did_not_record_are_made_again_from_the_dataset(make_datas
         s.exec(delete(TokenCount))
     with read_session(get_engine()) as s:
         again = token_counts(s, ds)
+        local = local_model_counts(s, ds, "meta-llama/Llama-3.1-8B")
     assert again.counts.tolist() == stored.tolist()  # intake's own counter, same numbers
+    assert local.counts.tolist() == stored.tolist() and local.approximate_for
 
 
 def test_a_dataset_whose_files_are_gone_is_fixed_by_restoring_them(ftm, make_dataset, tmp_path):
