@@ -80,3 +80,34 @@ def test_jobs_show_prints_the_amounts_as_every_other_face(ftm_home):
     lines = out.output.splitlines()
     assert any("estimated cost" in line and "$0.00000025" in line for line in lines), out.output
     assert any("actual cost" in line and "$1,234.57" in line for line in lines), out.output
+
+
+async def test_the_job_detail_screen_prints_the_amounts_as_every_other_face(ftm_home):
+    from textual.widgets import Static
+
+    from app.database import get_engine
+    from app.tui.app import create_app
+    from db.engine import write_session
+    from db.models import Job
+    from tests.tui.helpers import settle
+
+    with write_session(get_engine()) as s:
+        s.add(
+            Job(
+                name="tiny",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="succeeded",
+                estimated_cost_usd=2.5e-7,
+                actual_cost_usd=1234.567,
+            )
+        )
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("enter")  # the job's detail
+        await settle(pilot)
+        summary = str(app.screen.query_one("#job-summary", Static).render())
+    assert f"cost: estimated {usd(2.5e-7)}, actual {usd(1234.567)}" in summary
+    assert "$0.00000025" in summary
