@@ -95,8 +95,10 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    from providers.local.memory import ModelShape, estimate_training_memory
+    from providers.local.memory import estimate_training_memory
+    from providers.local.model_shape import shape_from_config
     from providers.local.options import resolve_hyperparameters
+    from providers.local.provider import training_setup
     from providers.local.training import common_args, flops_per_token, load_model, lora_config
     from providers.types import JobSpec
 
@@ -131,13 +133,12 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
     tps = tokens_per_step / step_s
     n_all = sum(p.numel() for p in trainer.model.parameters())
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-    ms = ModelShape.from_config(shape)
-    n_params = ms.n_params  # 4-bit packing halves numel(): count from the shape instead
+    ms = shape_from_config(shape, f"bench-{args.shape}", "bench shape")
+    n_params = ms.params  # 4-bit packing halves numel(): count from the shape instead
     fpt = flops_per_token(n_params, n_trainable, shape["num_hidden_layers"],
                           shape["hidden_size"], args.seq_len, tuning, True)
-    est = estimate_training_memory(ms, tuning=tuning, batch_size=args.batch_size,
-                                   seq_len=args.seq_len, r=hp["r"], gradient_checkpointing=True,
-                                   on_gpu=device == "cuda")
+    # The estimate the provider refuses with, for exactly this job's options.
+    est = estimate_training_memory(ms, training_setup(hp, device=device))
     out = dict(method=tuning, tokens_per_s=tps, step_s=step_s, flops_per_token=fpt,
                achieved_flops=tps * fpt, n_params=n_params, n_trainable=n_trainable,
                numel=n_all, estimate=est)
@@ -178,7 +179,7 @@ def main() -> int:
     datasets.disable_progress_bars()
 
     from providers.local.hardware import peak_flops
-    from providers.local.memory import GIB
+    GIB = 2**30
 
     cuda = torch.cuda.is_available()
     if args.shape == "8b" and not cuda:

@@ -15,12 +15,10 @@ from app.cli.tables import Column
 HOSTED_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "davinci", "babbage")
 
 
-def _usd(value: float | None, small: bool = False) -> str:
-    if value is None:
-        return "-"
-    if small or abs(value) < 0.01:
-        return f"${value:.6f}".rstrip("0").rstrip(".") if value else "$0"
-    return f"${value:,.2f}"
+def _usd(value: float | None) -> str:
+    from app.costs.money import usd
+
+    return usd(value)
 
 
 def _count(value: float | None) -> str:
@@ -41,8 +39,9 @@ def _count(value: float | None) -> str:
 @click.option("--gpu", help="Train locally on this catalog GPU (default: the cheapest it fits).")
 @click.option("--gpus", "n_gpu", type=int, default=1, show_default=True, help="GPUs to train on.")
 @click.option("--cloud", help="Use this cloud's $/hour (default: the cheapest listed).")
-@click.option("--serve-gpu", help="Serve the local model on this GPU (default: the cheapest "
-                                  "that holds it).")
+@click.option("--serve-gpu", help="Serve the local model on this GPU, or on several with "
+                                  "NAMExCOUNT, e.g. h100x2 (default: the cheapest set that "
+                                  "holds it).")
 @click.option("--utilization", type=float, help="Average share of serving capacity in use.")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
 @click.option("--targets", default="all-linear", show_default=True,
@@ -147,19 +146,16 @@ def _print_comparison(result) -> None:
             console.print(
                 f"[bold]{o.label}[/]: {t['billable_tokens']:,} billable tokens = "
                 f"sum(min({t['token_limit']:,}, tokens)) x {t['epochs']} epochs ({t['epochs_rule']}) "
-                f"x ${t['usd_per_1m_tokens']}/1M; prices as of {t['price_as_of']}")
+                f"x {_usd(t['usd_per_1m_tokens'])}/1M; prices as of {t['price_as_of']}")
         elif o.kind == "local":
             m, inf = t["memory"], o.inference
             fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
             console.print(
-                f"[bold]{o.label}[/]: {m['total'] / 1e9:.1f} GB per GPU (weights "
-                f"{m['weights'] / 1e9:.1f}, state {m['trainable_state'] / 1e9:.1f}, activations "
-                f"{m['activations'] / 1e9:.1f}, logits {m['logits'] / 1e9:.1f}, overhead "
-                f"{m['overhead'] / 1e9:.1f}); fits: {fits}. {t['tokens']['trained']:,} tokens x "
+                f"[bold]{o.label}[/]: {m['text']} per device; fits: {fits}. {t['tokens']['trained']:,} tokens x "
                 f"{t['flops_per_token']:.3g} FLOPs/token at MFU {t['calibration']['mfu']:.2f} "
-                f"({t['calibration']['source']}) = {t['hours']:.2f} h x ${t['usd_per_hour']:.4g}/h "
+                f"({t['calibration']['source']}) = {t['hours']:.2f} h x {_usd(t['usd_per_hour'])}/h "
                 f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
-                f"{inf['gpus_needed']} x {inf['gpu']} always on, ${inf['usd_per_1m_tokens']:.3g}/1M "
+                f"{inf['gpus_needed']} x {inf['gpu']} always on, {_usd(inf['usd_per_1m_tokens'])}/1M "
                 f"tokens at {inf['utilization']:.0%} utilization.")
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")

@@ -28,7 +28,7 @@ def _delta(value: float | None) -> str:
 
 
 def _usd(value: float | None) -> str:
-    return usd(value, min_decimals=4)
+    return usd(value)
 
 
 def _requests(value: float | None) -> str:

@@ -9,6 +9,7 @@ import click
 
 from app.cli.errors import UserError
 from app.cli.tables import Column
+from app.costs.money import usd
 
 STATUS_STYLES = {
     "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
@@ -121,7 +122,7 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
     if as_json:
         click.echo(json.dumps(job_summary(job), indent=2))
         return
-    cost = (f" (estimated training cost ${job.estimated_cost_usd:,.2f})"
+    cost = (f" (estimated training cost {usd(job.estimated_cost_usd)})"
             if job.estimated_cost_usd is not None else "")
     console.print(
         f"Launched job [bold]{job.id}[/] on {job.provider}{_simulated(job)}{cost}: "
@@ -142,7 +143,7 @@ def _print_estimate(console, preview) -> dict[str, Any]:
         console.print(f"[yellow]No cost estimate[/] ({escape(preview.no_estimate or 'unknown')}); "
                       "this provider bills per trained token.")
         return {"billed": True, "amount": "an unknown amount"}
-    amount = f"${est['training_cost_usd']:,.2f}"
+    amount = usd(est['training_cost_usd'])
     if preview.simulated:
         console.print(f"Sandbox job: simulated, nothing is billed (priced as if real: {amount}).")
         return {"billed": False}
@@ -267,9 +268,8 @@ def show_cmd(ref, n_events, as_json) -> None:
         ("hyperparameters", json.dumps(j.hyperparameters) if j.hyperparameters else "-"),
         ("fine-tuned model", j.fine_tuned_model or "-"),
         ("trained tokens", f"{j.trained_tokens:,}" if j.trained_tokens is not None else "-"),
-        ("estimated cost", f"${j.estimated_cost_usd:,.2f}" if j.estimated_cost_usd is not None
-         else "-"),
-        ("actual cost", f"${j.actual_cost_usd:,.2f}" if j.actual_cost_usd is not None else "-"),
+        ("estimated cost", usd(j.estimated_cost_usd)),
+        ("actual cost", usd(j.actual_cost_usd)),
         ("uid", j.uid),
     ]
     if j.error:

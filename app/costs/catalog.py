@@ -139,7 +139,9 @@ class Catalog:
             raise UnknownModel(
                 f"no OpenAI prices for model {name!r}; known: "
                 f"{known_list(set(self.hosted) | set(self.aliases))}. "
-                "Add it to your prices file (settings prices_file)."
+                f'Add it to your prices file (settings prices_file) as [openai.models."{key}"] '
+                "with training, ft_input, ft_output, base_input and base_output (USD per 1M "
+                "tokens)."
             ) from None
 
     def is_hosted(self, name: str) -> bool:
@@ -156,7 +158,8 @@ class Catalog:
         if gpu is None:
             raise UnknownGPU(
                 f"unknown GPU {key!r}; known: {known_list(set(self.gpus))}. "
-                "Add it to your prices file under [gpus.NAME]."
+                f"Add it to your prices file (settings prices_file) as [gpus.{key.lower()}] "
+                "with tflops_bf16, memory_gb and usd_per_hour."
             )
         return gpu
 
@@ -164,22 +167,39 @@ class Catalog:
         """The $/hour of ``gpu``: the named cloud's price, else the cheapest listed; owned
         hardware costs its electricity."""
         if gpu.owned and gpu.watts is not None and not gpu.prices:
-            return CloudPrice("owned (electricity)",
-                              gpu.watts / 1000 * self.electricity_usd_per_kwh,
-                              self.electricity_source)
+            return CloudPrice(
+                "owned (electricity)",
+                gpu.watts / 1000 * self.electricity_usd_per_kwh,
+                self.electricity_source,
+            )
         if not gpu.prices:
-            raise CatalogError(f"GPU {gpu.key!r} has no price: give it `usd_per_hour` or "
-                               "`owned = true` with `watts` in your prices file")
+            raise CatalogError(
+                f"GPU {gpu.key!r} has no price: give it `usd_per_hour` or "
+                "`owned = true` with `watts` in your prices file"
+            )
         if cloud:
             for price in gpu.prices:
                 if price.cloud == cloud:
                     return price
-            raise CatalogError(f"no {cloud!r} price for GPU {gpu.key!r}; clouds: "
-                               f"{known_list({p.cloud for p in gpu.prices})}")
+            raise CatalogError(
+                f"no {cloud!r} price for GPU {gpu.key!r}; clouds: "
+                f"{known_list({p.cloud for p in gpu.prices})}"
+            )
         return min(gpu.prices, key=lambda p: p.usd_per_hour)
 
     def default(self, name: str) -> float:
         return float(self.defaults[name])
+
+
+def no_priced_gpu_message(catalog: Catalog, cloud: str | None) -> str:
+    """Why no GPU can be chosen, and how to give one a price."""
+    if cloud is not None:
+        clouds = sorted({p.cloud for g in catalog.gpus.values() for p in g.prices})
+        return f"no catalog GPU has a {cloud!r} price; clouds: {', '.join(clouds)}"
+    return (
+        "the price catalog has no priced GPU; add one to your prices file (settings "
+        "prices_file) as [gpus.NAME] with tflops_bf16, memory_gb and usd_per_hour"
+    )
 
 
 # --------------------------------------------------------------------------- loading
@@ -190,8 +210,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise CatalogError(f"prices file {path} does not exist; fix settings prices_file "
-                           "or create it") from None
+        raise CatalogError(
+            f"prices file {path} does not exist; fix settings prices_file or create it"
+        ) from None
     except tomllib.TOMLDecodeError as e:
         raise CatalogError(f"prices file {path} is not valid TOML: {e}") from None
 
@@ -218,8 +239,9 @@ def _mark_user_figures(raw: dict[str, Any], path: Path) -> dict[str, Any]:
             model.setdefault("sunset_source", key)
     for gpu in raw.get("gpus", {}).values():
         if "usd_per_hour" in gpu:
-            gpu["prices"] = [{"cloud": gpu.pop("cloud", "own"),
-                              "usd_per_hour": gpu.pop("usd_per_hour")}]
+            gpu["prices"] = [
+                {"cloud": gpu.pop("cloud", "own"), "usd_per_hour": gpu.pop("usd_per_hour")}
+            ]
         for price in gpu.get("prices", []):
             price.setdefault("source", key)
         if any(k in gpu for k in ("tflops_bf16", "memory_gb", "bandwidth_tbs")):
@@ -241,17 +263,24 @@ def _date(value: Any, where: str) -> date:
 
 
 def _build(raw: dict[str, Any], files: tuple[str, ...]) -> Catalog:
-    sources = {k: Source(k, v["text"], _date(v["as_of"], f"sources.{k}.as_of"))
-               for k, v in raw.get("sources", {}).items()}
+    sources = {
+        k: Source(k, v["text"], _date(v["as_of"], f"sources.{k}.as_of"))
+        for k, v in raw.get("sources", {}).items()
+    }
 
     def src(key: str | None, where: str) -> Source:
         if key not in sources:
-            raise CatalogError(f"{where}: unknown source {key!r}; known: {known_list(set(sources))}")
+            raise CatalogError(
+                f"{where}: unknown source {key!r}; known: {known_list(set(sources))}"
+            )
         return sources[key]
 
     lifecycle = load_lifecycle()
-    lifecycle_source = Source("openai_lifecycle", f"providers/openai/lifecycle.toml ({lifecycle.source})",
-                              _newest_lifecycle_date())
+    lifecycle_source = Source(
+        "openai_lifecycle",
+        f"providers/openai/lifecycle.toml ({lifecycle.source})",
+        _newest_lifecycle_date(),
+    )
     try:
         openai = raw["openai"]
         hosted = {}
@@ -260,28 +289,42 @@ def _build(raw: dict[str, Any], files: tuple[str, ...]) -> Catalog:
             info = lifecycle.model(mid)
             sunset = m.get("sunset") or (info.sunset if info else None)
             hosted[mid] = HostedModel(
-                id=mid, training=float(m["training"]),
-                ft_input=float(m["ft_input"]), ft_output=float(m["ft_output"]),
-                base_input=float(m["base_input"]), base_output=float(m["base_output"]),
+                id=mid,
+                training=float(m["training"]),
+                ft_input=float(m["ft_input"]),
+                ft_output=float(m["ft_output"]),
+                base_input=float(m["base_input"]),
+                base_output=float(m["base_output"]),
                 ft_cached_input=_opt_float(m.get("ft_cached_input")),
                 base_cached_input=_opt_float(m.get("base_cached_input")),
-                token_limit=int(m.get("token_limit")
-                                or (info.context_limit if info and info.context_limit else 0)
-                                or DEFAULT_TOKEN_LIMIT),
+                token_limit=int(
+                    m.get("token_limit")
+                    or (info.context_limit if info and info.context_limit else 0)
+                    or DEFAULT_TOKEN_LIMIT
+                ),
                 sunset=_date(sunset, where + ".sunset") if sunset else None,
                 source=src(m.get("source"), where),
-                sunset_source=(src(m["sunset_source"], where) if m.get("sunset")
-                               else lifecycle_source if sunset else None),
+                sunset_source=(
+                    src(m["sunset_source"], where)
+                    if m.get("sunset")
+                    else lifecycle_source
+                    if sunset
+                    else None
+                ),
             )
         gpus = {}
         for key, g in raw.get("gpus", {}).items():
             where = f"gpus.{key}"
             gpus[key.lower()] = GPU(
-                key=key.lower(), name=g.get("name", key), tflops_bf16=float(g["tflops_bf16"]),
-                memory_gb=float(g["memory_gb"]), bandwidth_tbs=float(g.get("bandwidth_tbs", 0)),
-                prices=tuple(CloudPrice(p["cloud"], float(p["usd_per_hour"]),
-                                        src(p.get("source"), where))
-                             for p in g.get("prices", [])),
+                key=key.lower(),
+                name=g.get("name", key),
+                tflops_bf16=float(g["tflops_bf16"]),
+                memory_gb=float(g["memory_gb"]),
+                bandwidth_tbs=float(g.get("bandwidth_tbs", 0)),
+                prices=tuple(
+                    CloudPrice(p["cloud"], float(p["usd_per_hour"]), src(p.get("source"), where))
+                    for p in g.get("prices", [])
+                ),
                 spec_source=src(g.get("spec_source"), where),
                 owned=bool(g.get("owned", False)),
                 watts=_opt_float(g.get("watts")),
@@ -289,17 +332,23 @@ def _build(raw: dict[str, Any], files: tuple[str, ...]) -> Catalog:
         defaults = {k: v for k, v in raw["defaults"].items() if k != "source"}
         return Catalog(
             as_of=_date(raw["as_of"], "as_of"),
-            sources=sources, hosted=hosted, aliases=dict(openai.get("aliases", {})), gpus=gpus,
+            sources=sources,
+            hosted=hosted,
+            aliases=dict(openai.get("aliases", {})),
+            gpus=gpus,
             electricity_usd_per_kwh=float(raw["electricity"]["usd_per_kwh"]),
             electricity_source=src(raw["electricity"].get("source"), "electricity"),
-            defaults=defaults, defaults_source=src(raw["defaults"].get("source"), "defaults"),
+            defaults=defaults,
+            defaults_source=src(raw["defaults"].get("source"), "defaults"),
             service_cutoff=lifecycle.job_creation_cutoff,
             service_cutoff_source=lifecycle_source,
             cache_min_prefix_tokens=int(openai.get("cache_min_prefix_tokens", 1024)),
             files=files,
         )
     except KeyError as e:
-        raise CatalogError(f"price catalog {' + '.join(files)}: missing field {e.args[0]!r}") from None
+        raise CatalogError(
+            f"price catalog {' + '.join(files)}: missing field {e.args[0]!r}"
+        ) from None
     except (TypeError, ValueError) as e:
         if isinstance(e, CatalogError):
             raise
@@ -334,6 +383,7 @@ def load_catalog(prices_file: Path | str | None = None, *, use_settings: bool = 
         return _load_cached(None, None)
     path = Path(prices_file).expanduser()
     if not path.exists():
-        raise CatalogError(f"prices file {path} does not exist; fix settings prices_file "
-                           "or create it")
+        raise CatalogError(
+            f"prices file {path} does not exist; fix settings prices_file or create it"
+        )
     return _load_cached(str(path), path.stat().st_mtime)

@@ -30,7 +30,12 @@ from app.costs.dataset_inputs import (
 )
 from app.costs.errors import CostError
 from app.costs.hosted import estimate_hosted_training
-from app.costs.inference import hosted_request_cost, self_hosted_serving, serving_gpu_for
+from app.costs.inference import (
+    hosted_request_cost,
+    parse_gpu_set,
+    self_hosted_serving,
+    serving_gpu_for,
+)
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
@@ -193,7 +198,7 @@ def compare(
     if gpu:
         catalog.gpu(gpu)
     if serve_gpu:
-        catalog.gpu(serve_gpu)
+        parse_gpu_set(serve_gpu, catalog)
 
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
     profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
@@ -262,7 +267,7 @@ def compare(
         serving = self_hosted_serving(
             profile,
             shape,
-            serve_gpu or serving_gpu_for(shape, catalog),
+            serve_gpu or serving_gpu_for(shape, catalog, cloud),
             catalog,
             utilization=utilization,
             cloud=cloud,
@@ -274,7 +279,7 @@ def compare(
         options.append(
             Option(
                 key=f"local:{shape.name}@{training.gpu}",
-                label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu})",
+                label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu_set})",
                 kind="local",
                 one_time_usd=training.cost_usd,
                 per_request_usd=per_request,
@@ -286,6 +291,7 @@ def compare(
                 inference=serving.to_dict()
                 | {"gpus_needed": serving.gpus_needed(requests_per_month)},
                 warnings=list(training.warnings)
+                + list(serving.warnings)
                 + _lifecycle_warnings(LOCAL_PROVIDER, shape.name, window, today, None),
                 serving=window.to_dict(),
             )

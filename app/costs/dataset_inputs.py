@@ -52,12 +52,39 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str = DEFAULT_TO
         row = rows.get(DEFAULT_TOKENIZER) or next(iter(rows.values()))
         approx = tokenizer
     if row is None:
-        raise CostError(
-            f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts for "
-            f"its {split} split; re-add it with `ftm data add {dataset.source_path}`"
-        )
+        # Nothing stored stands in (an older ftm, an interrupted intake): count the
+        # dataset's own file again with intake's counter.
+        recounted = _recount(dataset, split)
+        path = Path(dataset.data_dir) / f"{split}.jsonl"
+        if recounted is None:
+            raise CostError(
+                f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts "
+                f"for its {split} split, and its file {path} is gone to count them again; "
+                f"restore the directory {dataset.data_dir} (adding the same content again "
+                "finds this record and does not rewrite it)"
+            )
+        if recounted.tokenizer == tokenizer:
+            return recounted
+        if fallback:
+            return TokenCounts(recounted.counts, recounted.tokenizer, tokenizer)
+        raise CostError(f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token "
+                        f"counts for its {split} split; ftm counts {recounted.tokenizer}")
     counts = np.frombuffer(row.counts, dtype="<u4")
     return TokenCounts(counts, row.tokenizer, approx)
+
+
+def _recount(dataset: Dataset, split: str) -> TokenCounts | None:
+    """Counts intake did not record, made now from the dataset's own file with intake's
+    counter; None when the file is gone or cannot be counted."""
+    path = Path(dataset.data_dir) / f"{split}.jsonl"
+    if not path.is_file():
+        return None
+    from app.datasets.check import check_file
+
+    arrays = check_file(path, val_fraction=0.0).arrays
+    if arrays is None:
+        return None
+    return TokenCounts(np.asarray(arrays.tokens, dtype="<u4"), arrays.tokenizer)
 
 
 @dataclass(frozen=True)
@@ -192,8 +219,9 @@ def prompt_profile(dataset: Dataset, encoding_name: str = "o200k_base", *,
     """Measure a request's shape on the first examples of the dataset's train split."""
     path = Path(dataset.data_dir) / "train.jsonl"
     if not path.is_file():
-        raise CostError(f"dataset {dataset.name!r}: {path} is missing; re-add the dataset "
-                        f"with `ftm data add {dataset.source_path}`")
+        raise CostError(f"dataset {dataset.name!r}: {path} is missing; restore the directory "
+                        f"{dataset.data_dir} (adding the same content again finds this record "
+                        "and does not rewrite it)")
     profile = _profile_on_disk(path, encoding_name, default_k)
     if k is not None:
         from dataclasses import replace

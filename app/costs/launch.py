@@ -25,6 +25,7 @@ from app.costs.local_memory import METHODS, LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape, resolve_targets
 from app.lifecycle import serving_window
+from app.costs.money import usd
 from db.models import Dataset
 
 LOCAL_METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
@@ -174,7 +175,7 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
             source=f"{hosted.price_source} (as of {hosted.price_as_of})",
             note=(f"{hosted.billable_tokens:,} billable tokens = "
                   f"sum(min({hosted.token_limit}, tokens)) x {hosted.epochs} epochs "
-                  f"({hosted.epochs_rule}) x ${hosted.usd_per_1m_tokens}/1M"
+                  f"({hosted.epochs_rule}) x {usd(hosted.usd_per_1m_tokens)}/1M"
                   + ("; sandbox: nothing is billed" if simulated else "")),
             catalog_as_of=as_of, simulated=simulated,
             serving=window.to_dict(), serving_note=window.note,

@@ -1,8 +1,8 @@
-"""GPU memory of a local fine-tuning run, per GPU (formulas in design/COST_MODEL.md).
+"""How a local run trains (`LocalTrainingConfig`) and its memory per GPU.
 
-M = weights + trainable state + activations + logits + overhead, where overhead is the
-CUDA context plus allocator fragmentation on the memory that is allocated and freed every
-step (activations and logits). Sizes are in bytes; GB below means 1e9 bytes.
+The memory formula itself is `providers.local.memory.estimate_training_memory`, the one the
+local provider refuses jobs with, so `ftm estimate`, the fit table and the refusal give
+the same bytes. This module only turns a training config into that estimator's setup.
 """
 
 from __future__ import annotations
@@ -11,9 +11,19 @@ from dataclasses import asdict, dataclass, field
 
 from app.costs.errors import CostError
 from app.costs.model_shapes import ModelShape, resolve_targets
+from providers.local.memory import METHODS, OPTIMIZERS, MemoryEstimate, TrainingSetup
+from providers.local.memory import estimate_training_memory as _estimate
+from providers.local.memory import trainable_params as _trainable_params
 
-METHODS = ("full", "lora", "qlora")
-OPTIMIZERS = ("adamw", "adamw-8bit")
+__all__ = [
+    "METHODS",
+    "OPTIMIZERS",
+    "LocalTrainingConfig",
+    "MemoryEstimate",
+    "estimate_memory",
+    "memory_setup",
+    "trainable_params",
+]
 
 
 @dataclass(frozen=True)
@@ -33,8 +43,8 @@ class LocalTrainingConfig:
     optimizer: str = "adamw"
     """adamw (fp32 states) | adamw-8bit."""
     mixed_precision: bool = True
-    """Full fine-tuning keeps fp32 master weights (16 bytes of state per parameter);
-    False means pure bf16 (6 bytes)."""
+    """Full fine-tuning keeps fp32 master weights (16 bytes per parameter with the fp32
+    gradient and Adam states); False means pure bf16 (8 bytes)."""
     double_quant: bool = True
     """QLoRA's double quantization of the NF4 scales."""
     flash_attention: bool = True
@@ -42,7 +52,8 @@ class LocalTrainingConfig:
     chunked_loss: bool = False
     """Chunked cross-entropy: the full-vocabulary logits are never materialized."""
     n_gpu: int = 1
-    """GPUs; with more than one, full fine-tuning shards weights and state (FSDP)."""
+    """GPUs, data parallel (each holds a whole replica): they divide the time, not the
+    memory per GPU."""
     epochs: int = 3
 
     def __post_init__(self) -> None:
@@ -62,67 +73,35 @@ class LocalTrainingConfig:
         return asdict(self) | {"targets": list(self.targets)}
 
 
-@dataclass(frozen=True)
-class MemoryEstimate:
-    weights: float
-    trainable_state: float
-    activations: float
-    logits: float
-    overhead: float
-    trainable_params: int
-    seq_len: int
-    """The sequence length the peak was computed for (the longest a batch can hold)."""
+def memory_setup(cfg: LocalTrainingConfig, *, device: str = "cuda") -> TrainingSetup:
+    """The memory estimator's view of ``cfg`` on ``device`` (cuda | cpu).
 
-    @property
-    def total(self) -> float:
-        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
-
-    def to_dict(self) -> dict:
-        return asdict(self) | {"total": self.total, "total_gb": round(self.total / 1e9, 2)}
+    The sequence length is the configured maximum, the longest a batch can reach: the
+    provider's refusal cannot see the tokenized data, and the two must agree.
+    """
+    return TrainingSetup(
+        method=cfg.method,
+        seq_len=cfg.seq_len,
+        micro_batch=cfg.micro_batch,
+        rank=cfg.rank,
+        targets=cfg.targets,
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        optimizer=cfg.optimizer,
+        mixed_precision=cfg.mixed_precision,
+        double_quant=cfg.double_quant,
+        flash_attention=cfg.flash_attention,
+        chunked_loss=cfg.chunked_loss,
+        device=device,
+    )
 
 
 def trainable_params(shape: ModelShape, cfg: LocalTrainingConfig) -> int:
-    return shape.lora_params(cfg.rank, cfg.targets) if cfg.is_lora else shape.params
+    return _trainable_params(shape, memory_setup(cfg))
 
 
-def estimate_memory(shape: ModelShape, cfg: LocalTrainingConfig, *, longest_example: int | None = None,
-                    cuda_context_gb: float = 0.5, fragmentation: float = 0.20) -> MemoryEstimate:
-    """Peak memory per GPU for training ``shape`` as ``cfg`` says.
-
-    ``longest_example`` (tokens) caps the sequence length of unpacked batches: without
-    packing a batch is only as long as its longest example.
-    """
-    n, b, d, L = shape.params, cfg.micro_batch, shape.hidden_size, shape.num_hidden_layers
-    s = cfg.seq_len if cfg.packing or not longest_example else min(cfg.seq_len, longest_example)
-    n_t = trainable_params(shape, cfg)
-
-    if cfg.method == "qlora":
-        per_param = 0.5 + (0.016 if cfg.double_quant else 0.0625)
-        weights = shape.linear_params * per_param + 2 * shape.embedding_params
-    else:
-        weights = 2.0 * n
-
-    if cfg.is_lora:
-        # fp32 weight + grad + Adam m, v; 8-bit Adam keeps m, v in 1 byte each.
-        state = n_t * (16 if cfg.optimizer == "adamw" else 10)
-    elif cfg.mixed_precision:
-        # fp32 master copy + fp32 grad + Adam m, v, beside the bf16 working weights.
-        state = n * (16 if cfg.optimizer == "adamw" else 10)
-    else:
-        state = n * (6 if cfg.optimizer == "adamw" else 4)  # bf16 grad + bf16 (or 8-bit) m, v
-    if cfg.method == "full" and cfg.n_gpu > 1:  # FSDP shards weights and state
-        weights, state = weights / cfg.n_gpu, state / cfg.n_gpu
-
-    # Per-layer activations in bf16 (Korthikanti et al.): b·s·d·(34 + 5·heads·s/d);
-    # flash attention drops the s x s scores term.
-    attn_scores = 0 if cfg.flash_attention else 5 * shape.num_attention_heads * s / d
-    one_layer = b * s * d * (34 + attn_scores)
-    if cfg.gradient_checkpointing:
-        activations = 2 * b * s * d * L + one_layer  # layer inputs + one layer recomputed
-    else:
-        activations = one_layer * L
-    # bf16 logits, their fp32 upcast and the fp32 gradient of the loss: ~10 bytes each.
-    logits = 0.0 if cfg.chunked_loss else b * s * shape.vocab_size * 10.0
-    overhead = cuda_context_gb * 1e9 + fragmentation * (activations + logits)
-    return MemoryEstimate(weights=weights, trainable_state=state, activations=activations,
-                          logits=logits, overhead=overhead, trainable_params=n_t, seq_len=s)
+def estimate_memory(
+    shape: ModelShape, cfg: LocalTrainingConfig, *, device: str = "cuda"
+) -> MemoryEstimate:
+    """Peak memory per GPU (or of RAM, ``device="cpu"``) for training ``shape`` as ``cfg``
+    says."""
+    return _estimate(shape, memory_setup(cfg, device=device))

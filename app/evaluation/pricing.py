@@ -106,6 +106,7 @@ def self_hosted_request_cost(base_model: str, prompt_tokens: float, output_token
     from app.costs.errors import CostError
     from app.costs.inference import self_hosted_serving, serving_gpu_for
     from app.costs.model_shapes import model_shape
+    from app.costs.money import usd
 
     try:
         shape = model_shape(base_model)
@@ -118,6 +119,6 @@ def self_hosted_request_cost(base_model: str, prompt_tokens: float, output_token
     except CostError as exc:
         return None, f"no self-hosted price: {exc}"
     return serving.marginal_usd_per_request, (
-        f"self-hosted on {serving.gpu} at {serving.utilization:.0%} utilization: GPU time "
-        f"per request at ${serving.usd_per_hour:.2f}/h ({serving.price_source}, as of "
+        f"self-hosted on {serving.gpu_set} at {serving.utilization:.0%} utilization: GPU time "
+        f"per request at {usd(serving.usd_per_hour)}/h per GPU ({serving.price_source}, as of "
         f"{serving.price_as_of}); always-on cost not included")

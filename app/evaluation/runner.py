@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine
 
+from app.costs.money import usd
 from app.evaluation import general as general_set
 from app.evaluation.cache import GenerationSettings, cache_get, cache_key, cache_put
 from app.evaluation.candidates import Candidate, EvalExample, draw_shots, prompt_for
@@ -385,7 +386,7 @@ def run_eval(
     elif stop.is_set():
         status = "stopped"
         summary["stopped"] = (
-            f"the judge's spending cap (${judge.max_spend_usd:.4f}) was reached after "
+            f"the judge's spending cap ({usd(judge.max_spend_usd)}) was reached after "
             f"{summary['task']['n']} of {len(examples)} examples"
         )
     with write_session(engine) as session:

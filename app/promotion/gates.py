@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from sqlalchemy import Engine
 from sqlmodel import select
 
+from app.costs.money import usd
 from app.evaluation.pricing import canonical_model
 from db.engine import read_session, write_session
 from db.models import EvalRun, GatePolicy, Job
@@ -266,13 +267,13 @@ def _breakeven_gate(engine: Engine, run: EvalRun, policy: GatePolicy) -> GateRes
         return GateResult(
             "breakeven",
             False,
-            f"never pays back: ${c_ft:.6f}/request is not cheaper than the few-shot "
-            f"baseline's ${c_base:.6f}",
+            f"never pays back: {usd(c_ft)}/request is not cheaper than the few-shot "
+            f"baseline's {usd(c_base)}",
             numbers,
         )
     return GateResult(
         "breakeven",
         requests <= limit,
-        f"pays back ${one_time:.2f} ({source}) after {requests:,.0f} requests; allowed {limit:,}",
+        f"pays back {usd(one_time)} ({source}) after {requests:,.0f} requests; allowed {limit:,}",
         numbers,
     )

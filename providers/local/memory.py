@@ -1,104 +1,214 @@
-"""A simple training-memory estimate (COST_MODEL.md, "Local training memory"), read from the
-model's config.json, used to refuse jobs that cannot fit before they start.
+"""The training-memory estimate (design/COST_MODEL.md, "Local training memory"): the one
+formula behind `ftm estimate`, the fit table and the local provider's refusal of a job that
+cannot fit. It lives here, in the layer that refuses, so the refusal and the estimate are
+the same figure to the byte. No torch import.
 
-Deliberately simple and on the generous side: it exists to stop a 70B full fine-tune on a
-laptop, not to predict the allocator to the megabyte. No torch import.
+M = weights + trainable state + activations + logits + overhead, per GPU, where overhead is
+the runtime's own memory (the CUDA context) plus allocator fragmentation on the memory
+that is allocated and freed every step (activations and logits). Sizes are whole bytes;
+GB means 1e9 bytes, the unit GPU data sheets and the price catalog use.
+
+It models what the local worker does: QLoRA loads NF4 weights with double quantization,
+LoRA bf16 weights (fp32 on a CPU), full fine-tuning fp32 master weights under bf16
+autocast; SDPA attention never stores the s x s scores; AdamW keeps fp32 states. Several
+GPUs run data parallel (`accelerate launch --multi_gpu`), each holding a whole replica, so
+the figure per GPU does not depend on the GPU count.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
-GIB = 2**30
+from providers.local.model_shape import ALL_LINEAR, ModelShape
+
+GB = 1e9
+METHODS = ("full", "lora", "qlora")
+OPTIMIZERS = ("adamw", "adamw-8bit")
+DEVICES = ("cuda", "cpu")
+
+CUDA_CONTEXT_BYTES = 0.5e9
+"""CUDA context + cuBLAS workspace (0.3-2 GiB, COST_MODEL.md)."""
+CPU_RUNTIME_BYTES = 0.3e9
+"""torch's own allocations when training on the CPU."""
+FRAGMENTATION = 0.20
+"""Allocator fragmentation on activations and logits (about 20%, COST_MODEL.md)."""
+
+
+def gb(n_bytes: float) -> str:
+    """``50.4 GB``: how every face writes a memory figure (the refusal, `ftm estimate`, the
+    launch wizard)."""
+    return f"{n_bytes / GB:.1f} GB"
 
 
 @dataclass(frozen=True)
-class ModelShape:
-    n_params: int
-    n_linear: int
-    n_embed: int
-    layers: int
-    hidden: int
-    intermediate: int
-    vocab: int
-    heads: int
+class TrainingSetup:
+    """What the memory of a run depends on (everything else, such as epochs or the GPU
+    count, does not change the bytes per GPU)."""
 
-    @classmethod
-    def from_config(cls, cfg: dict) -> ModelShape:
-        """Parameter counts of a Llama-like decoder from its config.json."""
-        cfg = cfg.get("text_config", cfg)
-        d = int(cfg["hidden_size"])
-        L = int(cfg["num_hidden_layers"])
-        V = int(cfg["vocab_size"])
-        ff = int(cfg.get("intermediate_size") or 4 * d)
-        heads = int(cfg.get("num_attention_heads") or max(1, d // 64))
-        kv = int(cfg.get("num_key_value_heads") or heads)
-        head_dim = int(cfg.get("head_dim") or d // heads)
-        attn = d * heads * head_dim * 2 + d * kv * head_dim * 2
-        mlp = 3 * d * ff
-        n_linear = L * (attn + mlp)
-        tied = bool(cfg.get("tie_word_embeddings", False))
-        n_embed = V * d * (1 if tied else 2)
-        return cls(n_linear + n_embed + L * 2 * d, n_linear, n_embed, L, d, ff, V, heads)
+    method: str = "qlora"
+    """full | lora | qlora."""
+    seq_len: int = 2048
+    """The longest sequence a batch can hold (longer examples are truncated)."""
+    micro_batch: int = 1
+    rank: int = 16
+    targets: tuple[str, ...] = ALL_LINEAR
+    gradient_checkpointing: bool = True
+    optimizer: str = "adamw"
+    """adamw (fp32 states) | adamw-8bit."""
+    mixed_precision: bool = True
+    """Full fine-tuning keeps fp32 master weights (16 bytes per parameter with the fp32
+    gradient and Adam states); False means pure bf16 (8 bytes)."""
+    double_quant: bool = True
+    """QLoRA's double quantization of the NF4 scales."""
+    flash_attention: bool = True
+    """SDPA / flash attention: the s x s attention scores are never stored."""
+    chunked_loss: bool = False
+    """Chunked cross-entropy: the full-vocabulary logits are never materialized."""
+    device: str = "cuda"
+    """cuda | cpu: on the CPU LoRA keeps fp32 weights and there is no CUDA context."""
 
-    def lora_params(self, r: int) -> int:
-        """Trainable parameters of an all-linear LoRA of rank ``r``."""
-        d, ff = self.hidden, self.intermediate
-        per_layer = r * (4 * (d + d)) + r * (2 * (d + ff) + (ff + d))
-        return self.layers * per_layer
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(
+                f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}"
+            )
+        if self.device not in DEVICES:
+            raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
+        for name in ("rank", "seq_len", "micro_batch"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
 
-
-def load_shape(model: str) -> ModelShape | None:
-    """The shape of ``model`` when it is a local directory with a config.json."""
-    path = Path(model).expanduser() / "config.json"
-    if not path.is_file():
-        return None
-    try:
-        return ModelShape.from_config(json.loads(path.read_text()))
-    except (KeyError, ValueError, TypeError):
-        return None
+    @property
+    def is_lora(self) -> bool:
+        return self.method in ("lora", "qlora")
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
-    weights: float
-    trainable_state: float
-    activations: float
-    logits: float
-    overhead: float
+    """Peak bytes per GPU, by part."""
+
+    weights: int
+    trainable_state: int
+    activations: int
+    logits: int
+    overhead: int
+    trainable_params: int
+    seq_len: int
+    micro_batch: int
 
     @property
-    def total(self) -> float:
+    def total(self) -> int:
         return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
 
     def describe(self) -> str:
+        """The one way the estimate is written, in the CLI, the TUI and the refusal."""
         parts = ", ".join(
-            f"{name} {getattr(self, name) / GIB:.1f}"
-            for name in ("weights", "trainable_state", "activations", "logits", "overhead")
+            f"{label} {getattr(self, name) / GB:.1f}"
+            for label, name in (
+                ("weights", "weights"),
+                ("state", "trainable_state"),
+                ("activations", "activations"),
+                ("logits", "logits"),
+                ("overhead", "overhead"),
+            )
         )
-        return f"{self.total / GIB:.1f} GiB ({parts} GiB)"
+        return f"{gb(self.total)} ({parts} GB)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {
+            "total": self.total,
+            "total_gb": round(self.total / GB, 2),
+            "text": self.describe(),
+        }
 
 
-def estimate_training_memory(
-    shape: ModelShape, *, tuning: str, batch_size: int, seq_len: int, r: int = 16,
-    gradient_checkpointing: bool = False, on_gpu: bool = True,
-) -> MemoryEstimate:
-    """Bytes per device for training ``shape`` with ``tuning`` (lora | qlora | full)."""
-    if tuning == "qlora":
-        weights = shape.n_linear * (0.5 + 0.016) + 2 * shape.n_embed
-    elif tuning == "full":
-        weights = 0.0  # the 16 bytes per parameter of the trainable state hold the weights
+def trainable_params(shape: ModelShape, setup: TrainingSetup) -> int:
+    return shape.lora_params(setup.rank, setup.targets) if setup.is_lora else shape.params
+
+
+def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryEstimate:
+    """Peak memory per GPU for training ``shape`` as ``setup`` says."""
+    n, b, s = shape.params, setup.micro_batch, setup.seq_len
+    d, L = shape.hidden_size, shape.num_hidden_layers
+    n_t = trainable_params(shape, setup)
+    adam = 8 if setup.optimizer == "adamw" else 2  # Adam m, v: fp32, or 1 byte each
+
+    if setup.method == "qlora":
+        per_param = 0.5 + (0.016 if setup.double_quant else 0.0625)
+        weights = shape.linear_params * per_param + 2 * shape.embedding_params
+    elif setup.method == "full":
+        # fp32 master weights (autocast computes in bf16), or pure bf16.
+        weights = (4.0 if setup.mixed_precision else 2.0) * n
+    else:  # frozen LoRA base: bf16 on a GPU, fp32 on the CPU
+        weights = (2.0 if setup.device == "cuda" else 4.0) * n
+
+    if setup.is_lora:
+        state = n_t * (4 + 4 + adam)  # fp32 adapter weight + grad + Adam m, v
+    elif setup.mixed_precision:
+        state = n * (4 + adam)  # fp32 grad + Adam m, v (the fp32 weights are counted above)
     else:
-        weights = 2.0 * shape.n_params if on_gpu else 4.0 * shape.n_params
-    trainable = 16.0 * (shape.n_params if tuning == "full" else shape.lora_params(r))
-    b, s, d, L = batch_size, seq_len, shape.hidden, shape.layers
-    if gradient_checkpointing:
-        activations = 2.0 * b * s * d * L + b * s * d * (34 + 5 * shape.heads * s / d)
+        # bf16 grad + Adam m, v in bf16 (or 8-bit: 1 byte each)
+        state = n * (2 + (4 if setup.optimizer == "adamw" else 2))
+
+    # Per-layer activations in bf16 (Korthikanti et al.): b·s·d·(34 + 5·heads·s/d);
+    # flash attention drops the s x s scores term.
+    attn_scores = 0 if setup.flash_attention else 5 * shape.num_attention_heads * s / d
+    one_layer = b * s * d * (34 + attn_scores)
+    if setup.gradient_checkpointing:
+        activations = 2 * b * s * d * L + one_layer  # layer inputs + one layer recomputed
     else:
-        activations = b * s * d * (34 + 5 * shape.heads * s / d) * L
-    logits = b * s * shape.vocab * 10.0
-    base = weights + trainable + activations + logits
-    overhead = 0.2 * base + (1.0 * GIB if on_gpu else 0.3 * GIB)
-    return MemoryEstimate(weights, trainable, activations, logits, overhead)
+        activations = one_layer * L
+    # bf16 logits, their fp32 upcast and the fp32 gradient of the loss: ~10 bytes each.
+    logits = 0.0 if setup.chunked_loss else b * s * shape.vocab_size * 10.0
+    runtime = CUDA_CONTEXT_BYTES if setup.device == "cuda" else CPU_RUNTIME_BYTES
+    overhead = runtime + FRAGMENTATION * (activations + logits)
+    return MemoryEstimate(
+        weights=round(weights),
+        trainable_state=round(state),
+        activations=round(activations),
+        logits=round(logits),
+        overhead=round(overhead),
+        trainable_params=n_t,
+        seq_len=s,
+        micro_batch=b,
+    )
+
+
+def changes_that_fit(
+    shape: ModelShape, setup: TrainingSetup, available: float
+) -> list[dict[str, Any]]:
+    """Single changes to ``setup`` after which the estimate fits in ``available`` bytes,
+    each verified with the estimate itself, so an error can suggest only fixes that work.
+
+    Each change is a dict of `TrainingSetup` fields: ``{"method": "qlora"}``,
+    ``{"gradient_checkpointing": True}``, the largest ``micro_batch`` or ``seq_len`` (a
+    power of two, at least 128) that fits.
+    """
+
+    def fits(**change: Any) -> bool:
+        return estimate_training_memory(shape, replace(setup, **change)).total <= available
+
+    # Only suggested where it is fast: QLoRA's 4-bit kernels are CUDA kernels, so on the
+    # CPU the lighter method suggested is LoRA (as the estimate's fit table treats it).
+    lighter = "qlora" if setup.device == "cuda" else "lora"
+    candidates = (
+        [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
+    )
+    if not setup.gradient_checkpointing:
+        candidates.append({"gradient_checkpointing": True})
+    found = [change for change in candidates if fits(**change)]
+    batch = setup.micro_batch // 2
+    while batch >= 1 and not fits(micro_batch=batch):
+        batch //= 2
+    if batch >= 1:
+        found.append({"micro_batch": batch})
+    # The largest power of two below seq_len that fits, down to 128 tokens.
+    seq = 1 << ((setup.seq_len - 1).bit_length() - 1) if setup.seq_len > 128 else 0
+    while seq >= 128 and not fits(seq_len=seq):
+        seq //= 2
+    if seq >= 128:
+        found.append({"seq_len": seq})
+    return found

@@ -26,6 +26,7 @@ from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
+from providers.local.model_shape import ALL_LINEAR, load_local_shape
 from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.types import (
     BaseModelInfo,
@@ -158,35 +159,35 @@ class LocalProvider(Provider):
     def memory_check(self, spec: JobSpec, hp: dict[str, Any] | None = None) -> str | None:
         """Refuse (SpecRejected) a job whose memory estimate exceeds the device's memory.
 
-        Returns a one-line description of the estimate, or None when the model's shape
-        is unknown (a hub id not in the local cache): then nothing is refused.
+        The estimate is `providers.local.memory`'s, the one `ftm estimate` prints. Returns a
+        one-line description of it, or None when the model's shape is unknown (a hub id, a
+        config this estimate cannot read): then nothing is refused.
         """
         hp = hp or options.resolve_hyperparameters(spec)
-        shape = memory.load_shape(spec.base_model)
-        if shape is None:
-            return None
         gpus = hardware.gpus() if hp["device"] != "cpu" else []
-        on_gpu = bool(gpus)
-        est = memory.estimate_training_memory(
-            shape, tuning=hp["tuning"], batch_size=hp["batch_size"], seq_len=hp["max_seq_len"],
-            r=hp["r"], gradient_checkpointing=hp["gradient_checkpointing"], on_gpu=on_gpu,
-        )
-        if on_gpu:
+        try:
+            shape = load_local_shape(spec.base_model)
+            if shape is None:
+                return None
+            setup = training_setup(hp, device="cuda" if gpus else "cpu")
+            est = memory.estimate_training_memory(shape, setup)
+        except ValueError:  # not a Llama-style config, or LoRA targets it does not have
+            return None
+        if gpus:
             where = f"GPU {gpus[0].name}"
             available = gpus[0].memory_bytes
         else:
             where = "CPU RAM (available)"
             available = hardware.available_ram_bytes()
-        line = f"estimated {est.describe()} against {available / memory.GIB:.1f} GiB of {where}"
+        line = f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
         if est.total > available and not hp["skip_memory_check"]:
-            hints = []
-            if hp["tuning"] != "qlora":
-                hints.append("method qlora")
-            if not hp["gradient_checkpointing"]:
-                hints.append("gradient_checkpointing=true")
-            hints += ["a smaller batch_size or max_seq_len", "skip_memory_check=true to try anyway"]
-            raise SpecRejected(f"this job will not fit: {line}. Try {', '.join(hints)}.",
-                               code="insufficient_memory")
+            fixes = [_option_text(hp, change)
+                     for change in memory.changes_that_fit(shape, setup, available)]
+            fit = (f"It fits with {'; or '.join(fixes)}." if fixes else
+                   "No single change of method, batch_size, max_seq_len or "
+                   "gradient_checkpointing makes it fit.")
+            raise SpecRejected(f"this job will not fit: {line}. {fit} To start it anyway: "
+                               "option skip_memory_check=true.", code="insufficient_memory")
         return line
 
     # -- jobs -----------------------------------------------------------------------------
@@ -481,3 +482,24 @@ def _parse_ts(value: str | None) -> datetime | None:
 
 
 __all__ = ["ConfigurationError", "LocalProvider"]
+
+
+def training_setup(hp: dict[str, Any], *, device: str) -> memory.TrainingSetup:
+    """The memory estimator's setup for resolved hyperparameters ``hp`` on ``device``."""
+    targets = hp["target_modules"]
+    targets = ALL_LINEAR if targets == "all-linear" else tuple(
+        t.strip() for t in str(targets).split(",") if t.strip())
+    return memory.TrainingSetup(
+        method=hp["tuning"], seq_len=hp["max_seq_len"], micro_batch=hp["batch_size"],
+        rank=hp["r"], targets=targets, gradient_checkpointing=bool(hp["gradient_checkpointing"]),
+        device=device,
+    )
+
+
+def _option_text(hp: dict[str, Any], change: dict[str, Any]) -> str:
+    """One change of the memory setup as the job spec says it (method or option)."""
+    ((field, value),) = change.items()
+    if field == "method":
+        return (f"option dpo_tuning={value}" if hp["method"] == "dpo" else f"method {value}")
+    name = {"micro_batch": "batch_size", "seq_len": "max_seq_len"}.get(field, field)
+    return f"option {name}={str(value).lower() if isinstance(value, bool) else value}"

@@ -49,7 +49,9 @@ async def test_costs_view_compares_options_and_charts_them(ftm_home):
 
 
 async def test_costs_view_shows_a_clear_error(ftm_home):
-    # A dataset whose token counts are missing (e.g. intake was interrupted).
+    # A dataset whose token counts are missing and whose files are gone.
+    import shutil
+
     from app.database import get_engine
     from db.engine import write_session
     from db.models import TokenCount
@@ -58,9 +60,11 @@ async def test_costs_view_shows_a_clear_error(ftm_home):
     with write_session(get_engine()) as s:
         for row in s.exec(__import__("sqlmodel").select(TokenCount)).all():
             s.delete(row)
+    shutil.rmtree(ds.data_dir)
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("c")
         await settle(pilot)
         error = str(app.query_one("#costs-error", Static).render())
-        assert "no tiktoken:o200k_base token counts" in error and ds.source_path in error
+        assert "no tiktoken:o200k_base token counts" in error
+        assert f"restore the directory {ds.data_dir}" in error

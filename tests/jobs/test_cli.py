@@ -10,6 +10,7 @@ from click.testing import CliRunner
 from sqlmodel import func, select
 
 from app.cli.main import cli
+from app.costs.money import usd
 from db.engine import read_session
 from db.models import Job
 from tests.jobs.conftest import MODEL, make_dataset
@@ -150,7 +151,7 @@ def _expected_estimate(engine, dataset) -> str:
 
     est = estimate_for_launch(dataset_id=dataset.id, provider="openai", base_model=MODEL)
     assert est.training_cost_usd > 0 and not est.simulated
-    return f"${est.training_cost_usd:,.2f}"
+    return usd(est.training_cost_usd)  # the one money formatter (app/costs/money.py)
 
 
 def test_a_paid_launch_states_its_estimate_before_asking_and_no_creates_nothing(

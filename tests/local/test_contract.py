@@ -12,6 +12,7 @@ import pytest
 from providers.errors import SpecRejected
 from providers.local import LocalProvider, demo_data, memory, options
 from providers.local.jobdir import JobDir
+from providers.local.model_shape import shape_from_config
 from providers.registry import discover
 from providers.types import Hyperparameters, JobSpec
 
@@ -94,19 +95,16 @@ def test_validate_spec_names_bad_files_and_models(tmp_path):
 
 
 def test_memory_estimate_matches_published_figures():
-    shape = memory.ModelShape.from_config(LLAMA_8B)
-    assert 7.5e9 < shape.n_params < 8.5e9
-    est = lambda tuning, **kw: memory.estimate_training_memory(  # noqa: E731
-        shape, tuning=tuning, batch_size=1, seq_len=512, gradient_checkpointing=True, **kw
-    ).total / memory.GIB
-    # COST_MODEL.md: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB; the estimate errs high
-    # (20% fragmentation plus the CUDA context) because it exists to refuse what cannot fit.
+    shape = shape_from_config(LLAMA_8B, "llama-8b", "test")
+    assert 7.5e9 < shape.params < 8.5e9
+    est = lambda method: memory.estimate_training_memory(  # noqa: E731
+        shape, memory.TrainingSetup(method=method, seq_len=512, micro_batch=1)).total / memory.GB
+    # COST_MODEL.md: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB (tests/costs checks within 20%).
     assert 5 < est("qlora") < 10
     assert 16 < est("lora") < 24
     assert 100 < est("full") < 150
-    big = memory.ModelShape.from_config(LLAMA_70B)
-    q70 = memory.estimate_training_memory(big, tuning="qlora", batch_size=1, seq_len=512,
-                                          gradient_checkpointing=True).total / memory.GIB
+    big = shape_from_config(LLAMA_70B, "llama-70b", "test")
+    q70 = memory.estimate_training_memory(big, memory.TrainingSetup(seq_len=512)).total / memory.GB
     assert 40 < q70 < 60
 
 
@@ -115,7 +113,7 @@ def test_a_job_that_cannot_fit_is_refused_before_it_starts(tmp_path):
     p = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
     spec = _spec(tmp_path, base=str(base), method="full", device="cpu")
     assert any("will not fit" in m for m in p.validate_spec(spec))  # launch refuses it early
-    with pytest.raises(SpecRejected, match=r"will not fit: estimated \d+.*GiB.*against") as exc:
+    with pytest.raises(SpecRejected, match=r"will not fit: estimated \d+.*GB.*against") as exc:
         p.create(spec)
     assert exc.value.code == "insufficient_memory"
     assert not (tmp_path / "jobs" / "u1" / "worker.pid").exists()  # nothing was started

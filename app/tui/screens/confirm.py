@@ -13,12 +13,12 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from app.costs.money import usd
 
-def format_usd(amount: float) -> str:
-    """Dollars with cents, and more digits for amounts under a cent."""
-    if amount != 0 and abs(amount) < 0.01:
-        return f"${amount:.4f}"
-    return f"${amount:,.2f}"
+
+def format_usd(amount: float | None) -> str:
+    """Dollars as every face prints them (`app.costs.money.usd`)."""
+    return usd(amount)
 
 
 class ConfirmScreen(ModalScreen[bool]):

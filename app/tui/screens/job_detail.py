@@ -22,6 +22,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual_plotext import PlotextPlot
 
+from app.costs.money import usd
 from app.database import get_engine
 from db.engine import read_session
 
@@ -118,8 +119,7 @@ class JobDetailScreen(Screen):
                        f"{_fmt(j.train_loss)}   eval loss: {_fmt(j.eval_loss)}   "
                        f"trained tokens: {j.trained_tokens if j.trained_tokens is not None else '-'}")
         if j.estimated_cost_usd is not None or j.actual_cost_usd is not None:
-            est = f"${j.estimated_cost_usd:,.2f}" if j.estimated_cost_usd is not None else "-"
-            act = f"${j.actual_cost_usd:,.2f}" if j.actual_cost_usd is not None else "-"
+            est, act = usd(j.estimated_cost_usd), usd(j.actual_cost_usd)
             summary.append(f"\ncost: estimated {est}, actual {act}"
                            + _difference(j.estimated_cost_usd, j.actual_cost_usd)
                            + (" (simulated: nothing billed)" if j.simulated else ""))

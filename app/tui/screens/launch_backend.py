@@ -188,7 +188,9 @@ def preview_from_estimate(estimate: Any) -> Preview:
     if data.get("training_time_s") is not None:
         lines.append(("Time", _duration(float(data["training_time_s"]))))
     if data.get("peak_memory_bytes") is not None:
-        lines.append(("GPU memory", f"{data['peak_memory_bytes'] / 2**30:.1f} GiB"))
+        from providers.local.memory import gb  # the unit and rounding the refusal uses
+
+        lines.append(("GPU memory", gb(data["peak_memory_bytes"])))
     if data.get("cost_per_1k_requests_usd") is not None:
         lines.append(("Per 1k requests", format_usd(data["cost_per_1k_requests_usd"])))
     if data.get("baseline_cost_per_1k_requests_usd") is not None:

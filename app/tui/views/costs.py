@@ -18,6 +18,7 @@ from textual.message import Message
 from textual.widgets import Button, DataTable, Input, Label, Select, Static
 from textual_plotext import PlotextPlot
 
+from app.costs.money import usd
 from app.database import get_engine
 from db.engine import read_session
 
@@ -25,9 +26,7 @@ METHODS = [("QLoRA", "qlora"), ("LoRA", "lora"), ("full", "full")]
 
 
 def _usd(value: float | None) -> str:
-    if value is None:
-        return "-"
-    return f"${value:,.2f}" if abs(value) >= 0.01 or value == 0 else f"${value:.5f}"
+    return usd(value)
 
 
 COLUMNS = ("option", "one-time", "per 1k req", "monthly", "horizon", "break-even")

@@ -19,6 +19,7 @@ from textual.containers import Vertical
 from textual.message import Message
 from textual.widgets import DataTable, Input, Static
 
+from app.costs.money import usd
 from app.database import get_engine
 from db.engine import read_session
 from db.models import Job
@@ -55,9 +56,7 @@ def age_text(created: datetime | None, at: datetime) -> str:
 
 
 def usd_cell(amount: float | None) -> str:
-    if amount is None:
-        return "-"
-    return f"${amount:,.4f}" if 0 < abs(amount) < 0.01 else f"${amount:,.2f}"
+    return usd(amount)
 
 
 def status_cell(job: Job) -> Text:

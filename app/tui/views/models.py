@@ -90,7 +90,7 @@ def _details(run, row) -> str:
         )
     if row.cost_per_1k_usd is not None:
         lines.append(
-            f"cost {usd(row.cost_per_1k_usd, min_decimals=4)} per 1,000 requests"
+            f"cost {usd(row.cost_per_1k_usd)} per 1,000 requests"
             + (
                 f", break-even after {row.breakeven_requests:,.0f} requests"
                 if row.breakeven_requests is not None
@@ -196,7 +196,7 @@ class ModelsView(Vertical):
                 _pct(r.format),
                 _pct(r.general),
                 "-" if r.forgetting_delta is None else f"{r.forgetting_delta * 100:+.1f}",
-                usd(r.cost_per_1k_usd, min_decimals=4),
+                usd(r.cost_per_1k_usd),
                 key=str(r.run_id),
             )
         if message.board.rows:
