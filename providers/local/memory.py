@@ -194,7 +194,7 @@ def changes_that_fit(
     # Only suggested where it is fast: QLoRA's 4-bit kernels are CUDA kernels, so on the
     # CPU the lighter method suggested is LoRA (as the estimate's fit table treats it).
     lighter = "qlora" if setup.device == "cuda" else "lora"
-    candidates = (
+    candidates: list[dict[str, Any]] = (
         [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
     )
     if not setup.gradient_checkpointing:
