@@ -10,7 +10,8 @@ import pytest
 from app import database
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# Official API specs vendored into the repository (tests never read outside it).
+SPECS_DIR = REPO_ROOT / "tests" / "specs"
 
 
 @pytest.fixture(autouse=True)
