@@ -1,4 +1,4 @@
-"""GPU memory of a local fine-tuning run, per GPU (formulas in design/COST_MODEL.md).
+"""GPU memory of a local fine-tuning run, per GPU.
 
 M = weights + trainable state + activations + logits + overhead, where overhead is the
 CUDA context plus allocator fragmentation on the memory that is allocated and freed every

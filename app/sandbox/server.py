@@ -26,7 +26,7 @@ from app.sandbox.lifecycle import Timing
 from app.sandbox.state import SandboxState
 
 SERVICE_SUNSET = date(2027, 1, 6)
-"""The last day the real service accepts new fine-tuning jobs (OPENAI_API.md)."""
+"""The last day the real service accepts new fine-tuning jobs (OpenAI's announced cutoff)."""
 DEFAULT_API_KEY = "sk-sandbox-key"
 STARTUP_TIMEOUT_S = 10.0
 

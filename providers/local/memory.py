@@ -1,4 +1,4 @@
-"""A simple training-memory estimate (COST_MODEL.md, "Local training memory"), read from the
+"""A simple training-memory estimate, read from the
 model's config.json, used to refuse jobs that cannot fit before they start.
 
 Deliberately simple and on the generous side: it exists to stop a 70B full fine-tune on a

@@ -99,7 +99,7 @@ def test_memory_estimate_matches_published_figures():
     est = lambda tuning, **kw: memory.estimate_training_memory(  # noqa: E731
         shape, tuning=tuning, batch_size=1, seq_len=512, gradient_checkpointing=True, **kw
     ).total / memory.GIB
-    # COST_MODEL.md: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB; the estimate errs high
+    # Published 8B peaks: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB; the estimate errs high
     # (20% fragmentation plus the CUDA context) because it exists to refuse what cannot fit.
     assert 5 < est("qlora") < 10
     assert 16 < est("lora") < 24

@@ -37,14 +37,27 @@ def test_nothing_in_the_repository_reads_or_cites_files_beside_it():
     kept outside the repository."""
     tracked = subprocess.run(
         ["git", "ls-files", "*.py", "*.toml", "*.md", "*.tcss"],
-        cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.split()
-    outside = ("../shared", '"shared"', "design/", "OPENAI_API.md", "TOGETHER_API.md",
-               "COST_MODEL.md", "ARCHITECTURE.md", "PRODUCT.md", "STYLE.md")
+    outside = (
+        "../shared",
+        '"shared"',
+        "design/",
+        "OPENAI_API.md",
+        "TOGETHER_API.md",
+        "COST_MODEL.md",
+        "ARCHITECTURE.md",
+        "PRODUCT.md",
+        "STYLE.md",
+    )
     me = "tests/specs/test_vendored.py"
     found = [
         f"{name}:{number}: {line.strip()}"
-        for name in tracked if name != me
+        for name in tracked
+        if name != me
         for number, line in enumerate((REPO_ROOT / name).read_text().splitlines(), 1)
         if any(mark in line for mark in outside)
     ]
