@@ -24,9 +24,19 @@ SAVE_EVERY = 6
 # Deterministic and sensitive: no dropout, a fixed seed and data order, CPU on any machine,
 # and a learning rate high enough (with warmup then linear decay) that Adam's state and
 # the schedule's position both change every step's loss and learning rate.
-OPTIONS = dict(epochs=6, batch_size=4, logging_steps=1, save_steps=SAVE_EVERY, dropout=0.0,
-               seed=7, scheduler="linear", warmup_ratio=0.2, learning_rate=2e-3,
-               device="cpu", early_stopping_patience=0)
+OPTIONS = dict(
+    epochs=6,
+    batch_size=4,
+    logging_steps=1,
+    save_steps=SAVE_EVERY,
+    dropout=0.0,
+    seed=7,
+    scheduler="linear",
+    warmup_ratio=0.2,
+    learning_rate=2e-3,
+    device="cpu",
+    early_stopping_patience=0,
+)
 
 
 def _history(job: JobDir) -> dict[int, dict]:
@@ -39,16 +49,20 @@ def _history(job: JobDir) -> dict[int, dict]:
 
 
 def _kill_after_a_checkpoint(job: JobDir) -> None:
-    wait_until(lambda: job.last_checkpoint() is not None
-               and (job.read_status() or {}).get("step", 0) > SAVE_EVERY + 1,
-               timeout=180, every=0.05)
+    wait_until(
+        lambda: (
+            job.last_checkpoint() is not None
+            and (job.read_status() or {}).get("step", 0) > SAVE_EVERY + 1
+        ),
+        timeout=180,
+        every=0.05,
+    )
     pid, _ = job.read_pid()
     os.killpg(os.getpgid(pid), signal.SIGKILL)  # no chance to save anything more
     wait_until(lambda: not job.worker_alive(), timeout=30)
 
 
-def test_a_killed_and_resumed_run_matches_the_uninterrupted_run(provider, tiny_model,
-                                                                tmp_path):
+def test_a_killed_and_resumed_run_matches_the_uninterrupted_run(provider, tiny_model, tmp_path):
     train, _ = labelling_files(tmp_path, n_train=24)
 
     _, reference = launch(provider, tiny_model, train, None, **OPTIONS)
@@ -73,10 +87,12 @@ def test_a_killed_and_resumed_run_matches_the_uninterrupted_run(provider, tiny_m
     after = range(resumed_from + 1, STEPS + 1)
     for step in after:
         assert got[step]["learning_rate"] == pytest.approx(
-            expected[step]["learning_rate"], rel=1e-9), f"learning rate at step {step}"
+            expected[step]["learning_rate"], rel=1e-9
+        ), f"learning rate at step {step}"
         assert got[step]["loss"] == pytest.approx(expected[step]["loss"], rel=1e-4, abs=1e-5), (
             f"loss at step {step}: resumed {got[step]['loss']}, uninterrupted "
-            f"{expected[step]['loss']}")
+            f"{expected[step]['loss']}"
+        )
     # The comparison has teeth: the loss moves from step to step, and the schedule moves
     # over the resumed stretch (a restarted schedule would not match it).
     assert len({round(expected[s]["loss"], 4) for s in after}) > len(after) // 2
