@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from app import database
+from tests.tui_errors import tui_errors_fail_the_test  # noqa: F401  (autouse, every test)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Official API specs vendored into the repository (tests never read outside it).
