@@ -44,6 +44,7 @@ def launch(provider: LocalProvider, base_model: Path, train: Path, validation: P
            method: str = "lora", **options) -> tuple[str, RemoteJob]:
     uid = new_job_row("test", str(base_model), method)
     options.setdefault("torch_threads", 2)
+    options.setdefault("device", "cpu")  # the same run, and assertions, on a machine with a GPU
     spec = JobSpec(name="test", base_model=str(base_model), train_path=str(train),
                    validation_path=str(validation) if validation else None, method=method,
                    ftm_job_uid=uid, options=options)

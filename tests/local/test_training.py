@@ -118,6 +118,7 @@ def _in_process_job(provider, tiny_model, train, val, method, **options) -> JobD
     """A job directory written by the provider, to run with `worker.run` in this process."""
     uid = new_job_row("test", str(tiny_model), method)
     options.setdefault("torch_threads", 2)
+    options.setdefault("device", "cpu")  # these tests assert CPU behaviour, GPU or not
     spec = JobSpec(name="t", base_model=str(tiny_model), train_path=str(train),
                    validation_path=str(val) if val else None, method=method, ftm_job_uid=uid,
                    options=options)
@@ -160,7 +161,11 @@ def test_early_stopping_ends_training_when_eval_loss_stops_improving(
     status = job.read_status()
     assert status["step"] < status["total_steps"] == 160  # stopped early
     losses = _eval_losses(job)
-    assert losses[-1] >= min(losses)  # the last evaluation did not improve
+    # Patience 1: it stopped at the first evaluation that did not beat the best before it,
+    # and every evaluation before that one did improve on its predecessor.
+    assert len(losses) >= 2 and status["step"] == 2 * len(losses)
+    assert losses[-1] >= min(losses[:-1])
+    assert all(b < a for a, b in zip(losses[:-2], losses[1:-1], strict=True)), losses
 
 
 def test_full_fine_tuning_with_packing_saves_a_complete_model(provider, tiny_model, tmp_path):
