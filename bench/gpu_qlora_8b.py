@@ -8,9 +8,9 @@ LoRA), then trained by trl's SFTTrainer with the provider's arguments (LoRA r=16
 linear layers, gradient checkpointing, bf16) on random token sequences.
 
 Reported per method: tokens/s (steady state, first steps excluded), MFU = tokens/s x
-training FLOPs per token (COST_MODEL.md) / the GPU's dense bf16 peak, and peak memory
+training FLOPs per token (`providers.local.training.flops_per_token`) / the GPU's dense bf16 peak, and peak memory
 (torch.cuda.max_memory_allocated and reserved) against `providers.local.memory`'s estimate.
-Reference (COST_MODEL.md): one RTX 4090, packed 2048: LoRA ~3,100 tok/s, QLoRA ~2,400.
+Reference (published single-GPU runs): one RTX 4090, packed 2048: LoRA ~3,100 tok/s, QLoRA ~2,400.
 
     .venv/bin/python bench/gpu_qlora_8b.py [--seq-len 2048] [--batch-size 1] [--steps 12]
     .venv/bin/python bench/gpu_qlora_8b.py --shape tiny   # the same code on a tiny shape,
@@ -219,7 +219,7 @@ def main() -> int:
         if len(results) == 2:
             q, lo = results
             print(f"{q['method']}/{lo['method']} throughput ratio: "
-                  f"{q['tokens_per_s'] / lo['tokens_per_s']:.2f} (COST_MODEL: QLoRA ~0.75-0.85x LoRA)")
+                  f"{q['tokens_per_s'] / lo['tokens_per_s']:.2f} (published: QLoRA ~0.75-0.85x LoRA)")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 
 from app import database
+from tests.tui_errors import tui_errors_fail_the_test  # noqa: F401  (autouse, every test)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SHARED_DIR = REPO_ROOT.parent / "shared"
+# Official API specs vendored into the repository (tests never read outside it).
+SPECS_DIR = REPO_ROOT / "tests" / "specs"
 
 
 @pytest.fixture(autouse=True)

@@ -2,9 +2,8 @@
 
 Reusable by any test that talks to the API (or the sandbox)::
 
-    from tests.openapi_spec import requires_spec, validate_response
+    from tests.openapi_spec import validate_response
 
-    @requires_spec
     def test_something():
         validate_response("/fine_tuning/jobs/ftjob-abc", "get", 200, body)
 
@@ -13,8 +12,8 @@ Reusable by any test that talks to the API (or the sandbox)::
 operation's response schema; error statuses the operation does not describe against
 ``ErrorResponse``. Every ``$ref`` resolves into the spec's ``components``.
 
-The spec file is read from ``../shared/openai-openapi/openapi.json`` (``SHARED_DIR``); tests
-that need it are skipped, with the reason, only when the file is absent.
+The spec is the copy vendored in ``tests/specs/openai/openapi.json`` (source, commit and
+licence in the README beside it); it is part of the repository, so nothing is skipped.
 
 Dialect fixes (the document is OpenAPI 3.1 but keeps some 3.0 idioms JSON Schema 2020-12
 reads differently; these restore the meaning its authors intended):
@@ -24,7 +23,7 @@ reads differently; these restore the meaning its authors intended):
 Documented allowances (where the live service differs from the spec; nothing else is
 loosened):
 - ``FineTuningJob.status`` also accepts ``paused``: the spec has pause/resume routes but
-  its status enum lacks the state they lead to (see OPENAI_API.md).
+  its status enum lacks the state they lead to.
 - ``ListFilesResponse.first_id``/``last_id`` may be null on an empty page (there is no
   id to give); on a non-empty page they must be the first and last ids of ``data``,
   which this module checks on top of the schema.
@@ -39,15 +38,10 @@ from functools import cache
 from typing import Any
 
 import jsonschema
-import pytest
 
-from tests.conftest import SHARED_DIR
+from tests.conftest import SPECS_DIR
 
-SPEC_PATH = SHARED_DIR / "openai-openapi" / "openapi.json"
-
-requires_spec = pytest.mark.skipif(
-    not SPEC_PATH.exists(), reason=f"the official OpenAPI spec is not at {SPEC_PATH}"
-)
+SPEC_PATH = SPECS_DIR / "openai" / "openapi.json"
 
 
 def _fix_dialect(node: Any) -> Any:
@@ -78,8 +72,6 @@ def _apply_allowances(schemas: dict[str, Any]) -> None:
 @cache
 def load_spec() -> dict[str, Any]:
     """The spec with dialect fixes and allowances applied (read once)."""
-    if not SPEC_PATH.exists():
-        pytest.skip(f"the official OpenAPI spec is not at {SPEC_PATH}")
     spec = json.loads(SPEC_PATH.read_text())
     spec = {"paths": spec["paths"], "components": _fix_dialect(copy.deepcopy(spec["components"]))}
     _apply_allowances(spec["components"]["schemas"])

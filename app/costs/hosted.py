@@ -1,5 +1,5 @@
 """Hosted (OpenAI) training cost: billable tokens x price, with `auto` epochs resolved as
-the provider resolves them (design/OPENAI_API.md)."""
+the provider resolves them (the service's documented rule)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Per-request inference cost of each option (design/COST_MODEL.md, "Inference per request").
+"""Per-request inference cost of each option.
 
 hosted: (prompt x input + output x output price) / 1e6, the repeated prefix at the cached
 price once it is long enough to be cached.

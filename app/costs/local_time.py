@@ -1,4 +1,4 @@
-"""Training tokens, FLOPs per token and wall time of a local run (design/COST_MODEL.md).
+"""Training tokens, FLOPs per token and wall time of a local run.
 
 FLOPs per trained token (N counts the matmul parameters: the linear layers and the output
 head, not the input embedding lookup):

@@ -5,7 +5,7 @@ Hosted OpenAI models are priced per token: base prices for a base model, fine-tu
 prices for an ``ft:`` model (and its checkpoints), keyed by the base snapshot in its name.
 A local model has no per-token price: `per_request_cost` prices it as self-hosted, the
 GPU time its measured prompt and reply take on the cheapest catalog GPU that holds it
-(COST_MODEL.md, "Inference per request"). An unknown hosted id costs ``None``: the
+(`app.costs.inference`). An unknown hosted id costs ``None``: the
 comparison says "no price" rather than pretend it is free.
 """
 

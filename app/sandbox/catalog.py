@@ -1,7 +1,7 @@
 """The base models the sandbox can fine-tune, as the real service listed them.
 
 Aliases resolve to dated snapshots (a job reports the snapshot, as the API does). The
-per-example token limits follow OPENAI_API.md; examples longer than the limit are
+per-example token limits are the service's published ones; examples longer than the limit are
 truncated (and billed at the limit).
 """
 

@@ -1,7 +1,7 @@
 """What the emulator learns from a training file: example count, billable tokens, and the
 (prompt, reply) pairs a fine-tuned model answers from.
 
-Token counts follow the public data-prep recipe (OPENAI_API.md): 3 tokens per message,
+Token counts follow the public data-prep recipe (OpenAI's cookbook): 3 tokens per message,
 plus the encoded length of each string value, plus 1 when ``name`` is present, plus 3 for
 the reply priming. A DPO example counts its input with each of its two outputs, since
 both sequences are trained on.
@@ -121,7 +121,7 @@ def billable_tokens_per_epoch(examples: list[Example], example_token_limit: int)
 
 
 def auto_epochs(n_examples: int) -> int:
-    """The default epochs when ``n_epochs`` is auto (the rule in OPENAI_API.md)."""
+    """The default epochs when ``n_epochs`` is auto (the service's documented rule)."""
     n = max(1, n_examples)
     epochs = 3
     if n * epochs < 100:

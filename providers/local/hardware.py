@@ -1,7 +1,7 @@
 """What this machine trains on, found without importing torch (the check runs in the CLI).
 
 GPUs come from ``nvidia-smi``; the CPU from /proc. Peak FLOP/s figures are the dense bf16
-numbers of COST_MODEL.md, used for MFU.
+numbers of NVIDIA's data sheets, used for MFU.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-# Dense bf16 TFLOP/s (COST_MODEL.md reference table); matched by substring of the name.
+# Dense bf16 TFLOP/s (NVIDIA data sheets, no sparsity); matched by substring of the name.
 PEAK_BF16_TFLOPS = {
     "H200": 989.0,
     "H100": 989.0,

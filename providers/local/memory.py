@@ -1,4 +1,4 @@
-"""The training-memory estimate (design/COST_MODEL.md, "Local training memory"): the one
+"""The training-memory estimate (published LoRA/QLoRA memory budgets, QLoRA paper): the one
 formula behind `ftm estimate`, the fit table and the local provider's refusal of a job that
 cannot fit. It lives here, in the layer that refuses, so the refusal and the estimate are
 the same figure to the byte. No torch import.
@@ -28,11 +28,11 @@ OPTIMIZERS = ("adamw", "adamw-8bit")
 DEVICES = ("cuda", "cpu")
 
 CUDA_CONTEXT_BYTES = 0.5e9
-"""CUDA context + cuBLAS workspace (0.3-2 GiB, COST_MODEL.md)."""
+"""CUDA context + cuBLAS workspace (0.3-2 GiB on current drivers)."""
 CPU_RUNTIME_BYTES = 0.3e9
 """torch's own allocations when training on the CPU."""
 FRAGMENTATION = 0.20
-"""Allocator fragmentation on activations and logits (about 20%, COST_MODEL.md)."""
+"""Allocator fragmentation on activations and logits (about 20% in PyTorch's caching allocator)."""
 
 
 def gb(n_bytes: float) -> str:

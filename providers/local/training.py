@@ -332,7 +332,9 @@ def flops_per_token(
     tuning: str,
     gradient_checkpointing: bool,
 ) -> float:
-    """COST_MODEL.md's training FLOPs per token."""
+    """Training FLOPs per token: full, 6 x params + attention; adapters, 4 x params (frozen
+    weights: forward and activation gradients only) + 6 x trainable + attention;
+    checkpointing adds one more forward."""
     attn = 12.0 * layers * hidden * seq_len
     if tuning == "full":
         f = 6.0 * n_params + attn

@@ -17,7 +17,8 @@ from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 
 pytestmark = pytest.mark.slow
 
-OPTIONS = {"epochs": 1, "torch_threads": 2, "batch_size": 8, "max_seq_len": 128,
+# device=cpu: the same run, priced and measured on the CPU, on a machine with a GPU too.
+OPTIONS = {"epochs": 1, "torch_threads": 2, "batch_size": 8, "max_seq_len": 128, "device": "cpu",
            "save_steps": 100_000, "eval_steps": 100_000, "early_stopping_patience": 0}
 
 
@@ -28,8 +29,8 @@ def test_local_job_records_measured_time_throughput_and_memory(tiny_model, ftm_h
     path = demo_data.write_jsonl(ftm_home / "train.jsonl", demo_data.labelling_examples(48, 3))
     ds, _ = add_dataset(path, name="labels", val_fraction=0.1)
     estimate = estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(tiny_model),
-                                   method="lora", options=OPTIONS).to_dict()
-    assert estimate["gpu"] == "cpu"  # this machine has no GPU
+                                   method="lora", options=OPTIONS, gpu="cpu").to_dict()
+    assert estimate["gpu"] == "cpu"
     assert "exact hf:" in estimate["note"]  # the tiny model's own tokenizer counted the data
     job = launch_job("local", ds.id, str(tiny_model), method="lora", options=OPTIONS)
     with write_session(get_engine()) as s:

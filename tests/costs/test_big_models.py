@@ -40,7 +40,7 @@ def test_70b_qlora_trains_within_20_percent_of_the_published_budget_and_serves_o
 ):
     local = estimate("--model", LLAMA_70B, "--method", "qlora")
     gb = local["training"]["memory"]["total"] / 1e9
-    assert 45 * 0.8 <= gb <= 48 * 1.2, gb  # COST_MODEL.md: QLoRA 70B budget 45-48 GB
+    assert 45 * 0.8 <= gb <= 48 * 1.2, gb  # published QLoRA 70B budget: 45-48 GB
     assert not any("will not fit" in w for w in local["warnings"])
     # No single catalog GPU holds 70B in bf16 (~169 GB): the cheapest set that does is chosen.
     inf = local["inference"]

@@ -30,9 +30,9 @@ def test_auto_epochs_boundary_at_exactly_100_trained_examples():
     # n x 3 = 99 raises epochs (to 100 // n); n x 3 = 102 keeps 3. n = 25 -> 75 < 100 -> 4.
     assert auto_epochs(25) == 4
     assert auto_epochs(20) == 5
-    # 100 // n x n >= 100 - n: the rule aims at about 100 examples seen.
+    # Below 34 examples the rule raises epochs to 100 // n (at most 25): about 100 seen.
     for n in range(1, 34):
-        assert auto_epochs(n) * n >= min(100 - n + 1, 25 * n)
+        assert auto_epochs(n) == min(25, 100 // n), n
 
 
 def test_billable_tokens_apply_the_per_example_limit():

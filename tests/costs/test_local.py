@@ -18,7 +18,7 @@ from app.costs.model_shapes import ALL_LINEAR, model_shape
 # CUDA context and 20% fragmentation on activations and logits.
 SETTINGS = dict(seq_len=1024, micro_batch=1, packing=True, gradient_checkpointing=True, rank=16)
 
-# (model, method, published low GB, published high GB) from design/COST_MODEL.md.
+# (model, method, published low GB, published high GB): community-measured peaks.
 PUBLISHED = [
     ("meta-llama/Llama-2-7b-hf", "qlora", 6, 6),         # QLoRA 7-8B ~ 6 GB
     ("mistralai/Mistral-7B-v0.1", "qlora", 6, 6),

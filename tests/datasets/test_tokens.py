@@ -122,13 +122,10 @@ def _tokenizer_dir(path):
         show_progress=False,
     )
     tok.train_from_iterator([json.dumps(chat(i)) for i in range(50)], trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>", model_max_length=64
-    )
-    fast.chat_template = (
-        "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
-        "{% endfor %}"
-    )
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>",
+                                   model_max_length=128)
+    fast.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
+                          "{% endfor %}")
     fast.save_pretrained(path)
     return fast
 
@@ -137,7 +134,7 @@ def test_local_model_directory_uses_its_own_tokenizer_and_template(tmp_path):
     model_dir = tmp_path / "model"
     tokenizer = _tokenizer_dir(model_dir)
     rows = [chat(i) for i in range(12)]
-    rows[5] = chat(5, reply="long " * 60)  # over the tokenizer's 64-token limit
+    rows[5] = chat(5, reply="long " * 60)  # ~375 tokens: over the tokenizer's 128; the rest ~87
     report = check_file(write_jsonl(tmp_path / "d.jsonl", rows), model=str(model_dir))
     expected = [
         len(
@@ -150,10 +147,10 @@ def test_local_model_directory_uses_its_own_tokenizer_and_template(tmp_path):
     ]
     assert report.token_stats.tokenizer == f"hf:{model_dir.resolve()}"
     assert report.arrays.tokens.tolist() == expected
-    assert report.token_stats.limit == 64
-    assert [p.line for p in report.problems if p.category == "example_over_token_limit"] == [
-        i + 1 for i, n in enumerate(expected) if n > 64
-    ]
+    assert report.token_stats.limit == 128
+    assert max(n for i, n in enumerate(expected) if i != 5) < 128 < expected[5]
+    over = [p.line for p in report.problems if p.category == "example_over_token_limit"]
+    assert over == [6]  # only the long row: the limit is the tokenizer's, not a fixed one
 
 
 def test_a_chat_template_that_does_not_parse_is_one_file_level_problem(tmp_path):

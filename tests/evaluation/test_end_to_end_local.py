@@ -79,7 +79,7 @@ def test_migrate_a_sandbox_model_to_a_local_lora_and_promote_merged(sandbox, tin
             base_model=str(tiny_model),
             method="lora",
             epochs=10,  # the recipe `ftm demo` uses for this task
-            options={"learning_rate": 3e-3, "batch_size": 8, "torch_threads": 2},
+            options={"learning_rate": 3e-3, "batch_size": 8, "torch_threads": 2, "device": "cpu"},
             timeout_s=600,
         ),
         on_event=events.append,

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-from importlib.metadata import EntryPoint
 
 import pytest
 
-from app.evaluation import scorers
 from app.evaluation.general import general_items
 from app.evaluation.scorers import ScorerError, build_scorer, default_scorer_specs, normalize
 
@@ -97,13 +95,15 @@ def _length_scorer(output, expected):
     return len(output) <= 5
 
 
-def test_plugin_scorer_from_the_entry_point_group(monkeypatch):
-    ep = EntryPoint("short", f"{__name__}:_length_scorer", scorers.SCORER_ENTRY_POINT_GROUP)
-
-    def fake_entry_points(group):
-        return [ep] if group == scorers.SCORER_ENTRY_POINT_GROUP else []
-
-    monkeypatch.setattr(scorers, "entry_points", fake_entry_points)
+def test_plugin_scorer_from_the_entry_point_group(tmp_path, monkeypatch):
+    """A distribution on sys.path whose entry_points.txt registers ``short`` (as pip
+    leaves it): found through importlib.metadata, nothing patched. The full round trip,
+    pip install and a separate ftm process, is in tests/jobs/test_plugin_distribution.py."""
+    dist = tmp_path / "ftm_short_scorer-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ftm-short-scorer\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(f"[ftm.scorers]\nshort = {__name__}:_length_scorer\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
     scorer = build_scorer("plugin:short")
     assert scorer.spec == "plugin:short"
     assert scorer.score("tiny", None) == 1.0

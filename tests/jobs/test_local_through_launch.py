@@ -28,7 +28,7 @@ def test_a_local_job_launches_and_is_polled_to_the_end(tiny_model, tmp_path):  #
                             n_validation=8, val_fraction=0.2, split_seed=0, verdict="ok",
                             data_dir=str(data_dir)))
     job = launch_job("local", "labels", str(tiny_model), method="lora",
-                     hyperparameters={"n_epochs": 1}, options={"torch_threads": 2})
+                     hyperparameters={"n_epochs": 1}, options={"torch_threads": 2, "device": "cpu"})
     assert job.provider == "local" and job.remote_id and not job.simulated
     poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=100,
                                                     stall_after_s=3600))
@@ -67,7 +67,8 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(tiny_model, 
                             data_dir=str(data_dir)))
     job = launch_job("local", "labels", str(tiny_model), method="lora",
                      hyperparameters={"n_epochs": 15},
-                     options={"torch_threads": 2, "save_steps": 10, "logging_steps": 5})
+                     options={"torch_threads": 2, "device": "cpu", "save_steps": 10,
+                              "logging_steps": 5})
     workdir = JobDir(Path(job.remote_id))
     wait_until(workdir.last_checkpoint, timeout=120)
     pid, _ = workdir.read_pid()

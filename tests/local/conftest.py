@@ -40,13 +40,26 @@ def job_row(uid: str) -> Job:
         return s.scalars(select(Job).where(Job.uid == uid)).one()
 
 
-def launch(provider: LocalProvider, base_model: Path, train: Path, validation: Path | None,
-           method: str = "lora", **options) -> tuple[str, RemoteJob]:
+def launch(
+    provider: LocalProvider,
+    base_model: Path,
+    train: Path,
+    validation: Path | None,
+    method: str = "lora",
+    **options,
+) -> tuple[str, RemoteJob]:
     uid = new_job_row("test", str(base_model), method)
     options.setdefault("torch_threads", 2)
-    spec = JobSpec(name="test", base_model=str(base_model), train_path=str(train),
-                   validation_path=str(validation) if validation else None, method=method,
-                   ftm_job_uid=uid, options=options)
+    options.setdefault("device", "cpu")  # the same run, and assertions, on a machine with a GPU
+    spec = JobSpec(
+        name="test",
+        base_model=str(base_model),
+        train_path=str(train),
+        validation_path=str(validation) if validation else None,
+        method=method,
+        ftm_job_uid=uid,
+        options=options,
+    )
     spec = provider.prepare(spec)
     return uid, provider.create(spec)
 

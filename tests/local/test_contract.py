@@ -99,7 +99,7 @@ def test_memory_estimate_matches_published_figures():
     assert 7.5e9 < shape.params < 8.5e9
     est = lambda method: memory.estimate_training_memory(  # noqa: E731
         shape, memory.TrainingSetup(method=method, seq_len=512, micro_batch=1)).total / memory.GB
-    # COST_MODEL.md: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB (tests/costs checks within 20%).
+    # Published 8B peaks: QLoRA ~6 GB, LoRA 16-22 GB, full ~120 GB (tests/costs: within 20%).
     assert 5 < est("qlora") < 10
     assert 16 < est("lora") < 24
     assert 100 < est("full") < 150

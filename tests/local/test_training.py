@@ -32,9 +32,18 @@ def test_lora_job_trains_in_a_worker_reports_progress_and_beats_the_base_model(
     provider, tiny_model, tmp_path
 ):
     train, val = labelling_files(tmp_path)
-    uid, remote = launch(provider, tiny_model, train, val, "lora", epochs=10,
-                         learning_rate=3e-3, batch_size=8, eval_steps=12,
-                         early_stopping_patience=0)
+    uid, remote = launch(
+        provider,
+        tiny_model,
+        train,
+        val,
+        "lora",
+        epochs=10,
+        learning_rate=3e-3,
+        batch_size=8,
+        eval_steps=12,
+        early_stopping_patience=0,
+    )
     assert remote.status == JobStatus.QUEUED
     final = wait_terminal(provider, remote.remote_id)
     assert final.status == JobStatus.SUCCEEDED, final.error
@@ -46,8 +55,9 @@ def test_lora_job_trains_in_a_worker_reports_progress_and_beats_the_base_model(
     assert row.job_dir == str(job_dir.path) and row.worker_pid
     assert row.fine_tuned_model == str(job_dir.adapter)
     with read_session(get_engine()) as s:
-        points = s.scalars(select(MetricPoint).where(MetricPoint.job_id == row.id)
-                           .order_by(MetricPoint.step)).all()
+        points = s.scalars(
+            select(MetricPoint).where(MetricPoint.job_id == row.id).order_by(MetricPoint.step)
+        ).all()
         evals = [p.eval_loss for p in points if p.eval_loss is not None]
         assert len(evals) >= 5 and evals[-1] < evals[0] - 0.2  # eval loss falls
         assert any(p.learning_rate for p in points) and any(p.grad_norm for p in points)
@@ -81,8 +91,7 @@ def test_adapter_loads_with_peft_and_the_merged_model_matches_it(provider, tiny_
     from providers.local.worker import StopRequest, run
 
     train, _ = labelling_files(tmp_path, n_train=32)
-    job = _in_process_job(provider, tiny_model, train, None, "lora", epochs=2,
-                          learning_rate=5e-3)
+    job = _in_process_job(provider, tiny_model, train, None, "lora", epochs=2, learning_rate=5e-3)
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
 
     base = AutoModelForCausalLM.from_pretrained(tiny_model, dtype=torch.float32)
@@ -91,8 +100,9 @@ def test_adapter_loads_with_peft_and_the_merged_model_matches_it(provider, tiny_
     merged = AutoModelForCausalLM.from_pretrained(merged_dir).eval()
     tok = AutoTokenizer.from_pretrained(merged_dir)
     assert tok.chat_template  # the chat template travels with the merged model
-    text = tok.apply_chat_template(demo_data.labelling_examples(1, 3)[0]["messages"],
-                                   tokenize=False)
+    text = tok.apply_chat_template(
+        demo_data.labelling_examples(1, 3)[0]["messages"], tokenize=False
+    )
     ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         a = with_adapter(ids).logits
@@ -118,9 +128,16 @@ def _in_process_job(provider, tiny_model, train, val, method, **options) -> JobD
     """A job directory written by the provider, to run with `worker.run` in this process."""
     uid = new_job_row("test", str(tiny_model), method)
     options.setdefault("torch_threads", 2)
-    spec = JobSpec(name="t", base_model=str(tiny_model), train_path=str(train),
-                   validation_path=str(val) if val else None, method=method, ftm_job_uid=uid,
-                   options=options)
+    options.setdefault("device", "cpu")  # these tests assert CPU behaviour, GPU or not
+    spec = JobSpec(
+        name="t",
+        base_model=str(tiny_model),
+        train_path=str(train),
+        validation_path=str(val) if val else None,
+        method=method,
+        ftm_job_uid=uid,
+        options=options,
+    )
     job, _ = provider.write_job(provider.prepare(spec))
     return job
 
@@ -134,8 +151,17 @@ def test_qlora_trains_a_4bit_model_on_the_cpu(provider, tiny_model, tmp_path):
     from providers.local.worker import StopRequest, run
 
     train, val = labelling_files(tmp_path, n_train=48, n_validation=12)
-    job = _in_process_job(provider, tiny_model, train, val, "qlora", epochs=3,
-                          learning_rate=5e-3, eval_steps=6, merge=True)
+    job = _in_process_job(
+        provider,
+        tiny_model,
+        train,
+        val,
+        "qlora",
+        epochs=3,
+        learning_rate=5e-3,
+        eval_steps=6,
+        merge=True,
+    )
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     status = job.read_status()
     assert status["plan"]["quantized_4bit"] is True  # bitsandbytes NF4 on the CPU
@@ -153,14 +179,27 @@ def test_early_stopping_ends_training_when_eval_loss_stops_improving(
     from providers.local.worker import StopRequest, run
 
     train, val = labelling_files(tmp_path, n_train=16, n_validation=8)
-    job = _in_process_job(provider, tiny_model, train, val, "full", epochs=40,
-                          learning_rate=2e-2, batch_size=4, eval_steps=2,
-                          early_stopping_patience=1)
+    job = _in_process_job(
+        provider,
+        tiny_model,
+        train,
+        val,
+        "full",
+        epochs=40,
+        learning_rate=2e-2,
+        batch_size=4,
+        eval_steps=2,
+        early_stopping_patience=1,
+    )
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     status = job.read_status()
     assert status["step"] < status["total_steps"] == 160  # stopped early
     losses = _eval_losses(job)
-    assert losses[-1] >= min(losses)  # the last evaluation did not improve
+    # Patience 1: it stopped at the first evaluation that did not beat the best before it,
+    # and every evaluation before that one did improve on its predecessor.
+    assert len(losses) >= 2 and status["step"] == 2 * len(losses)
+    assert losses[-1] >= min(losses[:-1])
+    assert all(b < a for a, b in zip(losses[:-2], losses[1:-1], strict=True)), losses
 
 
 def test_full_fine_tuning_with_packing_saves_a_complete_model(provider, tiny_model, tmp_path):
@@ -169,13 +208,25 @@ def test_full_fine_tuning_with_packing_saves_a_complete_model(provider, tiny_mod
     from providers.local.worker import StopRequest, run
 
     train, val = labelling_files(tmp_path, n_train=48, n_validation=12)
-    job = _in_process_job(provider, tiny_model, train, val, "full", epochs=2,
-                          learning_rate=1e-3, eval_steps=2, packing=True, max_seq_len=128,
-                          batch_size=2)
+    job = _in_process_job(
+        provider,
+        tiny_model,
+        train,
+        val,
+        "full",
+        epochs=2,
+        learning_rate=1e-3,
+        eval_steps=2,
+        packing=True,
+        max_seq_len=128,
+        batch_size=2,
+    )
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     losses = _eval_losses(job)
     assert losses[-1] < losses[0]
-    assert job.read_status()["plan"]["trainable_params"] == job.read_status()["plan"]["model_params"]
+    assert (
+        job.read_status()["plan"]["trainable_params"] == job.read_status()["plan"]["model_params"]
+    )
     model = AutoModelForCausalLM.from_pretrained(job.model)
     assert model.config.num_hidden_layers == 2
 
@@ -190,8 +241,7 @@ def test_dpo_on_a_tiny_preference_set_raises_the_preferred_answers_margin(
 
     rows = demo_data.preference_examples(48, seed=1)
     train = demo_data.write_jsonl(tmp_path / "prefs.jsonl", rows)
-    job = _in_process_job(provider, tiny_model, train, None, "dpo", epochs=3,
-                          learning_rate=5e-3)
+    job = _in_process_job(provider, tiny_model, train, None, "dpo", epochs=3, learning_rate=5e-3)
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     assert (job.adapter / "adapter_config.json").is_file()
 
@@ -199,17 +249,19 @@ def test_dpo_on_a_tiny_preference_set_raises_the_preferred_answers_margin(
         net, tok = load(model)
         total = 0.0
         for r in rows[:12]:
-            prompt = tok.apply_chat_template(r["input"]["messages"], tokenize=False,
-                                             add_generation_prompt=True)
+            prompt = tok.apply_chat_template(
+                r["input"]["messages"], tokenize=False, add_generation_prompt=True
+            )
             scores = []
             for out in (r["preferred_output"], r["non_preferred_output"]):
-                ids = tok(prompt + out[0]["content"], return_tensors="pt",
-                          add_special_tokens=False)["input_ids"]
+                ids = tok(
+                    prompt + out[0]["content"], return_tensors="pt", add_special_tokens=False
+                )["input_ids"]
                 n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
                 with torch.no_grad():
                     logp = torch.log_softmax(net(ids).logits[0, :-1].float(), -1)
                 tgt = ids[0, 1:]
-                scores.append(logp[torch.arange(len(tgt)), tgt][n_prompt - 1:].sum().item())
+                scores.append(logp[torch.arange(len(tgt)), tgt][n_prompt - 1 :].sum().item())
             total += scores[0] - scores[1]
         return total / 12
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx2
 import openai
 import pytest
@@ -18,7 +20,9 @@ def test_key_from_env_then_command(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     assert resolve_api_key(OpenAIConfig()) == KEY
     monkeypatch.delenv("OPENAI_API_KEY")
-    assert resolve_api_key(OpenAIConfig(api_key_command="echo sk-from-command")) == "sk-from-command"
+    assert (
+        resolve_api_key(OpenAIConfig(api_key_command="echo sk-from-command")) == "sk-from-command"
+    )
 
 
 def test_missing_key_says_what_to_do():
@@ -38,8 +42,14 @@ def test_sandbox_needs_no_key():
 
 def test_an_api_error_quoting_the_key_is_redacted():
     request = httpx2.Request("POST", "https://api.openai.com/v1/fine_tuning/jobs")
-    body = {"error": {"message": f"Incorrect API key provided: {KEY}.", "type":
-                      "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+    body = {
+        "error": {
+            "message": f"Incorrect API key provided: {KEY}.",
+            "type": "invalid_request_error",
+            "param": None,
+            "code": "invalid_api_key",
+        }
+    }
     response = httpx2.Response(401, json=body, request=request)
     exc = openai.AuthenticationError(f"Error code: 401 - {body}", response=response, body=body)
     err = translate(exc, "creating the job", [KEY])
@@ -51,8 +61,9 @@ def test_an_api_error_quoting_the_key_is_redacted():
 def test_a_connection_error_with_the_key_in_the_env_does_not_contain_it(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     # a closed port: real SDK, real connection attempt, real failure
-    provider = OpenAIProvider(OpenAIConfig(base_url="http://127.0.0.1:9/v1", max_retries=0,
-                                           timeout_s=2))
+    provider = OpenAIProvider(
+        OpenAIConfig(base_url="http://127.0.0.1:9/v1", max_retries=0, timeout_s=2)
+    )
     with pytest.raises(ProviderError) as info:
         provider.refresh("ftjob-1")
     assert KEY not in str(info.value) and KEY not in repr(info.value.__dict__)
@@ -63,8 +74,12 @@ def test_azure_endpoint_builds_an_azure_client(monkeypatch):
     import openai
 
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", KEY)
-    provider = OpenAIProvider(OpenAIConfig(azure_endpoint="https://example.openai.azure.com",
-                                           azure_api_version="2025-04-01-preview"))
+    provider = OpenAIProvider(
+        OpenAIConfig(
+            azure_endpoint="https://example.openai.azure.com",
+            azure_api_version="2025-04-01-preview",
+        )
+    )
     client = provider.client
     assert isinstance(client, openai.AzureOpenAI)
     assert str(client.base_url).startswith("https://example.openai.azure.com/openai")
@@ -86,3 +101,109 @@ def test_settings_reach_the_provider(monkeypatch):
     assert str(client.base_url) == "http://gateway.local/v1/"
     assert client.organization == "org-x" and client.project == "proj-y"
     assert client.max_retries == 0  # ftm retries itself (create reconciles first)
+
+
+def _files_holding(needle: bytes, *roots: Path) -> list[str]:
+    found = []
+    for root in roots:
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            if needle in path.read_bytes():
+                found.append(str(path))
+    return found
+
+
+def test_the_key_is_in_no_file_log_export_or_sandbox_state(tmp_path, ftm_home, monkeypatch, caplog):
+    """A whole paid-mode workflow with the key in the environment (data add, launch, watch
+    to the end, eval, promote, export to a file and to stdout): afterwards the key is
+    in no file under FTM_HOME (the database and its WAL, the job directories), in no export,
+    in the emulator's persisted state and uploads, in no CLI output and in no log record
+    (every logger at DEBUG, the SDK's and httpx's included)."""
+    import json
+    import logging
+    import time
+
+    from click.testing import CliRunner
+
+    from app import database
+    from app.cli.main import cli
+    from app.sandbox.server import SandboxServer
+    from tests.tiny import labelling_files
+
+    caplog.set_level(logging.DEBUG)
+    outputs: list[str] = []
+
+    def ftm(*args: str) -> str:
+        result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+        outputs.append(result.output)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    sandbox_dir = tmp_path / "sandbox"
+    with SandboxServer(
+        port=0, seconds_per_step=0.01, seed=3, state_file=sandbox_dir / "state.json"
+    ) as server:
+        # The emulator as if it were the paid API: a base URL and our key, no sandbox flag.
+        monkeypatch.setenv("OPENAI_API_KEY", KEY)
+        monkeypatch.setenv("FTM_OPENAI__BASE_URL", server.base_url)
+        database.reset()
+        train, _ = labelling_files(tmp_path, n_train=40, n_validation=0)
+        ftm("data", "add", str(train), "--name", "labels")
+        ftm("launch", "--dataset", "labels", "--model", "gpt-4o-mini-2024-07-18", "--yes")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            ftm("watch", "--once")
+            jobs = json.loads(ftm("jobs", "list", "--json"))
+            if jobs[0]["status"] in ("succeeded", "failed", "cancelled"):
+                break
+            time.sleep(0.2)
+        assert jobs[0]["status"] == "succeeded", jobs
+        ftm(
+            "eval",
+            "--task",
+            "labels",
+            "--dataset",
+            "labels",
+            "--job",
+            "1",
+            "--few-shot",
+            "2",
+            "--provider",
+            "openai",
+            "--base",
+            "gpt-4o-mini-2024-07-18",
+            "--no-general",
+        )
+        ftm(
+            "promote",
+            "--task",
+            "labels",
+            "--model",
+            jobs[0]["fine_tuned_model"],
+            "--override",
+            "--why",
+            "secrets test",
+        )
+        ftm(
+            "models",
+            "export",
+            "--alias",
+            "production",
+            "--task",
+            "labels",
+            "-o",
+            str(tmp_path / "export.json"),
+        )
+        ftm("models", "export", "--alias", "production", "--task", "labels", "--format", "env")
+    database.reset()  # close the engine: the WAL is checkpointed into the file
+
+    # The scan sees what is stored: the fine-tuned model's id is in the database, the
+    # emulator's state and the export.
+    model_id = jobs[0]["fine_tuned_model"].encode()
+    for place in (ftm_home / "ftm.db", sandbox_dir / "state.json", tmp_path / "export.json"):
+        assert _files_holding(model_id, place.parent), place
+
+    secret = KEY.encode()
+    assert not _files_holding(secret, tmp_path), "the key was written to disk"
+    assert not [o for o in outputs if KEY in o], "the key was printed"
+    assert KEY not in caplog.text, "the key was logged"
+    assert len(caplog.records) > 10  # the loggers were heard (requests, polls)

@@ -3,6 +3,7 @@ from the keyboard behind a confirmation, refusal when a gate fails."""
 
 from __future__ import annotations
 
+import pytest
 from textual.widgets import DataTable
 
 from app.database import get_engine
@@ -100,6 +101,7 @@ async def test_leaderboard_promote_and_roll_back_from_the_keyboard():
         assert aliases.current(engine, "routing", "production").promotion.model == "forgetful"
 
 
+@pytest.mark.expects_tui_error
 async def test_a_failing_gate_refuses_without_a_confirmation():
     runs = _runs()
     app = create_app(start_poller=False)

@@ -9,10 +9,8 @@ import openai
 import pytest
 
 from app.sandbox.faults import FaultPlan
-from tests.openapi_spec import requires_spec, response_schema, spec_path, validate_response
+from tests.openapi_spec import response_schema, spec_path, validate_response
 from tests.sandbox.conftest import STEP_S, run_to_end, sentiment_rows, upload
-
-pytestmark = requires_spec
 
 JOB = {
     "object": "fine_tuning.job",

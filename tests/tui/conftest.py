@@ -1,4 +1,9 @@
-"""TUI test fixtures: a fixed date for anything that shows days-until-sunset."""
+"""TUI test fixtures: a fixed date for anything that shows days-until-sunset.
+
+An error notification or error screen a test did not expect fails it: the autouse guard
+is in tests/tui_errors.py (active for every test, as Pilot tests live beside their
+features too); mark a test that checks an error with ``@pytest.mark.expects_tui_error``.
+"""
 
 from __future__ import annotations
 

@@ -136,6 +136,7 @@ async def test_pause_then_resume_with_confirmation(slow_sandbox, running_job):
         assert remote.status in ("queued", "running")
 
 
+@pytest.mark.expects_tui_error
 async def test_a_provider_error_is_shown_and_the_app_goes_on(slow_sandbox, running_job):
     slow_sandbox.faults = FaultPlan().add("jobs.cancel", "server_error", count=1)
     app = create_app(start_poller=False)
@@ -245,6 +246,7 @@ def _evaluated_job(model: str) -> int:
         return job.id
 
 
+@pytest.mark.expects_tui_error
 async def test_promote_refused_by_a_gate_shows_the_gate():
     from app.promotion import aliases
 

@@ -3,6 +3,7 @@ preview, the confirmation that states the spend, the launch and a refused launch
 
 from __future__ import annotations
 
+import pytest
 from sqlmodel import select
 from textual.widgets import Input, Select, Static
 
@@ -119,6 +120,7 @@ async def test_yes_launches_on_the_sandbox_and_keeps_the_estimate(sandbox, ftm_h
         assert any("launched" in n.message for n in app._notifications)
 
 
+@pytest.mark.expects_tui_error
 async def test_refused_create_shows_an_error_and_the_app_goes_on(sandbox, ftm_home):
     add_dataset(ftm_home, "tickets")
     # the upload fails: the provider refuses, the job row ends failed with the reason
@@ -182,6 +184,7 @@ async def test_new_job_from_the_datasets_tab_starts_with_the_highlighted_dataset
         assert wizard.form.dataset.name == "tickets"
 
 
+@pytest.mark.expects_tui_error
 async def test_no_api_key_is_said_clearly_and_nothing_crashes(ftm_home):
     # No sandbox and no OPENAI_API_KEY (the autouse fixture removes it): the launch is
     # refused before anything is sent, and the message says what to set.

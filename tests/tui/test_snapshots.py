@@ -99,6 +99,7 @@ def test_job_detail(snap_compare, seeded, size):
     assert snap_compare(create_app(start_poller=False), terminal_size=size, run_before=run_before)
 
 
+@pytest.mark.expects_tui_error
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("theme", THEMES)
 def test_error_screen(snap_compare, seeded, size, theme):
