@@ -1,5 +1,5 @@
-"""The fine-tuning service's staged wind-down, as the sandbox emulates it (OPENAI_API.md,
-"Lifecycle of the service itself"):
+"""The fine-tuning service's staged wind-down, as the sandbox emulates it (OpenAI's
+announcement of 2026-05-07):
 
 1. on the announcement, organizations that had never fine-tuned lost job creation;
 2. on the inactive cutoff, organizations without fine-tuned inference in the window of days

@@ -156,9 +156,10 @@ def test_ftm_migrate_to_a_local_model_keeps_library_output_in_its_log(
         )
         args = [
             "migrate",
-            "production",
             "--task",
             "labels",
+            "--alias",
+            "production",
             "--to",
             "local",
             "--model",

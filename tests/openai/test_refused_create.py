@@ -1,5 +1,5 @@
 """A 403 on create is final: the organization may not create jobs (the service's wind-down,
-OPENAI_API.md). The real provider, the real SDK, the sandbox refusing as the live API does."""
+announced 2026-05-07). The real provider, the real SDK, the sandbox refusing as the live API does."""
 
 from __future__ import annotations
 

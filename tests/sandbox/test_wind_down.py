@@ -1,6 +1,6 @@
 """The service's staged wind-down, through the real openai SDK over real HTTP, every
-response checked against the official OpenAPI spec (OPENAI_API.md, "Lifecycle of the
-service itself"): orgs that never fine-tuned lost job creation on 2026-05-07, orgs without
+response checked against the official OpenAPI spec (OpenAI's announcement of 2026-05-07):
+orgs that never fine-tuned lost job creation on 2026-05-07, orgs without
 fine-tuned inference in the previous 60 days on 2026-07-02, every org after 2027-01-06.
 A refused create is HTTP 403 with code ``training_not_available``."""
 

@@ -88,6 +88,7 @@ def _rerun_a_missing_eval():
         (_database_gone_while_running, "Environment", "is not an SQLite database"),
     ],
 )
+@pytest.mark.expects_tui_error
 async def test_a_domain_error_in_a_worker_shows_its_message(use_case, title, message):
     app = create_app(start_poller=False)
     async with app.run_test(size=(100, 30)) as pilot:
@@ -100,6 +101,7 @@ async def test_a_domain_error_in_a_worker_shows_its_message(use_case, title, mes
         assert app.is_running
 
 
+@pytest.mark.expects_tui_error
 async def test_an_evaluation_that_fails_in_the_evaluate_screen_says_why(sandbox, ftm_home):
     # A job whose model the service does not know: the evaluate screen's real run fails
     # with EvalError (the provider's 404), shown as such; the screen stays usable.

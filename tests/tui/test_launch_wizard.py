@@ -241,6 +241,7 @@ async def test_wizard_shows_the_launch_plans_cutoff_warning_before_confirming(sa
         assert _jobs() == []
 
 
+@pytest.mark.expects_tui_error
 async def test_wizard_refuses_what_the_provider_refuses_before_confirming(
     sandbox, ftm_home, tiny_model
 ):
