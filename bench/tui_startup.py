@@ -88,6 +88,10 @@ def seed(n_jobs: int, n_points: int, n_active: int) -> float:
                 "updated_at": now,
                 "estimated_cost_usd": 1.0 + i % 13,
                 "last_progress_at": now,
+                # an ended job's actual cost was recorded when it ended (by the poller, as
+                # `app.costs.actuals` does), so no poll cycle has thousands to catch up on
+                "actual": None if active else {"cost_usd": 1.1, "cost_error_pct": 10.0},
+                "actual_cost_usd": None if active else 1.1,
             }
         )
     with engine.begin() as conn:

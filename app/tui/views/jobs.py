@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
 from rich.text import Text
 from textual import on, work
@@ -24,11 +25,19 @@ from db.engine import read_session
 from db.models import Job
 
 STATUS_STYLES = {
-    "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
-    "running": "cyan", "paused": "magenta", "succeeded": "green", "failed": "red",
+    "pending": "dim",
+    "uploading": "yellow",
+    "validating": "yellow",
+    "queued": "yellow",
+    "running": "cyan",
+    "paused": "magenta",
+    "succeeded": "green",
+    "failed": "red",
     "cancelled": "dim",
 }
 RELOAD_EVERY_S = 2.0
+POLLER_WRITER_SHARE = 0.5
+"""The in-app poller's writer rests as long as it writes (see `Poller`'s writer_share)."""
 LOAD_LIMIT = 500
 """Rows the table holds; the filter runs in SQL, so it still finds older jobs."""
 
@@ -77,15 +86,32 @@ def progress_cell(job: Job) -> str:
     return f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%}"
 
 
-COLUMNS = ("id", "name", "status", "progress", "loss", "est.", "actual", "age", "provider",
-           "model", "dataset", "remote id")
+COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "progress",
+    "loss",
+    "est.",
+    "actual",
+    "age",
+    "provider",
+    "model",
+    "dataset",
+    "remote id",
+)
 """Most telling first: at 80 columns all up to the age fit; the table scrolls sideways
 for the provider, the (long) model name, the dataset and the remote id. "loss" is the
 last train loss, then the last eval loss where the job has one."""
 
 
-HEADER_ORDERS = {"id": "age", "name": "name", "status": "status", "age": "age",
-                 "provider": "provider"}
+HEADER_ORDERS = {
+    "id": "age",
+    "name": "name",
+    "status": "status",
+    "age": "age",
+    "provider": "provider",
+}
 """The column headers that sort when clicked, and the `list_jobs` order each means (ids
 grow with age, so "id" is newest first like "age")."""
 
@@ -104,10 +130,18 @@ def _cells(j: Job, at: datetime, dataset_names: dict[int, str] | None = None) ->
     if j.simulated:
         provider.append(" simulated", style="magenta")
     return (
-        str(j.id), j.name, status_cell(j), progress_cell(j),
+        str(j.id),
+        j.name,
+        status_cell(j),
+        progress_cell(j),
         loss_text(j),
-        usd_cell(j.estimated_cost_usd), usd_cell(j.actual_cost_usd), age_text(j.created_at, at),
-        provider, j.base_model, dataset or "-", j.remote_id or "-",
+        usd_cell(j.estimated_cost_usd),
+        usd_cell(j.actual_cost_usd),
+        age_text(j.created_at, at),
+        provider,
+        j.base_model,
+        dataset or "-",
+        j.remote_id or "-",
     )
 
 
@@ -147,11 +181,16 @@ class JobsView(Vertical):
         self.order = "age"
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: name, provider, model or status (enter/esc: back)",
-                    id="jobs-filter")
+        yield Input(
+            placeholder="filter: name, provider, model or status (enter/esc: back)",
+            id="jobs-filter",
+        )
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-        yield Static("No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME "
-                     "--model MODEL", id="jobs-empty", classes="empty-hint")
+        yield Static(
+            "No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME --model MODEL",
+            id="jobs-empty",
+            classes="empty-hint",
+        )
         yield Static("", id="jobs-poller-status", classes="empty-hint")
         yield Static("", id="jobs-view-state", classes="empty-hint")
 
@@ -210,8 +249,11 @@ class JobsView(Vertical):
         label = str(event.label)
         order = HEADER_ORDERS.get(label)
         if order is None:
-            self.notify(f"The jobs table cannot sort by {label!r}; click one of: "
-                        f"{', '.join(HEADER_ORDERS)} (or press s)", timeout=4)
+            self.notify(
+                f"The jobs table cannot sort by {label!r}; click one of: "
+                f"{', '.join(HEADER_ORDERS)} (or press s)",
+                timeout=4,
+            )
             return
         self.order = order
         self._show_state()
@@ -220,7 +262,8 @@ class JobsView(Vertical):
     def _show_state(self) -> None:
         filtered = f" · filter: {self.search!r}" if self.search.strip() else ""
         self.query_one("#jobs-view-state", Static).update(
-            f"sort: {self.order} (s){filtered}  ·  / filter")
+            f"sort: {self.order} (s){filtered}  ·  / filter"
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-load")
     def reload_jobs(self) -> None:
@@ -231,16 +274,20 @@ class JobsView(Vertical):
             rows = list_jobs(session, limit=LOAD_LIMIT, search=search, order=order)
             names = dataset_names(session, {j.dataset_id for j in rows})
         at = now()
-        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j, at, names)) for j in rows],
-                                      (search, order)))
+        self.post_message(
+            self.Loaded(rows, [(str(j.id), _cells(j, at, names)) for j in rows], (search, order))
+        )
 
     @on(Loaded)
     def _show(self, message: Loaded) -> None:
         if message.query is not None and message.query != (self.search, self.order):
             return  # typed on or re-sorted since this load started; a newer one is coming
         table = self.query_one(DataTable)
-        rows = message.rows if message.rows is not None else [
-            (str(j.id), _cells(j, now())) for j in message.jobs]
+        rows = (
+            message.rows
+            if message.rows is not None
+            else [(str(j.id), _cells(j, now())) for j in message.jobs]
+        )
         self.query_one("#jobs-empty").display = not rows and not self.search.strip()
         if [key for key, _ in rows] == list(self._shown):
             # Same jobs in the same order (the usual reload): update only the cells that
@@ -289,7 +336,9 @@ class JobsView(Vertical):
         from app.jobs.poller import Poller
 
         loop = asyncio.get_running_loop()
-        poller = await loop.run_in_executor(None, Poller)  # opening the database may migrate
+        # opening the database may migrate: in a thread. The poller's writes are ORM work
+        # that holds the GIL; capped at half the time, the UI thread always gets its turn.
+        poller = await loop.run_in_executor(None, partial(Poller, writer_share=POLLER_WRITER_SHARE))
         try:
             await poller.run(on_cycle=lambda r: self.post_message(self.PollCycleDone(r)))
         finally:
@@ -300,5 +349,6 @@ class JobsView(Vertical):
         r = message.report
         self.query_one("#jobs-poller-status", Static).update(
             f"poller: {r.jobs} active, {r.refreshed} refreshed, {r.errors} errors "
-            f"({r.duration_s:.1f} s)")
+            f"({r.duration_s:.1f} s)"
+        )
         self.reload_jobs()
