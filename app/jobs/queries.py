@@ -30,8 +30,10 @@ def find_job(session: Session, ref: str | int) -> Job:
         if len(matches) == 1:
             job = matches[0]
     if job is None:
-        raise JobNotFound(f"no job {text!r}: give a job id from `ftm jobs list`, its uid, or "
-                          "the provider's job id")
+        raise JobNotFound(
+            f"no job {text!r}: give a job id from `ftm jobs list`, its uid, or "
+            "the provider's job id"
+        )
     return job
 
 
@@ -39,8 +41,15 @@ JOB_ORDERS = ("age", "status", "name", "provider")
 """The orders `list_jobs` knows (the Jobs tab cycles through them)."""
 
 
-def _listed(query, *, active_only: bool = False, provider: str | None = None,
-            limit: int = 200, search: str | None = None, order: str = "age"):
+def _listed(
+    query,
+    *,
+    active_only: bool = False,
+    provider: str | None = None,
+    limit: int = 200,
+    search: str | None = None,
+    order: str = "age",
+):
     """``query`` (over `Job`) filtered, ordered and limited as `list_jobs` documents."""
     if order not in JOB_ORDERS:
         raise ValueError(f"unknown job order {order!r}; use one of: {', '.join(JOB_ORDERS)}")
@@ -50,26 +59,46 @@ def _listed(query, *, active_only: bool = False, provider: str | None = None,
         text = search.strip().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         pattern = f"%{text}%"  # literal: a "_" or "%" typed by the user is not a wildcard
         query = query.where(
-            Job.name.ilike(pattern, escape="\\") | Job.provider.ilike(pattern, escape="\\")
-            | Job.base_model.ilike(pattern, escape="\\") | Job.status.ilike(pattern, escape="\\"))
+            Job.name.ilike(pattern, escape="\\")
+            | Job.provider.ilike(pattern, escape="\\")
+            | Job.base_model.ilike(pattern, escape="\\")
+            | Job.status.ilike(pattern, escape="\\")
+        )
     if active_only:
-        query = query.where(Job.status.in_(
-            [s.value for s in JobStatus if s not in TERMINAL_STATUSES]))
+        query = query.where(
+            Job.status.in_([s.value for s in JobStatus if s not in TERMINAL_STATUSES])
+        )
     if provider:
         query = query.where(Job.provider == provider)
     return query
 
 
-def list_jobs(session: Session, *, active_only: bool = False, provider: str | None = None,
-              limit: int = 200, search: str | None = None, order: str = "age") -> list[Job]:
+def list_jobs(
+    session: Session,
+    *,
+    active_only: bool = False,
+    provider: str | None = None,
+    limit: int = 200,
+    search: str | None = None,
+    order: str = "age",
+) -> list[Job]:
     """Jobs, newest first (or by ``order``: one of `JOB_ORDERS`, newest first within).
 
     ``search`` keeps the jobs whose name, provider, base model or status contains it
     (case-insensitive); it is applied in SQL so it finds jobs beyond ``limit``.
     """
-    return list(session.scalars(_listed(select(Job), active_only=active_only,
-                                        provider=provider, limit=limit, search=search,
-                                        order=order)))
+    return list(
+        session.scalars(
+            _listed(
+                select(Job),
+                active_only=active_only,
+                provider=provider,
+                limit=limit,
+                search=search,
+                order=order,
+            )
+        )
+    )
 
 
 class JobRow(NamedTuple):
@@ -95,20 +124,39 @@ class JobRow(NamedTuple):
     remote_id: str | None
 
 
-_ROW_COLUMNS = (Job.id, Job.name, Job.status, Job.stalled, Job.step, Job.total_steps,
-                Job.train_loss, Job.eval_loss, Job.estimated_cost_usd, Job.actual_cost_usd,
-                Job.created_at, Job.provider, Job.simulated, Job.base_model, Dataset.name,
-                Job.remote_id)
+_ROW_COLUMNS = (
+    Job.id,
+    Job.name,
+    Job.status,
+    Job.stalled,
+    Job.step,
+    Job.total_steps,
+    Job.train_loss,
+    Job.eval_loss,
+    Job.estimated_cost_usd,
+    Job.actual_cost_usd,
+    Job.created_at,
+    Job.provider,
+    Job.simulated,
+    Job.base_model,
+    Dataset.name,
+    Job.remote_id,
+)
 
 
-def job_rows(session: Session, *, limit: int = 200, search: str | None = None,
-             order: str = "age") -> list[JobRow]:
+def job_rows(
+    session: Session, *, limit: int = 200, search: str | None = None, order: str = "age"
+) -> list[JobRow]:
     """The rows of `list_jobs` as the jobs table shows them, in one query: only the
     columns shown (no JSON columns decoded, no ORM objects), the dataset's name joined,
     the latest step and losses from the job's own columns (kept current by each refresh,
     see `app.jobs.tracking`), never from the metric points."""
-    query = _listed(select(*_ROW_COLUMNS).outerjoin(Dataset, Dataset.id == Job.dataset_id),
-                    limit=limit, search=search, order=order)
+    query = _listed(
+        select(*_ROW_COLUMNS).outerjoin(Dataset, Dataset.id == Job.dataset_id),
+        limit=limit,
+        search=search,
+        order=order,
+    )
     return [JobRow(*r) for r in session.exec(query)]
 
 
@@ -121,7 +169,6 @@ class JobDetail:
     artifacts: list[Artifact] = field(default_factory=list)
 
 
-
 def dataset_names(session: Session, ids: set[int | None]) -> dict[int, str]:
     """Names of the datasets with these ids (one query, for a table of jobs)."""
     wanted = [i for i in ids if i is not None]
@@ -132,17 +179,28 @@ def dataset_names(session: Session, ids: set[int | None]) -> dict[int, str]:
 
 def job_detail(session: Session, ref: str | int, *, events_limit: int = 500) -> JobDetail:
     job = find_job(session, ref)
-    events = list(session.scalars(
-        select(JobEvent).where(JobEvent.job_id == job.id)
-        .order_by(JobEvent.created_at.desc(), JobEvent.id.desc()).limit(events_limit)))
+    events = list(
+        session.scalars(
+            select(JobEvent)
+            .where(JobEvent.job_id == job.id)
+            .order_by(JobEvent.created_at.desc(), JobEvent.id.desc())
+            .limit(events_limit)
+        )
+    )
     events.reverse()
     return JobDetail(
         job=job,
         events=events,
-        metrics=list(session.scalars(
-            select(MetricPoint).where(MetricPoint.job_id == job.id).order_by(MetricPoint.step))),
-        checkpoints=list(session.scalars(
-            select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step))),
+        metrics=list(
+            session.scalars(
+                select(MetricPoint).where(MetricPoint.job_id == job.id).order_by(MetricPoint.step)
+            )
+        ),
+        checkpoints=list(
+            session.scalars(
+                select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step)
+            )
+        ),
         artifacts=list(session.scalars(select(Artifact).where(Artifact.job_id == job.id))),
     )
 
@@ -159,14 +217,27 @@ def progress_fraction(job: Job | JobRow) -> float | None:
 def job_summary(job: Job) -> dict:
     """A JSON-ready summary (``ftm jobs list --json``)."""
     return {
-        "id": job.id, "uid": job.uid, "name": job.name, "provider": job.provider,
-        "remote_id": job.remote_id, "base_model": job.base_model, "method": job.method,
-        "status": job.status, "simulated": job.simulated, "step": job.step,
-        "total_steps": job.total_steps, "train_loss": job.train_loss,
-        "eval_loss": job.eval_loss, "fine_tuned_model": job.fine_tuned_model,
-        "trained_tokens": job.trained_tokens, "error": job.error, "stalled": job.stalled,
-        "dataset_id": job.dataset_id, "hyperparameters": job.hyperparameters,
-        "estimated_cost_usd": job.estimated_cost_usd, "actual_cost_usd": job.actual_cost_usd,
+        "id": job.id,
+        "uid": job.uid,
+        "name": job.name,
+        "provider": job.provider,
+        "remote_id": job.remote_id,
+        "base_model": job.base_model,
+        "method": job.method,
+        "status": job.status,
+        "simulated": job.simulated,
+        "step": job.step,
+        "total_steps": job.total_steps,
+        "train_loss": job.train_loss,
+        "eval_loss": job.eval_loss,
+        "fine_tuned_model": job.fine_tuned_model,
+        "trained_tokens": job.trained_tokens,
+        "error": job.error,
+        "stalled": job.stalled,
+        "dataset_id": job.dataset_id,
+        "hyperparameters": job.hyperparameters,
+        "estimated_cost_usd": job.estimated_cost_usd,
+        "actual_cost_usd": job.actual_cost_usd,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
