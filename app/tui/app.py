@@ -39,20 +39,23 @@ _gc_frozen = False
 
 class StartupWorkerManager(ReportingWorkerManager):
     """Starts the thread workers of the later tabs' views held at a gate, opened when
-    start-up ends (`open_gate`): they wait in their thread, using no CPU, and run then.
-    (Held, not left unstarted: waiting for a worker that never started is an error.)"""
+    start-up ends (`open_gate`): they wait in their thread, using no CPU, and then run
+    one at a time. (Held, not left unstarted: waiting for a worker that never started is
+    an error. Worker internals are used: Textual is pinned exactly.)"""
 
     def __init__(self, app: App) -> None:
         super().__init__(app)
         self.gate = threading.Event()
+        self._one_at_a_time = threading.Lock()
 
     def add_worker(self, worker: Worker, start: bool = True, exclusive: bool = True) -> None:
         if not self.gate.is_set() and worker._thread_worker and _in_later_tab(worker.node):
-            work, gate = worker._work, self.gate
+            work, gate, turn = worker._work, self.gate, self._one_at_a_time
 
             def after_startup():
                 gate.wait(STARTUP_DEADLINE_S)
-                return work()
+                with turn:  # one after another: the UI thread still gets the GIL often
+                    return work()
 
             worker._work = after_startup
         super().add_worker(worker, start=start, exclusive=exclusive)

@@ -428,3 +428,25 @@ async def test_no_garbage_collection_until_the_jobs_are_shown():
         assert during[0] is False
         assert gc.isenabled()
         assert gc.get_freeze_count() > 0  # start-up's objects are out of the collector's way
+
+
+async def test_names_are_shown_as_typed_not_read_as_markup():
+    with write_session(get_engine()) as session:
+        for name in ("run[/x]", "[bold]loud[/bold]"):
+            session.add(
+                Job(
+                    name=name,
+                    provider="openai",
+                    base_model="m",
+                    method="supervised",
+                    status="succeeded",
+                    created_at=FIXED_NOW,
+                )
+            )
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        assert sorted(_column(table, "name")) == ["[bold]loud[/bold]", "run[/x]"]
+        drawn = "".join(seg.text for y in (1, 2) for seg in table.render_line(y))
+        assert "run[/x]" in drawn and "[bold]loud[/bold]" in drawn

@@ -128,24 +128,30 @@ def loss_text(j: Job | JobRow) -> str:
     return train if j.eval_loss is None else f"{train}/{j.eval_loss:.4f}"
 
 
+def _text(value: str) -> Text:
+    """A plain cell: Text, not a str, which the table would parse as markup on the UI
+    thread at every render (and choke on, for a job named like "run[/x]")."""
+    return Text(value, no_wrap=True, end="")
+
+
 def _cells(j: JobRow, age: str) -> tuple:
     """The table cells of one job (built in the loading thread)."""
     provider = Text(j.provider)
     if j.simulated:
         provider.append(" simulated", style="magenta")
     return (
-        str(j.id),
-        j.name,
+        _text(str(j.id)),
+        _text(j.name),
         status_cell(j),
-        progress_cell(j),
-        loss_text(j),
-        usd_cell(j.estimated_cost_usd),
-        usd_cell(j.actual_cost_usd),
-        age,
+        _text(progress_cell(j)),
+        _text(loss_text(j)),
+        _text(usd_cell(j.estimated_cost_usd)),
+        _text(usd_cell(j.actual_cost_usd)),
+        _text(age),
         provider,
-        j.base_model,
-        j.dataset or "-",
-        j.remote_id or "-",
+        _text(j.base_model),
+        _text(j.dataset or "-"),
+        _text(j.remote_id or "-"),
     )
 
 
