@@ -46,6 +46,8 @@ STALL_TARGET_S = 0.100
 BENCH_PROVIDER = "bench"
 NETWORK_DELAY_S = 0.02
 HEARTBEAT_S = 0.010
+SETTLED_AFTER_S = 2.0
+"""Stalls after this much of a window are reported apart: start-up's tail is over."""
 
 
 def use_home(home: Path) -> None:
@@ -221,30 +223,33 @@ def child_stall(with_poller: bool, seconds: float, min_cycles: int) -> None:
     async def main() -> dict:
         app = create_app(start_poller=with_poller)
         reports: dict[int, object] = {}
+        shown = asyncio.Event()
 
-        def count(message) -> None:
+        def hook(message) -> None:
             # the hook sees a message at every node it bubbles through: count each once
             if isinstance(message, JobsView.PollCycleDone):
                 reports[id(message.report)] = message.report
+            elif isinstance(message, JobsView.FirstLoadShown):
+                shown.set()
 
         latencies: list[float] = []
-        lags: list[float] = []
+        lags: list[tuple[float, float]] = []
         stop = asyncio.Event()
 
         async def heartbeat() -> None:
             while not stop.is_set():
                 t0 = time.perf_counter()
                 await asyncio.sleep(HEARTBEAT_S)
-                lags.append(time.perf_counter() - t0 - HEARTBEAT_S)
+                lags.append((t0 - started, time.perf_counter() - t0 - HEARTBEAT_S))
 
-        async with app.run_test(size=(120, 40), message_hook=count) as pilot:
+        async with app.run_test(size=(120, 40), message_hook=hook):
             table = app.query_one("#jobs-table", DataTable)
-            while table.row_count < 25:
-                await asyncio.sleep(0.01)
-            table.focus()
-            await pilot.pause()
-            beat = asyncio.create_task(heartbeat())
+            # The window opens as the first rows are shown: what loads after them (the
+            # rest of the rows, the other tabs, the poller's first cycles) is in it.
+            await asyncio.wait_for(shown.wait(), 60)
             started = time.perf_counter()
+            beat = asyncio.create_task(heartbeat())
+            table.focus()
             i = 0
             while time.perf_counter() - started < seconds or (
                 with_poller and len(reports) < min_cycles and time.perf_counter() - started < 120
@@ -369,13 +374,17 @@ def main() -> int:
         empty_rows, empty_cpu, _ = time_to_rows(empty, args.runs)
         big_rows, big_cpu, answer = time_to_rows(big, args.runs)
         window = (str(args.seconds), str(args.cycles))
-        off, _ = run_child(big, "stall", "off", *window)
-        on, _ = run_child(big, "stall", "on", *window)
+        offs = [run_child(big, "stall", "off", *window)[0] for _ in range(args.runs)]
+        ons = [run_child(big, "stall", "on", *window)[0] for _ in range(args.runs)]
         load = " ".join(f"{x:.2f}" for x in os.getloadavg())
 
     rows_s, empty_s = statistics.median(big_rows), statistics.median(empty_rows)
-    stall_on, stall_off = max(on["lags"]), max(off["lags"])
-    rows_ok, stall_ok = rows_s < ROWS_TARGET_S, stall_on < STALL_TARGET_S and on["cycles"] > 0
+    worst_on = [max(lag for _, lag in run["lags"]) for run in ons]
+    worst_off = [max(lag for _, lag in run["lags"]) for run in offs]
+    stall_on, stall_off = max(worst_on), max(worst_off)
+    cycles = [run["cycles"] for run in ons]
+    rows_ok = rows_s < ROWS_TARGET_S
+    stall_ok = stall_on < STALL_TARGET_S and min(cycles) > 0
     print(f"load average {load} (2-core machine shared with others: figures vary with it)")
     print(
         f"\nHEADLINE jobs table with rows, fresh process: {ms(rows_s)} ({spread(big_rows)}); "
@@ -383,9 +392,10 @@ def main() -> int:
         f"  {verdict(rows_ok)}"
     )
     print(
-        f"HEADLINE max event-loop stall, poller on: {ms(stall_on)}; poller off "
-        f"{ms(stall_off)}, ratio {stall_on / max(stall_off, 1e-3):.2f}; target < "
-        f"{ms(STALL_TARGET_S)}  {verdict(stall_ok)}"
+        f"HEADLINE max event-loop stall, poller on: {ms(stall_on)} (worst of {len(ons)} "
+        f"windows: {', '.join(ms(x) for x in worst_on)}); poller off {ms(stall_off)}, ratio "
+        f"{stall_on / max(stall_off, 1e-3):.2f}; target < {ms(STALL_TARGET_S)}  "
+        f"{verdict(stall_ok)}"
     )
     print(
         f"\n  start-up ({answer['rows']} rows shown): imports {ms(answer['imports_s'])}, "
@@ -396,17 +406,24 @@ def main() -> int:
         f"  CPU time used by the process until the rows: {ms(statistics.median(big_cpu))}"
         f" (empty DB {ms(statistics.median(empty_cpu))})"
     )
+    cycle_s = [c for run in ons for c in run["cycle_s"]]
     print(
-        f"  polling: {on['cycles']} cycles over {on['jobs']} running jobs in "
-        f"{on['window_s']:.1f} s (cycle median {statistics.median(on['cycle_s'] or [0]):.2f} s),"
-        f" {on['events']:,} events written"
+        f"  polling: {'/'.join(map(str, cycles))} cycles over {ons[0]['jobs']} running jobs in "
+        f"windows of {ons[0]['window_s']:.1f} s (cycle median "
+        f"{statistics.median(cycle_s or [0]):.2f} s), {sum(r['events'] for r in ons):,} "
+        "events written"
     )
-    for name, run in (("off", off), ("on ", on)):
+    for name, runs in (("off", offs), ("on ", ons)):
+        lags = [lag for run in runs for _, lag in run["lags"]]
+        settled = [
+            max([lag for t, lag in run["lags"] if t >= SETTLED_AFTER_S] or [0]) for run in runs
+        ]
+        keys = [k for run in runs for k in run["latencies"]]
         print(
-            f"  poller {name}: loop lag p95 {ms(p95(run['lags']))}, max {ms(max(run['lags']))};"
-            f" key latency p50 {ms(statistics.median(run['latencies']))}, p95 "
-            f"{ms(p95(run['latencies']))}, max {ms(max(run['latencies']))} "
-            f"({len(run['latencies'])} keys)"
+            f"  poller {name}: loop lag p95 {ms(p95(lags))}, max {ms(max(lags))}, max after the "
+            f"first {SETTLED_AFTER_S:.0f} s {ms(max(settled))}; key latency p50 "
+            f"{ms(statistics.median(keys))}, p95 {ms(p95(keys))}, max {ms(max(keys))} "
+            f"({len(keys)} keys)"
         )
     return 0 if rows_ok and stall_ok else 1
 

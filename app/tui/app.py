@@ -133,7 +133,7 @@ class FtmApp(App):
 
     # -- start-up -----------------------------------------------------------------------
 
-    @on(JobsView.FirstLoadShown)
+    @on(JobsView.FirstLoadComplete)
     def _end_startup(self) -> None:
         """The first screen is up: garbage collection back on, the other tabs' loads go."""
         if self._started:

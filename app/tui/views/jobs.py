@@ -38,6 +38,8 @@ STATUS_STYLES = {
     "cancelled": "dim",
 }
 RELOAD_EVERY_S = 2.0
+POLLER_START_DEADLINE_S = 5.0
+"""The poller starts after the first load is shown, or this long after mounting."""
 POLLER_WRITER_SHARE = 0.5
 """The in-app poller's writer rests as long as it writes (see `Poller`'s writer_share)."""
 LOAD_LIMIT = 500
@@ -187,7 +189,12 @@ class JobsView(Vertical):
 
     @dataclass
     class FirstLoadShown(Message):
-        """The first load is in the table (the app finishes its start-up on it)."""
+        """The first page of the first load is in the table: what the user came to see."""
+
+    @dataclass
+    class FirstLoadComplete(Message):
+        """All of the first load is in the table and drawn: start-up is over (the app
+        turns to the other tabs, the view starts the poller)."""
 
     @dataclass
     class PollCycleDone(Message):
@@ -225,11 +232,12 @@ class JobsView(Vertical):
         self._reselect: str | None = None
         """The job the cursor was on before the table was started again."""
         self._first_shown = False
+        self._first_complete = False
+        self._poller_started = False
         self._show_state()
         self.reload_jobs()
         self.set_interval(RELOAD_EVERY_S, self.reload_jobs)
-        if getattr(self.app, "start_poller", False):
-            self.run_poller()
+        self.set_timer(POLLER_START_DEADLINE_S, self._start_poller)
 
     def action_reload(self) -> None:
         self.reload_jobs()
@@ -363,8 +371,6 @@ class JobsView(Vertical):
 
     def _add_page(self) -> None:
         """Add the next page of pending rows; the next one after the screen refreshes."""
-        if not self._pending:
-            return
         table = self.query_one(DataTable)
         page, self._pending = self._pending[:PAGE], self._pending[PAGE:]
         for key, cells in page:
@@ -375,6 +381,21 @@ class JobsView(Vertical):
             self._reselect = None
         if self._pending:
             self.call_after_refresh(self._add_page)
+        elif not self._first_complete:
+            self._first_complete = True
+            self.call_after_refresh(self._complete_first_load)
+
+    def _complete_first_load(self) -> None:
+        self._start_poller()
+        self.post_message(self.FirstLoadComplete())
+
+    def _start_poller(self) -> None:
+        """Start the in-app poller once: after the first load (its first cycle is the
+        heaviest, all active jobs and its imports, and would slow the first rows down), or
+        after `POLLER_START_DEADLINE_S` should that load fail."""
+        if getattr(self.app, "start_poller", False) and not self._poller_started:
+            self._poller_started = True
+            self.run_poller()
 
     @on(DataTable.RowSelected, "#jobs-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
