@@ -450,3 +450,63 @@ async def test_names_are_shown_as_typed_not_read_as_markup():
         assert sorted(_column(table, "name")) == ["[bold]loud[/bold]", "run[/x]"]
         drawn = "".join(seg.text for y in (1, 2) for seg in table.render_line(y))
         assert "run[/x]" in drawn and "[bold]loud[/bold]" in drawn
+
+
+async def test_the_poller_starts_once_the_first_load_is_in(monkeypatch):
+    from app.tui.views.jobs import JobsView
+
+    add_jobs(2)  # ended: a poll cycle has no provider to call, it is quicker than the load
+    _slow_job_rows(monkeypatch, 0.8)
+    order: list[str] = []
+
+    def hook(message) -> None:
+        name = type(message).__name__
+        if isinstance(message, JobsView.FirstLoadComplete | JobsView.PollCycleDone) and (
+            name not in order
+        ):
+            order.append(name)
+
+    app = create_app(start_poller=True)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        for _ in range(100):
+            if "PollCycleDone" in order:
+                break
+            await pilot.pause(0.05)
+        assert order == ["FirstLoadComplete", "PollCycleDone"]
+
+
+async def test_a_failed_first_load_still_starts_the_poller_and_the_other_tabs(
+    monkeypatch, ftm_home
+):
+    import gc
+
+    import app.jobs.queries as queries
+    import app.tui.app as tui_app
+    import app.tui.views.jobs as jobs_view
+    from app.tui.views.datasets import DatasetsView
+    from app.tui.views.jobs import JobsView
+    from tests.tui.helpers import add_dataset
+
+    add_dataset(ftm_home, "tickets")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(queries, "job_rows", broken)
+    monkeypatch.setattr(jobs_view, "POLLER_START_DEADLINE_S", 0.3)
+    monkeypatch.setattr(tui_app, "STARTUP_DEADLINE_S", 0.3)
+    seen: set[str] = set()
+
+    def hook(message) -> None:
+        if isinstance(message, JobsView.PollCycleDone | DatasetsView.Loaded):
+            seen.add(type(message).__name__)
+
+    app = create_app(start_poller=True)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        for _ in range(100):
+            if seen == {"PollCycleDone", "Loaded"}:
+                break
+            await pilot.pause(0.05)
+        assert seen == {"PollCycleDone", "Loaded"}
+        assert gc.isenabled()
