@@ -510,3 +510,22 @@ async def test_a_failed_first_load_still_starts_the_poller_and_the_other_tabs(
             await pilot.pause(0.05)
         assert seen == {"PollCycleDone", "Loaded"}
         assert gc.isenabled()
+
+
+async def test_a_load_arriving_during_teardown_is_dropped_not_an_error():
+    """The app may quit while another tab's load runs: its view's children are removed
+    first, and the result then has nowhere to go. Any other missing widget is a bug."""
+    import pytest
+    from textual.css.query import NoMatches
+
+    from app.tui.views.datasets import DatasetsView
+
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        view = app.query_one(DatasetsView)
+        await view.query_one(DataTable).remove()
+        with pytest.raises(NoMatches):  # shown, yet its table is gone: a bug, reported
+            view._show(DatasetsView.Loaded([]))
+        view.display = False  # as Textual hides a node it is removing
+        assert view._show(DatasetsView.Loaded([])) is None
