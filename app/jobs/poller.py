@@ -1,8 +1,12 @@
 """The job poller: refreshes every active job, concurrently, politely, and only for news.
 
-- asyncio drives; the provider SDKs are synchronous, so each refresh (and its short write
-  transaction) runs in a worker thread of the poller's own pool, sized to the concurrency
-  (asyncio's default pool is only min(32, cpus + 4) threads);
+- asyncio drives; the provider SDKs are synchronous, so each refresh runs in a worker
+  thread of the poller's own pool, sized to the concurrency (asyncio's default pool is
+  only min(32, cpus + 4) threads);
+- the short write transaction that records a refresh runs on the poller's one writer
+  thread: SQLite takes one writer at a time anyway, and sixteen threads queueing on its
+  lock sleep in its busy handler (up to 100 ms a try) while their ORM work fights the UI
+  thread for the GIL; one writer keeps the event loop (the TUI's) responsive;
 - at most ``concurrency`` refreshes at once, and at most ``requests_per_second`` refreshes
   started per provider; a 429's Retry-After pauses that whole provider;
 - a job whose refresh failed is retried after an exponential backoff with jitter, never
@@ -36,7 +40,7 @@ from db.models import Job
 from providers.backoff import backoff_delay
 from providers.base import Provider
 from providers.errors import ProviderError
-from providers.types import TERMINAL_STATUSES, JobStatus
+from providers.types import TERMINAL_STATUSES, JobStatus, Refresh
 
 MAX_BACKOFF_S = 300.0
 MAX_RESENDS = 2
@@ -122,12 +126,16 @@ class Poller:
         provider_factory: Callable[[str], Provider] | None = None,
         now: Callable[[], datetime] | None = None,
         backoff_base_s: float = 1.0,
+        writer_share: float = 1.0,
     ) -> None:
         """
         Args:
             provider_factory: builds a provider by name (default: from the settings).
             now: the clock for progress and stall times (tests move it).
             backoff_base_s: first retry delay after a failed refresh (doubles, jittered).
+            writer_share: the most of the time the writer thread spends writing (0..1]:
+                below 1 it rests after each write, in proportion, so that a UI thread in
+                the same process gets the GIL (the TUI's poller; `ftm watch` writes flat out).
         """
         if engine is None:
             from app.database import get_engine
@@ -142,13 +150,18 @@ class Poller:
         self._factory = provider_factory or self._default_factory
         self._now = now or (lambda: datetime.now(UTC))
         self.backoff_base_s = backoff_base_s
+        if not 0 < writer_share <= 1:
+            raise ValueError(f"writer_share must be in (0, 1], not {writer_share}")
+        self.writer_share = writer_share
         self._providers: dict[str, Provider | ProviderError] = {}
         self._providers_lock = threading.Lock()
         self._limiters: dict[str, RateLimiter] = {}
         self._failures: dict[int, int] = {}
         self._retry_at: dict[int, float] = {}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.concurrency),
-                                        thread_name_prefix="ftm-poller")
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, settings.concurrency), thread_name_prefix="ftm-poller"
+        )
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ftm-poller-db")
 
     def _default_factory(self, name: str) -> Provider:
         from app.jobs.providers import make_provider
@@ -171,6 +184,7 @@ class Poller:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self._writer.shutdown(wait=False, cancel_futures=True)
         for p in self._providers.values():
             if isinstance(p, Provider):
                 p.close()
@@ -198,8 +212,8 @@ class Poller:
         started = time.perf_counter()
         report = CycleReport()
         loop = asyncio.get_running_loop()
-        # the database read runs in the pool too: inside the TUI this loop is the UI's
-        targets = await loop.run_in_executor(self._pool, self.active_targets)
+        # the database read runs in a thread too: inside the TUI this loop is the UI's
+        targets = await loop.run_in_executor(self._writer, self.active_targets)
         report.jobs = len(targets)
         semaphore = asyncio.Semaphore(max(1, self.settings.concurrency))
         now = time.monotonic()
@@ -210,8 +224,9 @@ class Poller:
             else:
                 due.append(t)
         await asyncio.gather(*(self._poll_one(t, semaphore, report) for t in due))
-        report.actuals_recorded = await loop.run_in_executor(self._pool,
-                                                             self.record_pending_actuals)
+        report.actuals_recorded = await loop.run_in_executor(
+            self._writer, self.record_pending_actuals
+        )
         report.duration_s = time.perf_counter() - started
         return report
 
@@ -242,13 +257,25 @@ class Poller:
             self._limiters[name] = RateLimiter(self.settings.requests_per_second)
         return self._limiters[name]
 
-    async def _poll_one(self, t: _Target, semaphore: asyncio.Semaphore,
-                        report: CycleReport) -> None:
+    async def _poll_one(
+        self, t: _Target, semaphore: asyncio.Semaphore, report: CycleReport
+    ) -> None:
         loop = asyncio.get_running_loop()
         async with semaphore:
             await self._limiter(t.provider).acquire()
             try:
-                fetched, applied = await loop.run_in_executor(self._pool, self._sync_one, t)
+                if t.remote_id is None:  # rare: provider calls and writes interleave
+                    fetched, applied = (
+                        0,
+                        await loop.run_in_executor(
+                            self._pool,
+                            lambda: self._settle_unconfirmed(self.provider(t.provider), t),
+                        ),
+                    )
+                else:
+                    refresh = await loop.run_in_executor(self._pool, self._fetch, t)
+                    fetched = len(refresh.events)
+                    applied = await loop.run_in_executor(self._writer, self._record, t, refresh)
             except _NotFoundYet as wait:  # look again soon; not an error, and never later
                 # than the end of the grace window, when it is settled either way
                 failures = self._failures.get(t.id, 0) + 1
@@ -279,25 +306,37 @@ class Poller:
     def _back_off(self, t: _Target, exc: ProviderError) -> None:
         failures = self._failures.get(t.id, 0) + 1
         self._failures[t.id] = failures
-        delay = min(MAX_BACKOFF_S, backoff_delay(failures - 1, exc.retry_after_s, base=self.backoff_base_s,
-                                                  cap=MAX_BACKOFF_S))
+        delay = min(
+            MAX_BACKOFF_S,
+            backoff_delay(
+                failures - 1, exc.retry_after_s, base=self.backoff_base_s, cap=MAX_BACKOFF_S
+            ),
+        )
         if not exc.retryable:
             delay = max(delay, 60.0)  # a refusal will not go away in seconds
         self._retry_at[t.id] = time.monotonic() + delay
         if exc.retry_after_s:
             self._limiter(t.provider).hold(exc.retry_after_s)
 
-    def _sync_one(self, t: _Target) -> tuple[int, Any]:
-        """In a worker thread: ask the provider, then record in one short transaction."""
-        provider = self.provider(t.provider)
-        if t.remote_id is None:
-            return 0, self._settle_unconfirmed(provider, t)
-        refresh = provider.refresh(t.remote_id, t.events_cursor)
+    def _fetch(self, t: _Target) -> Refresh:
+        """In a pool thread: ask the provider for the job and its news."""
+        return self.provider(t.provider).refresh(t.remote_id, t.events_cursor)
+
+    def _record(self, t: _Target, refresh: Refresh) -> Any:
+        """On the writer thread: record a refresh in one short transaction (then rest, see
+        ``writer_share``; the write lock is already released)."""
+        started = time.perf_counter()
         with write_session(self.engine) as session:
             job = repository.get_job(session, t.id)
-            applied = apply_refresh(session, job, refresh, now=self._now(),
-                                    stall_after_s=self.settings.stall_after_s)
-        return len(refresh.events), applied
+            applied = apply_refresh(
+                session, job, refresh, now=self._now(), stall_after_s=self.settings.stall_after_s
+            )
+        self._rest_after(time.perf_counter() - started)
+        return applied
+
+    def _rest_after(self, busy_s: float) -> None:
+        if self.writer_share < 1:
+            time.sleep(busy_s * (1 - self.writer_share) / self.writer_share)
 
     def _settle_unconfirmed(self, provider: Provider, t: _Target) -> Any:
         """A create whose outcome stayed unknown: find it by uid. Once nothing has been
@@ -312,21 +351,27 @@ class Poller:
             if found is not None:
                 job.error = None
                 # a terminal job is ended by the next cycle's full refresh (events too)
-                applied = apply_remote(session, job, found, now=self._now(),
-                                       allow_terminal=False)
-                repository.add_local_event(session, job, f"Found the job created as "
-                                           f"{found.remote_id} after a lost response",
-                                           key="reconciled")
+                applied = apply_remote(session, job, found, now=self._now(), allow_terminal=False)
+                repository.add_local_event(
+                    session,
+                    job,
+                    f"Found the job created as {found.remote_id} after a lost response",
+                    key="reconciled",
+                )
                 return applied
             error = dict(job.error or {})
-            left = self.settings.unconfirmed_grace_s - (
-                self._now() - _unconfirmed_since(job)).total_seconds()
+            left = (
+                self.settings.unconfirmed_grace_s
+                - (self._now() - _unconfirmed_since(job)).total_seconds()
+            )
             if left > 0:
                 raise _NotFoundYet(left)
             resends = int(error.get("resends", 0))
             if not error.get("resend") or resends >= MAX_RESENDS:
-                message = ("the provider has no job for this launch: it was never created "
-                           f"({error.get('message', 'create unconfirmed')})")
+                message = (
+                    "the provider has no job for this launch: it was never created "
+                    f"({error.get('message', 'create unconfirmed')})"
+                )
                 job.error = {"code": "not_created", "message": message, "param": None}
                 repository.set_status(session, job, JobStatus.FAILED)
                 return None
@@ -335,9 +380,14 @@ class Poller:
             job.error = {**error, "resends": resends + 1, "since": self._now().isoformat()}
             session.add(job)
             repository.add_local_event(
-                session, job, f"No job appeared at the provider within "
+                session,
+                job,
+                f"No job appeared at the provider within "
                 f"{self.settings.unconfirmed_grace_s:.0f} s of the lost create: sending the "
-                f"create again (attempt {resends + 2})", level="warn", key=f"resend:{resends + 1}")
+                f"create again (attempt {resends + 2})",
+                level="warn",
+                key=f"resend:{resends + 1}",
+            )
             from app.jobs.launch import spec_from_snapshot
 
             spec = spec_from_snapshot(job.spec)
@@ -359,16 +409,24 @@ class Poller:
                     return None
                 job.error = {"code": exc.code, "message": exc.message, "param": exc.param}
                 repository.set_status(session, job, JobStatus.FAILED)
-                repository.add_local_event(session, job, "Failed while creating the job "
-                                           f"again: {exc.message}", level="error",
-                                           key="resend-failed")
+                repository.add_local_event(
+                    session,
+                    job,
+                    f"Failed while creating the job again: {exc.message}",
+                    level="error",
+                    key="resend-failed",
+                )
             return None
         with write_session(self.engine) as session:
             job = repository.get_job(session, t.id)
             job.error = None
             applied = apply_remote(session, job, remote, now=self._now(), allow_terminal=False)
-            repository.add_local_event(session, job, f"Created as {remote.remote_id} on the "
-                                       "create sent again", key="created")
+            repository.add_local_event(
+                session,
+                job,
+                f"Created as {remote.remote_id} on the create sent again",
+                key="created",
+            )
             job.last_progress_at = self._now()
         return applied
 

@@ -7,6 +7,9 @@ generated from the bindings, so a bound action is reachable from both without mo
 
 from __future__ import annotations
 
+import gc
+import threading
+
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -22,6 +25,48 @@ from app.tui.views.models import ModelsView
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
+
+LATER_TABS = ("datasets", "costs", "models")
+"""Tabs whose views' loads wait until the Jobs table shows its rows (or until the user
+opens one of them): the first screen is the jobs table, and their imports and queries
+would compete with its load for the GIL."""
+STARTUP_DEADLINE_S = 5.0
+"""Start-up ends this long after mounting even if the first jobs load never arrives."""
+
+_gc_frozen = False
+"""Whether this process froze its start-up objects already (once is enough)."""
+
+
+class StartupWorkerManager(ReportingWorkerManager):
+    """Starts the thread workers of the later tabs' views held at a gate, opened when
+    start-up ends (`open_gate`): they wait in their thread, using no CPU, and then run
+    one at a time. (Held, not left unstarted: waiting for a worker that never started is
+    an error. Worker internals are used: Textual is pinned exactly.)"""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.gate = threading.Event()
+        self._one_at_a_time = threading.Lock()
+
+    def add_worker(self, worker: Worker, start: bool = True, exclusive: bool = True) -> None:
+        if not self.gate.is_set() and worker._thread_worker and _in_later_tab(worker.node):
+            work, gate, turn = worker._work, self.gate, self._one_at_a_time
+
+            def after_startup():
+                gate.wait(STARTUP_DEADLINE_S)
+                with turn:  # one after another: the UI thread still gets the GIL often
+                    return work()
+
+            worker._work = after_startup
+        super().add_worker(worker, start=start, exclusive=exclusive)
+
+    def open_gate(self) -> None:
+        self.gate.set()
+
+
+def _in_later_tab(node: object) -> bool:
+    ancestors = getattr(node, "ancestors_with_self", ())
+    return any(isinstance(a, TabPane) and a.id in LATER_TABS for a in ancestors)
 
 
 class FtmApp(App):
@@ -48,10 +93,16 @@ class FtmApp(App):
         super().__init__()
         # Textual's worker-state messages do not bubble; this manager forwards the failed
         # ones to the app so one handler reports them all (see app.tui.errors).
-        self._workers = ReportingWorkerManager(self)
+        self._workers = StartupWorkerManager(self)
         self._initial_theme = theme
         self.start_poller = start_poller
         """Whether the in-app poller runs (tests that drive time themselves turn it off)."""
+        # No garbage collection while starting: nearly all that start-up allocates lives
+        # as long as the app, and a full collection over it stalls whichever thread set
+        # it off for a third of a second. `_end_startup` freezes it and turns GC back on.
+        self._gc_was_enabled = gc.isenabled()
+        gc.disable()
+        self._started = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -74,9 +125,37 @@ class FtmApp(App):
         if tui.keymap:
             self.set_keymap(tui.keymap)
         self._focus_active_table()
+        self.set_timer(STARTUP_DEADLINE_S, self._end_startup)
+
+    def on_unmount(self) -> None:
+        self._release_gc()
+        self._workers.open_gate()
+
+    # -- start-up -----------------------------------------------------------------------
+
+    @on(JobsView.FirstLoadComplete)
+    def _end_startup(self) -> None:
+        """The first screen is up: garbage collection back on, the other tabs' loads go."""
+        if self._started:
+            return
+        self._started = True
+        self._release_gc()
+        self._workers.open_gate()
+
+    def _release_gc(self) -> None:
+        global _gc_frozen
+        if self._gc_was_enabled and not gc.isenabled():
+            if not _gc_frozen:
+                # Out of the collector's sight for good: the modules, widgets and styles
+                # of the first screen; later full collections only walk newer objects.
+                gc.freeze()
+                _gc_frozen = True
+            gc.enable()
 
     @on(TabbedContent.TabActivated)
-    def _tab_activated(self) -> None:
+    def _tab_activated(self, event: TabbedContent.TabActivated) -> None:
+        if event.pane.id in LATER_TABS:
+            self._end_startup()  # opened before the jobs were shown: its load goes now
         self._focus_active_table()
 
     def _focus_active_table(self) -> None:

@@ -46,8 +46,16 @@ async def test_filter_by_substring_from_the_keyboard():
     add_jobs(3, status="succeeded")
     add_jobs(2, provider="local", status="running")
     with write_session(get_engine()) as session:
-        session.add(Job(name="tickets_v2", provider="openai", base_model="gpt-4o-mini",
-                        method="supervised", status="failed", created_at=FIXED_NOW))
+        session.add(
+            Job(
+                name="tickets_v2",
+                provider="openai",
+                base_model="gpt-4o-mini",
+                method="supervised",
+                status="failed",
+                created_at=FIXED_NOW,
+            )
+        )
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(pilot)
@@ -91,10 +99,22 @@ async def test_filter_by_substring_from_the_keyboard():
 async def test_s_cycles_the_sort_column():
     with write_session(get_engine()) as session:
         for i, (name, provider, status) in enumerate(
-                [("b-job", "openai", "succeeded"), ("a-job", "local", "running"),
-                 ("c-job", "openai", "failed")]):
-            session.add(Job(name=name, provider=provider, base_model="m", method="supervised",
-                            status=status, created_at=FIXED_NOW - timedelta(hours=3 - i)))
+            [
+                ("b-job", "openai", "succeeded"),
+                ("a-job", "local", "running"),
+                ("c-job", "openai", "failed"),
+            ]
+        ):
+            session.add(
+                Job(
+                    name=name,
+                    provider=provider,
+                    base_model="m",
+                    method="supervised",
+                    status=status,
+                    created_at=FIXED_NOW - timedelta(hours=3 - i),
+                )
+            )
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(pilot)
@@ -105,15 +125,17 @@ async def test_s_cycles_the_sort_column():
         await pilot.press("s")
         await settle(pilot)
         assert [s.split()[0] for s in _column(table, "status")] == [
-            "failed", "running", "succeeded"]
+            "failed",
+            "running",
+            "succeeded",
+        ]
         assert "sort: status" in str(state.render())
         await pilot.press("s")
         await settle(pilot)
         assert _column(table, "name") == ["a-job", "b-job", "c-job"]
         await pilot.press("s")
         await settle(pilot)
-        assert [p.split()[0] for p in _column(table, "provider")] == [
-            "local", "openai", "openai"]
+        assert [p.split()[0] for p in _column(table, "provider")] == ["local", "openai", "openai"]
         assert _column(table, "name")[1:] == ["c-job", "b-job"]  # newest first within
         await pilot.press("s")
         await settle(pilot)
@@ -123,8 +145,16 @@ async def test_s_cycles_the_sort_column():
 async def test_clicking_a_column_header_sorts_by_it():
     with write_session(get_engine()) as session:
         for i, name in enumerate(["b-job", "a-job", "c-job"]):
-            session.add(Job(name=name, provider="openai", base_model="m", method="supervised",
-                            status="running", created_at=FIXED_NOW - timedelta(hours=3 - i)))
+            session.add(
+                Job(
+                    name=name,
+                    provider="openai",
+                    base_model="m",
+                    method="supervised",
+                    status="running",
+                    created_at=FIXED_NOW - timedelta(hours=3 - i),
+                )
+            )
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 30)) as pilot:
         await settle(pilot)
@@ -171,7 +201,8 @@ async def test_a_plain_reload_updates_only_the_changed_cells():
         await settle(pilot)
         assert not cleared
         assert [(str(r), c.value if hasattr(c, "value") else c) for r, c in updated] == [
-            (str(first), table.ordered_columns[COLUMNS.index("actual")].key.value)]
+            (str(first), table.ordered_columns[COLUMNS.index("actual")].key.value)
+        ]
         assert str(table.get_row(str(first))[COLUMNS.index("actual")]) == "$9.50"
 
 
@@ -179,21 +210,322 @@ async def test_dataset_and_train_eval_loss_columns():
     from db.models import Dataset
 
     with write_session(get_engine()) as session:
-        dataset = Dataset(name="tickets", content_hash="h" * 64, format="chat", source_path="t.jsonl",
-                          n_examples=20, n_train=18, n_validation=2, val_fraction=0.1,
-                          split_seed=0, verdict="ok", data_dir="/tmp/none")
+        dataset = Dataset(
+            name="tickets",
+            content_hash="h" * 64,
+            format="chat",
+            source_path="t.jsonl",
+            n_examples=20,
+            n_train=18,
+            n_validation=2,
+            val_fraction=0.1,
+            split_seed=0,
+            verdict="ok",
+            data_dir="/tmp/none",
+        )
         session.add(dataset)
         session.flush()
-        session.add(Job(name="with_eval", provider="local", base_model="tiny", method="lora",
-                        status="running", dataset_id=dataset.id, train_loss=0.5,
-                        eval_loss=0.75, created_at=FIXED_NOW))
-        session.add(Job(name="train_only", provider="local", base_model="tiny", method="lora",
-                        status="running", train_loss=0.25, created_at=FIXED_NOW))
+        session.add(
+            Job(
+                name="with_eval",
+                provider="local",
+                base_model="tiny",
+                method="lora",
+                status="running",
+                dataset_id=dataset.id,
+                train_loss=0.5,
+                eval_loss=0.75,
+                created_at=FIXED_NOW,
+            )
+        )
+        session.add(
+            Job(
+                name="train_only",
+                provider="local",
+                base_model="tiny",
+                method="lora",
+                status="running",
+                train_loss=0.25,
+                created_at=FIXED_NOW,
+            )
+        )
     app = create_app(start_poller=False)
     async with app.run_test(size=(200, 30)) as pilot:
         await settle(pilot)
         table = app.query_one("#jobs-table", DataTable)
-        rows = dict(zip(_column(table, "name"), zip(_column(table, "loss"),
-                                                     _column(table, "dataset"), strict=True),
-                        strict=True))
+        rows = dict(
+            zip(
+                _column(table, "name"),
+                zip(_column(table, "loss"), _column(table, "dataset"), strict=True),
+                strict=True,
+            )
+        )
         assert rows == {"with_eval": ("0.5000/0.7500", "tickets"), "train_only": ("0.2500", "-")}
+
+
+# -- start-up: the jobs table first ----------------------------------------------------
+
+
+async def test_the_loss_column_shows_the_newest_refresh_not_old_metric_points():
+    """The table reads the job's own last losses (kept by each refresh), in one query:
+    metric points recorded out of order or long ago do not change what it shows."""
+    from app.jobs.tracking import apply_refresh
+    from providers.types import JobStatus, MetricPoint, Refresh, RemoteJob
+
+    (job_id,) = add_jobs(1, status="running")
+    with write_session(get_engine()) as session:
+        job = session.get(Job, job_id)
+        apply_refresh(
+            session,
+            job,
+            Refresh(
+                job=RemoteJob(
+                    remote_id=job.remote_id, status=JobStatus.RUNNING, step=30, total_steps=100
+                ),
+                metrics=[
+                    MetricPoint(step=30, train_loss=0.125, eval_loss=0.25),
+                    MetricPoint(step=10, train_loss=0.9),
+                    MetricPoint(step=20, train_loss=0.5),
+                ],
+            ),
+            now=FIXED_NOW,
+        )
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        assert _column(table, "loss") == ["0.1250/0.2500"]
+        assert _column(table, "progress") == ["███░░░░░░░  30%"]
+
+
+async def test_more_jobs_than_a_page_arrive_a_page_per_refresh():
+    from app.tui.views.jobs import PAGE, JobsView
+
+    add_jobs(PAGE + 50, status="succeeded")
+    app = create_app(start_poller=False)
+    at_first: dict[int, int] = {}
+
+    def hook(message) -> None:  # called at each node the message bubbles through
+        if isinstance(message, JobsView.FirstLoadShown) and id(message) not in at_first:
+            at_first[id(message)] = app.query_one("#jobs-table", DataTable).row_count
+
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        assert list(at_first.values()) == [PAGE]  # the first page, before the rest
+        assert table.row_count == PAGE + 50
+        names = _column(table, "name")
+        assert names == [f"job-{i:03d}" for i in reversed(range(PAGE + 50))]  # by id, newest first
+
+
+async def test_a_column_widens_for_a_wider_value_on_a_plain_reload():
+    (first, _) = add_jobs(2, status="running")
+    with write_session(get_engine()) as session:
+        for job_id in (first, _):
+            session.get(Job, job_id).train_loss = None
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(200, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        loss = table.ordered_columns[COLUMNS.index("loss")]
+        assert loss.content_width == len("loss")
+        with write_session(get_engine()) as session:
+            job = session.get(Job, first)
+            job.train_loss, job.eval_loss = 0.1234, 0.5678
+        await pilot.press("r")
+        await settle(pilot)
+        assert _column(table, "loss")[1] == "0.1234/0.5678"
+        assert loss.content_width == len("0.1234/0.5678")
+
+
+def _slow_job_rows(monkeypatch, seconds: float) -> None:
+    """The jobs load takes ``seconds`` longer (a big or busy database)."""
+    import app.jobs.queries as queries
+
+    real = queries.job_rows
+
+    def slow(*args, **kwargs):
+        import time
+
+        time.sleep(seconds)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(queries, "job_rows", slow)
+
+
+async def test_the_other_tabs_load_after_the_jobs_are_shown(monkeypatch, ftm_home):
+    from app.tui.views.costs import CostsView
+    from app.tui.views.datasets import DatasetsView
+    from app.tui.views.jobs import JobsView
+    from app.tui.views.models import ModelsView
+    from tests.tui.helpers import add_dataset
+
+    add_dataset(ftm_home, "tickets")
+    add_jobs(2)
+    _slow_job_rows(monkeypatch, 0.5)  # the others' loads would be done well before it
+    order: list[str] = []
+    kinds = {
+        JobsView.FirstLoadShown: "jobs",
+        DatasetsView.Loaded: "datasets",
+        CostsView.DatasetsLoaded: "costs",
+        ModelsView.Loaded: "models",
+    }
+
+    def hook(message) -> None:
+        kind = kinds.get(type(message))
+        if kind is not None and kind not in order:
+            order.append(kind)
+
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        assert order[0] == "jobs" and set(order) == {"jobs", "datasets", "costs", "models"}
+        await pilot.press("d")
+        await settle(pilot)
+        assert app.query_one("#datasets-table", DataTable).row_count == 1
+
+
+async def test_opening_another_tab_first_starts_its_load_at_once(monkeypatch, ftm_home):
+    from app.tui.views.datasets import DatasetsView
+    from app.tui.views.jobs import JobsView
+    from tests.tui.helpers import add_dataset
+
+    add_dataset(ftm_home, "tickets")
+    _slow_job_rows(monkeypatch, 1.5)
+    order: list[str] = []
+
+    def hook(message) -> None:
+        name = type(message).__name__
+        if isinstance(message, JobsView.FirstLoadShown | DatasetsView.Loaded) and (
+            name not in order
+        ):
+            order.append(name)
+
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await pilot.press("d")  # before the (slow) jobs load is shown
+        await settle(pilot)
+        assert order[:2] == ["Loaded", "FirstLoadShown"]
+        assert app.query_one("#datasets-table", DataTable).row_count == 1
+
+
+async def test_no_garbage_collection_until_the_jobs_are_shown():
+    import gc
+
+    from app.tui.views.jobs import JobsView
+
+    add_jobs(3)
+    app = create_app(start_poller=False)
+    during: list[bool] = []
+
+    def hook(message) -> None:
+        if isinstance(message, JobsView.Loaded):
+            during.append(gc.isenabled())
+
+    assert not gc.isenabled()  # from the app's creation: imports and compose included
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        assert during[0] is False
+        assert gc.isenabled()
+        assert gc.get_freeze_count() > 0  # start-up's objects are out of the collector's way
+
+
+async def test_names_are_shown_as_typed_not_read_as_markup():
+    with write_session(get_engine()) as session:
+        for name in ("run[/x]", "[bold]loud[/bold]"):
+            session.add(
+                Job(
+                    name=name,
+                    provider="openai",
+                    base_model="m",
+                    method="supervised",
+                    status="succeeded",
+                    created_at=FIXED_NOW,
+                )
+            )
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        table = app.query_one("#jobs-table", DataTable)
+        assert sorted(_column(table, "name")) == ["[bold]loud[/bold]", "run[/x]"]
+        drawn = "".join(seg.text for y in (1, 2) for seg in table.render_line(y))
+        assert "run[/x]" in drawn and "[bold]loud[/bold]" in drawn
+
+
+async def test_the_poller_starts_once_the_first_load_is_in(monkeypatch):
+    from app.tui.views.jobs import JobsView
+
+    add_jobs(2)  # ended: a poll cycle has no provider to call, it is quicker than the load
+    _slow_job_rows(monkeypatch, 0.8)
+    order: list[str] = []
+
+    def hook(message) -> None:
+        name = type(message).__name__
+        if isinstance(message, JobsView.FirstLoadComplete | JobsView.PollCycleDone) and (
+            name not in order
+        ):
+            order.append(name)
+
+    app = create_app(start_poller=True)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        await settle(pilot)
+        for _ in range(100):
+            if "PollCycleDone" in order:
+                break
+            await pilot.pause(0.05)
+        assert order == ["FirstLoadComplete", "PollCycleDone"]
+
+
+async def test_a_failed_first_load_still_starts_the_poller_and_the_other_tabs(
+    monkeypatch, ftm_home
+):
+    import gc
+
+    import app.jobs.queries as queries
+    import app.tui.app as tui_app
+    import app.tui.views.jobs as jobs_view
+    from app.tui.views.datasets import DatasetsView
+    from app.tui.views.jobs import JobsView
+    from tests.tui.helpers import add_dataset
+
+    add_dataset(ftm_home, "tickets")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("database on fire")
+
+    monkeypatch.setattr(queries, "job_rows", broken)
+    monkeypatch.setattr(jobs_view, "POLLER_START_DEADLINE_S", 0.3)
+    monkeypatch.setattr(tui_app, "STARTUP_DEADLINE_S", 0.3)
+    seen: set[str] = set()
+
+    def hook(message) -> None:
+        if isinstance(message, JobsView.PollCycleDone | DatasetsView.Loaded):
+            seen.add(type(message).__name__)
+
+    app = create_app(start_poller=True)
+    async with app.run_test(size=(160, 30), message_hook=hook) as pilot:
+        for _ in range(100):
+            if seen == {"PollCycleDone", "Loaded"}:
+                break
+            await pilot.pause(0.05)
+        assert seen == {"PollCycleDone", "Loaded"}
+        assert gc.isenabled()
+
+
+async def test_a_load_arriving_during_teardown_is_dropped_not_an_error():
+    """The app may quit while another tab's load runs: its view's children are removed
+    first, and the result then has nowhere to go. Any other missing widget is a bug."""
+    import pytest
+    from textual.css.query import NoMatches
+
+    from app.tui.views.datasets import DatasetsView
+
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await settle(pilot)
+        view = app.query_one(DatasetsView)
+        await view.query_one(DataTable).remove()
+        with pytest.raises(NoMatches):  # shown, yet its table is gone: a bug, reported
+            view._show(DatasetsView.Loaded([]))
+        view.display = False  # as Textual hides a node it is removing
+        assert view._show(DatasetsView.Loaded([])) is None

@@ -20,6 +20,7 @@ from textual_plotext import PlotextPlot
 
 from app.costs.money import usd
 from app.database import get_engine
+from app.tui.views import unless_torn_down
 from db.engine import read_session
 
 METHODS = [("QLoRA", "qlora"), ("LoRA", "lora"), ("full", "full")]
@@ -132,6 +133,7 @@ class CostsView(Vertical):
         self.post_message(self.DatasetsLoaded(names, models))
 
     @on(DatasetsLoaded)
+    @unless_torn_down
     def _show_choices(self, message: DatasetsLoaded) -> None:
         datasets = self.query_one("#costs-dataset", Select)
         datasets.set_options([(n, n) for n in message.names])
@@ -190,10 +192,12 @@ class CostsView(Vertical):
         self.post_message(self.Computed(query, result))
 
     @on(Failed)
+    @unless_torn_down
     def _show_failure(self, message: Failed) -> None:
         self.query_one("#costs-error", Static).update(f"error: {message.error}")
 
     @on(Computed)
+    @unless_torn_down
     def _show(self, message: Computed) -> None:
         result = message.result
         self.query_one("#costs-error", Static).update("")

@@ -15,6 +15,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from app.database import get_engine
+from app.tui.views import unless_torn_down
 from db.engine import read_session
 from db.models import Dataset
 
@@ -66,6 +67,7 @@ class DatasetsView(Vertical):
         self.post_message(self.Loaded(rows))
 
     @on(Loaded)
+    @unless_torn_down
     def _show(self, message: Loaded) -> None:
         table = self.query_one(DataTable)
         table.clear()

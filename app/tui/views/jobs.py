@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 
+from rich.cells import cell_len
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -21,17 +23,31 @@ from textual.widgets import DataTable, Input, Static
 
 from app.costs.money import usd
 from app.database import get_engine
+from app.jobs.queries import JobRow
 from db.engine import read_session
 from db.models import Job
 
 STATUS_STYLES = {
-    "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
-    "running": "cyan", "paused": "magenta", "succeeded": "green", "failed": "red",
+    "pending": "dim",
+    "uploading": "yellow",
+    "validating": "yellow",
+    "queued": "yellow",
+    "running": "cyan",
+    "paused": "magenta",
+    "succeeded": "green",
+    "failed": "red",
     "cancelled": "dim",
 }
 RELOAD_EVERY_S = 2.0
+POLLER_START_DEADLINE_S = 5.0
+"""The poller starts after the first load is shown, or this long after mounting."""
+POLLER_WRITER_SHARE = 0.5
+"""The in-app poller's writer rests as long as it writes (see `Poller`'s writer_share)."""
 LOAD_LIMIT = 500
 """Rows the table holds; the filter runs in SQL, so it still finds older jobs."""
+PAGE = 100
+"""Rows added to the table at a time: a first page fills any terminal at once, the rest
+follow a page per screen refresh, so the UI never measures 500 new rows in one go."""
 
 
 def now() -> datetime:
@@ -59,14 +75,14 @@ def usd_cell(amount: float | None) -> str:
     return usd(amount)
 
 
-def status_cell(job: Job) -> Text:
+def status_cell(job: Job | JobRow) -> Text:
     text = Text(job.status, style=STATUS_STYLES.get(job.status, ""))
     if job.stalled:
         text.append(" stalled", style="bold red")
     return text
 
 
-def progress_cell(job: Job) -> str:
+def progress_cell(job: Job | JobRow) -> str:
     from app.jobs.queries import progress_fraction
 
     frac = progress_fraction(job)
@@ -76,38 +92,72 @@ def progress_cell(job: Job) -> str:
     return f"{'█' * filled}{'░' * (10 - filled)} {frac:4.0%}"
 
 
-COLUMNS = ("id", "name", "status", "progress", "loss", "est.", "actual", "age", "provider",
-           "model", "dataset", "remote id")
+COLUMNS = (
+    "id",
+    "name",
+    "status",
+    "progress",
+    "loss",
+    "est.",
+    "actual",
+    "age",
+    "provider",
+    "model",
+    "dataset",
+    "remote id",
+)
 """Most telling first: at 80 columns all up to the age fit; the table scrolls sideways
 for the provider, the (long) model name, the dataset and the remote id. "loss" is the
 last train loss, then the last eval loss where the job has one."""
 
 
-HEADER_ORDERS = {"id": "age", "name": "name", "status": "status", "age": "age",
-                 "provider": "provider"}
+HEADER_ORDERS = {
+    "id": "age",
+    "name": "name",
+    "status": "status",
+    "age": "age",
+    "provider": "provider",
+}
 """The column headers that sort when clicked, and the `list_jobs` order each means (ids
 grow with age, so "id" is newest first like "age")."""
 
 
-def loss_text(j: Job) -> str:
+def loss_text(j: Job | JobRow) -> str:
     if j.train_loss is None and j.eval_loss is None:
         return "-"
     train = f"{j.train_loss:.4f}" if j.train_loss is not None else "-"
     return train if j.eval_loss is None else f"{train}/{j.eval_loss:.4f}"
 
 
-def _cells(j: Job, at: datetime, dataset_names: dict[int, str] | None = None) -> tuple:
+def _text(value: str) -> Text:
+    """A plain cell: Text, not a str, which the table would parse as markup on the UI
+    thread at every render (and choke on, for a job named like "run[/x]")."""
+    return Text(value, no_wrap=True, end="")
+
+
+def _cells(j: JobRow, age: str) -> tuple:
     """The table cells of one job (built in the loading thread)."""
-    dataset = (dataset_names or {}).get(j.dataset_id) if j.dataset_id is not None else None
     provider = Text(j.provider)
     if j.simulated:
         provider.append(" simulated", style="magenta")
     return (
-        str(j.id), j.name, status_cell(j), progress_cell(j),
-        loss_text(j),
-        usd_cell(j.estimated_cost_usd), usd_cell(j.actual_cost_usd), age_text(j.created_at, at),
-        provider, j.base_model, dataset or "-", j.remote_id or "-",
+        _text(str(j.id)),
+        _text(j.name),
+        status_cell(j),
+        _text(progress_cell(j)),
+        _text(loss_text(j)),
+        _text(usd_cell(j.estimated_cost_usd)),
+        _text(usd_cell(j.actual_cost_usd)),
+        _text(age),
+        provider,
+        _text(j.base_model),
+        _text(j.dataset or "-"),
+        _text(j.remote_id or "-"),
     )
+
+
+def _cell_width(value: object) -> int:
+    return cell_len(value.plain if isinstance(value, Text) else str(value))
 
 
 class JobsView(Vertical):
@@ -128,11 +178,22 @@ class JobsView(Vertical):
 
     @dataclass
     class Loaded(Message):
-        jobs: list[Job]
-        rows: list[tuple[str, tuple]] | None = None
+        jobs: list[JobRow]
+        rows: list[tuple[str, tuple]]
         """(row key, cells) per job, formatted in the worker thread."""
-        query: tuple[str, str] | None = None
+        query: tuple[str, str]
         """(search, order) the rows were loaded for; a load for an older one is dropped."""
+        formatted: dict[int, tuple[JobRow, str, tuple]]
+        """Per job id: the row, its age text and its cells, for the next load to reuse."""
+
+    @dataclass
+    class FirstLoadShown(Message):
+        """The first page of the first load is in the table: what the user came to see."""
+
+    @dataclass
+    class FirstLoadComplete(Message):
+        """All of the first load is in the table and drawn: start-up is over (the app
+        turns to the other tabs, the view starts the poller)."""
 
     @dataclass
     class PollCycleDone(Message):
@@ -146,11 +207,16 @@ class JobsView(Vertical):
         self.order = "age"
 
     def compose(self) -> ComposeResult:
-        yield Input(placeholder="filter: name, provider, model or status (enter/esc: back)",
-                    id="jobs-filter")
+        yield Input(
+            placeholder="filter: name, provider, model or status (enter/esc: back)",
+            id="jobs-filter",
+        )
         yield DataTable(id="jobs-table", cursor_type="row", zebra_stripes=True)
-        yield Static("No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME "
-                     "--model MODEL", id="jobs-empty", classes="empty-hint")
+        yield Static(
+            "No jobs yet. Press n to launch one, or run: ftm launch --dataset NAME --model MODEL",
+            id="jobs-empty",
+            classes="empty-hint",
+        )
         yield Static("", id="jobs-poller-status", classes="empty-hint")
         yield Static("", id="jobs-view-state", classes="empty-hint")
 
@@ -158,11 +224,19 @@ class JobsView(Vertical):
         table = self.query_one(DataTable)
         self._columns = table.add_columns(*COLUMNS)
         self._shown: dict[str, tuple] = {}
+        """Cells per row key, of the rows in the table."""
+        self._pending: list[tuple[str, tuple]] = []
+        """Rows of the last load still to add (a page per refresh)."""
+        self._formatted: dict[int, tuple[JobRow, str, tuple]] = {}
+        self._reselect: str | None = None
+        """The job the cursor was on before the table was started again."""
+        self._first_shown = False
+        self._first_complete = False
+        self._poller_started = False
         self._show_state()
         self.reload_jobs()
         self.set_interval(RELOAD_EVERY_S, self.reload_jobs)
-        if getattr(self.app, "start_poller", False):
-            self.run_poller()
+        self.set_timer(POLLER_START_DEADLINE_S, self._start_poller)
 
     def action_reload(self) -> None:
         self.reload_jobs()
@@ -209,8 +283,11 @@ class JobsView(Vertical):
         label = str(event.label)
         order = HEADER_ORDERS.get(label)
         if order is None:
-            self.notify(f"The jobs table cannot sort by {label!r}; click one of: "
-                        f"{', '.join(HEADER_ORDERS)} (or press s)", timeout=4)
+            self.notify(
+                f"The jobs table cannot sort by {label!r}; click one of: "
+                f"{', '.join(HEADER_ORDERS)} (or press s)",
+                timeout=4,
+            )
             return
         self.order = order
         self._show_state()
@@ -219,38 +296,67 @@ class JobsView(Vertical):
     def _show_state(self) -> None:
         filtered = f" · filter: {self.search!r}" if self.search.strip() else ""
         self.query_one("#jobs-view-state", Static).update(
-            f"sort: {self.order} (s){filtered}  ·  / filter")
+            f"sort: {self.order} (s){filtered}  ·  / filter"
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="jobs-load")
     def reload_jobs(self) -> None:
-        from app.jobs.queries import dataset_names, list_jobs
+        from app.jobs.queries import job_rows
 
         search, order = self.search, self.order
         with read_session(get_engine()) as session:
-            rows = list_jobs(session, limit=LOAD_LIMIT, search=search, order=order)
-            names = dataset_names(session, {j.dataset_id for j in rows})
+            rows = job_rows(session, limit=LOAD_LIMIT, search=search, order=order)
         at = now()
-        self.post_message(self.Loaded(rows, [(str(j.id), _cells(j, at, names)) for j in rows],
-                                      (search, order)))
+        known = self._formatted  # the last load shown; replaced (never changed) by _show
+        formatted: dict[int, tuple[JobRow, str, tuple]] = {}
+        for row in rows:
+            age = age_text(row.created_at, at)
+            before = known.get(row.id)
+            if before is not None and before[0] == row and before[1] == age:
+                formatted[row.id] = before  # unchanged: the same cells, nothing to redraw
+            else:
+                formatted[row.id] = (row, age, _cells(row, age))
+        cells = [(str(row.id), formatted[row.id][2]) for row in rows]
+        self.post_message(self.Loaded(rows, cells, (search, order), formatted))
 
     @on(Loaded)
     def _show(self, message: Loaded) -> None:
-        if message.query is not None and message.query != (self.search, self.order):
+        if message.query != (self.search, self.order):
             return  # typed on or re-sorted since this load started; a newer one is coming
-        table = self.query_one(DataTable)
-        rows = message.rows if message.rows is not None else [
-            (str(j.id), _cells(j, now())) for j in message.jobs]
+        self._formatted = message.formatted
+        rows = message.rows
         self.query_one("#jobs-empty").display = not rows and not self.search.strip()
-        if [key for key, _ in rows] == list(self._shown):
-            # Same jobs in the same order (the usual reload): update only the cells that
-            # changed, so a reload every few seconds costs the event loop next to nothing.
-            for key, cells in rows:
-                old = self._shown[key]
-                for column, value, before in zip(self._columns, cells, old, strict=True):
-                    if value != before:
-                        table.update_cell(key, column, value)
-                self._shown[key] = cells
-            return
+        shown = list(self._shown)
+        if [key for key, _ in rows[: len(shown)]] == shown:
+            # The same jobs first, in the same order (the usual reload), maybe more after:
+            # update only the cells that changed, so a reload costs the loop next to nothing.
+            self._update_cells(rows[: len(shown)])
+            self._pending = rows[len(shown) :]
+        else:
+            self._replace_rows(rows)
+        self._add_page()
+        if not self._first_shown:
+            self._first_shown = True
+            self.post_message(self.FirstLoadShown())
+
+    def _update_cells(self, rows: list[tuple[str, tuple]]) -> None:
+        table = self.query_one(DataTable)
+        for key, cells in rows:
+            old = self._shown[key]
+            if cells is old:
+                continue
+            for column, value, before in zip(self._columns, cells, old, strict=True):
+                if value != before:
+                    # A column grows for a wider cell; a narrower one leaves it as it is
+                    # (finding the new widest would measure every cell of the column).
+                    wider = _cell_width(value) > table.columns[column].content_width
+                    table.update_cell(key, column, value, update_width=wider)
+            self._shown[key] = cells
+
+    def _replace_rows(self, rows: list[tuple[str, tuple]]) -> None:
+        """Other jobs or another order: start the table again, keeping the cursor on the
+        job it was on where that job is still listed."""
+        table = self.query_one(DataTable)
         selected = None
         if table.row_count and table.cursor_row is not None:
             try:
@@ -258,11 +364,37 @@ class JobsView(Vertical):
             except Exception:  # the table changed under the cursor; start at the top
                 selected = None
         table.clear()
-        for key, cells in rows:
+        self._shown = {}
+        self._pending = rows
+        self._reselect = None if selected is None else str(selected)
+
+    def _add_page(self) -> None:
+        """Add the next page of pending rows; the next one after the screen refreshes."""
+        table = self.query_one(DataTable)
+        page, self._pending = self._pending[:PAGE], self._pending[PAGE:]
+        for key, cells in page:
             table.add_row(*cells, key=key)
-        self._shown = dict(rows)
-        if selected is not None and str(selected) in self._shown:
-            table.move_cursor(row=table.get_row_index(str(selected)))
+            self._shown[key] = cells
+        if self._reselect is not None and self._reselect in self._shown:
+            table.move_cursor(row=table.get_row_index(self._reselect))
+            self._reselect = None
+        if self._pending:
+            self.call_after_refresh(self._add_page)
+        elif not self._first_complete:
+            self._first_complete = True
+            self.call_after_refresh(self._complete_first_load)
+
+    def _complete_first_load(self) -> None:
+        self._start_poller()
+        self.post_message(self.FirstLoadComplete())
+
+    def _start_poller(self) -> None:
+        """Start the in-app poller once: after the first load (its first cycle is the
+        heaviest, all active jobs and its imports, and would slow the first rows down), or
+        after `POLLER_START_DEADLINE_S` should that load fail."""
+        if getattr(self.app, "start_poller", False) and not self._poller_started:
+            self._poller_started = True
+            self.run_poller()
 
     @on(DataTable.RowSelected, "#jobs-table")
     def _selected(self, event: DataTable.RowSelected) -> None:
@@ -288,7 +420,9 @@ class JobsView(Vertical):
         from app.jobs.poller import Poller
 
         loop = asyncio.get_running_loop()
-        poller = await loop.run_in_executor(None, Poller)  # opening the database may migrate
+        # opening the database may migrate: in a thread. The poller's writes are ORM work
+        # that holds the GIL; capped at half the time, the UI thread always gets its turn.
+        poller = await loop.run_in_executor(None, partial(Poller, writer_share=POLLER_WRITER_SHARE))
         try:
             await poller.run(on_cycle=lambda r: self.post_message(self.PollCycleDone(r)))
         finally:
@@ -299,5 +433,6 @@ class JobsView(Vertical):
         r = message.report
         self.query_one("#jobs-poller-status", Static).update(
             f"poller: {r.jobs} active, {r.refreshed} refreshed, {r.errors} errors "
-            f"({r.duration_s:.1f} s)")
+            f"({r.duration_s:.1f} s)"
+        )
         self.reload_jobs()

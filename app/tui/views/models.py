@@ -19,6 +19,7 @@ from textual.widgets import DataTable, Static
 from app.costs.money import usd
 from app.database import get_engine
 from app.tui.screens.promote import DEFAULT_WHY
+from app.tui.views import unless_torn_down
 
 
 def _pct(value: float | None) -> str:
@@ -179,6 +180,7 @@ class ModelsView(Vertical):
         self.post_message(self.Loaded(load_board()))
 
     @on(Loaded)
+    @unless_torn_down
     def _show(self, message: Loaded) -> None:
         self.board = message.board
         table = self.query_one(DataTable)
