@@ -81,7 +81,12 @@ class Launcher(threading.Thread):
 
     def __init__(self, dataset_id: int, model: Path, deadline: float, epochs: int) -> None:
         super().__init__(daemon=True, name="launcher")
-        self.dataset_id, self.model, self.deadline, self.epochs = dataset_id, model, deadline, epochs
+        self.dataset_id, self.model, self.deadline, self.epochs = (
+            dataset_id,
+            model,
+            deadline,
+            epochs,
+        )
         self.hosted: list[int] = []
         self.local: list[int] = []
         self.errors: list[str] = []
@@ -106,16 +111,30 @@ class Launcher(threading.Thread):
         while time.monotonic() < self.deadline:
             try:
                 while self._active(self.hosted) < HOSTED_IN_FLIGHT:
-                    job = launch_job("openai", self.dataset_id, "gpt-4o-mini-2024-07-18",
-                                     hyperparameters={"n_epochs": 2},
-                                     name=f"hosted-{len(self.hosted)}")
+                    job = launch_job(
+                        "openai",
+                        self.dataset_id,
+                        "gpt-4o-mini-2024-07-18",
+                        hyperparameters={"n_epochs": 2},
+                        name=f"hosted-{len(self.hosted)}",
+                    )
                     self.hosted.append(job.id)
                 while self._active(self.local) < LOCAL_SLOTS:
-                    job = launch_job("local", self.dataset_id, str(self.model), method="lora",
-                                     options={"epochs": self.epochs, "batch_size": 4,
-                                              "logging_steps": 1, "eval_steps": 5,
-                                              "torch_threads": 1, "max_seq_len": 128},
-                                     name=f"local-{len(self.local)}")
+                    job = launch_job(
+                        "local",
+                        self.dataset_id,
+                        str(self.model),
+                        method="lora",
+                        options={
+                            "epochs": self.epochs,
+                            "batch_size": 4,
+                            "logging_steps": 1,
+                            "eval_steps": 5,
+                            "torch_threads": 1,
+                            "max_seq_len": 128,
+                        },
+                        name=f"local-{len(self.local)}",
+                    )
                     self.local.append(job.id)
             except LaunchError as exc:
                 self.errors.append(str(exc))
@@ -174,8 +193,13 @@ def hosted_event_check(job_ids: list[int], base_url: str) -> tuple[int, int, lis
                 problems.append(f"hosted job {job_id}: never created ({job.error})")
                 continue
             remote = {e.id for e in client.fine_tuning.jobs.list_events(job.remote_id, limit=100)}
-            stored = set(s.exec(select(JobEvent.provider_event_id).where(
-                JobEvent.job_id == job_id, ~JobEvent.provider_event_id.startswith("ftm:"))).all())
+            stored = set(
+                s.exec(
+                    select(JobEvent.provider_event_id).where(
+                        JobEvent.job_id == job_id, ~JobEvent.provider_event_id.startswith("ftm:")
+                    )
+                ).all()
+            )
             remote_total += len(remote)
             db_total += len(stored & remote)
             if remote - stored:
@@ -211,7 +235,9 @@ def local_metric_check(job_ids: list[int]) -> tuple[int, int, int, list[str]]:
             logged_total += len(logged)
             stored_total += len(logged & stored)
             if logged - stored:
-                problems.append(f"local job {job_id}: steps {sorted(logged - stored)[:5]} not stored")
+                problems.append(
+                    f"local job {job_id}: steps {sorted(logged - stored)[:5]} not stored"
+                )
             if job.status != "succeeded":
                 problems.append(f"local job {job_id} ended {job.status}: {job.error}")
     return logged_total, stored_total, locked, problems
@@ -221,8 +247,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="how long jobs are launched")
     parser.add_argument("--epochs", type=int, default=4, help="epochs of each local job")
-    parser.add_argument("--settle", type=float, default=240.0,
-                        help="most seconds to wait for the last jobs to end")
+    parser.add_argument(
+        "--settle", type=float, default=240.0, help="most seconds to wait for the last jobs to end"
+    )
     args = parser.parse_args()
 
     locked_records = LockedRecords()
@@ -232,8 +259,12 @@ def main() -> int:
         from app.sandbox.server import SandboxServer
 
         with SandboxServer(port=0, seconds_per_step=0.05, seed=11) as sandbox:
-            env = {"FTM_HOME": str(home), "FTM_OPENAI__SANDBOX": "true",
-                   "FTM_OPENAI__SANDBOX_URL": sandbox.base_url, "FTM_POLLER__INTERVAL_S": "0.5"}
+            env = {
+                "FTM_HOME": str(home),
+                "FTM_OPENAI__SANDBOX": "true",
+                "FTM_OPENAI__SANDBOX_URL": sandbox.base_url,
+                "FTM_POLLER__INTERVAL_S": "0.5",
+            }
             os.environ.update(env)
             from app import database
 
@@ -244,8 +275,11 @@ def main() -> int:
 
             watch_out = open(home / "watch.out", "w")
             watch = subprocess.Popen(
-                [sys.executable, "-m", "app", "watch", "--interval", "0.5"], cwd=REPO,
-                env={**os.environ, **env}, stdout=watch_out, stderr=subprocess.STDOUT,
+                [sys.executable, "-m", "app", "watch", "--interval", "0.5"],
+                cwd=REPO,
+                env={**os.environ, **env},
+                stdout=watch_out,
+                stderr=subprocess.STDOUT,
             )
             launcher = Launcher(dataset_id, model, time.monotonic() + args.seconds, args.epochs)
             t0 = time.monotonic()
@@ -261,9 +295,11 @@ def main() -> int:
             watch_text = (home / "watch.out").read_text(errors="replace")
 
             remote_events, stored_events, hosted_problems = hosted_event_check(
-                launcher.hosted, sandbox.base_url)
+                launcher.hosted, sandbox.base_url
+            )
             logged_steps, stored_steps, worker_locked, local_problems = local_metric_check(
-                launcher.local)
+                launcher.local
+            )
 
         from sqlmodel import func, select
 
@@ -282,28 +318,48 @@ def main() -> int:
     tui_locked += sum(bool(LOCKED.search(m)) for m in tui["poll_messages"])
     cycles_watch = sum(1 for line in watch_text.splitlines() if " active, " in line)
 
-    print(f"ran {elapsed:.0f} s: {len(launcher.hosted)} hosted jobs (emulator) and "
-          f"{len(launcher.local)} local jobs (real training), statuses {dict(statuses)}")
-    print(f"poll cycles: TUI {tui['cycles']}, ftm watch {cycles_watch}; keys pressed in the "
-          f"TUI {tui['keys']}; rows written: {n_events:,} events, {n_points:,} metric points")
+    print(
+        f"ran {elapsed:.0f} s: {len(launcher.hosted)} hosted jobs (emulator) and "
+        f"{len(launcher.local)} local jobs (real training), statuses {dict(statuses)}"
+    )
+    print(
+        f"poll cycles: TUI {tui['cycles']}, ftm watch {cycles_watch}; keys pressed in the "
+        f"TUI {tui['keys']}; rows written: {n_events:,} events, {n_points:,} metric points"
+    )
     print(f"hosted events: {stored_events}/{remote_events} of the emulator's events stored")
-    print(f"local metric points: {stored_steps}/{logged_steps} of the steps the workers logged stored")
-    print(f'"database is locked": ftm watch {watch_locked}, workers {worker_locked}, TUI '
-          f"{tui_locked}, this process {locked_records.count}; watch tracebacks {watch_tracebacks}")
+    print(
+        f"local metric points: {stored_steps}/{logged_steps} of the steps the workers logged stored"
+    )
+    print(
+        f'"database is locked": ftm watch {watch_locked}, workers {worker_locked}, TUI '
+        f"{tui_locked}, this process {locked_records.count}; watch tracebacks {watch_tracebacks}"
+    )
     problems = hosted_problems + local_problems + launcher.errors
     if tui["notifications"]:
         problems += [f"TUI showed: {n}" for n in tui["notifications"] if "launched" not in n]
     total_locked = watch_locked + worker_locked + tui_locked + locked_records.count
     if total_locked or watch_tracebacks:
-        problems.append(f"{total_locked} locked error(s), {watch_tracebacks} traceback(s) in ftm watch")
+        problems.append(
+            f"{total_locked} locked error(s), {watch_tracebacks} traceback(s) in ftm watch"
+        )
     if not launcher.hosted or not launcher.local:
         problems.append("a kind of writer never ran")
     for p in problems:
         print(f"PROBLEM: {p}")
-    print("OK: no lock error reached the user, no event lost" if not problems else
-          f"FAILED: {len(problems)} problem(s)")
-    print(json.dumps({"hosted_events": [stored_events, remote_events],
-                      "local_steps": [stored_steps, logged_steps], "locked": total_locked}))
+    print(
+        "OK: no lock error reached the user, no event lost"
+        if not problems
+        else f"FAILED: {len(problems)} problem(s)"
+    )
+    print(
+        json.dumps(
+            {
+                "hosted_events": [stored_events, remote_events],
+                "local_steps": [stored_steps, logged_steps],
+                "locked": total_locked,
+            }
+        )
+    )
     return 1 if problems else 0
 
 

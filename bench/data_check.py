@@ -53,25 +53,34 @@ def _sentence(rng: random.Random) -> str:
     return " ".join(rng.choices(WORDS, k=rng.randint(8, 18))).capitalize() + "."
 
 
-def generate(path: Path, *, n_examples: int | None = None, size_bytes: int | None = None,
-             seed: int = 0) -> int:
+def generate(
+    path: Path, *, n_examples: int | None = None, size_bytes: int | None = None, seed: int = 0
+) -> int:
     """Write chat examples until n_examples or size_bytes; returns the example count."""
     rng = random.Random(seed)
     # Production fine-tuning sets usually repeat one long system prompt (policies, tone,
     # formats) on every line: here one of three, of about 350 to 500 tokens.
     systems = [
-        "You are Acme Corp's customer support assistant. " + " ".join(_sentence(rng) for _ in range(k))
+        "You are Acme Corp's customer support assistant. "
+        + " ".join(_sentence(rng) for _ in range(k))
         for k in (24, 30, 36)
     ]
     pool = [_sentence(rng) for _ in range(50_000)]
     written = n = 0
     with open(path, "wb") as f:
-        while (n_examples is None or n < n_examples) and (size_bytes is None or written < size_bytes):
-            example = {"messages": [
-                {"role": "system", "content": systems[n % len(systems)]},
-                {"role": "user", "content": " ".join(rng.choices(pool, k=rng.randint(1, 3)))},
-                {"role": "assistant", "content": " ".join(rng.choices(pool, k=rng.randint(2, 6)))},
-            ]}
+        while (n_examples is None or n < n_examples) and (
+            size_bytes is None or written < size_bytes
+        ):
+            example = {
+                "messages": [
+                    {"role": "system", "content": systems[n % len(systems)]},
+                    {"role": "user", "content": " ".join(rng.choices(pool, k=rng.randint(1, 3)))},
+                    {
+                        "role": "assistant",
+                        "content": " ".join(rng.choices(pool, k=rng.randint(2, 6))),
+                    },
+                ]
+            }
             line = orjson.dumps(example) + b"\n"
             f.write(line)
             written += len(line)
@@ -138,16 +147,22 @@ def bench_speed(n_examples: int, workdir: Path) -> float:
     report = orjson.loads(ftm_out)
     tokens_ftm = report["tokens"]["total"]
     print(f"    load average before: {load:.1f} (other processes compete for the CPUs)")
-    print(f"    baseline (json.loads + tiktoken per value, 1 thread): {base_s:6.2f} s wall, "
-          f"{base_cpu:6.2f} s CPU ({n_base:,} examples, {tokens_base:,} tokens)")
-    print(f"    ftm data check (validation, tokens, duplicates, split): {ftm_s:6.2f} s wall, "
-          f"{ftm_cpu:6.2f} s CPU ({report['n_valid']:,} examples, {tokens_ftm:,} tokens, "
-          f"verdict {report['verdict']})")
+    print(
+        f"    baseline (json.loads + tiktoken per value, 1 thread): {base_s:6.2f} s wall, "
+        f"{base_cpu:6.2f} s CPU ({n_base:,} examples, {tokens_base:,} tokens)"
+    )
+    print(
+        f"    ftm data check (validation, tokens, duplicates, split): {ftm_s:6.2f} s wall, "
+        f"{ftm_cpu:6.2f} s CPU ({report['n_valid']:,} examples, {tokens_ftm:,} tokens, "
+        f"verdict {report['verdict']})"
+    )
     if tokens_base != tokens_ftm:
         sys.exit(f"token totals differ: baseline {tokens_base} vs ftm {tokens_ftm}")
     ratio = base_s / ftm_s
-    print(f"    speed-up: {ratio:.2f}x wall (target >= 3x), {base_cpu / ftm_cpu:.2f}x CPU time; "
-          "token totals identical")
+    print(
+        f"    speed-up: {ratio:.2f}x wall (target >= 3x), {base_cpu / ftm_cpu:.2f}x CPU time; "
+        "token totals identical"
+    )
     return ratio
 
 
@@ -170,8 +185,12 @@ def bench_memory(size_mb: int, workdir: Path) -> int:
     n = generate(path, size_bytes=size_mb * 1_000_000, seed=1)
     print(f"(b) memory: {path.stat().st_size / 1e6:,.0f} MB file, {n:,} examples")
     started = time.perf_counter()
-    child = subprocess.Popen(FTM + ["data", "check", str(path), "--json"], cwd=REPO,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.Popen(
+        FTM + ["data", "check", str(path), "--json"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     proc = psutil.Process(child.pid)
     peak_total = peak_main = 0
     while child.poll() is None:
@@ -182,8 +201,10 @@ def bench_memory(size_mb: int, workdir: Path) -> int:
     if child.returncode not in (0, 1):
         sys.exit(f"ftm data check failed:\n{child.stderr.read().decode()[-2000:]}")
     print(f"    checked in {elapsed:.1f} s ({path.stat().st_size / 1e6 / elapsed:.0f} MB/s)")
-    print(f"    peak RSS, ftm process + workers: {peak_total / 1e6:.0f} MB "
-          f"(main process alone {peak_main / 1e6:.0f} MB; target < 300 MB)")
+    print(
+        f"    peak RSS, ftm process + workers: {peak_total / 1e6:.0f} MB "
+        f"(main process alone {peak_main / 1e6:.0f} MB; target < 300 MB)"
+    )
     return peak_total
 
 

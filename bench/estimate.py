@@ -33,9 +33,16 @@ os.environ["FTM_HOME"] = tempfile.mkdtemp(prefix="ftm-bench-estimate-")
 
 # One thread: on a shared 2-core machine a 2-thread run stalls whenever another process
 # takes a core, which makes its speed swing far more than a 1-thread run's.
-OPTIONS = {"epochs": 3, "torch_threads": 1, "batch_size": 8, "max_seq_len": 256,
-           "save_steps": 100_000, "eval_steps": 100_000, "logging_steps": 5,
-           "early_stopping_patience": 0}
+OPTIONS = {
+    "epochs": 3,
+    "torch_threads": 1,
+    "batch_size": 8,
+    "max_seq_len": 256,
+    "save_steps": 100_000,
+    "eval_steps": 100_000,
+    "logging_steps": 5,
+    "early_stopping_patience": 0,
+}
 """Evaluation and checkpoints pushed past the end: the training loop is what is timed."""
 
 
@@ -63,8 +70,13 @@ def _spread(job_id: int) -> str:
     from db.models import MetricPoint
 
     with read_session(get_engine()) as s:
-        rates = [r for r in s.exec(select(MetricPoint.tokens_per_second).where(
-            MetricPoint.job_id == job_id)).all() if r]
+        rates = [
+            r
+            for r in s.exec(
+                select(MetricPoint.tokens_per_second).where(MetricPoint.job_id == job_id)
+            ).all()
+            if r
+        ]
     return f"{min(rates):.0f}-{max(rates):.0f}" if rates else "n/a"
 
 
@@ -86,8 +98,9 @@ def accuracy(n: int) -> float:
     print(f"tiny model built in {time.perf_counter() - t0:.1f} s: {model}")
     datasets = []
     for size, seed in ((n, 1), (2 * n, 2)):
-        path = demo_data.write_jsonl(home / f"train-{size}.jsonl",
-                                     demo_data.labelling_examples(size, seed))
+        path = demo_data.write_jsonl(
+            home / f"train-{size}.jsonl", demo_data.labelling_examples(size, seed)
+        )
         ds, _ = add_dataset(path, name=f"labels-{size}", val_fraction=0.1)
         datasets.append(ds)
 
@@ -106,13 +119,21 @@ def accuracy(n: int) -> float:
             return s.get(Job, job.id)
 
     first = run(datasets[0])
-    print(f"job 1 ({n} examples): trained {first.actual['trained_tokens']:,} tokens in "
-          f"{first.actual['train_runtime_s']:.2f} s ({first.actual['tokens_per_second']:.0f} "
-          f"tokens/s) on {first.actual['hardware']}")
+    print(
+        f"job 1 ({n} examples): trained {first.actual['trained_tokens']:,} tokens in "
+        f"{first.actual['train_runtime_s']:.2f} s ({first.actual['tokens_per_second']:.0f} "
+        f"tokens/s) on {first.actual['hardware']}"
+    )
 
     def estimate(ds):
-        return estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(model),
-                                   method="lora", options=OPTIONS, gpu="cpu").to_dict()
+        return estimate_for_launch(
+            dataset_id=ds.id,
+            provider="local",
+            base_model=str(model),
+            method="lora",
+            options=OPTIONS,
+            gpu="cpu",
+        ).to_dict()
 
     snapshot = estimate(datasets[1])
     calibrated = snapshot["inputs"]["training"]
@@ -121,8 +142,10 @@ def accuracy(n: int) -> float:
 
         from db.models import ThroughputSample
 
-        saved = [dict(r.model_dump(exclude={"id"})) for r in s.exec(
-            __import__("sqlmodel").select(ThroughputSample)).all()]
+        saved = [
+            dict(r.model_dump(exclude={"id"}))
+            for r in s.exec(__import__("sqlmodel").select(ThroughputSample)).all()
+        ]
         s.exec(delete(ThroughputSample))
     default = estimate(datasets[1])["inputs"]["training"]
     with write_session(get_engine()) as s:
@@ -133,16 +156,24 @@ def accuracy(n: int) -> float:
     measured = second.actual["train_runtime_s"]
     ratio = calibrated["train_seconds"] / measured
     print(f"job 2 ({2 * n} examples): measured {measured:.2f} s training loop")
-    print(f"  estimate, calibrated by job 1 (MFU {calibrated['calibration']['mfu']:.4f} measured): "
-          f"{calibrated['train_seconds']:.2f} s -> ratio estimate/measured {ratio:.3f} "
-          f"({'within' if 0.75 <= ratio <= 1.25 else 'OUTSIDE'} 25%)")
-    print(f"  baseline, uncalibrated (default MFU {default['calibration']['mfu']:.2f} of a nominal "
-          f"CPU peak): {default['train_seconds']:.2f} s -> ratio "
-          f"{default['train_seconds'] / measured:.3f}")
-    print(f"  machine noise: tokens/s between progress reports ranged {_spread(first.id)} (job 1) "
-          f"and {_spread(second.id)} (job 2)")
-    print(f"  recorded on the job: time error {second.actual['train_time_error_pct']:+.1f}% "
-          f"(training loop), cost ${second.actual_cost_usd:.6f}")
+    print(
+        f"  estimate, calibrated by job 1 (MFU {calibrated['calibration']['mfu']:.4f} measured): "
+        f"{calibrated['train_seconds']:.2f} s -> ratio estimate/measured {ratio:.3f} "
+        f"({'within' if 0.75 <= ratio <= 1.25 else 'OUTSIDE'} 25%)"
+    )
+    print(
+        f"  baseline, uncalibrated (default MFU {default['calibration']['mfu']:.2f} of a nominal "
+        f"CPU peak): {default['train_seconds']:.2f} s -> ratio "
+        f"{default['train_seconds'] / measured:.3f}"
+    )
+    print(
+        f"  machine noise: tokens/s between progress reports ranged {_spread(first.id)} (job 1) "
+        f"and {_spread(second.id)} (job 2)"
+    )
+    print(
+        f"  recorded on the job: time error {second.actual['train_time_error_pct']:+.1f}% "
+        f"(training loop), cost ${second.actual_cost_usd:.6f}"
+    )
     return ratio
 
 
@@ -162,17 +193,37 @@ def speed(n: int = 100_000) -> float:
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / "train.jsonl", "w") as f:
         for i in range(n):
-            f.write('{"messages": [{"role": "system", "content": "Classify."}, {"role": "user", '
-                    f'"content": "ticket {i} about order {i * 7}"}}, {{"role": "assistant", '
-                    f'"content": "{("billing", "bug", "feature")[i % 3]}"}}]}}\n')
+            f.write(
+                '{"messages": [{"role": "system", "content": "Classify."}, {"role": "user", '
+                f'"content": "ticket {i} about order {i * 7}"}}, {{"role": "assistant", '
+                f'"content": "{("billing", "bug", "feature")[i % 3]}"}}]}}\n'
+            )
     with write_session(get_engine()) as s:
-        ds = Dataset(name="big", content_hash="big-100k", format="chat", source_path="big.jsonl",
-                     n_examples=n, n_train=n, n_validation=0, val_fraction=0.0, split_seed=0,
-                     verdict="ok", data_dir=str(data_dir))
+        ds = Dataset(
+            name="big",
+            content_hash="big-100k",
+            format="chat",
+            source_path="big.jsonl",
+            n_examples=n,
+            n_train=n,
+            n_validation=0,
+            val_fraction=0.0,
+            split_seed=0,
+            verdict="ok",
+            data_dir=str(data_dir),
+        )
         s.add(ds)
         s.flush()
-        s.add(TokenCount(dataset_id=ds.id, tokenizer="tiktoken:o200k_base", split="train", n=n,
-                         total=int(counts.sum(dtype=np.int64)), counts=counts.tobytes()))
+        s.add(
+            TokenCount(
+                dataset_id=ds.id,
+                tokenizer="tiktoken:o200k_base",
+                split="train",
+                n=n,
+                total=int(counts.sum(dtype=np.int64)),
+                counts=counts.tobytes(),
+            )
+        )
 
     def once() -> float:
         t = time.perf_counter()
@@ -194,16 +245,20 @@ def speed(n: int = 100_000) -> float:
             a = array("I")
             a.frombytes(row.counts)
         billable = sum(min(65_536, x) for x in a)
-        padded = sum(max(a[i:i + 8]) * 8 for i in range(0, len(a), 8))
+        padded = sum(max(a[i : i + 8]) * 8 for i in range(0, len(a), 8))
         assert billable and padded
         return time.perf_counter() - t
 
     base = statistics.median(baseline() for _ in range(3))
-    print(f"estimate for {n:,} examples (hosted + local options, break-even): first ever "
-          f"{cold * 1000:.1f} ms (tokenizer load), later process {fresh * 1000:.1f} ms, warm "
-          f"{warm * 1000:.1f} ms (target < 100 ms)")
-    print(f"  baseline (only the two token sums, plain Python loops): {base * 1000:.1f} ms -> "
-          f"the whole numpy estimate is {base / warm:.1f}x faster than the loops alone")
+    print(
+        f"estimate for {n:,} examples (hosted + local options, break-even): first ever "
+        f"{cold * 1000:.1f} ms (tokenizer load), later process {fresh * 1000:.1f} ms, warm "
+        f"{warm * 1000:.1f} ms (target < 100 ms)"
+    )
+    print(
+        f"  baseline (only the two token sums, plain Python loops): {base * 1000:.1f} ms -> "
+        f"the whole numpy estimate is {base / warm:.1f}x faster than the loops alone"
+    )
     return warm
 
 

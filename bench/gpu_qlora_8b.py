@@ -29,12 +29,27 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 SHAPES = {
-    "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32,
-               num_attention_heads=32, num_key_value_heads=8, vocab_size=128256,
-               max_position_embeddings=8192, rope_theta=500000.0, tie_word_embeddings=False),
-    "tiny": dict(hidden_size=128, intermediate_size=344, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, vocab_size=512,
-                 max_position_embeddings=1024, tie_word_embeddings=False),
+    "8b": dict(
+        hidden_size=4096,
+        intermediate_size=14336,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=8,
+        vocab_size=128256,
+        max_position_embeddings=8192,
+        rope_theta=500000.0,
+        tie_word_embeddings=False,
+    ),
+    "tiny": dict(
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=512,
+        max_position_embeddings=1024,
+        tie_word_embeddings=False,
+    ),
 }
 
 
@@ -88,8 +103,9 @@ class StepTimer:
         return _Timer()
 
 
-def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf16: bool,
-               work: Path) -> dict:
+def run_method(
+    tuning: str, model_dir: Path, shape: dict, args, device: str, bf16: bool, work: Path
+) -> dict:
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer
@@ -102,18 +118,30 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
     from providers.local.training import common_args, flops_per_token, load_model, lora_config
     from providers.types import JobSpec
 
-    spec = JobSpec(name="bench", base_model=str(model_dir), train_path="-", method=tuning,
-                   ftm_job_uid="bench",
-                   options={"batch_size": args.batch_size, "max_seq_len": args.seq_len,
-                            "gradient_checkpointing": True, "epochs": 1, "logging_steps": 1})
+    spec = JobSpec(
+        name="bench",
+        base_model=str(model_dir),
+        train_path="-",
+        method=tuning,
+        ftm_job_uid="bench",
+        options={
+            "batch_size": args.batch_size,
+            "max_seq_len": args.seq_len,
+            "gradient_checkpointing": True,
+            "epochs": 1,
+            "logging_steps": 1,
+        },
+    )
     hp = resolve_hyperparameters(spec)
     if device == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
     g = torch.Generator().manual_seed(0)
     n_rows = args.batch_size * args.steps
-    rows = [{"input_ids": torch.randint(3, shape["vocab_size"], (args.seq_len,), generator=g).tolist()}
-            for _ in range(n_rows)]
+    rows = [
+        {"input_ids": torch.randint(3, shape["vocab_size"], (args.seq_len,), generator=g).tolist()}
+        for _ in range(n_rows)
+    ]
     targs, _ = common_args(hp, work / tuning, n_rows, False, device, bf16)
     targs.update(save_strategy="no", max_steps=args.steps, logging_steps=max(1, args.steps))
     model = load_model(str(model_dir), tuning, device, bf16)
@@ -135,13 +163,28 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
     n_trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
     ms = shape_from_config(shape, f"bench-{args.shape}", "bench shape")
     n_params = ms.params  # 4-bit packing halves numel(): count from the shape instead
-    fpt = flops_per_token(n_params, n_trainable, shape["num_hidden_layers"],
-                          shape["hidden_size"], args.seq_len, tuning, True)
+    fpt = flops_per_token(
+        n_params,
+        n_trainable,
+        shape["num_hidden_layers"],
+        shape["hidden_size"],
+        args.seq_len,
+        tuning,
+        True,
+    )
     # The estimate the provider refuses with, for exactly this job's options.
     est = estimate_training_memory(ms, training_setup(hp, device=device))
-    out = dict(method=tuning, tokens_per_s=tps, step_s=step_s, flops_per_token=fpt,
-               achieved_flops=tps * fpt, n_params=n_params, n_trainable=n_trainable,
-               numel=n_all, estimate=est)
+    out = dict(
+        method=tuning,
+        tokens_per_s=tps,
+        step_s=step_s,
+        flops_per_token=fpt,
+        achieved_flops=tps * fpt,
+        n_params=n_params,
+        n_trainable=n_trainable,
+        numel=n_all,
+        estimate=est,
+    )
     if device == "cuda":
         out["peak_allocated"] = torch.cuda.max_memory_allocated()
         out["peak_reserved"] = torch.cuda.max_memory_reserved()
@@ -152,17 +195,25 @@ def run_method(tuning: str, model_dir: Path, shape: dict, args, device: str, bf1
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--shape", choices=sorted(SHAPES), default="8b")
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--methods", default="qlora,lora")
-    ap.add_argument("--peak-tflops", type=float, default=None,
-                    help="dense bf16 peak of the GPU when its name is not in the table")
-    ap.add_argument("--workdir", default=None, help="where the random model is written "
-                    "(8B: about 16 GB of disk)")
+    ap.add_argument(
+        "--peak-tflops",
+        type=float,
+        default=None,
+        help="dense bf16 peak of the GPU when its name is not in the table",
+    )
+    ap.add_argument(
+        "--workdir",
+        default=None,
+        help="where the random model is written (8B: about 16 GB of disk)",
+    )
     args = ap.parse_args()
 
     import logging
@@ -179,12 +230,15 @@ def main() -> int:
     datasets.disable_progress_bars()
 
     from providers.local.hardware import peak_flops
+
     GIB = 2**30
 
     cuda = torch.cuda.is_available()
     if args.shape == "8b" and not cuda:
-        print("no CUDA GPU found: bench/gpu_qlora_8b.py needs one for the 8B shape "
-              "(run it on a GPU machine; `--shape tiny` runs the same code on the CPU)")
+        print(
+            "no CUDA GPU found: bench/gpu_qlora_8b.py needs one for the 8B shape "
+            "(run it on a GPU machine; `--shape tiny` runs the same code on the CPU)"
+        )
         return 2
     device = "cuda" if cuda else "cpu"
     bf16 = cuda and torch.cuda.is_bf16_supported()
@@ -198,9 +252,12 @@ def main() -> int:
     try:
         t0 = time.monotonic()
         model_dir = build_random_model(shape, work / "model", device)
-        print(f"device: {gpu}; shape {args.shape}; seq {args.seq_len} x batch {args.batch_size}; "
-              f"{args.steps} steps per method; random model written in "
-              f"{time.monotonic() - t0:.0f}s", flush=True)
+        print(
+            f"device: {gpu}; shape {args.shape}; seq {args.seq_len} x batch {args.batch_size}; "
+            f"{args.steps} steps per method; random model written in "
+            f"{time.monotonic() - t0:.0f}s",
+            flush=True,
+        )
         results = []
         for method in args.methods.split(","):
             r = run_method(method.strip(), model_dir, shape, args, device, bf16, work)
@@ -208,18 +265,28 @@ def main() -> int:
             mfu = f"{r['achieved_flops'] / peak:6.1%}" if peak else "   n/a"
             mem = ""
             if "peak_allocated" in r:
-                mem = (f"  peak {r['peak_allocated'] / GIB:5.1f} GiB allocated / "
-                       f"{r['peak_reserved'] / GIB:5.1f} reserved vs estimate "
-                       f"{r['estimate'].total / GIB:5.1f} GiB "
-                       f"(ratio {r['peak_reserved'] / r['estimate'].total:.2f})")
-            print(f"{r['method']:>6}: {r['tokens_per_s']:9,.0f} tok/s  "
-                  f"{r['achieved_flops'] / 1e12:7.1f} TFLOP/s  MFU {mfu}{mem}", flush=True)
-            print(f"        estimate: {r['estimate'].describe()}; "
-                  f"{r['n_trainable']:,} trainable of {r['n_params']:,}", flush=True)
+                mem = (
+                    f"  peak {r['peak_allocated'] / GIB:5.1f} GiB allocated / "
+                    f"{r['peak_reserved'] / GIB:5.1f} reserved vs estimate "
+                    f"{r['estimate'].total / GIB:5.1f} GiB "
+                    f"(ratio {r['peak_reserved'] / r['estimate'].total:.2f})"
+                )
+            print(
+                f"{r['method']:>6}: {r['tokens_per_s']:9,.0f} tok/s  "
+                f"{r['achieved_flops'] / 1e12:7.1f} TFLOP/s  MFU {mfu}{mem}",
+                flush=True,
+            )
+            print(
+                f"        estimate: {r['estimate'].describe()}; "
+                f"{r['n_trainable']:,} trainable of {r['n_params']:,}",
+                flush=True,
+            )
         if len(results) == 2:
             q, lo = results
-            print(f"{q['method']}/{lo['method']} throughput ratio: "
-                  f"{q['tokens_per_s'] / lo['tokens_per_s']:.2f} (published: QLoRA ~0.75-0.85x LoRA)")
+            print(
+                f"{q['method']}/{lo['method']} throughput ratio: "
+                f"{q['tokens_per_s'] / lo['tokens_per_s']:.2f} (published: QLoRA ~0.75-0.85x LoRA)"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

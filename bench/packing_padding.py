@@ -37,7 +37,9 @@ def padding_share(trainer) -> tuple[float, int, int]:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--examples", type=int, default=400)
     ap.add_argument("--max-seq-len", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=8)
@@ -74,22 +76,40 @@ def main() -> int:
 
     results = {}
     for packing in (False, True):
-        spec = JobSpec(name="bench", base_model=str(model), train_path=str(train), method="lora",
-                       ftm_job_uid="bench", options={"packing": packing, "epochs": 1,
-                                                    "batch_size": args.batch_size,
-                                                    "max_seq_len": args.max_seq_len})
-        config = {"job_uid": "bench", "db_url": None, "base_model": str(model),
-                  "train_path": str(train), "validation_path": None,
-                  "output_dir": str(tmp / f"out-{packing}"), "hp": resolve_hyperparameters(spec)}
+        spec = JobSpec(
+            name="bench",
+            base_model=str(model),
+            train_path=str(train),
+            method="lora",
+            ftm_job_uid="bench",
+            options={
+                "packing": packing,
+                "epochs": 1,
+                "batch_size": args.batch_size,
+                "max_seq_len": args.max_seq_len,
+            },
+        )
+        config = {
+            "job_uid": "bench",
+            "db_url": None,
+            "base_model": str(model),
+            "train_path": str(train),
+            "validation_path": None,
+            "output_dir": str(tmp / f"out-{packing}"),
+            "hp": resolve_hyperparameters(spec),
+        }
         trainer, plan = build_trainer(config, [])
         share, pads, total = padding_share(trainer)
         results[packing] = share
-        print(f"packing {'on ' if packing else 'off'}: {pads:>7,} padding of {total:>7,} "
-              f"positions = {share:6.2%} padding  ({plan.loss_masking})")
+        print(
+            f"packing {'on ' if packing else 'off'}: {pads:>7,} padding of {total:>7,} "
+            f"positions = {share:6.2%} padding  ({plan.loss_masking})"
+        )
     off, on = results[False], results[True]
     ratio = on / off if off else float("nan")
-    print(f"padding share on/off = {ratio:.3f}; target: on < 5% -> "
-          f"{'PASS' if on < 0.05 else 'FAIL'}")
+    print(
+        f"padding share on/off = {ratio:.3f}; target: on < 5% -> {'PASS' if on < 0.05 else 'FAIL'}"
+    )
     return 0 if on < 0.05 else 1
 
 

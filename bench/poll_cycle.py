@@ -47,8 +47,9 @@ def serve(latency_ms: float) -> None:
     from app.sandbox.server import SandboxServer
 
     faults = FaultPlan().add("*", "slow", delay_s=latency_ms / 1000) if latency_ms else None
-    with SandboxServer(port=0, seconds_per_step=1.0, frozen=True, faults=faults,
-                       validation_s=1.0, queue_s=1.0) as server:
+    with SandboxServer(
+        port=0, seconds_per_step=1.0, frozen=True, faults=faults, validation_s=1.0, queue_s=1.0
+    ) as server:
         print(json.dumps({"base_url": server.base_url}), flush=True)
         for line in sys.stdin:
             cmd, _, arg = line.strip().partition(" ")
@@ -56,8 +57,15 @@ def serve(latency_ms: float) -> None:
                 server.advance(float(arg))
                 print(json.dumps({"ok": True}), flush=True)
             elif cmd == "stats":
-                print(json.dumps({"jobs": len(server.state.jobs), "events": sum(
-                    len(j.events) for j in server.state.jobs.values())}), flush=True)
+                print(
+                    json.dumps(
+                        {
+                            "jobs": len(server.state.jobs),
+                            "events": sum(len(j.events) for j in server.state.jobs.values()),
+                        }
+                    ),
+                    flush=True,
+                )
             elif cmd == "quit":
                 break
 
@@ -66,7 +74,10 @@ class Emulator:
     def __init__(self, latency_ms: float) -> None:
         self.proc = subprocess.Popen(
             [sys.executable, __file__, "--serve", "--latency-ms", str(latency_ms)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
         )
         self.base_url = self._read()["base_url"]
 
@@ -99,14 +110,32 @@ def make_dataset(engine, root: Path):
 
     data_dir = root / "dataset"
     data_dir.mkdir(parents=True)
-    rows = [{"messages": [{"role": "user", "content": f"q{i}"},
-                          {"role": "assistant", "content": f"a{i}"}]} for i in range(40)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": f"q{i}"},
+                {"role": "assistant", "content": f"a{i}"},
+            ]
+        }
+        for i in range(40)
+    ]
     (data_dir / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     with write_session(engine) as session:
-        session.add(Dataset(name="bench", content_hash="bench", format="chat",
-                            source_path=str(data_dir), n_examples=40, n_train=40,
-                            n_validation=0, val_fraction=0.0, split_seed=0, verdict="ok",
-                            data_dir=str(data_dir)))
+        session.add(
+            Dataset(
+                name="bench",
+                content_hash="bench",
+                format="chat",
+                source_path=str(data_dir),
+                n_examples=40,
+                n_train=40,
+                n_validation=0,
+                val_fraction=0.0,
+                split_seed=0,
+                verdict="ok",
+                data_dir=str(data_dir),
+            )
+        )
 
 
 def cycle(poller) -> tuple[float, object]:
@@ -120,8 +149,9 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=500)
     parser.add_argument("--quick", action="store_true", help="100 jobs")
     parser.add_argument("--latency-ms", type=float, default=40.0)
-    parser.add_argument("--concurrency", type=int, default=None,
-                        help="default: settings.poller.concurrency")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="default: settings.poller.concurrency"
+    )
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
@@ -131,8 +161,13 @@ def main() -> int:
 
     home = Path(tempfile.mkdtemp(prefix="ftm-bench-poll-"))
     emulator = Emulator(args.latency_ms)
-    os.environ.update({"FTM_HOME": str(home), "FTM_OPENAI__SANDBOX": "true",
-                       "FTM_OPENAI__SANDBOX_URL": emulator.base_url})
+    os.environ.update(
+        {
+            "FTM_HOME": str(home),
+            "FTM_OPENAI__SANDBOX": "true",
+            "FTM_OPENAI__SANDBOX_URL": emulator.base_url,
+        }
+    )
     try:
         from app import database
         from app.jobs.launch import launch_job
@@ -144,50 +179,77 @@ def main() -> int:
         make_dataset(engine, home)
         started = time.perf_counter()
         with ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda i: launch_job("openai", "bench", MODEL, suffix=f"b{i}",
-                                               hyperparameters={"n_epochs": 25,
-                                                                "batch_size": 1}),
-                          range(n_jobs)))
-        print(f"launched {n_jobs} jobs in {time.perf_counter() - started:.1f} s "
-              f"(emulator latency {args.latency_ms:.0f} ms per request)")
+            list(
+                pool.map(
+                    lambda i: launch_job(
+                        "openai",
+                        "bench",
+                        MODEL,
+                        suffix=f"b{i}",
+                        hyperparameters={"n_epochs": 25, "batch_size": 1},
+                    ),
+                    range(n_jobs),
+                )
+            )
+        print(
+            f"launched {n_jobs} jobs in {time.perf_counter() - started:.1f} s "
+            f"(emulator latency {args.latency_ms:.0f} ms per request)"
+        )
         emulator.ask("advance 12")  # validation, queue, then 10 training steps each
 
         base = get_settings().poller
         concurrency = args.concurrency or base.concurrency
         # the per-provider rate limit protects the real API; the emulator needs none
-        fast = PollerSettings(concurrency=concurrency, requests_per_second=100_000,
-                              stall_after_s=base.stall_after_s)
-        one_by_one = PollerSettings(concurrency=1, requests_per_second=100_000,
-                                    stall_after_s=base.stall_after_s)
+        fast = PollerSettings(
+            concurrency=concurrency, requests_per_second=100_000, stall_after_s=base.stall_after_s
+        )
+        one_by_one = PollerSettings(
+            concurrency=1, requests_per_second=100_000, stall_after_s=base.stall_after_s
+        )
         poller, sequential = Poller(engine, settings=fast), Poller(engine, settings=one_by_one)
 
         t_first, r_first = cycle(poller)
-        print(f"cycle 1 (history)      : {t_first:7.2f} s, {r_first.refreshed} jobs, "
-              f"{r_first.events_fetched} events fetched")
+        print(
+            f"cycle 1 (history)      : {t_first:7.2f} s, {r_first.refreshed} jobs, "
+            f"{r_first.events_fetched} events fetched"
+        )
         t_seq, r_seq = cycle(sequential)
-        print(f"baseline, one by one   : {t_seq:7.2f} s, {r_seq.refreshed} jobs, "
-              f"{r_seq.events_fetched} events fetched")
+        print(
+            f"baseline, one by one   : {t_seq:7.2f} s, {r_seq.refreshed} jobs, "
+            f"{r_seq.events_fetched} events fetched"
+        )
         t_conc, r_conc = cycle(poller)
-        print(f"concurrent ({concurrency:>3})       : {t_conc:7.2f} s, {r_conc.refreshed} jobs, "
-              f"{r_conc.events_fetched} events fetched")
+        print(
+            f"concurrent ({concurrency:>3})       : {t_conc:7.2f} s, {r_conc.refreshed} jobs, "
+            f"{r_conc.events_fetched} events fetched"
+        )
         emulator.ask("advance 3")
         t_new, r_new = cycle(poller)
-        print(f"after 3 more steps     : {t_new:7.2f} s, {r_new.refreshed} jobs, "
-              f"{r_new.events_fetched} events fetched ({r_new.events_fetched / n_jobs:.1f} "
-              "per job: only the new ones)")
+        print(
+            f"after 3 more steps     : {t_new:7.2f} s, {r_new.refreshed} jobs, "
+            f"{r_new.events_fetched} events fetched ({r_new.events_fetched / n_jobs:.1f} "
+            "per job: only the new ones)"
+        )
         stats = emulator.ask("stats")
-        print(f"emulator holds {stats['jobs']} jobs, {stats['events']} events; "
-              f"recorded by ftm: {r_first.events_recorded + r_new.events_recorded} provider "
-              "events (+ ftm's own status events)")
+        print(
+            f"emulator holds {stats['jobs']} jobs, {stats['events']} events; "
+            f"recorded by ftm: {r_first.events_recorded + r_new.events_recorded} provider "
+            "events (+ ftm's own status events)"
+        )
         poller.close()
         sequential.close()
 
         ratio = t_seq / t_conc
-        ok = (ratio >= TARGET_RATIO and r_seq.errors == r_conc.errors == 0
-              and r_new.events_fetched == 3 * n_jobs and r_seq.events_fetched == 0
-              and r_conc.events_fetched == 0)
-        print(f"speed-up: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x) -> "
-              f"{'PASS' if ok else 'FAIL'}")
+        ok = (
+            ratio >= TARGET_RATIO
+            and r_seq.errors == r_conc.errors == 0
+            and r_new.events_fetched == 3 * n_jobs
+            and r_seq.events_fetched == 0
+            and r_conc.events_fetched == 0
+        )
+        print(
+            f"speed-up: {ratio:.1f}x (target >= {TARGET_RATIO:.0f}x) -> {'PASS' if ok else 'FAIL'}"
+        )
         return 0 if ok else 1
     finally:
         emulator.close()

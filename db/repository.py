@@ -67,14 +67,17 @@ def reopen_for_resume(session: Session, job: Job, reason: str, *, key: str | Non
     current = JobStatus(job.status)
     if not current.can_resume_from:
         raise InvalidTransition(
-            f"job {job.id}: only a failed job can be resumed from its checkpoint (it is {current})")
+            f"job {job.id}: only a failed job can be resumed from its checkpoint (it is {current})"
+        )
     job.status = RESUMED_STATUS.value
     job.finished_at = None
     job.error = None
     job.eta_s = None
     job.updated_at = utcnow()
     session.add(job)
-    add_local_event(session, job, reason, type="status", key=key or f"resume:{utcnow().timestamp():.6f}")
+    add_local_event(
+        session, job, reason, type="status", key=key or f"resume:{utcnow().timestamp():.6f}"
+    )
 
 
 def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int:
@@ -110,8 +113,11 @@ def _fresh_copy(row: object) -> object:
     from sqlalchemy import inspect
 
     mapper = inspect(type(row))
-    values = {a.key: getattr(row, a.key) for a in mapper.column_attrs
-              if not any(c.primary_key for c in a.columns)}
+    values = {
+        a.key: getattr(row, a.key)
+        for a in mapper.column_attrs
+        if not any(c.primary_key for c in a.columns)
+    }
     return type(row)(**values)
 
 
@@ -180,8 +186,11 @@ def record_metrics(session: Session, job: Job, points: Iterable[MetricInfo]) -> 
         session.add(row)
     return _insert_ignoring_duplicates(
         session,
-        [MetricPoint(job_id=_stored_id(job), **fields) for step, fields in merged.items()
-         if step not in existing],
+        [
+            MetricPoint(job_id=_stored_id(job), **fields)
+            for step, fields in merged.items()
+            if step not in existing
+        ],
     )
 
 
@@ -237,8 +246,14 @@ def record_artifacts(session: Session, job: Job, artifacts: Iterable[ArtifactInf
 
 
 def add_local_event(
-    session: Session, job: Job, message: str, *, level: str = "info", type: str = "message",
-    data: dict | None = None, key: str | None = None,
+    session: Session,
+    job: Job,
+    message: str,
+    *,
+    level: str = "info",
+    type: str = "message",
+    data: dict | None = None,
+    key: str | None = None,
 ) -> bool:
     """Record an event that ftm itself raises (stall warning, worker death...).
 
@@ -247,6 +262,10 @@ def add_local_event(
     now = utcnow()
     event = EventInfo(
         id=f"ftm:{key}" if key else f"ftm:{now.timestamp():.6f}",
-        created_at=now, message=message, level=level, type=type, data=data,
+        created_at=now,
+        message=message,
+        level=level,
+        type=type,
+        data=data,
     )
     return record_events(session, job, [event]) == 1

@@ -56,8 +56,12 @@ _ENDINGS = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 # `JobStatus.can_resume_from` and `db.repository.reopen_for_resume`).
 _ALLOWED: dict[JobStatus, set[JobStatus]] = {
     JobStatus.PENDING: {
-        JobStatus.UPLOADING, JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING,
-        JobStatus.PAUSED, *_ENDINGS,
+        JobStatus.UPLOADING,
+        JobStatus.VALIDATING,
+        JobStatus.QUEUED,
+        JobStatus.RUNNING,
+        JobStatus.PAUSED,
+        *_ENDINGS,
     },
     JobStatus.UPLOADING: {JobStatus.VALIDATING, JobStatus.QUEUED, JobStatus.RUNNING, *_ENDINGS},
     JobStatus.VALIDATING: {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.PAUSED, *_ENDINGS},

@@ -11,15 +11,23 @@ import pytest
 def _modules_after(code: str) -> set[str]:
     out = subprocess.run(
         [sys.executable, "-c", code + "\nimport sys; print('\\n'.join(sys.modules))"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     return set(out.split())
 
 
 @pytest.mark.parametrize(
     "module",
-    ["providers.base", "providers.registry", "providers.types", "db.models", "db.repository",
-     "db.migrate"],
+    [
+        "providers.base",
+        "providers.registry",
+        "providers.types",
+        "db.models",
+        "db.repository",
+        "db.migrate",
+    ],
 )
 def test_lower_layers_do_not_import_textual_or_app(module):
     loaded = _modules_after(f"import {module}")

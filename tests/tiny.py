@@ -33,10 +33,15 @@ HELD_OUT_START = 160
 """Examples from here on (seed 1) are never in `labelling_files`' splits."""
 
 
-def labelling_files(directory: Path, n_train: int = 96, n_validation: int = 24) -> tuple[Path, Path]:
+def labelling_files(
+    directory: Path, n_train: int = 96, n_validation: int = 24
+) -> tuple[Path, Path]:
     """train.jsonl and validation.jsonl of the labelling task (chat format)."""
-    train = demo_data.write_jsonl(directory / "train.jsonl",
-                                  demo_data.labelling_examples(n_train, seed=1))
-    val = demo_data.write_jsonl(directory / "validation.jsonl",
-                                demo_data.labelling_examples(n_validation, seed=1, start=n_train))
+    train = demo_data.write_jsonl(
+        directory / "train.jsonl", demo_data.labelling_examples(n_train, seed=1)
+    )
+    val = demo_data.write_jsonl(
+        directory / "validation.jsonl",
+        demo_data.labelling_examples(n_validation, seed=1, start=n_train),
+    )
     return train, val

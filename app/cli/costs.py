@@ -27,42 +27,89 @@ def _count(value: float | None) -> str:
 
 @click.command("estimate")
 @click.argument("dataset")
-@click.option("--provider", type=click.Choice(["openai", "local", "all"]), default="all",
-              show_default=True, help="Which options to price.")
-@click.option("--model", "models", multiple=True,
-              help="A model to price (repeatable): an OpenAI model, a hub id or a local model "
-                   "directory. Default: gpt-4o-mini and Llama-3.1-8B.")
-@click.option("--baseline", help="The base model of the few-shot baseline (default: the first "
-                                 "OpenAI model).")
-@click.option("--method", type=click.Choice(["lora", "qlora", "full"]), default="qlora",
-              show_default=True, help="Local fine-tuning method.")
+@click.option(
+    "--provider",
+    type=click.Choice(["openai", "local", "all"]),
+    default="all",
+    show_default=True,
+    help="Which options to price.",
+)
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    help="A model to price (repeatable): an OpenAI model, a hub id or a local model "
+    "directory. Default: gpt-4o-mini and Llama-3.1-8B.",
+)
+@click.option(
+    "--baseline", help="The base model of the few-shot baseline (default: the first OpenAI model)."
+)
+@click.option(
+    "--method",
+    type=click.Choice(["lora", "qlora", "full"]),
+    default="qlora",
+    show_default=True,
+    help="Local fine-tuning method.",
+)
 @click.option("--gpu", help="Train locally on this catalog GPU (default: the cheapest it fits).")
 @click.option("--gpus", "n_gpu", type=int, default=1, show_default=True, help="GPUs to train on.")
 @click.option("--cloud", help="Use this cloud's $/hour (default: the cheapest listed).")
-@click.option("--serve-gpu", help="Serve the local model on this GPU, or on several with "
-                                  "NAMExCOUNT, e.g. h100x2 (default: the cheapest set that "
-                                  "holds it).")
+@click.option(
+    "--serve-gpu",
+    help="Serve the local model on this GPU, or on several with "
+    "NAMExCOUNT, e.g. h100x2 (default: the cheapest set that "
+    "holds it).",
+)
 @click.option("--utilization", type=float, help="Average share of serving capacity in use.")
 @click.option("--rank", type=int, default=16, show_default=True, help="LoRA rank.")
-@click.option("--targets", default="all-linear", show_default=True,
-              help="LoRA target modules: all-linear, attention, or q_proj,v_proj,...")
+@click.option(
+    "--targets",
+    default="all-linear",
+    show_default=True,
+    help="LoRA target modules: all-linear, attention, or q_proj,v_proj,...",
+)
 @click.option("--seq-len", type=int, default=2048, show_default=True)
 @click.option("--batch", type=int, default=1, show_default=True, help="Micro-batch per GPU.")
 @click.option("--packing/--no-packing", default=False, show_default=True)
-@click.option("--checkpointing/--no-checkpointing", default=True, show_default=True,
-              help="Gradient checkpointing.")
+@click.option(
+    "--checkpointing/--no-checkpointing",
+    default=True,
+    show_default=True,
+    help="Gradient checkpointing.",
+)
 @click.option("--epochs", type=int, help="Epochs (default: auto for OpenAI, 3 locally).")
 @click.option("--requests-per-month", type=float, default=10_000, show_default=True)
 @click.option("--horizon-months", type=float, default=12, show_default=True)
-@click.option("--k", "k", type=int, help="Few-shot examples in the baseline prompt "
-                                         "(default: measured on the dataset).")
+@click.option(
+    "--k",
+    "k",
+    type=int,
+    help="Few-shot examples in the baseline prompt (default: measured on the dataset).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
-def estimate(dataset: str, provider: str, models: tuple[str, ...], baseline: str | None,
-             method: str, gpu: str | None, n_gpu: int, cloud: str | None, serve_gpu: str | None,
-             utilization: float | None, rank: int, targets: str, seq_len: int, batch: int,
-             packing: bool, checkpointing: bool, epochs: int | None,
-             requests_per_month: float, horizon_months: float, k: int | None,
-             as_json: bool) -> None:
+def estimate(
+    dataset: str,
+    provider: str,
+    models: tuple[str, ...],
+    baseline: str | None,
+    method: str,
+    gpu: str | None,
+    n_gpu: int,
+    cloud: str | None,
+    serve_gpu: str | None,
+    utilization: float | None,
+    rank: int,
+    targets: str,
+    seq_len: int,
+    batch: int,
+    packing: bool,
+    checkpointing: bool,
+    epochs: int | None,
+    requests_per_month: float,
+    horizon_months: float,
+    k: int | None,
+    as_json: bool,
+) -> None:
     """Price every option for DATASET side by side: hosted and local training, inference
     per request against the base model with few-shot examples, and the break-even."""
     from app.costs.catalog import load_catalog
@@ -79,17 +126,36 @@ def estimate(dataset: str, provider: str, models: tuple[str, ...], baseline: str
         hosted = [m for m in models if catalog.is_hosted(m) or m.startswith(HOSTED_PREFIXES)]
         local = [m for m in models if m not in hosted]
         cfg = LocalTrainingConfig(
-            method=method, rank=rank, targets=resolve_targets(targets), seq_len=seq_len,
-            micro_batch=batch, packing=packing, gradient_checkpointing=checkpointing,
-            n_gpu=n_gpu, epochs=epochs or 3)
+            method=method,
+            rank=rank,
+            targets=resolve_targets(targets),
+            seq_len=seq_len,
+            micro_batch=batch,
+            packing=packing,
+            gradient_checkpointing=checkpointing,
+            n_gpu=n_gpu,
+            epochs=epochs or 3,
+        )
         with read_session(get_engine()) as session:
             ds = find_dataset(session, dataset)
             result = compare(
-                session, ds, provider=provider, hosted_models=hosted or None,
-                local_models=local or None, baseline_model=baseline, local_config=cfg, gpu=gpu,
-                cloud=cloud, serve_gpu=serve_gpu, utilization=utilization,
-                requests_per_month=requests_per_month, horizon_months=horizon_months, k=k,
-                n_epochs=epochs if epochs else "auto", catalog=catalog)
+                session,
+                ds,
+                provider=provider,
+                hosted_models=hosted or None,
+                local_models=local or None,
+                baseline_model=baseline,
+                local_config=cfg,
+                gpu=gpu,
+                cloud=cloud,
+                serve_gpu=serve_gpu,
+                utilization=utilization,
+                requests_per_month=requests_per_month,
+                horizon_months=horizon_months,
+                k=k,
+                n_epochs=epochs if epochs else "auto",
+                catalog=catalog,
+            )
     except CostError as e:
         raise UserError(str(e)) from None
     if as_json:
@@ -118,8 +184,10 @@ def _print_comparison(result) -> None:
     console = console_for_tables()
     rpm = result.requests_per_month
     p = result.profile
-    title = (f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
-             f"examples, {rpm:,.0f} requests/month")
+    title = (
+        f"{result.dataset['name']}: {result.dataset['train_examples']:,} training "
+        f"examples, {rpm:,.0f} requests/month"
+    )
     rows = []
     for o in result.options:
         be = "baseline" if o.kind == "baseline" else _count(o.break_even_requests)
@@ -137,16 +205,19 @@ def _print_comparison(result) -> None:
             ]
         )
     print_table(_estimate_columns(result.horizon_months), rows, title=title)
-    console.print(f"Request shape (measured on {p['sampled']} examples): prompt "
-                  f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
-                  f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']}).")
+    console.print(
+        f"Request shape (measured on {p['sampled']} examples): prompt "
+        f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
+        f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']})."
+    )
     for o in result.options:
         t = o.training
         if o.kind == "hosted":
             console.print(
                 f"[bold]{o.label}[/]: {t['billable_tokens']:,} billable tokens = "
                 f"sum(min({t['token_limit']:,}, tokens)) x {t['epochs']} epochs ({t['epochs_rule']}) "
-                f"x {_usd(t['usd_per_1m_tokens'])}/1M; prices as of {t['price_as_of']}")
+                f"x {_usd(t['usd_per_1m_tokens'])}/1M; prices as of {t['price_as_of']}"
+            )
         elif o.kind == "local":
             m, inf = t["memory"], o.inference
             fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
@@ -156,7 +227,8 @@ def _print_comparison(result) -> None:
                 f"({t['calibration']['source']}) = {t['hours']:.2f} h x {_usd(t['usd_per_hour'])}/h "
                 f"({t['price_cloud']}, as of {t['price_as_of']}); {t['tokenizer_note']}. Serving: "
                 f"{inf['gpus_needed']} x {inf['gpu']} always on, {_usd(inf['usd_per_1m_tokens'])}/1M "
-                f"tokens at {inf['utilization']:.0%} utilization.")
+                f"tokens at {inf['utilization']:.0%} utilization."
+            )
         for w in o.warnings:
             console.print(f"  [yellow]{o.label}: {w}[/]")
     cat = result.catalog
@@ -210,8 +282,10 @@ def prices(as_json: bool) -> None:
     from app.cli.tables import print_table
 
     console = console_for_tables()
-    console.print(f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
-                  f"files: {', '.join(catalog.files)}")
+    console.print(
+        f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
+        f"files: {', '.join(catalog.files)}"
+    )
     cutoff = lifecycle.creation_cutoff(HOSTED_PROVIDER, today)
     if cutoff is not None:
         console.print(cutoff.message, markup=False)
@@ -270,11 +344,15 @@ def _catalog_dict(catalog, today: date) -> dict:
     from dataclasses import asdict
 
     return {
-        "as_of": catalog.as_of, "age_days": catalog.age_days(today), "files": catalog.files,
+        "as_of": catalog.as_of,
+        "age_days": catalog.age_days(today),
+        "files": catalog.files,
         "service_cutoff": catalog.service_cutoff,
         "openai": {k: asdict(v) for k, v in catalog.hosted.items()},
-        "gpus": {k: asdict(v) | {"usd_per_hour": catalog.hourly_price(v).usd_per_hour}
-                 for k, v in catalog.gpus.items()},
+        "gpus": {
+            k: asdict(v) | {"usd_per_hour": catalog.hourly_price(v).usd_per_hour}
+            for k, v in catalog.gpus.items()
+        },
         "electricity_usd_per_kwh": catalog.electricity_usd_per_kwh,
         "defaults": catalog.defaults,
         "sources": {k: asdict(v) for k, v in catalog.sources.items()},

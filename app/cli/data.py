@@ -45,9 +45,15 @@ def _progress_bar(path: str, enabled: bool = True):
         TransferSpeedColumn,
     )
 
-    with Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
-                  TransferSpeedColumn(), TimeRemainingColumn(),
-                  console=Console(stderr=True), transient=True) as bar:
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"checking {Path(path).name}", total=size)
         yield lambda done, total: bar.update(task, completed=done, total=total)
 
@@ -60,14 +66,28 @@ def _print_report(report: dict) -> None:
     Console().print(report_renderable(report))
 
 
-_model = click.option("--model", "-m", default=None, metavar="MODEL",
-                      help="OpenAI model id, or a local model directory to count with its own "
-                           "tokenizer and chat template. [default: gpt-4o-mini-2024-07-18]")
-_threshold = click.option("--near-dup-threshold", type=click.FloatRange(0.0, 1.0), default=None,
-                          help="Estimated similarity for near-duplicates "
-                               "[default: settings data.near_duplicate_threshold]")
-_val = click.option("--val-fraction", type=float, default=0.1, show_default=True,
-                    help="Share of examples held out for validation.")
+_model = click.option(
+    "--model",
+    "-m",
+    default=None,
+    metavar="MODEL",
+    help="OpenAI model id, or a local model directory to count with its own "
+    "tokenizer and chat template. [default: gpt-4o-mini-2024-07-18]",
+)
+_threshold = click.option(
+    "--near-dup-threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Estimated similarity for near-duplicates "
+    "[default: settings data.near_duplicate_threshold]",
+)
+_val = click.option(
+    "--val-fraction",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Share of examples held out for validation.",
+)
 _seed = click.option("--seed", type=int, default=0, show_default=True, help="Split seed.")
 
 
@@ -78,8 +98,14 @@ _seed = click.option("--seed", type=int, default=0, show_default=True, help="Spl
 @_threshold
 @_val
 @_seed
-def check(file: str, model: str | None, as_json: bool, near_dup_threshold: float | None,
-          val_fraction: float, seed: int) -> None:
+def check(
+    file: str,
+    model: str | None,
+    as_json: bool,
+    near_dup_threshold: float | None,
+    val_fraction: float,
+    seed: int,
+) -> None:
     """Validate FILE by OpenAI's rules, count its tokens, find duplicates and leakage.
 
     Exits 1 when the verdict is errors.
@@ -88,8 +114,14 @@ def check(file: str, model: str | None, as_json: bool, near_dup_threshold: float
 
     try:
         with _progress_bar(file, enabled=not as_json) as progress:
-            report = check_file(file, model=model, near_dup_threshold=near_dup_threshold,
-                                progress=progress, val_fraction=val_fraction, seed=seed)
+            report = check_file(
+                file,
+                model=model,
+                near_dup_threshold=near_dup_threshold,
+                progress=progress,
+                val_fraction=val_fraction,
+                seed=seed,
+            )
     except ValueError as exc:
         raise UserError(str(exc)) from None
     if as_json:
@@ -105,13 +137,24 @@ def check(file: str, model: str | None, as_json: bool, near_dup_threshold: float
 @click.option("--name", default=None, help="Dataset name [default: the file's name].")
 @_val
 @_seed
-@click.option("--dedupe", is_flag=True,
-              help="Write FILE.dedup.jsonl without exact and near duplicates, and add that.")
+@click.option(
+    "--dedupe",
+    is_flag=True,
+    help="Write FILE.dedup.jsonl without exact and near duplicates, and add that.",
+)
 @_model
 @_threshold
 @click.option("--json", "as_json", is_flag=True, help="Print the dataset record as JSON.")
-def add(file: str, name: str | None, val_fraction: float, seed: int, dedupe: bool,
-        model: str | None, near_dup_threshold: float | None, as_json: bool) -> None:
+def add(
+    file: str,
+    name: str | None,
+    val_fraction: float,
+    seed: int,
+    dedupe: bool,
+    model: str | None,
+    near_dup_threshold: float | None,
+    as_json: bool,
+) -> None:
     """Check FILE and add it as a dataset (refused when it has errors).
 
     Adding the same content again returns the existing dataset.
@@ -120,10 +163,16 @@ def add(file: str, name: str | None, val_fraction: float, seed: int, dedupe: boo
 
     try:
         with _progress_bar(file, enabled=not as_json) as progress:
-            dataset, created = add_dataset(file, name=name, val_fraction=val_fraction, seed=seed,
-                                           dedupe=dedupe, model=model,
-                                           near_dup_threshold=near_dup_threshold,
-                                           progress=progress)
+            dataset, created = add_dataset(
+                file,
+                name=name,
+                val_fraction=val_fraction,
+                seed=seed,
+                dedupe=dedupe,
+                model=model,
+                near_dup_threshold=near_dup_threshold,
+                progress=progress,
+            )
     except DatasetRejected as exc:
         if not as_json:
             _print_report(exc.report.to_dict())
@@ -134,21 +183,33 @@ def add(file: str, name: str | None, val_fraction: float, seed: int, dedupe: boo
         _json_out(_record(dataset) | {"created": created})
         return
     if not created:
-        click.echo(f"already added: dataset {dataset.name!r} (id {dataset.id}) has the same "
-                   f"content ({dataset.content_hash[:12]}); nothing changed")
+        click.echo(
+            f"already added: dataset {dataset.name!r} (id {dataset.id}) has the same "
+            f"content ({dataset.content_hash[:12]}); nothing changed"
+        )
         return
     _print_report(dataset.report)
-    click.echo(f"added dataset {dataset.name!r} (id {dataset.id}, {dataset.content_hash[:12]}): "
-               f"{dataset.n_train:,} train / {dataset.n_validation:,} validation examples "
-               f"in {dataset.data_dir}")
+    click.echo(
+        f"added dataset {dataset.name!r} (id {dataset.id}, {dataset.content_hash[:12]}): "
+        f"{dataset.n_train:,} train / {dataset.n_validation:,} validation examples "
+        f"in {dataset.data_dir}"
+    )
 
 
 def _record(dataset) -> dict:
-    return {"id": dataset.id, "name": dataset.name, "content_hash": dataset.content_hash,
-            "format": dataset.format, "n_examples": dataset.n_examples,
-            "n_train": dataset.n_train, "n_validation": dataset.n_validation,
-            "verdict": dataset.verdict, "data_dir": dataset.data_dir,
-            "source_path": dataset.source_path, "stats": dataset.stats}
+    return {
+        "id": dataset.id,
+        "name": dataset.name,
+        "content_hash": dataset.content_hash,
+        "format": dataset.format,
+        "n_examples": dataset.n_examples,
+        "n_train": dataset.n_train,
+        "n_validation": dataset.n_validation,
+        "verdict": dataset.verdict,
+        "data_dir": dataset.data_dir,
+        "source_path": dataset.source_path,
+        "stats": dataset.stats,
+    }
 
 
 # The name and the verdict stay at any width; the hash (a prefix of it finds the

@@ -59,22 +59,36 @@ def _demo(epochs: int, no_wait: bool) -> None:
         from providers.local.tiny_model import build_tiny_model
 
         build_tiny_model(model_dir, demo_data.corpus_texts())
-    data_path = demo_data.write_jsonl(settings.home / "demo" / "labelling.jsonl",
-                                      demo_data.labelling_examples(150, seed=1))
+    data_path = demo_data.write_jsonl(
+        settings.home / "demo" / "labelling.jsonl", demo_data.labelling_examples(150, seed=1)
+    )
     dataset, _ = add_dataset(data_path, name=DEMO_DATASET, val_fraction=0.2, seed=0)
-    click.echo(f"dataset {dataset.name}: {dataset.n_train} train / {dataset.n_validation} "
-               "validation examples (label a thing as animal, fruit or color)")
+    click.echo(
+        f"dataset {dataset.name}: {dataset.n_train} train / {dataset.n_validation} "
+        "validation examples (label a thing as animal, fruit or color)"
+    )
     provider = make_provider("local", engine=engine)
     try:
-        job = launch_job("local", dataset.id, str(model_dir), method="lora",
-                         options={"epochs": epochs, "learning_rate": 3e-3, "batch_size": 8,
-                                  "early_stopping_patience": 5},
-                         name="demo: tiny model, labelling task", engine=engine,
-                         provider=provider)
+        job = launch_job(
+            "local",
+            dataset.id,
+            str(model_dir),
+            method="lora",
+            options={
+                "epochs": epochs,
+                "learning_rate": 3e-3,
+                "batch_size": 8,
+                "early_stopping_patience": 5,
+            },
+            name="demo: tiny model, labelling task",
+            engine=engine,
+            provider=provider,
+        )
     except LaunchError as exc:
         raise UserError(str(exc)) from None
-    click.echo(f"job {job.id} launched: a detached worker trains it (log: "
-               f"{job.remote_id}/worker.log)")
+    click.echo(
+        f"job {job.id} launched: a detached worker trains it (log: {job.remote_id}/worker.log)"
+    )
     if no_wait:
         click.echo(f"follow it with: ftm jobs show {job.id}")
         return
@@ -107,5 +121,7 @@ def _compare(base: str, adapter: str, dataset) -> None:
     for label, model in (("base model", base), ("fine-tuned", adapter)):
         outs = complete_batch(model, prompts, max_tokens=6)
         acc = sum(o.text.strip() == g for o, g in zip(outs, gold, strict=True)) / len(gold)
-        click.echo(f"{label:>11}: exact match {acc:.0%} on {len(gold)} held-out examples"
-                   f" (e.g. {prompts[0][-1]['content']!r} -> {outs[0].text!r})")
+        click.echo(
+            f"{label:>11}: exact match {acc:.0%} on {len(gold)} held-out examples"
+            f" (e.g. {prompts[0][-1]['content']!r} -> {outs[0].text!r})"
+        )

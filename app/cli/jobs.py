@@ -12,8 +12,14 @@ from app.cli.tables import Column
 from app.costs.money import usd
 
 STATUS_STYLES = {
-    "pending": "dim", "uploading": "yellow", "validating": "yellow", "queued": "yellow",
-    "running": "cyan", "paused": "magenta", "succeeded": "green", "failed": "red",
+    "pending": "dim",
+    "uploading": "yellow",
+    "validating": "yellow",
+    "queued": "yellow",
+    "running": "cyan",
+    "paused": "magenta",
+    "succeeded": "green",
+    "failed": "red",
     "cancelled": "dim",
 }
 
@@ -53,11 +59,23 @@ def _simulated(job) -> str:
 
 
 @click.command("launch")
-@click.option("--provider", "provider_name", default="openai", show_default=True,
-              help="Provider to train with (openai, local, or an installed plugin).")
+@click.option(
+    "--provider",
+    "provider_name",
+    default="openai",
+    show_default=True,
+    help="Provider to train with (openai, local, or an installed plugin).",
+)
 @click.option("--dataset", required=True, help="Dataset name or id (see `ftm data list`).")
-@click.option("--model", "base_model", required=True, help="Base model, e.g. gpt-4o-mini-2024-07-18.")
-@click.option("--method", default="supervised", show_default=True, help="supervised | dpo (local: lora, qlora, full).")
+@click.option(
+    "--model", "base_model", required=True, help="Base model, e.g. gpt-4o-mini-2024-07-18."
+)
+@click.option(
+    "--method",
+    default="supervised",
+    show_default=True,
+    help="supervised | dpo (local: lora, qlora, full).",
+)
 @click.option("--epochs", default=None, help="Number of epochs, or auto.")
 @click.option("--batch-size", default=None, help="Batch size, or auto.")
 @click.option("--lr-multiplier", default=None, help="Learning-rate multiplier, or auto.")
@@ -65,12 +83,31 @@ def _simulated(job) -> str:
 @click.option("--suffix", default=None, help="Suffix in the fine-tuned model's name.")
 @click.option("--seed", type=int, default=None)
 @click.option("--name", default=None, help="A name for the job in ftm.")
-@click.option("--option", "raw_options", multiple=True, metavar="KEY=VALUE",
-              help="Provider-specific option (repeatable).")
+@click.option(
+    "--option",
+    "raw_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Provider-specific option (repeatable).",
+)
 @click.option("--yes", "-y", is_flag=True, help="Go ahead without asking after warnings.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
-def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_multiplier, beta,
-           suffix, seed, name, raw_options, yes, as_json) -> None:
+def launch(
+    provider_name,
+    dataset,
+    base_model,
+    method,
+    epochs,
+    batch_size,
+    lr_multiplier,
+    beta,
+    suffix,
+    seed,
+    name,
+    raw_options,
+    yes,
+    as_json,
+) -> None:
     """Launch a fine-tuning job."""
     from app.jobs.launch import LaunchError, LaunchFailed, launch_job
     from app.jobs.queries import job_summary
@@ -108,22 +145,33 @@ def launch(provider_name, dataset, base_model, method, epochs, batch_size, lr_mu
 
     try:
         job = launch_job(
-            provider_name, dataset, base_model, method=method,
+            provider_name,
+            dataset,
+            base_model,
+            method=method,
             hyperparameters=Hyperparameters(**{k: v for k, v in hp.items() if v is not None}),
-            suffix=suffix, seed=seed, options=options, confirm=confirm, name=name,
+            suffix=suffix,
+            seed=seed,
+            options=options,
+            confirm=confirm,
+            name=name,
             on_estimate=show_estimate,
         )
     except LaunchFailed as exc:  # the provider's refusal, as it came (code included)
         param = f" (param: {exc.error['param']})" if exc.error.get("param") else ""
-        raise UserError(f"{exc}{param}\nThe job is recorded as failed: "
-                        f"ftm jobs show {exc.job_id}") from None
+        raise UserError(
+            f"{exc}{param}\nThe job is recorded as failed: ftm jobs show {exc.job_id}"
+        ) from None
     except LaunchError as exc:
         raise UserError(str(exc)) from None
     if as_json:
         click.echo(json.dumps(job_summary(job), indent=2))
         return
-    cost = (f" (estimated training cost {usd(job.estimated_cost_usd)})"
-            if job.estimated_cost_usd is not None else "")
+    cost = (
+        f" (estimated training cost {usd(job.estimated_cost_usd)})"
+        if job.estimated_cost_usd is not None
+        else ""
+    )
     console.print(
         f"Launched job [bold]{job.id}[/] on {job.provider}{_simulated(job)}{cost}: "
         f"{job.remote_id} {status_text(job.status)}\nFollow it with: ftm watch   or   "
@@ -140,15 +188,19 @@ def _print_estimate(console, preview) -> dict[str, Any]:
         if preview.simulated:
             console.print("Sandbox job: simulated, nothing is billed.")
             return {"billed": False}
-        console.print(f"[yellow]No cost estimate[/] ({escape(preview.no_estimate or 'unknown')}); "
-                      "this provider bills per trained token.")
+        console.print(
+            f"[yellow]No cost estimate[/] ({escape(preview.no_estimate or 'unknown')}); "
+            "this provider bills per trained token."
+        )
         return {"billed": True, "amount": "an unknown amount"}
-    amount = usd(est['training_cost_usd'])
+    amount = usd(est["training_cost_usd"])
     if preview.simulated:
         console.print(f"Sandbox job: simulated, nothing is billed (priced as if real: {amount}).")
         return {"billed": False}
-    console.print(f"Estimated training cost: [bold]{amount}[/] "
-                  f"({escape(est['base_model'])}, {escape(est['method'])})")
+    console.print(
+        f"Estimated training cost: [bold]{amount}[/] "
+        f"({escape(est['base_model'])}, {escape(est['method'])})"
+    )
     console.print(f"  inputs: {escape(est['note'])}")
     console.print(f"  prices: {escape(est['source'])}")
     if est.get("serving_note"):
@@ -246,12 +298,23 @@ def show_cmd(ref, n_events, as_json) -> None:
     j = d.job
     if as_json:
         out = job_summary(j) | {
-            "events": [{"id": e.provider_event_id, "created_at": e.created_at.isoformat(),
-                        "level": e.level, "type": e.type, "message": e.message} for e in d.events],
-            "checkpoints": [{"step": c.step, "model": c.model_ref, "metrics": c.metrics}
-                            for c in d.checkpoints],
-            "metrics": [{"step": m.step, "train_loss": m.train_loss, "eval_loss": m.eval_loss}
-                        for m in d.metrics],
+            "events": [
+                {
+                    "id": e.provider_event_id,
+                    "created_at": e.created_at.isoformat(),
+                    "level": e.level,
+                    "type": e.type,
+                    "message": e.message,
+                }
+                for e in d.events
+            ],
+            "checkpoints": [
+                {"step": c.step, "model": c.model_ref, "metrics": c.metrics} for c in d.checkpoints
+            ],
+            "metrics": [
+                {"step": m.step, "train_loss": m.train_loss, "eval_loss": m.eval_loss}
+                for m in d.metrics
+            ],
             "artifacts": [{"kind": a.kind, "uri": a.uri} for a in d.artifacts],
         }
         click.echo(json.dumps(out, indent=2))
@@ -263,8 +326,11 @@ def show_cmd(ref, n_events, as_json) -> None:
         ("provider", f"{j.provider} {j.remote_id or ''}"),
         ("model", f"{j.base_model} ({j.method})"),
         ("progress", f"step {j.step or 0}/{j.total_steps or '?'}"),
-        ("loss", f"train {j.train_loss if j.train_loss is not None else '-'}, "
-                 f"eval {j.eval_loss if j.eval_loss is not None else '-'}"),
+        (
+            "loss",
+            f"train {j.train_loss if j.train_loss is not None else '-'}, "
+            f"eval {j.eval_loss if j.eval_loss is not None else '-'}",
+        ),
         ("hyperparameters", json.dumps(j.hyperparameters) if j.hyperparameters else "-"),
         ("fine-tuned model", j.fine_tuned_model or "-"),
         ("trained tokens", f"{j.trained_tokens:,}" if j.trained_tokens is not None else "-"),
@@ -273,8 +339,13 @@ def show_cmd(ref, n_events, as_json) -> None:
         ("uid", j.uid),
     ]
     if j.error:
-        lines.append(("error", f"[red]{j.error.get('message')}[/] (code {j.error.get('code')}"
-                      f", param {j.error.get('param')})"))
+        lines.append(
+            (
+                "error",
+                f"[red]{j.error.get('message')}[/] (code {j.error.get('code')}"
+                f", param {j.error.get('param')})",
+            )
+        )
     for key, value in lines:
         console.print(f"  {key:>16}: {value}")
     if d.checkpoints:
@@ -290,8 +361,11 @@ def show_cmd(ref, n_events, as_json) -> None:
             table.add_column(col, overflow="fold")
         for e in d.events[-n_events:]:
             style = {"warn": "yellow", "error": "red"}.get(e.level, "")
-            table.add_row(e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-                          f"[{style}]{e.level}[/]" if style else e.level, e.message)
+            table.add_row(
+                e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                f"[{style}]{e.level}[/]" if style else e.level,
+                e.message,
+            )
         console.print(table)
 
 
@@ -345,8 +419,10 @@ def import_cmd(provider_name, limit) -> None:
     click.echo(f"Imported {len(report.imported)} job(s); {report.already_known} already tracked.")
     if report.reattached:
         ids = ", ".join(str(i) for i in report.reattached)
-        click.echo(f"Found the remote job of {len(report.reattached)} launch(es) whose create "
-                   f"answer was lost: {ids}; tracking them again.")
+        click.echo(
+            f"Found the remote job of {len(report.reattached)} launch(es) whose create "
+            f"answer was lost: {ids}; tracking them again."
+        )
     for message in report.refresh_errors:
         click.echo(f"warning: could not refresh {message}", err=True)
 
@@ -367,8 +443,11 @@ def watch(once, interval) -> None:
             f"{r.jobs} active, {r.refreshed} refreshed, {r.events_recorded} new events, "
             f"{r.finished} finished, {r.errors} errors, {r.deferred} backing off "
             f"({r.duration_s:.2f} s)"
-            + (f"; {r.awaiting_confirmation} launch(es) not confirmed yet, still looking"
-               if r.awaiting_confirmation else "")
+            + (
+                f"; {r.awaiting_confirmation} launch(es) not confirmed yet, still looking"
+                if r.awaiting_confirmation
+                else ""
+            )
         )
         for m in r.messages:
             console.print(f"  [yellow]{m}[/]")

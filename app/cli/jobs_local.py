@@ -17,8 +17,13 @@ def local() -> None:
 
 @local.command("merge")
 @click.argument("job_or_path")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Where to write the merged model (default: the job's merged/ directory).")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Where to write the merged model (default: the job's merged/ directory).",
+)
 def merge(job_or_path: str, out_dir: str | None) -> None:
     """Merge the LoRA adapter of JOB_OR_PATH (a local job id, a job directory or an
     adapter directory) into its base model: safetensors + tokenizer + chat template,
@@ -35,8 +40,10 @@ def merge(job_or_path: str, out_dir: str | None) -> None:
             except JobNotFound as exc:
                 raise UserError(str(exc)) from None
         if job.provider != "local" or not (job.job_dir or job.remote_id):
-            raise UserError(f"job {job.id} is not a local job with a job directory; only local "
-                            "LoRA/QLoRA jobs have an adapter to merge")
+            raise UserError(
+                f"job {job.id} is not a local job with a job directory; only local "
+                "LoRA/QLoRA jobs have an adapter to merge"
+            )
         path = Path(job.job_dir or job.remote_id)
     from providers.local.merge import adapter_dir_of, merge_adapter
 

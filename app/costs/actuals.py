@@ -39,11 +39,17 @@ def _hosted_actual(job: Job, catalog: Catalog) -> dict[str, Any]:
     try:
         prices = catalog.hosted_model(job.base_model)
     except CostError as e:  # a model the catalog does not price: say so, keep the tokens
-        return {"kind": "hosted", "trained_tokens": job.trained_tokens, "cost_usd": None,
-                "note": str(e)}
+        return {
+            "kind": "hosted",
+            "trained_tokens": job.trained_tokens,
+            "cost_usd": None,
+            "note": str(e),
+        }
     out: dict[str, Any] = {
-        "kind": "hosted", "trained_tokens": job.trained_tokens,
-        "usd_per_1m_tokens": prices.training, "price_source": prices.source.text,
+        "kind": "hosted",
+        "trained_tokens": job.trained_tokens,
+        "usd_per_1m_tokens": prices.training,
+        "price_source": prices.source.text,
         "price_as_of": prices.source.as_of.isoformat(),
     }
     if job.trained_tokens is None:
@@ -64,16 +70,22 @@ def _hosted_actual(job: Job, catalog: Catalog) -> dict[str, Any]:
 def _local_actual(session: Session, job: Job, catalog: Catalog) -> dict[str, Any]:
     estimate = job.estimate or {}
     sample = session.exec(
-        select(ThroughputSample).where(ThroughputSample.job_id == job.id)
+        select(ThroughputSample)
+        .where(ThroughputSample.job_id == job.id)
         .order_by(ThroughputSample.created_at.desc())
     ).first()
     started, finished = _aware(job.started_at), _aware(job.finished_at)
     wall = (finished - started).total_seconds() if started and finished else None
     tps = sample.tokens_per_second if sample else job.tokens_per_second
     if tps is None:  # the last metric points' tokens/s
-        rates = [r for r in session.exec(
-            select(MetricPoint.tokens_per_second).where(
-                MetricPoint.job_id == job.id, MetricPoint.tokens_per_second.is_not(None)))]
+        rates = [
+            r
+            for r in session.exec(
+                select(MetricPoint.tokens_per_second).where(
+                    MetricPoint.job_id == job.id, MetricPoint.tokens_per_second.is_not(None)
+                )
+            )
+        ]
         tps = sum(rates) / len(rates) if rates else None
     prior = job.actual or {}
     trained = job.trained_tokens or prior.get("trained_tokens")
@@ -85,11 +97,15 @@ def _local_actual(session: Session, job: Job, catalog: Catalog) -> dict[str, Any
     hardware = hardware_key(named, catalog) if named else None
     n_gpu = int((job.spec or {}).get("options", {}).get("n_gpus", 1) or 1)
     out: dict[str, Any] = {
-        "kind": "local", "wall_seconds": wall, "train_seconds": train_seconds,
-        "tokens_per_second": tps, "trained_tokens": trained,
+        "kind": "local",
+        "wall_seconds": wall,
+        "train_seconds": train_seconds,
+        "tokens_per_second": tps,
+        "trained_tokens": trained,
         "peak_memory_bytes": sample.peak_memory_bytes if sample else prior.get("peak_memory_bytes"),
         "achieved_flops_per_s": sample.achieved_flops_per_s if sample else None,
-        "hardware": hardware, "n_gpu": n_gpu,
+        "hardware": hardware,
+        "n_gpu": n_gpu,
     }
     seconds = wall if wall is not None else train_seconds
     if hardware and seconds is not None:
@@ -107,7 +123,9 @@ def _local_actual(session: Session, job: Job, catalog: Catalog) -> dict[str, Any
     out["time_error_pct"] = _error_pct(estimate.get("training_time_s"), wall)
     train_estimate = (estimate.get("inputs", {}).get("training", {}) or {}).get("train_seconds")
     out["train_time_error_pct"] = _error_pct(train_estimate, train_seconds)
-    out["memory_error_pct"] = _error_pct(estimate.get("peak_memory_bytes"), out["peak_memory_bytes"])
+    out["memory_error_pct"] = _error_pct(
+        estimate.get("peak_memory_bytes"), out["peak_memory_bytes"]
+    )
     return out
 
 
@@ -145,11 +163,14 @@ def pending_actuals_statement():
     from providers.types import TERMINAL_STATUSES
 
     ended = [s.value for s in TERMINAL_STATUSES]
-    return select(Job).where(
-        Job.status.in_(ended),
-        or_(Job.actual.is_(None),
-            not_(cast(Job.actual, String).contains('"cost_error_pct"'))),
-    ).order_by(Job.id)
+    return (
+        select(Job)
+        .where(
+            Job.status.in_(ended),
+            or_(Job.actual.is_(None), not_(cast(Job.actual, String).contains('"cost_error_pct"'))),
+        )
+        .order_by(Job.id)
+    )
 
 
 def record_pending_actuals(session: Session, *, catalog: Catalog | None = None) -> int:
@@ -168,8 +189,12 @@ def record_pending_actuals(session: Session, *, catalog: Catalog | None = None) 
                 record_actual(session, job, catalog=catalog)
         except Exception as exc:  # noqa: BLE001  one bad job must not block the others
             # Recorded as not computable, so the next cycles do not retry it forever.
-            job.actual = {**(job.actual or {}), "status": job.status, "cost_usd": None,
-                          "cost_error_pct": None,
-                          "note": f"could not compute the actual cost: {type(exc).__name__}: {exc}"}
+            job.actual = {
+                **(job.actual or {}),
+                "status": job.status,
+                "cost_usd": None,
+                "cost_error_pct": None,
+                "note": f"could not compute the actual cost: {type(exc).__name__}: {exc}",
+            }
             session.add(job)
     return len(pending)

@@ -12,9 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def break_even_requests(one_time_usd: float, per_request_usd: float,
-                        baseline_per_request_usd: float, baseline_one_time_usd: float = 0.0
-                        ) -> float | None:
+def break_even_requests(
+    one_time_usd: float,
+    per_request_usd: float,
+    baseline_per_request_usd: float,
+    baseline_one_time_usd: float = 0.0,
+) -> float | None:
     """Requests after which the option has cost less than the baseline; None if never."""
     saving = baseline_per_request_usd - per_request_usd
     if saving <= 0:
@@ -22,5 +25,7 @@ def break_even_requests(one_time_usd: float, per_request_usd: float,
     return max(0.0, (one_time_usd - baseline_one_time_usd) / saving)
 
 
-def cumulative_cost(one_time_usd: float, per_request_usd: float, requests: np.ndarray) -> np.ndarray:
+def cumulative_cost(
+    one_time_usd: float, per_request_usd: float, requests: np.ndarray
+) -> np.ndarray:
     return one_time_usd + per_request_usd * requests

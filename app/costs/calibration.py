@@ -23,8 +23,13 @@ from db.models import ThroughputSample
 # Device names (torch.cuda.get_device_name, nvidia-smi) -> catalog keys. Order matters:
 # "l40s" before "l4", "h200" before "h100".
 _DEVICE_PATTERNS = [
-    (r"h200", "h200"), (r"h100", "h100"), (r"a100.*80|80.*a100", "a100-80gb"),
-    (r"l40s", "l40s"), (r"\bl4\b", "l4"), (r"4090", "rtx-4090"), (r"^cpu", "cpu"),
+    (r"h200", "h200"),
+    (r"h100", "h100"),
+    (r"a100.*80|80.*a100", "a100-80gb"),
+    (r"l40s", "l40s"),
+    (r"\bl4\b", "l4"),
+    (r"4090", "rtx-4090"),
+    (r"^cpu", "cpu"),
 ]
 MAX_SAMPLES = 5
 
@@ -54,8 +59,14 @@ class Calibration:
         return asdict(self)
 
 
-def calibrate(session: Session | None, gpu: GPU, shape: ModelShape, cfg: LocalTrainingConfig,
-              context: float, catalog: Catalog) -> Calibration:
+def calibrate(
+    session: Session | None,
+    gpu: GPU,
+    shape: ModelShape,
+    cfg: LocalTrainingConfig,
+    context: float,
+    catalog: Catalog,
+) -> Calibration:
     """The MFU to use on ``gpu``: the median over the newest samples on that hardware
     (the same method preferred), else the catalog default."""
     default = Calibration(gpu.key, catalog.default("mfu"), "default")
@@ -83,8 +94,13 @@ def calibrate(session: Session | None, gpu: GPU, shape: ModelShape, cfg: LocalTr
         if method == "qlora":
             mfu *= 1.0 + overhead  # the estimate adds the dequantization overhead back
         mfus.append(mfu)
-    return Calibration(gpu.key, statistics.median(mfus), "measured",
-                       [r.id for r in chosen], [r.tokens_per_second for r in chosen])
+    return Calibration(
+        gpu.key,
+        statistics.median(mfus),
+        "measured",
+        [r.id for r in chosen],
+        [r.tokens_per_second for r in chosen],
+    )
 
 
 def _same_model(shape: ModelShape, params: int) -> bool:

@@ -37,15 +37,25 @@ class TokenCounts:
     """Set when the counts stand in for another tokenizer's (no exact counts stored)."""
 
 
-def token_counts(session: Session, dataset: Dataset, tokenizer: str = DEFAULT_TOKENIZER,
-                 split: str = "train", *, fallback: bool = False) -> TokenCounts:
+def token_counts(
+    session: Session,
+    dataset: Dataset,
+    tokenizer: str = DEFAULT_TOKENIZER,
+    split: str = "train",
+    *,
+    fallback: bool = False,
+) -> TokenCounts:
     """The dataset's per-example token counts as a uint32 array.
 
     With ``fallback``, counts of the default tokenizer stand in when ``tokenizer`` has none
     (marked as approximate).
     """
-    rows = {r.tokenizer: r for r in session.exec(
-        select(TokenCount).where(TokenCount.dataset_id == dataset.id, TokenCount.split == split))}
+    rows = {
+        r.tokenizer: r
+        for r in session.exec(
+            select(TokenCount).where(TokenCount.dataset_id == dataset.id, TokenCount.split == split)
+        )
+    }
     row = rows.get(tokenizer)
     approx = None
     if row is None and fallback and rows:
@@ -67,8 +77,10 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str = DEFAULT_TO
             return recounted
         if fallback:
             return TokenCounts(recounted.counts, recounted.tokenizer, tokenizer)
-        raise CostError(f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token "
-                        f"counts for its {split} split; ftm counts {recounted.tokenizer}")
+        raise CostError(
+            f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token "
+            f"counts for its {split} split; ftm counts {recounted.tokenizer}"
+        )
     counts = np.frombuffer(row.counts, dtype="<u4")
     return TokenCounts(counts, row.tokenizer, approx)
 
@@ -156,7 +168,9 @@ def _profile_cached(path: str, mtime: float, encoding_name: str, default_k: int)
             prompt, reply = _split_example(example)
 
             def message_tokens(m: dict) -> int:  # the recipe: 3 + role + content (+ name)
-                n = TOKENS_PER_MESSAGE + len(enc.encode(str(m.get("role", "")), disallowed_special=()))
+                n = TOKENS_PER_MESSAGE + len(
+                    enc.encode(str(m.get("role", "")), disallowed_special=())
+                )
                 n += len(enc.encode(_text(m), disallowed_special=()))
                 if m.get("name"):
                     n += 1 + len(enc.encode(str(m["name"]), disallowed_special=()))
@@ -177,14 +191,22 @@ def _profile_cached(path: str, mtime: float, encoding_name: str, default_k: int)
     # A classification-like task (few distinct replies) needs one example per label;
     # otherwise a few examples show the format.
     if len(distinct) <= MAX_LABELS_FOR_FEW_SHOT and len(distinct) <= len(replies) / 2:
-        k, reason = max(2, len(distinct)), f"one example per label ({len(distinct)} distinct replies)"
+        k, reason = (
+            max(2, len(distinct)),
+            f"one example per label ({len(distinct)} distinct replies)",
+        )
         labels = distinct
     else:
         k, reason, labels = default_k, f"default k={default_k} (free-form replies)", []
     return PromptProfile(
-        sampled=len(prompts), system_tokens=statistics.fmean(systems),
-        prompt_tokens=statistics.fmean(prompts), output_tokens=statistics.fmean(outputs),
-        shot_tokens=float(statistics.median(shots)), k=k, k_reason=reason, labels=labels,
+        sampled=len(prompts),
+        system_tokens=statistics.fmean(systems),
+        prompt_tokens=statistics.fmean(prompts),
+        output_tokens=statistics.fmean(outputs),
+        shot_tokens=float(statistics.median(shots)),
+        k=k,
+        k_reason=reason,
+        labels=labels,
     )
 
 
@@ -196,8 +218,10 @@ def _profile_on_disk(path: Path, encoding_name: str, default_k: int) -> PromptPr
     from app.settings import get_settings
 
     stat = path.stat()
-    key = sha256(f"{path}|{stat.st_mtime_ns}|{stat.st_size}|{encoding_name}|{default_k}|"
-                 f"{PROFILE_SAMPLE}|{PROFILE_VERSION}".encode()).hexdigest()[:32]
+    key = sha256(
+        f"{path}|{stat.st_mtime_ns}|{stat.st_size}|{encoding_name}|{default_k}|"
+        f"{PROFILE_SAMPLE}|{PROFILE_VERSION}".encode()
+    ).hexdigest()[:32]
     cache_file = get_settings().home / "cache" / "cost-profiles" / f"{key}.json"
     try:
         return PromptProfile(**json.loads(cache_file.read_text()))
@@ -214,14 +238,21 @@ def _profile_on_disk(path: Path, encoding_name: str, default_k: int) -> PromptPr
     return profile
 
 
-def prompt_profile(dataset: Dataset, encoding_name: str = "o200k_base", *,
-                   k: int | None = None, default_k: int = DEFAULT_K) -> PromptProfile:
+def prompt_profile(
+    dataset: Dataset,
+    encoding_name: str = "o200k_base",
+    *,
+    k: int | None = None,
+    default_k: int = DEFAULT_K,
+) -> PromptProfile:
     """Measure a request's shape on the first examples of the dataset's train split."""
     path = Path(dataset.data_dir) / "train.jsonl"
     if not path.is_file():
-        raise CostError(f"dataset {dataset.name!r}: {path} is missing; restore the directory "
-                        f"{dataset.data_dir} (adding the same content again finds this record "
-                        "and does not rewrite it)")
+        raise CostError(
+            f"dataset {dataset.name!r}: {path} is missing; restore the directory "
+            f"{dataset.data_dir} (adding the same content again finds this record "
+            "and does not rewrite it)"
+        )
     profile = _profile_on_disk(path, encoding_name, default_k)
     if k is not None:
         from dataclasses import replace
@@ -238,11 +269,15 @@ def find_dataset(session: Session, name_or_id: str) -> Dataset:
     if name_or_id.isdigit():
         ds = session.get(Dataset, int(name_or_id))
     if ds is None:
-        ds = session.exec(select(Dataset).where(Dataset.name == name_or_id)
-                          .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())).first()
+        ds = session.exec(
+            select(Dataset)
+            .where(Dataset.name == name_or_id)
+            .order_by(col(Dataset.created_at).desc(), col(Dataset.id).desc())
+        ).first()
     if ds is None and len(name_or_id) >= 6:
-        ds = session.exec(select(Dataset).where(
-            col(Dataset.content_hash).startswith(name_or_id.lower()))).first()
+        ds = session.exec(
+            select(Dataset).where(col(Dataset.content_hash).startswith(name_or_id.lower()))
+        ).first()
     if ds is None:
         names = sorted(set(session.exec(select(Dataset.name)).all()))
         known = ", ".join(names[:20]) if names else "none yet (add one with `ftm data add FILE`)"

@@ -57,9 +57,14 @@ class HostedTrainingEstimate:
         return asdict(self)
 
 
-def estimate_hosted_training(counts: np.ndarray, model: str, catalog: Catalog, *,
-                             n_epochs: int | str = "auto",
-                             tokenizer: str = "tiktoken:o200k_base") -> HostedTrainingEstimate:
+def estimate_hosted_training(
+    counts: np.ndarray,
+    model: str,
+    catalog: Catalog,
+    *,
+    n_epochs: int | str = "auto",
+    tokenizer: str = "tiktoken:o200k_base",
+) -> HostedTrainingEstimate:
     """Cost of training ``model`` on examples with token counts ``counts``."""
     prices = catalog.hosted_model(model)
     n = int(counts.size)
@@ -67,12 +72,17 @@ def estimate_hosted_training(counts: np.ndarray, model: str, catalog: Catalog, *
     per_epoch = billable_tokens_per_epoch(counts, prices.token_limit)
     billable = per_epoch * epochs
     return HostedTrainingEstimate(
-        model=prices.id, examples=n, epochs=epochs,
+        model=prices.id,
+        examples=n,
+        epochs=epochs,
         epochs_rule="auto" if n_epochs == "auto" else "given",
         token_limit=prices.token_limit,
         truncated_examples=int((counts > prices.token_limit).sum()),
-        tokens_per_epoch=per_epoch, billable_tokens=billable,
-        usd_per_1m_tokens=prices.training, cost_usd=billable / 1e6 * prices.training,
-        tokenizer=tokenizer, price_source=prices.source.text,
+        tokens_per_epoch=per_epoch,
+        billable_tokens=billable,
+        usd_per_1m_tokens=prices.training,
+        cost_usd=billable / 1e6 * prices.training,
+        tokenizer=tokenizer,
+        price_source=prices.source.text,
         price_as_of=prices.source.as_of.isoformat(),
     )

@@ -24,8 +24,8 @@ from app.costs.inference import hosted_request_cost, self_hosted_serving, servin
 from app.costs.local_memory import METHODS, LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape, resolve_targets
-from app.lifecycle import serving_window
 from app.costs.money import usd
+from app.lifecycle import serving_window
 from db.models import Dataset
 
 LOCAL_METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
@@ -71,8 +71,9 @@ class LaunchEstimate:
         return asdict(self)
 
 
-def resolve_gradient_checkpointing(method: str, options: dict[str, Any] | None,
-                                   hardware: str | None = None) -> bool:
+def resolve_gradient_checkpointing(
+    method: str, options: dict[str, Any] | None, hardware: str | None = None
+) -> bool:
     """Gradient checkpointing as the local provider will train with it.
 
     The option is resolved by `providers.local.options.resolve_hyperparameters` (the text
@@ -97,9 +98,13 @@ def resolve_gradient_checkpointing(method: str, options: dict[str, Any] | None,
     return resolved
 
 
-def local_config_from_options(method: str, options: dict[str, Any] | None,
-                              n_epochs: int | str | None = None, *,
-                              hardware: str | None = None) -> LocalTrainingConfig:
+def local_config_from_options(
+    method: str,
+    options: dict[str, Any] | None,
+    n_epochs: int | str | None = None,
+    *,
+    hardware: str | None = None,
+) -> LocalTrainingConfig:
     """The local provider's options (providers/local/options.py names) as a training config
     (``hardware``: the catalog key the estimate is for; see
     `resolve_gradient_checkpointing`)."""
@@ -112,9 +117,11 @@ def local_config_from_options(method: str, options: dict[str, Any] | None,
         raise CostError(f"unknown local method {method!r}; known: {', '.join(METHODS)}")
     epochs = o.get("epochs", n_epochs)
     return LocalTrainingConfig(
-        method=method, rank=int(o.get("r", 16)),
+        method=method,
+        rank=int(o.get("r", 16)),
         targets=resolve_targets(o.get("target_modules", "all-linear")),
-        seq_len=int(o.get("max_seq_len", 1024)), micro_batch=int(o.get("batch_size", 8)),
+        seq_len=int(o.get("max_seq_len", 1024)),
+        micro_batch=int(o.get("batch_size", 8)),
         packing=bool(o.get("packing", False)),
         gradient_checkpointing=gradient_checkpointing,
         n_gpu=int(o.get("n_gpus", 1)),
@@ -131,12 +138,20 @@ def this_machine_hardware() -> str:
     return hardware_key(found[0].name) if found else "cpu"
 
 
-def estimate_for_launch(session: Session | None = None, *, dataset_id: int, provider: str,
-                        base_model: str, method: str = "supervised", hyperparameters: Any = None,
-                        options: dict[str, Any] | None = None, gpu: str | None = None,
-                        requests_per_month: float = LAUNCH_REQUESTS_PER_MONTH,
-                        catalog: Catalog | None = None, today: date | None = None
-                        ) -> LaunchEstimate:
+def estimate_for_launch(
+    session: Session | None = None,
+    *,
+    dataset_id: int,
+    provider: str,
+    base_model: str,
+    method: str = "supervised",
+    hyperparameters: Any = None,
+    options: dict[str, Any] | None = None,
+    gpu: str | None = None,
+    requests_per_month: float = LAUNCH_REQUESTS_PER_MONTH,
+    catalog: Catalog | None = None,
+    today: date | None = None,
+) -> LaunchEstimate:
     """Price one launch. Opens its own read session when none is given."""
     if session is None:
         from app.database import get_engine
@@ -144,9 +159,18 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
 
         with read_session(get_engine()) as own:
             return estimate_for_launch(
-                own, dataset_id=dataset_id, provider=provider, base_model=base_model,
-                method=method, hyperparameters=hyperparameters, options=options, gpu=gpu,
-                requests_per_month=requests_per_month, catalog=catalog, today=today)
+                own,
+                dataset_id=dataset_id,
+                provider=provider,
+                base_model=base_model,
+                method=method,
+                hyperparameters=hyperparameters,
+                options=options,
+                gpu=gpu,
+                requests_per_month=requests_per_month,
+                catalog=catalog,
+                today=today,
+            )
     catalog = catalog or load_catalog()
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
@@ -165,22 +189,35 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         simulated = bool(get_settings().openai.sandbox)
         window = serving_window(provider, hosted.model, LAUNCH_HORIZON_MONTHS, today)
         return LaunchEstimate(
-            provider=provider, base_model=hosted.model, method=method, dataset_id=dataset_id,
-            training_cost_usd=hosted.cost_usd, billable_tokens=hosted.billable_tokens,
+            provider=provider,
+            base_model=hosted.model,
+            method=method,
+            dataset_id=dataset_id,
+            training_cost_usd=hosted.cost_usd,
+            billable_tokens=hosted.billable_tokens,
             epochs=hosted.epochs,
             cost_per_1k_requests_usd=ft.usd_per_request * 1000,
             baseline_cost_per_1k_requests_usd=base.usd_per_request * 1000,
-            break_even_requests=break_even_requests(hosted.cost_usd, ft.usd_per_request,
-                                                    base.usd_per_request),
+            break_even_requests=break_even_requests(
+                hosted.cost_usd, ft.usd_per_request, base.usd_per_request
+            ),
             source=f"{hosted.price_source} (as of {hosted.price_as_of})",
-            note=(f"{hosted.billable_tokens:,} billable tokens = "
-                  f"sum(min({hosted.token_limit}, tokens)) x {hosted.epochs} epochs "
-                  f"({hosted.epochs_rule}) x {usd(hosted.usd_per_1m_tokens)}/1M"
-                  + ("; sandbox: nothing is billed" if simulated else "")),
-            catalog_as_of=as_of, simulated=simulated,
-            serving=window.to_dict(), serving_note=window.note,
-            inputs={"training": hosted.to_dict(), "fine_tuned_request": ft.to_dict(),
-                    "baseline_request": base.to_dict(), "profile": profile.to_dict()},
+            note=(
+                f"{hosted.billable_tokens:,} billable tokens = "
+                f"sum(min({hosted.token_limit}, tokens)) x {hosted.epochs} epochs "
+                f"({hosted.epochs_rule}) x {usd(hosted.usd_per_1m_tokens)}/1M"
+                + ("; sandbox: nothing is billed" if simulated else "")
+            ),
+            catalog_as_of=as_of,
+            simulated=simulated,
+            serving=window.to_dict(),
+            serving_note=window.note,
+            inputs={
+                "training": hosted.to_dict(),
+                "fine_tuned_request": ft.to_dict(),
+                "baseline_request": base.to_dict(),
+                "profile": profile.to_dict(),
+            },
         )
     if provider != "local":
         raise CostError(f"no cost model for provider {provider!r}; known: openai, local")
@@ -189,10 +226,14 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
     hardware = gpu or this_machine_hardware()
     cfg = local_config_from_options(method, options, n_epochs, hardware=hardware)
     counts = local_model_counts(session, dataset, base_model)
-    note = (f"approximated with {counts.tokenizer} counts" if counts.approximate_for
-            else f"exact {counts.tokenizer} counts")
-    local = estimate_local_training(session, counts.counts, shape, cfg, catalog, gpu=hardware,
-                                    tokenizer_note=note)
+    note = (
+        f"approximated with {counts.tokenizer} counts"
+        if counts.approximate_for
+        else f"exact {counts.tokenizer} counts"
+    )
+    local = estimate_local_training(
+        session, counts.counts, shape, cfg, catalog, gpu=hardware, tokenizer_note=note
+    )
     # Serving is priced on the cheapest GPU that holds the model, wherever it trains.
     per_1k = baseline_1k = r_star = None
     try:
@@ -206,20 +247,29 @@ def estimate_for_launch(session: Session | None = None, *, dataset_id: int, prov
         r_star = break_even_requests(local.cost_usd, per_request, base.usd_per_request)
     window = serving_window(provider, base_model, LAUNCH_HORIZON_MONTHS, today)
     return LaunchEstimate(
-        provider=provider, base_model=base_model, method=cfg.method, dataset_id=dataset_id,
-        training_cost_usd=local.cost_usd, epochs=cfg.epochs,
+        provider=provider,
+        base_model=base_model,
+        method=cfg.method,
+        dataset_id=dataset_id,
+        training_cost_usd=local.cost_usd,
+        epochs=cfg.epochs,
         training_time_s=local.train_seconds + local.overhead_seconds,
-        peak_memory_bytes=local.memory.total, gpu=local.gpu, usd_per_hour=local.usd_per_hour,
-        cost_per_1k_requests_usd=per_1k, baseline_cost_per_1k_requests_usd=baseline_1k,
+        peak_memory_bytes=local.memory.total,
+        gpu=local.gpu,
+        usd_per_hour=local.usd_per_hour,
+        cost_per_1k_requests_usd=per_1k,
+        baseline_cost_per_1k_requests_usd=baseline_1k,
         break_even_requests=r_star,
         source=f"{local.price_source} (as of {local.price_as_of}); MFU {local.calibration.mfu:.3f} "
-               f"({local.calibration.source})",
-        note=(f"{local.tokens.trained:,} tokens x {local.flops_per_token:.3g} FLOPs/token / "
-              f"({local.n_gpu} x {catalog.gpu(local.gpu).tflops_bf16:g} TFLOP/s x MFU "
-              f"{local.calibration.mfu:.3f}) + {local.overhead_seconds:.0f} s overhead; {note}"
-              + "".join(f"; {w}" for w in local.warnings)),
+        f"({local.calibration.source})",
+        note=(
+            f"{local.tokens.trained:,} tokens x {local.flops_per_token:.3g} FLOPs/token / "
+            f"({local.n_gpu} x {catalog.gpu(local.gpu).tflops_bf16:g} TFLOP/s x MFU "
+            f"{local.calibration.mfu:.3f}) + {local.overhead_seconds:.0f} s overhead; {note}"
+            + "".join(f"; {w}" for w in local.warnings)
+        ),
         catalog_as_of=as_of,
-        serving=window.to_dict(), serving_note=window.note,
+        serving=window.to_dict(),
+        serving_note=window.note,
         inputs={"training": local.to_dict(), "profile": profile.to_dict()},
     )
-

@@ -50,8 +50,9 @@ def training_tokens(counts: np.ndarray, cfg: LocalTrainingConfig) -> TrainingTok
         trained, context = real * cfg.epochs, float(cfg.seq_len if real >= cfg.seq_len else real)
     else:
         trained, context = padded * cfg.epochs, float(batches.max(axis=1).mean())
-    return TrainingTokens(real=real, padded=padded, trained=trained, mean_context=context,
-                          longest=int(t.max()))
+    return TrainingTokens(
+        real=real, padded=padded, trained=trained, mean_context=context, longest=int(t.max())
+    )
 
 
 def matmul_params(shape: ModelShape) -> int:
@@ -71,7 +72,14 @@ def flops_per_token(shape: ModelShape, cfg: LocalTrainingConfig, context: float)
     return float(flops)
 
 
-def training_seconds(tokens: int, fpt: float, *, peak_flops: float, mfu: float, n_gpu: int,
-                     dequant_overhead: float = 0.0) -> float:
+def training_seconds(
+    tokens: int,
+    fpt: float,
+    *,
+    peak_flops: float,
+    mfu: float,
+    n_gpu: int,
+    dequant_overhead: float = 0.0,
+) -> float:
     """Wall time of the training loop (no load, saves or evaluation)."""
     return tokens * fpt / (n_gpu * peak_flops * mfu) * (1.0 + dequant_overhead)

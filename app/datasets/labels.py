@@ -12,8 +12,11 @@ MAX_CLASSES = 50
 def is_categorical(counts: Counter, n_examples: int) -> bool:
     """A few distinct short replies, each used more than once on average, are labels."""
     distinct = len(counts)
-    return (sum(counts.values()) == n_examples and 2 <= distinct <= MAX_CLASSES
-            and distinct <= max(2, n_examples // 2))
+    return (
+        sum(counts.values()) == n_examples
+        and 2 <= distinct <= MAX_CLASSES
+        and distinct <= max(2, n_examples // 2)
+    )
 
 
 def categorical_labels(examples: list[dict]) -> list[str] | None:

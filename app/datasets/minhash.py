@@ -58,8 +58,11 @@ def _word_hashes(data: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.n
     at = np.ndarray(shape=(data.size,), dtype="<u8", buffer=padded, strides=(1,))
     lengths = ends - starts
     keep_bits = np.minimum(lengths, 8).astype(np.uint64) * np.uint64(8)
-    mask = np.where(keep_bits >= 64, np.uint64(2**64 - 1),
-                    (np.uint64(1) << (keep_bits & np.uint64(63))) - np.uint64(1))
+    mask = np.where(
+        keep_bits >= 64,
+        np.uint64(2**64 - 1),
+        (np.uint64(1) << (keep_bits & np.uint64(63))) - np.uint64(1),
+    )
     head = at[starts] & mask
     tail = at[np.maximum(ends - 8, starts)] & mask
     return _mix(_mix(head ^ lengths.astype(np.uint64)) * _P + tail)
@@ -117,14 +120,14 @@ def signatures(texts: list[str], batch: int = 2048) -> np.ndarray:
     """
     out = np.full((len(texts), NUM_PERM), EMPTY, dtype=np.uint8)
     for lo in range(0, len(texts), batch):
-        hashes, owner = shingle_hashes(texts[lo:lo + batch])
+        hashes, owner = shingle_hashes(texts[lo : lo + batch])
         if hashes.size == 0:
             continue
         cell = owner * NUM_PERM + (hashes >> np.uint64(58)).astype(np.int64)
         values = np.minimum((hashes >> np.uint64(50)) & np.uint64(0xFF), EMPTY - 1)
         block = np.full(min(batch, len(texts) - lo) * NUM_PERM, EMPTY, dtype=np.uint8)
         np.minimum.at(block, cell, values.astype(np.uint8))
-        out[lo:lo + batch] = _densify(block.reshape(-1, NUM_PERM))
+        out[lo : lo + batch] = _densify(block.reshape(-1, NUM_PERM))
     return out
 
 
@@ -134,8 +137,7 @@ def _densify(sig: np.ndarray) -> np.ndarray:
     if not empty.any():
         return sig
     doubled = np.concatenate([sig, sig], axis=1)
-    pos = np.where(np.concatenate([~empty, ~empty], axis=1),
-                   np.arange(2 * NUM_PERM), 2 * NUM_PERM)
+    pos = np.where(np.concatenate([~empty, ~empty], axis=1), np.arange(2 * NUM_PERM), 2 * NUM_PERM)
     nearest = np.minimum.accumulate(pos[:, ::-1], axis=1)[:, ::-1][:, :NUM_PERM]
     has_any = ~empty.all(axis=1)
     filled = np.take_along_axis(doubled, np.minimum(nearest, 2 * NUM_PERM - 1), axis=1)
@@ -147,8 +149,9 @@ def similarity(sig_a: np.ndarray, sig_b: np.ndarray) -> np.ndarray:
     return (sig_a == sig_b).mean(axis=-1)
 
 
-def near_duplicate_pairs(sigs: np.ndarray, threshold: float,
-                         candidates_mask: np.ndarray | None = None) -> np.ndarray:
+def near_duplicate_pairs(
+    sigs: np.ndarray, threshold: float, candidates_mask: np.ndarray | None = None
+) -> np.ndarray:
     """Pairs (first, other, similarity) of examples whose estimated Jaccard similarity is at
     least `threshold`; `first` is the earliest example of an LSH bucket.
 
@@ -182,7 +185,7 @@ def near_duplicate_pairs(sigs: np.ndarray, threshold: float,
         # Verify this band's candidates now, in slices: only true pairs are kept, so
         # memory does not grow with the (possibly many) chance collisions.
         for lo in range(0, first.size, _VERIFY_CHUNK):
-            a, b = first[lo:lo + _VERIFY_CHUNK], other[lo:lo + _VERIFY_CHUNK]
+            a, b = first[lo : lo + _VERIFY_CHUNK], other[lo : lo + _VERIFY_CHUNK]
             sims = similarity(sigs[a], sigs[b])
             ok = sims >= threshold
             if ok.any():

@@ -26,13 +26,19 @@ def _summary(report: dict[str, Any]) -> Table:
     table.add_row("file", report["path"])
     table.add_row("format", str(report["format"] or "-"))
     table.add_row("model", report["model"])
-    table.add_row("examples", f"{report['n_valid']:,} valid of {report['n_examples']:,} "
-                  f"({report['n_lines']:,} lines, {report['size_bytes']:,} bytes)")
+    table.add_row(
+        "examples",
+        f"{report['n_valid']:,} valid of {report['n_examples']:,} "
+        f"({report['n_lines']:,} lines, {report['size_bytes']:,} bytes)",
+    )
     split = report.get("split") or {}
     if split:
-        table.add_row("split", f"{split['n_train']:,} train / {split['n_validation']:,} validation "
-                      f"(fraction {split['val_fraction']}, seed {split['seed']}"
-                      f"{', stratified by label' if split.get('stratified') else ''})")
+        table.add_row(
+            "split",
+            f"{split['n_train']:,} train / {split['n_validation']:,} validation "
+            f"(fraction {split['val_fraction']}, seed {split['seed']}"
+            f"{', stratified by label' if split.get('stratified') else ''})",
+        )
     table.add_row("verdict", verdict_text(report["verdict"]))
     return table
 
@@ -47,8 +53,9 @@ def _counts(report: dict[str, Any]) -> Table | None:
     table.add_column("count", justify="right")
     for category, n in sorted(counts.items(), key=lambda kv: (SEVERITY[kv[0]] != "error", kv[0])):
         severity = SEVERITY[category]
-        table.add_row(category, Text(severity, style="red" if severity == "error" else "yellow"),
-                      f"{n:,}")
+        table.add_row(
+            category, Text(severity, style="red" if severity == "error" else "yellow"), f"{n:,}"
+        )
     return table
 
 
@@ -65,8 +72,9 @@ def _problems(report: dict[str, Any]) -> Table | None:
     table.add_column("message", overflow="fold")
     for p in shown:
         style = "red" if p["severity"] == "error" else "yellow"
-        table.add_row(str(p["line"]) if p["line"] else "file", Text(p["category"], style=style),
-                      p["message"])
+        table.add_row(
+            str(p["line"]) if p["line"] else "file", Text(p["category"], style=style), p["message"]
+        )
     return table
 
 
@@ -77,9 +85,17 @@ def _tokens(report: dict[str, Any]) -> Table | None:
     table = Table(title=f"Tokens per example ({t['tokenizer']})", title_justify="left")
     for column in ("examples", "total", "min", "mean", "p50", "p95", "max", "limit", "over limit"):
         table.add_column(column, justify="right")
-    table.add_row(f"{t['n']:,}", f"{t['total']:,}", f"{t['min']:,}", f"{t['mean']:,.1f}",
-                  f"{t['p50']:,.0f}", f"{t['p95']:,.0f}", f"{t['max']:,}",
-                  f"{t['limit']:,}" if t["limit"] else "-", f"{t['n_over_limit']:,}")
+    table.add_row(
+        f"{t['n']:,}",
+        f"{t['total']:,}",
+        f"{t['min']:,}",
+        f"{t['mean']:,.1f}",
+        f"{t['p50']:,.0f}",
+        f"{t['p95']:,.0f}",
+        f"{t['max']:,}",
+        f"{t['limit']:,}" if t["limit"] else "-",
+        f"{t['n_over_limit']:,}",
+    )
     return table
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def split_indices(n: int, val_fraction: float, seed: int,
-                  strata: np.ndarray | None = None) -> np.ndarray:
+def split_indices(
+    n: int, val_fraction: float, seed: int, strata: np.ndarray | None = None
+) -> np.ndarray:
     """Sorted 0-based indices of the validation examples among `n`.
 
     With `strata` (one label id per example), each label contributes its own share, so the
@@ -33,5 +34,5 @@ def split_indices(n: int, val_fraction: float, seed: int,
     if picked.size == 0:
         picked = np.array([rng.integers(n)])
     if picked.size >= n:
-        picked = picked[:n - 1]
+        picked = picked[: n - 1]
     return picked.astype(np.int64)

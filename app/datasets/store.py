@@ -38,8 +38,11 @@ class DatasetRejected(ValueError):
         self.report = report
         first = report.first_error()
         where = f"line {first.line}: " if first and first.line else ""
-        n = sum(c for cat, c in report.counts_by_category.items()
-                if cat in {p.category for p in report.errors})
+        n = sum(
+            c
+            for cat, c in report.counts_by_category.items()
+            if cat in {p.category for p in report.errors}
+        )
         super().__init__(
             f"{report.path} has {n} error(s), so it was not added; first: {where}"
             f"{first.category if first else '?'}: {first.message if first else ''}. "
@@ -78,12 +81,14 @@ def _write_normalized(report: CheckReport, work_dir: Path) -> str:
     digest = hashlib.sha256()
     ordinal = 0
     size = Path(report.path).stat().st_size
-    with open(work_dir / "train.jsonl", "wb") as train, \
-            open(work_dir / "validation.jsonl", "wb") as val:
+    with (
+        open(work_dir / "train.jsonl", "wb") as train,
+        open(work_dir / "validation.jsonl", "wb") as val,
+    ):
         for lineno, raw in enumerate(iter_range(report.path, 0, size), start=1):
             if lineno not in wanted:
                 continue
-            line = raw[len(BOM):] if lineno == 1 and raw.startswith(BOM) else raw
+            line = raw[len(BOM) :] if lineno == 1 and raw.startswith(BOM) else raw
             example = orjson.loads(line)
             data = content_bytes(normalize(example, detect_format(example))) + b"\n"
             digest.update(data)
@@ -107,10 +112,17 @@ def _packed(counts: np.ndarray) -> bytes:
     return np.asarray(counts, dtype="<u4").tobytes()
 
 
-def add_dataset(path: str | os.PathLike, *, name: str | None = None, val_fraction: float = 0.1,
-                seed: int = 0, dedupe: bool = False, model: str | None = None,
-                near_dup_threshold: float | None = None,
-                progress: Progress | None = None) -> tuple[Dataset, bool]:
+def add_dataset(
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    dedupe: bool = False,
+    model: str | None = None,
+    near_dup_threshold: float | None = None,
+    progress: Progress | None = None,
+) -> tuple[Dataset, bool]:
     """Check, normalize, split and record a training file.
 
     Returns (dataset, created): created is False when the same normalized content was
@@ -125,8 +137,13 @@ def add_dataset(path: str | os.PathLike, *, name: str | None = None, val_fractio
 
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
-    kw = dict(model=model, near_dup_threshold=near_dup_threshold, val_fraction=val_fraction,
-              seed=seed, progress=progress)
+    kw = dict(
+        model=model,
+        near_dup_threshold=near_dup_threshold,
+        val_fraction=val_fraction,
+        seed=seed,
+        progress=progress,
+    )
     report = check_file(path, **kw)
     if dedupe and report.verdict != "errors":
         report = check_file(dedupe_file(report), **kw)
@@ -140,7 +157,9 @@ def add_dataset(path: str | os.PathLike, *, name: str | None = None, val_fractio
         content_hash = _write_normalized(report, work_dir)
         engine = get_engine()
         with read_session(engine) as session:
-            existing = session.exec(select(Dataset).where(Dataset.content_hash == content_hash)).first()
+            existing = session.exec(
+                select(Dataset).where(Dataset.content_hash == content_hash)
+            ).first()
         if existing is not None:
             return existing, False
         target = root / content_hash
@@ -155,12 +174,20 @@ def add_dataset(path: str | os.PathLike, *, name: str | None = None, val_fractio
     in_val = np.zeros(arrays.tokens.size, bool)
     in_val[arrays.val_indices] = True
     dataset = Dataset(
-        name=name or Path(path).stem, content_hash=content_hash, format=report.format,
-        source_path=str(Path(report.path).resolve()), n_examples=report.n_valid,
-        n_train=int((~in_val).sum()), n_validation=int(in_val.sum()),
-        val_fraction=val_fraction, split_seed=seed, verdict=report.verdict,
-        stats=_stats(report), report=report.to_dict(),
-        validation_indices=arrays.val_indices.tolist(), data_dir=str(target),
+        name=name or Path(path).stem,
+        content_hash=content_hash,
+        format=report.format,
+        source_path=str(Path(report.path).resolve()),
+        n_examples=report.n_valid,
+        n_train=int((~in_val).sum()),
+        n_validation=int(in_val.sum()),
+        val_fraction=val_fraction,
+        split_seed=seed,
+        verdict=report.verdict,
+        stats=_stats(report),
+        report=report.to_dict(),
+        validation_indices=arrays.val_indices.tolist(),
+        data_dir=str(target),
     )
     try:
         with write_session(engine) as session:
@@ -168,19 +195,29 @@ def add_dataset(path: str | os.PathLike, *, name: str | None = None, val_fractio
             session.flush()
             for split, mask in (("train", ~in_val), ("validation", in_val)):
                 counts = arrays.tokens[mask]
-                session.add(TokenCount(dataset_id=dataset.id, tokenizer=arrays.tokenizer,
-                                       split=split, n=int(counts.size),
-                                       total=int(counts.astype(np.int64).sum()),
-                                       counts=_packed(counts)))
+                session.add(
+                    TokenCount(
+                        dataset_id=dataset.id,
+                        tokenizer=arrays.tokenizer,
+                        split=split,
+                        n=int(counts.size),
+                        total=int(counts.astype(np.int64).sum()),
+                        counts=_packed(counts),
+                    )
+                )
     except IntegrityError:  # someone added the same content at the same moment
         with read_session(engine) as session:
-            existing = session.exec(select(Dataset).where(Dataset.content_hash == content_hash)).one()
+            existing = session.exec(
+                select(Dataset).where(Dataset.content_hash == content_hash)
+            ).one()
         return existing, False
     return dataset, True
 
 
 def list_datasets(session: Session) -> list[Dataset]:
-    return list(session.exec(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc())))
+    return list(
+        session.exec(select(Dataset).order_by(Dataset.created_at.desc(), Dataset.id.desc()))
+    )
 
 
 def get_dataset(session: Session, name_or_id: str | int) -> Dataset:
@@ -194,10 +231,15 @@ def get_dataset(session: Session, name_or_id: str | int) -> Dataset:
         found = session.get(Dataset, int(key))
         if found is not None:
             return found
-    found = session.exec(select(Dataset).where(Dataset.name == key)
-                         .order_by(Dataset.created_at.desc(), Dataset.id.desc())).first()
+    found = session.exec(
+        select(Dataset)
+        .where(Dataset.name == key)
+        .order_by(Dataset.created_at.desc(), Dataset.id.desc())
+    ).first()
     if found is None and len(key) >= 6:
-        found = session.exec(select(Dataset).where(Dataset.content_hash.startswith(key.lower()))).first()
+        found = session.exec(
+            select(Dataset).where(Dataset.content_hash.startswith(key.lower()))
+        ).first()
     if found is not None:
         return found
     names = sorted({d.name for d in list_datasets(session)})
@@ -211,7 +253,9 @@ def load_examples(dataset: Dataset, split: str) -> list[dict]:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
     path = Path(dataset.data_dir) / f"{split}.jsonl"
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; re-add the dataset with: ftm data add {dataset.source_path}")
+        raise FileNotFoundError(
+            f"{path} is missing; re-add the dataset with: ftm data add {dataset.source_path}"
+        )
     with open(path, "rb") as f:
         return [orjson.loads(line) for line in f if line.strip()]
 
@@ -235,16 +279,30 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str, split: str)
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    counter = counter_for_key(tokenizer) if tokenizer.startswith(("tiktoken:", "hf:")) \
+    counter = (
+        counter_for_key(tokenizer)
+        if tokenizer.startswith(("tiktoken:", "hf:"))
         else counter_for(tokenizer)
-    row = session.exec(select(TokenCount).where(
-        TokenCount.dataset_id == dataset.id, TokenCount.tokenizer == counter.key,
-        TokenCount.split == split)).first()
+    )
+    row = session.exec(
+        select(TokenCount).where(
+            TokenCount.dataset_id == dataset.id,
+            TokenCount.tokenizer == counter.key,
+            TokenCount.split == split,
+        )
+    ).first()
     if row is not None:
         return _unpacked(row.counts)
     counts = np.array([counter.count(e) for e in load_examples(dataset, split)], dtype=np.uint32)
-    session.add(TokenCount(dataset_id=dataset.id, tokenizer=counter.key, split=split,
-                           n=int(counts.size), total=int(counts.astype(np.int64).sum()),
-                           counts=_packed(counts)))
+    session.add(
+        TokenCount(
+            dataset_id=dataset.id,
+            tokenizer=counter.key,
+            split=split,
+            n=int(counts.size),
+            total=int(counts.astype(np.int64).sum()),
+            counts=_packed(counts),
+        )
+    )
     session.commit()
     return _unpacked(_packed(counts))

@@ -97,8 +97,9 @@ def per_request_cost(run) -> tuple[float | None, str | None]:
     return self_hosted_request_cost(candidate.get("base_model") or run.model, prompt, reply)
 
 
-def self_hosted_request_cost(base_model: str, prompt_tokens: float, output_tokens: float
-                             ) -> tuple[float | None, str]:
+def self_hosted_request_cost(
+    base_model: str, prompt_tokens: float, output_tokens: float
+) -> tuple[float | None, str]:
     """The GPU cost of one request to ``base_model`` (or an adapter on it) self-hosted,
     with the basis in words, or None and why not."""
     from app.costs.catalog import load_catalog
@@ -112,13 +113,20 @@ def self_hosted_request_cost(base_model: str, prompt_tokens: float, output_token
         shape = model_shape(base_model)
         catalog = load_catalog()
         gpu = serving_gpu_for(shape, catalog)
-        profile = PromptProfile(sampled=0, system_tokens=0.0, prompt_tokens=prompt_tokens,
-                                output_tokens=output_tokens, shot_tokens=0.0, k=0,
-                                k_reason="measured on the eval")
+        profile = PromptProfile(
+            sampled=0,
+            system_tokens=0.0,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            shot_tokens=0.0,
+            k=0,
+            k_reason="measured on the eval",
+        )
         serving = self_hosted_serving(profile, shape, gpu, catalog)
     except CostError as exc:
         return None, f"no self-hosted price: {exc}"
     return serving.marginal_usd_per_request, (
         f"self-hosted on {serving.gpu_set} at {serving.utilization:.0%} utilization: GPU time "
         f"per request at {usd(serving.usd_per_hour)}/h per GPU ({serving.price_source}, as of "
-        f"{serving.price_as_of}); always-on cost not included")
+        f"{serving.price_as_of}); always-on cost not included"
+    )

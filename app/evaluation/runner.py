@@ -155,8 +155,15 @@ def complete_cached(
     return _fresh_answer(engine, key, pkey, model, completion, settings, latency)
 
 
-def _fresh_answer(engine: Engine, key: str, pkey: str, model: str, completion: Completion,
-                  settings: GenerationSettings, latency_ms: float) -> Answer:
+def _fresh_answer(
+    engine: Engine,
+    key: str,
+    pkey: str,
+    model: str,
+    completion: Completion,
+    settings: GenerationSettings,
+    latency_ms: float,
+) -> Answer:
     """The answer to a prompt the provider just completed, stored in the cache first."""
     text = completion.text or ""
     if settings.cacheable:
@@ -209,8 +216,15 @@ def prefetch_batched(
             raise EvalError(f"{provider.name} model {model}: {type(exc).__name__}: {exc}") from exc
         per_prompt_ms = (time.perf_counter() - began) * 1000 / max(1, len(chunk))
         for (job, key), completion in zip(chunk, completions, strict=True):
-            out[id(job)] = _fresh_answer(engine, key, pkey, model, completion, settings,
-                                         completion.latency_ms or per_prompt_ms)
+            out[id(job)] = _fresh_answer(
+                engine,
+                key,
+                pkey,
+                model,
+                completion,
+                settings,
+                completion.latency_ms or per_prompt_ms,
+            )
     return out
 
 

@@ -111,16 +111,19 @@ def with_job_defaults(engine: Engine, req: EvalRequest) -> EvalRequest:
     if base_model is None:
         same_provider = [j for j in jobs if j.provider == provider]
         if not same_provider:
-            raise EvalDataError(f"no job ran on {provider}; say which base model to compare "
-                                "with: --base MODEL")
-        base_model = _one_value(same_provider, lambda j: j.base_model, "base models",
-                                "--base MODEL")
+            raise EvalDataError(
+                f"no job ran on {provider}; say which base model to compare with: --base MODEL"
+            )
+        base_model = _one_value(
+            same_provider, lambda j: j.base_model, "base models", "--base MODEL"
+        )
     dataset = req.dataset
     if dataset is None:
         dataset = _one_value(jobs, lambda j: j.dataset_id, "datasets", "--dataset NAME")
         if dataset is None:
-            raise EvalDataError(f"job {jobs[0].id} has no recorded dataset; name one with "
-                                "--dataset NAME")
+            raise EvalDataError(
+                f"job {jobs[0].id} has no recorded dataset; name one with --dataset NAME"
+            )
     return replace(req, provider=provider, base_model=base_model, dataset=dataset)
 
 

@@ -34,15 +34,18 @@ def _load(engine: Engine, ref: str | int) -> Job:
         return find_job(session, ref)
 
 
-def _act(verb: str, ref: str | int, *, engine: Engine | None = None,
-         provider: Provider | None = None) -> Job:
+def _act(
+    verb: str, ref: str | int, *, engine: Engine | None = None, provider: Provider | None = None
+) -> Job:
     engine = _engine(engine)
     job = _load(engine, ref)
     if JobStatus(job.status).is_terminal:
         raise JobActionError(f"job {job.id} already ended ({job.status}); nothing to {verb}")
     if job.remote_id is None:
-        raise JobActionError(f"job {job.id} has no provider job yet (status {job.status}); "
-                             "wait for the launch to finish, or for `ftm watch` (or the TUI) to find it")
+        raise JobActionError(
+            f"job {job.id} has no provider job yet (status {job.status}); "
+            "wait for the launch to finish, or for `ftm watch` (or the TUI) to find it"
+        )
     provider = provider or make_provider(job.provider, engine=engine)
     try:
         remote = getattr(provider, verb)(job.remote_id)
@@ -53,8 +56,12 @@ def _act(verb: str, ref: str | int, *, engine: Engine | None = None,
     with write_session(engine) as session:
         row = repository.get_job(session, job.id)
         apply_remote(session, row, remote, now=datetime.now(UTC), allow_terminal=False)
-        repository.add_local_event(session, row, f"{verb.capitalize()} requested by the user",
-                                   key=f"{verb}:{datetime.now(UTC).timestamp():.3f}")
+        repository.add_local_event(
+            session,
+            row,
+            f"{verb.capitalize()} requested by the user",
+            key=f"{verb}:{datetime.now(UTC).timestamp():.3f}",
+        )
     if remote.status.is_terminal:
         # the job ended: record its last events and metrics with the end itself (the poller
         # does it on its next cycle if the provider cannot be reached now)
@@ -74,8 +81,9 @@ def pause_job(ref: str | int, **kw) -> Job:
     return _act("pause", ref, **kw)
 
 
-def resume_job(ref: str | int, *, engine: Engine | None = None,
-               provider: Provider | None = None) -> Job:
+def resume_job(
+    ref: str | int, *, engine: Engine | None = None, provider: Provider | None = None
+) -> Job:
     """Resume a paused job, or continue a failed one from its last checkpoint where the
     provider can (``capabilities.can_resume_from_checkpoint``, e.g. local training)."""
     engine = _engine(engine)
@@ -97,15 +105,17 @@ def _resume_from_checkpoint(engine: Engine, job: Job, provider: Provider) -> Job
     with write_session(engine) as session:
         row = repository.get_job(session, job.id)
         if JobStatus(row.status).can_resume_from:  # the provider did not reopen it itself
-            repository.reopen_for_resume(session, row, "Resume from the last checkpoint "
-                                         "requested by the user")
+            repository.reopen_for_resume(
+                session, row, "Resume from the last checkpoint requested by the user"
+            )
         apply_remote(session, row, remote, now=datetime.now(UTC), allow_terminal=False)
     with read_session(engine) as session:
         return repository.get_job(session, job.id)
 
 
-def refresh_job(ref: str | int, *, engine: Engine | None = None,
-                provider: Provider | None = None) -> Applied:
+def refresh_job(
+    ref: str | int, *, engine: Engine | None = None, provider: Provider | None = None
+) -> Applied:
     """Refresh one job now (same recording as the poller)."""
     engine = _engine(engine)
     job = _load(engine, ref)
@@ -117,5 +127,6 @@ def refresh_job(ref: str | int, *, engine: Engine | None = None,
 
     with write_session(engine) as session:
         row = repository.get_job(session, job.id)
-        return apply_refresh(session, row, refresh,
-                             stall_after_s=get_settings().poller.stall_after_s)
+        return apply_refresh(
+            session, row, refresh, stall_after_s=get_settings().poller.stall_after_s
+        )

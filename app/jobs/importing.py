@@ -28,8 +28,14 @@ class ImportReport:
     refresh_errors: list[str] = field(default_factory=list)
 
 
-def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None = None,
-                provider: Provider | None = None, refresh: bool = True) -> ImportReport:
+def import_jobs(
+    provider_name: str,
+    *,
+    limit: int = 100,
+    engine: Engine | None = None,
+    provider: Provider | None = None,
+    refresh: bool = True,
+) -> ImportReport:
     """Add a row for every job the provider has that ftm does not track yet, then refresh
     each new one (events, checkpoints, metrics). A job ftm launched itself (matched by
     remote id, or by its ``ftm_job_id`` metadata) is not imported twice."""
@@ -43,8 +49,11 @@ def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None =
     for remote in remote_jobs:
         uid = (remote.metadata or {}).get("ftm_job_id")
         with write_session(engine) as session:
-            known = session.scalars(select(Job).where(
-                (Job.provider == provider_name) & (Job.remote_id == remote.remote_id))).first()
+            known = session.scalars(
+                select(Job).where(
+                    (Job.provider == provider_name) & (Job.remote_id == remote.remote_id)
+                )
+            ).first()
             if known is None and uid:
                 known = session.scalars(select(Job).where(Job.uid == uid)).first()
                 if known is not None and known.remote_id is None:
@@ -56,17 +65,21 @@ def import_jobs(provider_name: str, *, limit: int = 100, engine: Engine | None =
             hp = dict(remote.hyperparameters or {})
             method = hp.pop("method", "supervised")
             job = Job(
-                name=f"imported {remote.remote_id}", provider=provider_name,
-                remote_id=remote.remote_id, base_model=remote.base_model or "unknown",
-                method=method, hyperparameters=hp or None,
+                name=f"imported {remote.remote_id}",
+                provider=provider_name,
+                remote_id=remote.remote_id,
+                base_model=remote.base_model or "unknown",
+                method=method,
+                hyperparameters=hp or None,
                 spec={"imported": True, "imported_at": datetime.now(UTC).isoformat()},
                 simulated=bool(getattr(provider, "simulated", False)),
                 created_at=remote.created_at or datetime.now(UTC),
             )
             session.add(job)
             session.flush()
-            repository.add_local_event(session, job, f"Imported from {provider.display_name}",
-                                       key="imported")
+            repository.add_local_event(
+                session, job, f"Imported from {provider.display_name}", key="imported"
+            )
             report.imported.append(job.id)
     if refresh:
         for job_id in report.imported + report.reattached:
@@ -83,8 +96,11 @@ def _attach_lost_launch(session, job: Job, remote, provider_label: str) -> None:
     job.remote_id = remote.remote_id
     if JobStatus(job.status) == JobStatus.FAILED and (job.error or {}).get("code") == "not_created":
         repository.reopen_for_resume(
-            session, job, f"Found at {provider_label} as {remote.remote_id}: the launch "
-            "was created after all", key="reconciled-late")
+            session,
+            job,
+            f"Found at {provider_label} as {remote.remote_id}: the launch was created after all",
+            key="reconciled-late",
+        )
     elif (job.error or {}).get("code") == "create_unconfirmed":
         job.error = None
     session.add(job)

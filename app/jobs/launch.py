@@ -343,8 +343,9 @@ def launch_job(
         return repository.get_job(session, job_id)
 
 
-def _estimate(engine: Engine, dataset_id: int, provider_name: str,
-              spec: JobSpec, today: date | None = None) -> tuple[dict[str, Any] | None, str | None]:
+def _estimate(
+    engine: Engine, dataset_id: int, provider_name: str, spec: JobSpec, today: date | None = None
+) -> tuple[dict[str, Any] | None, str | None]:
     """The cost estimate snapshotted on the job (app.costs), or why there is none.
 
     An estimate is a courtesy: it never blocks a launch (a plugin provider has no prices).
@@ -358,9 +359,15 @@ def _estimate(engine: Engine, dataset_id: int, provider_name: str,
     try:
         with read_session(engine) as session:
             estimate = estimate_for_launch(
-                session, dataset_id=dataset_id, provider=provider_name,
-                base_model=spec.base_model, method=spec.method,
-                hyperparameters=spec.hyperparameters, options=spec.options, today=today)
+                session,
+                dataset_id=dataset_id,
+                provider=provider_name,
+                base_model=spec.base_model,
+                method=spec.method,
+                hyperparameters=spec.hyperparameters,
+                options=spec.options,
+                today=today,
+            )
     except Exception as exc:  # see docstring; the reason is kept as an event
         return None, f"{type(exc).__name__}: {exc}"
     return estimate.to_dict(), None

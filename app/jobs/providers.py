@@ -26,15 +26,24 @@ def openai_config(settings: Settings):
 
     s = settings.openai
     return OpenAIConfig(
-        base_url=s.base_url, organization=s.organization, project=s.project,
-        api_key_command=s.api_key_command, azure_endpoint=s.azure_endpoint,
-        azure_api_version=s.azure_api_version, sandbox=s.sandbox, sandbox_url=s.sandbox_url,
-        timeout_s=s.timeout_s, max_retries=s.max_retries,
+        base_url=s.base_url,
+        organization=s.organization,
+        project=s.project,
+        api_key_command=s.api_key_command,
+        azure_endpoint=s.azure_endpoint,
+        azure_api_version=s.azure_api_version,
+        sandbox=s.sandbox,
+        sandbox_url=s.sandbox_url,
+        timeout_s=s.timeout_s,
+        max_retries=s.max_retries,
     )
 
 
 def make_provider(
-    name: str, *, engine: Engine | None = None, settings: Settings | None = None,
+    name: str,
+    *,
+    engine: Engine | None = None,
+    settings: Settings | None = None,
     reg: ProviderRegistry | None = None,
 ) -> Provider:
     """An instance of provider ``name`` configured from the settings.

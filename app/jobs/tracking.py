@@ -40,8 +40,9 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
-def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime,
-                 allow_terminal: bool = True) -> Applied:
+def apply_remote(
+    session: Session, job: Job, remote: RemoteJob, *, now: datetime, allow_terminal: bool = True
+) -> Applied:
     """Copy a `RemoteJob` onto ``job`` (status moves only forward along the state machine).
 
     With ``allow_terminal=False`` a terminal status is not applied: only a full refresh
@@ -60,10 +61,16 @@ def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime
     out.finished = out.status_changed and remote.status.is_terminal
     if out.status_changed:
         repository.add_local_event(
-            session, job, f"Status: {before} -> {remote.status}"
-            + (f" ({remote.raw_status})" if remote.raw_status and remote.raw_status
-               != remote.status.value else ""),
-            type="status", key=f"status:{remote.status}",
+            session,
+            job,
+            f"Status: {before} -> {remote.status}"
+            + (
+                f" ({remote.raw_status})"
+                if remote.raw_status and remote.raw_status != remote.status.value
+                else ""
+            ),
+            type="status",
+            key=f"status:{remote.status}",
         )
     if remote.fine_tuned_model:
         job.fine_tuned_model = remote.fine_tuned_model
@@ -87,7 +94,11 @@ def apply_remote(session: Session, job: Job, remote: RemoteJob, *, now: datetime
 
 
 def apply_refresh(
-    session: Session, job: Job, refresh: Refresh, *, now: datetime | None = None,
+    session: Session,
+    job: Job,
+    refresh: Refresh,
+    *,
+    now: datetime | None = None,
     stall_after_s: float | None = None,
 ) -> Applied:
     """Record one refresh. ``job`` must have been loaded in ``session`` (fresh)."""
@@ -101,8 +112,12 @@ def apply_refresh(
     if refresh.events_cursor:
         job.events_cursor = refresh.events_cursor
     _update_last_losses(job, refresh, step_before)
-    progressed = (out.status_changed or out.new_events or out.new_metrics
-                  or (job.step or 0) > (step_before or 0))
+    progressed = (
+        out.status_changed
+        or out.new_events
+        or out.new_metrics
+        or (job.step or 0) > (step_before or 0)
+    )
     if progressed:
         job.last_progress_at = now
         job.stalled = False
@@ -137,10 +152,13 @@ def check_stall(session: Session, job: Job, *, now: datetime, stall_after_s: flo
         return False
     minutes = (now - since).total_seconds() / 60
     recorded = repository.add_local_event(
-        session, job,
+        session,
+        job,
         f"No progress for {minutes:.0f} min (status {status}, step {job.step or 0}); the "
         "provider may be stuck: check its status page, or cancel and launch again",
-        level="warn", type="stall", key=f"stall:{since.isoformat()}",
+        level="warn",
+        type="stall",
+        key=f"stall:{since.isoformat()}",
     )
     job.stalled = True
     session.add(job)
@@ -165,6 +183,9 @@ def record_actual_cost(session: Session, job: Job) -> None:
             record_actual(session, job)
     except Exception as exc:  # costs must not break tracking
         repository.add_local_event(
-            session, job, f"Could not record the actual cost: {type(exc).__name__}: {exc}",
-            level="warn", key="actual-cost-error",
+            session,
+            job,
+            f"Could not record the actual cost: {type(exc).__name__}: {exc}",
+            level="warn",
+            key="actual-cost-error",
         )

@@ -59,8 +59,9 @@ def validate_file(
     report = check_file(stored.path, model=_tokenizer_model(model))
     if param == "validation_file":
         # The minimum example count applies to training data only.
-        report = replace(report, problems=[p for p in report.problems
-                                           if p.category != "too_few_examples"])
+        report = replace(
+            report, problems=[p for p in report.problems if p.category != "too_few_examples"]
+        )
     first = report.first_error()
     if first is not None:
         where = f"Line {first.line}: " if first.line else ""

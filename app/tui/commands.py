@@ -154,7 +154,8 @@ class FtmCommands(Provider):
 
     def _actions(self) -> list[KeyAction]:
         return [
-            a for a in key_actions(self.app, self.screen)
+            a
+            for a in key_actions(self.app, self.screen)
             if a.action not in {"command_palette", "help_quit"}
         ]
 
@@ -164,7 +165,8 @@ class FtmCommands(Provider):
     async def discover(self) -> Hits:
         for action in self._actions():
             yield DiscoveryHit(
-                command_title(action), partial(self._run, action),
+                command_title(action),
+                partial(self._run, action),
                 help=f"key: {action.keys_display}",
             )
 
@@ -175,6 +177,8 @@ class FtmCommands(Provider):
             score = matcher.match(title)
             if score > 0:
                 yield Hit(
-                    score, matcher.highlight(title), partial(self._run, action),
+                    score,
+                    matcher.highlight(title),
+                    partial(self._run, action),
                     help=f"key: {action.keys_display}",
                 )

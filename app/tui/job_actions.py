@@ -48,15 +48,19 @@ def why_not(action: str, job, caps: Capabilities | None) -> str | None:
             return None
         if status.can_resume_from:
             if caps is None or not caps.can_resume_from_checkpoint:
-                return (f"{job.provider} cannot continue a failed job from a checkpoint; "
-                        "launch a new job instead")
+                return (
+                    f"{job.provider} cannot continue a failed job from a checkpoint; "
+                    "launch a new job instead"
+                )
             if job.remote_id is None:
                 return f"job {job.id} never started; launch it again"
             return None
         if caps is not None and caps.can_pause:
             return f"only a paused job can be resumed (job {job.id} is {status})"
-        return (f"only a failed job can be continued from its checkpoint on {job.provider} "
-                f"(job {job.id} is {status})")
+        return (
+            f"only a failed job can be continued from its checkpoint on {job.provider} "
+            f"(job {job.id} is {status})"
+        )
     if action in ("evaluate", "promote"):
         if status != JobStatus.SUCCEEDED or not job.fine_tuned_model:
             return f"job {job.id} has no trained model yet ({status}); wait until it succeeds"
@@ -74,8 +78,10 @@ def latest_eval_run(engine, job_id: int):
     with read_session(engine) as session:
         return session.scalars(
             select(EvalRun)
-            .where(EvalRun.job_id == job_id,
-                   EvalRun.candidate_kind.in_(["fine_tuned", "checkpoint"]),
-                   EvalRun.status == "succeeded")
+            .where(
+                EvalRun.job_id == job_id,
+                EvalRun.candidate_kind.in_(["fine_tuned", "checkpoint"]),
+                EvalRun.status == "succeeded",
+            )
             .order_by(EvalRun.id.desc())
         ).first()

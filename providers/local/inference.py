@@ -56,27 +56,33 @@ def load(model: str) -> tuple[Any, Any]:
 
 
 def _as_dicts(messages: Sequence[ChatMessage | dict]) -> list[dict[str, str]]:
-    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content}
-            for m in messages]
+    return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
 
 
 @torch.inference_mode()
-def complete_batch(model: str, conversations: Sequence[Sequence[ChatMessage | dict]], *,
-                   max_tokens: int = 256, temperature: float = 0.0,
-                   batch_size: int = 16) -> list[Completion]:
+def complete_batch(
+    model: str,
+    conversations: Sequence[Sequence[ChatMessage | dict]],
+    *,
+    max_tokens: int = 256,
+    temperature: float = 0.0,
+    batch_size: int = 16,
+) -> list[Completion]:
     """One completion per conversation, in order."""
     net, tok = load(model)
     out: list[Completion] = []
     for start in range(0, len(conversations), batch_size):
-        chunk = conversations[start:start + batch_size]
-        prompts = [tok.apply_chat_template(_as_dicts(c), tokenize=False, add_generation_prompt=True)
-                   for c in chunk]
+        chunk = conversations[start : start + batch_size]
+        prompts = [
+            tok.apply_chat_template(_as_dicts(c), tokenize=False, add_generation_prompt=True)
+            for c in chunk
+        ]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(net.device) for k, v in enc.items()}
         t0 = time.perf_counter()
-        gen_kwargs: dict[str, Any] = dict(max_new_tokens=max_tokens,
-                                          pad_token_id=tok.pad_token_id,
-                                          eos_token_id=tok.eos_token_id)
+        gen_kwargs: dict[str, Any] = dict(
+            max_new_tokens=max_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
+        )
         if temperature > 0:
             gen_kwargs.update(do_sample=True, temperature=temperature)
         else:
@@ -92,7 +98,13 @@ def complete_batch(model: str, conversations: Sequence[Sequence[ChatMessage | di
             if len(eos):
                 n_new = int(eos[0]) + 1
                 new = new[: int(eos[0])]
-            out.append(Completion(text=tok.decode(new, skip_special_tokens=True).strip(),
-                                  prompt_tokens=int(mask.sum()), completion_tokens=n_new,
-                                  latency_ms=latency, model=model))
+            out.append(
+                Completion(
+                    text=tok.decode(new, skip_special_tokens=True).strip(),
+                    prompt_tokens=int(mask.sum()),
+                    completion_tokens=n_new,
+                    latency_ms=latency,
+                    model=model,
+                )
+            )
     return out

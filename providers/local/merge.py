@@ -36,8 +36,11 @@ def merge_adapter(path: str | Path, out_dir: str | Path) -> Path:
     adapter = adapter_dir_of(path)
     base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
     cfg = AutoConfig.from_pretrained(base)
-    dtype = torch.bfloat16 if getattr(cfg, "dtype", None) in (torch.bfloat16, "bfloat16") \
+    dtype = (
+        torch.bfloat16
+        if getattr(cfg, "dtype", None) in (torch.bfloat16, "bfloat16")
         else torch.float32
+    )
     model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
     merged = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
     out = Path(out_dir)
@@ -46,5 +49,6 @@ def merge_adapter(path: str | Path, out_dir: str | Path) -> Path:
     tok_src = adapter if (adapter / "tokenizer_config.json").is_file() else Path(base)
     AutoTokenizer.from_pretrained(str(tok_src)).save_pretrained(out)
     (out / "ftm_merged_from.json").write_text(
-        json.dumps({"adapter": str(adapter), "base_model": base}, indent=2) + "\n")
+        json.dumps({"adapter": str(adapter), "base_model": base}, indent=2) + "\n"
+    )
     return out

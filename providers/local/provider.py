@@ -69,30 +69,45 @@ class LocalProvider(Provider):
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
 
-    def __init__(self, jobs_dir: str | Path | None = None, database_url: str | None = None,
-                 python: str | None = None) -> None:
+    def __init__(
+        self,
+        jobs_dir: str | Path | None = None,
+        database_url: str | None = None,
+        python: str | None = None,
+    ) -> None:
         home = _default_home()
-        self.jobs_dir = Path(jobs_dir) if jobs_dir else (
-            Path(os.environ["FTM_LOCAL__JOBS_DIR"]) if os.environ.get("FTM_LOCAL__JOBS_DIR")
-            else home / "jobs"
+        self.jobs_dir = (
+            Path(jobs_dir)
+            if jobs_dir
+            else (
+                Path(os.environ["FTM_LOCAL__JOBS_DIR"])
+                if os.environ.get("FTM_LOCAL__JOBS_DIR")
+                else home / "jobs"
+            )
         )
-        self.database_url = database_url if database_url is not None else (
-            os.environ.get("FTM_DATABASE_URL") or f"sqlite:///{home / 'ftm.db'}"
+        self.database_url = (
+            database_url
+            if database_url is not None
+            else (os.environ.get("FTM_DATABASE_URL") or f"sqlite:///{home / 'ftm.db'}")
         )
         self.python = python or sys.executable
 
     @classmethod
     def from_settings(cls, settings: Any) -> LocalProvider:
         """Built from ftm's settings (duck-typed: providers/ cannot import app/)."""
-        return cls(jobs_dir=settings.jobs_dir, database_url=settings.resolved_database_url,
-                   python=getattr(getattr(settings, "local", None), "python", None))
+        return cls(
+            jobs_dir=settings.jobs_dir,
+            database_url=settings.resolved_database_url,
+            python=getattr(getattr(settings, "local", None), "python", None),
+        )
 
     # -- data -----------------------------------------------------------------------------
 
     def job_dir_for(self, spec: JobSpec) -> JobDir:
         if not spec.ftm_job_uid:
-            raise SpecRejected("the job spec has no ftm_job_uid; launch jobs through ftm",
-                               param="ftm_job_uid")
+            raise SpecRejected(
+                "the job spec has no ftm_job_uid; launch jobs through ftm", param="ftm_job_uid"
+            )
         return JobDir((self.jobs_dir / spec.ftm_job_uid).resolve())
 
     def validate_spec(self, spec: JobSpec) -> list[str]:
@@ -102,11 +117,11 @@ class LocalProvider(Provider):
         except SpecRejected as exc:
             return [exc.message]
         base = Path(spec.base_model).expanduser()
-        if not base.exists() and (spec.base_model.startswith((".", "/", "~")) or
-                                  spec.base_model.count("/") != 1):
+        if not base.exists() and (
+            spec.base_model.startswith((".", "/", "~")) or spec.base_model.count("/") != 1
+        ):
             problems.append(
-                f"base model {spec.base_model!r}: no such directory, and not a hub id "
-                "(owner/name)"
+                f"base model {spec.base_model!r}: no such directory, and not a hub id (owner/name)"
             )
         elif base.is_dir() and not (base / "config.json").is_file():
             problems.append(f"base model {spec.base_model!r}: the directory has no config.json")
@@ -126,8 +141,9 @@ class LocalProvider(Provider):
         if hp["n_gpus"] > 1 and hp["device"] != "cpu":
             found = len(hardware.gpus())
             if found < hp["n_gpus"]:
-                problems.append(f"option n_gpus={hp['n_gpus']}: this machine has {found} CUDA "
-                                "GPU(s) visible")
+                problems.append(
+                    f"option n_gpus={hp['n_gpus']}: this machine has {found} CUDA GPU(s) visible"
+                )
         if not problems:
             try:
                 self.memory_check(spec, hp)
@@ -151,8 +167,9 @@ class LocalProvider(Provider):
             validation = job.data / "validation.jsonl"
             if Path(spec.validation_path).resolve() != validation:
                 shutil.copyfile(spec.validation_path, validation)
-        return replace(spec, train_path=str(train),
-                       validation_path=str(validation) if validation else None)
+        return replace(
+            spec, train_path=str(train), validation_path=str(validation) if validation else None
+        )
 
     # -- memory ---------------------------------------------------------------------------
 
@@ -181,13 +198,21 @@ class LocalProvider(Provider):
             available = hardware.available_ram_bytes()
         line = f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
         if est.total > available and not hp["skip_memory_check"]:
-            fixes = [_option_text(hp, change)
-                     for change in memory.changes_that_fit(shape, setup, available)]
-            fit = (f"It fits with {'; or '.join(fixes)}." if fixes else
-                   "No single change of method, batch_size, max_seq_len or "
-                   "gradient_checkpointing makes it fit.")
-            raise SpecRejected(f"this job will not fit: {line}. {fit} To start it anyway: "
-                               "option skip_memory_check=true.", code="insufficient_memory")
+            fixes = [
+                _option_text(hp, change)
+                for change in memory.changes_that_fit(shape, setup, available)
+            ]
+            fit = (
+                f"It fits with {'; or '.join(fixes)}."
+                if fixes
+                else "No single change of method, batch_size, max_seq_len or "
+                "gradient_checkpointing makes it fit."
+            )
+            raise SpecRejected(
+                f"this job will not fit: {line}. {fit} To start it anyway: "
+                "option skip_memory_check=true.",
+                code="insufficient_memory",
+            )
         return line
 
     # -- jobs -----------------------------------------------------------------------------
@@ -204,9 +229,15 @@ class LocalProvider(Provider):
             return existing
         job, hp = self.write_job(spec)
         self._start_worker(job, n_gpus=hp["n_gpus"])
-        return RemoteJob(remote_id=str(job.path), status=JobStatus.QUEUED, raw_status="started",
-                         hyperparameters=_public_hp(hp), created_at=datetime.now(UTC),
-                         base_model=spec.base_model, metadata={"ftm_job_uid": spec.ftm_job_uid})
+        return RemoteJob(
+            remote_id=str(job.path),
+            status=JobStatus.QUEUED,
+            raw_status="started",
+            hyperparameters=_public_hp(hp),
+            created_at=datetime.now(UTC),
+            base_model=spec.base_model,
+            metadata={"ftm_job_uid": spec.ftm_job_uid},
+        )
 
     def write_job(self, spec: JobSpec) -> tuple[JobDir, dict[str, Any]]:
         """Check the spec (options, memory) and write the job directory and its config,
@@ -226,7 +257,8 @@ class LocalProvider(Provider):
             "job_dir": str(job.path),
             "db_url": self.database_url,
             "base_model": str(Path(spec.base_model).expanduser().resolve())
-            if Path(spec.base_model).expanduser().exists() else spec.base_model,
+            if Path(spec.base_model).expanduser().exists()
+            else spec.base_model,
             "train_path": spec.train_path,
             "validation_path": spec.validation_path,
             "output_dir": str(job.checkpoints),
@@ -243,9 +275,19 @@ class LocalProvider(Provider):
     def worker_command(self, job: JobDir, n_gpus: int = 1) -> list[str]:
         """The worker's command line: plain Python, or `accelerate launch` for n_gpus > 1."""
         if n_gpus > 1:
-            return [self.python, "-m", "accelerate.commands.launch", "--multi_gpu",
-                    "--num_processes", str(n_gpus), "--num_machines", "1",
-                    "-m", "providers.local.worker", str(job.path)]
+            return [
+                self.python,
+                "-m",
+                "accelerate.commands.launch",
+                "--multi_gpu",
+                "--num_processes",
+                str(n_gpus),
+                "--num_machines",
+                "1",
+                "-m",
+                "providers.local.worker",
+                str(job.path),
+            ]
         return [self.python, "-m", "providers.local.worker", str(job.path)]
 
     def _start_worker(self, job: JobDir, n_gpus: int = 1) -> int:
@@ -263,8 +305,13 @@ class LocalProvider(Provider):
         blocked = STOP_SIGNALS if n_gpus <= 1 else ()
         with open(job.log_path, "ab") as log, signals_blocked(blocked):
             proc = subprocess.Popen(
-                self.worker_command(job, n_gpus), stdin=subprocess.DEVNULL, stdout=log,
-                stderr=subprocess.STDOUT, cwd=str(job.path), env=env, start_new_session=True,
+                self.worker_command(job, n_gpus),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=str(job.path),
+                env=env,
+                start_new_session=True,
             )
         job.write_pid(proc.pid)
         return proc.pid
@@ -278,8 +325,10 @@ class LocalProvider(Provider):
     def _job(self, remote_id: str) -> JobDir:
         job = JobDir(Path(remote_id))
         if not job.config_path.is_file():
-            raise ProviderError(f"local job {remote_id}: no such job directory (config.json "
-                                "missing)", code="not_found")
+            raise ProviderError(
+                f"local job {remote_id}: no such job directory (config.json missing)",
+                code="not_found",
+            )
         return job
 
     def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
@@ -302,10 +351,15 @@ class LocalProvider(Provider):
             status = JobStatus(raw) if raw in JobStatus._value2member_map_ else status
             if not status.is_terminal:
                 tail = job.log_tail(15)
-                message = ("the training worker died without a final status (killed, out of "
-                           "memory or machine restart); last log lines:\n" + tail)
-                st.update(status="failed", finished_at=datetime.now(UTC).isoformat(),
-                          error={"code": "worker_died", "message": message, "param": None})
+                message = (
+                    "the training worker died without a final status (killed, out of "
+                    "memory or machine restart); last log lines:\n" + tail
+                )
+                st.update(
+                    status="failed",
+                    finished_at=datetime.now(UTC).isoformat(),
+                    error={"code": "worker_died", "message": message, "param": None},
+                )
                 job.write_status(**st)
                 status = JobStatus.FAILED
                 self._record_death(job, message)
@@ -324,8 +378,11 @@ class LocalProvider(Provider):
             error=error,
             step=st.get("step"),
             total_steps=st.get("total_steps"),
-            estimated_finish=(datetime.now(UTC) + timedelta(seconds=eta)
-                              if eta and not status.is_terminal else None),
+            estimated_finish=(
+                datetime.now(UTC) + timedelta(seconds=eta)
+                if eta and not status.is_terminal
+                else None
+            ),
             created_at=_parse_ts(config.get("created_at")),
             finished_at=_parse_ts(st.get("finished_at")) if status.is_terminal else None,
             metadata={"ftm_job_uid": config["job_uid"]},
@@ -341,10 +398,12 @@ class LocalProvider(Provider):
         try:
             from providers.local.sink import ProgressSink
 
-            sink = ProgressSink(job, config["db_url"], config["job_uid"],
-                                attempt=int(config.get("attempt", 1)))
-            sink.finished(JobStatus.FAILED, error={"code": "worker_died", "message": message,
-                                                   "param": None})
+            sink = ProgressSink(
+                job, config["db_url"], config["job_uid"], attempt=int(config.get("attempt", 1))
+            )
+            sink.finished(
+                JobStatus.FAILED, error={"code": "worker_died", "message": message, "param": None}
+            )
         except Exception:  # the status file already says failed; the poller will catch up
             pass
 
@@ -357,8 +416,10 @@ class LocalProvider(Provider):
         job = self._job(remote_id)
         current = self.refresh(remote_id).job
         if current.status.is_terminal:
-            raise ProviderError(f"local job {remote_id} already ended ({current.status.value})",
-                                code="already_ended")
+            raise ProviderError(
+                f"local job {remote_id} already ended ({current.status.value})",
+                code="already_ended",
+            )
         import signal
         import time
 
@@ -385,25 +446,33 @@ class LocalProvider(Provider):
         if current.status != JobStatus.FAILED:
             raise ProviderError(
                 f"local job {remote_id} is {current.status.value}; only a failed job can be "
-                "resumed from its checkpoint", code="not_resumable")
+                "resumed from its checkpoint",
+                code="not_resumable",
+            )
         if job.worker_alive():
-            raise ProviderError(f"local job {remote_id}: its worker is still running",
-                                code="not_resumable")
+            raise ProviderError(
+                f"local job {remote_id}: its worker is still running", code="not_resumable"
+            )
         ckpt = job.last_checkpoint()
         if ckpt is None:
             raise ProviderError(
-                f"local job {remote_id} has no checkpoint to resume from; start it again "
-                "instead", code="no_checkpoint")
+                f"local job {remote_id} has no checkpoint to resume from; start it again instead",
+                code="no_checkpoint",
+            )
         config = job.read_config()
         config["attempt"] = int(config.get("attempt", 1)) + 1
         config["resume"] = True
         job.write_config(config)
         self._reopen_in_db(config)
         self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
-        return RemoteJob(remote_id=str(job.path), status=JobStatus.QUEUED,
-                         raw_status="resuming", hyperparameters=_public_hp(config["hp"]),
-                         metadata={"ftm_job_uid": config["job_uid"]},
-                         base_model=config["base_model"])
+        return RemoteJob(
+            remote_id=str(job.path),
+            status=JobStatus.QUEUED,
+            raw_status="resuming",
+            hyperparameters=_public_hp(config["hp"]),
+            metadata={"ftm_job_uid": config["job_uid"]},
+            base_model=config["base_model"],
+        )
 
     def resume(self, remote_id: str) -> RemoteJob:
         """Local jobs cannot pause; resuming means continuing a failed job from its last
@@ -425,8 +494,12 @@ class LocalProvider(Provider):
             row = s.scalars(select(Job).where(Job.uid == config["job_uid"])).first()
             if row is None or not JobStatus(row.status).can_resume_from:
                 return  # not tracked, or the row has not caught up with the failure yet
-            reopen_for_resume(s, row, f"resuming from the last checkpoint (attempt "
-                              f"{config['attempt']})", key=f"resume-{config['attempt']}")
+            reopen_for_resume(
+                s,
+                row,
+                f"resuming from the last checkpoint (attempt {config['attempt']})",
+                key=f"resume-{config['attempt']}",
+            )
 
     # -- models ---------------------------------------------------------------------------
 
@@ -437,27 +510,48 @@ class LocalProvider(Provider):
         found = []
         if models_dir.is_dir():
             for cfg in sorted(models_dir.glob("*/config.json")):
-                found.append(BaseModelInfo(id=str(cfg.parent), methods=self.capabilities.methods,
-                                           notes="local directory"))
+                found.append(
+                    BaseModelInfo(
+                        id=str(cfg.parent),
+                        methods=self.capabilities.methods,
+                        notes="local directory",
+                    )
+                )
         return found
 
-    def complete(self, model: str, messages: Sequence[ChatMessage], *, max_tokens: int = 256,
-                 temperature: float = 0.0) -> Completion:
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
         """One chat completion from a base model, adapter or merged model directory
         (greedy by default); loaded models stay cached in this process."""
         from providers.local.inference import complete_batch
 
-        return complete_batch(model, [messages], max_tokens=max_tokens,
-                              temperature=temperature)[0]
+        return complete_batch(model, [messages], max_tokens=max_tokens, temperature=temperature)[0]
 
-    def complete_batch(self, model: str, conversations: Sequence[Sequence[ChatMessage]], *,
-                       max_tokens: int = 256, temperature: float = 0.0,
-                       batch_size: int = 16) -> list[Completion]:
+    def complete_batch(
+        self,
+        model: str,
+        conversations: Sequence[Sequence[ChatMessage]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        batch_size: int = 16,
+    ) -> list[Completion]:
         """Completions for many conversations, generated in padded batches."""
         from providers.local.inference import complete_batch
 
-        return complete_batch(model, conversations, max_tokens=max_tokens,
-                              temperature=temperature, batch_size=batch_size)
+        return complete_batch(
+            model,
+            conversations,
+            max_tokens=max_tokens,
+            temperature=temperature,
+            batch_size=batch_size,
+        )
 
     def close(self) -> None:
         from providers.local import inference_cache
@@ -466,9 +560,26 @@ class LocalProvider(Provider):
 
 
 def _public_hp(hp: dict[str, Any]) -> dict[str, Any]:
-    keep = ("method", "tuning", "r", "alpha", "dropout", "target_modules", "learning_rate",
-            "epochs", "batch_size", "grad_accum", "warmup_ratio", "scheduler", "max_seq_len",
-            "gradient_checkpointing", "seed", "packing", "early_stopping_patience", "n_gpus")
+    keep = (
+        "method",
+        "tuning",
+        "r",
+        "alpha",
+        "dropout",
+        "target_modules",
+        "learning_rate",
+        "epochs",
+        "batch_size",
+        "grad_accum",
+        "warmup_ratio",
+        "scheduler",
+        "max_seq_len",
+        "gradient_checkpointing",
+        "seed",
+        "packing",
+        "early_stopping_patience",
+        "n_gpus",
+    )
     return {k: hp[k] for k in keep if k in hp}
 
 
@@ -487,11 +598,18 @@ __all__ = ["ConfigurationError", "LocalProvider"]
 def training_setup(hp: dict[str, Any], *, device: str) -> memory.TrainingSetup:
     """The memory estimator's setup for resolved hyperparameters ``hp`` on ``device``."""
     targets = hp["target_modules"]
-    targets = ALL_LINEAR if targets == "all-linear" else tuple(
-        t.strip() for t in str(targets).split(",") if t.strip())
+    targets = (
+        ALL_LINEAR
+        if targets == "all-linear"
+        else tuple(t.strip() for t in str(targets).split(",") if t.strip())
+    )
     return memory.TrainingSetup(
-        method=hp["tuning"], seq_len=hp["max_seq_len"], micro_batch=hp["batch_size"],
-        rank=hp["r"], targets=targets, gradient_checkpointing=bool(hp["gradient_checkpointing"]),
+        method=hp["tuning"],
+        seq_len=hp["max_seq_len"],
+        micro_batch=hp["batch_size"],
+        rank=hp["r"],
+        targets=targets,
+        gradient_checkpointing=bool(hp["gradient_checkpointing"]),
         device=device,
     )
 
@@ -500,6 +618,6 @@ def _option_text(hp: dict[str, Any], change: dict[str, Any]) -> str:
     """One change of the memory setup as the job spec says it (method or option)."""
     ((field, value),) = change.items()
     if field == "method":
-        return (f"option dpo_tuning={value}" if hp["method"] == "dpo" else f"method {value}")
+        return f"option dpo_tuning={value}" if hp["method"] == "dpo" else f"method {value}"
     name = {"micro_batch": "batch_size", "seq_len": "max_seq_len"}.get(field, field)
     return f"option {name}={str(value).lower() if isinstance(value, bool) else value}"

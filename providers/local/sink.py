@@ -50,13 +50,17 @@ class ProgressSink:
                 with write_session(engine) as s:
                     found = s.scalars(select(col(Job.id)).where(col(Job.uid) == job_uid)).first()
                 if found is None:
-                    log.info("no job row with uid %s in the database: progress goes to "
-                             "status.json only", job_uid)
+                    log.info(
+                        "no job row with uid %s in the database: progress goes to status.json only",
+                        job_uid,
+                    )
                 else:
                     self.engine = engine
             except Exception as exc:  # a broken DB must not stop training
-                log.warning("database unavailable (%s): progress goes to status.json only",
-                            type(exc).__name__)
+                log.warning(
+                    "database unavailable (%s): progress goes to status.json only",
+                    type(exc).__name__,
+                )
 
     # -- helpers ------------------------------------------------------------------------
 
@@ -75,17 +79,36 @@ class ProgressSink:
         self.status.update(fields, updated_at=_now().isoformat())
         self.job_dir.write_status(**self.status)
 
-    def event(self, key: str, message: str, *, level: str = "info", type: str = "message",
-              data: dict | None = None) -> None:
-        ev = JobEvent(id=f"local:{self.attempt}:{key}", created_at=_now(), message=message,
-                      level=level, type=type, data=data)
+    def event(
+        self,
+        key: str,
+        message: str,
+        *,
+        level: str = "info",
+        type: str = "message",
+        data: dict | None = None,
+    ) -> None:
+        ev = JobEvent(
+            id=f"local:{self.attempt}:{key}",
+            created_at=_now(),
+            message=message,
+            level=level,
+            type=type,
+            data=data,
+        )
         self._update_job(lambda s, job: record_events(s, job, [ev]))
 
     # -- lifecycle ----------------------------------------------------------------------
 
     def started(self, pid: int) -> None:
-        self._write_status(status="running", pid=pid, attempt=self.attempt,
-                           started_at=_now().isoformat(), error=None, finished_at=None)
+        self._write_status(
+            status="running",
+            pid=pid,
+            attempt=self.attempt,
+            started_at=_now().isoformat(),
+            error=None,
+            finished_at=None,
+        )
 
         def fn(s, job):
             set_status(s, job, JobStatus.RUNNING, strict=False)
@@ -100,8 +123,14 @@ class ProgressSink:
         self._write_status(plan=data, total_steps=data.get("total_steps"))
         self.event("plan", message, data=data)
 
-    def progress(self, step: int, total: int, point: MetricPoint, eta_s: float | None,
-                 tokens_seen: int | None) -> None:
+    def progress(
+        self,
+        step: int,
+        total: int,
+        point: MetricPoint,
+        eta_s: float | None,
+        tokens_seen: int | None,
+    ) -> None:
         self._write_status(step=step, total_steps=total, eta_s=eta_s, trained_tokens=tokens_seen)
 
         def fn(s, job):
@@ -122,17 +151,29 @@ class ProgressSink:
 
     def checkpoint(self, step: int, path: str, metrics: dict | None) -> None:
         self._write_status(last_checkpoint=path)
-        ck = Checkpoint(step=step, model_ref=path, id=f"checkpoint-{step}", metrics=metrics,
-                        created_at=_now())
+        ck = Checkpoint(
+            step=step, model_ref=path, id=f"checkpoint-{step}", metrics=metrics, created_at=_now()
+        )
         self._update_job(lambda s, job: record_checkpoints(s, job, [ck]))
         self.event(f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": path})
 
-    def finished(self, status: JobStatus, *, fine_tuned_model: str | None = None,
-                 error: dict | None = None, artifacts: Sequence[Artifact] = (),
-                 actual: dict | None = None) -> None:
-        self._write_status(status=status.value, fine_tuned_model=fine_tuned_model, error=error,
-                           finished_at=_now().isoformat(), actual=actual,
-                           artifacts=[a.__dict__ for a in artifacts])
+    def finished(
+        self,
+        status: JobStatus,
+        *,
+        fine_tuned_model: str | None = None,
+        error: dict | None = None,
+        artifacts: Sequence[Artifact] = (),
+        actual: dict | None = None,
+    ) -> None:
+        self._write_status(
+            status=status.value,
+            fine_tuned_model=fine_tuned_model,
+            error=error,
+            finished_at=_now().isoformat(),
+            actual=actual,
+            artifacts=[a.__dict__ for a in artifacts],
+        )
 
         def fn(s, job):
             record_artifacts(s, job, artifacts)

@@ -135,8 +135,11 @@ def _pretrain(model, tokenizer, texts: list[str], steps: int, seed: int) -> None
     batch = min(64, len(texts))
     for _ in range(steps):
         idx = torch.randperm(len(texts), generator=g)[:batch]
-        loss = model(input_ids=enc["input_ids"][idx], attention_mask=enc["attention_mask"][idx],
-                     labels=labels[idx]).loss
+        loss = model(
+            input_ids=enc["input_ids"][idx],
+            attention_mask=enc["attention_mask"][idx],
+            labels=labels[idx],
+        ).loss
         loss.backward()
         opt.step()
         opt.zero_grad()

@@ -43,8 +43,7 @@ class StopRequest:
     def _handle(self, signum, _frame) -> None:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
-        log.info("received %s: will checkpoint and stop after the current step",
-                 self.signal_name)
+        log.info("received %s: will checkpoint and stop after the current step", self.signal_name)
 
 
 def make_progress_callback(sink, stop: StopRequest, main_process: bool = True):
@@ -109,11 +108,12 @@ def make_progress_callback(sink, stop: StopRequest, main_process: bool = True):
             if not main_process:
                 return
             path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-            metrics = next(
-                (h for h in reversed(state.log_history) if "eval_loss" in h), None
+            metrics = next((h for h in reversed(state.log_history) if "eval_loss" in h), None)
+            sink.checkpoint(
+                state.global_step,
+                str(path),
+                {"eval_loss": metrics["eval_loss"]} if metrics else None,
             )
-            sink.checkpoint(state.global_step, str(path),
-                            {"eval_loss": metrics["eval_loss"]} if metrics else None)
 
     return ProgressCallback()
 
@@ -148,8 +148,11 @@ def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, l
     # multi-LoRA serving and PeftModel.from_pretrained both load.
     trainer.model.save_pretrained(str(job.adapter), safe_serialization=True)
     tokenizer.save_pretrained(str(job.adapter))
-    artifacts = [Artifact("adapter", str(job.adapter),
-                          {"base_model": config["base_model"], "format": "peft"})]
+    artifacts = [
+        Artifact(
+            "adapter", str(job.adapter), {"base_model": config["base_model"], "format": "peft"}
+        )
+    ]
     if hp.get("merge"):
         from providers.local.merge import merge_adapter
 
@@ -158,8 +161,7 @@ def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, l
     return str(job.adapter), artifacts
 
 
-def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int,
-                      steps: int) -> dict:
+def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int, steps: int) -> dict:
     from providers.local.training import flops_per_token
 
     hp = config["hp"]
@@ -169,8 +171,15 @@ def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int,
     n_rows = max(1, steps * hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"])
     seq_len = tokens / n_rows if tokens else hp["max_seq_len"]
     tps = tokens / train_seconds if train_seconds > 0 else 0.0
-    fpt = flops_per_token(plan.model_params, plan.trainable_params, mcfg.num_hidden_layers,
-                          mcfg.hidden_size, seq_len, hp["tuning"], hp["gradient_checkpointing"])
+    fpt = flops_per_token(
+        plan.model_params,
+        plan.trainable_params,
+        mcfg.num_hidden_layers,
+        mcfg.hidden_size,
+        seq_len,
+        hp["tuning"],
+        hp["gradient_checkpointing"],
+    )
     return dict(
         hardware=hardware_name(plan.device),
         method=hp["method"] if hp["method"] == "dpo" else hp["tuning"],
@@ -188,10 +197,18 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
 
     config = job.read_config()
     main = int(os.environ.get("RANK", "0")) == 0  # rank 0 under accelerate, or alone
-    sink = ProgressSink(job, config.get("db_url") if main else None, config["job_uid"],
-                        attempt=int(config.get("attempt", 1)))
-    log.info("worker for job %s started (pid %d, attempt %s)", config["job_uid"], os.getpid(),
-             config.get("attempt", 1))
+    sink = ProgressSink(
+        job,
+        config.get("db_url") if main else None,
+        config["job_uid"],
+        attempt=int(config.get("attempt", 1)),
+    )
+    log.info(
+        "worker for job %s started (pid %d, attempt %s)",
+        config["job_uid"],
+        os.getpid(),
+        config.get("attempt", 1),
+    )
     if stop.requested:  # cancelled before it began: end at once, nothing loaded
         # logged first: once the final status is out, the log is complete
         log.info("cancelled (%s) before training began", stop.signal_name)
@@ -216,9 +233,15 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                 f"{plan.n_train} train / {plan.n_validation} validation examples, "
                 f"{plan.trainable_params:,} of {plan.model_params:,} parameters trained, "
                 f"loss on {plan.loss_masking.replace('_', ' ')}",
-                {"device": plan.device, "bf16": plan.bf16, "loss_masking": plan.loss_masking,
-                 "total_steps": plan.total_steps_estimate, "model_params": plan.model_params,
-                 "trainable_params": plan.trainable_params, "quantized_4bit": plan.quantized},
+                {
+                    "device": plan.device,
+                    "bf16": plan.bf16,
+                    "loss_masking": plan.loss_masking,
+                    "total_steps": plan.total_steps_estimate,
+                    "model_params": plan.model_params,
+                    "trainable_params": plan.trainable_params,
+                    "quantized_4bit": plan.quantized,
+                },
             )
         if stop.requested:  # cancelled while the model was loading: nothing to save
             if main:
@@ -228,8 +251,11 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         if resume is not None:
             log.info("resuming from %s", resume.name)
         if resume is not None and main:
-            sink.event(f"resume-{resume.name}", f"resuming from {resume.name}",
-                       data={"checkpoint": str(resume)})
+            sink.event(
+                f"resume-{resume.name}",
+                f"resuming from {resume.name}",
+                data={"checkpoint": str(resume)},
+            )
         t0 = time.monotonic()
         tokens0 = steps0 = 0
         if resume is not None:
@@ -242,18 +268,26 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         train_seconds = time.monotonic() - t0
         if callback.stopped_by_signal:
             if main:
-                sink.finished(JobStatus.CANCELLED,
-                              actual={"stopped_at_step": trainer.state.global_step,
-                                      "signal": stop.signal_name})
-            log.info("stopped on %s at step %d, checkpoint saved", stop.signal_name,
-                     trainer.state.global_step)
+                sink.finished(
+                    JobStatus.CANCELLED,
+                    actual={
+                        "stopped_at_step": trainer.state.global_step,
+                        "signal": stop.signal_name,
+                    },
+                )
+            log.info(
+                "stopped on %s at step %d, checkpoint saved",
+                stop.signal_name,
+                trainer.state.global_step,
+            )
             return JobStatus.CANCELLED
         if not main:
             return JobStatus.SUCCEEDED
         model_ref, artifacts = save_artifacts(trainer, config, job)
         tokens = int(trainer.state.num_input_tokens_seen) - tokens0
-        sample = throughput_sample(trainer, plan, config, train_seconds, tokens,
-                                   trainer.state.global_step - steps0)
+        sample = throughput_sample(
+            trainer, plan, config, train_seconds, tokens, trainer.state.global_step - steps0
+        )
         sink.throughput(sample)
         actual = {
             "train_loss": result.training_loss,
@@ -265,16 +299,19 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
             "peak_memory_bytes": sample["peak_memory_bytes"],
             "hardware": sample["hardware"],
         }
-        sink.finished(JobStatus.SUCCEEDED, fine_tuned_model=model_ref, artifacts=artifacts,
-                      actual=actual)
+        sink.finished(
+            JobStatus.SUCCEEDED, fine_tuned_model=model_ref, artifacts=artifacts, actual=actual
+        )
         log.info("succeeded: %s", model_ref)
         return JobStatus.SUCCEEDED
     except BaseException as exc:  # every failure must leave a final status behind
         log.error("training failed:\n%s", traceback.format_exc())
         if main:
             message = f"{type(exc).__name__}: {exc}".strip()
-            sink.finished(JobStatus.FAILED, error={"code": "worker_error", "message": message[:2000],
-                                                   "param": None})
+            sink.finished(
+                JobStatus.FAILED,
+                error={"code": "worker_error", "message": message[:2000], "param": None},
+            )
         return JobStatus.FAILED
 
 
@@ -283,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m providers.local.worker JOB_DIR", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, stream=sys.stdout,
-                        format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s"
+    )
     job = JobDir(Path(argv[0]).resolve())
     stop = StopRequest()
     stop.install()

@@ -48,8 +48,11 @@ def ts(value: Any) -> datetime | None:
 def _error(raw: Any) -> JobError | None:
     if not isinstance(raw, dict) or not (raw.get("message") or raw.get("code")):
         return None  # the API sends null or {} until a failure
-    return JobError(code=raw.get("code"), message=str(raw.get("message") or raw.get("code")),
-                    param=raw.get("param"))
+    return JobError(
+        code=raw.get("code"),
+        message=str(raw.get("message") or raw.get("code")),
+        param=raw.get("param"),
+    )
 
 
 def hyperparameters_of(job: dict[str, Any]) -> dict[str, Any] | None:
@@ -57,12 +60,14 @@ def hyperparameters_of(job: dict[str, Any]) -> dict[str, Any] | None:
     method = job.get("method") or {}
     kind = method.get("type")
     hp = ((method.get(kind) or {}).get("hyperparameters") if kind else None) or job.get(
-        "hyperparameters")
+        "hyperparameters"
+    )
     return dict(hp) if hp else None
 
 
-def remote_job(job: dict[str, Any], *, step: int | None = None,
-               total_steps: int | None = None) -> RemoteJob:
+def remote_job(
+    job: dict[str, Any], *, step: int | None = None, total_steps: int | None = None
+) -> RemoteJob:
     raw_status = job.get("status")
     return RemoteJob(
         remote_id=job["id"],
@@ -117,7 +122,8 @@ def metric_from_event(ev: JobEvent) -> MetricPoint | None:
         eval_loss=_num(data.get("full_valid_loss", data.get("valid_loss"))),
         train_accuracy=_num(data.get("train_mean_token_accuracy")),
         eval_accuracy=_num(
-            data.get("full_valid_mean_token_accuracy", data.get("valid_mean_token_accuracy"))),
+            data.get("full_valid_mean_token_accuracy", data.get("valid_mean_token_accuracy"))
+        ),
     )
 
 
@@ -139,11 +145,13 @@ def metrics_from_result_csv(text: str) -> list[MetricPoint]:
         step = _num(row.get("step"))
         if step is None:
             continue
-        points.append(MetricPoint(
-            step=int(step),
-            train_loss=_num(row.get("train_loss")),
-            train_accuracy=_num(row.get("train_accuracy")),
-            eval_loss=_num(row.get("valid_loss")),
-            eval_accuracy=_num(row.get("valid_mean_token_accuracy")),
-        ))
+        points.append(
+            MetricPoint(
+                step=int(step),
+                train_loss=_num(row.get("train_loss")),
+                train_accuracy=_num(row.get("train_accuracy")),
+                eval_loss=_num(row.get("valid_loss")),
+                eval_accuracy=_num(row.get("valid_mean_token_accuracy")),
+            )
+        )
     return points

@@ -66,15 +66,18 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
         return ProviderError(
             f"could not reach OpenAI while {action} (nothing was sent): "
             f"{redact(str(exc.__cause__ or exc), secrets)}",
-            code=NOT_SENT, retryable=True,
+            code=NOT_SENT,
+            retryable=True,
         )
     if isinstance(exc, openai.APITimeoutError):
-        return ProviderError(f"OpenAI did not answer in time while {action}", code="timeout",
-                             retryable=True)
+        return ProviderError(
+            f"OpenAI did not answer in time while {action}", code="timeout", retryable=True
+        )
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(
             f"lost the connection to OpenAI while {action}: {redact(str(exc), secrets)}",
-            code="connection_error", retryable=True,
+            code="connection_error",
+            retryable=True,
         )
     if isinstance(exc, openai.APIStatusError):
         body = exc.body if isinstance(exc.body, dict) else {}
@@ -87,8 +90,11 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
         text = f"OpenAI refused {action} (HTTP {status}"
         text += f", {code})" if code else ")"
         text += f": {message}"
-        cls = ConfigurationError if status in (401, 403) and code in (
-            None, "invalid_api_key", "invalid_authentication") else ProviderError
+        cls = (
+            ConfigurationError
+            if status in (401, 403) and code in (None, "invalid_api_key", "invalid_authentication")
+            else ProviderError
+        )
         return cls(
             redact(text, secrets),
             code=str(code) if code else f"http_{status}",

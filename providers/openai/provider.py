@@ -97,16 +97,25 @@ class OpenAIProvider(Provider):
         except Exception as exc:
             raise translate(exc, action, self._secrets()) from None
 
-    def _retrying(self, action: str, fn: Callable[..., T], *args: Any,
-                  _attempts: int | None = None, **kwargs: Any) -> T:
+    def _retrying(
+        self,
+        action: str,
+        fn: Callable[..., T],
+        *args: Any,
+        _attempts: int | None = None,
+        **kwargs: Any,
+    ) -> T:
         """An idempotent SDK call, retried on retryable failures."""
         attempts = max(1, _attempts or self.config.max_retries + 1)
         for attempt in range(attempts):
             try:
                 return self._once(action, fn, *args, **kwargs)
             except ProviderError as err:
-                if not err.retryable or attempt == attempts - 1 or (
-                    err.retry_after_s or 0) > MAX_INLINE_WAIT_S:
+                if (
+                    not err.retryable
+                    or attempt == attempts - 1
+                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
+                ):
                     raise
                 self._sleep(backoff_delay(attempt, err.retry_after_s))
         raise AssertionError("unreachable")
@@ -116,14 +125,20 @@ class OpenAIProvider(Provider):
     def validate_spec(self, spec: JobSpec) -> list[str]:
         problems = []
         if spec.method not in self.capabilities.methods:
-            problems.append(f"method {spec.method!r} is not supported by OpenAI fine-tuning "
-                            f"(use one of: {', '.join(self.capabilities.methods)})")
+            problems.append(
+                f"method {spec.method!r} is not supported by OpenAI fine-tuning "
+                f"(use one of: {', '.join(self.capabilities.methods)})"
+            )
         hp = spec.hyperparameters
         checks = [
             ("n_epochs", hp.n_epochs, lambda v: isinstance(v, int) and 1 <= v <= 50, "1-50"),
             ("batch_size", hp.batch_size, lambda v: isinstance(v, int) and 1 <= v <= 256, "1-256"),
-            ("learning_rate_multiplier", hp.learning_rate_multiplier,
-             lambda v: isinstance(v, int | float) and v > 0, "> 0"),
+            (
+                "learning_rate_multiplier",
+                hp.learning_rate_multiplier,
+                lambda v: isinstance(v, int | float) and v > 0,
+                "> 0",
+            ),
             ("beta", hp.beta, lambda v: isinstance(v, int | float) and v > 0, "> 0"),
         ]
         for name, value, ok, allowed in checks:
@@ -132,8 +147,9 @@ class OpenAIProvider(Provider):
         if hp.beta != "auto" and spec.method != "dpo":
             problems.append("beta applies only to the dpo method")
         if hp.learning_rate is not None:
-            problems.append("OpenAI takes a learning_rate_multiplier, not an absolute "
-                            "learning_rate")
+            problems.append(
+                "OpenAI takes a learning_rate_multiplier, not an absolute learning_rate"
+            )
         if spec.suffix is not None and not 1 <= len(spec.suffix) <= 64:
             problems.append(f"suffix must be 1-64 characters (got {len(spec.suffix)})")
         if not Path(spec.train_path).is_file():
@@ -164,8 +180,12 @@ class OpenAIProvider(Provider):
         cached = self.uploads.get(endpoint, content_hash, purpose)
         if cached:
             try:
-                found = self._retrying("checking an uploaded file", self.client.files.retrieve,
-                                       cached, _attempts=self.config.create_attempts)
+                found = self._retrying(
+                    "checking an uploaded file",
+                    self.client.files.retrieve,
+                    cached,
+                    _attempts=self.config.create_attempts,
+                )
                 if found.status != "error":
                     return self._wait_processed(found)
             except ProviderError as err:
@@ -174,8 +194,8 @@ class OpenAIProvider(Provider):
             self.uploads.forget(endpoint, content_hash, purpose)  # gone or broken: upload again
         size = path.stat().st_size
         uploaded = self._retrying(
-            f"uploading {path.name}", lambda: self.client.files.create(
-                file=(path.name, path.read_bytes()), purpose=purpose),
+            f"uploading {path.name}",
+            lambda: self.client.files.create(file=(path.name, path.read_bytes()), purpose=purpose),
             _attempts=self.config.create_attempts,
         )
         self.uploads.put(endpoint, content_hash, purpose, uploaded.id, size)
@@ -190,16 +210,26 @@ class OpenAIProvider(Provider):
                 return file_obj.id
             if status == "error":
                 details = getattr(file_obj, "status_details", None) or "no details given"
-                raise ProviderError(f"OpenAI could not process file {file_obj.id}: {details}",
-                                    code="file_error", param="training_file")
+                raise ProviderError(
+                    f"OpenAI could not process file {file_obj.id}: {details}",
+                    code="file_error",
+                    param="training_file",
+                )
             if time.monotonic() > deadline:
                 raise ProviderError(
                     f"file {file_obj.id} was still {status!r} after {self.config.file_wait_s:.0f}"
-                    " s; try again later", code="file_timeout", retryable=True)
+                    " s; try again later",
+                    code="file_timeout",
+                    retryable=True,
+                )
             self._sleep(delay)
             delay = min(delay * 2, 2.0)
-            file_obj = self._retrying("waiting for a file", self.client.files.retrieve,
-                                      file_obj.id, _attempts=self.config.create_attempts)
+            file_obj = self._retrying(
+                "waiting for a file",
+                self.client.files.retrieve,
+                file_obj.id,
+                _attempts=self.config.create_attempts,
+            )
 
     # -- jobs -------------------------------------------------------------------------
 
@@ -276,8 +306,9 @@ class OpenAIProvider(Provider):
                     continue  # not visible yet; it may still appear: only look again
                 need_lookup = False
             try:
-                job = self._once("creating the fine-tuning job",
-                                 self.client.fine_tuning.jobs.create, **body)
+                job = self._once(
+                    "creating the fine-tuning job", self.client.fine_tuning.jobs.create, **body
+                )
                 return convert.remote_job(job.to_dict())
             except ProviderError as err:
                 if not err.retryable:
@@ -289,7 +320,9 @@ class OpenAIProvider(Provider):
         if last is not None and last.code == NOT_SENT and not ever_sent:
             raise ProviderError(  # no create ever reached the service: nothing to settle
                 f"{last.message}. No job was created; check the network and launch again.",
-                code=NOT_SENT, retryable=False)
+                code=NOT_SENT,
+                retryable=False,
+            )
         try:
             found = self._find_once(spec.ftm_job_uid)
         except ProviderError:
@@ -299,13 +332,18 @@ class OpenAIProvider(Provider):
         raise ProviderError(
             f"could not confirm whether the job was created ({last.message if last else '?'}); "
             "ftm will look it up again by its id before doing anything else",
-            code="create_unconfirmed", retryable=True,
+            code="create_unconfirmed",
+            retryable=True,
             retry_after_s=last.retry_after_s if last else None,
         )
 
     def _find_once(self, ftm_job_uid: str) -> RemoteJob | None:
-        page = self._once("looking up the job by its ftm id", self.client.fine_tuning.jobs.list,
-                          metadata={METADATA_KEY: ftm_job_uid}, limit=10)
+        page = self._once(
+            "looking up the job by its ftm id",
+            self.client.fine_tuning.jobs.list,
+            metadata={METADATA_KEY: ftm_job_uid},
+            limit=10,
+        )
         for _ in range(20):  # a server that ignores the filter: check every job, bounded
             for job in page.data:
                 raw = job.to_dict()
@@ -313,21 +351,29 @@ class OpenAIProvider(Provider):
                     return convert.remote_job(raw)
             if not page.has_more or not page.data:
                 return None
-            page = self._once("looking up the job by its ftm id",
-                              self.client.fine_tuning.jobs.list,
-                              metadata={METADATA_KEY: ftm_job_uid}, limit=100,
-                              after=page.data[-1].id)
+            page = self._once(
+                "looking up the job by its ftm id",
+                self.client.fine_tuning.jobs.list,
+                metadata={METADATA_KEY: ftm_job_uid},
+                limit=100,
+                after=page.data[-1].id,
+            )
         return None
 
     def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
-        return self._retrying("looking up the job by its ftm id", self._find_once, ftm_job_uid,
-                              _attempts=self.config.create_attempts)
+        return self._retrying(
+            "looking up the job by its ftm id",
+            self._find_once,
+            ftm_job_uid,
+            _attempts=self.config.create_attempts,
+        )
 
     def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
         """The job now, with events newer than ``events_cursor`` (oldest first), the metric
         points they carry, the checkpoints, and on success the result file's metrics."""
-        raw = self._retrying(f"reading job {remote_id}", self.client.fine_tuning.jobs.retrieve,
-                             remote_id).to_dict()
+        raw = self._retrying(
+            f"reading job {remote_id}", self.client.fine_tuning.jobs.retrieve, remote_id
+        ).to_dict()
         events = self._new_events(remote_id, events_cursor)
         metrics = [m for m in (convert.metric_from_event(e) for e in events) if m is not None]
         step = total = None
@@ -344,13 +390,18 @@ class OpenAIProvider(Provider):
         artifacts = []
         if job.status == JobStatus.SUCCEEDED:
             for file_id in raw.get("result_files") or []:
-                text = self._retrying("downloading the result file",
-                                      self.client.files.content, file_id).text
+                text = self._retrying(
+                    "downloading the result file", self.client.files.content, file_id
+                ).text
                 metrics.extend(convert.metrics_from_result_csv(text))
                 artifacts.append(Artifact(kind="result_file", uri=f"openai-file:{file_id}"))
         return Refresh(
-            job=job, events=events, events_cursor=events[-1].id if events else events_cursor,
-            metrics=metrics, checkpoints=checkpoints, artifacts=artifacts,
+            job=job,
+            events=events,
+            events_cursor=events[-1].id if events else events_cursor,
+            metrics=metrics,
+            checkpoints=checkpoints,
+            artifacts=artifacts,
         )
 
     def _new_events(self, remote_id: str, cursor: str | None) -> list:
@@ -365,8 +416,12 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"limit": EVENTS_PAGE}
             if after:
                 kwargs["after"] = after
-            page = self._retrying(f"reading events of {remote_id}",
-                                  self.client.fine_tuning.jobs.list_events, remote_id, **kwargs)
+            page = self._retrying(
+                f"reading events of {remote_id}",
+                self.client.fine_tuning.jobs.list_events,
+                remote_id,
+                **kwargs,
+            )
             for item in page.data:
                 if cursor is not None and item.id == cursor:
                     return [convert.event(e.to_dict()) for e in reversed(collected)]
@@ -383,9 +438,12 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"limit": 100}
             if after:
                 kwargs["after"] = after
-            page = self._retrying(f"reading checkpoints of {remote_id}",
-                                  self.client.fine_tuning.jobs.checkpoints.list, remote_id,
-                                  **kwargs)
+            page = self._retrying(
+                f"reading checkpoints of {remote_id}",
+                self.client.fine_tuning.jobs.checkpoints.list,
+                remote_id,
+                **kwargs,
+            )
             out.extend(convert.checkpoint(c.to_dict()) for c in page.data)
             if not page.has_more or not page.data:
                 break
@@ -395,8 +453,9 @@ class OpenAIProvider(Provider):
     def _job_action(self, verb: str, fn: Callable[..., Any], remote_id: str) -> RemoteJob:
         # cancel/pause/resume are idempotent enough to retry: a repeat of a done action is
         # refused with a 4xx, which is reported, not retried.
-        return convert.remote_job(self._retrying(f"{verb} job {remote_id}", fn, remote_id)
-                                  .to_dict())
+        return convert.remote_job(
+            self._retrying(f"{verb} job {remote_id}", fn, remote_id).to_dict()
+        )
 
     def cancel(self, remote_id: str) -> RemoteJob:
         return self._job_action("cancelling", self.client.fine_tuning.jobs.cancel, remote_id)
@@ -415,12 +474,18 @@ class OpenAIProvider(Provider):
             kwargs: dict[str, Any] = {"limit": min(100, limit - len(out))}
             if after:
                 kwargs["after"] = after
-            page = self._retrying("listing fine-tuning jobs", self.client.fine_tuning.jobs.list,
-                                  **kwargs)
+            page = self._retrying(
+                "listing fine-tuning jobs", self.client.fine_tuning.jobs.list, **kwargs
+            )
             for job in page.data:
                 raw = job.to_dict()
-                out.append(replace(convert.remote_job(raw), hyperparameters=(
-                    convert.hyperparameters_of(raw) or {}) | {"method": convert.method_of(raw)}))
+                out.append(
+                    replace(
+                        convert.remote_job(raw),
+                        hyperparameters=(convert.hyperparameters_of(raw) or {})
+                        | {"method": convert.method_of(raw)},
+                    )
+                )
             if not page.has_more or not page.data:
                 break
             after = page.data[-1].id
@@ -442,9 +507,12 @@ class OpenAIProvider(Provider):
     ) -> Completion:
         started = time.perf_counter()
         response = self._retrying(
-            f"asking {model}", self.client.chat.completions.create, model=model,
+            f"asking {model}",
+            self.client.chat.completions.create,
+            model=model,
             messages=[{"role": m.role, "content": m.content} for m in messages],
-            max_tokens=max_tokens, temperature=temperature,
+            max_tokens=max_tokens,
+            temperature=temperature,
         )
         latency = (time.perf_counter() - started) * 1000
         usage = response.usage

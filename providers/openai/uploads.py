@@ -79,8 +79,14 @@ class SqlUploadCache:
                 select(UploadedFile).where(*self._where(endpoint, content_hash, purpose))
             ).first()
             if row is None:
-                row = UploadedFile(provider=PROVIDER, endpoint=endpoint, content_hash=content_hash,
-                                   purpose=purpose, remote_file_id=file_id, bytes=size)
+                row = UploadedFile(
+                    provider=PROVIDER,
+                    endpoint=endpoint,
+                    content_hash=content_hash,
+                    purpose=purpose,
+                    remote_file_id=file_id,
+                    bytes=size,
+                )
             else:  # a stale entry (the remote file was deleted) gets the new id
                 row.remote_file_id, row.bytes = file_id, size
             session.add(row)

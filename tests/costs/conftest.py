@@ -23,12 +23,20 @@ def chat_examples(n: int, *, labels: list[str] | None = LABELS, seed: int = 0) -
     out = []
     for i in range(n):
         text = f"Ticket {seed}-{i}: my invoice for order {i * 7} shows a charge I do not recognise."
-        reply = labels[i % len(labels)] if labels else f"Summary {i}: the customer disputes a charge of ${i}."
-        out.append({"messages": [
-            {"role": "system", "content": "Route the ticket to one team."},
-            {"role": "user", "content": text},
-            {"role": "assistant", "content": reply},
-        ]})
+        reply = (
+            labels[i % len(labels)]
+            if labels
+            else f"Summary {i}: the customer disputes a charge of ${i}."
+        )
+        out.append(
+            {
+                "messages": [
+                    {"role": "system", "content": "Route the ticket to one team."},
+                    {"role": "user", "content": text},
+                    {"role": "assistant", "content": reply},
+                ]
+            }
+        )
     return out
 
 
@@ -38,13 +46,23 @@ def recipe_tokens(example: dict) -> int:
     from app.tokens import get_encoding
 
     enc = get_encoding("o200k_base")
-    return sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"]))
-               for m in example["messages"]) + 3
+    return (
+        sum(
+            3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"]))
+            for m in example["messages"]
+        )
+        + 3
+    )
 
 
-def store_dataset(home: Path, name: str, examples: list[dict] | None = None, *,
-                  counts: list[int] | None = None, extra_counts: dict[str, list[int]] | None = None
-                  ) -> Dataset:
+def store_dataset(
+    home: Path,
+    name: str,
+    examples: list[dict] | None = None,
+    *,
+    counts: list[int] | None = None,
+    extra_counts: dict[str, list[int]] | None = None,
+) -> Dataset:
     """Store a dataset the way intake does. ``counts`` overrides the measured counts (to
     test formulas on chosen numbers); the train.jsonl still holds ``examples``."""
     examples = examples if examples is not None else chat_examples(40)
@@ -54,18 +72,38 @@ def store_dataset(home: Path, name: str, examples: list[dict] | None = None, *,
     body = "".join(json.dumps(e) + "\n" for e in examples)
     (data_dir / "train.jsonl").write_text(body)
     (data_dir / "validation.jsonl").write_text("")
-    digest = hashlib.sha256((name + body + str(counts[:10]) + str(len(counts))).encode()).hexdigest()
+    digest = hashlib.sha256(
+        (name + body + str(counts[:10]) + str(len(counts))).encode()
+    ).hexdigest()
     with write_session(get_engine()) as s:
-        ds = Dataset(name=name, content_hash=digest, format="chat", source_path=f"/data/{name}.jsonl",
-                     n_examples=len(counts), n_train=len(counts), n_validation=0,
-                     val_fraction=0.0, split_seed=0, verdict="ok", data_dir=str(data_dir),
-                     stats={"tokens": {"total": int(sum(counts))}})
+        ds = Dataset(
+            name=name,
+            content_hash=digest,
+            format="chat",
+            source_path=f"/data/{name}.jsonl",
+            n_examples=len(counts),
+            n_train=len(counts),
+            n_validation=0,
+            val_fraction=0.0,
+            split_seed=0,
+            verdict="ok",
+            data_dir=str(data_dir),
+            stats={"tokens": {"total": int(sum(counts))}},
+        )
         s.add(ds)
         s.flush()
         for tokenizer, values in {"tiktoken:o200k_base": counts, **(extra_counts or {})}.items():
             packed = array("I", values)
-            s.add(TokenCount(dataset_id=ds.id, tokenizer=tokenizer, split="train", n=len(values),
-                             total=int(sum(values)), counts=packed.tobytes()))
+            s.add(
+                TokenCount(
+                    dataset_id=ds.id,
+                    tokenizer=tokenizer,
+                    split="train",
+                    n=len(values),
+                    total=int(sum(values)),
+                    counts=packed.tobytes(),
+                )
+            )
     return ds
 
 

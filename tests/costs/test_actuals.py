@@ -27,8 +27,12 @@ def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home): 
     source = ftm_home / "tickets.jsonl"
     source.write_text("".join(json.dumps(e) + "\n" for e in chat_examples(30)))
     ds, _ = add_dataset(source, name="tickets")  # the real intake: split, exact counts
-    estimate = estimate_for_launch(dataset_id=ds.id, provider="openai", base_model=MODEL,
-                                   hyperparameters=Hyperparameters(n_epochs=2)).to_dict()
+    estimate = estimate_for_launch(
+        dataset_id=ds.id,
+        provider="openai",
+        base_model=MODEL,
+        hyperparameters=Hyperparameters(n_epochs=2),
+    ).to_dict()
     assert estimate["simulated"] and estimate["epochs"] == 2
     assert "nothing is billed" in estimate["note"]
     job = launch_job("openai", ds.id, MODEL, hyperparameters={"n_epochs": 2})
@@ -49,9 +53,11 @@ def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home): 
     # Both count by the public recipe: the estimate is exact.
     assert estimate["billable_tokens"] == j.trained_tokens
     assert actual["tokens_error_pct"] == pytest.approx(
-        (estimate["billable_tokens"] - j.trained_tokens) / j.trained_tokens * 100)
+        (estimate["billable_tokens"] - j.trained_tokens) / j.trained_tokens * 100
+    )
     assert actual["cost_error_pct"] == pytest.approx(
-        (j.estimated_cost_usd - j.actual_cost_usd) / j.actual_cost_usd * 100)
+        (j.estimated_cost_usd - j.actual_cost_usd) / j.actual_cost_usd * 100
+    )
     # Recording again changes nothing (the poller may see the end twice).
     with write_session(engine) as s:
         again = record_actual(s, s.get(Job, job.id))
@@ -60,10 +66,19 @@ def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home): 
 
 def _tiny_config(path):
     path.mkdir(parents=True, exist_ok=True)
-    (path / "config.json").write_text(json.dumps({
-        "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 4, "intermediate_size": 128, "vocab_size": 512,
-        "tie_word_embeddings": True}))
+    (path / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 4,
+                "intermediate_size": 128,
+                "vocab_size": 512,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     return path
 
 
@@ -72,23 +87,46 @@ def test_local_job_rows_record_time_throughput_and_memory(ftm_home):
     trained tokens, and one throughput sample with peak memory."""
     ds = store_dataset(ftm_home, "tickets", chat_examples(60))
     model = _tiny_config(ftm_home / "tiny")
-    estimate = estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(model),
-                                   method="lora", options={"epochs": 1, "max_seq_len": 256},
-                                   gpu="cpu").to_dict()
+    estimate = estimate_for_launch(
+        dataset_id=ds.id,
+        provider="local",
+        base_model=str(model),
+        method="lora",
+        options={"epochs": 1, "max_seq_len": 256},
+        gpu="cpu",
+    ).to_dict()
     assert estimate["gpu"] == "cpu" and estimate["training_time_s"] > 0
     assert estimate["peak_memory_bytes"] > 0
     start = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
     with write_session(get_engine()) as s:
-        job = Job(name="tiny", provider="local", base_model=str(model), dataset_id=ds.id,
-                  method="lora", status="succeeded", started_at=start,
-                  finished_at=start + timedelta(seconds=180), trained_tokens=90_000,
-                  spec={"options": {"epochs": 1}}, estimate=estimate,
-                  estimated_cost_usd=estimate["training_cost_usd"])
+        job = Job(
+            name="tiny",
+            provider="local",
+            base_model=str(model),
+            dataset_id=ds.id,
+            method="lora",
+            status="succeeded",
+            started_at=start,
+            finished_at=start + timedelta(seconds=180),
+            trained_tokens=90_000,
+            spec={"options": {"epochs": 1}},
+            estimate=estimate,
+            estimated_cost_usd=estimate["training_cost_usd"],
+        )
         s.add(job)
         s.flush()
-        s.add(ThroughputSample(job_id=job.id, hardware="cpu", method="lora", model_params=100_000,
-                               seq_len=256, tokens_per_second=600.0, achieved_flops_per_s=1e9,
-                               peak_memory_bytes=400_000_000))
+        s.add(
+            ThroughputSample(
+                job_id=job.id,
+                hardware="cpu",
+                method="lora",
+                model_params=100_000,
+                seq_len=256,
+                tokens_per_second=600.0,
+                achieved_flops_per_s=1e9,
+                peak_memory_bytes=400_000_000,
+            )
+        )
         job_id = job.id
     with write_session(get_engine()) as s:
         first = dict(record_actual(s, s.get(Job, job_id)))
@@ -103,14 +141,14 @@ def test_local_job_rows_record_time_throughput_and_memory(ftm_home):
     cpu_per_hour = 65 / 1000 * 0.20  # the catalog's CPU: 65 W at $0.20/kWh
     assert j.actual_cost_usd == pytest.approx(180 / 3600 * cpu_per_hour)
     assert a["time_error_pct"] == pytest.approx((estimate["training_time_s"] - 180) / 180 * 100)
-    assert a["memory_error_pct"] == pytest.approx(
-        (estimate["peak_memory_bytes"] - 4e8) / 4e8 * 100)
+    assert a["memory_error_pct"] == pytest.approx((estimate["peak_memory_bytes"] - 4e8) / 4e8 * 100)
 
 
 def test_a_hosted_job_without_trained_tokens_records_no_cost(ftm_home):
     with write_session(get_engine()) as s:
-        job = Job(name="x", provider="openai", base_model=MODEL, method="supervised",
-                  status="cancelled")
+        job = Job(
+            name="x", provider="openai", base_model=MODEL, method="supervised", status="cancelled"
+        )
         s.add(job)
         s.flush()
         a = record_actual(s, job)
@@ -125,11 +163,28 @@ def test_pending_actuals_are_recorded_once_for_jobs_ended_elsewhere(ftm_home):
 
     start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     with write_session(get_engine()) as s:
-        s.add(Job(name="done", provider="local", base_model="m", method="lora",
-                  status="failed", started_at=start, finished_at=start + timedelta(minutes=30),
-                  actual={"hardware": "cuda:NVIDIA L4"}))
-        s.add(Job(name="running", provider="local", base_model="m", method="lora",
-                  status="running", started_at=start))
+        s.add(
+            Job(
+                name="done",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="failed",
+                started_at=start,
+                finished_at=start + timedelta(minutes=30),
+                actual={"hardware": "cuda:NVIDIA L4"},
+            )
+        )
+        s.add(
+            Job(
+                name="running",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="running",
+                started_at=start,
+            )
+        )
     with write_session(get_engine()) as s:
         assert record_pending_actuals(s) == 1
     with write_session(get_engine()) as s:
@@ -144,8 +199,14 @@ def test_pending_actuals_are_recorded_once_for_jobs_ended_elsewhere(ftm_home):
 
 def test_a_model_without_prices_records_tokens_and_says_why(ftm_home):
     with write_session(get_engine()) as s:
-        job = Job(name="x", provider="openai", base_model="gpt-9-2030-01-01", method="supervised",
-                  status="succeeded", trained_tokens=12_345)
+        job = Job(
+            name="x",
+            provider="openai",
+            base_model="gpt-9-2030-01-01",
+            method="supervised",
+            status="succeeded",
+            trained_tokens=12_345,
+        )
         s.add(job)
         s.flush()
         a = record_actual(s, job)

@@ -18,8 +18,16 @@ from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 pytestmark = pytest.mark.slow
 
 # device=cpu: the same run, priced and measured on the CPU, on a machine with a GPU too.
-OPTIONS = {"epochs": 1, "torch_threads": 2, "batch_size": 8, "max_seq_len": 128, "device": "cpu",
-           "save_steps": 100_000, "eval_steps": 100_000, "early_stopping_patience": 0}
+OPTIONS = {
+    "epochs": 1,
+    "torch_threads": 2,
+    "batch_size": 8,
+    "max_seq_len": 128,
+    "device": "cpu",
+    "save_steps": 100_000,
+    "eval_steps": 100_000,
+    "early_stopping_patience": 0,
+}
 
 
 def test_local_job_records_measured_time_throughput_and_memory(tiny_model, ftm_home):  # noqa: F811
@@ -28,8 +36,14 @@ def test_local_job_records_measured_time_throughput_and_memory(tiny_model, ftm_h
 
     path = demo_data.write_jsonl(ftm_home / "train.jsonl", demo_data.labelling_examples(48, 3))
     ds, _ = add_dataset(path, name="labels", val_fraction=0.1)
-    estimate = estimate_for_launch(dataset_id=ds.id, provider="local", base_model=str(tiny_model),
-                                   method="lora", options=OPTIONS, gpu="cpu").to_dict()
+    estimate = estimate_for_launch(
+        dataset_id=ds.id,
+        provider="local",
+        base_model=str(tiny_model),
+        method="lora",
+        options=OPTIONS,
+        gpu="cpu",
+    ).to_dict()
     assert estimate["gpu"] == "cpu"
     assert "exact hf:" in estimate["note"]  # the tiny model's own tokenizer counted the data
     job = launch_job("local", ds.id, str(tiny_model), method="lora", options=OPTIONS)
@@ -49,8 +63,9 @@ def test_local_job_records_measured_time_throughput_and_memory(tiny_model, ftm_h
         assert record_pending_actuals(s) == 0  # recorded once
     with read_session(get_engine()) as s:
         j = s.get(Job, job.id)
-        sample = s.exec(__import__("sqlmodel").select(ThroughputSample)
-                        .where(ThroughputSample.job_id == job.id)).one()
+        sample = s.exec(
+            __import__("sqlmodel").select(ThroughputSample).where(ThroughputSample.job_id == job.id)
+        ).one()
     assert j.status == "succeeded", j.error
     a = j.actual
     assert a["kind"] == "local" and a["hardware"] == "cpu"
@@ -61,5 +76,7 @@ def test_local_job_records_measured_time_throughput_and_memory(tiny_model, ftm_h
     assert j.actual_cost_usd == pytest.approx(a["wall_seconds"] / 3600 * 65 / 1000 * 0.20)
     assert a["train_time_error_pct"] == pytest.approx(
         (estimate["inputs"]["training"]["train_seconds"] - a["train_seconds"])
-        / a["train_seconds"] * 100)
+        / a["train_seconds"]
+        * 100
+    )
     assert a["cost_error_pct"] is not None and a["memory_error_pct"] is not None

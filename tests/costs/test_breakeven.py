@@ -37,8 +37,9 @@ def test_hosted_comparison_hand_computed(make_dataset):
     ds = make_dataset("tickets", examples)
     with read_session(get_engine()) as s:
         # One month: every option serves the whole horizon (the horizon rule has its own tests).
-        r = compare(s, ds, provider="openai", requests_per_month=50_000, horizon_months=1,
-                    today=TODAY)
+        r = compare(
+            s, ds, provider="openai", requests_per_month=50_000, horizon_months=1, today=TODAY
+        )
     # The request's shape, counted by the data-prep recipe on the examples themselves.
     # 3 per message + the role + the content; the reply is billed as output by its content.
     system = 3 + _tok("system") + _tok("Route the ticket to one team.")

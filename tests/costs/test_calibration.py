@@ -37,12 +37,26 @@ def test_measured_throughput_replaces_the_default_mfu():
     with write_session(get_engine()) as s:
         # An earlier LoRA run of the same model on an H100 sustained 4,000 tokens/s
         # (another GPU's sample must not count).
-        s.add(ThroughputSample(hardware="NVIDIA H100 80GB HBM3", method="lora",
-                               model_params=shape.params, seq_len=512, tokens_per_second=4000.0,
-                               achieved_flops_per_s=1.0))
-        s.add(ThroughputSample(hardware="NVIDIA A100-SXM4-80GB", method="lora",
-                               model_params=shape.params, seq_len=512, tokens_per_second=99.0,
-                               achieved_flops_per_s=1.0))
+        s.add(
+            ThroughputSample(
+                hardware="NVIDIA H100 80GB HBM3",
+                method="lora",
+                model_params=shape.params,
+                seq_len=512,
+                tokens_per_second=4000.0,
+                achieved_flops_per_s=1.0,
+            )
+        )
+        s.add(
+            ThroughputSample(
+                hardware="NVIDIA A100-SXM4-80GB",
+                method="lora",
+                model_params=shape.params,
+                seq_len=512,
+                tokens_per_second=99.0,
+                achieved_flops_per_s=1.0,
+            )
+        )
     with read_session(get_engine()) as s:
         after = estimate_local_training(s, counts, shape, cfg, c, gpu="h100")
     assert after.calibration.source == "measured" and len(after.calibration.sample_ids) == 1

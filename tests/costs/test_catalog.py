@@ -35,8 +35,10 @@ def test_prices_match_the_published_table():
     assert (m.base_input, m.base_cached_input, m.base_output) == (0.15, 0.075, 0.60)
     assert c.hosted_model("gpt-4.1-2025-04-14").training == 25.00
     # An ft: model prices as its base snapshot.
-    assert c.hosted_model("ft:gpt-4.1-mini-2025-04-14:acme:tickets:abc12345").id == \
-        "gpt-4.1-mini-2025-04-14"
+    assert (
+        c.hosted_model("ft:gpt-4.1-mini-2025-04-14:acme:tickets:abc12345").id
+        == "gpt-4.1-mini-2025-04-14"
+    )
 
 
 def test_lifecycle_dates_come_from_the_openai_lifecycle_file():
@@ -44,8 +46,12 @@ def test_lifecycle_dates_come_from_the_openai_lifecycle_file():
     c = load_catalog(use_settings=False)
     lc = load_lifecycle()
     assert c.service_cutoff == lc.job_creation_cutoff == date(2027, 1, 6)
-    for mid in ("gpt-4o-2024-08-06", "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14",
-                "gpt-4.1-mini-2025-04-14"):
+    for mid in (
+        "gpt-4o-2024-08-06",
+        "gpt-4o-mini-2024-07-18",
+        "gpt-4.1-2025-04-14",
+        "gpt-4.1-mini-2025-04-14",
+    ):
         assert c.hosted_model(mid).sunset == date(2027, 1, 14)
         assert str(c.hosted_model(mid).sunset) == lc.model(mid).sunset
     assert c.hosted_model("gpt-3.5-turbo").token_limit == 16385
@@ -57,9 +63,9 @@ def test_user_file_overrides_a_price_and_adds_a_gpu(tmp_path, monkeypatch):
         'as_of = "2026-11-01"\n'
         '[openai.models."gpt-4o-mini-2024-07-18"]\ntraining = 2.40\n'
         '[gpus.my-a6000]\nname = "our A6000"\ntflops_bf16 = 155\nmemory_gb = 48\n'
-        'owned = true\nwatts = 300\n'
+        "owned = true\nwatts = 300\n"
         '[gpus.h100]\nusd_per_hour = 1.85\ncloud = "negotiated"\n'
-        '[electricity]\nusd_per_kwh = 0.30\n'
+        "[electricity]\nusd_per_kwh = 0.30\n"
     )
     monkeypatch.setenv("FTM_PRICES_FILE", str(user))
     from app.settings import get_settings

@@ -12,9 +12,14 @@ from tests.costs.conftest import chat_examples
 
 
 def ftm(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "app", *args], capture_output=True, text=True,
-                          cwd=REPO_ROOT, env={**os.environ, "COLUMNS": "200", **(env or {})},
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        capture_output=True,
+        text=True,
+        cwd=REPO_ROOT,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        timeout=120,
+    )
 
 
 def test_estimate_prints_the_side_by_side_table(make_dataset):
@@ -30,14 +35,27 @@ def test_estimate_prints_the_side_by_side_table(make_dataset):
 
 def test_estimate_json_carries_inputs_and_dates(make_dataset):
     make_dataset("tickets", chat_examples(300))
-    out = ftm("estimate", "tickets", "--provider", "local", "--method", "lora", "--gpu",
-              "a100-80gb", "--model", "mistralai/Mistral-7B-v0.3", "--json")
+    out = ftm(
+        "estimate",
+        "tickets",
+        "--provider",
+        "local",
+        "--method",
+        "lora",
+        "--gpu",
+        "a100-80gb",
+        "--model",
+        "mistralai/Mistral-7B-v0.3",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)
     kinds = [o["kind"] for o in data["options"]]
     assert kinds == ["baseline", "local"]
     local = data["options"][1]
-    assert local["training"]["gpu"] == "a100-80gb" and local["training"]["config"]["method"] == "lora"
+    assert (
+        local["training"]["gpu"] == "a100-80gb" and local["training"]["config"]["method"] == "lora"
+    )
     assert local["training"]["price_as_of"] and local["training"]["memory"]["total"] > 14e9
     assert data["catalog"]["as_of"] and data["dataset"]["train_examples"] == 300
 
@@ -61,8 +79,10 @@ def test_prices_shows_catalog_age_sources_and_the_users_file(tmp_path):
     assert "days old" in out.stdout and "2027-01-06" in out.stdout and "2027-01-14" in out.stdout
     assert "rtx-4090" in out.stdout and "runpod" in out.stdout
     user = tmp_path / "mine.toml"
-    user.write_text('[gpus.lab-a6000]\nname = "lab A6000"\ntflops_bf16 = 155\nmemory_gb = 48\n'
-                    'usd_per_hour = 0.45\n')
+    user.write_text(
+        '[gpus.lab-a6000]\nname = "lab A6000"\ntflops_bf16 = 155\nmemory_gb = 48\n'
+        "usd_per_hour = 0.45\n"
+    )
     out = ftm("prices", "--json", env={"FTM_PRICES_FILE": str(user)})
     assert out.returncode == 0, out.stderr
     data = json.loads(out.stdout)

@@ -9,19 +9,22 @@ from app.costs.catalog import load_catalog
 from app.costs.hosted import auto_epochs, billable_tokens_per_epoch, estimate_hosted_training
 
 
-@pytest.mark.parametrize(("n", "epochs"), [
-    (1, 25),        # 100 // 1 = 100, capped at 25
-    (4, 25),        # 4 x 3 = 12 < 100: min(25, 100 // 4 = 25)
-    (5, 20),        # min(25, 20)
-    (10, 10),
-    (33, 3),        # 33 x 3 = 99 < 100: min(25, 100 // 33) = 3
-    (34, 3),        # 34 x 3 = 102: the plain 3
-    (8333, 3),      # 8333 x 3 = 24,999 <= 25,000
-    (8334, 2),      # 8334 x 3 = 25,002 > 25,000: 25,000 // 8334 = 2
-    (12_500, 2),
-    (12_501, 1),
-    (100_000, 1),   # never below 1
-])
+@pytest.mark.parametrize(
+    ("n", "epochs"),
+    [
+        (1, 25),  # 100 // 1 = 100, capped at 25
+        (4, 25),  # 4 x 3 = 12 < 100: min(25, 100 // 4 = 25)
+        (5, 20),  # min(25, 20)
+        (10, 10),
+        (33, 3),  # 33 x 3 = 99 < 100: min(25, 100 // 33) = 3
+        (34, 3),  # 34 x 3 = 102: the plain 3
+        (8333, 3),  # 8333 x 3 = 24,999 <= 25,000
+        (8334, 2),  # 8334 x 3 = 25,002 > 25,000: 25,000 // 8334 = 2
+        (12_500, 2),
+        (12_501, 1),
+        (100_000, 1),  # never below 1
+    ],
+)
 def test_auto_epochs_boundaries(n, epochs):
     assert auto_epochs(n) == epochs
 

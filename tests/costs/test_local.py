@@ -20,13 +20,13 @@ SETTINGS = dict(seq_len=1024, micro_batch=1, packing=True, gradient_checkpointin
 
 # (model, method, published low GB, published high GB): community-measured peaks.
 PUBLISHED = [
-    ("meta-llama/Llama-2-7b-hf", "qlora", 6, 6),         # QLoRA 7-8B ~ 6 GB
+    ("meta-llama/Llama-2-7b-hf", "qlora", 6, 6),  # QLoRA 7-8B ~ 6 GB
     ("mistralai/Mistral-7B-v0.1", "qlora", 6, 6),
-    ("meta-llama/Llama-2-7b-hf", "lora", 16, 22),        # LoRA 7-8B ~ 16-22 GB
+    ("meta-llama/Llama-2-7b-hf", "lora", 16, 22),  # LoRA 7-8B ~ 16-22 GB
     ("meta-llama/Llama-3.1-8B", "lora", 16, 22),
-    ("meta-llama/Llama-2-7b-hf", "full", 120, 120),      # full, mixed-precision AdamW ~ 120 GB
-    ("meta-llama/Llama-2-13b-hf", "qlora", 10, 12),      # QLoRA 13B ~ 10-12 GB
-    ("meta-llama/Llama-3.1-70B", "qlora", 45, 48),       # QLoRA 70B budget 45-48 GB
+    ("meta-llama/Llama-2-7b-hf", "full", 120, 120),  # full, mixed-precision AdamW ~ 120 GB
+    ("meta-llama/Llama-2-13b-hf", "qlora", 10, 12),  # QLoRA 13B ~ 10-12 GB
+    ("meta-llama/Llama-3.1-70B", "qlora", 45, 48),  # QLoRA 70B budget 45-48 GB
 ]
 
 
@@ -47,16 +47,26 @@ def test_parameter_counts_from_the_shape():
     assert s.params == pytest.approx(8.03e9, rel=0.005)
     # Rank 16 on all linear layers: 32 layers x 16 x sum(d_in + d_out) = 41,943,040.
     assert s.lora_params(16, ALL_LINEAR) == 32 * 16 * (
-        (4096 + 4096) * 2 + (4096 + 1024) * 2 + (4096 + 14336) * 3)
+        (4096 + 4096) * 2 + (4096 + 1024) * 2 + (4096 + 14336) * 3
+    )
     assert model_shape("meta-llama/Llama-2-13b-hf").params == pytest.approx(13.0e9, rel=0.01)
     assert model_shape("Llama-3.1-70B").params == pytest.approx(70.6e9, rel=0.01)
 
 
 def test_shape_from_a_local_config_json(tmp_path):
-    (tmp_path / "config.json").write_text(json.dumps({
-        "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-        "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 512,
-        "tie_word_embeddings": True}))
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "hidden_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 4,
+                "num_key_value_heads": 2,
+                "intermediate_size": 128,
+                "vocab_size": 512,
+                "tie_word_embeddings": True,
+            }
+        )
+    )
     s = model_shape(tmp_path)
     # q, o: 64x64; k, v: 64x32; gate, up, down: 64x128. Embedding tied: 512 x 64 once.
     per_layer = 2 * 64 * 64 + 2 * 64 * 32 + 3 * 64 * 128
@@ -98,5 +108,6 @@ def test_flops_per_token_hand_computed():
     full = LocalTrainingConfig(method="full", gradient_checkpointing=True)
     assert flops_per_token(s, full, 1000) == 6 * n + 12 * attn + 2 * n + 4 * attn
     # 1M tokens x 1e10 FLOPs on one 989 TFLOP/s GPU at MFU 0.3, +20% for QLoRA.
-    assert training_seconds(10**6, 1e10, peak_flops=989e12, mfu=0.3, n_gpu=1,
-                            dequant_overhead=0.2) == pytest.approx(1e16 / (989e12 * 0.3) * 1.2)
+    assert training_seconds(
+        10**6, 1e10, peak_flops=989e12, mfu=0.3, n_gpu=1, dequant_overhead=0.2
+    ) == pytest.approx(1e16 / (989e12 * 0.3) * 1.2)

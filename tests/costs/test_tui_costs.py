@@ -27,7 +27,9 @@ async def test_costs_view_compares_options_and_charts_them(ftm_home):
         table = view.query_one(DataTable)
         keys = [row.value for row in table.rows]
         assert keys[0].startswith("baseline:gpt-4o-mini")
-        assert any(k.startswith("hosted:") for k in keys) and any(k.startswith("local:") for k in keys)
+        assert any(k.startswith("hosted:") for k in keys) and any(
+            k.startswith("local:") for k in keys
+        )
         computed = [m for m in messages if isinstance(m, CostsView.Computed)]
         assert computed and computed[-1].query.requests_per_month == 10_000
         result = computed[-1].result

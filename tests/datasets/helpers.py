@@ -7,16 +7,27 @@ from pathlib import Path
 
 
 def chat(i: int, *, system: str = "You answer briefly.", reply: str | None = None) -> dict:
-    return {"messages": [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"Question {i}: what is {i} plus {i * 7 % 13}? Explain with care."},
-        {"role": "assistant", "content": reply if reply is not None else f"It is {i + i * 7 % 13}, {i} words."},
-    ]}
+    return {
+        "messages": [
+            {"role": "system", "content": system},
+            {
+                "role": "user",
+                "content": f"Question {i}: what is {i} plus {i * 7 % 13}? Explain with care.",
+            },
+            {
+                "role": "assistant",
+                "content": reply if reply is not None else f"It is {i + i * 7 % 13}, {i} words.",
+            },
+        ]
+    }
 
 
 def instruction(i: int) -> dict:
-    return {"instruction": f"Translate sentence {i} to French", "input": f"I have {i} cats",
-            "output": f"J'ai {i} chats"}
+    return {
+        "instruction": f"Translate sentence {i} to French",
+        "input": f"I have {i} cats",
+        "output": f"J'ai {i} chats",
+    }
 
 
 def preference(i: int) -> dict:

@@ -9,15 +9,21 @@ from app.datasets.check import check_file
 from app.datasets.store import add_dataset, dedupe_file, load_examples
 from tests.datasets.helpers import chat, lines_of, write_jsonl
 
-LOREM = ("the customer asked about a refund for the damaged package and we explained the "
-         "return policy in detail including shipping labels and the timeline for the refund "
-         "to reach the original card after inspection at the warehouse")
+LOREM = (
+    "the customer asked about a refund for the damaged package and we explained the "
+    "return policy in detail including shipping labels and the timeline for the refund "
+    "to reach the original card after inspection at the warehouse"
+)
 
 
 def story(i: int) -> dict:
     words = [f"w{i}x{k}" for k in range(40)]
-    return {"messages": [{"role": "user", "content": " ".join(words)},
-                         {"role": "assistant", "content": f"Answer {i} " + " ".join(reversed(words))}]}
+    return {
+        "messages": [
+            {"role": "user", "content": " ".join(words)},
+            {"role": "assistant", "content": f"Answer {i} " + " ".join(reversed(words))},
+        ]
+    }
 
 
 def test_exact_duplicates_with_line_numbers(tmp_path):
@@ -32,10 +38,17 @@ def test_exact_duplicates_with_line_numbers(tmp_path):
 
 def test_key_order_and_whitespace_do_not_hide_an_exact_duplicate(tmp_path):
     rows = [story(i) for i in range(12)]
-    path = write_jsonl(tmp_path / "d.jsonl", rows, raw_lines={
-        12: b'{ "messages" : [ {"content": "' + " ".join(f"w0x{k}" for k in range(40)).encode()
-            + b'", "role": "user"}, {"content": "Answer 0 ' + " ".join(f"w0x{k}" for k in reversed(range(40))).encode()
-            + b'", "role": "assistant"} ] }'})
+    path = write_jsonl(
+        tmp_path / "d.jsonl",
+        rows,
+        raw_lines={
+            12: b'{ "messages" : [ {"content": "'
+            + " ".join(f"w0x{k}" for k in range(40)).encode()
+            + b'", "role": "user"}, {"content": "Answer 0 '
+            + " ".join(f"w0x{k}" for k in reversed(range(40))).encode()
+            + b'", "role": "assistant"} ] }'
+        },
+    )
     report = check_file(path)
     assert lines_of(report, "duplicate_example") == [12]
 
@@ -91,7 +104,9 @@ def test_leakage_between_train_and_validation(tmp_path):
     for val_line, train_line in leakage["pairs"]:
         assert val_line in val_lines and train_line not in val_lines
         assert (val_line - 1) % 30 == (train_line - 1) % 30  # the same story
-    assert sorted(lines_of(report, "train_validation_leakage")) == sorted(p[0] for p in leakage["pairs"])
+    assert sorted(lines_of(report, "train_validation_leakage")) == sorted(
+        p[0] for p in leakage["pairs"]
+    )
 
 
 def test_dedupe_writes_a_cleaned_file_and_never_touches_the_original(tmp_path):

@@ -31,7 +31,10 @@ def test_parallel_scan_matches_inline(tmp_path, monkeypatch, start_method):
     assert np.array_equal(inline.arrays.tokens, parallel.arrays.tokens)
     assert np.array_equal(inline.arrays.lines, parallel.arrays.lines)
     assert [p.line for p in parallel.problems if p.category == "duplicate_example"] == [151]
-    assert {p.line for p in parallel.problems if p.category in ("invalid_json", "data_type")} == {3, 399}
+    assert {p.line for p in parallel.problems if p.category in ("invalid_json", "data_type")} == {
+        3,
+        399,
+    }
 
 
 def test_fork_only_without_other_threads():

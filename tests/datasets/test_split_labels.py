@@ -60,7 +60,11 @@ def test_free_text_replies_are_not_labels(tmp_path):
 
 
 def test_categorical_labels():
-    assert categorical_labels([chat(i, reply=" yes ") for i in range(4)] + [chat(9, reply="no")]) == \
-        ["yes"] * 4 + ["no"]
+    assert categorical_labels(
+        [chat(i, reply=" yes ") for i in range(4)] + [chat(9, reply="no")]
+    ) == ["yes"] * 4 + ["no"]
     assert categorical_labels([chat(i) for i in range(10)]) is None  # each reply differs
-    assert categorical_labels([chat(0, reply="a long reply that is surely not a class label")] * 4) is None
+    assert (
+        categorical_labels([chat(0, reply="a long reply that is surely not a class label")] * 4)
+        is None
+    )

@@ -33,16 +33,21 @@ def test_add_stores_normalized_splits_stats_and_counts(tmp_path, ftm_home):
     assert len(train) == 15 and len(val) == 5
     # The validation indices point into the normalized examples in file order.
     assert [e["messages"][1]["content"] for e in val] == [
-        chat(i)["messages"][1]["content"] for i in dataset.validation_indices]
+        chat(i)["messages"][1]["content"] for i in dataset.validation_indices
+    ]
     # The content hash is the sha256 of the normalized examples, in order.
-    canonical = b"".join(json.dumps(chat(i), sort_keys=True, separators=(",", ":")).encode() + b"\n"
-                         for i in range(20))
+    canonical = b"".join(
+        json.dumps(chat(i), sort_keys=True, separators=(",", ":")).encode() + b"\n"
+        for i in range(20)
+    )
     assert dataset.content_hash == hashlib.sha256(canonical).hexdigest()
     assert dataset.stats["tokens"]["total"] == dataset.report["tokens"]["total"]
     with read_session(get_engine()) as session:
         rows = session.exec(select(TokenCount).where(TokenCount.dataset_id == dataset.id)).all()
         assert {(r.tokenizer, r.split, r.n) for r in rows} == {
-            ("tiktoken:o200k_base", "train", 15), ("tiktoken:o200k_base", "validation", 5)}
+            ("tiktoken:o200k_base", "train", 15),
+            ("tiktoken:o200k_base", "validation", 5),
+        }
         assert sum(r.total for r in rows) == dataset.stats["tokens"]["total"]
 
 
@@ -65,11 +70,17 @@ def test_instruction_is_stored_as_chat_and_preference_as_preference(tmp_path):
     assert example["messages"][0]["content"].startswith("Translate sentence")
     pref, _ = add_dataset(write_jsonl(tmp_path / "p.jsonl", [preference(i) for i in range(12)]))
     assert pref.format == "preference"
-    assert set(load_examples(pref, "train")[0]) == {"input", "preferred_output", "non_preferred_output"}
+    assert set(load_examples(pref, "train")[0]) == {
+        "input",
+        "preferred_output",
+        "non_preferred_output",
+    }
 
 
 def test_a_file_with_errors_is_refused(tmp_path):
-    path = write_jsonl(tmp_path / "bad.jsonl", [chat(i) for i in range(12)], raw_lines={4: b"{oops"})
+    path = write_jsonl(
+        tmp_path / "bad.jsonl", [chat(i) for i in range(12)], raw_lines={4: b"{oops"}
+    )
     with pytest.raises(DatasetRejected, match=r"line 4: invalid_json") as refused:
         add_dataset(path)
     assert refused.value.report.verdict == "errors"
@@ -78,7 +89,9 @@ def test_a_file_with_errors_is_refused(tmp_path):
 
 
 def test_get_dataset_by_id_name_and_hash(tmp_path):
-    a, _ = add_dataset(write_jsonl(tmp_path / "a.jsonl", [chat(i) for i in range(12)]), name="alpha")
+    a, _ = add_dataset(
+        write_jsonl(tmp_path / "a.jsonl", [chat(i) for i in range(12)]), name="alpha"
+    )
     with read_session(get_engine()) as session:
         assert get_dataset(session, a.id).id == a.id
         assert get_dataset(session, str(a.id)).id == a.id
@@ -93,13 +106,19 @@ def test_token_counts_are_computed_on_demand_for_another_tokenizer(tmp_path):
     cl100k = get_encoding("cl100k_base")
     with read_session(get_engine()) as session:
         stored = token_counts(session, dataset, "tiktoken:o200k_base", "train")
-        assert isinstance(stored, array) and stored.typecode == "I" and len(stored) == dataset.n_train
+        assert (
+            isinstance(stored, array) and stored.typecode == "I" and len(stored) == dataset.n_train
+        )
         fresh = token_counts(session, dataset, "tiktoken:cl100k_base", "validation")
-        expected = [3 + sum(3 + sum(len(cl100k.encode(v)) for v in m.values()) for m in e["messages"])
-                    for e in load_examples(dataset, "validation")]
+        expected = [
+            3 + sum(3 + sum(len(cl100k.encode(v)) for v in m.values()) for m in e["messages"])
+            for e in load_examples(dataset, "validation")
+        ]
         assert list(fresh) == expected
     with read_session(get_engine()) as session:  # recorded, so a new session finds it
-        row = session.exec(select(TokenCount).where(TokenCount.tokenizer == "tiktoken:cl100k_base")).one()
+        row = session.exec(
+            select(TokenCount).where(TokenCount.tokenizer == "tiktoken:cl100k_base")
+        ).one()
         assert row.n == dataset.n_validation and row.total == sum(expected)
         assert list(token_counts(session, dataset, "gpt-3.5-turbo", "validation")) == expected
 

@@ -122,10 +122,13 @@ def _tokenizer_dir(path):
         show_progress=False,
     )
     tok.train_from_iterator([json.dumps(chat(i)) for i in range(50)], trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>",
-                                   model_max_length=128)
-    fast.chat_template = ("{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
-                          "{% endfor %}")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, unk_token="<unk>", eos_token="<|end|>", model_max_length=128
+    )
+    fast.chat_template = (
+        "{% for m in messages %}{{ '<|' + m['role'] + '|>' + m['content'] + '<|end|>' }}"
+        "{% endfor %}"
+    )
     fast.save_pretrained(path)
     return fast
 

@@ -51,9 +51,15 @@ async def test_enter_on_a_dataset_shows_its_full_report(tmp_path):
         await settle(pilot)
         assert isinstance(app.screen, DatasetReportScreen)
         text = _rendered(app.screen.query_one("#dataset-report", Static))
-        for expected in ("labelled", "Problems by category", "duplicate_example",
-                         "Tokens per example (tiktoken:o200k_base)", "Labels", "maybe",
-                         "Duplicates: exact copies: 1"):
+        for expected in (
+            "labelled",
+            "Problems by category",
+            "duplicate_example",
+            "Tokens per example (tiktoken:o200k_base)",
+            "Labels",
+            "maybe",
+            "Duplicates: exact copies: 1",
+        ):
             assert expected in text, expected
 
         await pilot.press("escape")

@@ -302,7 +302,14 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path):
     unseen = _cli("promote", "--task", "routing", "--model", "ft:x")
     assert unseen.exit_code == 1 and "no finished eval of 'ft:x'" in unseen.output
     nothing = _cli(
-        "migrate", "--task", "routing", "--alias", "production",
-        "--to", "local", "--model", str(tmp_path)
+        "migrate",
+        "--task",
+        "routing",
+        "--alias",
+        "production",
+        "--to",
+        "local",
+        "--model",
+        str(tmp_path),
     )
     assert nothing.exit_code == 1 and "has no alias 'production' to migrate" in nothing.output

@@ -40,11 +40,13 @@ def engine(use_sandbox):
 
 
 def chat_example(i: int) -> dict:
-    return {"messages": [
-        {"role": "system", "content": "You answer in one word."},
-        {"role": "user", "content": f"What is item {i}?"},
-        {"role": "assistant", "content": f"answer-{i}"},
-    ]}
+    return {
+        "messages": [
+            {"role": "system", "content": "You answer in one word."},
+            {"role": "user", "content": f"What is item {i}?"},
+            {"role": "assistant", "content": f"answer-{i}"},
+        ]
+    }
 
 
 def preference_example(i: int) -> dict:
@@ -56,8 +58,14 @@ def preference_example(i: int) -> dict:
 
 
 def make_dataset(
-    engine, root: Path, name: str = "toy", *, n_train: int = 20, n_val: int = 4,
-    kind: str = "chat", lines: list[dict] | None = None,
+    engine,
+    root: Path,
+    name: str = "toy",
+    *,
+    n_train: int = 20,
+    n_val: int = 4,
+    kind: str = "chat",
+    lines: list[dict] | None = None,
 ) -> Dataset:
     """A dataset through the real intake (`app.datasets.store.add_dataset`); with ``lines``
     (data intake would refuse), a row written directly with those lines as train.jsonl."""
@@ -78,10 +86,17 @@ def make_dataset(
     (data_dir / "validation.jsonl").write_text("".join(json.dumps(x) + "\n" for x in val))
     with write_session(engine) as session:
         ds = Dataset(
-            name=name, content_hash=f"hash-{name}-{time.monotonic_ns()}",
-            format="preference" if kind == "preference" else "chat", source_path=str(data_dir),
-            n_examples=len(train) + n_val, n_train=len(train), n_validation=n_val,
-            val_fraction=0.2, split_seed=0, verdict="ok", data_dir=str(data_dir),
+            name=name,
+            content_hash=f"hash-{name}-{time.monotonic_ns()}",
+            format="preference" if kind == "preference" else "chat",
+            source_path=str(data_dir),
+            n_examples=len(train) + n_val,
+            n_train=len(train),
+            n_validation=n_val,
+            val_fraction=0.2,
+            split_seed=0,
+            verdict="ok",
+            data_dir=str(data_dir),
         )
         session.add(ds)
     return ds
@@ -92,8 +107,9 @@ def job_row(engine, job_id: int) -> Job:
         return session.get(Job, job_id)
 
 
-def poll_until(poller, done: Callable[[], bool], *, timeout: float = 60.0,
-               pause: float = 0.05) -> list:
+def poll_until(
+    poller, done: Callable[[], bool], *, timeout: float = 60.0, pause: float = 0.05
+) -> list:
     """Run poll cycles until ``done()``; returns the cycle reports."""
 
     async def go():

@@ -22,9 +22,26 @@ def run(*args, input=None):
 
 def test_launch_list_show_cancel(engine, sandbox, tmp_path):
     make_dataset(engine, tmp_path)
-    out = run("launch", "--provider", "openai", "--dataset", "toy", "--model", MODEL,
-              "--epochs", "3", "--batch-size", "auto", "--lr-multiplier", "0.5", "--suffix",
-              "cli", "--seed", "7", "--yes")
+    out = run(
+        "launch",
+        "--provider",
+        "openai",
+        "--dataset",
+        "toy",
+        "--model",
+        MODEL,
+        "--epochs",
+        "3",
+        "--batch-size",
+        "auto",
+        "--lr-multiplier",
+        "0.5",
+        "--suffix",
+        "cli",
+        "--seed",
+        "7",
+        "--yes",
+    )
     assert out.exit_code == 0, out.output
     assert "Launched job 1 on openai (simulated)" in out.output
     remote = next(iter(sandbox.state.jobs.values()))
@@ -62,13 +79,15 @@ def test_bad_input_gets_a_clear_error(engine, sandbox, tmp_path):
         assert session.scalar(select(func.count()).select_from(Job)) == 0
 
 
-def test_warnings_are_asked_about_and_no_means_nothing_recorded(engine, sandbox, tmp_path,
-                                                                 monkeypatch):
+def test_warnings_are_asked_about_and_no_means_nothing_recorded(
+    engine, sandbox, tmp_path, monkeypatch
+):
     monkeypatch.setenv("FTM_TODAY", "2027-01-02")  # the lifecycle service's clock
     make_dataset(engine, tmp_path)
     out = run("launch", "--dataset", "toy", "--model", MODEL, input="n\n")
-    assert "warning: OpenAI accepts new fine-tuning jobs until 2027-01-06 (4 days left)" \
-        in out.output
+    assert (
+        "warning: OpenAI accepts new fine-tuning jobs until 2027-01-06 (4 days left)" in out.output
+    )
     assert "retires on 2027-01-14" in out.output
     assert out.exit_code == 1 and "nothing was recorded or sent" in out.output
     assert sandbox.state.jobs == {}
@@ -113,8 +132,7 @@ def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkey
     from app import database
     from app.sandbox.server import SERVICE_SUNSET, SandboxServer
 
-    with SandboxServer(port=0, sunset=SERVICE_SUNSET,
-                       start=datetime(2027, 2, 1, 9, 0)) as server:
+    with SandboxServer(port=0, sunset=SERVICE_SUNSET, start=datetime(2027, 2, 1, 9, 0)) as server:
         monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
         monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
         database.reset()
@@ -123,8 +141,10 @@ def test_launch_after_the_service_cutoff_shows_the_apis_refusal(tmp_path, monkey
         out = run("launch", "--dataset", "toy", "--model", MODEL, "--yes")
         assert out.exit_code == 1
         assert "warning: OpenAI" in out.output and "2027-01-06" in out.output  # any date
-        assert ("OpenAI refused creating the fine-tuning job (HTTP 403, training_not_available)"
-                in out.output)
+        assert (
+            "OpenAI refused creating the fine-tuning job (HTTP 403, training_not_available)"
+            in out.output
+        )
         assert "the service stopped accepting new fine-tuning jobs after 2027-01-06" in out.output
         assert "The job is recorded as failed: ftm jobs show 1" in out.output
         assert "Traceback" not in out.output and server.state.jobs == {}
@@ -155,7 +175,8 @@ def _expected_estimate(engine, dataset) -> str:
 
 
 def test_a_paid_launch_states_its_estimate_before_asking_and_no_creates_nothing(
-        paid_openai, sandbox, tmp_path):
+    paid_openai, sandbox, tmp_path
+):
     engine = paid_openai
     dataset = make_dataset(engine, tmp_path)
     amount = _expected_estimate(engine, dataset)

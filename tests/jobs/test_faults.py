@@ -61,22 +61,25 @@ def _launch_while_polling(engine, sandbox) -> None:
     def launch_all() -> None:
         for i in range(N_JOBS):
             try:
-                launch_job("openai", "toy", MODEL, suffix=f"f{i}",
-                           hyperparameters={"n_epochs": 2})
+                launch_job("openai", "toy", MODEL, suffix=f"f{i}", hyperparameters={"n_epochs": 2})
             except LaunchUnconfirmed as exc:  # allowed: the poller settles it by uid
                 unconfirmed.append(exc.job_id)
 
     # a short grace window: a "slow" create can make its job after the launch's last lookup
-    poller = Poller(engine, settings=PollerSettings(concurrency=8, requests_per_second=500,
-                                                    stall_after_s=3600,
-                                                    unconfirmed_grace_s=20),
-                    backoff_base_s=0.02)
+    poller = Poller(
+        engine,
+        settings=PollerSettings(
+            concurrency=8, requests_per_second=500, stall_after_s=3600, unconfirmed_grace_s=20
+        ),
+        backoff_base_s=0.02,
+    )
 
     def all_done() -> bool:
         with read_session(engine) as session:
             statuses = list(session.scalars(select(Job.status)))
         return len(statuses) == N_JOBS and all(
-            s in ("succeeded", "failed", "cancelled") for s in statuses)
+            s in ("succeeded", "failed", "cancelled") for s in statuses
+        )
 
     async def go() -> None:
         launching = asyncio.create_task(asyncio.to_thread(launch_all))
@@ -86,10 +89,14 @@ def _launch_while_polling(engine, sandbox) -> None:
                 raise launching.exception()  # a launch failed: that is a bug here
             if time.monotonic() > deadline:
                 with read_session(engine) as session:
-                    stuck = [(j.id, j.status, j.remote_id, j.error) for j in session.scalars(
-                        select(Job)) if j.status not in ("succeeded", "failed", "cancelled")]
-                raise AssertionError(f"jobs did not finish: {stuck}; launching done: "
-                                     f"{launching.done()}")
+                    stuck = [
+                        (j.id, j.status, j.remote_id, j.error)
+                        for j in session.scalars(select(Job))
+                        if j.status not in ("succeeded", "failed", "cancelled")
+                    ]
+                raise AssertionError(
+                    f"jobs did not finish: {stuck}; launching done: {launching.done()}"
+                )
             await poller.run_once()
             await asyncio.sleep(0.02)
         await launching  # re-raise anything unexpected (a LaunchFailed would fail here)
@@ -97,11 +104,14 @@ def _launch_while_polling(engine, sandbox) -> None:
     asyncio.run(go())
     poller.close()
 
-    create_faults = sum(n for (route, _), n in sandbox.faults.injected.items()
-                        if route == "jobs.create")
+    create_faults = sum(
+        n for (route, _), n in sandbox.faults.injected.items() if route == "jobs.create"
+    )
     total = sandbox.faults.total_injected()
-    print(f"faults injected: {total} (create: {create_faults}); "
-          f"by kind: {dict(sandbox.faults.injected)}; unconfirmed launches: {len(unconfirmed)}")
+    print(
+        f"faults injected: {total} (create: {create_faults}); "
+        f"by kind: {dict(sandbox.faults.injected)}; unconfirmed launches: {len(unconfirmed)}"
+    )
     assert total >= 200 and create_faults >= 15
     with read_session(engine) as session:
         rows = list(session.scalars(select(Job)))
@@ -116,9 +126,19 @@ def _launch_while_polling(engine, sandbox) -> None:
         for r in rows:
             assert r.status == "succeeded", (r.id, r.status, r.error)
             assert server_jobs[r.remote_id].metadata["ftm_job_id"] == r.uid
-            recorded = set(session.scalars(select(JobEvent.provider_event_id).where(
-                JobEvent.job_id == r.id, ~JobEvent.provider_event_id.startswith("ftm:"))))
-            all_events = list(session.scalars(select(JobEvent.message).where(
-                JobEvent.job_id == r.id)))
+            recorded = set(
+                session.scalars(
+                    select(JobEvent.provider_event_id).where(
+                        JobEvent.job_id == r.id, ~JobEvent.provider_event_id.startswith("ftm:")
+                    )
+                )
+            )
+            all_events = list(
+                session.scalars(select(JobEvent.message).where(JobEvent.job_id == r.id))
+            )
             assert recorded == {e.id for e in server_jobs[r.remote_id].events}, (
-                r.id, r.remote_id, r.events_cursor, all_events)
+                r.id,
+                r.remote_id,
+                r.events_cursor,
+                all_events,
+            )

@@ -30,8 +30,7 @@ def test_the_plan_validates_warns_and_prices_without_recording(engine, tmp_path)
     plan = plan_launch("openai", "toy", MODEL, today=date(2026, 12, 1), engine=engine)
     assert plan.problems == []
     assert any(
-        "accepts new fine-tuning jobs until 2027-01-06 (36 days left)" in w
-        for w in plan.warnings
+        "accepts new fine-tuning jobs until 2027-01-06 (36 days left)" in w for w in plan.warnings
     ), plan.warnings
     assert plan.estimate.estimate["training_cost_usd"] > 0 and plan.estimate.simulated
     late = plan_launch("openai", "toy", MODEL, today=AFTER_CUTOFF, engine=engine)

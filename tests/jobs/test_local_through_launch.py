@@ -23,29 +23,57 @@ def test_a_local_job_launches_and_is_polled_to_the_end(tiny_model, tmp_path):  #
     data_dir.mkdir()
     labelling_files(data_dir, n_train=32, n_validation=8)
     with write_session(engine) as session:
-        session.add(Dataset(name="labels", content_hash="labels", format="chat",
-                            source_path=str(data_dir), n_examples=40, n_train=32,
-                            n_validation=8, val_fraction=0.2, split_seed=0, verdict="ok",
-                            data_dir=str(data_dir)))
-    job = launch_job("local", "labels", str(tiny_model), method="lora",
-                     hyperparameters={"n_epochs": 1}, options={"torch_threads": 2, "device": "cpu"})
+        session.add(
+            Dataset(
+                name="labels",
+                content_hash="labels",
+                format="chat",
+                source_path=str(data_dir),
+                n_examples=40,
+                n_train=32,
+                n_validation=8,
+                val_fraction=0.2,
+                split_seed=0,
+                verdict="ok",
+                data_dir=str(data_dir),
+            )
+        )
+    job = launch_job(
+        "local",
+        "labels",
+        str(tiny_model),
+        method="lora",
+        hyperparameters={"n_epochs": 1},
+        options={"torch_threads": 2, "device": "cpu"},
+    )
     assert job.provider == "local" and job.remote_id and not job.simulated
-    poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=100,
-                                                    stall_after_s=3600))
-    poll_until(poller, lambda: job_row(engine, job.id).status in (
-        "succeeded", "failed", "cancelled"), timeout=240, pause=0.5)
+    poller = Poller(
+        engine, settings=PollerSettings(concurrency=2, requests_per_second=100, stall_after_s=3600)
+    )
+    poll_until(
+        poller,
+        lambda: job_row(engine, job.id).status in ("succeeded", "failed", "cancelled"),
+        timeout=240,
+        pause=0.5,
+    )
     poller.close()
     row = job_row(engine, job.id)
     assert row.status == "succeeded", row.error
     assert row.actual is not None  # app.costs.actuals recorded the end
     with read_session(engine) as session:
-        assert session.scalar(select(func.count()).select_from(MetricPoint)
-                              .where(MetricPoint.job_id == row.id)) > 0
+        assert (
+            session.scalar(
+                select(func.count()).select_from(MetricPoint).where(MetricPoint.job_id == row.id)
+            )
+            > 0
+        )
 
 
 @pytest.mark.slow
-def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(tiny_model,  # noqa: F811
-                                                                     tmp_path):
+def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(
+    tiny_model,  # noqa: F811
+    tmp_path,
+):
     import os
     import signal
     from pathlib import Path
@@ -61,22 +89,38 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(tiny_model, 
     data_dir.mkdir()
     labelling_files(data_dir, n_train=32, n_validation=8)
     with write_session(engine) as session:
-        session.add(Dataset(name="labels", content_hash="labels", format="chat",
-                            source_path=str(data_dir), n_examples=40, n_train=32,
-                            n_validation=8, val_fraction=0.2, split_seed=0, verdict="ok",
-                            data_dir=str(data_dir)))
-    job = launch_job("local", "labels", str(tiny_model), method="lora",
-                     hyperparameters={"n_epochs": 15},
-                     options={"torch_threads": 2, "device": "cpu", "save_steps": 10,
-                              "logging_steps": 5})
+        session.add(
+            Dataset(
+                name="labels",
+                content_hash="labels",
+                format="chat",
+                source_path=str(data_dir),
+                n_examples=40,
+                n_train=32,
+                n_validation=8,
+                val_fraction=0.2,
+                split_seed=0,
+                verdict="ok",
+                data_dir=str(data_dir),
+            )
+        )
+    job = launch_job(
+        "local",
+        "labels",
+        str(tiny_model),
+        method="lora",
+        hyperparameters={"n_epochs": 15},
+        options={"torch_threads": 2, "device": "cpu", "save_steps": 10, "logging_steps": 5},
+    )
     workdir = JobDir(Path(job.remote_id))
     wait_until(workdir.last_checkpoint, timeout=120)
     pid, _ = workdir.read_pid()
     os.killpg(os.getpgid(pid), signal.SIGKILL)  # no chance to write a final status
     wait_until(lambda: not workdir.worker_alive(), timeout=30)
 
-    poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=100,
-                                                    stall_after_s=3600))
+    poller = Poller(
+        engine, settings=PollerSettings(concurrency=2, requests_per_second=100, stall_after_s=3600)
+    )
     try:
         poll_until(poller, lambda: job_row(engine, job.id).status == "failed", timeout=30)
         assert job_row(engine, job.id).error["code"] == "worker_died"
@@ -86,8 +130,12 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(tiny_model, 
         row = job_row(engine, job.id)
         assert row.status == "queued" and row.error is None and row.finished_at is None
 
-        poll_until(poller, lambda: job_row(engine, job.id).status in (
-            "succeeded", "failed", "cancelled"), timeout=240, pause=0.5)
+        poll_until(
+            poller,
+            lambda: job_row(engine, job.id).status in ("succeeded", "failed", "cancelled"),
+            timeout=240,
+            pause=0.5,
+        )
     finally:
         poller.close()
     row = job_row(engine, job.id)

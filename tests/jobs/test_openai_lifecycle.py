@@ -25,8 +25,9 @@ def _done(engine, job_id):
 
 def test_full_lifecycle_records_everything(engine, sandbox, tmp_path):
     make_dataset(engine, tmp_path)
-    job = launch_job("openai", "toy", MODEL, suffix="demo", seed=42,
-                     hyperparameters={"n_epochs": 2})
+    job = launch_job(
+        "openai", "toy", MODEL, suffix="demo", seed=42, hyperparameters={"n_epochs": 2}
+    )
     assert job.status == "validating" and job.remote_id.startswith("ftjob-")
     assert job.simulated
     # the cost estimate (app.costs) was snapshotted at launch
@@ -53,22 +54,23 @@ def test_full_lifecycle_records_everything(engine, sandbox, tmp_path):
     assert [m.step for m in d.metrics] == list(range(1, j.total_steps + 1))
     # one checkpoint per epoch, the last 3 kept by the service
     assert [c.step for c in d.checkpoints] == [j.total_steps // 2, j.total_steps]
-    assert all(c.model_ref.startswith("ft:") and ":ckpt-step-" in c.model_ref
-               for c in d.checkpoints)
+    assert all(
+        c.model_ref.startswith("ft:") and ":ckpt-step-" in c.model_ref for c in d.checkpoints
+    )
     assert any(a.kind == "result_file" for a in d.artifacts)
     # the provider's events, each once, plus ftm's own status events
     provider_events = [e for e in d.events if not e.provider_event_id.startswith("ftm:")]
     server_events = sandbox.state.jobs[j.remote_id].events
     assert sorted(e.provider_event_id for e in provider_events) == sorted(
-        e.id for e in server_events)
+        e.id for e in server_events
+    )
     assert sum(r.events_fetched for r in reports) == len(server_events)
     assert j.events_cursor == server_events[-1].id
     statuses = [e.message for e in d.events if e.type == "status"]
     assert statuses[-1].startswith("Status: running -> succeeded")
 
 
-def test_a_bad_training_file_fails_the_job_with_the_providers_error(engine, sandbox,
-                                                                    tmp_path):
+def test_a_bad_training_file_fails_the_job_with_the_providers_error(engine, sandbox, tmp_path):
     bad = [{"messages": [{"role": "user", "content": f"no answer {i}"}]} for i in range(12)]
     make_dataset(engine, tmp_path, "bad", lines=bad)
     job = launch_job("openai", "bad", MODEL)
@@ -122,8 +124,9 @@ def test_pause_and_resume(engine, sandbox, tmp_path):
 
 def test_dpo(engine, sandbox, tmp_path):
     make_dataset(engine, tmp_path, "prefs", kind="preference")
-    job = launch_job("openai", "prefs", MODEL, method="dpo",
-                     hyperparameters={"beta": 0.2, "n_epochs": 1})
+    job = launch_job(
+        "openai", "prefs", MODEL, method="dpo", hyperparameters={"beta": 0.2, "n_epochs": 1}
+    )
     assert sandbox.state.jobs[job.remote_id].method == "dpo"
     poller = Poller(engine)
     poll_until(poller, _done(engine, job.id))
@@ -143,8 +146,7 @@ def test_an_uploaded_file_is_reused_by_content_hash(engine, sandbox, tmp_path):
     with read_session(engine) as session:
         assert session.scalar(select(func.count()).select_from(UploadedFile)) == 2
     # a file deleted at the provider is uploaded again, not reused blindly
-    openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key).files.delete(
-        a.training_file)
+    openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key).files.delete(a.training_file)
     third = launch_job("openai", "toy", MODEL)
     assert sandbox.state.jobs[third.remote_id].training_file != a.training_file
 
@@ -157,8 +159,10 @@ def test_import_brings_in_jobs_created_elsewhere(engine, sandbox, tmp_path):
     client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
     with open(Path(dataset.data_dir) / "train.jsonl", "rb") as fh:
         file_id = client.files.create(file=fh, purpose="fine-tune").id
-    theirs = [client.fine_tuning.jobs.create(model=MODEL, training_file=file_id,
-                                             suffix=f"web{i}").id for i in range(2)]
+    theirs = [
+        client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, suffix=f"web{i}").id
+        for i in range(2)
+    ]
     sandbox.advance(60)  # let them finish on the sandbox clock
     report = import_jobs("openai")
     assert len(report.imported) == 2 and report.already_known == 1
@@ -167,10 +171,20 @@ def test_import_brings_in_jobs_created_elsewhere(engine, sandbox, tmp_path):
         assert set(rows) == set(theirs)
         for row in rows.values():
             assert row.status == "succeeded" and row.fine_tuned_model and row.simulated
-            assert session.scalar(select(func.count()).select_from(MetricPoint)
-                                  .where(MetricPoint.job_id == row.id)) > 0
-            assert session.scalar(select(func.count()).select_from(Checkpoint)
-                                  .where(Checkpoint.job_id == row.id)) > 0
+            assert (
+                session.scalar(
+                    select(func.count())
+                    .select_from(MetricPoint)
+                    .where(MetricPoint.job_id == row.id)
+                )
+                > 0
+            )
+            assert (
+                session.scalar(
+                    select(func.count()).select_from(Checkpoint).where(Checkpoint.job_id == row.id)
+                )
+                > 0
+            )
     again = import_jobs("openai")
     assert again.imported == [] and again.already_known == 3
     assert job_row(engine, ours.id).remote_id == ours.remote_id
@@ -182,8 +196,9 @@ def test_launch_refused_by_the_service_leaves_nothing_half_recorded(tmp_path, mo
     from app import database
     from app.sandbox.server import SERVICE_SUNSET, SandboxServer
 
-    with SandboxServer(port=0, seconds_per_step=0.01, sunset=SERVICE_SUNSET,
-                       start=datetime(2027, 1, 10, 12, 0)) as server:
+    with SandboxServer(
+        port=0, seconds_per_step=0.01, sunset=SERVICE_SUNSET, start=datetime(2027, 1, 10, 12, 0)
+    ) as server:
         monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
         monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
         database.reset()
@@ -197,8 +212,7 @@ def test_launch_refused_by_the_service_leaves_nothing_half_recorded(tmp_path, mo
 
         with pytest.raises(LaunchFailed) as info:
             launch_job("openai", "toy", MODEL, confirm=go_ahead, today=date(2027, 1, 10))
-        assert any("stopped accepting new fine-tuning jobs after 2027-01-06" in w
-                   for w in seen[0])
+        assert any("stopped accepting new fine-tuning jobs after 2027-01-06" in w for w in seen[0])
         # the API's own refusal, plainly
         assert "service stopped accepting new fine-tuning jobs" in str(info.value)
         assert server.state.jobs == {}
@@ -265,8 +279,7 @@ def _launch_with_a_lost_create(engine, *, interrupted: bool = False):
         sent.append(spec)
         if interrupted:
             raise KeyboardInterrupt
-        raise ProviderError("timed out on every attempt", code="create_unconfirmed",
-                            retryable=True)
+        raise ProviderError("timed out on every attempt", code="create_unconfirmed", retryable=True)
 
     real_create, provider.create = provider.create, create_lost
     with pytest.raises(KeyboardInterrupt if interrupted else LaunchUnconfirmed):
@@ -290,8 +303,7 @@ def test_a_create_that_lands_late_is_found_not_sent_again(engine, sandbox, tmp_p
 
     make_dataset(engine, tmp_path)
     job_id, real_create, spec = _launch_with_a_lost_create(engine)
-    poller = Poller(engine, settings=PollerSettings(unconfirmed_grace_s=120),
-                    backoff_base_s=0.01)
+    poller = Poller(engine, settings=PollerSettings(unconfirmed_grace_s=120), backoff_base_s=0.01)
     report = asyncio.run(poller.run_once())
     row = job_row(engine, job_id)
     assert report.awaiting_confirmation == 1 and report.errors == 0
@@ -307,7 +319,8 @@ def test_a_create_that_lands_late_is_found_not_sent_again(engine, sandbox, tmp_p
 
 
 def test_a_create_that_never_landed_is_sent_again_once_after_the_grace_window(
-        engine, sandbox, tmp_path):
+    engine, sandbox, tmp_path
+):
     """Past the grace window the lost create can no longer land: the poller sends it
     again, and two pollers at once (the TUI and `ftm watch`) send it only once."""
     from datetime import UTC, datetime, timedelta
@@ -318,8 +331,10 @@ def test_a_create_that_never_landed_is_sent_again_once_after_the_grace_window(
     job_id, _, spec = _launch_with_a_lost_create(engine)
     clock = [datetime.now(UTC)]
     settings = PollerSettings(unconfirmed_grace_s=300)
-    pollers = [Poller(engine, settings=settings, now=lambda: clock[0], backoff_base_s=0.001)
-               for _ in range(2)]
+    pollers = [
+        Poller(engine, settings=settings, now=lambda: clock[0], backoff_base_s=0.001)
+        for _ in range(2)
+    ]
 
     async def both_once():
         return await asyncio.gather(*(p.run_once() for p in pollers))
@@ -340,8 +355,7 @@ def test_a_create_that_never_landed_is_sent_again_once_after_the_grace_window(
     assert any("sending the create again" in e.message for e in d.events)
 
 
-def test_an_interrupted_launch_never_seen_fails_and_import_revives_it(
-        engine, sandbox, tmp_path):
+def test_an_interrupted_launch_never_seen_fails_and_import_revives_it(engine, sandbox, tmp_path):
     """Ctrl+C during the create: if no job appears within the grace window the launch
     ends ``not_created`` (what the user interrupted is not sent again); a job that turns
     up even later is given back to its row by `ftm jobs import`."""
@@ -353,8 +367,12 @@ def test_an_interrupted_launch_never_seen_fails_and_import_revives_it(
     make_dataset(engine, tmp_path)
     job_id, real_create, spec = _launch_with_a_lost_create(engine, interrupted=True)
     clock = [datetime.now(UTC)]
-    poller = Poller(engine, settings=PollerSettings(unconfirmed_grace_s=300),
-                    now=lambda: clock[0], backoff_base_s=0.001)
+    poller = Poller(
+        engine,
+        settings=PollerSettings(unconfirmed_grace_s=300),
+        now=lambda: clock[0],
+        backoff_base_s=0.001,
+    )
     assert asyncio.run(poller.run_once()).awaiting_confirmation == 1
     assert job_row(engine, job_id).status == "uploading"
     clock[0] += timedelta(seconds=301)

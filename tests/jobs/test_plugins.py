@@ -111,6 +111,7 @@ def test_a_plugin_provider_launches_and_is_polled(installed_plugin, engine, tmp_
 
 def test_launching_on_a_broken_plugin_says_why(installed_plugin, engine, tmp_path):
     make_dataset(engine, tmp_path)
-    with pytest.raises(LaunchRejected, match="unknown provider 'broken'.*failed to load.*"
-                                             "ModuleNotFoundError"):
+    with pytest.raises(
+        LaunchRejected, match="unknown provider 'broken'.*failed to load.*ModuleNotFoundError"
+    ):
         launch_job("broken", "toy", "m")

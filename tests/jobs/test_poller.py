@@ -22,16 +22,21 @@ FAST = PollerSettings(concurrency=8, requests_per_second=1000, stall_after_s=360
 
 def _counts(engine, job_id):
     with read_session(engine) as session:
+
         def count(model):
-            return session.scalar(select(func.count()).select_from(model)
-                                  .where(model.job_id == job_id))
+            return session.scalar(
+                select(func.count()).select_from(model).where(model.job_id == job_id)
+            )
+
         return count(JobEvent), count(MetricPoint), count(Checkpoint)
 
 
 def test_two_pollers_at_once_record_everything_once(engine, sandbox, tmp_path):
     make_dataset(engine, tmp_path)
-    jobs = [launch_job("openai", "toy", MODEL, suffix=f"p{i}",
-                       hyperparameters={"n_epochs": 2}) for i in range(4)]
+    jobs = [
+        launch_job("openai", "toy", MODEL, suffix=f"p{i}", hyperparameters={"n_epochs": 2})
+        for i in range(4)
+    ]
     first, second = Poller(engine, settings=FAST), Poller(engine, settings=FAST)
 
     def done():
@@ -53,10 +58,20 @@ def test_two_pollers_at_once_record_everything_once(engine, sandbox, tmp_path):
         row = job_row(engine, j.id)
         server = sandbox.state.jobs[row.remote_id]
         with read_session(engine) as session:
-            provider_events = list(session.scalars(select(JobEvent.provider_event_id).where(
-                JobEvent.job_id == row.id, ~JobEvent.provider_event_id.startswith("ftm:"))))
-            status_events = list(session.scalars(select(JobEvent.message).where(
-                JobEvent.job_id == row.id, JobEvent.type == "status")))
+            provider_events = list(
+                session.scalars(
+                    select(JobEvent.provider_event_id).where(
+                        JobEvent.job_id == row.id, ~JobEvent.provider_event_id.startswith("ftm:")
+                    )
+                )
+            )
+            status_events = list(
+                session.scalars(
+                    select(JobEvent.message).where(
+                        JobEvent.job_id == row.id, JobEvent.type == "status"
+                    )
+                )
+            )
         assert sorted(provider_events) == sorted(e.id for e in server.events)
         assert len(status_events) == len(set(status_events))
         _, metrics, checkpoints = _counts(engine, row.id)
@@ -81,6 +96,7 @@ def test_a_job_without_progress_gets_one_stall_warning(tmp_path, monkeypatch):
         poll_until(pollers[0], lambda: True)
         assert not job_row(engine, job.id).stalled
         clock["now"] += timedelta(seconds=601)
+
         async def both():
             await asyncio.gather(*(p.run_once() for p in pollers))
 
@@ -89,8 +105,11 @@ def test_a_job_without_progress_gets_one_stall_warning(tmp_path, monkeypatch):
         row = job_row(engine, job.id)
         assert row.stalled
         with read_session(engine) as session:
-            stalls = list(session.scalars(select(JobEvent).where(
-                JobEvent.job_id == job.id, JobEvent.type == "stall")))
+            stalls = list(
+                session.scalars(
+                    select(JobEvent).where(JobEvent.job_id == job.id, JobEvent.type == "stall")
+                )
+            )
         assert len(stalls) == 1 and stalls[0].level == "warn"
         assert "No progress for 10 min" in stalls[0].message
         # progress clears the flag
@@ -113,8 +132,11 @@ def test_a_rate_limited_job_is_deferred_and_then_caught_up(engine, sandbox, tmp_
     job = launch_job("openai", "toy", MODEL)
     # every read of this job is refused with a long Retry-After: the poller backs off
     sandbox.faults = FaultPlan().add("jobs.retrieve", "rate_limit", count=3, retry_after_s=0.5)
-    poller = Poller(engine, settings=PollerSettings(concurrency=2, requests_per_second=1000,
-                                                    stall_after_s=3600), backoff_base_s=0.01)
+    poller = Poller(
+        engine,
+        settings=PollerSettings(concurrency=2, requests_per_second=1000, stall_after_s=3600),
+        backoff_base_s=0.01,
+    )
     first = asyncio.run(poller.run_once())
     assert first.errors == 1 and first.refreshed == 0
     second = asyncio.run(poller.run_once())
@@ -155,15 +177,15 @@ def test_events_beyond_one_page_are_fetched_once_and_only_new_ones(tmp_path, mon
     from app import database
     from app.sandbox.server import SandboxServer
 
-    with SandboxServer(port=0, seconds_per_step=1.0, frozen=True, validation_s=1.0,
-                       queue_s=1.0) as server:
+    with SandboxServer(
+        port=0, seconds_per_step=1.0, frozen=True, validation_s=1.0, queue_s=1.0
+    ) as server:
         monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
         monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
         database.reset()
         engine = database.get_engine()
         make_dataset(engine, tmp_path, n_train=100)
-        job = launch_job("openai", "toy", MODEL, hyperparameters={"n_epochs": 3,
-                                                                  "batch_size": 1})
+        job = launch_job("openai", "toy", MODEL, hyperparameters={"n_epochs": 3, "batch_size": 1})
         poller = Poller(engine, settings=FAST)
         server.advance(5)
         first = asyncio.run(poller.run_once())
@@ -179,8 +201,13 @@ def test_events_beyond_one_page_are_fetched_once_and_only_new_ones(tmp_path, mon
         quiet = asyncio.run(poller.run_once())
         assert quiet.events_fetched == 0
         with read_session(engine) as session:
-            recorded = list(session.scalars(select(JobEvent.provider_event_id).where(
-                JobEvent.job_id == job.id, ~JobEvent.provider_event_id.startswith("ftm:"))))
+            recorded = list(
+                session.scalars(
+                    select(JobEvent.provider_event_id).where(
+                        JobEvent.job_id == job.id, ~JobEvent.provider_event_id.startswith("ftm:")
+                    )
+                )
+            )
         assert sorted(recorded) == sorted(e.id for e in events)
         poller.close()
 
@@ -215,15 +242,42 @@ def test_each_cycle_records_actuals_of_jobs_that_ended_unseen_and_loads_only_tho
     start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     recorded = {"cost_usd": None, "cost_error_pct": None, "kind": "local"}
     with write_session(engine) as session:
-        session.add_all([Job(name=f"old{i}", provider="local", base_model="m", method="lora",
-                             status="succeeded", actual=recorded) for i in range(300)])
-        session.add(Job(name="running", provider="local", base_model="m", method="lora",
-                        status="running", started_at=start))
+        session.add_all(
+            [
+                Job(
+                    name=f"old{i}",
+                    provider="local",
+                    base_model="m",
+                    method="lora",
+                    status="succeeded",
+                    actual=recorded,
+                )
+                for i in range(300)
+            ]
+        )
+        session.add(
+            Job(
+                name="running",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="running",
+                started_at=start,
+            )
+        )
         # what the worker wrote: its own figures, no cost comparison yet
-        session.add(Job(name="ended", provider="local", base_model="m", method="lora",
-                        status="succeeded", started_at=start,
-                        finished_at=start + timedelta(minutes=3),
-                        actual={"train_runtime_s": 170.0, "hardware": "cpu"}))
+        session.add(
+            Job(
+                name="ended",
+                provider="local",
+                base_model="m",
+                method="lora",
+                status="succeeded",
+                started_at=start,
+                finished_at=start + timedelta(minutes=3),
+                actual={"train_runtime_s": 170.0, "hardware": "cpu"},
+            )
+        )
     loaded = []
 
     def count(target, _context):
@@ -264,9 +318,17 @@ def test_a_job_whose_actual_cannot_be_computed_does_not_block_the_others(monkeyp
     start = datetime(2026, 11, 28, 9, 0, tzinfo=UTC)
     with write_session(engine) as session:
         for name in ("broken", "fine"):
-            session.add(Job(name=name, provider="local", base_model="m", method="lora",
-                            status="succeeded", started_at=start,
-                            finished_at=start + timedelta(minutes=1)))
+            session.add(
+                Job(
+                    name=name,
+                    provider="local",
+                    base_model="m",
+                    method="lora",
+                    status="succeeded",
+                    started_at=start,
+                    finished_at=start + timedelta(minutes=1),
+                )
+            )
     poller = Poller(engine, settings=FAST)
     try:
         assert asyncio.run(poller.run_once()).actuals_recorded == 2

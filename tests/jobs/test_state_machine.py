@@ -22,10 +22,19 @@ def test_terminal_states_stay_terminal(terminal):
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [(S.PENDING, S.UPLOADING), (S.UPLOADING, S.VALIDATING), (S.VALIDATING, S.QUEUED),
-     (S.QUEUED, S.RUNNING), (S.RUNNING, S.SUCCEEDED), (S.RUNNING, S.PAUSED),
-     (S.PAUSED, S.QUEUED), (S.PAUSED, S.RUNNING), (S.PENDING, S.RUNNING),
-     (S.VALIDATING, S.FAILED), (S.QUEUED, S.CANCELLED)],
+    [
+        (S.PENDING, S.UPLOADING),
+        (S.UPLOADING, S.VALIDATING),
+        (S.VALIDATING, S.QUEUED),
+        (S.QUEUED, S.RUNNING),
+        (S.RUNNING, S.SUCCEEDED),
+        (S.RUNNING, S.PAUSED),
+        (S.PAUSED, S.QUEUED),
+        (S.PAUSED, S.RUNNING),
+        (S.PENDING, S.RUNNING),
+        (S.VALIDATING, S.FAILED),
+        (S.QUEUED, S.CANCELLED),
+    ],
 )
 def test_allowed_moves(old, new):
     assert old.can_move_to(new)
@@ -33,8 +42,14 @@ def test_allowed_moves(old, new):
 
 @pytest.mark.parametrize(
     ("old", "new"),
-    [(S.RUNNING, S.QUEUED), (S.RUNNING, S.VALIDATING), (S.QUEUED, S.PENDING),
-     (S.UPLOADING, S.PENDING), (S.RUNNING, S.UPLOADING), (S.UPLOADING, S.PAUSED)],
+    [
+        (S.RUNNING, S.QUEUED),
+        (S.RUNNING, S.VALIDATING),
+        (S.QUEUED, S.PENDING),
+        (S.UPLOADING, S.PENDING),
+        (S.RUNNING, S.UPLOADING),
+        (S.UPLOADING, S.PAUSED),
+    ],
 )
 def test_backward_moves_are_refused(old, new):
     assert not old.can_move_to(new)
@@ -99,8 +114,9 @@ def test_reopen_for_resume_moves_failed_to_queued_and_clears_the_end():
         assert job.status == "queued"
         assert job.finished_at is None and job.error is None and job.eta_s is None
         assert job.started_at is not None  # the first start stays on record
-        messages = [e.message for e in session.scalars(
-            select(JobEvent).where(JobEvent.job_id == job_id))]
+        messages = [
+            e.message for e in session.scalars(select(JobEvent).where(JobEvent.job_id == job_id))
+        ]
         assert messages == ["resuming from checkpoint-10"]
 
 

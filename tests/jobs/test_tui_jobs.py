@@ -78,8 +78,13 @@ def test_the_in_app_poller_drives_a_job_to_the_end(engine, sandbox, tmp_path, mo
         app = create_app(start_poller=True)
         async with app.run_test(size=(140, 40)) as pilot:
             table = app.query_one("#jobs-table", DataTable)
-            await _wait_for(pilot, lambda: table.row_count == 1
-                            and _cells(table, str(job.id))["status"] == "succeeded", timeout=60)
+            await _wait_for(
+                pilot,
+                lambda: (
+                    table.row_count == 1 and _cells(table, str(job.id))["status"] == "succeeded"
+                ),
+                timeout=60,
+            )
             status = str(app.query_one("#jobs-poller-status", Static).render())
             assert "poller:" in status
 

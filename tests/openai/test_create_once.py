@@ -35,8 +35,9 @@ def _provider(base_url: str, **config) -> OpenAIProvider:
 def _prepared(provider: OpenAIProvider, tmp_path) -> JobSpec:
     train = tmp_path / "train.jsonl"
     train.write_text("".join(json.dumps(chat_example(i)) + "\n" for i in range(12)))
-    return provider.prepare(JobSpec(name="once", base_model=MODEL, train_path=str(train),
-                                    ftm_job_uid=uuid.uuid4().hex))
+    return provider.prepare(
+        JobSpec(name="once", base_model=MODEL, train_path=str(train), ftm_job_uid=uuid.uuid4().hex)
+    )
 
 
 def _jobs_for(server, uid: str) -> list:

@@ -7,10 +7,15 @@ import sys
 
 
 def test_provider_imports_neither_app_nor_textual_nor_the_sdk_eagerly():
-    code = ("import providers.openai, providers.openai.lifecycle, providers.openai.uploads\n"
-            "import sys; print('\\n'.join(sys.modules))")
-    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                check=True).stdout.split())
+    code = (
+        "import providers.openai, providers.openai.lifecycle, providers.openai.uploads\n"
+        "import sys; print('\\n'.join(sys.modules))"
+    )
+    loaded = set(
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout.split()
+    )
     assert "textual" not in loaded
     assert not any(m == "app" or m.startswith("app.") for m in loaded)
     assert "openai" not in loaded  # the SDK loads when the first client is built

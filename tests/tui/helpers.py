@@ -63,9 +63,17 @@ def add_dataset_row(name: str, *, verdict: str, n_train: int = 10, fmt: str = "c
     """A bare dataset row (for verdicts the intake would not store, e.g. errors)."""
     with write_session(get_engine()) as session:
         row = Dataset(
-            name=name, content_hash=f"hash-{name}", format=fmt, source_path=f"/data/{name}.jsonl",
-            created_at=FIXED_NOW - timedelta(days=1), n_examples=n_train + 2, n_train=n_train,
-            n_validation=2, val_fraction=0.2, split_seed=0, verdict=verdict,
+            name=name,
+            content_hash=f"hash-{name}",
+            format=fmt,
+            source_path=f"/data/{name}.jsonl",
+            created_at=FIXED_NOW - timedelta(days=1),
+            n_examples=n_train + 2,
+            n_train=n_train,
+            n_validation=2,
+            val_fraction=0.2,
+            split_seed=0,
+            verdict=verdict,
             data_dir=f"/data/{name}",
         )
         session.add(row)
@@ -79,11 +87,18 @@ def add_jobs(n: int, *, provider: str = "openai", status: str = "succeeded") -> 
     with write_session(get_engine()) as session:
         for i in range(n):
             job = Job(
-                name=f"job-{i:03d}", provider=provider, base_model="gpt-4.1-mini-2025-04-14",
-                method="supervised", status=status, remote_id=f"ftjob-{i:03d}",
-                created_at=FIXED_NOW - timedelta(hours=i), updated_at=FIXED_NOW,
-                estimated_cost_usd=1.25 + i, actual_cost_usd=1.2 + i if status == "succeeded" else None,
-                train_loss=0.5 / (i + 1), simulated=True,
+                name=f"job-{i:03d}",
+                provider=provider,
+                base_model="gpt-4.1-mini-2025-04-14",
+                method="supervised",
+                status=status,
+                remote_id=f"ftjob-{i:03d}",
+                created_at=FIXED_NOW - timedelta(hours=i),
+                updated_at=FIXED_NOW,
+                estimated_cost_usd=1.25 + i,
+                actual_cost_usd=1.2 + i if status == "succeeded" else None,
+                train_loss=0.5 / (i + 1),
+                simulated=True,
             )
             session.add(job)
             session.flush()

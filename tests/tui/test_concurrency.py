@@ -19,9 +19,20 @@ pytestmark = pytest.mark.slow
 
 def test_concurrent_writers_lose_nothing_and_never_report_a_locked_database():
     run = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench" / "concurrent_writers.py"),
-         "--seconds", "12", "--epochs", "2", "--settle", "150"],
-        capture_output=True, text=True, timeout=400, cwd=REPO_ROOT,
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench" / "concurrent_writers.py"),
+            "--seconds",
+            "12",
+            "--epochs",
+            "2",
+            "--settle",
+            "150",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO_ROOT,
     )
     out = run.stdout
     assert run.returncode == 0, out + run.stderr[-3000:]

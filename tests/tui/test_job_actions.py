@@ -30,8 +30,9 @@ from tests.tui.helpers import FIXED_NOW, settle
 def slow_sandbox(monkeypatch):
     """An emulator whose jobs start running at once and take minutes per step, so a job
     is still running while the test acts on it."""
-    with SandboxServer(port=0, seconds_per_step=60.0, seed=7, validation_s=0.0,
-                       queue_s=0.0) as server:
+    with SandboxServer(
+        port=0, seconds_per_step=60.0, seed=7, validation_s=0.0, queue_s=0.0
+    ) as server:
         monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
         monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
         monkeypatch.setenv("FTM_OPENAI__MAX_RETRIES", "0")
@@ -68,8 +69,11 @@ async def _open_detail(pilot, job_id: int) -> JobDetailScreen:
 
 
 def _messages(app, severity: str | None = None) -> list[str]:
-    return [f"{n.title or ''}: {n.message}" for n in app._notifications
-            if severity is None or n.severity == severity]
+    return [
+        f"{n.title or ''}: {n.message}"
+        for n in app._notifications
+        if severity is None or n.severity == severity
+    ]
 
 
 async def test_cancel_asks_first_and_no_leaves_the_job_running(slow_sandbox, running_job):
@@ -100,8 +104,11 @@ async def test_cancel_asks_first_and_no_leaves_the_job_running(slow_sandbox, run
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await _until(pilot, lambda: job_row(get_engine(), running_job.id).status == "cancelled",
-                     what="the cancel")
+        await _until(
+            pilot,
+            lambda: job_row(get_engine(), running_job.id).status == "cancelled",
+            what="the cancel",
+        )
         await settle(pilot)
         assert remote.status == "cancelled"
         assert any("cancel done" in m for m in _messages(app))
@@ -119,8 +126,9 @@ async def test_pause_then_resume_with_confirmation(slow_sandbox, running_job):
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_detail(pilot, running_job.id)
         await pilot.press("p")  # pausing spends nothing: no confirmation
-        await _until(pilot, lambda: job_row(engine, running_job.id).status == "paused",
-                     what="the pause")
+        await _until(
+            pilot, lambda: job_row(engine, running_job.id).status == "paused", what="the pause"
+        )
         assert remote.status == "paused"
         await settle(pilot)
         await pilot.press("p")
@@ -131,8 +139,11 @@ async def test_pause_then_resume_with_confirmation(slow_sandbox, running_job):
         await settle(pilot)
         assert isinstance(app.screen, ConfirmScreen)
         await pilot.press("y")
-        await _until(pilot, lambda: job_row(engine, running_job.id).status in
-                     ("queued", "running"), what="the resume")
+        await _until(
+            pilot,
+            lambda: job_row(engine, running_job.id).status in ("queued", "running"),
+            what="the resume",
+        )
         assert remote.status in ("queued", "running")
 
 
@@ -155,15 +166,28 @@ async def test_a_provider_error_is_shown_and_the_app_goes_on(slow_sandbox, runni
         await pilot.press("x")
         await settle(pilot)
         await pilot.press("y")
-        await _until(pilot, lambda: job_row(get_engine(), running_job.id).status == "cancelled",
-                     what="the retried cancel")
+        await _until(
+            pilot,
+            lambda: job_row(get_engine(), running_job.id).status == "cancelled",
+            what="the retried cancel",
+        )
 
 
 def _local_job(status: str, **kw) -> int:
     with write_session(get_engine()) as session:
-        job = Job(name="local-lora", provider="local", base_model="tiny", method="lora",
-                  status=status, remote_id="local-1", created_at=FIXED_NOW,
-                  updated_at=FIXED_NOW, step=4, total_steps=10, **kw)
+        job = Job(
+            name="local-lora",
+            provider="local",
+            base_model="tiny",
+            method="lora",
+            status=status,
+            remote_id="local-1",
+            created_at=FIXED_NOW,
+            updated_at=FIXED_NOW,
+            step=4,
+            total_steps=10,
+            **kw,
+        )
         session.add(job)
         session.flush()
         return job.id
@@ -175,8 +199,7 @@ async def test_an_action_the_provider_cannot_do_is_greyed_and_refused():
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await _open_detail(pilot, job_id)
         summary = screen.query_one("#job-summary").render()
-        pause = next(s for s in summary.spans
-                     if summary.plain[s.start:s.end] == "p pause")
+        pause = next(s for s in summary.spans if summary.plain[s.start : s.end] == "p pause")
         assert "dim" in str(pause.style)
         await pilot.press("p")
         await settle(pilot)
@@ -205,9 +228,17 @@ async def test_a_failed_local_job_offers_resume_from_checkpoint_with_confirmatio
 
 async def test_evaluate_opens_the_evaluate_screen_for_this_job(sandbox):
     with write_session(get_engine()) as session:
-        job = Job(name="done", provider="openai", base_model=MODEL, method="supervised",
-                  status="succeeded", remote_id="ftjob-x", fine_tuned_model=f"ft:{MODEL}:x",
-                  created_at=FIXED_NOW - timedelta(hours=1), simulated=True)
+        job = Job(
+            name="done",
+            provider="openai",
+            base_model=MODEL,
+            method="supervised",
+            status="succeeded",
+            remote_id="ftjob-x",
+            fine_tuned_model=f"ft:{MODEL}:x",
+            created_at=FIXED_NOW - timedelta(hours=1),
+            simulated=True,
+        )
         session.add(job)
         session.flush()
         job_id = job.id
@@ -231,15 +262,29 @@ def _evaluated_job(model: str) -> int:
     provider = EchoLabelProvider()
     examples = [split_example(e, i) for i, e in enumerate(routing_examples(6))]
     runs = {}
-    for kind, name, kw in (("few_shot", "base", {"k": 3}),
-                           ("fine_tuned", model, {"base_model": "base"})):
-        runs[name] = run_eval(Candidate(kind, "echo", name, **kw), examples, routing_config(),
-                              provider=provider, engine=engine,
-                              train_examples=routing_examples(12))
+    for kind, name, kw in (
+        ("few_shot", "base", {"k": 3}),
+        ("fine_tuned", model, {"base_model": "base"}),
+    ):
+        runs[name] = run_eval(
+            Candidate(kind, "echo", name, **kw),
+            examples,
+            routing_config(),
+            provider=provider,
+            engine=engine,
+            train_examples=routing_examples(12),
+        )
     with write_session(engine) as session:
-        job = Job(name=model, provider="openai", base_model="base", method="supervised",
-                  status="succeeded", remote_id=f"ftjob-{model}", fine_tuned_model=model,
-                  created_at=FIXED_NOW)
+        job = Job(
+            name=model,
+            provider="openai",
+            base_model="base",
+            method="supervised",
+            status="succeeded",
+            remote_id=f"ftjob-{model}",
+            fine_tuned_model=model,
+            created_at=FIXED_NOW,
+        )
         session.add(job)
         session.flush()
         session.get(EvalRun, runs[model].id).job_id = job.id
@@ -277,8 +322,11 @@ async def test_promote_asks_which_alias_and_why_and_records_both():
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_detail(pilot, job_id)
         await pilot.press("o")
-        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen),
-                     what=f"the promote screen: {_messages(app)}")
+        await _until(
+            pilot,
+            lambda: isinstance(app.screen, PromoteScreen),
+            what=f"the promote screen: {_messages(app)}",
+        )
         screen = app.screen
         assert "✓ baseline" in str(screen.query_one("#promote-gates").render())
         assert screen.query_one("#promote-alias").value == "production"  # the default
@@ -292,8 +340,11 @@ async def test_promote_asks_which_alias_and_why_and_records_both():
         await pilot.press(*"canary", "tab")
         screen.query_one("#promote-why").value = ""
         await pilot.press(*"beats the 3-shot baseline", "enter")
-        await _until(pilot, lambda: aliases.current(engine, "routing", "canary") is not None,
-                     what=f"the promotion: {_messages(app)}")
+        await _until(
+            pilot,
+            lambda: aliases.current(engine, "routing", "canary") is not None,
+            what=f"the promotion: {_messages(app)}",
+        )
     from db.engine import read_session
 
     with read_session(engine) as session:
@@ -307,9 +358,16 @@ async def test_promote_asks_which_alias_and_why_and_records_both():
 
 async def test_promote_without_an_evaluation_says_to_evaluate_first():
     with write_session(get_engine()) as session:
-        job = Job(name="done", provider="openai", base_model=MODEL, method="supervised",
-                  status="succeeded", remote_id="ftjob-y", fine_tuned_model="ft:y",
-                  created_at=FIXED_NOW)
+        job = Job(
+            name="done",
+            provider="openai",
+            base_model=MODEL,
+            method="supervised",
+            status="succeeded",
+            remote_id="ftjob-y",
+            fine_tuned_model="ft:y",
+            created_at=FIXED_NOW,
+        )
         session.add(job)
         session.flush()
         job_id = job.id

@@ -26,11 +26,18 @@ CAPS = Capabilities(supports_auto_hyperparameters=True, methods=("supervised", "
 
 def _form(**changes) -> LaunchForm:
     form = LaunchForm(
-        name="tickets-ft", dataset=OK, provider="openai", base_model=MODELS[0].id,
-        method="supervised", capabilities=CAPS, base_models=MODELS,
-        provider_options=(ProviderOption("r", "LoRA rank", int, 16),
-                          ProviderOption("scheduler", "schedule", str, "cosine", ("cosine", "linear")),
-                          ProviderOption("learning_rate", "lr", float, "auto")),
+        name="tickets-ft",
+        dataset=OK,
+        provider="openai",
+        base_model=MODELS[0].id,
+        method="supervised",
+        capabilities=CAPS,
+        base_models=MODELS,
+        provider_options=(
+            ProviderOption("r", "LoRA rank", int, 16),
+            ProviderOption("scheduler", "schedule", str, "cosine", ("cosine", "linear")),
+            ProviderOption("learning_rate", "lr", float, "auto"),
+        ),
     )
     for key, value in changes.items():
         setattr(form, key, value)
@@ -47,7 +54,11 @@ def test_a_complete_form_has_no_problems():
         ({"name": ""}, "name", "name"),
         ({"name": "has space"}, "name", "letters"),
         ({"dataset": None}, "dataset", "ftm data add"),
-        ({"dataset": DatasetChoice(2, "bad", "errors", 5, 1, "chat")}, "dataset", "ftm data check bad"),
+        (
+            {"dataset": DatasetChoice(2, "bad", "errors", 5, 1, "chat")},
+            "dataset",
+            "ftm data check bad",
+        ),
         ({"base_model": "old-model"}, "base_model", "retired"),
         ({"method": "reinforcement"}, "method", "supervised, dpo"),
         ({"method": "dpo"}, "method", "preference"),
@@ -67,8 +78,12 @@ def test_each_field_says_what_is_wrong(changes, field, words):
 
 
 def test_values_parse_to_what_launch_takes():
-    form = _form(n_epochs="3", batch_size="auto", learning_rate_multiplier="0.5",
-                 options={"r": "8", "scheduler": "cosine", "learning_rate": "auto"})
+    form = _form(
+        n_epochs="3",
+        batch_size="auto",
+        learning_rate_multiplier="0.5",
+        options={"r": "8", "scheduler": "cosine", "learning_rate": "auto"},
+    )
     hp = form.hyperparameters()
     assert (hp.n_epochs, hp.batch_size, hp.learning_rate_multiplier) == (3, "auto", 0.5)
     # only what differs from the defaults is sent

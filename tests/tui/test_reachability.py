@@ -32,8 +32,11 @@ def _bound_actions(cls) -> set[str]:
 def test_every_action_has_a_key():
     unbound = []
     for cls in _tui_classes():
-        own = {name.removeprefix("action_") for name, _ in inspect.getmembers(cls)
-               if name.startswith("action_") and name in _defined_in_app(cls)}
+        own = {
+            name.removeprefix("action_")
+            for name, _ in inspect.getmembers(cls)
+            if name.startswith("action_") and name in _defined_in_app(cls)
+        }
         missing = own - _bound_actions(cls)
         unbound += [f"{cls.__module__}.{cls.__name__}.action_{m}" for m in sorted(missing)]
     assert not unbound, "actions with no key (so not in help or the palette): " + ", ".join(unbound)

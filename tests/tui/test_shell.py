@@ -17,7 +17,12 @@ async def test_tab_keys_switch_tabs():
     async with app.run_test(size=(80, 24)) as pilot:
         tabs = app.query_one(TabbedContent)
         assert tabs.active == "jobs"
-        for key, tab in (("d", "datasets"), ("dollar_sign", "costs"), ("m", "models"), ("j", "jobs")):
+        for key, tab in (
+            ("d", "datasets"),
+            ("dollar_sign", "costs"),
+            ("m", "models"),
+            ("j", "jobs"),
+        ):
             await pilot.press(key)
             assert tabs.active == tab
 

@@ -42,8 +42,9 @@ def _tab(key: str):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("theme", THEMES)
 def test_jobs_tab(snap_compare, seeded, size, theme):
-    assert snap_compare(create_app(theme=theme, start_poller=False), terminal_size=size,
-                        run_before=_settled)
+    assert snap_compare(
+        create_app(theme=theme, start_poller=False), terminal_size=size, run_before=_settled
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -55,8 +56,11 @@ def test_other_tabs(snap_compare, seeded, size, key):
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("theme", THEMES)
 def test_help_screen(snap_compare, seeded, size, theme):
-    assert snap_compare(create_app(theme=theme, start_poller=False), terminal_size=size,
-                        run_before=_tab("question_mark"))
+    assert snap_compare(
+        create_app(theme=theme, start_poller=False),
+        terminal_size=size,
+        run_before=_tab("question_mark"),
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -69,8 +73,9 @@ def test_launch_wizard(snap_compare, sandbox, seeded, size, theme):
         await pilot.pause(0.6)  # the debounced preview
         await settle(pilot)
 
-    assert snap_compare(create_app(theme=theme, start_poller=False), terminal_size=size,
-                        run_before=run_before)
+    assert snap_compare(
+        create_app(theme=theme, start_poller=False), terminal_size=size, run_before=run_before
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -105,13 +110,17 @@ def test_job_detail(snap_compare, seeded, size):
 def test_error_screen(snap_compare, seeded, size, theme):
     async def run_before(pilot) -> None:
         await settle(pilot)
-        pilot.app.push_screen(ErrorScreen(
-            "Unexpected error: RuntimeError — load jobs",
-            "the job list could not be read\n\nThe app keeps running; details are in the Textual log."))
+        pilot.app.push_screen(
+            ErrorScreen(
+                "Unexpected error: RuntimeError — load jobs",
+                "the job list could not be read\n\nThe app keeps running; details are in the Textual log.",
+            )
+        )
         await settle(pilot)
 
-    assert snap_compare(create_app(theme=theme, start_poller=False), terminal_size=size,
-                        run_before=run_before)
+    assert snap_compare(
+        create_app(theme=theme, start_poller=False), terminal_size=size, run_before=run_before
+    )
 
 
 @pytest.mark.parametrize("size", SIZES)
@@ -120,10 +129,15 @@ def test_promote_screen(snap_compare, seeded, size):
 
     async def run_before(pilot) -> None:
         await settle(pilot)
-        pilot.app.push_screen(PromoteScreen(
-            "Promote ft:gpt-4o-mini-2024-07-18:acme:tickets:abc123?", "tickets", "production",
-            "✓ baseline: quality 0.910 beats the few-shot baseline 0.780 (run 4) by +0.050\n"
-            "✓ general: general ability 0.950 vs base 0.960 (run 3): drop +0.010, allowed 0.050"))
+        pilot.app.push_screen(
+            PromoteScreen(
+                "Promote ft:gpt-4o-mini-2024-07-18:acme:tickets:abc123?",
+                "tickets",
+                "production",
+                "✓ baseline: quality 0.910 beats the few-shot baseline 0.780 (run 4) by +0.050\n"
+                "✓ general: general ability 0.950 vs base 0.960 (run 3): drop +0.010, allowed 0.050",
+            )
+        )
         await settle(pilot)
 
     assert snap_compare(create_app(start_poller=False), terminal_size=size, run_before=run_before)

@@ -66,8 +66,11 @@ async def test_add_estimate_launch_watch_evaluate_promote_on_the_sandbox(
         # 2. compare costs
         await pilot.press("c")
         await settle(pilot)
-        await _until(pilot, lambda: app.query_one("#costs-table", DataTable).row_count > 0,
-                     what="the cost comparison")
+        await _until(
+            pilot,
+            lambda: app.query_one("#costs-table", DataTable).row_count > 0,
+            what="the cost comparison",
+        )
 
         # 3. launch through the wizard, confirming the spend
         await pilot.press("n")
@@ -85,8 +88,11 @@ async def test_add_estimate_launch_watch_evaluate_promote_on_the_sandbox(
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.spend_usd == wizard.preview.training_cost_usd
         await pilot.press("y")
-        await _until(pilot, lambda: not isinstance(app.screen, (LaunchWizard, ConfirmScreen)),
-                     what="the launch")
+        await _until(
+            pilot,
+            lambda: not isinstance(app.screen, (LaunchWizard, ConfirmScreen)),
+            what="the launch",
+        )
         (job,) = _one(Job)
 
         # 4. watch it finish: poll cycles refresh it, the Jobs tab shows it
@@ -123,8 +129,12 @@ async def test_add_estimate_launch_watch_evaluate_promote_on_the_sandbox(
         assert isinstance(app.screen, ConfirmScreen)
         assert app.screen.spend_usd is None  # simulated: nothing billed
         await pilot.press("y")
-        await _until(pilot, lambda: not isinstance(app.screen, (EvaluateScreen, ConfirmScreen)),
-                     120, "the evaluation")
+        await _until(
+            pilot,
+            lambda: not isinstance(app.screen, (EvaluateScreen, ConfirmScreen)),
+            120,
+            "the evaluation",
+        )
         runs = _one(EvalRun)
         assert {r.candidate_kind for r in runs} == {"zero_shot", "few_shot", "fine_tuned"}
         assert app.query_one(TabbedContent).active == "models"
@@ -140,8 +150,11 @@ async def test_add_estimate_launch_watch_evaluate_promote_on_the_sandbox(
             await pilot.press("down")
         assert models.selected().row.kind == "fine_tuned"
         await pilot.press("p")
-        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen),
-                     what=f"gates: {[n.message for n in app._notifications]}")
+        await _until(
+            pilot,
+            lambda: isinstance(app.screen, PromoteScreen),
+            what=f"gates: {[n.message for n in app._notifications]}",
+        )
         await pilot.press("y")
         await _until(pilot, lambda: bool(_one(Alias)), what="the promotion")
         (promotion,) = _one(Promotion)

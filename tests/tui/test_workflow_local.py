@@ -58,8 +58,13 @@ async def test_local_workflow_with_the_tiny_model(ftm_home, tmp_path, tiny_model
         await settle(pilot)
         wizard.query_one("#base_model_other", Input).value = str(tiny_model)
         wizard.query_one("#method", Select).value = "lora"
-        for name, value in {"epochs": "6", "learning_rate": "0.005", "batch_size": "8",
-                            "eval_steps": "12", "torch_threads": "2"}.items():
+        for name, value in {
+            "epochs": "6",
+            "learning_rate": "0.005",
+            "batch_size": "8",
+            "eval_steps": "12",
+            "torch_threads": "2",
+        }.items():
             wizard.query_one(f"#option-{name}", Input).value = value
         await pilot.pause(0.6)
         await settle(pilot)
@@ -109,7 +114,11 @@ async def test_local_workflow_with_the_tiny_model(ftm_home, tmp_path, tiny_model
                 break
             await pilot.press("down")
         await pilot.press("p")
-        await _until(pilot, lambda: isinstance(app.screen, PromoteScreen), 60,
-                     f"gates: {[n.message for n in app._notifications]}")
+        await _until(
+            pilot,
+            lambda: isinstance(app.screen, PromoteScreen),
+            60,
+            f"gates: {[n.message for n in app._notifications]}",
+        )
         await pilot.press("y")
         await _until(pilot, lambda: bool(_all(Alias)), 60, "the promotion")

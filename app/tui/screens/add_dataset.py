@@ -106,8 +106,9 @@ class AddDatasetScreen(ModalScreen[int | None]):
             f"{dataset.n_validation} validation), verdict {dataset.verdict}"
             + (f", {total:,} tokens" if total else "")
         )
-        self.post_message(self.DatasetAdded(dataset.id, dataset.name, dataset.verdict,
-                                            created, summary))
+        self.post_message(
+            self.DatasetAdded(dataset.id, dataset.name, dataset.verdict, created, summary)
+        )
 
     @on(DatasetAdded)
     def _added(self, message: DatasetAdded) -> None:

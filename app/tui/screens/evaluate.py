@@ -56,18 +56,31 @@ def finished_jobs() -> list[JobChoice]:
 
     with read_session(get_engine()) as session:
         rows = session.exec(
-            select(Job, Dataset).join(Dataset, Dataset.id == Job.dataset_id)
-            .where(Job.fine_tuned_model.is_not(None)).order_by(Job.id.desc()).limit(200)
+            select(Job, Dataset)
+            .join(Dataset, Dataset.id == Job.dataset_id)
+            .where(Job.fine_tuned_model.is_not(None))
+            .order_by(Job.id.desc())
+            .limit(200)
         ).all()
     return [
-        JobChoice(j.id, j.name, j.provider, j.base_model, j.fine_tuned_model, d.id, d.name,
-                  d.n_validation, j.simulated)
+        JobChoice(
+            j.id,
+            j.name,
+            j.provider,
+            j.base_model,
+            j.fine_tuned_model,
+            d.id,
+            d.name,
+            d.n_validation,
+            j.simulated,
+        )
         for j, d in rows
     ]
 
 
-def plan_evaluation(job: JobChoice, *, k: int, zero_shot: bool, general: bool,
-                    limit: int | None) -> EvalPlan:
+def plan_evaluation(
+    job: JobChoice, *, k: int, zero_shot: bool, general: bool, limit: int | None
+) -> EvalPlan:
     """Count the calls and price them from the dataset's request shape and the catalog."""
     from app.database import get_engine
     from app.evaluation.general import general_items
@@ -98,7 +111,8 @@ def plan_evaluation(job: JobChoice, *, k: int, zero_shot: bool, general: bool,
             return EvalPlan(calls, None, f"{calls} calls; {model} has no price in the catalog.")
         total += cost * (n + n_general)
     return EvalPlan(
-        calls, total,
+        calls,
+        total,
         f"{calls} calls: {n} held-out + {n_general} general examples x {len(candidates)} "
         f"models, priced from the dataset's average request ({profile.prompt_tokens:.0f} "
         f"prompt + {profile.output_tokens:.0f} output tokens, {k} shots of "
@@ -160,7 +174,9 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
             yield Static("Evaluate a fine-tuned model against its base", id="eval-title")
             yield Label("Job", classes="field-label")
             yield Select([], id="eval-job", prompt="loading…")
-            yield Label("Task (the leaderboard and the alias it competes for)", classes="field-label")
+            yield Label(
+                "Task (the leaderboard and the alias it competes for)", classes="field-label"
+            )
             yield Input(id="eval-task", placeholder="e.g. tickets")
             with Horizontal(classes="row"):
                 yield Label("Shots in the few-shot baseline ", classes="field-label")
@@ -168,7 +184,9 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
                 yield Label("  Examples (blank: all) ", classes="field-label")
                 yield Input("", id="eval-limit")
             yield Checkbox("Zero-shot baseline", True, id="eval-zero")
-            yield Checkbox("General-ability check (catastrophic forgetting)", True, id="eval-general")
+            yield Checkbox(
+                "General-ability check (catastrophic forgetting)", True, id="eval-general"
+            )
             yield Static("", id="eval-plan")
             yield Static("", id="eval-progress")
             with Horizontal(id="eval-buttons"):
@@ -188,8 +206,11 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
         select = self.query_one("#eval-job", Select)
         select.set_options([(j.label, j.id) for j in message.jobs])
         select.prompt = "choose a job" if message.jobs else "no finished job yet"
-        wanted = self.initial_job_id if any(j.id == self.initial_job_id for j in self.jobs) else (
-            self.jobs[0].id if self.jobs else None)
+        wanted = (
+            self.initial_job_id
+            if any(j.id == self.initial_job_id for j in self.jobs)
+            else (self.jobs[0].id if self.jobs else None)
+        )
         if wanted is not None:
             select.value = wanted
 
@@ -205,9 +226,12 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
             raise ValueError(f"Shots: {k_text!r} is not a whole number (0 for none).")
         if limit_text and (not limit_text.isdigit() or int(limit_text) == 0):
             raise ValueError(f"Examples: {limit_text!r} is not a positive whole number.")
-        return (int(k_text), int(limit_text) if limit_text else None,
-                self.query_one("#eval-zero", Checkbox).value,
-                self.query_one("#eval-general", Checkbox).value)
+        return (
+            int(k_text),
+            int(limit_text) if limit_text else None,
+            self.query_one("#eval-zero", Checkbox).value,
+            self.query_one("#eval-general", Checkbox).value,
+        )
 
     @on(Select.Changed, "#eval-job")
     @on(Input.Changed)
@@ -232,16 +256,23 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
         plan.set_class(error, "-error")
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate-plan")
-    def compute_plan(self, job: JobChoice, k: int, zero_shot: bool, general: bool,
-                     limit: int | None) -> None:
-        self.post_message(self.Planned(plan_evaluation(job, k=k, zero_shot=zero_shot,
-                                                       general=general, limit=limit)))
+    def compute_plan(
+        self, job: JobChoice, k: int, zero_shot: bool, general: bool, limit: int | None
+    ) -> None:
+        self.post_message(
+            self.Planned(
+                plan_evaluation(job, k=k, zero_shot=zero_shot, general=general, limit=limit)
+            )
+        )
 
     @on(Planned)
     def _planned(self, message: Planned) -> None:
         self.plan = message.plan
-        spend = ("Estimated spend: " + format_usd(message.plan.spend_usd)
-                 if message.plan.spend_usd is not None else "")
+        spend = (
+            "Estimated spend: " + format_usd(message.plan.spend_usd)
+            if message.plan.spend_usd is not None
+            else ""
+        )
         self._plan_text(f"{message.plan.note}\n{spend}".strip())
 
     def action_run(self) -> None:
@@ -279,17 +310,28 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
         self.run_evaluation(job, task, k, limit, zero_shot, general)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="evaluate-run")
-    def run_evaluation(self, job: JobChoice, task: str, k: int, limit: int | None,
-                       zero_shot: bool, general: bool) -> None:
+    def run_evaluation(
+        self, job: JobChoice, task: str, k: int, limit: int | None, zero_shot: bool, general: bool
+    ) -> None:
         from app.database import get_engine
         from app.evaluation.service import EvalRequest, evaluate
 
         request = EvalRequest(
-            task=task, dataset=job.dataset_id, provider=job.provider, base_model=job.base_model,
-            zero_shot=zero_shot, few_shot=k, job_ids=[job.id], general=general, limit=limit,
+            task=task,
+            dataset=job.dataset_id,
+            provider=job.provider,
+            base_model=job.base_model,
+            zero_shot=zero_shot,
+            few_shot=k,
+            job_ids=[job.id],
+            general=general,
+            limit=limit,
         )
-        runs = evaluate(request, engine=get_engine(),
-                        on_event=lambda line: self.post_message(self.Progressed(line)))
+        runs = evaluate(
+            request,
+            engine=get_engine(),
+            on_event=lambda line: self.post_message(self.Progressed(line)),
+        )
         self.post_message(self.Evaluated([r.id for r in runs], task))
 
     @on(Progressed)
@@ -298,8 +340,11 @@ class EvaluateScreen(ModalScreen[list[int] | None]):
 
     @on(Evaluated)
     def _evaluated(self, message: Evaluated) -> None:
-        self.app.notify(f"{len(message.run_ids)} runs for task {message.task!r}; see the "
-                        "Models tab (m) to compare and promote.", title="Evaluated")
+        self.app.notify(
+            f"{len(message.run_ids)} runs for task {message.task!r}; see the "
+            "Models tab (m) to compare and promote.",
+            title="Evaluated",
+        )
         self.dismiss(message.run_ids)
 
     @on(Worker.StateChanged)

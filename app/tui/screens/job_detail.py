@@ -113,16 +113,21 @@ class JobDetailScreen(Screen):
             summary.append("  simulated", style="bold magenta")
         summary.append("\nstatus: ")
         summary.append_text(status_cell(j))
-        summary.append(f"   provider: {j.provider} {j.remote_id or ''}   model: {j.base_model}"
-                       f" ({j.method})")
-        summary.append(f"\nstep {j.step or 0}/{j.total_steps or '?'}   train loss: "
-                       f"{_fmt(j.train_loss)}   eval loss: {_fmt(j.eval_loss)}   "
-                       f"trained tokens: {j.trained_tokens if j.trained_tokens is not None else '-'}")
+        summary.append(
+            f"   provider: {j.provider} {j.remote_id or ''}   model: {j.base_model} ({j.method})"
+        )
+        summary.append(
+            f"\nstep {j.step or 0}/{j.total_steps or '?'}   train loss: "
+            f"{_fmt(j.train_loss)}   eval loss: {_fmt(j.eval_loss)}   "
+            f"trained tokens: {j.trained_tokens if j.trained_tokens is not None else '-'}"
+        )
         if j.estimated_cost_usd is not None or j.actual_cost_usd is not None:
             est, act = usd(j.estimated_cost_usd), usd(j.actual_cost_usd)
-            summary.append(f"\ncost: estimated {est}, actual {act}"
-                           + _difference(j.estimated_cost_usd, j.actual_cost_usd)
-                           + (" (simulated: nothing billed)" if j.simulated else ""))
+            summary.append(
+                f"\ncost: estimated {est}, actual {act}"
+                + _difference(j.estimated_cost_usd, j.actual_cost_usd)
+                + (" (simulated: nothing billed)" if j.simulated else "")
+            )
         if j.hyperparameters:
             summary.append(f"\nhyperparameters: {json.dumps(j.hyperparameters)}")
         spec = _spec_text(j.spec)
@@ -131,8 +136,11 @@ class JobDetailScreen(Screen):
         if j.fine_tuned_model:
             summary.append(f"\nfine-tuned model: {j.fine_tuned_model}", style="green")
         if j.error:
-            summary.append(f"\nerror: {j.error.get('message')} (code {j.error.get('code')}, "
-                           f"param {j.error.get('param')})", style="red")
+            summary.append(
+                f"\nerror: {j.error.get('message')} (code {j.error.get('code')}, "
+                f"param {j.error.get('param')})",
+                style="red",
+            )
         summary.append("\n")
         summary.append_text(self._actions_line())
         self.query_one("#job-summary", Static).update(summary)
@@ -189,8 +197,12 @@ class JobDetailScreen(Screen):
             return True
         reason = why_not(action, self.job, self.caps)
         if reason:
-            self.notify(reason[0].upper() + reason[1:] + ".", title=f"Cannot {action}",
-                        severity="warning", timeout=8)
+            self.notify(
+                reason[0].upper() + reason[1:] + ".",
+                title=f"Cannot {action}",
+                severity="warning",
+                timeout=8,
+            )
             return True
         return False
 
@@ -203,11 +215,15 @@ class JobDetailScreen(Screen):
         j = self.job
         billed = "" if j.simulated else " What has been trained so far may still be billed."
         self.app.push_screen(
-            ConfirmScreen(f"Cancel job {j.id} '{j.name}'?",
-                          f"{j.provider} stops training it ({j.status}, step {j.step or 0}/"
-                          f"{j.total_steps or '?'}). This cannot be undone.{billed}",
-                          confirm_label="Cancel job", destructive=True),
-            lambda yes: self.run_job_action("cancel") if yes else None)
+            ConfirmScreen(
+                f"Cancel job {j.id} '{j.name}'?",
+                f"{j.provider} stops training it ({j.status}, step {j.step or 0}/"
+                f"{j.total_steps or '?'}). This cannot be undone.{billed}",
+                confirm_label="Cancel job",
+                destructive=True,
+            ),
+            lambda yes: self.run_job_action("cancel") if yes else None,
+        )
 
     def action_pause_job(self) -> None:
         """Pause the job (providers that can: billing stops until it is resumed)."""
@@ -228,16 +244,22 @@ class JobDetailScreen(Screen):
         else:
             last = max((c.step for c in self._last_checkpoints), default=None)
             title = f"Continue failed job {j.id} '{j.name}' from its last checkpoint?"
-            details = (f"Training restarts from step {last} of {j.total_steps or '?'}."
-                       if last is not None else
-                       "No checkpoint is recorded: training restarts from the beginning.")
+            details = (
+                f"Training restarts from step {last} of {j.total_steps or '?'}."
+                if last is not None
+                else "No checkpoint is recorded: training restarts from the beginning."
+            )
         remaining = None
-        if j.estimated_cost_usd is not None and not j.simulated and not (
-                self.caps and self.caps.runs_locally):
+        if (
+            j.estimated_cost_usd is not None
+            and not j.simulated
+            and not (self.caps and self.caps.runs_locally)
+        ):
             remaining = max(0.0, j.estimated_cost_usd - (j.actual_cost_usd or 0.0))
         self.app.push_screen(
             ConfirmScreen(title, details, spend_usd=remaining, confirm_label="Resume"),
-            lambda yes: self.run_job_action("resume") if yes else None)
+            lambda yes: self.run_job_action("resume") if yes else None,
+        )
 
     def action_evaluate(self) -> None:
         """Evaluate this job's model against its base (the Evaluate screen)."""
@@ -261,14 +283,19 @@ class JobDetailScreen(Screen):
         from app.tui.views.models import ModelsView
 
         if run is None:
-            self.notify(f"Job {self.job_id} has no finished evaluation: press e to evaluate "
-                        "it against its base model first; the promotion gates need it.",
-                        title="Cannot promote", severity="warning", timeout=10)
+            self.notify(
+                f"Job {self.job_id} has no finished evaluation: press e to evaluate "
+                "it against its base model first; the promotion gates need it.",
+                title="Cannot promote",
+                severity="warning",
+                timeout=10,
+            )
             return
         # The Models tab owns the promotion flow (gates, confirmation, the write).
         models = self.app.screen_stack[0].query_one(ModelsView)
-        models.check_then_confirm(run.task, "production", run.id, run.model,
-                                  run.provider, run.model)
+        models.check_then_confirm(
+            run.task, "production", run.id, run.model, run.provider, run.model
+        )
 
     @work(thread=True, exit_on_error=False, group="job-action")
     def run_job_action(self, verb: str) -> None:
@@ -309,7 +336,7 @@ def _spec_text(spec: dict | None, width: int = 48) -> str:
         if key == "hyperparameters" or value in (None, "", {}, []):
             continue
         text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
-        parts.append(f"{key}={text if len(text) <= width else text[:width - 1] + '…'}")
+        parts.append(f"{key}={text if len(text) <= width else text[: width - 1] + '…'}")
     return "  ".join(parts)
 
 

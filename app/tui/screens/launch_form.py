@@ -24,6 +24,7 @@ def today() -> date:
 
     return lifecycle.today()
 
+
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -152,7 +153,9 @@ def validate_form(form: LaunchForm) -> dict[str, str]:
     if not form.name.strip():
         problems["name"] = "Give the job a name (letters, digits, . _ -)."
     elif not NAME_PATTERN.match(form.name.strip()):
-        problems["name"] = "Use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        problems["name"] = (
+            "Use up to 64 letters, digits, '.', '_' or '-', starting with a letter or digit."
+        )
 
     if form.dataset is None:
         problems["dataset"] = "Choose a dataset (add one with: ftm data add FILE)."
@@ -179,28 +182,42 @@ def validate_form(form: LaunchForm) -> dict[str, str]:
         problems["method"] = f"{form.provider} offers: {', '.join(methods)}."
     else:
         info = form.base_model_info()
-        if info is not None and info.methods and form.method not in info.methods and not _alias(
-            form.method, info.methods
+        if (
+            info is not None
+            and info.methods
+            and form.method not in info.methods
+            and not _alias(form.method, info.methods)
         ):
             problems["method"] = f"{info.id} supports: {', '.join(info.methods)}."
     if form.dataset is not None and form.method == "dpo" and form.dataset.format != "preference":
         problems["method"] = "DPO needs a preference dataset (chosen / rejected pairs)."
-    if form.dataset is not None and form.dataset.format == "preference" and form.method not in (
-        None, "dpo"
+    if (
+        form.dataset is not None
+        and form.dataset.format == "preference"
+        and form.method not in (None, "dpo")
     ):
         problems["method"] = "A preference dataset trains with DPO; choose dpo."
 
     for field_id, text, kind, what in (
         ("n_epochs", form.n_epochs, int, "epochs"),
         ("batch_size", form.batch_size, int, "batch size"),
-        ("learning_rate_multiplier", form.learning_rate_multiplier, float, "learning-rate multiplier"),
+        (
+            "learning_rate_multiplier",
+            form.learning_rate_multiplier,
+            float,
+            "learning-rate multiplier",
+        ),
     ):
         try:
             value = _parse_auto(text, kind, what)
         except ValueError as exc:
             problems[field_id] = str(exc)
             continue
-        if value == AUTO and form.capabilities and not form.capabilities.supports_auto_hyperparameters:
+        if (
+            value == AUTO
+            and form.capabilities
+            and not form.capabilities.supports_auto_hyperparameters
+        ):
             continue  # the provider fills its own default
         if field_id == "n_epochs" and value != AUTO and value > 50:
             problems[field_id] = "epochs: at most 50."

@@ -127,9 +127,14 @@ class CostsView(Vertical):
         from db.models import Dataset
 
         with read_session(get_engine()) as session:
-            names = list(dict.fromkeys(session.exec(
-                select(Dataset.name).order_by(Dataset.created_at.desc())).all()))
-        models = [DEFAULT_LOCAL_MODEL] + [m for m in known_model_names() if m != DEFAULT_LOCAL_MODEL]
+            names = list(
+                dict.fromkeys(
+                    session.exec(select(Dataset.name).order_by(Dataset.created_at.desc())).all()
+                )
+            )
+        models = [DEFAULT_LOCAL_MODEL] + [
+            m for m in known_model_names() if m != DEFAULT_LOCAL_MODEL
+        ]
         self.post_message(self.DatasetsLoaded(names, models))
 
     @on(DatasetsLoaded)
@@ -155,11 +160,16 @@ class CostsView(Vertical):
             horizon = float(self.query_one("#costs-horizon", Input).value)
         except ValueError:
             self.query_one("#costs-error", Static).update(
-                "requests/month and months must be numbers")
+                "requests/month and months must be numbers"
+            )
             return None
-        return CostQuery(str(dataset), rpm, horizon,
-                         "" if model in (Select.BLANK, None) else str(model),
-                         str(self.query_one("#costs-method", Select).value))
+        return CostQuery(
+            str(dataset),
+            rpm,
+            horizon,
+            "" if model in (Select.BLANK, None) else str(model),
+            str(self.query_one("#costs-method", Select).value),
+        )
 
     @on(Select.Changed)
     @on(Button.Pressed, "#costs-run")
@@ -182,10 +192,13 @@ class CostsView(Vertical):
             with read_session(get_engine()) as session:
                 dataset = find_dataset(session, query.dataset)
                 result = compare(
-                    session, dataset, local_models=[query.local_model] if query.local_model else None,
+                    session,
+                    dataset,
+                    local_models=[query.local_model] if query.local_model else None,
                     local_config=LocalTrainingConfig(method=query.method),
                     requests_per_month=query.requests_per_month,
-                    horizon_months=query.horizon_months)
+                    horizon_months=query.horizon_months,
+                )
         except CostError as e:
             self.post_message(self.Failed(query, str(e)))
             return
@@ -211,9 +224,19 @@ class CostsView(Vertical):
                 be = f"{o.break_even_requests:,.0f} req ({o.break_even_months:.1f} mo)"
             mark = "* " if o.key == result.cheapest else "  "
             horizon = _usd(o.horizon_usd) + o.stop_mark
-            rows.append((o.key, (mark + o.label, _usd(o.one_time_usd),
-                                 _usd(o.per_request_usd * 1000), _usd(o.monthly_usd),
-                                 horizon, be)))
+            rows.append(
+                (
+                    o.key,
+                    (
+                        mark + o.label,
+                        _usd(o.one_time_usd),
+                        _usd(o.per_request_usd * 1000),
+                        _usd(o.monthly_usd),
+                        horizon,
+                        be,
+                    ),
+                )
+            )
         _fill_table(self.query_one(DataTable), rows)
         warnings = [f"{o.label}: {w}" for o in result.options for w in o.warnings]
         if result.stopping:
@@ -224,7 +247,8 @@ class CostsView(Vertical):
             f"requests/month. Baseline: k={p['k']} examples "
             f"({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
             f"{p['output_tokens']:.0f}. Prices as of {result.catalog['as_of']} "
-            f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings))
+            f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings)
+        )
         self._plot(result)
 
     def _plot(self, result) -> None:
@@ -247,12 +271,17 @@ class CostsView(Vertical):
         labels = {o.key: o.label for o in result.options}
         # A line ends where its model stops serving: no cost accrues after it, and no
         # saving either (the horizon rule of app.costs.compare).
-        served = {o.key: o.serving.get("months_served", result.horizon_months)
-                  * result.requests_per_month for o in result.options}
+        served = {
+            o.key: o.serving.get("months_served", result.horizon_months) * result.requests_per_month
+            for o in result.options
+        }
         lows, highs = [], []
         for key, costs in curves.items():
-            points = [(x, log_usd(c)) for x, c in zip(requests.tolist(), costs.tolist(),
-                                                      strict=True) if x <= served[key]]
+            points = [
+                (x, log_usd(c))
+                for x, c in zip(requests.tolist(), costs.tolist(), strict=True)
+                if x <= served[key]
+            ]
             if not points:
                 continue
             xs, ys = [x for x, _ in points], [y for _, y in points]
@@ -261,15 +290,20 @@ class CostsView(Vertical):
             plt.plot(xs, ys, label=labels[key][:40])
         if lows:
             decades = list(range(math.floor(min(lows)), math.ceil(max(highs)) + 1))
-            plt.yticks(decades, [_usd(10.0 ** d) for d in decades])
+            plt.yticks(decades, [_usd(10.0**d) for d in decades])
         # The crossings with the baseline: the break-evens.
-        xs = [o.break_even_requests for o in result.options
-              if o.break_even_requests is not None
-              and 0 < o.break_even_requests <= min(requests[-1], served[o.key])]
+        xs = [
+            o.break_even_requests
+            for o in result.options
+            if o.break_even_requests is not None
+            and 0 < o.break_even_requests <= min(requests[-1], served[o.key])
+        ]
         if xs:
             base = result.baseline.per_request_usd
             plt.scatter(xs, [log_usd(x * base) for x in xs], marker="x", label="break-even")
-        plt.title("Cumulative cost (USD, log scale) against requests; x marks a break-even; "
-                  "a line ends where its model stops serving")
+        plt.title(
+            "Cumulative cost (USD, log scale) against requests; x marks a break-even; "
+            "a line ends where its model stops serving"
+        )
         plt.xlabel("requests")
         plot.refresh()

@@ -46,7 +46,8 @@ class DatasetsView(Vertical):
     def compose(self) -> ComposeResult:
         yield DataTable(id="datasets-table", cursor_type="row", zebra_stripes=True)
         yield Static(
-            "No datasets yet. Add one with: ftm data add FILE", id="datasets-empty",
+            "No datasets yet. Add one with: ftm data add FILE",
+            id="datasets-empty",
             classes="empty-hint",
         )
 
@@ -75,9 +76,14 @@ class DatasetsView(Vertical):
             stats = d.stats or {}
             total = (stats.get("tokens") or {}).get("total")
             table.add_row(
-                d.name, d.format, f"{d.n_examples:,}", f"{d.n_train:,}/{d.n_validation:,}",
-                _size(stats.get("size_bytes")), f"{total:,}" if total is not None else "-",
-                Text(d.verdict, style=VERDICT_STYLE.get(d.verdict, "")), key=str(d.id),
+                d.name,
+                d.format,
+                f"{d.n_examples:,}",
+                f"{d.n_train:,}/{d.n_validation:,}",
+                _size(stats.get("size_bytes")),
+                f"{total:,}" if total is not None else "-",
+                Text(d.verdict, style=VERDICT_STYLE.get(d.verdict, "")),
+                key=str(d.id),
             )
         self.query_one("#datasets-empty").display = not message.datasets
 
@@ -128,7 +134,9 @@ class DatasetReportScreen(Screen):
         d = message.dataset
         self.sub_title = f"dataset {d.name}"
         header = Text.assemble(
-            (f"{d.name}", "bold"), f"  id {d.id}  ", (d.content_hash[:12], "dim"),
+            (f"{d.name}", "bold"),
+            f"  id {d.id}  ",
+            (d.content_hash[:12], "dim"),
             f"  stored in {d.data_dir}\n",
         )
         body = report_renderable(d.report) if d.report else Text("No report stored.")

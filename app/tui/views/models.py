@@ -232,18 +232,26 @@ class ModelsView(Vertical):
                 f"{selected.row.label} is a baseline, not a trained model.", severity="warning"
             )
             return
-        self.check_then_confirm(selected.task, alias, selected.row.run_id, selected.row.label,
-                                selected.row.provider, selected.row.model)
+        self.check_then_confirm(
+            selected.task,
+            alias,
+            selected.row.run_id,
+            selected.row.label,
+            selected.row.provider,
+            selected.row.model,
+        )
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-gates")
-    def check_then_confirm(self, task: str, alias: str, run_id: int, label: str,
-                           provider: str = "", model: str = "") -> None:
+    def check_then_confirm(
+        self, task: str, alias: str, run_id: int, label: str, provider: str = "", model: str = ""
+    ) -> None:
         from app.promotion.gates import check_gates
 
         report = check_gates(get_engine(), run_id)
         retirement = retirement_line(provider, model) if model else None
-        self.app.call_from_thread(self._confirm_promotion, task, alias, run_id, label, report,
-                                  retirement)
+        self.app.call_from_thread(
+            self._confirm_promotion, task, alias, run_id, label, report, retirement
+        )
 
     def _confirm_promotion(self, task, alias, run_id, label, report, retirement=None) -> None:
         """Refuse with the failed gates, or ask where to promote and why."""
@@ -273,6 +281,7 @@ class ModelsView(Vertical):
     def promote(self, task: str, alias: str, run_id: int, why: str = DEFAULT_WHY) -> None:
         from app.promotion.aliases import PromotionError
         from app.promotion.promote import promote_run
+
         try:
             row, _ = promote_run(
                 get_engine(),
@@ -311,6 +320,7 @@ class ModelsView(Vertical):
     @work(thread=True, exclusive=True, exit_on_error=False, group="models-write")
     def rollback(self, task: str, alias: str) -> None:
         from app.promotion.aliases import PromotionError, rollback
+
         try:
             row = rollback(
                 get_engine(),
