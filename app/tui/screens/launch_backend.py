@@ -200,9 +200,6 @@ def preview_from_estimate(estimate: Any) -> Preview:
         lines.append(
             ("Break-even", "never" if breakeven is None else f"{int(breakeven):,} requests")
         )
-        lines.append(
-            ("Break-even", "never" if breakeven is None else f"{int(breakeven):,} requests")
-        )
     if data.get("serving_note"):
         lines.append(("Serving", str(data["serving_note"])))
     if data.get("source"):
