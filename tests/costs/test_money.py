@@ -32,23 +32,32 @@ def test_ordinary_amounts_in_cents_and_tiny_ones_with_two_significant_digits():
 @pytest.mark.parametrize(("amount", "text"), AMOUNTS)
 def test_every_face_prints_an_amount_the_same_way(amount, text):
     from app.cli.costs import _usd as estimate_table
+    from app.jobs.queries import JobRow
     from app.tui.screens.confirm import ConfirmScreen
     from app.tui.views.costs import _usd as costs_tab
     from app.tui.views.jobs import _cells
-    from db.models import Job
 
-    job = Job(
+    row = JobRow(
         id=7,
         name="j",
-        provider="local",
-        base_model="m",
-        method="lora",
         status="succeeded",
+        stalled=False,
+        step=None,
+        total_steps=None,
+        train_loss=None,
+        eval_loss=None,
         estimated_cost_usd=amount,
         actual_cost_usd=amount,
+        created_at=datetime.now(UTC),
+        provider="local",
+        simulated=False,
+        base_model="m",
+        dataset=None,
+        remote_id=None,
     )
-    cells = _cells(job, datetime.now(UTC))
-    assert cells[5] == cells[6] == text  # the jobs table's estimated and actual columns
+    cells = _cells(row, "now")
+    # the jobs table's estimated and actual columns
+    assert cells[5].plain == cells[6].plain == text
     assert estimate_table(amount) == text  # `ftm estimate`
     assert costs_tab(amount) == text  # the Costs tab
     if amount is not None:  # a dialog states money only when something is billed
