@@ -142,11 +142,17 @@ Handler = Callable[[Sandbox, Request], Awaitable[Response | dict[str, Any]]]
 
 
 def _operation(
-    sandbox: Sandbox, name: str, handler: Handler
+    sandbox: Sandbox,
+    name: str,
+    handler: Handler,
+    authenticate: Callable[[Request], None] = _authenticate,
 ) -> Callable[[Request], Awaitable[Response]]:
+    """One route: authentication (the service's own rule: the Together emulator passes
+    its own), then the fault plan, then ``handler``."""
+
     async def endpoint(request: Request) -> Response:
         try:
-            _authenticate(request)
+            authenticate(request)
             plan = sandbox.faults
             fault = plan.decide(name) if plan is not None else None
             kind = fault.kind if fault else None

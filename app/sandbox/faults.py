@@ -55,6 +55,9 @@ ROUTES = (
     "models.retrieve",
     "models.delete",
     "chat.completions",
+    # The Together emulator's own routes (it shares the names above where they match).
+    "jobs.estimate_price",
+    "jobs.limits",
 )
 
 

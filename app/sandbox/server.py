@@ -14,10 +14,12 @@ from __future__ import annotations
 import socket
 import tempfile
 import threading
+from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp
 
 from app.sandbox.api import Sandbox, create_app
 from app.sandbox.clock import SandboxClock
@@ -161,11 +163,15 @@ class SandboxServer:
         """Move the sandbox clock forward; returns the new sandbox time."""
         return self.clock.advance(seconds)
 
+    def _create_app(self) -> ASGIApp:
+        """The ASGI app this server runs (the Together emulator's server overrides it)."""
+        return create_app(self._sandbox)
+
     def start(self) -> SandboxServer:
         sock = bind_socket(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
         config = uvicorn.Config(
-            create_app(self._sandbox),
+            self._create_app(),
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=2,
@@ -221,10 +227,17 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve_forever(sock: socket.socket, state: SandboxState, faults: FaultPlan | None) -> None:
-    """Serve on ``sock`` in the foreground until interrupted (Ctrl-C), then save the state."""
+def serve_forever(
+    sock: socket.socket,
+    state: SandboxState,
+    faults: FaultPlan | None,
+    app_factory: Callable[[Sandbox], ASGIApp] = create_app,
+) -> None:
+    """Serve on ``sock`` in the foreground until interrupted (Ctrl-C), then save the state.
+
+    ``app_factory`` builds the app (the Together emulator passes its own)."""
     config = uvicorn.Config(
-        create_app(Sandbox(state, faults)),
+        app_factory(Sandbox(state, faults)),
         log_level="info",
         lifespan="off",
         timeout_graceful_shutdown=2,

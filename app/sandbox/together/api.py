@@ -1,0 +1,177 @@
+"""The HTTP face of the Together emulator: Together's files and fine-tuning routes under
+``/v1``, served through the OpenAI emulator's operation wrapper (fault plan, dropped
+connections, errors in the ``{"error": {...}}`` shape Together's ``ErrorData`` shares).
+
+Uploads come two ways: the spec's one-request ``POST /files/upload`` (multipart with the
+file), and the ``together`` SDK's three requests: ``POST /files`` (the form without the
+file) answered by a 302 whose ``Location`` is where to PUT the bytes, the PUT, then
+``POST /files/{id}/preprocess``. Both end in the same stored file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp
+
+from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _json_body, _operation
+from app.sandbox.errors import ApiError, invalid
+from app.sandbox.together.job_request import parse_request
+
+UPLOAD_TARGET = "/v1/sandbox-uploads/{file_id}"
+"""Where the emulator tells the SDK to PUT a file's bytes (the real service: a bucket)."""
+
+
+def authenticate(request: Request) -> None:
+    """Together accepts its keys as a bearer token; any non-empty one does here."""
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError(
+            401,
+            "Missing API key: send it as 'Authorization: Bearer <TOGETHER_API_KEY>'.",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
+
+
+async def _form(request: Request) -> Any:
+    try:
+        return await request.form()
+    except Exception as exc:  # multipart parser errors come in several types
+        raise invalid(f"Could not parse the multipart form: {exc}") from None
+
+
+def _text(form: Any, name: str) -> str | None:
+    value = form.get(name)
+    return value if isinstance(value, str) else None
+
+
+async def upload_file(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    form = await _form(request)
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise invalid("Missing required parameter: 'file'.", param="file")
+    content = await upload.read()
+    filename = _text(form, "file_name") or upload.filename or "file.jsonl"
+    return await run_in_threadpool(
+        sandbox.state.upload_file,
+        filename,
+        _text(form, "purpose"),
+        content,
+        _text(form, "file_type"),
+    )
+
+
+async def start_upload(sandbox: Sandbox, request: Request) -> Response:
+    form = await _form(request)
+    filename = _text(form, "file_name")
+    if not filename:
+        raise invalid("Missing required parameter: 'file_name'.", param="file_name")
+    file_id, signature = sandbox.state.start_upload(
+        filename, _text(form, "purpose"), _text(form, "file_type")
+    )
+    path = UPLOAD_TARGET.format(file_id=file_id)
+    target = f"{str(request.base_url).rstrip('/')}{path}?signature={signature}"
+    return Response(status_code=302, headers={"location": target, "x-together-file-id": file_id})
+
+
+async def receive_upload(sandbox: Sandbox, request: Request) -> Response:
+    content = await request.body()
+    await run_in_threadpool(
+        sandbox.state.finish_upload,
+        request.path_params["file_id"],
+        request.query_params.get("signature"),
+        content,
+    )
+    return Response(status_code=200)
+
+
+async def preprocess_file(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.retrieve_file(request.path_params["file_id"])
+
+
+async def list_files(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.list_files()
+
+
+async def retrieve_file(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.retrieve_file(request.path_params["file_id"])
+
+
+async def file_content(sandbox: Sandbox, request: Request) -> Response:
+    content = sandbox.state.file_content(request.path_params["file_id"])
+    return Response(content, media_type="text/plain")
+
+
+async def create_job(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    job_request = parse_request(await _json_body(request))
+    return await run_in_threadpool(sandbox.state.create_job, job_request)
+
+
+async def estimate_price(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    job_request = parse_request(await _json_body(request))
+    return await run_in_threadpool(sandbox.state.estimate_price, job_request)
+
+
+async def model_limits(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.model_limits(request.query_params.get("model_name"))
+
+
+async def list_jobs(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(sandbox.state.list_jobs)
+
+
+def _job_op(method_name: str) -> Handler:
+    async def handler(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+        operation = getattr(sandbox.state, method_name)
+        return await run_in_threadpool(operation, request.path_params["job_id"])
+
+    return handler
+
+
+# (method, path, fault-plan route name, handler). Route names are the OpenAI emulator's
+# where the operation matches, so one fault plan can target both emulators.
+ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
+    ("POST", "/v1/files/upload", "files.create", upload_file),
+    ("POST", "/v1/files", "files.create", start_upload),
+    ("PUT", UPLOAD_TARGET, "files.create", receive_upload),
+    ("POST", "/v1/files/{file_id}/preprocess", "files.create", preprocess_file),
+    ("GET", "/v1/files", "files.list", list_files),
+    ("GET", "/v1/files/{file_id}", "files.retrieve", retrieve_file),
+    ("GET", "/v1/files/{file_id}/content", "files.content", file_content),
+    ("GET", "/v1/fine-tunes/models/limits", "jobs.limits", model_limits),
+    ("POST", "/v1/fine-tunes/estimate-price", "jobs.estimate_price", estimate_price),
+    ("POST", "/v1/fine-tunes", "jobs.create", create_job),
+    ("GET", "/v1/fine-tunes", "jobs.list", list_jobs),
+    ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
+    ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
+    ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
+]
+
+
+def _presigned(request: Request) -> None:
+    """The upload target is authorized by the signature in its URL (checked by the
+    state), not by a bearer key."""
+
+
+def create_app(sandbox: Sandbox) -> ASGIApp:
+    """The ASGI app serving the Together emulator's ``sandbox``."""
+    routes = [
+        Route(
+            path,
+            _operation(
+                sandbox, name, handler, _presigned if path == UPLOAD_TARGET else authenticate
+            ),
+            methods=[method],
+            name=name,
+        )
+        for method, path, name, handler in ROUTE_TABLE
+    ]
+    app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    return ConnectionDropper(app)

@@ -1,0 +1,117 @@
+"""Run the Together emulator: :class:`TogetherSandboxServer` serves it on a loopback port
+in a background thread, like :class:`app.sandbox.server.SandboxServer` for OpenAI.
+
+    with TogetherSandboxServer(port=0, seconds_per_step=0.01) as server:
+        client = together.Together(base_url=server.base_url, api_key=server.api_key)
+        ...
+        server.advance(5.0)            # move the sandbox clock on
+        server.faults = FaultPlan().next(2, "rate_limit", "jobs.create")
+        len(server.state.jobs)         # inspect what the service holds
+"""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import datetime
+from pathlib import Path
+
+from starlette.types import ASGIApp
+
+from app.sandbox.api import Sandbox
+from app.sandbox.clock import SandboxClock
+from app.sandbox.faults import FaultPlan
+from app.sandbox.lifecycle import Timing
+from app.sandbox.server import SandboxServer
+from app.sandbox.together.api import create_app
+from app.sandbox.together.state import DEFAULT_CREDIT_LIMIT_DOLLARS, TogetherState
+
+DEFAULT_API_KEY = "together-sandbox-key"
+
+
+def build_state(
+    *,
+    seconds_per_step: float,
+    files_dir: Path,
+    start: datetime | float | None = None,
+    frozen: bool = False,
+    seed: int | None = None,
+    validation_s: float | None = None,
+    queue_s: float | None = None,
+    state_file: Path | None = None,
+    credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+) -> TogetherState:
+    """A fresh (or reloaded, with ``state_file``) Together emulator state."""
+    if seconds_per_step < 0:
+        raise ValueError("seconds_per_step must not be negative")
+    return TogetherState(
+        clock=SandboxClock(start, frozen=frozen),
+        timing=Timing(seconds_per_step, validation_s, queue_s),
+        files_dir=files_dir,
+        seed=seed,
+        state_file=state_file,
+        credit_limit_dollars=credit_limit_dollars,
+    )
+
+
+class TogetherSandboxServer(SandboxServer):
+    """The Together emulator on ``host:port`` (port 0: a free one) in a background thread.
+
+    Same arguments as :class:`SandboxServer` where they apply (no OpenAI wind-down), plus
+    ``credit_limit_dollars``: ``estimate-price`` refuses jobs dearer than this.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        seconds_per_step: float = 0.01,
+        faults: FaultPlan | None = None,
+        *,
+        host: str = "127.0.0.1",
+        start: datetime | float | None = None,
+        frozen: bool = False,
+        seed: int | None = None,
+        validation_s: float | None = None,
+        queue_s: float | None = None,
+        data_dir: Path | None = None,
+        state_file: Path | None = None,
+        credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+    ) -> None:
+        self.host = host
+        self._requested_port = port
+        self._tmp = None
+        if data_dir is None and state_file is not None:
+            data_dir = Path(state_file).parent
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="ftm-together-sandbox-")
+            data_dir = Path(self._tmp.name)
+        self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
+            seconds_per_step=seconds_per_step,
+            files_dir=Path(data_dir) / "files",
+            start=start,
+            frozen=frozen,
+            seed=seed,
+            validation_s=validation_s,
+            queue_s=queue_s,
+            state_file=state_file,
+            credit_limit_dollars=credit_limit_dollars,
+        )
+        self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
+        self.api_key = DEFAULT_API_KEY
+        """A key the emulator accepts (any non-empty key does)."""
+        self.port = None
+        self._server = None
+        self._thread = None
+
+    @property
+    def clock(self) -> SandboxClock:
+        return self.state.clock
+
+    @property
+    def base_url(self) -> str:
+        """The root, without ``/v1``: the together SDK (3.x) puts ``/v1`` in its paths."""
+        if self.port is None:
+            raise RuntimeError("the Together sandbox server is not started")
+        return f"http://{self.host}:{self.port}"
+
+    def _create_app(self) -> ASGIApp:
+        return create_app(self._sandbox)

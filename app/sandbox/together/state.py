@@ -1,0 +1,320 @@
+"""The Together emulator's store and every operation on it, independent of HTTP.
+
+Thread-safe (one re-entrant lock), jobs settled lazily on each read (lifecycle.py), and
+optionally persisted to a state file, debounced, like the OpenAI emulator's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from app.sandbox.clock import SandboxClock
+from app.sandbox.errors import ApiError, invalid
+from app.sandbox.lifecycle import Timing
+from app.sandbox.records import StoredFile
+from app.sandbox.together import catalog, lifecycle, rates
+from app.sandbox.together.catalog import TOKENIZER_PROXY
+from app.sandbox.together.job_request import TogetherJobRequest
+from app.sandbox.together.records import TogetherJob, file_api
+from app.sandbox.training_data import load_examples
+
+FILE_PURPOSES = ("fine-tune", "eval", "eval-sample", "eval-output", "eval-summary", "batch-api")
+FILE_TYPES = ("jsonl", "csv", "parquet")
+STATE_KIND = "together"
+STATE_VERSION = 1
+SAVE_INTERVAL_S = 1.0
+DEFAULT_CREDIT_LIMIT_DOLLARS = 100.0
+
+
+def no_such_file(file_id: str) -> ApiError:
+    return ApiError(404, f"File {file_id} not found", param="id", code="file_not_found")
+
+
+def no_such_job(job_id: str) -> ApiError:
+    return ApiError(404, f"Fine-tune job {job_id} not found", param="id", code="not_found")
+
+
+class TogetherState:
+    """Files and fine-tuning jobs of one emulated Together account."""
+
+    def __init__(
+        self,
+        *,
+        clock: SandboxClock,
+        timing: Timing,
+        files_dir: Path,
+        seed: int | None = None,
+        state_file: Path | None = None,
+        credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+    ) -> None:
+        self.clock = clock
+        self.timing = timing
+        self.files_dir = Path(files_dir)
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.state_file = state_file
+        self.credit_limit_dollars = credit_limit_dollars
+        """``estimate-price`` answers ``allowed_to_proceed: false`` above this."""
+        self.lock = threading.RLock()
+        self._rng = random.Random(seed)
+        self.files: dict[str, StoredFile] = {}
+        self.jobs: dict[str, TogetherJob] = {}
+        self.pending_uploads: dict[str, tuple[str, str, str]] = {}
+        """file id -> (file name, purpose, signature) between the SDK's upload request and
+        its PUT to the presigned URL."""
+        self._dirty = False
+        self._saved_at = 0.0
+        if state_file is not None and state_file.exists():
+            self._load(state_file)
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def _new_id(self, prefix: str) -> str:
+        """A fresh id, never one in use (a seeded generator repeats itself across
+        restarts)."""
+        self._dirty = True
+        while True:
+            candidate = prefix + str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
+            if candidate not in self.files and candidate not in self.jobs:
+                if candidate not in self.pending_uploads:
+                    return candidate
+
+    # ------------------------------------------------------------------- files
+
+    def _check_upload(self, filename: str, purpose: str | None, file_type: str | None) -> str:
+        if purpose not in FILE_PURPOSES:
+            raise invalid(
+                f"purpose must be one of {', '.join(FILE_PURPOSES)}, got {purpose!r}.",
+                param="purpose",
+            )
+        kind = file_type or filename.rsplit(".", 1)[-1].lower()
+        if kind not in FILE_TYPES:
+            raise invalid(
+                f"file_type must be one of {', '.join(FILE_TYPES)}, got {kind!r}.",
+                param="file_type",
+            )
+        return purpose
+
+    def upload_file(
+        self, filename: str, purpose: str | None, content: bytes, file_type: str | None = None
+    ) -> dict[str, Any]:
+        """``POST /files/upload``: the spec's one-request upload."""
+        purpose = self._check_upload(filename, purpose, file_type)
+        with self.lock:
+            return self._store(self._new_id("file-"), filename, purpose, content)
+
+    def start_upload(
+        self, filename: str, purpose: str | None, file_type: str | None
+    ) -> tuple[str, str]:
+        """``POST /files`` as the SDK sends it: reserve an id and the signature of the
+        presigned URL the bytes are PUT to (it carries no bearer key, as a bucket's
+        presigned URL does not)."""
+        purpose = self._check_upload(filename, purpose, file_type)
+        with self.lock:
+            file_id = self._new_id("file-")
+            signature = f"{self._rng.getrandbits(128):032x}"
+            self.pending_uploads[file_id] = (filename, purpose, signature)
+            return file_id, signature
+
+    def finish_upload(self, file_id: str, signature: str | None, content: bytes) -> None:
+        with self.lock:
+            pending = self.pending_uploads.get(file_id)
+            if pending is None or pending[2] != signature:
+                raise ApiError(
+                    403,
+                    f"No upload of {file_id} was started with this signature; start it "
+                    "again with POST /v1/files.",
+                    type="access_denied",
+                )
+            del self.pending_uploads[file_id]
+            self._store(file_id, pending[0], pending[1], content)
+
+    def _store(self, file_id: str, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        path = self.files_dir / file_id
+        path.write_bytes(content)
+        stored = StoredFile(file_id, filename, purpose, len(content), self.now(), path)
+        self.files[file_id] = stored
+        self._save()
+        return file_api(stored)
+
+    def _file(self, file_id: str) -> StoredFile:
+        stored = self.files.get(file_id)
+        if stored is None:
+            raise no_such_file(file_id)
+        return stored
+
+    def retrieve_file(self, file_id: str) -> dict[str, Any]:
+        with self.lock:
+            return file_api(self._file(file_id))
+
+    def file_content(self, file_id: str) -> bytes:
+        with self.lock:
+            return self._file(file_id).path.read_bytes()
+
+    def list_files(self) -> dict[str, Any]:
+        with self.lock:
+            ordered = sorted(self.files.values(), key=lambda f: f.created_at)
+            return {"data": [file_api(f) for f in ordered]}
+
+    # -------------------------------------------------------------------- jobs
+
+    def _settled(self, job_id: str) -> TogetherJob:
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise no_such_job(job_id)
+        lifecycle.settle(self, job, self.now())
+        return job
+
+    def create_job(self, request: TogetherJobRequest) -> dict[str, Any]:
+        with self.lock:
+            for param, file_id in (
+                ("training_file", request.training_file),
+                ("validation_file", request.validation_file),
+            ):
+                if file_id is not None and file_id not in self.files:
+                    raise invalid(f"{param} {file_id} does not exist.", param=param)
+            now = self.now()
+            job_id = self._new_id("ft-")
+            name = request.model.name.split("/")[-1]
+            suffix = f"-{request.suffix}" if request.suffix else ""
+            job = TogetherJob(
+                id=job_id,
+                model=request.model.name,
+                training_file=request.training_file,
+                validation_file=request.validation_file,
+                created_at=now,
+                param_count=request.model.param_count,
+                n_epochs=request.n_epochs,
+                n_checkpoints=request.n_checkpoints,
+                n_evals=request.n_evals,
+                batch_size=request.batch_size,
+                learning_rate=request.learning_rate,
+                training_method=request.training_method,
+                training_type=request.training_type,
+                suffix=request.suffix,
+                model_output_name=f"sandbox/{name}{suffix}-{job_id[3:11]}",
+                status_since=now,
+                updated_at=now,
+            )
+            lifecycle.add_event(job, now, "job_pending", "Fine tune request created")
+            self.jobs[job_id] = job
+            self._save()
+            return job.to_api_truncated()
+
+    def retrieve_job(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._settled(job_id)
+            self._save()
+            return job.to_api()
+
+    def list_jobs(self) -> dict[str, Any]:
+        with self.lock:
+            jobs = [self._settled(job_id) for job_id in self.jobs]
+            self._save()
+            jobs.sort(key=lambda j: j.created_at, reverse=True)
+            return {"data": [job.to_api_truncated() for job in jobs]}
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._settled(job_id)
+            if job.is_terminal or job.status == "cancel_requested":
+                raise invalid(
+                    f"Fine-tune job {job_id} is {job.status} and cannot be cancelled.",
+                    param="id",
+                )
+            lifecycle.request_cancel(self, job, self.now())
+            self._dirty = True
+            self._save()
+            return job.to_api_truncated()
+
+    def list_events(self, job_id: str) -> dict[str, Any]:
+        with self.lock:
+            job = self._settled(job_id)
+            return {"data": [event.to_api(job) for event in job.events]}
+
+    # ------------------------------------------------------------- pricing
+
+    def estimate_price(self, request: TogetherJobRequest) -> dict[str, Any]:
+        """``POST /fine-tunes/estimate-price``: the price the job will report as
+        ``total_price`` if it runs to the end, by the same rate table."""
+        with self.lock:
+            train = load_examples(
+                self._file(request.training_file).path.read_bytes(), TOKENIZER_PROXY
+            )
+            evals = []
+            if request.validation_file:
+                content = self._file(request.validation_file).path.read_bytes()
+                evals = load_examples(content, TOKENIZER_PROXY)
+        train_tokens = request.n_epochs * sum(e.tokens for e in train)
+        eval_tokens = request.n_evals * sum(e.tokens for e in evals)
+        nanodollars = rates.price_nanodollars(
+            train_tokens + eval_tokens,
+            request.model.param_count,
+            method=request.method,
+            lora=request.lora,
+        )
+        dollars = nanodollars / rates.NANODOLLARS_PER_DOLLAR
+        return {
+            "estimation_available": True,
+            "estimated_total_price": dollars,
+            "allowed_to_proceed": dollars <= self.credit_limit_dollars,
+            "user_limit": self.credit_limit_dollars,
+            "estimated_train_token_count": train_tokens,
+            "estimated_eval_token_count": eval_tokens,
+        }
+
+    @staticmethod
+    def model_limits(model_name: str | None) -> dict[str, Any]:
+        if not model_name:
+            raise invalid("Missing required parameter: 'model_name'.", param="model_name")
+        return catalog.limits(catalog.fine_tunable(model_name, param="model_name"))
+
+    # ------------------------------------------------------------- persistence
+
+    def save(self) -> None:
+        """Write the state file now (when persisting), e.g. on shutdown."""
+        with self.lock:
+            self._save(force=True)
+
+    def _save(self, *, force: bool = False) -> None:
+        # Debounced: a busy server rewrites the file at most once a second.
+        if self.state_file is None or not (self._dirty or force):
+            return
+        if not force and time.monotonic() - self._saved_at < SAVE_INTERVAL_S:
+            return
+        self._dirty = False
+        self._saved_at = time.monotonic()
+        data = {
+            "kind": STATE_KIND,
+            "version": STATE_VERSION,
+            "clock": self.now(),
+            "files": [f.to_state() for f in self.files.values()],
+            "jobs": [j.to_state() for j in self.jobs.values()],
+        }
+        tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, self.state_file)
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"cannot read the sandbox state file {path}: {exc}") from None
+        if data.get("kind") != STATE_KIND or data.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"{path} is not a Together sandbox state of this version; move it away to "
+                "start afresh"
+            )
+        # Time never runs backwards across a restart.
+        behind = float(data.get("clock", 0.0)) - self.clock.now()
+        if behind > 0:
+            self.clock.advance(behind)
+        self.files = {f["id"]: StoredFile.from_state(f) for f in data["files"]}
+        self.jobs = {j["id"]: TogetherJob.from_state(j) for j in data["jobs"]}
