@@ -45,12 +45,13 @@ MAX_EVALS = 100
 MIN_BATCH_SIZE = 8
 
 
-def fine_tunable(name: str, param: str = "model") -> TogetherModel:
-    """The model called ``name``, or the 400 the service answers for one it cannot tune."""
+def fine_tunable(name: str, param: str = "model", status: int = 400) -> TogetherModel:
+    """The model called ``name``, or the error the service answers for one it cannot
+    tune (400 on a job; the limits route answers 404)."""
     model = MODELS.get(name)
     if model is None:
         raise ApiError(
-            400,
+            status,
             f"The model {name!r} is not available for fine-tuning. Fine-tunable models: "
             f"{', '.join(MODELS)}.",
             param=param,

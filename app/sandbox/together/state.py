@@ -274,7 +274,7 @@ class TogetherState:
     def model_limits(model_name: str | None) -> dict[str, Any]:
         if not model_name:
             raise invalid("Missing required parameter: 'model_name'.", param="model_name")
-        return catalog.limits(catalog.fine_tunable(model_name, param="model_name"))
+        return catalog.limits(catalog.fine_tunable(model_name, param="model_name", status=404))
 
     # ------------------------------------------------------------- persistence
 
