@@ -1,4 +1,5 @@
-"""`ftm sandbox`: serve the local OpenAI emulator in the foreground."""
+"""`ftm sandbox`: serve a local API emulator (OpenAI's, or Together AI's with
+``--provider together``) in the foreground."""
 
 from __future__ import annotations
 
@@ -41,6 +42,14 @@ def _load_faults(spec: str):
 
 
 @click.command("sandbox")
+@click.option(
+    "--provider",
+    "emulated",
+    type=click.Choice(["openai", "together"]),
+    default="openai",
+    show_default=True,
+    help="Which service to emulate.",
+)
 @click.option(
     "--host",
     default="127.0.0.1",
@@ -101,6 +110,7 @@ def _load_faults(spec: str):
     help="Serve result CSV files base64-encoded, as the live service has been seen to.",
 )
 def sandbox(
+    emulated: str,
     host: str,
     port: int,
     seconds_per_step: float,
@@ -112,11 +122,12 @@ def sandbox(
     ephemeral: bool,
     base64_results: bool,
 ) -> None:
-    """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine.
+    """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine,
+    or with --provider together a simulated Together AI API (files, fine-tunes).
 
     Everything it serves is simulated and free: jobs run on an accelerated clock and
     fine-tuned models answer from their training examples. State (files, jobs, models)
-    is kept under FTM_HOME/sandbox unless --ephemeral.
+    is kept under FTM_HOME/sandbox (FTM_HOME/sandbox/together) unless --ephemeral.
     """
     import tempfile
 
@@ -128,6 +139,16 @@ def sandbox(
     start = None
     if start_date:
         start = datetime.combine(_parse_date(start_date, "--date"), datetime.min.time(), UTC)
+    if emulated == "together":
+        openai_only = {"--sunset": sunset, "--org": org_profile, "--base64-results": base64_results}
+        given = [name for name, value in openai_only.items() if value]
+        if given:
+            raise UserError(
+                f"{', '.join(given)} emulate(s) OpenAI only; leave it out with --provider together"
+            )
+        faults = _load_faults(faults_spec) if faults_spec is not None else None
+        _serve_together(host, port, seconds_per_step, faults, start, seed, ephemeral)
+        return
     if sunset is None:
         from app.sandbox.server import SERVICE_SUNSET
 
@@ -196,6 +217,78 @@ def sandbox(
     echo("Press Ctrl-C to stop.")
     try:
         serve_forever(sock, state, faults)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    echo(f"Stopped; state saved to {state_file}." if state_file else "Stopped.")
+
+
+def _serve_together(
+    host: str,
+    port: int,
+    seconds_per_step: float,
+    faults,
+    start: datetime | None,
+    seed: int | None,
+    ephemeral: bool,
+) -> None:
+    """``--provider together``: the Together AI emulator in the foreground."""
+    import tempfile
+
+    from app.sandbox.server import bind_socket, serve_forever
+    from app.sandbox.together.api import create_app
+    from app.sandbox.together.server import build_state
+    from app.settings import get_settings
+
+    scratch = None
+    if ephemeral:
+        scratch = tempfile.TemporaryDirectory(prefix="ftm-together-sandbox-")
+        data_dir, state_file = Path(scratch.name), None
+    else:
+        data_dir = get_settings().home / "sandbox" / "together"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        state_file = data_dir / "state.json"
+    try:
+        state = build_state(
+            seconds_per_step=seconds_per_step,
+            files_dir=data_dir / "files",
+            start=start,
+            seed=seed,
+            state_file=state_file,
+        )
+    except ValueError as exc:
+        raise UserError(f"{exc}; or run with --ephemeral") from None
+    try:
+        sock = bind_socket(host, port)
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
+        ) from None
+    url = f"http://{host}:{sock.getsockname()[1]}"
+    echo = click.echo
+    click.secho(f"ftm sandbox: a SIMULATED Together AI API at {url}/v1", bold=True)
+    echo("Nothing here is real or billed. Any API key is accepted.")
+    echo("Point the together SDK at it (it adds /v1 itself):")
+    echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY=together-sandbox")
+    echo(f"Clock: {state.clock.today().isoformat()}, {seconds_per_step:g} s per training step.")
+    echo(
+        f"State: {state_file} ({len(state.jobs)} jobs)"
+        if state_file
+        else "State: not kept (--ephemeral)"
+    )
+    if faults is not None:
+        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(
+            f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
+            fg="yellow",
+            err=True,
+        )
+    echo("Press Ctrl-C to stop.")
+    try:
+        serve_forever(sock, state, faults, app_factory=create_app)  # type: ignore[arg-type]
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
     finally:
