@@ -352,3 +352,19 @@ def test_state_survives_a_restart(tmp_path):
         assert sdk.files.content(file_id).read() == jsonl(sentiment_rows())
         second.advance(1000 * STEP_S)
         assert sdk.fine_tuning.retrieve(job_id).status == "completed"
+
+
+def test_checkpoints_intermediate_then_final(client, server, recorder, tmp_path):
+    file_id = client.files.upload(write(tmp_path, sentiment_rows())).id
+    job = create(client, file_id, n_epochs=2, n_checkpoints=2)  # 4 steps: saves at 2 and 4
+    server.advance(5 * STEP_S + 2 * STEP_S)
+    running = client.fine_tuning.list_checkpoints(job.id).data
+    assert [(c.step, c.checkpoint_type) for c in running] == [(2, "Intermediate")]
+    server.advance(1000 * STEP_S)
+    done = client.fine_tuning.list_checkpoints(job.id).data
+    assert [(c.step, c.checkpoint_type) for c in done] == [
+        (4, "Final Adapter"),
+        (4, "Final Merged"),
+        (2, "Intermediate"),
+    ]
+    assert ("/fine-tunes/{id}/checkpoints", "get", 200) in recorder.seen

@@ -152,6 +152,12 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
     ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
     ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
+    (
+        "GET",
+        "/v1/fine-tunes/{job_id}/checkpoints",
+        "jobs.checkpoints",
+        _job_op("list_checkpoints"),
+    ),
 ]
 
 

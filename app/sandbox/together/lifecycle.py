@@ -111,7 +111,7 @@ def _charge(job: TogetherJob) -> None:
         job.token_count,
         job.param_count,
         method=job.training_method["method"],
-        lora=job.training_type["type"] == "Lora",
+        lora=job.lora,
     )
     job.total_price = full * job.steps_done // job.total_steps
 
@@ -159,7 +159,7 @@ def _next_after_step(job: TogetherJob, at: float) -> None:
             at,
             "model_upload_complete",
             "Model upload complete",
-            model_path=f"s3://together-sandbox/finetune/{job.id}/output",
+            model_path=job.model_output_path,
         )
         _move(job, "completed", at)
         add_event(job, at, "job_complete", f"Job finished: {job.model_output_name} is ready")

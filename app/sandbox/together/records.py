@@ -98,6 +98,14 @@ class TogetherJob:
     events: list[TogetherEvent] = field(default_factory=list)
 
     @property
+    def lora(self) -> bool:
+        return self.training_type["type"] == "Lora"
+
+    @property
+    def model_output_path(self) -> str:
+        return f"s3://together-sandbox/finetune/{self.id}/output"
+
+    @property
     def is_terminal(self) -> bool:
         return self.status in ("completed", "cancelled", "error")
 
@@ -142,7 +150,7 @@ class TogetherJob:
         body["param_count"] = self.param_count
         body["epochs_completed"] = self.epochs_completed
         body["queue_depth"] = 0
-        body["model_output_path"] = f"s3://together-sandbox/finetune/{self.id}/output"
+        body["model_output_path"] = self.model_output_path
         return body
 
     def to_state(self) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from app.sandbox.records import StoredFile
 from app.sandbox.together import catalog, lifecycle, rates
 from app.sandbox.together.catalog import TOKENIZER_PROXY
 from app.sandbox.together.job_request import TogetherJobRequest
-from app.sandbox.together.records import TogetherJob, file_api
+from app.sandbox.together.records import TogetherJob, file_api, iso
 from app.sandbox.training_data import load_examples
 
 FILE_PURPOSES = ("fine-tune", "eval", "eval-sample", "eval-output", "eval-summary", "batch-api")
@@ -238,6 +238,35 @@ class TogetherState:
         with self.lock:
             job = self._settled(job_id)
             return {"data": [event.to_api(job) for event in job.events]}
+
+    def list_checkpoints(self, job_id: str) -> dict[str, Any]:
+        """Checkpoints saved so far, newest first: the intermediate ones from the
+        ``checkpoint_save`` events, and once completed the final output (for LoRA the
+        adapter and the merged model, as the service lists them)."""
+        with self.lock:
+            job = self._settled(job_id)
+            saved = [
+                {
+                    "step": event.step,
+                    "path": event.checkpoint_path,
+                    "created_at": iso(event.created_at),
+                    "checkpoint_type": "Intermediate",
+                }
+                for event in job.events
+                if event.type == "checkpoint_save" and event.step < job.total_steps
+            ]
+            if job.status == "completed":
+                kinds = ["Final Merged", "Final Adapter"] if job.lora else ["Final"]
+                saved += [
+                    {
+                        "step": job.total_steps,
+                        "path": f"{job.model_output_path}/{kind.split()[-1].lower()}",
+                        "created_at": iso(job.updated_at),
+                        "checkpoint_type": kind,
+                    }
+                    for kind in kinds
+                ]
+            return {"data": saved[::-1]}
 
     # ------------------------------------------------------------- pricing
 
