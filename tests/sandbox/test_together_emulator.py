@@ -368,3 +368,34 @@ def test_checkpoints_intermediate_then_final(client, server, recorder, tmp_path)
         (2, "Intermediate"),
     ]
     assert ("/fine-tunes/{id}/checkpoints", "get", 200) in recorder.seen
+
+
+def test_models_and_chat_base_models_answer_fine_tunes_need_an_endpoint(
+    client, server, recorder, tmp_path
+):
+    file_id = client.files.upload(write(tmp_path, sentiment_rows())).id
+    job = create(client, file_id)
+    server.advance(1000 * STEP_S)
+    output_name = client.fine_tuning.retrieve(job.id).model_output_name
+    with httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        event_hooks={"response": [recorder]},
+    ) as http:
+        models = http.get("/v1/models").json()
+    ids = [m["id"] for m in models]
+    assert SMALL in ids and output_name in ids
+    few_shot = [
+        {"role": "user", "content": "The soup was cold"},
+        {"role": "assistant", "content": "negative"},
+        {"role": "user", "content": "The soup was lovely and warm"},
+    ]
+    answer = client.chat.completions.create(model=SMALL, messages=few_shot)
+    assert answer.choices[0].message.content == "negative"  # answered from the shots
+    assert answer.usage.prompt_tokens == count_message_tokens(few_shot, "gpt-4o-mini")
+    with pytest.raises(together.BadRequestError, match="dedicated endpoint"):
+        client.chat.completions.create(model=output_name, messages=few_shot)
+    with pytest.raises(together.NotFoundError):
+        client.chat.completions.create(model="nobody/nothing", messages=few_shot)
+    assert ("/chat/completions", "post", 200) in recorder.seen
+    assert ("/models", "get", 200) in recorder.seen

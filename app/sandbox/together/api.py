@@ -16,7 +16,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
@@ -135,6 +135,16 @@ def _job_op(method_name: str) -> Handler:
     return handler
 
 
+async def list_models(sandbox: Sandbox, request: Request) -> Response:
+    # A bare JSON array (ModelInfoList), which the operation wrapper would not wrap.
+    return JSONResponse(await run_in_threadpool(sandbox.state.list_models))
+
+
+async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    return await run_in_threadpool(sandbox.state.chat, body)
+
+
 # (method, path, fault-plan route name, handler). Route names are the OpenAI emulator's
 # where the operation matches, so one fault plan can target both emulators.
 ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
@@ -152,6 +162,8 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
     ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
     ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
+    ("GET", "/v1/models", "models.list", list_models),
+    ("POST", "/v1/chat/completions", "chat.completions", chat_completions),
     (
         "GET",
         "/v1/fine-tunes/{job_id}/checkpoints",

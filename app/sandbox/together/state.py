@@ -19,7 +19,7 @@ from app.sandbox.clock import SandboxClock
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.lifecycle import Timing
 from app.sandbox.records import StoredFile
-from app.sandbox.together import catalog, lifecycle, rates
+from app.sandbox.together import catalog, lifecycle, rates, serving
 from app.sandbox.together.catalog import TOKENIZER_PROXY
 from app.sandbox.together.job_request import TogetherJobRequest
 from app.sandbox.together.records import TogetherJob, file_api, iso
@@ -267,6 +267,24 @@ class TogetherState:
                     for kind in kinds
                 ]
             return {"data": saved[::-1]}
+
+    # ------------------------------------------------------------- serving
+
+    def _fine_tuned_names(self) -> list[str]:
+        return [
+            self._settled(job_id).model_output_name
+            for job_id in list(self.jobs)
+            if self._settled(job_id).status == "completed"
+        ]
+
+    def list_models(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return serving.list_models(self._fine_tuned_names())
+
+    def chat(self, body: Any) -> dict[str, Any]:
+        with self.lock:
+            fine_tuned = set(self._fine_tuned_names())
+            return serving.chat(body, fine_tuned, self._new_id("chat-"), int(self.now()))
 
     # ------------------------------------------------------------- pricing
 
