@@ -399,3 +399,15 @@ def test_models_and_chat_base_models_answer_fine_tunes_need_an_endpoint(
         client.chat.completions.create(model="nobody/nothing", messages=few_shot)
     assert ("/chat/completions", "post", 200) in recorder.seen
     assert ("/models", "get", 200) in recorder.seen
+
+
+def test_a_body_that_is_not_json_is_refused_in_together_words(server, recorder):
+    with httpx.Client(
+        base_url=server.base_url,
+        headers={"Authorization": f"Bearer {server.api_key}"},
+        event_hooks={"response": [recorder]},
+    ) as http:
+        answer = http.post("/v1/fine-tunes", content=b"{not json")
+    assert answer.status_code == 400
+    message = answer.json()["error"]["message"]
+    assert "not valid JSON" in message and "OpenAI" not in message

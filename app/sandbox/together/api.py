@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _json_body, _operation
+from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _operation
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.together.job_request import parse_request
 
@@ -45,6 +45,16 @@ async def _form(request: Request) -> Any:
         return await request.form()
     except Exception as exc:  # multipart parser errors come in several types
         raise invalid(f"Could not parse the multipart form: {exc}") from None
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise invalid(
+            "The request body is not valid JSON; send a JSON object with "
+            "Content-Type: application/json."
+        ) from None
 
 
 def _text(form: Any, name: str) -> str | None:
