@@ -8,9 +8,12 @@ the UI can grey out what a provider cannot do instead of failing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from providers.errors import UnsupportedOperation
 from providers.types import (
@@ -47,6 +50,27 @@ class ProviderOption:
     choices: tuple[Any, ...] | None = None
 
 
+class NoSettings(BaseModel):
+    """The settings model of a provider that has none: any key in its table is an error
+    (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What ftm hands every provider besides its own settings (providers/ cannot read
+    app settings): where ftm keeps its data, and its database."""
+
+    home: Path
+    jobs_dir: Path
+    """Where job directories go (``<home>/jobs`` unless configured)."""
+    database_url: str
+    engine: Callable[[], Any] | None = None
+    """Returns ftm's SQLAlchemy engine (made on first call), for providers that cache
+    in the database."""
+
+
 class Provider(ABC):
     """A fine-tuning backend.
 
@@ -61,6 +85,23 @@ class Provider(ABC):
     options: ClassVar[tuple[ProviderOption, ...]] = ()
     simulated: bool = False
     """True when talking to the sandbox emulator: results are labelled simulated."""
+    settings_model: ClassVar[type[BaseModel]] = NoSettings
+    """The pydantic model of this provider's settings: read from the ``[providers.NAME]``
+    table of config.toml and from ``FTM_PROVIDERS__NAME__FIELD`` environment variables,
+    validated by ftm (errors name the setting and where it came from), and handed to
+    `from_config`. Document each field with a docstring. Never put a secret in it: ftm
+    keeps settings out of the database, but keys belong in the environment or a key
+    command read when the client is built. Default: no settings."""
+    settings_alias: ClassVar[str | None] = None
+    """An older top-level config table (``[NAME]``, ``FTM_NAME__FIELD``) still read as this
+    provider's settings, under ``[providers.NAME]`` (which wins). New providers: None."""
+
+    @classmethod
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> Provider:
+        """An instance configured from its validated settings (an instance of
+        `settings_model`) and ftm's context. Default: built with no arguments, for
+        providers without settings; override to use them."""
+        return cls()
 
     # -- data -------------------------------------------------------------------------
 
