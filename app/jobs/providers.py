@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from functools import cache
+
 from sqlalchemy import Engine
 
 from app.settings import Settings, get_settings, provider_settings
-from providers.base import Provider, ProviderContext
+from providers.base import Capabilities, Provider, ProviderContext
 from providers.errors import ConfigurationError
 from providers.registry import ProviderRegistry, discover
 
@@ -17,6 +19,31 @@ class UnknownProvider(ConfigurationError):
 def registry() -> ProviderRegistry:
     """Every installed provider; broken plugins are in ``.broken`` with the reason."""
     return discover()
+
+
+@cache
+def _installed() -> ProviderRegistry:
+    """The installed providers, discovered once per process (entry points do not change
+    while ftm runs)."""
+    return discover()
+
+
+def capabilities_of(name: str) -> Capabilities:
+    """What provider ``name`` declares it can do (`Provider.capabilities`), read from its
+    class: nothing is built or connected. The core decides by these flags, never by the
+    name. A provider no longer installed (a job row from a removed plugin) gets the
+    defaults: hosted, nothing billed per token."""
+    try:
+        return _installed().get(name).capabilities
+    except KeyError:
+        return Capabilities()
+
+
+def default_provider(names: list[str]) -> str | None:
+    """The provider a new launch starts with: the first hosted one (training on this
+    machine is a deliberate choice), else the first; None when none is installed."""
+    hosted = [name for name in names if not capabilities_of(name).runs_locally]
+    return (hosted or names or [None])[0]
 
 
 def provider_context(settings: Settings, engine: Engine | None = None) -> ProviderContext:
