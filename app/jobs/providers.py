@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from functools import cache
+import sys
+from functools import lru_cache
 
 from sqlalchemy import Engine
 
@@ -21,10 +22,11 @@ def registry() -> ProviderRegistry:
     return discover()
 
 
-@cache
-def _installed() -> ProviderRegistry:
-    """The installed providers, discovered once per process (entry points do not change
-    while ftm runs)."""
+@lru_cache(maxsize=4)
+def _installed(search_path: tuple[str, ...]) -> ProviderRegistry:
+    """The installed providers, discovered once per import path: capabilities are asked
+    per job (the poller), and discovery scans every distribution. A changed ``sys.path``
+    (a plugin directory added at run time) is looked at afresh."""
     return discover()
 
 
@@ -34,7 +36,7 @@ def capabilities_of(name: str) -> Capabilities:
     name. A provider no longer installed (a job row from a removed plugin) gets the
     defaults: hosted, nothing billed per token."""
     try:
-        return _installed().get(name).capabilities
+        return _installed(tuple(sys.path)).get(name).capabilities
     except KeyError:
         return Capabilities()
 
