@@ -180,6 +180,13 @@ class Provider(ABC):
     ) -> Completion:
         """One chat completion from ``model`` (a base or fine-tuned model), for evaluation."""
 
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        """The base URL an application calls this provider's fine-tuned models at (what
+        `ftm models export` hands out; never a key). ``simulated``: the model was trained
+        on the sandbox emulator, so it exists only there. Default: None, the model is
+        loaded from disk or the provider has no public endpoint to name."""
+        return None
+
     def close(self) -> None:
         """Release clients and processes. Optional: the default holds nothing to release."""
         return None

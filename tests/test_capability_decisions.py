@@ -50,6 +50,9 @@ PLUGIN = textwrap.dedent('''
         name = "cloudy"
         display_name = "Cloudy"
         capabilities = Capabilities()
+
+        def model_endpoint(self, *, simulated=False):
+            return "http://127.0.0.1:9/cloudy-emulator" if simulated else "https://cloudy.example/v1"
 ''')
 
 ENTRY_POINTS = """\
@@ -139,3 +142,35 @@ def test_actual_cost_follows_where_the_provider_trains(installed_plugin, ftm_hom
         s.flush()
         actual = record_actual(s, job)
     assert actual["kind"] == kind
+
+
+def test_export_hands_out_the_endpoint_the_provider_declares(installed_plugin, ftm_home):
+    from app.database import get_engine
+    from app.promotion.export import endpoint_for
+    from app.settings import get_settings
+    from db.models import Promotion
+
+    def endpoint(provider: str, kind: str = "hosted") -> str | None:
+        promotion = Promotion(
+            task="t",
+            alias="prod",
+            action="promote",
+            provider=provider,
+            model="m",
+            model_kind=kind,
+            who="me",
+        )
+        return endpoint_for(promotion, get_engine())
+
+    assert endpoint("cloudy") == "https://cloudy.example/v1"
+    assert endpoint("cloudy", kind="adapter") is None  # loaded from disk
+    assert endpoint("uninstalled-plugin") is None
+    ftm_home.mkdir(parents=True, exist_ok=True)
+    (ftm_home / "config.toml").write_text(
+        '[providers.openai]\nbase_url = "https://gw.example/v1"\n'
+    )
+    get_settings.cache_clear()
+    try:
+        assert endpoint("openai") == "https://gw.example/v1"
+    finally:
+        get_settings.cache_clear()

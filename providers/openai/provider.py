@@ -71,6 +71,13 @@ class OpenAIProvider(Provider):
         cache = SqlUploadCache(context.engine()) if context.engine else None
         return cls(OpenAIConfig(**config.model_dump()), upload_cache=cache)
 
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        """The configured API (Azure, a gateway or OpenAI's); the emulator's for a model
+        trained there."""
+        if simulated or self.config.sandbox:
+            return self.config.sandbox_url
+        return self.config.endpoint
+
     def __init__(
         self,
         config: OpenAIConfig | None = None,
