@@ -35,6 +35,9 @@ class Capabilities:
     supports_auto_hyperparameters: bool = False
     per_token_billing: bool = False
     runs_locally: bool = False
+    batch_completion: bool = False
+    """`Provider.complete_batch` answers many conversations at once (evaluation uses it
+    instead of one call per example)."""
     methods: tuple[str, ...] = ("supervised",)
 
 
@@ -179,6 +182,19 @@ class Provider(ABC):
         temperature: float = 0.0,
     ) -> Completion:
         """One chat completion from ``model`` (a base or fine-tuned model), for evaluation."""
+
+    def complete_batch(
+        self,
+        model: str,
+        conversations: Sequence[Sequence[ChatMessage]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        batch_size: int = 16,
+    ) -> list[Completion]:
+        """Completions for many conversations at once, in order (providers with
+        ``capabilities.batch_completion``)."""
+        raise UnsupportedOperation(f"{self.display_name} cannot complete in batches")
 
     def model_endpoint(self, *, simulated: bool = False) -> str | None:
         """The base URL an application calls this provider's fine-tuned models at (what

@@ -193,7 +193,7 @@ def plan_launch(
         display_name = provider.display_name
         problems += provider.validate_spec(spec)
         warnings = launch_warnings(provider, spec, today)
-        simulated = bool(getattr(provider, "simulated", False))
+        simulated = provider.simulated
         billed = bool(provider.capabilities.per_token_billing) and not simulated
     estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec, today)
     return LaunchPlan(
@@ -279,7 +279,7 @@ def launch_job(
             dataset_id=dataset_id,
             method=method,
             spec=_snapshot(spec),
-            simulated=bool(getattr(provider, "simulated", False)),
+            simulated=provider.simulated,
             estimate=estimate,
             estimated_cost_usd=(estimate or {}).get("training_cost_usd"),
         )

@@ -68,6 +68,7 @@ class LocalProvider(Provider):
         can_resume_from_checkpoint=True,
         supports_dpo=True,
         runs_locally=True,
+        batch_completion=True,
         methods=("lora", "qlora", "full", "dpo"),
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
