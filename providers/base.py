@@ -121,6 +121,13 @@ class Provider(ABC):
         """Problems that would make the provider refuse this spec; empty when fine."""
         return []
 
+    def launch_warnings(self, spec: JobSpec) -> list[str]:
+        """What the user should know before this spec is launched, beside its lifecycle
+        (cutoffs and retirements, which ftm words from `lifecycle`): e.g. a setting the
+        provider will round. Shown by the CLI and the wizard; the user may still go on.
+        No network. Default: none."""
+        return []
+
     # -- jobs -------------------------------------------------------------------------
 
     @abstractmethod

@@ -98,10 +98,11 @@ def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
 
 def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None) -> list[str]:
     """What to tell the user before creating: the provider's job-creation cutoff and the
-    base model's retirement, when due (from the one lifecycle service)."""
+    base model's retirement, when due (from the one lifecycle service), then whatever the
+    provider itself declares (`Provider.launch_warnings`)."""
     from app.lifecycle import creation_warnings
 
-    return creation_warnings(provider, spec.base_model, today)
+    return creation_warnings(provider, spec.base_model, today) + provider.launch_warnings(spec)
 
 
 @dataclass(frozen=True)
