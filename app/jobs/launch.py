@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from app.jobs.providers import make_provider
 from app.jobs.tracking import apply_remote
+from app.settings import SettingsError
 from db import repository
 from db.engine import read_session, write_session
 from db.models import Dataset, Job
@@ -171,6 +172,8 @@ def plan_launch(
             provider = make_provider(provider_name, engine=engine)
         except ProviderError as exc:
             problems.append(exc.message)
+        except SettingsError as exc:  # the provider's own table is wrong: say which line
+            problems.append(str(exc))
     with read_session(engine) as session:
         dataset = resolve_dataset(session, dataset_name_or_id)
     data_dir = Path(dataset.data_dir)
