@@ -26,6 +26,7 @@ import tomllib
 from collections.abc import Sequence
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import platformdirs
 from pydantic import BaseModel, Field, ValidationError
@@ -37,6 +38,8 @@ from pydantic_settings import (
 )
 
 from app.environment import EnvironmentProblem
+from providers.local.settings import LocalSettings
+from providers.openai.config import OpenAISettings
 
 APP_NAME = "ftm"
 
@@ -58,26 +61,6 @@ def config_path() -> Path:
     return Path(platformdirs.user_config_dir(APP_NAME)) / "config.toml"
 
 
-class OpenAISettings(BaseModel):
-    """How the OpenAI provider reaches the API."""
-
-    base_url: str | None = None
-    """Another API base URL (a proxy, a gateway). Unset: the SDK's default."""
-    organization: str | None = None
-    project: str | None = None
-    api_key_command: str | None = None
-    """A shell command that prints the API key (e.g. a password manager), used when
-    OPENAI_API_KEY is not set. Its output is never stored or logged."""
-    azure_endpoint: str | None = None
-    """Set to use Azure OpenAI (e.g. https://NAME.openai.azure.com) with the same provider."""
-    azure_api_version: str = "2025-04-01-preview"
-    sandbox: bool = False
-    """Point the provider at the local emulator (`ftm sandbox`) instead of the real API."""
-    sandbox_url: str = "http://127.0.0.1:8765/v1"
-    timeout_s: float = 60.0
-    max_retries: int = 2
-
-
 class PollerSettings(BaseModel):
     """The background job poller (`ftm watch` and inside the TUI)."""
 
@@ -93,15 +76,6 @@ class PollerSettings(BaseModel):
     """After a create whose answer was lost, how long ftm keeps looking the job up before
     it concludes the job was never made: a request the service received late (a slow or
     retried call still in flight) can still create it within this window."""
-
-
-class LocalSettings(BaseModel):
-    """The local PEFT backend."""
-
-    jobs_dir: Path | None = None
-    """Where job directories go. Unset: ``<home>/jobs``."""
-    python: str | None = None
-    """The Python interpreter that runs training workers. Unset: the one running ftm."""
 
 
 class DataSettings(BaseModel):
@@ -146,6 +120,11 @@ class Settings(BaseSettings):
     local: LocalSettings = LocalSettings()
     data: DataSettings = DataSettings()
     tui: TuiSettings = TuiSettings()
+    providers: dict[str, dict[str, Any]] = {}
+    """Each provider's own table, ``[providers.NAME]`` (``FTM_PROVIDERS__NAME__FIELD``),
+    raw here: validated against the provider's declared ``settings_model`` by
+    `provider_settings`. The older ``[openai]`` and ``[local]`` tables above are aliases of
+    ``[providers.openai]`` and ``[providers.local]`` (the latter wins)."""
 
     @classmethod
     def settings_customise_sources(
@@ -180,7 +159,7 @@ def get_settings() -> Settings:
     """
     _check_chosen_config_file()
     try:
-        return Settings()
+        return _fold_provider_tables(Settings())
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(_describe_toml_error(exc)) from None
     except UnicodeDecodeError as exc:
@@ -193,6 +172,36 @@ def get_settings() -> Settings:
             f"{(exc.strerror or str(exc)).lower()}. "
             "Make it readable, or set FTM_CONFIG to another file."
         ) from None
+
+
+def provider_settings(
+    settings: Settings, name: str, model: type[BaseModel], alias: str | None = None
+) -> BaseModel:
+    """Provider ``name``'s settings as its declared ``model``: the ``[providers.NAME]``
+    table over the older top-level table ``alias`` (when the provider declares one).
+
+    Raises:
+        SettingsError: a value is invalid or a key unknown, named with where it came from.
+    """
+    data: dict[str, Any] = {}
+    if alias is not None and isinstance(getattr(settings, alias, None), BaseModel):
+        # Only what the user set there: the model's own defaults fill in the rest.
+        data.update(getattr(settings, alias).model_dump(exclude_unset=True))
+    data.update(settings.providers.get(name, {}))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe_validation_error(exc, ("providers", name))) from None
+
+
+def _fold_provider_tables(settings: Settings) -> Settings:
+    """Make ``[providers.NAME]`` visible through a built-in table of the same name (e.g.
+    ``settings.local.jobs_dir``), so code reading either spelling sees one value."""
+    for name in settings.providers:
+        section = getattr(settings, name, None) if name in Settings.model_fields else None
+        if isinstance(section, BaseModel):
+            setattr(settings, name, provider_settings(settings, name, type(section), name))
+    return settings
 
 
 def _check_chosen_config_file() -> None:
@@ -292,10 +301,10 @@ def _describe_encoding_error(exc: UnicodeDecodeError) -> str:
     )
 
 
-def _describe_validation_error(exc: ValidationError) -> str:
+def _describe_validation_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> str:
     problems = []
     for error in exc.errors():
-        loc = error["loc"]
+        loc = prefix + tuple(str(part) for part in error["loc"])
         name = ".".join(str(part) for part in loc)
         source = setting_source(loc)
         value = mask_passwords(repr(error.get("input")))

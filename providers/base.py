@@ -8,9 +8,12 @@ the UI can grey out what a provider cannot do instead of failing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
 
 from providers.errors import UnsupportedOperation
 from providers.types import (
@@ -32,6 +35,9 @@ class Capabilities:
     supports_auto_hyperparameters: bool = False
     per_token_billing: bool = False
     runs_locally: bool = False
+    batch_completion: bool = False
+    """`Provider.complete_batch` answers many conversations at once (evaluation uses it
+    instead of one call per example)."""
     methods: tuple[str, ...] = ("supervised",)
 
 
@@ -45,6 +51,27 @@ class ProviderOption:
     type: type = str
     default: Any = None
     choices: tuple[Any, ...] | None = None
+
+
+class NoSettings(BaseModel):
+    """The settings model of a provider that has none: any key in its table is an error
+    (a typo must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class ProviderContext:
+    """What ftm hands every provider besides its own settings (providers/ cannot read
+    app settings): where ftm keeps its data, and its database."""
+
+    home: Path
+    jobs_dir: Path
+    """Where job directories go (``<home>/jobs`` unless configured)."""
+    database_url: str
+    engine: Callable[[], Any] | None = None
+    """Returns ftm's SQLAlchemy engine (made on first call), for providers that cache
+    in the database."""
 
 
 class Provider(ABC):
@@ -61,6 +88,23 @@ class Provider(ABC):
     options: ClassVar[tuple[ProviderOption, ...]] = ()
     simulated: bool = False
     """True when talking to the sandbox emulator: results are labelled simulated."""
+    settings_model: ClassVar[type[BaseModel]] = NoSettings
+    """The pydantic model of this provider's settings: read from the ``[providers.NAME]``
+    table of config.toml and from ``FTM_PROVIDERS__NAME__FIELD`` environment variables,
+    validated by ftm (errors name the setting and where it came from), and handed to
+    `from_config`. Document each field with a docstring. Never put a secret in it: ftm
+    keeps settings out of the database, but keys belong in the environment or a key
+    command read when the client is built. Default: no settings."""
+    settings_alias: ClassVar[str | None] = None
+    """An older top-level config table (``[NAME]``, ``FTM_NAME__FIELD``) still read as this
+    provider's settings, under ``[providers.NAME]`` (which wins). New providers: None."""
+
+    @classmethod
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> Provider:
+        """An instance configured from its validated settings (an instance of
+        `settings_model`) and ftm's context. Default: built with no arguments, for
+        providers without settings; override to use them."""
+        return cls()
 
     # -- data -------------------------------------------------------------------------
 
@@ -75,6 +119,13 @@ class Provider(ABC):
 
     def validate_spec(self, spec: JobSpec) -> list[str]:
         """Problems that would make the provider refuse this spec; empty when fine."""
+        return []
+
+    def launch_warnings(self, spec: JobSpec) -> list[str]:
+        """What the user should know before this spec is launched, beside its lifecycle
+        (cutoffs and retirements, which ftm words from `lifecycle`): e.g. a setting the
+        provider will round. Shown by the CLI and the wizard; the user may still go on.
+        No network. Default: none."""
         return []
 
     # -- jobs -------------------------------------------------------------------------
@@ -138,6 +189,26 @@ class Provider(ABC):
         temperature: float = 0.0,
     ) -> Completion:
         """One chat completion from ``model`` (a base or fine-tuned model), for evaluation."""
+
+    def complete_batch(
+        self,
+        model: str,
+        conversations: Sequence[Sequence[ChatMessage]],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        batch_size: int = 16,
+    ) -> list[Completion]:
+        """Completions for many conversations at once, in order (providers with
+        ``capabilities.batch_completion``)."""
+        raise UnsupportedOperation(f"{self.display_name} cannot complete in batches")
+
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        """The base URL an application calls this provider's fine-tuned models at (what
+        `ftm models export` hands out; never a key). ``simulated``: the model was trained
+        on the sandbox emulator, so it exists only there. Default: None, the model is
+        loaded from disk or the provider has no public endpoint to name."""
+        return None
 
     def close(self) -> None:
         """Release clients and processes. Optional: the default holds nothing to release."""

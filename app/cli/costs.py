@@ -218,7 +218,7 @@ def _print_comparison(result) -> None:
                 f"sum(min({t['token_limit']:,}, tokens)) x {t['epochs']} epochs ({t['epochs_rule']}) "
                 f"x {_usd(t['usd_per_1m_tokens'])}/1M; prices as of {t['price_as_of']}"
             )
-        elif o.kind == "local":
+        elif o.kind != "baseline":  # the self-hosted option
             m, inf = t["memory"], o.inference
             fits = ", ".join(f["gpu"] for f in t["fits"] if f["fits"]) or "none"
             console.print(

@@ -39,7 +39,9 @@ def merge(job_or_path: str, out_dir: str | None) -> None:
                 job = find_job(s, job_or_path)
             except JobNotFound as exc:
                 raise UserError(str(exc)) from None
-        if job.provider != "local" or not (job.job_dir or job.remote_id):
+        from app.jobs.providers import capabilities_of
+
+        if not capabilities_of(job.provider).runs_locally or not (job.job_dir or job.remote_id):
             raise UserError(
                 f"job {job.id} is not a local job with a job directory; only local "
                 "LoRA/QLoRA jobs have an adapter to merge"

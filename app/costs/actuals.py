@@ -19,6 +19,7 @@ from sqlmodel import Session, select
 from app.costs.calibration import hardware_key
 from app.costs.catalog import Catalog, load_catalog
 from app.costs.errors import CostError
+from app.jobs.providers import capabilities_of
 from db.models import Job, MetricPoint, ThroughputSample
 
 
@@ -136,7 +137,7 @@ def record_actual(session: Session, job: Job, *, catalog: Catalog | None = None)
     session and leaves the commit to the caller.
     """
     catalog = catalog or load_catalog()
-    if job.provider == "local":
+    if capabilities_of(job.provider).runs_locally:  # priced by its GPU hours
         actual = _local_actual(session, job, catalog)
     else:
         actual = _hosted_actual(job, catalog)

@@ -39,6 +39,7 @@ from app.costs.inference import (
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
+from app.jobs.providers import capabilities_of
 from app.lifecycle import (
     DAYS_PER_MONTH,
     ServingWindow,
@@ -51,7 +52,9 @@ from db.models import Dataset
 
 DEFAULT_HOSTED_MODEL = "gpt-4o-mini-2024-07-18"
 DEFAULT_LOCAL_MODEL = "meta-llama/Llama-3.1-8B"
-PROVIDERS = ("openai", "local", "all")
+ALL_PROVIDERS = "all"
+"""``--provider all``: every option, hosted and self-hosted."""
+PROVIDERS = ("openai", "local", ALL_PROVIDERS)
 HOSTED_PROVIDER, LOCAL_PROVIDER = "openai", "local"
 """The providers whose options are priced here: the catalog's hosted prices are this
 provider's, and the lifecycle service is asked about each option's own provider."""
@@ -184,12 +187,14 @@ def compare(
     catalog = catalog or load_catalog()
     today = today or lifecycle_today()
     cfg = local_config or LocalTrainingConfig()
-    hosted_models = hosted_models or ([DEFAULT_HOSTED_MODEL] if provider != "local" else [])
-    local_models = local_models or ([DEFAULT_LOCAL_MODEL] if provider != "openai" else [])
-    if provider == "local":
-        hosted_models = []
-    if provider == "openai":
-        local_models = []
+    # One provider: only its kind of option (self-hosted when it trains on this machine).
+    if provider == ALL_PROVIDERS:
+        hosted_scope = local_scope = True
+    else:
+        local_scope = capabilities_of(provider).runs_locally
+        hosted_scope = not local_scope
+    hosted_models = (hosted_models or [DEFAULT_HOSTED_MODEL]) if hosted_scope else []
+    local_models = (local_models or [DEFAULT_LOCAL_MODEL]) if local_scope else []
     baseline_model = baseline_model or (hosted_models[0] if hosted_models else DEFAULT_HOSTED_MODEL)
     # Resolve every name first, so a typo fails before any work.
     for m in [*hosted_models, baseline_model]:

@@ -25,6 +25,7 @@ from app.costs.local_memory import METHODS, LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape, resolve_targets
 from app.costs.money import usd
+from app.jobs.providers import capabilities_of
 from app.lifecycle import serving_window
 from db.models import Dataset
 
@@ -180,13 +181,15 @@ def estimate_for_launch(
     profile = prompt_profile(dataset, "o200k_base")
     as_of = catalog.as_of.isoformat()
 
-    if provider == "openai":
-        from app.settings import get_settings
+    capabilities = capabilities_of(provider)
+    if capabilities.per_token_billing:  # the catalog's per-token prices
+        from app.jobs.providers import make_provider
 
         hosted = estimate_hosted_training(train.counts, base_model, catalog, n_epochs=n_epochs)
         ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
         base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
-        simulated = bool(get_settings().openai.sandbox)
+        # The provider knows whether it talks to the sandbox (its own settings say).
+        simulated = make_provider(provider).simulated
         window = serving_window(provider, hosted.model, LAUNCH_HORIZON_MONTHS, today)
         return LaunchEstimate(
             provider=provider,
@@ -219,8 +222,11 @@ def estimate_for_launch(
                 "profile": profile.to_dict(),
             },
         )
-    if provider != "local":
-        raise CostError(f"no cost model for provider {provider!r}; known: openai, local")
+    if not capabilities.runs_locally:
+        raise CostError(
+            f"no cost model for provider {provider!r}: ftm prices providers billed per token "
+            "(from its price catalog) and providers that train on this machine"
+        )
 
     shape = model_shape(base_model)
     hardware = gpu or this_machine_hardware()

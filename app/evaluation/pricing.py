@@ -43,7 +43,9 @@ def canonical_model(model: str | None) -> str | None:
 
 def token_price(provider: str, model: str) -> TokenPrice | None:
     """The per-token price of ``model`` on ``provider``, or None when not in the catalog."""
-    if provider != "openai":
+    from app.jobs.providers import capabilities_of
+
+    if not capabilities_of(provider).per_token_billing:
         return None
     from app.costs.catalog import load_catalog
     from app.costs.errors import UnknownModel
@@ -88,7 +90,9 @@ def per_request_cost(run) -> tuple[float | None, str | None]:
     """
     task = (run.summary or {}).get("task") or {}
     cost = task.get("cost_per_request_usd")
-    if cost is not None or run.provider != "local":
+    from app.jobs.providers import capabilities_of
+
+    if cost is not None or not capabilities_of(run.provider).runs_locally:
         return cost, None
     prompt, reply = task.get("mean_prompt_tokens"), task.get("mean_completion_tokens")
     if prompt is None or reply is None:

@@ -109,7 +109,7 @@ class CallCounter:
 
 def provider_cache_key(provider: Provider) -> str:
     """Sandbox answers are not the real API's: cache them apart."""
-    return f"{provider.name}{':sandbox' if getattr(provider, 'simulated', False) else ''}"
+    return f"{provider.name}{':sandbox' if provider.simulated else ''}"
 
 
 def complete_cached(
@@ -308,7 +308,7 @@ def run_eval(
                 "candidate": candidate.to_dict(),
                 **config.to_dict(),
                 # Sandbox answers and costs are simulated: say so wherever they are shown.
-                "simulated": bool(getattr(provider, "simulated", False)),
+                "simulated": provider.simulated,
             },
             status="running",
         )
@@ -320,7 +320,7 @@ def run_eval(
 
     prefetched: dict[int, Answer] = {}
     failure: EvalError | None = None
-    if callable(getattr(provider, "complete_batch", None)):
+    if provider.capabilities.batch_completion:
         try:
             prefetched = prefetch_batched(
                 engine, provider, candidate.model, jobs, settings, counter

@@ -72,7 +72,7 @@ def import_jobs(
                 method=method,
                 hyperparameters=hp or None,
                 spec={"imported": True, "imported_at": datetime.now(UTC).isoformat()},
-                simulated=bool(getattr(provider, "simulated", False)),
+                simulated=provider.simulated,
                 created_at=remote.created_at or datetime.now(UTC),
             )
             session.add(job)

@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from app.jobs.providers import make_provider
 from app.jobs.tracking import apply_remote
+from app.settings import SettingsError
 from db import repository
 from db.engine import read_session, write_session
 from db.models import Dataset, Job
@@ -98,10 +99,11 @@ def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
 
 def launch_warnings(provider: Provider, spec: JobSpec, today: date | None = None) -> list[str]:
     """What to tell the user before creating: the provider's job-creation cutoff and the
-    base model's retirement, when due (from the one lifecycle service)."""
+    base model's retirement, when due (from the one lifecycle service), then whatever the
+    provider itself declares (`Provider.launch_warnings`)."""
     from app.lifecycle import creation_warnings
 
-    return creation_warnings(provider, spec.base_model, today)
+    return creation_warnings(provider, spec.base_model, today) + provider.launch_warnings(spec)
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,8 @@ def plan_launch(
             provider = make_provider(provider_name, engine=engine)
         except ProviderError as exc:
             problems.append(exc.message)
+        except SettingsError as exc:  # the provider's own table is wrong: say which line
+            problems.append(str(exc))
     with read_session(engine) as session:
         dataset = resolve_dataset(session, dataset_name_or_id)
     data_dir = Path(dataset.data_dir)
@@ -193,7 +197,7 @@ def plan_launch(
         display_name = provider.display_name
         problems += provider.validate_spec(spec)
         warnings = launch_warnings(provider, spec, today)
-        simulated = bool(getattr(provider, "simulated", False))
+        simulated = provider.simulated
         billed = bool(provider.capabilities.per_token_billing) and not simulated
     estimate, no_estimate = _estimate(engine, dataset.id, provider_name, spec, today)
     return LaunchPlan(
@@ -279,7 +283,7 @@ def launch_job(
             dataset_id=dataset_id,
             method=method,
             spec=_snapshot(spec),
-            simulated=bool(getattr(provider, "simulated", False)),
+            simulated=provider.simulated,
             estimate=estimate,
             estimated_cost_usd=(estimate or {}).get("training_cost_usd"),
         )

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+from functools import lru_cache
+
 from sqlalchemy import Engine
 
-from app.settings import Settings, get_settings
-from providers.base import Provider
+from app.settings import Settings, get_settings, provider_settings
+from providers.base import Capabilities, Provider, ProviderContext
 from providers.errors import ConfigurationError
 from providers.registry import ProviderRegistry, discover
 
@@ -19,23 +22,45 @@ def registry() -> ProviderRegistry:
     return discover()
 
 
-def openai_config(settings: Settings):
-    """The OpenAI provider's config from ``settings.openai`` (the key is not in it: it is
-    read from the environment or the key command when the client is built)."""
-    from providers.openai.config import OpenAIConfig
+@lru_cache(maxsize=4)
+def _installed(search_path: tuple[str, ...]) -> ProviderRegistry:
+    """The installed providers, discovered once per import path: capabilities are asked
+    per job (the poller), and discovery scans every distribution. A changed ``sys.path``
+    (a plugin directory added at run time) is looked at afresh."""
+    return discover()
 
-    s = settings.openai
-    return OpenAIConfig(
-        base_url=s.base_url,
-        organization=s.organization,
-        project=s.project,
-        api_key_command=s.api_key_command,
-        azure_endpoint=s.azure_endpoint,
-        azure_api_version=s.azure_api_version,
-        sandbox=s.sandbox,
-        sandbox_url=s.sandbox_url,
-        timeout_s=s.timeout_s,
-        max_retries=s.max_retries,
+
+def capabilities_of(name: str) -> Capabilities:
+    """What provider ``name`` declares it can do (`Provider.capabilities`), read from its
+    class: nothing is built or connected. The core decides by these flags, never by the
+    name. A provider no longer installed (a job row from a removed plugin) gets the
+    defaults: hosted, nothing billed per token."""
+    try:
+        return _installed(tuple(sys.path)).get(name).capabilities
+    except KeyError:
+        return Capabilities()
+
+
+def default_provider(names: list[str]) -> str | None:
+    """The provider a new launch starts with: the first hosted one (training on this
+    machine is a deliberate choice), else the first; None when none is installed."""
+    hosted = [name for name in names if not capabilities_of(name).runs_locally]
+    return (hosted or names or [None])[0]
+
+
+def provider_context(settings: Settings, engine: Engine | None = None) -> ProviderContext:
+    """What every provider gets besides its own settings."""
+
+    def get_engine() -> Engine:
+        from app.database import get_engine as database_engine
+
+        return engine or database_engine()
+
+    return ProviderContext(
+        home=settings.home,
+        jobs_dir=settings.jobs_dir,
+        database_url=settings.resolved_database_url,
+        engine=get_engine,
     )
 
 
@@ -46,14 +71,13 @@ def make_provider(
     settings: Settings | None = None,
     reg: ProviderRegistry | None = None,
 ) -> Provider:
-    """An instance of provider ``name`` configured from the settings.
-
-    The OpenAI provider gets its config and the database-backed upload cache; a provider
-    class with a ``from_settings(settings)`` classmethod is built through it; any other
-    (third-party plugins) with no arguments.
+    """An instance of provider ``name``, built by its own `Provider.from_config` from its
+    declared settings (``[providers.NAME]``) and ftm's context. The same path for every
+    provider, built-in or plugin.
 
     Raises:
         UnknownProvider: not installed, or its plugin failed to load (the reason is given).
+        SettingsError: its settings are invalid (named, with where they came from).
     """
     settings = settings or get_settings()
     reg = reg or registry()
@@ -61,14 +85,5 @@ def make_provider(
         cls = reg.get(name)
     except KeyError as exc:
         raise UnknownProvider(str(exc.args[0])) from None
-    from providers.openai import OpenAIProvider
-
-    if issubclass(cls, OpenAIProvider):
-        from app.database import get_engine
-        from providers.openai.uploads import SqlUploadCache
-
-        return cls(openai_config(settings), upload_cache=SqlUploadCache(engine or get_engine()))
-    factory = getattr(cls, "from_settings", None)
-    if callable(factory):
-        return factory(settings)
-    return cls()
+    config = provider_settings(settings, name, cls.settings_model, cls.settings_alias)
+    return cls.from_config(config, provider_context(settings, engine))

@@ -12,11 +12,11 @@ from app.promotion.aliases import PromotionError, current
 from db.engine import read_session
 from db.models import Job, Promotion
 
-OPENAI_DEFAULT_URL = "https://api.openai.com/v1"
-
 
 def endpoint_for(promotion: Promotion, engine: Engine) -> str | None:
-    """The base URL to call a hosted model at; None for a local model (loaded from disk).
+    """The base URL to call a hosted model at, as its provider declares it
+    (`Provider.model_endpoint`); None for a local model (loaded from disk), or when the
+    provider is no longer installed.
 
     A model trained on the sandbox emulator only exists there, so its URL is the sandbox's.
     """
@@ -25,17 +25,21 @@ def endpoint_for(promotion: Promotion, engine: Engine) -> str | None:
     recorded = ((promotion.gates or {}).get("target") or {}).get("base_url")
     if recorded:
         return recorded
-    from app.settings import get_settings
+    from app.jobs.providers import UnknownProvider, make_provider
 
-    settings = get_settings().openai
     simulated = False
     if promotion.job_id is not None:
         with read_session(engine) as session:
             job = session.get(Job, promotion.job_id)
             simulated = bool(job and job.simulated)
-    if simulated or settings.sandbox:
-        return settings.sandbox_url
-    return settings.azure_endpoint or settings.base_url or OPENAI_DEFAULT_URL
+    try:
+        provider = make_provider(promotion.provider, engine=engine)
+    except UnknownProvider:
+        return None
+    try:
+        return provider.model_endpoint(simulated=simulated)
+    finally:
+        provider.close()
 
 
 def export_record(engine: Engine, task: str, alias: str) -> dict:

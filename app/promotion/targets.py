@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.evaluation.pricing import base_of
+from app.jobs.providers import capabilities_of
 
 MODEL_KINDS = ("hosted", "adapter", "merged")
 
@@ -24,7 +25,7 @@ def model_kind_of(provider: str, model: str) -> str:
     """hosted for a provider-side model id; adapter when the directory holds a PEFT adapter
     (adapter_config.json); merged for any other local model directory."""
     path = Path(model).expanduser()
-    if provider != "local" and not path.is_dir():
+    if not capabilities_of(provider).runs_locally and not path.is_dir():
         return "hosted"
     return "adapter" if (path / "adapter_config.json").is_file() else "merged"
 

@@ -21,12 +21,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
-from providers.base import Capabilities, Provider, ProviderOption
+from pydantic import BaseModel
+
+from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
+from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.types import (
     BaseModelInfo,
@@ -65,6 +68,7 @@ class LocalProvider(Provider):
         can_resume_from_checkpoint=True,
         supports_dpo=True,
         runs_locally=True,
+        batch_completion=True,
         methods=("lora", "qlora", "full", "dpo"),
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
@@ -92,13 +96,18 @@ class LocalProvider(Provider):
         )
         self.python = python or sys.executable
 
+    settings_model: ClassVar[type[BaseModel]] = LocalSettings
+    settings_alias: ClassVar[str | None] = "local"
+
     @classmethod
-    def from_settings(cls, settings: Any) -> LocalProvider:
-        """Built from ftm's settings (duck-typed: providers/ cannot import app/)."""
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> LocalProvider:
+        """Job directories under its ``jobs_dir`` (default: ftm's), workers writing
+        progress to ftm's database."""
+        assert isinstance(config, LocalSettings)
         return cls(
-            jobs_dir=settings.jobs_dir,
-            database_url=settings.resolved_database_url,
-            python=getattr(getattr(settings, "local", None), "python", None),
+            jobs_dir=config.jobs_dir or context.jobs_dir,
+            database_url=context.database_url,
+            python=config.python,
         )
 
     # -- data -----------------------------------------------------------------------------

@@ -12,6 +12,8 @@ import subprocess
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from pydantic import BaseModel
+
 from providers.errors import ConfigurationError
 
 if TYPE_CHECKING:  # the SDK is imported only when a client is built
@@ -21,10 +23,32 @@ SANDBOX_API_KEY = "sk-sandbox-not-a-secret"
 """What the client sends to the local emulator, which accepts any key."""
 
 
+class OpenAISettings(BaseModel):
+    """How the OpenAI provider reaches the API: its settings model, read from
+    ``[providers.openai]`` (or the older ``[openai]`` table) of ftm's config. No key here:
+    see `resolve_api_key`."""
+
+    base_url: str | None = None
+    """Another API base URL (a proxy, a gateway). Unset: the SDK's default."""
+    organization: str | None = None
+    project: str | None = None
+    api_key_command: str | None = None
+    """A shell command that prints the API key (e.g. a password manager), used when
+    OPENAI_API_KEY is not set. Its output is never stored or logged."""
+    azure_endpoint: str | None = None
+    """Set to use Azure OpenAI (e.g. https://NAME.openai.azure.com) with the same provider."""
+    azure_api_version: str = "2025-04-01-preview"
+    sandbox: bool = False
+    """Point the provider at the local emulator (`ftm sandbox`) instead of the real API."""
+    sandbox_url: str = "http://127.0.0.1:8765/v1"
+    timeout_s: float = 60.0
+    max_retries: int = 2
+
+
 @dataclass(frozen=True)
 class OpenAIConfig:
-    """Everything the provider needs to build its client. Mirrors `app.settings.OpenAISettings`
-    (providers/ cannot import app/, so the app converts one into the other)."""
+    """Everything the provider needs to build its client. Built from `OpenAISettings`
+    (tests build it directly, with an explicit key)."""
 
     base_url: str | None = None
     organization: str | None = None

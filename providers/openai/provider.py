@@ -14,13 +14,15 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
 
 from providers.backoff import backoff_delay
-from providers.base import Capabilities, Provider
+from providers.base import Capabilities, Provider, ProviderContext
 from providers.errors import ProviderError, SpecRejected
 from providers.openai import convert
-from providers.openai.config import OpenAIConfig, build_client, resolve_api_key
+from providers.openai.config import OpenAIConfig, OpenAISettings, build_client, resolve_api_key
 from providers.openai.errors import NOT_SENT, UNANSWERED, translate
 from providers.openai.lifecycle import Lifecycle, load_lifecycle
 from providers.openai.uploads import MemoryUploadCache, UploadCache, file_sha256
@@ -57,6 +59,24 @@ class OpenAIProvider(Provider):
         per_token_billing=True,
         methods=("supervised", "dpo"),
     )
+    settings_model: ClassVar[type[BaseModel]] = OpenAISettings
+    settings_alias: ClassVar[str | None] = "openai"
+
+    @classmethod
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> OpenAIProvider:
+        """Its client config from `OpenAISettings`; uploaded files cached in ftm's database
+        (so a relaunch does not upload the same file twice)."""
+        from providers.openai.uploads import SqlUploadCache
+
+        cache = SqlUploadCache(context.engine()) if context.engine else None
+        return cls(OpenAIConfig(**config.model_dump()), upload_cache=cache)
+
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        """The configured API (Azure, a gateway or OpenAI's); the emulator's for a model
+        trained there."""
+        if simulated or self.config.sandbox:
+            return self.config.sandbox_url
+        return self.config.endpoint
 
     def __init__(
         self,

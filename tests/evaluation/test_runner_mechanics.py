@@ -12,6 +12,7 @@ from app.evaluation.candidates import Candidate, split_example
 from app.evaluation.runner import EvalError, rerun_eval, run_eval
 from db.engine import read_session
 from db.models import EvalResult, EvalRun
+from providers.base import Capabilities
 from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
 
 _config = routing_config
@@ -141,3 +142,33 @@ def test_a_failing_user_scorer_fails_the_run_with_the_reason(monkeypatch):
 
 def _bad_scorer(output, expected):
     return "great"
+
+
+class _BatchingEcho(EchoLabelProvider):
+    """Echo with batched generation; single calls would fail the run if they were made."""
+
+    def __init__(self, declares: bool) -> None:
+        super().__init__()
+        self.capabilities = Capabilities(batch_completion=declares)
+        self.batches = 0
+
+    def complete_batch(self, model, conversations, *, max_tokens=256, temperature=0.0, **kw):
+        self.batches += 1
+        return [EchoLabelProvider.complete(self, model, c) for c in conversations]
+
+
+@pytest.mark.parametrize("declares", [True, False])
+def test_batched_completion_is_used_only_when_declared(declares):
+    """The runner asks the provider's capabilities, not whether a method happens to exist."""
+    provider = _BatchingEcho(declares)
+    examples = [split_example(e, i) for i, e in enumerate(_examples())]
+    run = run_eval(
+        Candidate("fine_tuned", "echo", "good"),
+        examples,
+        _config(general=False),
+        provider=provider,
+        engine=get_engine(),
+    )
+    assert run.status == "succeeded" and run.summary["task"]["quality"] == 1.0
+    assert (provider.batches > 0) is declares
+    assert provider.calls == len(examples)

@@ -74,3 +74,19 @@ def test_ftm_launch_prints_the_plans_warnings_and_refuses_its_problems(
     assert refused.exit_code != 0
     assert "OpenAI cannot run this job: n_epochs=60 is out of range" in refused.output
     assert _jobs(engine) == []
+
+
+def test_the_plan_shows_the_providers_own_warnings(engine, tmp_path):
+    """A provider declares its own warnings on the contract; the plan shows them."""
+    from tests.evaluation.helpers import EchoLabelProvider
+
+    class RoundingProvider(EchoLabelProvider):
+        name = "rounding"
+        display_name = "Rounding"
+
+        def launch_warnings(self, spec):
+            return [f"{self.display_name} rounds {spec.base_model} epochs up to whole ones"]
+
+    make_dataset(engine, tmp_path)
+    plan = plan_launch("rounding", "toy", "base-1", engine=engine, provider=RoundingProvider())
+    assert "Rounding rounds base-1 epochs up to whole ones" in plan.warnings

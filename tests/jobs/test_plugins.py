@@ -19,6 +19,8 @@ PLUGIN = textwrap.dedent('''
     from datetime import datetime, timezone
     from pathlib import Path
 
+    from pydantic import BaseModel, ConfigDict
+
     from providers.base import Capabilities, Provider
     from providers.types import (BaseModelInfo, Completion, JobEvent, JobStatus, MetricPoint,
                                  Refresh, RemoteJob)
@@ -26,10 +28,22 @@ PLUGIN = textwrap.dedent('''
     JOBS = {}
 
 
+    class EchoSettings(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        greeting: str = "hello"
+
+
     class EchoProvider(Provider):
         name = "echo"
         display_name = "Echo"
         capabilities = Capabilities(methods=("supervised",))
+        settings_model = EchoSettings
+
+        @classmethod
+        def from_config(cls, config, context):
+            provider = cls()
+            provider.greeting = config.greeting
+            return provider
 
         def prepare(self, spec):
             lines = Path(spec.train_path).read_text().splitlines()
@@ -115,3 +129,25 @@ def test_launching_on_a_broken_plugin_says_why(installed_plugin, engine, tmp_pat
         LaunchRejected, match="unknown provider 'broken'.*failed to load.*ModuleNotFoundError"
     ):
         launch_job("broken", "toy", "m")
+
+
+def test_an_installed_plugin_gets_its_settings_from_its_own_table(
+    installed_plugin, engine, tmp_path, monkeypatch
+):
+    from app.jobs.launch import plan_launch
+    from app.jobs.providers import make_provider
+    from app.settings import get_settings
+
+    monkeypatch.setenv("FTM_PROVIDERS__ECHO__GREETING", "bonjour")
+    get_settings.cache_clear()
+    assert make_provider("echo").greeting == "bonjour"
+
+    monkeypatch.delenv("FTM_PROVIDERS__ECHO__GREETING")
+    monkeypatch.setenv("FTM_PROVIDERS__ECHO__GRETING", "typo")
+    get_settings.cache_clear()
+    make_dataset(engine, tmp_path)
+    plan = plan_launch("echo", "toy", "echo-base", engine=engine)
+    assert any(
+        "providers.echo.greting" in p and "FTM_PROVIDERS__ECHO__GRETING" in p for p in plan.problems
+    ), plan.problems
+    get_settings.cache_clear()

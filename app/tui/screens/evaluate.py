@@ -85,6 +85,7 @@ def plan_evaluation(
     from app.database import get_engine
     from app.evaluation.general import general_items
     from app.evaluation.pricing import request_cost
+    from app.jobs.providers import capabilities_of
     from db.engine import read_session
     from db.models import Dataset
 
@@ -95,7 +96,7 @@ def plan_evaluation(
         candidates.append((job.base_model, k))
     candidates.append((job.fine_tuned_model, 0))
     calls = (n + n_general) * len(candidates)
-    if job.simulated or job.provider != "openai":
+    if job.simulated or not capabilities_of(job.provider).per_token_billing:
         where = "the sandbox" if job.simulated else "this machine"
         return EvalPlan(calls, None, f"{calls} calls on {where}: nothing is billed.")
     from app.costs.dataset_inputs import prompt_profile
@@ -106,7 +107,7 @@ def plan_evaluation(
     total = 0.0
     for model, shots in candidates:
         prompt = profile.prompt_tokens + shots * profile.shot_tokens + profile.system_tokens
-        cost = request_cost("openai", model, round(prompt), round(profile.output_tokens))
+        cost = request_cost(job.provider, model, round(prompt), round(profile.output_tokens))
         if cost is None:
             return EvalPlan(calls, None, f"{calls} calls; {model} has no price in the catalog.")
         total += cost * (n + n_general)

@@ -84,6 +84,7 @@ class LaunchWizard(ModalScreen[int | None]):
     class ProvidersLoaded(Message):
         names: list[str]
         broken: dict[str, str]
+        default: str | None = None
 
     @dataclass
     class BaseModelsLoaded(Message):
@@ -169,8 +170,10 @@ class LaunchWizard(ModalScreen[int | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="wizard-providers")
     def load_providers(self) -> None:
+        from app.jobs.providers import default_provider
+
         names, broken = backend.provider_names()
-        self.post_message(self.ProvidersLoaded(names, broken))
+        self.post_message(self.ProvidersLoaded(names, broken, default_provider(names)))
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="wizard-base-models")
     def load_base_models(self, provider: str) -> None:
@@ -202,8 +205,8 @@ class LaunchWizard(ModalScreen[int | None]):
         if message.broken:
             broken = "; ".join(f"{k}: {v}" for k, v in message.broken.items())
             self.query_one("#provider-info", Static).update(f"Not loaded: {broken}")
-        if message.names:
-            select.value = "openai" if "openai" in message.names else message.names[0]
+        if message.default:
+            select.value = message.default
 
     @on(BaseModelsLoaded)
     def _base_models_loaded(self, message: BaseModelsLoaded) -> None:
