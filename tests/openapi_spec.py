@@ -33,13 +33,11 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 from functools import cache
 from typing import Any
 
-import jsonschema
-
 from tests.conftest import SPECS_DIR
+from tests.spec_document import SpecDocument
 
 SPEC_PATH = SPECS_DIR / "openai" / "openapi.json"
 
@@ -78,82 +76,22 @@ def load_spec() -> dict[str, Any]:
     return spec
 
 
-@cache
-def _templates() -> list[tuple[re.Pattern[str], str]]:
-    patterns = []
-    for template in load_spec()["paths"]:
-        regex = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-        patterns.append((re.compile(f"^{regex}$"), template))
-    # Literal segments beat placeholders: /files/{id}/content before /files/{id}.
-    patterns.sort(key=lambda p: p[1].count("{"))
-    return patterns
-
-
-def spec_path(path: str) -> str:
-    """The spec's template for a concrete path (``/v1`` prefix and query ignored)."""
-    path = path.split("?", 1)[0]
-    if path.startswith("/v1/"):
-        path = path[3:]
-    if path in load_spec()["paths"]:
-        return path
-    for pattern, template in _templates():
-        if pattern.match(path):
-            return template
-    raise AssertionError(f"no path in the spec matches {path}")
-
-
-def _resolve(node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node and node["$ref"].startswith("#/components/"):
-        _, _, section, name = node["$ref"].split("/", 3)
-        node = load_spec()["components"][section][name]
-    return node
-
-
-def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
-    """The JSON schema the spec gives for this response (``$ref``s left to the validator)."""
-    template = spec_path(path)
-    operation = load_spec()["paths"][template].get(method.lower())
-    assert operation is not None, f"the spec has no {method.upper()} {template}"
-    response = operation.get("responses", {}).get(str(status))
-    if response is None:
-        if 200 <= status < 300:
-            raise AssertionError(f"the spec describes no {status} for {method.upper()} {template}")
-        return {"$ref": "#/components/schemas/ErrorResponse"}
-    content = _resolve(response).get("content", {})
-    media = content.get("application/json") or next(iter(content.values()), None)
-    assert media is not None, f"the spec gives no body for {status} {method.upper()} {template}"
-    return media["schema"]
-
-
-def _make_validator(schema: dict[str, Any]) -> jsonschema.Draft202012Validator:
-    # $refs ("#/components/...") resolve against this root, which carries the components.
-    root = {**schema, "components": load_spec()["components"]}
-    return jsonschema.Draft202012Validator(
-        root, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
-    )
-
-
-@cache
-def _validator(path_template: str, method: str, status: int) -> jsonschema.Draft202012Validator:
-    return _make_validator(response_schema(path_template, method, status))
-
-
-@cache
-def _component_validator(name: str) -> jsonschema.Draft202012Validator:
-    assert name in load_spec()["components"]["schemas"], f"the spec has no schema {name}"
-    return _make_validator({"$ref": f"#/components/schemas/{name}"})
+DOCUMENT = SpecDocument(
+    load_spec, service="OpenAI", error_schema="ErrorResponse", error_without_body=False
+)
+spec_path = DOCUMENT.spec_path
+response_schema = DOCUMENT.response_schema
 
 
 def validate_component(name: str, body: Any) -> None:
     """Raise ``jsonschema.ValidationError`` if ``body`` does not fit the named component
     schema (e.g. ``ErrorResponse`` for an error from a path the spec does not have)."""
-    _component_validator(name).validate(body)
+    DOCUMENT.validate_component(name, body)
 
 
 def validate_response(path: str, method: str, status: int, body: Any) -> None:
     """Raise ``jsonschema.ValidationError`` if ``body`` does not fit the spec's schema."""
-    template = spec_path(path)
-    _validator(template, method.lower(), status).validate(body)
+    template = DOCUMENT.validate_response(path, method, status, body)
     if template == "/files" and method.lower() == "get" and 200 <= status < 300 and body["data"]:
         assert body["first_id"] == body["data"][0]["id"], "first_id is not the page's first id"
         assert body["last_id"] == body["data"][-1]["id"], "last_id is not the page's last id"
