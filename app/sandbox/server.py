@@ -112,17 +112,10 @@ class SandboxServer:
         state_file: Path | None = None,
         base64_result_files: bool = False,
     ) -> None:
-        self.host = host
-        self._requested_port = port
-        self._tmp = None
-        if data_dir is None and state_file is not None:
-            data_dir = Path(state_file).parent
-        if data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ftm-sandbox-")
-            data_dir = Path(self._tmp.name)
+        files_dir = self._set_up(host, port, data_dir, state_file, "ftm-sandbox-")
         self.state = build_state(
             seconds_per_step=seconds_per_step,
-            files_dir=Path(data_dir) / "files",
+            files_dir=files_dir,
             start=start,
             frozen=frozen,
             sunset=sunset,
@@ -134,11 +127,26 @@ class SandboxServer:
             base64_result_files=base64_result_files,
         )
         self._sandbox = Sandbox(self.state, faults)
+
+    def _set_up(
+        self, host: str, port: int, data_dir: Path | None, state_file: Path | None, prefix: str
+    ) -> Path:
+        """What every emulator's server shares; returns the directory for uploaded files
+        (beside ``state_file``, else a temporary directory removed on stop)."""
+        self.host = host
+        self._requested_port = port
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None and state_file is not None:
+            data_dir = Path(state_file).parent
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
+            data_dir = Path(self._tmp.name)
         self.api_key = DEFAULT_API_KEY
-        """A key the sandbox accepts (any ``sk-...`` key does)."""
+        """A key the emulator accepts (the OpenAI one: any ``sk-...`` key)."""
         self.port: int | None = None
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
+        return Path(data_dir) / "files"
 
     # The fault plan lives on the app so a change applies to the very next request.
     @property

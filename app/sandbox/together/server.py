@@ -11,7 +11,6 @@ in a background thread, like :class:`app.sandbox.server.SandboxServer` for OpenA
 
 from __future__ import annotations
 
-import tempfile
 from datetime import datetime
 from pathlib import Path
 
@@ -76,17 +75,10 @@ class TogetherSandboxServer(SandboxServer):
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
     ) -> None:
-        self.host = host
-        self._requested_port = port
-        self._tmp = None
-        if data_dir is None and state_file is not None:
-            data_dir = Path(state_file).parent
-        if data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ftm-together-sandbox-")
-            data_dir = Path(self._tmp.name)
+        files_dir = self._set_up(host, port, data_dir, state_file, "ftm-together-sandbox-")
         self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
             seconds_per_step=seconds_per_step,
-            files_dir=Path(data_dir) / "files",
+            files_dir=files_dir,
             start=start,
             frozen=frozen,
             seed=seed,
@@ -96,11 +88,6 @@ class TogetherSandboxServer(SandboxServer):
             credit_limit_dollars=credit_limit_dollars,
         )
         self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
-        self.api_key = DEFAULT_API_KEY
-        """A key the emulator accepts (any non-empty key does)."""
-        self.port = None
-        self._server = None
-        self._thread = None
 
     @property
     def clock(self) -> SandboxClock:
