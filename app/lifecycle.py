@@ -124,14 +124,20 @@ class Cutoff:
         )
 
 
-def creation_cutoff(provider: ProviderRef, today: date | None = None) -> Cutoff | None:
-    """When ``provider`` stops accepting new jobs; None when no end is announced."""
+def creation_cutoff(
+    provider: ProviderRef, today: date | None = None, base_model: str | None = None
+) -> Cutoff | None:
+    """When ``provider`` stops accepting new jobs (on ``base_model``, for a provider that
+    ends training per model); None when no end is announced."""
     declared = facts(provider)
-    if declared.job_creation_cutoff is None:
+    last_day = (
+        declared.training_cutoff(base_model) if base_model else declared.job_creation_cutoff
+    )
+    if last_day is None:
         return None
     return Cutoff(
         _display_name(provider),
-        declared.job_creation_cutoff,
+        last_day,
         _on(today),
         declared.warn_days,
     )
@@ -215,7 +221,7 @@ def creation_warnings(
     """Why creating a job on ``base_model`` now may be refused or short-lived: the
     provider's cutoff and the base model's retirement, when due. Shown before a launch."""
     warnings = []
-    cutoff = creation_cutoff(provider, today)
+    cutoff = creation_cutoff(provider, today, base_model)
     if cutoff is not None and cutoff.due:
         warnings.append(cutoff.message)
     retires = retirement(provider, base_model, today=today)

@@ -20,6 +20,7 @@ from providers.types import (
     BaseModelInfo,
     ChatMessage,
     Completion,
+    Deployment,
     JobSpec,
     ProviderLifecycle,
     Refresh,
@@ -212,4 +213,31 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release clients and processes. Optional: the default holds nothing to release."""
+        return None
+
+    # -- deployments: models that answer only once deployed (issue 11, Azure) ---------
+    # Some providers serve a fine-tuned model only from a deployment made after the job
+    # (Azure OpenAI): it must be created, become ready, and is billed per hour it exists.
+    # Defaults: the model is called by its own id, nothing to deploy, no hosting fee.
+
+    def deployment_for(self, model: str) -> str | None:
+        """The name a client passes to reach ``model`` when it answers from a deployment
+        (what an application needs besides `model_endpoint`). No network. Default: None,
+        the model is called by its own id."""
+        return None
+
+    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+        """Create the deployment ``model`` answers from (once: asking again returns the
+        same one) and, with ``wait``, wait until it is ready.
+
+        Raises:
+            UnsupportedOperation: the provider serves models without deployments.
+            ProviderError: the deployment was refused or did not become ready.
+        """
+        raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
+
+    @classmethod
+    def hosting_usd_per_hour(cls, model: str) -> float | None:
+        """What keeping ``model`` deployed costs per hour, used or not, from the provider's
+        declared prices (no network). Default: None, no hosting fee."""
         return None

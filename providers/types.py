@@ -210,6 +210,11 @@ class ProviderLifecycle:
     source: str = ""
     """Where the dates come from (an announcement, a deprecations page)."""
 
+    def training_cutoff(self, base_model: str) -> date | None:
+        """The last day a job on ``base_model`` is accepted. Default: the service's
+        `job_creation_cutoff`; a provider that ends training per model overrides it."""
+        return self.job_creation_cutoff
+
     def base_model(self, model: str) -> str:
         """The base model whose retirement ``model`` follows. A provider whose tuned
         models carry their base in the name (or whose names have aliases) overrides it."""
@@ -243,3 +248,23 @@ class Completion:
     completion_tokens: int | None = None
     latency_ms: float | None = None
     model: str | None = None
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """A served copy of a model, for providers whose fine-tuned models answer only once
+    deployed (`Provider.deploy`)."""
+
+    name: str
+    """What a client passes as the model to reach it."""
+    model: str
+    state: str
+    """The provider's provisioning state (e.g. Creating, Succeeded, Failed)."""
+
+    @property
+    def ready(self) -> bool:
+        return self.state.lower() == "succeeded"
+
+    @property
+    def failed(self) -> bool:
+        return self.state.lower() in ("failed", "canceled", "cancelled")

@@ -302,7 +302,12 @@ async def delete_model(sandbox: Sandbox, request: Request) -> dict[str, Any]:
 
 
 async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]:
-    body = await _json_body(request)
+    return await answer_chat(sandbox, await _json_body(request))
+
+
+async def answer_chat(sandbox: Sandbox, body: Any) -> dict[str, Any]:
+    """A chat completion for a parsed request body (the Azure routes set its ``model``
+    from the deployment named in the URL)."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")

@@ -58,6 +58,11 @@ ROUTES = (
     # The Together emulator's own routes (it shares the names above where they match).
     "jobs.estimate_price",
     "jobs.limits",
+    # The Azure-shaped emulator's control plane (its data plane shares the names above).
+    "deployments.put",
+    "deployments.get",
+    "deployments.delete",
+    "deployments.list",
 )
 
 

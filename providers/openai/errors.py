@@ -52,8 +52,11 @@ def _never_sent(exc: Exception) -> bool:
     return bool(names & {"ConnectError", "ConnectTimeout", "PoolTimeout"})
 
 
-def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> ProviderError:
-    """A `ProviderError` for an SDK exception raised while doing ``action``.
+def translate(
+    exc: Exception, action: str, secrets: Iterable[str | None], service: str = "OpenAI"
+) -> ProviderError:
+    """A `ProviderError` for an SDK exception raised while doing ``action``; messages name
+    ``service`` (the same SDK talks to OpenAI and to Azure OpenAI).
 
     Retryable: timeouts, connection errors, 408/409/429 and 5xx (as the SDK itself).
     """
@@ -64,18 +67,18 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
         return exc
     if isinstance(exc, openai.APIConnectionError) and _never_sent(exc):
         return ProviderError(
-            f"could not reach OpenAI while {action} (nothing was sent): "
+            f"could not reach {service} while {action} (nothing was sent): "
             f"{redact(str(exc.__cause__ or exc), secrets)}",
             code=NOT_SENT,
             retryable=True,
         )
     if isinstance(exc, openai.APITimeoutError):
         return ProviderError(
-            f"OpenAI did not answer in time while {action}", code="timeout", retryable=True
+            f"{service} did not answer in time while {action}", code="timeout", retryable=True
         )
     if isinstance(exc, openai.APIConnectionError):
         return ProviderError(
-            f"lost the connection to OpenAI while {action}: {redact(str(exc), secrets)}",
+            f"lost the connection to {service} while {action}: {redact(str(exc), secrets)}",
             code="connection_error",
             retryable=True,
         )
@@ -87,7 +90,7 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
         code = err.get("code") or err.get("type")
         status = exc.status_code
         retryable = status in (408, 409, 429) or status >= 500
-        text = f"OpenAI refused {action} (HTTP {status}"
+        text = f"{service} refused {action} (HTTP {status}"
         text += f", {code})" if code else ")"
         text += f": {message}"
         cls = (
@@ -103,7 +106,7 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
             retry_after_s=_retry_after(exc.response.headers),
         )
     if isinstance(exc, openai.OpenAIError):
-        return ProviderError(f"OpenAI client error while {action}: {redact(str(exc), secrets)}")
+        return ProviderError(f"{service} client error while {action}: {redact(str(exc), secrets)}")
     return ProviderError(
         f"unexpected error while {action}: {type(exc).__name__}: {redact(str(exc), secrets)}"
     )

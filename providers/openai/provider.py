@@ -102,10 +102,19 @@ class OpenAIProvider(Provider):
         """The SDK client, built on first use (raises ConfigurationError without a key)."""
         with self._lock:
             if self._client is None:
-                self._api_key = resolve_api_key(self.config)
-                # ftm retries by itself (see module docstring): the SDK must not.
-                self._client = build_client(replace(self.config, max_retries=0), self._api_key)
+                self._api_key = self._resolve_api_key()
+                self._client = self._build_client()
             return self._client
+
+    def _resolve_api_key(self) -> str:
+        """The key the client is built with (a subclass for another deployment of the API,
+        such as Azure OpenAI, overrides this and `_build_client`)."""
+        return resolve_api_key(self.config)
+
+    def _build_client(self) -> Any:
+        """The SDK client, built with the key `_resolve_api_key` gave."""
+        # ftm retries by itself (see module docstring): the SDK must not.
+        return build_client(replace(self.config, max_retries=0), self._api_key)
 
     def _secrets(self) -> list[str | None]:
         return [self._api_key, self.config.api_key]
@@ -115,7 +124,7 @@ class OpenAIProvider(Provider):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            raise translate(exc, action, self._secrets()) from None
+            raise translate(exc, action, self._secrets(), self.display_name) from None
 
     def _retrying(
         self,
@@ -146,7 +155,7 @@ class OpenAIProvider(Provider):
         problems = []
         if spec.method not in self.capabilities.methods:
             problems.append(
-                f"method {spec.method!r} is not supported by OpenAI fine-tuning "
+                f"method {spec.method!r} is not supported by {self.display_name} fine-tuning "
                 f"(use one of: {', '.join(self.capabilities.methods)})"
             )
         hp = spec.hyperparameters
@@ -168,7 +177,8 @@ class OpenAIProvider(Provider):
             problems.append("beta applies only to the dpo method")
         if hp.learning_rate is not None:
             problems.append(
-                "OpenAI takes a learning_rate_multiplier, not an absolute learning_rate"
+                f"{self.display_name} takes a learning_rate_multiplier, not an absolute "
+                "learning_rate"
             )
         if spec.suffix is not None and not 1 <= len(spec.suffix) <= 64:
             problems.append(f"suffix must be 1-64 characters (got {len(spec.suffix)})")
@@ -231,7 +241,7 @@ class OpenAIProvider(Provider):
             if status == "error":
                 details = getattr(file_obj, "status_details", None) or "no details given"
                 raise ProviderError(
-                    f"OpenAI could not process file {file_obj.id}: {details}",
+                    f"{self.display_name} could not process file {file_obj.id}: {details}",
                     code="file_error",
                     param="training_file",
                 )

@@ -1,0 +1,271 @@
+"""The Azure OpenAI provider: the OpenAI provider's fine-tuning (uploads, create-once,
+polling, events, checkpoints) over Azure's data plane, plus what Azure adds:
+
+- its own settings (`AzureSettings`: endpoint, api-version, key variable, deployments),
+- the SDK's ``AzureOpenAI`` client (``api-key`` header, ``api-version`` query,
+  ``/openai/...`` paths, deployment names for inference),
+- its own lifecycle (lifecycle.toml: Azure keeps training after OpenAI's cutoff),
+- the deployment step: a fine-tuned model answers only once a deployment of it exists and
+  is ready (created when the job succeeds, or on first use); `complete` goes through it,
+- errors that name Azure and say what to change (a wrong key, a wrong api-version).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from providers.azure import config as azure_config
+from providers.azure.config import AzureConfig, AzureSettings, deployment_name
+from providers.azure.deployments import DeploymentClient
+from providers.azure.lifecycle import AzureLifecycle, load_lifecycle
+from providers.base import ProviderContext
+from providers.errors import ConfigurationError, ProviderError
+from providers.openai.config import OpenAIConfig
+from providers.openai.provider import OpenAIProvider
+from providers.openai.uploads import UploadCache
+from providers.types import (
+    BaseModelInfo,
+    ChatMessage,
+    Completion,
+    Deployment,
+    JobSpec,
+    JobStatus,
+    Refresh,
+)
+
+DEPLOY_POLL_S = 2.0
+
+
+class AzureOpenAIProvider(OpenAIProvider):
+    """Azure OpenAI fine-tuning: a bridge past OpenAI's job-creation cutoff."""
+
+    name = "azure"
+    display_name = "Azure OpenAI"
+    settings_model: ClassVar[type[BaseModel]] = AzureSettings
+    settings_alias: ClassVar[str | None] = None
+
+    @classmethod
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> AzureOpenAIProvider:
+        """Its config from `AzureSettings`; uploads cached in ftm's database like OpenAI's
+        (keyed by endpoint, so the two never share a file id)."""
+        from providers.openai.uploads import SqlUploadCache
+
+        assert isinstance(config, AzureSettings)
+        cache = SqlUploadCache(context.engine()) if context.engine else None
+        return cls(AzureConfig.from_settings(config), upload_cache=cache)
+
+    def __init__(
+        self,
+        config: AzureConfig | None = None,
+        *,
+        upload_cache: UploadCache | None = None,
+        client: Any = None,
+        deployments: DeploymentClient | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Cheap: nothing is read or connected until the first call."""
+        self.azure = config or AzureConfig()
+        # The inherited plumbing (retries, create-once, file waits, the upload cache's
+        # endpoint key) reads these from an OpenAIConfig.
+        super().__init__(
+            OpenAIConfig(
+                azure_endpoint=self.azure.sandbox_url if self.azure.sandbox else self.azure.endpoint,
+                azure_api_version=self.azure.api_version,
+                timeout_s=self.azure.timeout_s,
+                max_retries=self.azure.max_retries,
+                create_attempts=self.azure.create_attempts,
+                file_wait_s=self.azure.file_wait_s,
+                api_key=self.azure.api_key,
+            ),
+            upload_cache=upload_cache,
+            client=client,
+            sleep=sleep,
+        )
+        self.simulated = self.azure.sandbox
+        self._token: str | None = None
+        self.deployments = deployments or DeploymentClient(self.azure, self._management_token)
+        self._ready: set[str] = set()
+        """Deployments seen ready: calls through them need no control-plane read."""
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _resolve_api_key(self) -> str:
+        return azure_config.resolve_api_key(self.azure)
+
+    def _build_client(self) -> Any:
+        assert self._api_key is not None
+        return azure_config.build_client(self.azure, self._api_key)
+
+    def _management_token(self) -> str:
+        if self._token is None:
+            self._token = azure_config.resolve_management_token(self.azure)
+        return self._token
+
+    def _secrets(self) -> list[str | None]:
+        return [*super()._secrets(), self.azure.api_key, self._token, self.azure.management_token]
+
+    def _once(self, action: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One call; Azure's refusals of the credentials or of the URL (a wrong key, an
+        unknown api-version or endpoint) become one line saying which setting to fix."""
+        try:
+            return super()._once(action, fn, *args, **kwargs)
+        except ProviderError as err:
+            raise self._explained(err) from None
+
+    def _explained(self, err: ProviderError) -> ProviderError:
+        where = self.config.endpoint
+        if err.code in ("401", "http_401"):
+            return ConfigurationError(
+                f"{err.message}. Check the key: set {self.azure.api_key_env} to a key of the "
+                f"resource at {where} (Keys and Endpoint in the Azure portal)",
+                code="invalid_api_key",
+            )
+        if err.code == "404" or "API version not supported" in err.message:
+            return ConfigurationError(
+                f"{err.message}. Azure answers this when the api-version "
+                f"({self.azure.api_version!r}) or the endpoint ({where}) is wrong: check "
+                "[providers.azure] api_version and endpoint in the ftm config",
+                code="azure_resource_not_found",
+            )
+        return err
+
+    # -- data and launch ----------------------------------------------------------------
+
+    @classmethod
+    def lifecycle(cls) -> AzureLifecycle:
+        """Azure's own dates (lifecycle.toml): the last day each base model trains, the
+        day its deployments stop serving."""
+        return load_lifecycle()
+
+    def list_base_models(self) -> list[BaseModelInfo]:
+        return list(self.lifecycle().models)
+
+    @classmethod
+    def hosting_usd_per_hour(cls, model: str) -> float | None:
+        """Every deployment ftm creates is billed per hour it exists (lifecycle.toml)."""
+        return cls.lifecycle().hosting_usd_per_hour
+
+    def validate_spec(self, spec: JobSpec) -> list[str]:
+        problems = super().validate_spec(spec)
+        declared = self.lifecycle()
+        base = declared.base_model(spec.base_model)
+        if base not in declared.training_until:
+            problems.append(
+                f"{spec.base_model} cannot be fine-tuned on Azure OpenAI (fine-tunable: "
+                f"{', '.join(m.id for m in declared.models)})"
+            )
+        return problems
+
+    def launch_warnings(self, spec: JobSpec) -> list[str]:
+        """The hosting fee the fine-tuned model's deployment will cost. (Each base model's
+        last training day is declared in `lifecycle`, which ftm words itself.)"""
+        rate = self.lifecycle().hosting_usd_per_hour
+        when = "as soon as the job succeeds" if self.azure.auto_deploy else "on first use"
+        return [
+            f"the fine-tuned model answers only from a deployment, which ftm creates {when}: "
+            f"hosting is billed about ${rate:.2f}/hour (${rate * 24 * 30:,.0f}/month) while it "
+            "exists, used or not; delete it in the Azure portal when done"
+        ]
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
+        """As OpenAI's, and once the job has succeeded, its deployment is requested (with
+        ``auto_deploy``): created once, by a name derived from the model, not waited for."""
+        refreshed = super().refresh(remote_id, events_cursor)
+        model = refreshed.job.fine_tuned_model
+        if refreshed.job.status == JobStatus.SUCCEEDED and model and self.azure.auto_deploy:
+            self.deploy(model, wait=False)
+        return refreshed
+
+    # -- deployments and inference ------------------------------------------------------
+
+    def deployment_for(self, model: str) -> str:
+        """A fine-tuned model's deployment is ftm's (named from the model); a base model's
+        is the user's (``base_deployments``, else named like the model)."""
+        if model.startswith("ft:") or ".ft-" in model:
+            return deployment_name(model, self.azure.deployment_prefix)
+        return dict(self.azure.base_deployments).get(model, model)
+
+    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+        name = self.deployment_for(model)
+        found = self._retrying(
+            f"reading deployment {name}",
+            self.deployments.get,
+            name,
+            _attempts=self.azure.create_attempts,
+        )
+        if found is None:
+            # PUT is create-or-update by name: repeating it after a lost answer is safe.
+            found = self._retrying(
+                f"deploying {model}",
+                self.deployments.put,
+                name,
+                model,
+                _attempts=self.azure.create_attempts,
+            )
+        return self._wait_ready(found) if wait else found
+
+    def _wait_ready(self, deployment: Deployment) -> Deployment:
+        deadline = time.monotonic() + self.azure.deploy_wait_s
+        while not deployment.ready:
+            if deployment.failed:
+                raise ProviderError(
+                    f"Azure OpenAI could not deploy {deployment.model} as {deployment.name} "
+                    f"(state {deployment.state}); see the deployment in the Azure portal, "
+                    "delete it and try again",
+                    code="deployment_failed",
+                )
+            if time.monotonic() > deadline:
+                raise ProviderError(
+                    f"deployment {deployment.name} of {deployment.model} is still "
+                    f"{deployment.state} after {self.azure.deploy_wait_s:.0f} s; try again in "
+                    "a few minutes",
+                    code="deployment_not_ready",
+                    retryable=True,
+                )
+            self._sleep(DEPLOY_POLL_S)
+            again = self._retrying(
+                f"reading deployment {deployment.name}",
+                self.deployments.get,
+                deployment.name,
+            )
+            if again is None:
+                raise ProviderError(
+                    f"deployment {deployment.name} of {deployment.model} disappeared while "
+                    "ftm waited for it; deploy it again",
+                    code="deployment_missing",
+                )
+            deployment = again
+        self._ready.add(deployment.name)
+        return deployment
+
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        """Through ``model``'s deployment: a fine-tuned model's is created or waited for
+        first; a base model's must exist (``base_deployments``)."""
+        name = self.deployment_for(model)
+        if name not in self._ready and (model.startswith("ft:") or ".ft-" in model):
+            self.deploy(model, wait=True)
+        return super().complete(name, messages, max_tokens=max_tokens, temperature=temperature)
+
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        """The resource's data plane; the model is called by its deployment name
+        (`deployment_for`) with the configured api-version."""
+        if simulated or self.azure.sandbox:
+            return f"{self.azure.sandbox_url.rstrip('/')}/openai"
+        return f"{self.azure.endpoint.rstrip('/')}/openai" if self.azure.endpoint else None
+
+    def close(self) -> None:
+        super().close()
+        self.deployments.close()
