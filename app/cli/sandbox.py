@@ -1,5 +1,6 @@
-"""`ftm sandbox`: serve a local API emulator (OpenAI's, or Together AI's with
-``--provider together``) in the foreground."""
+"""`ftm sandbox`: serve a local API emulator (OpenAI's, Together AI's with
+``--provider together``, or OpenAI's in Azure OpenAI's shape with ``--provider azure``) in
+the foreground."""
 
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ def _load_faults(spec: str):
 @click.option(
     "--provider",
     "emulated",
-    type=click.Choice(["openai", "together"]),
+    type=click.Choice(["openai", "together", "azure"]),
     default="openai",
     show_default=True,
     help="Which service to emulate.",
@@ -149,10 +150,18 @@ def sandbox(
         faults = _load_faults(faults_spec) if faults_spec is not None else None
         _serve_together(host, port, seconds_per_step, faults, start, seed, ephemeral)
         return
+    if emulated == "azure":
+        given = [name for name, value in {"--org": org_profile}.items() if value]
+        if given:
+            raise UserError(f"{', '.join(given)} emulates OpenAI only; leave it out with --provider azure")
     if sunset is None:
         from app.sandbox.server import SERVICE_SUNSET
 
         sunset_date = SERVICE_SUNSET
+        if emulated == "azure":
+            from providers.azure.lifecycle import load_lifecycle
+
+            sunset_date = load_lifecycle().job_creation_cutoff
     else:
         sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
     faults = None
@@ -166,6 +175,9 @@ def sandbox(
         state_file = None
     else:
         data_dir = get_settings().home / "sandbox"
+        if emulated == "azure":
+            data_dir = data_dir / "azure"
+            data_dir.mkdir(parents=True, exist_ok=True)
         state_file = data_dir / "state.json"
     try:
         state = build_state(
@@ -187,6 +199,9 @@ def sandbox(
             f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
         ) from None
 
+    if emulated == "azure":
+        _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch)
+        return
     url = f"http://{host}:{sock.getsockname()[1]}/v1"
     echo = click.echo
     click.secho(f"ftm sandbox: a SIMULATED OpenAI API at {url}", bold=True)
@@ -289,6 +304,57 @@ def _serve_together(
     echo("Press Ctrl-C to stop.")
     try:
         serve_forever(sock, state, faults, app_factory=create_app)  # type: ignore[arg-type]
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
+        pass
+    finally:
+        if scratch is not None:
+            scratch.cleanup()
+    echo(f"Stopped; state saved to {state_file}." if state_file else "Stopped.")
+
+
+def _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch) -> None:
+    """``--provider azure``: the OpenAI emulator's state served in Azure OpenAI's shape
+    (data plane under /openai, the control plane's deployments) in the foreground."""
+    from app.sandbox.azure.api import create_app
+    from app.sandbox.azure.server import make_sandbox
+    from app.sandbox.server import serve_forever
+    from providers.azure.config import DEFAULT_API_VERSION
+
+    deployments_file = state_file.with_name("deployments.json") if state_file else None
+    sandbox = make_sandbox(state, faults, seconds_per_step, deployments_file)
+    host, port = sock.getsockname()[:2]
+    url = f"http://{host}:{port}"
+    echo = click.echo
+    click.secho(f"ftm sandbox: a SIMULATED Azure OpenAI resource at {url}", bold=True)
+    echo(
+        "Nothing here is real or billed. It takes the api-key "
+        f"{sandbox.api_key} and the management token {sandbox.management_token}."
+    )
+    echo("Point ftm at it with environment variables:")
+    echo(f"  export FTM_PROVIDERS__AZURE__SANDBOX=true FTM_PROVIDERS__AZURE__SANDBOX_URL={url}")
+    echo("or in config.toml:")
+    echo(f'  [providers.azure]\n  sandbox = true\n  sandbox_url = "{url}"')
+    echo(
+        f"Other clients: AzureOpenAI(azure_endpoint={url!r}, "
+        f"api_version={DEFAULT_API_VERSION!r}, api_key={sandbox.api_key!r}); chat through a "
+        "deployment: /openai/deployments/NAME/chat/completions"
+    )
+    refusal = f"job creation refused after {sunset_date}" if sunset_date else "no service sunset"
+    echo(
+        f"Clock: {state.clock.today().isoformat()}, {seconds_per_step:g} s per training step; "
+        f"{refusal}."
+    )
+    echo(
+        f"State: {state_file} ({len(state.jobs)} jobs, {len(sandbox.deployments.records)} "
+        "deployments)"
+        if state_file
+        else "State: not kept (--ephemeral)"
+    )
+    if faults is not None:
+        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
+    echo("Press Ctrl-C to stop.")
+    try:
+        serve_forever(sock, state, faults, app_factory=lambda _: create_app(sandbox))
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
     finally:

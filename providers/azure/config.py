@@ -152,12 +152,12 @@ class AzureConfig:
         Raises:
             ConfigurationError: the subscription or resource group is not configured.
         """
+        # The emulator serves any subscription and group: sandbox mode needs none set.
+        subscription = self.subscription_id or ("sandbox" if self.sandbox else None)
+        group = self.resource_group or ("sandbox" if self.sandbox else None)
         missing = [
             name
-            for name, value in (
-                ("subscription_id", self.subscription_id),
-                ("resource_group", self.resource_group),
-            )
+            for name, value in (("subscription_id", subscription), ("resource_group", group))
             if not value
         ]
         if missing:
@@ -168,7 +168,7 @@ class AzureConfig:
             )
         account = self.resource_name or resource_from_endpoint(self.data_endpoint)
         return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/subscriptions/{subscription}/resourceGroups/{group}"
             f"/providers/Microsoft.CognitiveServices/accounts/{account}/deployments"
         )
 
