@@ -130,9 +130,7 @@ def creation_cutoff(
     """When ``provider`` stops accepting new jobs (on ``base_model``, for a provider that
     ends training per model); None when no end is announced."""
     declared = facts(provider)
-    last_day = (
-        declared.training_cutoff(base_model) if base_model else declared.job_creation_cutoff
-    )
+    last_day = declared.training_cutoff(base_model) if base_model else declared.job_creation_cutoff
     if last_day is None:
         return None
     return Cutoff(

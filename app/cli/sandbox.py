@@ -153,7 +153,9 @@ def sandbox(
     if emulated == "azure":
         given = [name for name, value in {"--org": org_profile}.items() if value]
         if given:
-            raise UserError(f"{', '.join(given)} emulates OpenAI only; leave it out with --provider azure")
+            raise UserError(
+                f"{', '.join(given)} emulates OpenAI only; leave it out with --provider azure"
+            )
     if sunset is None:
         from app.sandbox.server import SERVICE_SUNSET
 

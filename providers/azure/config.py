@@ -192,9 +192,7 @@ def deployment_name(model: str, prefix: str) -> str:
     return (prefix + body)[-MAX_DEPLOYMENT_NAME:].lstrip("-._") or "ftm-model"
 
 
-def _secret(
-    explicit: str | None, env: str, command: str | None, what: str, fix: str
-) -> str:
+def _secret(explicit: str | None, env: str, command: str | None, what: str, fix: str) -> str:
     """A credential: explicit, else the environment variable ``env``, else ``command``'s
     first line. Never repeated in an error."""
     if explicit:

@@ -117,7 +117,10 @@ class DeploymentClient:
         """Create (or keep) deployment ``name`` of ``model``."""
         action = f"deploying {model} as {name}"
         body = {
-            "sku": {"name": self.config.deployment_sku, "capacity": self.config.deployment_capacity},
+            "sku": {
+                "name": self.config.deployment_sku,
+                "capacity": self.config.deployment_capacity,
+            },
             "properties": {"model": {"format": "OpenAI", "name": model, "version": "1"}},
         }
         response = self._send("PUT", name, action, body)

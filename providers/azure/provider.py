@@ -73,7 +73,9 @@ class AzureOpenAIProvider(OpenAIProvider):
         # endpoint key) reads these from an OpenAIConfig.
         super().__init__(
             OpenAIConfig(
-                azure_endpoint=self.azure.sandbox_url if self.azure.sandbox else self.azure.endpoint,
+                azure_endpoint=self.azure.sandbox_url
+                if self.azure.sandbox
+                else self.azure.endpoint,
                 azure_api_version=self.azure.api_version,
                 timeout_s=self.azure.timeout_s,
                 max_retries=self.azure.max_retries,
@@ -136,7 +138,9 @@ class AzureOpenAIProvider(OpenAIProvider):
     # -- data and launch ----------------------------------------------------------------
 
     @classmethod
-    def lifecycle(cls) -> AzureLifecycle:
+    def lifecycle(cls) -> AzureLifecycle:  # type: ignore[override]
+        # A sibling of OpenAI's `Lifecycle` (both are the contract's ProviderLifecycle):
+        # Azure inherits OpenAI's plumbing, not its dates.
         """Azure's own dates (lifecycle.toml): the last day each base model trains, the
         day its deployments stop serving."""
         return load_lifecycle()

@@ -113,6 +113,7 @@ class OpenAIProvider(Provider):
 
     def _build_client(self) -> Any:
         """The SDK client, built with the key `_resolve_api_key` gave."""
+        assert self._api_key is not None  # `client` resolves it first
         # ftm retries by itself (see module docstring): the SDK must not.
         return build_client(replace(self.config, max_retries=0), self._api_key)
 

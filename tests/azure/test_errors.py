@@ -40,7 +40,9 @@ def test_the_emulator_needs_a_known_api_version(server):
 
 
 def test_the_openai_routes_are_not_served_in_azure_shape(server):
-    answer = httpx.get(f"{server.endpoint}/v1/fine_tuning/jobs", headers={"api-key": server.api_key})
+    answer = httpx.get(
+        f"{server.endpoint}/v1/fine_tuning/jobs", headers={"api-key": server.api_key}
+    )
     assert answer.status_code == 404 and answer.json()["error"]["code"] == "404"
 
 
@@ -112,5 +114,7 @@ def test_create_once_after_a_lost_answer(server, provider, tmp_path):
     spec = provider.prepare(spec_for(tmp_path))
     server.faults = FaultPlan().next(1, "drop_after", "jobs.create")
     job = provider.create(spec)
-    mine = [j for j in server.state.jobs.values() if j.metadata.get("ftm_job_id") == spec.ftm_job_uid]
+    mine = [
+        j for j in server.state.jobs.values() if j.metadata.get("ftm_job_id") == spec.ftm_job_uid
+    ]
     assert [j.id for j in mine] == [job.remote_id]

@@ -72,8 +72,7 @@ def test_the_plan_warns_with_azures_own_dates_not_openais(engine, tmp_path):
     assert plan.problems == []
     assert not any("stopped accepting" in w for w in plan.warnings), plan.warnings
     assert (
-        "Azure OpenAI accepts new fine-tuning jobs until 2027-04-01 (59 days left)"
-        in plan.warnings
+        "Azure OpenAI accepts new fine-tuning jobs until 2027-04-01 (59 days left)" in plan.warnings
     )
     assert any("hosting is billed about $1.70/hour" in w for w in plan.warnings)
     # gpt-4.1-mini trains until 2027-04-14: 72 days away, not yet worth a warning.

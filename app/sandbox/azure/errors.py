@@ -58,7 +58,9 @@ def missing_management_version() -> AzureApiError:
 def management_unauthorized(missing: bool) -> AzureApiError:
     if missing:
         return AzureApiError(
-            401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            401,
+            "AuthenticationFailed",
+            "Authentication failed. The 'Authorization' header is missing.",
         )
     return AzureApiError(401, "InvalidAuthenticationToken", "The access token is invalid.")
 
