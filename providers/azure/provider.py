@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from pydantic import BaseModel
@@ -32,6 +34,7 @@ from providers.types import (
     ChatMessage,
     Completion,
     Deployment,
+    JobEvent,
     JobSpec,
     JobStatus,
     Refresh,
@@ -179,12 +182,34 @@ class AzureOpenAIProvider(OpenAIProvider):
 
     def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
         """As OpenAI's, and once the job has succeeded, its deployment is requested (with
-        ``auto_deploy``): created once, by a name derived from the model, not waited for."""
+        ``auto_deploy``): created once, by a name derived from the model, not waited for.
+        The request is reported as an event; if it fails the job still succeeded, the
+        event says why and `complete` tries again on first use."""
         refreshed = super().refresh(remote_id, events_cursor)
         model = refreshed.job.fine_tuned_model
-        if refreshed.job.status == JobStatus.SUCCEEDED and model and self.azure.auto_deploy:
-            self.deploy(model, wait=False)
-        return refreshed
+        if refreshed.job.status != JobStatus.SUCCEEDED or not model or not self.azure.auto_deploy:
+            return refreshed
+        name = self.deployment_for(model)
+        try:
+            deployment = self.deploy(model, wait=False)
+        except ProviderError as err:
+            note = JobEvent(
+                id=f"ftm-azure-deploy-failed-{name}",
+                created_at=datetime.now(UTC),
+                level="warn",
+                message=f"could not deploy {model} as {name}: {err.message}. It is deployed "
+                "on first use instead.",
+            )
+        else:
+            note = JobEvent(
+                id=f"ftm-azure-deploy-{name}",
+                created_at=datetime.now(UTC),
+                message=f"deployment {name} of {model} requested ({deployment.state}): the "
+                "model answers through it once it is ready; hosting is billed per hour while "
+                "it exists",
+            )
+        # The events cursor stays the service's own: ftm's note is not one of its events.
+        return replace(refreshed, events=[*refreshed.events, note])
 
     # -- deployments and inference ------------------------------------------------------
 

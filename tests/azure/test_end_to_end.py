@@ -40,6 +40,7 @@ def test_upload_create_poll_deploy_and_complete_through_the_deployment(server, p
     record = server.deployments.get(name)
     assert record is not None and record.model == model
     assert server.deployments.state_of(record) == "Creating"
+    assert any(e.id == f"ftm-azure-deploy-{name}" and "Creating" in e.message for e in done.events)
 
     # Before it is ready, Azure's data plane refuses a chat through it.
     raw = httpx.post(
@@ -91,3 +92,19 @@ def test_cancel_through_azure(server, provider, tmp_path):
     with pytest.raises(ProviderError) as info:
         provider.cancel(job.remote_id)
     assert "Azure OpenAI refused" in str(info.value)
+
+
+def test_a_refused_deployment_leaves_the_job_succeeded_with_a_warning(server, tmp_path):
+    from providers.azure import AzureOpenAIProvider
+    from tests.azure.conftest import azure_config
+
+    provider = AzureOpenAIProvider(
+        azure_config(server, management_token="expired"), sleep=server.advance
+    )
+    job = provider.create(provider.prepare(spec_for(tmp_path)))
+    done = _run_to_success(server, provider, job.remote_id)
+    assert done.job.status == JobStatus.SUCCEEDED
+    (note,) = [e for e in done.events if e.id.startswith("ftm-azure-deploy")]
+    assert note.level == "warn" and "the Azure management API refused" in note.message
+    assert server.deployments.records == {}
+    assert done.events_cursor == [e for e in done.events if e is not note][-1].id
