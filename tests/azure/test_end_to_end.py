@@ -108,3 +108,19 @@ def test_a_refused_deployment_leaves_the_job_succeeded_with_a_warning(server, tm
     assert note.level == "warn" and "the Azure management API refused" in note.message
     assert server.deployments.records == {}
     assert done.events_cursor == [e for e in done.events if e is not note][-1].id
+
+
+def test_the_emulator_ends_training_per_base_model_on_azures_dates(server, provider, tmp_path):
+    from datetime import UTC, datetime
+
+    from tests.azure.conftest import START
+
+    server.advance((datetime(2027, 4, 5, tzinfo=UTC) - START).total_seconds())
+    with pytest.raises(ProviderError) as info:
+        provider.create(provider.prepare(spec_for(tmp_path)))
+    message = str(info.value)
+    assert not info.value.retryable and "\n" not in message
+    assert message.startswith("Azure OpenAI refused creating the fine-tuning job (HTTP 400")
+    assert "training on it ended on 2027-04-01" in message
+    still = provider.create(provider.prepare(spec_for(tmp_path, base_model="gpt-4.1-mini")))
+    assert still.remote_id in server.state.jobs  # gpt-4.1 trains until 2027-04-14

@@ -130,11 +130,33 @@ async def deployment_chat(sandbox: Sandbox, request: Request) -> dict[str, Any]:
     return await api.answer_chat(sandbox, body)
 
 
+async def create_job(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    """OpenAI's create, after Azure's own per-model training cutoff (the Azure provider's
+    declared lifecycle: the emulator and ftm agree on the dates)."""
+    from providers.azure.lifecycle import load_lifecycle
+
+    body = await _json_body(request)  # parsed once: the OpenAI handler reads the cache
+    model = body.get("model") if isinstance(body, dict) else None
+    if isinstance(model, str):
+        declared = load_lifecycle()
+        base = declared.base_model(model)
+        last = declared.training_until.get(base)
+        if last is not None and sandbox.state.clock.today() > last:
+            raise errors.AzureApiError(
+                400,
+                "BadRequest",
+                f"The base model {base} no longer accepts new fine-tuning jobs: training on "
+                f"it ended on {last.isoformat()}.",
+            )
+    return await api.create_job(sandbox, request)
+
+
 def data_routes() -> list[tuple[str, str, str, Handler]]:
-    """The OpenAI emulator's routes under ``/openai`` (its handlers, unchanged), chat
-    replaced by the deployment route."""
+    """The OpenAI emulator's routes under ``/openai`` (its handlers; create behind Azure's
+    per-model cutoff), chat replaced by the deployment route."""
+    own: dict[str, Handler] = {"jobs.create": create_job}
     routes = [
-        (method, "/openai/" + path.removeprefix("/v1/"), name, handler)
+        (method, "/openai/" + path.removeprefix("/v1/"), name, own.get(name, handler))
         for method, path, name, handler in api.ROUTE_TABLE
         if name != "chat.completions"
     ]
