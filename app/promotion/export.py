@@ -42,6 +42,23 @@ def endpoint_for(promotion: Promotion, engine: Engine) -> str | None:
         provider.close()
 
 
+def deployment_for(promotion: Promotion, engine: Engine) -> str | None:
+    """The name an application passes as the model when its provider serves it from a
+    deployment (`Provider.deployment_for`); None when it is called by its own id."""
+    if promotion.model_kind != "hosted":
+        return None
+    from app.jobs.providers import UnknownProvider, make_provider
+
+    try:
+        provider = make_provider(promotion.provider, engine=engine)
+    except UnknownProvider:
+        return None
+    try:
+        return provider.deployment_for(promotion.model)
+    finally:
+        provider.close()
+
+
 def export_record(engine: Engine, task: str, alias: str) -> dict:
     holder = current(engine, task, alias)
     if holder is None:
@@ -59,6 +76,7 @@ def export_record(engine: Engine, task: str, alias: str) -> dict:
         "path": p.model if p.model_kind != "hosted" else None,
         "base_model": p.base_model,
         "base_url": endpoint_for(p, engine),
+        "deployment": deployment_for(p, engine),
         "promotion_id": p.id,
         "promoted_at": p.created_at.isoformat() if p.created_at else None,
     }
@@ -74,6 +92,7 @@ def render(record: dict, fmt: str) -> str:
             "FTM_MODEL_KIND": record["model_kind"],
             "FTM_MODEL": record["model"] or record["path"],
             "FTM_MODEL_BASE_URL": record["base_url"],
+            "FTM_MODEL_DEPLOYMENT": record.get("deployment"),
             "FTM_MODEL_BASE": record["base_model"],
             "FTM_MODEL_TASK": record["task"],
             "FTM_MODEL_ALIAS": record["alias"],

@@ -90,7 +90,10 @@ def test_launch_poll_deploy_evaluate_promote_export_on_azure(azure_sandbox, tmp_
     )
     assert record["provider"] == "azure" and record["model"] == job.fine_tuned_model
     assert record["base_url"] == f"{azure_sandbox.endpoint}/openai"
+    assert record["deployment"] == deployment.name  # what the application calls it by
     assert azure_sandbox.api_key not in json.dumps(record)
+    env = _cli("models", "export", "--alias", "production", "--format", "env").output
+    assert f"FTM_MODEL_DEPLOYMENT={deployment.name}\n" in env
 
 
 def _cli(*args: str):
