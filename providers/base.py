@@ -236,6 +236,12 @@ class Provider(ABC):
         """
         raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
 
+    def configured(self) -> bool:
+        """Whether its settings say where to send jobs (no network, no key lookup): a new
+        launch does not start on a provider that cannot be reached without more set-up.
+        Default: True, nothing to configure."""
+        return True
+
     @classmethod
     def hosting_usd_per_hour(cls, model: str) -> float | None:
         """What keeping ``model`` deployed costs per hour, used or not, from the provider's

@@ -43,9 +43,24 @@ def capabilities_of(name: str) -> Capabilities:
 
 def default_provider(names: list[str]) -> str | None:
     """The provider a new launch starts with: the first hosted one (training on this
-    machine is a deliberate choice), else the first; None when none is installed."""
+    machine is a deliberate choice) that is configured (`Provider.configured`), else the
+    first hosted one, else the first; None when none is installed."""
     hosted = [name for name in names if not capabilities_of(name).runs_locally]
-    return (hosted or names or [None])[0]
+    ready = [name for name in hosted if _configured(name)]
+    return (ready or hosted or names or [None])[0]
+
+
+def _configured(name: str) -> bool:
+    """Whether provider ``name`` says its settings are complete. One that cannot even be
+    built (not installed, invalid settings) is not."""
+    try:
+        provider = make_provider(name)
+    except Exception:  # any failure to build means "not ready to launch on"
+        return False
+    try:
+        return provider.configured()
+    finally:
+        provider.close()
 
 
 def provider_context(settings: Settings, engine: Engine | None = None) -> ProviderContext:

@@ -288,6 +288,10 @@ class AzureOpenAIProvider(OpenAIProvider):
             self.deploy(model, wait=True)
         return super().complete(name, messages, max_tokens=max_tokens, temperature=temperature)
 
+    def configured(self) -> bool:
+        """An Azure resource must be named (or the sandbox chosen) before anything works."""
+        return self.azure.sandbox or bool(self.azure.endpoint)
+
     def model_endpoint(self, *, simulated: bool = False) -> str | None:
         """The resource's data plane; the model is called by its deployment name
         (`deployment_for`) with the configured api-version."""

@@ -155,3 +155,14 @@ def test_ftm_sandbox_provider_azure_prints_how_to_point_ftm_at_it(tmp_path):
         output, _ = process.communicate(timeout=20)
     assert process.returncode == 0, output
     assert (Path(tmp_path / "home" / "sandbox" / "azure" / "state.json")).exists()
+
+
+def test_a_new_launch_does_not_default_to_an_unconfigured_azure(ftm_home, monkeypatch):
+    from app.jobs.providers import default_provider
+
+    get_settings.cache_clear()
+    assert default_provider(["azure", "local", "openai"]) == "openai"
+    monkeypatch.setenv("FTM_PROVIDERS__AZURE__ENDPOINT", "https://bridge.openai.azure.com")
+    get_settings.cache_clear()
+    assert default_provider(["azure", "local", "openai"]) == "azure"
+    get_settings.cache_clear()
