@@ -33,6 +33,8 @@ LOCAL_METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
 LAUNCH_REQUESTS_PER_MONTH = 10_000
 """Traffic assumed for the per-request and break-even lines of a launch preview."""
 LAUNCH_HORIZON_MONTHS = 12
+HOURS_PER_MONTH = 24 * 365.25 / 12
+"""An average month of an always-on deployment."""
 """The horizon a launch preview checks the model serves through (the Costs tab's default),
 so both say the same "stops at month N"."""
 
@@ -189,7 +191,19 @@ def estimate_for_launch(
         ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
         base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
         # The provider knows whether it talks to the sandbox (its own settings say).
-        simulated = make_provider(provider).simulated
+        built = make_provider(provider)
+        simulated = built.simulated
+        # A model served from a deployment billed by the hour costs that, used or not:
+        # spread over the requests of a month, per COST_MODEL.md's always-on cost.
+        hourly = built.hosting_usd_per_hour(hosted.model)
+        hosting_month = (hourly or 0.0) * HOURS_PER_MONTH
+        ft_per_request = ft.usd_per_request + hosting_month / requests_per_month
+        hosting_note = (
+            f"; hosting its deployment {usd(hourly)}/hour = {usd(hosting_month)}/month over "
+            f"{requests_per_month:,.0f} requests/month"
+            if hourly
+            else ""
+        )
         window = serving_window(provider, hosted.model, LAUNCH_HORIZON_MONTHS, today)
         return LaunchEstimate(
             provider=provider,
@@ -199,16 +213,17 @@ def estimate_for_launch(
             training_cost_usd=hosted.cost_usd,
             billable_tokens=hosted.billable_tokens,
             epochs=hosted.epochs,
-            cost_per_1k_requests_usd=ft.usd_per_request * 1000,
+            cost_per_1k_requests_usd=ft_per_request * 1000,
             baseline_cost_per_1k_requests_usd=base.usd_per_request * 1000,
             break_even_requests=break_even_requests(
-                hosted.cost_usd, ft.usd_per_request, base.usd_per_request
+                hosted.cost_usd, ft_per_request, base.usd_per_request
             ),
             source=f"{hosted.price_source} (as of {hosted.price_as_of})",
             note=(
                 f"{hosted.billable_tokens:,} billable tokens = "
                 f"sum(min({hosted.token_limit}, tokens)) x {hosted.epochs} epochs "
                 f"({hosted.epochs_rule}) x {usd(hosted.usd_per_1m_tokens)}/1M"
+                + hosting_note
                 + ("; sandbox: nothing is billed" if simulated else "")
             ),
             catalog_as_of=as_of,
@@ -218,6 +233,7 @@ def estimate_for_launch(
             inputs={
                 "training": hosted.to_dict(),
                 "fine_tuned_request": ft.to_dict(),
+                "hosting": {"usd_per_hour": hourly, "usd_per_month": hosting_month},
                 "baseline_request": base.to_dict(),
                 "profile": profile.to_dict(),
             },

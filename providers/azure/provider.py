@@ -41,6 +41,7 @@ from providers.types import (
 )
 
 DEPLOY_POLL_S = 2.0
+HOURS_PER_MONTH = 24 * 365.25 / 12
 
 
 class AzureOpenAIProvider(OpenAIProvider):
@@ -174,7 +175,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         when = "as soon as the job succeeds" if self.azure.auto_deploy else "on first use"
         return [
             f"the fine-tuned model answers only from a deployment, which ftm creates {when}: "
-            f"hosting is billed about ${rate:.2f}/hour (${rate * 24 * 30:,.0f}/month) while it "
+            f"hosting is billed about ${rate:.2f}/hour (${rate * HOURS_PER_MONTH:,.0f}/month) while it "
             "exists, used or not; delete it in the Azure portal when done"
         ]
 

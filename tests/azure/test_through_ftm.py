@@ -82,6 +82,16 @@ def test_the_plan_warns_with_azures_own_dates_not_openais(engine, tmp_path):
     assert plan.estimate.estimate["serving"]["serves_until"] == "2027-10-01"
     assert openai_plan.estimate.estimate["serving"]["serves_until"] == "2027-01-14"
 
+    # Hosting the deployment is always-on: $1.70/hour spread over the month's requests.
+    azure_cost, openai_cost = plan.estimate.estimate, openai_plan.estimate.estimate
+    assert azure_cost["inputs"]["hosting"]["usd_per_hour"] == 1.70
+    assert azure_cost["cost_per_1k_requests_usd"] - openai_cost[
+        "cost_per_1k_requests_usd"
+    ] == pytest.approx(1.70 * 24 * 365.25 / 12 / 10_000 * 1000)
+    assert "hosting its deployment $1.70/hour" in azure_cost["note"]
+    assert openai_cost["inputs"]["hosting"]["usd_per_hour"] is None
+    assert azure_cost["break_even_requests"] is None  # hosting outweighs the shorter prompt
+
     april = plan_launch("azure", "toy", MINI_4O, today=date(2027, 4, 2), engine=engine)
     assert (
         "Azure OpenAI stopped accepting new fine-tuning jobs after 2027-04-01; "
