@@ -118,3 +118,15 @@ def test_create_once_after_a_lost_answer(server, provider, tmp_path):
         j for j in server.state.jobs.values() if j.metadata.get("ftm_job_id") == spec.ftm_job_uid
     ]
     assert [j.id for j in mine] == [job.remote_id]
+
+
+def test_the_key_can_come_from_a_command(server, monkeypatch):
+    monkeypatch.delenv("AZURE_OPENAI_API_KEY", raising=False)
+    provider = AzureOpenAIProvider(
+        azure_config(server, api_key=None, api_key_command=f"echo {server.api_key}")
+    )
+    assert provider.list_remote_jobs() == []
+    failing = AzureOpenAIProvider(azure_config(server, api_key=None, api_key_command="exit 3"))
+    with pytest.raises(ConfigurationError) as info:
+        failing.list_remote_jobs()
+    assert str(info.value).startswith("Azure OpenAI: the command for the API key exited with")
