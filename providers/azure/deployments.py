@@ -82,8 +82,7 @@ class DeploymentClient:
             ) from None
         return response
 
-    @staticmethod
-    def _refusal(response: httpx.Response, action: str) -> ProviderError:
+    def _refusal(self, response: httpx.Response, action: str) -> ProviderError:
         try:
             err = response.json().get("error") or {}
         except ValueError:
@@ -93,8 +92,9 @@ class DeploymentClient:
         text = f"{SERVICE} refused {action} (HTTP {response.status_code}, {code}): {message}"
         if response.status_code in (401, 403):
             return ConfigurationError(
-                text + "; sign in again (`az login`) or set a fresh AZURE_MANAGEMENT_TOKEN, "
-                "with a role that may create deployments on the resource",
+                text + f"; sign in again (`az login`) or set a fresh "
+                f"{self.config.management_token_env}, with a role that may create deployments "
+                "on the resource",
                 code=code,
             )
         return ProviderError(
