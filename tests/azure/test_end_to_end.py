@@ -124,3 +124,16 @@ def test_the_emulator_ends_training_per_base_model_on_azures_dates(server, provi
     assert "training on it ended on 2027-04-01" in message
     still = provider.create(provider.prepare(spec_for(tmp_path, base_model="gpt-4.1-mini")))
     assert still.remote_id in server.state.jobs  # gpt-4.1 trains until 2027-04-14
+
+
+def test_a_file_failing_validation_fails_the_job_with_the_services_reason(
+    server, provider, tmp_path
+):
+    spec = spec_for(tmp_path)
+    lines = open(spec.train_path).read().splitlines()[:3]  # fewer than the 10 required
+    open(spec.train_path, "w").write("\n".join(lines) + "\n")
+    job = provider.create(provider.prepare(spec))
+    done = _run_to_success(server, provider, job.remote_id)
+    assert done.job.status == JobStatus.FAILED
+    assert done.job.error is not None and "10" in done.job.error.message
+    assert server.deployments.records == {}  # nothing to deploy, nothing billed
