@@ -137,3 +137,17 @@ def test_a_file_failing_validation_fails_the_job_with_the_services_reason(
     assert done.job.status == JobStatus.FAILED
     assert done.job.error is not None and "10" in done.job.error.message
     assert server.deployments.records == {}  # nothing to deploy, nothing billed
+
+
+def test_deployments_survive_a_restart_of_a_persisting_sandbox(tmp_path):
+    from app.sandbox.azure.server import AzureSandboxServer
+    from tests.azure.conftest import START
+
+    state_file = tmp_path / "keep" / "state.json"
+    with AzureSandboxServer(port=0, start=START, frozen=True, state_file=state_file) as first:
+        from providers.azure import AzureOpenAIProvider
+        from tests.azure.conftest import azure_config
+
+        AzureOpenAIProvider(azure_config(first), sleep=first.advance).deploy(MODEL)
+    with AzureSandboxServer(port=0, start=START, frozen=True, state_file=state_file) as again:
+        assert list(again.deployments.records) == [MODEL]
