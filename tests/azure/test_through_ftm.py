@@ -176,3 +176,9 @@ def test_a_new_launch_does_not_default_to_an_unconfigured_azure(ftm_home, monkey
     get_settings.cache_clear()
     assert default_provider(["azure", "local", "openai"]) == "azure"
     get_settings.cache_clear()
+
+
+def test_ftm_sandbox_azure_refuses_openais_organization_profiles():
+    result = CliRunner().invoke(cli, ["sandbox", "--provider", "azure", "--org", "new"])
+    assert result.exit_code != 0
+    assert "--org emulates OpenAI only; leave it out with --provider azure" in result.output
