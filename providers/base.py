@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from providers.errors import UnsupportedOperation
+from providers.pricing import PriceTable
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -213,3 +214,50 @@ class Provider(ABC):
     def close(self) -> None:
         """Release clients and processes. Optional: the default holds nothing to release."""
         return None
+
+    # -- contract: pricing, default method, extra commands, test harness ----------------
+    # Facts the core asks for instead of naming a provider (issue 11). Each has a default
+    # that a provider without the fact can keep.
+
+    @classmethod
+    def pricing(cls) -> PriceTable | None:
+        """What this provider charges, as declared data (no network): per-token training
+        and inference prices per model with an optional hourly hosting fee (basis
+        ``tokens``), or ``hardware`` when ftm prices it by the hour of the GPU it runs on.
+        Cost estimates, the comparison table and ``ftm prices`` read it; a user prices
+        file overrides figures as ``[NAME.models."ID"]``. Default: None, no prices
+        declared (the provider is left out of estimates)."""
+        return None
+
+    @classmethod
+    def default_method(cls) -> str:
+        """The training method a launch or a migration uses when none is given. Must be
+        one of ``capabilities.methods``. Default: the first of them."""
+        return cls.capabilities.methods[0]
+
+    @classmethod
+    def cli_commands(cls) -> tuple[str, ...]:
+        """Extra ``ftm`` commands this provider adds, as ``"module:attribute"`` import
+        paths of click commands or groups (``ftm local`` ...). Named as strings so ftm
+        imports them only when one is run or help is listed, and so a command module may
+        live outside providers/ (providers never import app/). Default: none."""
+        return ()
+
+    @classmethod
+    def contract_harness(cls) -> str | None:
+        """For ftm's contract test suite: the ``"module:attribute"`` import path of a
+        context-manager factory ``harness(workdir: Path)`` that yields a
+        `ContractHarness` (an instance wired to a test backend, and a spec it can run).
+        Default: None (the suite then checks only the declared data)."""
+        return None
+
+
+@dataclass(frozen=True)
+class ContractHarness:
+    """What a provider's `Provider.contract_harness` yields to the contract test suite."""
+
+    provider: Provider
+    """An instance connected to a backend safe to create jobs on (an emulator, a tiny
+    model)."""
+    spec: JobSpec
+    """A job it can run; the suite creates, refreshes and cancels it."""
