@@ -30,11 +30,34 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "migrate"),
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
-    ("app.cli.jobs_local", "local"),
 ]
 
 
 HELP_OPTIONS = ["-h", "--help"]
+
+
+def provider_commands() -> dict[str, click.Command]:
+    """The click commands installed providers declare (`Provider.cli_commands`), by name.
+    A provider command whose name ftm already uses is left out (ftm's own wins); one that
+    fails to import is left out too, so a broken plugin never stops ftm."""
+    from providers.registry import discover  # not app.jobs.providers: no settings needed
+
+    found: dict[str, click.Command] = {}
+    for cls in discover().classes.values():
+        for path in cls.cli_commands():
+            command = _load_command(path)
+            if command is not None and command.name:
+                found.setdefault(command.name, command)
+    return found
+
+
+def _load_command(path: str) -> click.Command | None:
+    module, _, attr = path.partition(":")
+    try:
+        command = getattr(importlib.import_module(module), attr)
+    except Exception:  # a plugin's command may fail in any way; ftm must go on
+        return None
+    return command if isinstance(command, click.Command) else None
 
 
 class FtmGroup(click.Group):
@@ -45,6 +68,15 @@ class FtmGroup(click.Group):
         # Remembered for `cli`: asking for a command's help needs no working set-up.
         ctx.meta["ftm.help_asked"] = bool(set(HELP_OPTIONS) & set(args))
         return super().parse_args(ctx, args)
+
+    # Commands providers add (`Provider.cli_commands`): looked up only when a name is not
+    # one of ftm's own or the command list is shown, so a plain command loads no provider.
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *provider_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or provider_commands().get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
