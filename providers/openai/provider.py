@@ -190,6 +190,11 @@ class OpenAIProvider(Provider):
         limit is its context limit from lifecycle.toml (the one source of that figure)."""
         return openai_price_table()
 
+    @classmethod
+    def contract_harness(cls) -> str:
+        """The sandbox emulator (it lives with ftm's emulators, in app/sandbox)."""
+        return "app.sandbox.harness:openai_contract_harness"
+
     def prepare(self, spec: JobSpec) -> JobSpec:
         """Upload the training (and validation) file, reusing earlier uploads of the same
         content, and wait until OpenAI has processed them."""
