@@ -185,9 +185,13 @@ def estimate_for_launch(
     if capabilities.per_token_billing:  # the catalog's per-token prices
         from app.jobs.providers import make_provider
 
-        hosted = estimate_hosted_training(train.counts, base_model, catalog, n_epochs=n_epochs)
-        ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
-        base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
+        hosted = estimate_hosted_training(
+            train.counts, base_model, catalog, n_epochs=n_epochs, provider=provider
+        )
+        ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True, provider=provider)
+        base = hosted_request_cost(
+            profile, base_model, catalog, fine_tuned=False, provider=provider
+        )
         # The provider knows whether it talks to the sandbox (its own settings say).
         simulated = make_provider(provider).simulated
         window = serving_window(provider, hosted.model, LAUNCH_HORIZON_MONTHS, today)
