@@ -237,7 +237,13 @@ def compare(
             train.counts, m, catalog, n_epochs=n_epochs, tokenizer=train.tokenizer, provider=name
         )
         req = hosted_request_cost(profile, m, catalog, fine_tuned=True, provider=name)
-        r_star = break_even_requests(training.cost_usd, req.usd_per_request, c_base)
+        # A deployed fine-tune's hourly fee (when the provider charges one) is spread over
+        # the month's requests, like an always-on GPU.
+        hosting = catalog.hosted_model(m, name).hosting_per_hour or 0.0
+        hosting_monthly = hosting * catalog.default("hours_per_month")
+        per_request = req.usd_per_request + hosting_monthly / requests_per_month
+        monthly = per_request * requests_per_month
+        r_star = break_even_requests(training.cost_usd, per_request, c_base)
         r_months = None if r_star is None else r_star / requests_per_month
         window = serving_window(name, training.model, horizon_months, today)
         cutoff = creation_cutoff(name, today)
@@ -251,16 +257,13 @@ def compare(
                 + (f" on {catalog.priced[name].display_name}" if several_hosted else ""),
                 kind="hosted",
                 one_time_usd=training.cost_usd,
-                per_request_usd=req.usd_per_request,
-                monthly_usd=req.usd_per_request * requests_per_month,
-                horizon_usd=(
-                    training.cost_usd
-                    + req.usd_per_request * requests_per_month * window.months_served
-                ),
+                per_request_usd=per_request,
+                monthly_usd=monthly,
+                horizon_usd=training.cost_usd + monthly * window.months_served,
                 break_even_requests=r_star,
                 break_even_months=r_months,
                 training=training.to_dict(),
-                inference=req.to_dict(),
+                inference=req.to_dict() | {"hosting_usd_per_hour": hosting},
                 warnings=warnings,
                 serving=window.to_dict(),
             )

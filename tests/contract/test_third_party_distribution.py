@@ -89,7 +89,7 @@ PROVIDER = textwrap.dedent('''
                 sources={"list": PriceSource("Acme Fit price list", date(2026, 10, 1))},
                 models={"acme-base": ModelPrice(training=2.0, ft_input=0.5, ft_output=1.5,
                                                 base_input=0.25, base_output=0.75,
-                                                source="list")},
+                                                hosting_per_hour=0.1, source="list")},
             )
 
         @classmethod
@@ -294,7 +294,7 @@ def _ftm(site: Path, *args: str) -> str:
 
 
 def test_a_separately_installed_provider_goes_from_estimate_to_export(
-    acme_site, acme, ftm_home, tmp_path
+    acme_site, acme, ftm_home, tmp_path, monkeypatch
 ):
     ftm_home.mkdir(parents=True, exist_ok=True)
     (ftm_home / "config.toml").write_text(f'[providers.acme]\nbase_url = "{acme.url}"\n')
@@ -321,8 +321,22 @@ def test_a_separately_installed_provider_goes_from_estimate_to_export(
     assert options["hosted:acme-base"]["one_time_usd"] == pytest.approx(
         training["billable_tokens"] * 2.0 / 1e6
     )
-    assert options["hosted:acme-base"]["inference"]["usd_input_per_1m"] == 0.5
+    hosted = options["hosted:acme-base"]
+    assert hosted["inference"]["usd_input_per_1m"] == 0.5
     assert options["baseline:acme-base"]["inference"]["usd_output_per_1m"] == 0.75
+    # Its hourly hosting fee is part of the monthly cost: 730 h x $0.10 on top of requests.
+    requests = estimate["requests_per_month"]
+    assert hosted["monthly_usd"] == pytest.approx(
+        hosted["inference"]["usd_per_request"] * requests + 73.0
+    )
+    # The user's prices file overrides this provider's figure like any other's.
+    mine = tmp_path / "prices.toml"
+    mine.write_text('[acme.models."acme-base"]\ntraining = 1.0\n')
+    monkeypatch.setenv("FTM_PRICES_FILE", str(mine))
+    again = json.loads(_ftm(acme_site, "estimate", "labels", "--provider", "acme", "--json"))
+    monkeypatch.delenv("FTM_PRICES_FILE")
+    overridden = {o["key"]: o for o in again["options"]}["hosted:acme-base"]["training"]
+    assert overridden["usd_per_1m_tokens"] == 1.0 and "prices.toml" in overridden["price_source"]
 
     # Launched with its default method, polled to the end over HTTP.
     _ftm(acme_site, "launch", "--provider", "acme", "--dataset", "labels", "--model",
