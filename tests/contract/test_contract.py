@@ -16,7 +16,7 @@ import click
 import pytest
 from pydantic import BaseModel
 
-from app.cli.main import COMMAND_MODULES
+from app.cli.main import COMMAND_MODULES, cli
 from app.jobs.providers import make_provider
 from providers.base import ContractHarness, Provider
 from providers.pricing import PriceTable
@@ -124,7 +124,8 @@ def test_pricing_is_sound_and_matches_how_it_bills(name):
     machine by the GPU-hour."""
     cls = REGISTRY.get(name)
     table = cls.pricing()
-    if table is None:  # declaring no prices is allowed: the provider is left out of estimates
+    if table is None:  # allowed for a provider not billed per token: left out of estimates
+        assert not cls.capabilities.per_token_billing, f"{name} bills per token: declare prices"
         return
     assert isinstance(table, PriceTable)
     assert table.problems() == []
@@ -149,12 +150,15 @@ def test_pricing_soundness_check_catches_broken_tables():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_cli_commands_are_click_commands_with_names_of_their_own(name):
+def test_cli_commands_are_click_commands_ftm_offers(name):
     own = {getattr(importlib.import_module(m), a).name for m, a in COMMAND_MODULES}
-    for path in REGISTRY.get(name).cli_commands():
-        command = _load(path)
-        assert isinstance(command, click.Command), path
-        assert command.name not in own, f"{path} hides ftm's own {command.name!r} command"
+    with click.Context(cli) as ctx:
+        listed = cli.list_commands(ctx)
+        for path in REGISTRY.get(name).cli_commands():
+            command = _load(path)
+            assert isinstance(command, click.Command), path
+            assert command.name not in own, f"{path} hides ftm's own {command.name!r} command"
+            assert command.name in listed and cli.get_command(ctx, command.name) is command
 
 
 @pytest.mark.slow
