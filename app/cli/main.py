@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from app.cli.errors import BrokenEnvironment
+from app.cli.provider_commands import listed_provider_commands, provider_commands
 from app.environment import EnvironmentProblem
 
 # (module, attribute): each attribute is a click command or group.
@@ -36,30 +37,6 @@ COMMAND_MODULES: list[tuple[str, str]] = [
 HELP_OPTIONS = ["-h", "--help"]
 
 
-def provider_commands() -> dict[str, click.Command]:
-    """The click commands installed providers declare (`Provider.cli_commands`), by name.
-    A provider command whose name ftm already uses is left out (ftm's own wins); one that
-    fails to import is left out too, so a broken plugin never stops ftm."""
-    from providers.registry import discover  # not app.jobs.providers: no settings needed
-
-    found: dict[str, click.Command] = {}
-    for cls in discover().classes.values():
-        for path in cls.cli_commands():
-            command = _load_command(path)
-            if command is not None and command.name:
-                found.setdefault(command.name, command)
-    return found
-
-
-def _load_command(path: str) -> click.Command | None:
-    module, _, attr = path.partition(":")
-    try:
-        command = getattr(importlib.import_module(module), attr)
-    except Exception:  # a plugin's command may fail in any way; ftm must go on
-        return None
-    return command if isinstance(command, click.Command) else None
-
-
 class FtmGroup(click.Group):
     """The root command: a broken environment (`EnvironmentProblem`), met by any command
     or by the TUI's start, ends as its one-line message and exit 2, never a traceback."""
@@ -76,7 +53,29 @@ class FtmGroup(click.Group):
         return sorted({*super().list_commands(ctx), *provider_commands()})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        return super().get_command(ctx, cmd_name) or provider_commands().get(cmd_name)
+        own = super().get_command(ctx, cmd_name)
+        return own if own is not None else provider_commands().get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``ftm --help``: ftm's own commands and, from the cache,
+        the providers' (`listed_provider_commands`), without importing any provider."""
+        own = {name: self.commands[name] for name in super().list_commands(ctx)}
+        provided = {n: h for n, h in listed_provider_commands().items() if n not in own}
+        names = sorted({*own, *provided})
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in own:
+                if not own[name].hidden:
+                    rows.append((name, own[name].get_short_help_str(limit)))
+            else:
+                rows.append(
+                    (name, click.Command(name, short_help=provided[name]).get_short_help_str(limit))
+                )
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
