@@ -187,10 +187,15 @@ def compare(
     in_scope = [n for n in catalog.priced if provider in (ALL_PROVIDERS, n)]
     token_providers = [n for n in in_scope if catalog.priced[n].basis == "tokens"]
     hardware_providers = [n for n in in_scope if catalog.priced[n].basis == "hardware"]
-    default_hosted = _default_hosted_model(catalog, token_providers)
-    hosted_models = (hosted_models or [default_hosted]) if token_providers else []
+    # By default each provider in scope is priced on its default model.
+    default_hosted = list(dict.fromkeys(_default_hosted_model(catalog, n) for n in token_providers))
+    hosted_models = (hosted_models or default_hosted) if token_providers else []
     local_models = (local_models or [DEFAULT_LOCAL_MODEL]) if hardware_providers else []
-    baseline_model = baseline_model or (hosted_models[0] if hosted_models else default_hosted)
+    baseline_model = baseline_model or (
+        hosted_models[0]
+        if hosted_models
+        else _default_hosted_model(catalog, next(iter(catalog.token_priced), ""))
+    )
     # Resolve every name first, so a typo fails before any work.
     hosted_pairs = [
         (name, m) for m in hosted_models for name in _pricing(catalog, m, token_providers)
@@ -368,12 +373,13 @@ def _prices(catalog: Catalog, provider: str, model: str) -> bool:
     return prices.resolve(model) in prices.models
 
 
-def _default_hosted_model(catalog: Catalog, providers: list[str]) -> str:
-    """`DEFAULT_HOSTED_MODEL` where a provider in scope prices it, else the first model the
-    first of them prices."""
-    if not providers or any(_prices(catalog, n, DEFAULT_HOSTED_MODEL) for n in providers):
+def _default_hosted_model(catalog: Catalog, provider: str) -> str:
+    """The model ``provider`` is priced on by default: `DEFAULT_HOSTED_MODEL` where it
+    prices it, else the first model it prices."""
+    prices = catalog.token_priced.get(provider)
+    if prices is None or not prices.models or _prices(catalog, provider, DEFAULT_HOSTED_MODEL):
         return DEFAULT_HOSTED_MODEL
-    return next(iter(catalog.token_priced[providers[0]].models))
+    return next(iter(prices.models))
 
 
 def _lifecycle_warnings(

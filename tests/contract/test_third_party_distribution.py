@@ -338,6 +338,14 @@ def test_a_separately_installed_provider_goes_from_estimate_to_export(
     overridden = {o["key"]: o for o in again["options"]}["hosted:acme-base"]["training"]
     assert overridden["usd_per_1m_tokens"] == 1.0 and "prices.toml" in overridden["price_source"]
 
+    # The comparison over every provider prices each on its default model.
+    everything = json.loads(_ftm(acme_site, "estimate", "labels", "--json"))
+    kinds = {o["key"]: o["kind"] for o in everything["options"]}
+    assert kinds["hosted:acme-base"] == kinds["hosted:gpt-4o-mini-2024-07-18"] == "hosted"
+    assert any(key.startswith("local:") for key in kinds), kinds
+    labels = [o["label"] for o in everything["options"]]
+    assert "acme-base fine-tuned on Acme Fit" in labels, labels
+
     # Launched with its default method, polled to the end over HTTP.
     _ftm(acme_site, "launch", "--provider", "acme", "--dataset", "labels", "--model",
          "acme-base", "--yes")  # fmt: skip
