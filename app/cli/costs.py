@@ -318,7 +318,8 @@ def prices(as_json: bool) -> None:
                 [
                     m.id,
                     f"{m.training:g}",
-                    f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
+                    f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}"
+                    + (f" + ${m.hosting_per_hour:g}/h hosted" if m.hosting_per_hour else ""),
                     f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
                     str(_retires(m, today) or "-"),
                     f"{m.source.as_of} ({(today - m.source.as_of).days} d)",

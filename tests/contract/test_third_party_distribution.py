@@ -304,6 +304,8 @@ def test_a_separately_installed_provider_goes_from_estimate_to_export(
     assert "acme" in _ftm(acme_site, "--help")
 
     # Its declared prices: listed, and the only source of its options' figures.
+    listed = _ftm(acme_site, "prices")
+    assert "Acme Fit, USD per 1M tokens" in listed and "+ $0.1/h hosted" in listed
     prices = json.loads(_ftm(acme_site, "prices", "--json"))["providers"]["acme"]
     assert prices["display_name"] == "Acme Fit" and prices["models"]["acme-base"]["training"] == 2.0
     train, _ = labelling_files(tmp_path, n_train=60, n_validation=0)
