@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from providers.errors import UnsupportedOperation
+from providers.pricing import PriceTable
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -217,8 +218,9 @@ class Provider(ABC):
 
     # -- deployments: models that answer only once deployed (issue 11, Azure) ---------
     # Some providers serve a fine-tuned model only from a deployment made after the job
-    # (Azure OpenAI): it must be created, become ready, and is billed per hour it exists.
-    # Defaults: the model is called by its own id, nothing to deploy, no hosting fee.
+    # (Azure OpenAI): it must be created and become ready; its hourly fee is declared in
+    # `pricing` (hosting_per_hour). Defaults: the model is called by its own id, nothing
+    # to deploy.
 
     def deployment_for(self, model: str) -> str | None:
         """The name a client passes to reach ``model`` when it answers from a deployment
@@ -242,8 +244,49 @@ class Provider(ABC):
         Default: True, nothing to configure."""
         return True
 
+    # -- contract: pricing, default method, extra commands, test harness ----------------
+    # Facts the core asks for instead of naming a provider (issue 11). Each has a default
+    # that a provider without the fact can keep.
+
     @classmethod
-    def hosting_usd_per_hour(cls, model: str) -> float | None:
-        """What keeping ``model`` deployed costs per hour, used or not, from the provider's
-        declared prices (no network). Default: None, no hosting fee."""
+    def pricing(cls) -> PriceTable | None:
+        """What this provider charges, as declared data (no network): per-token training
+        and inference prices per model with an optional hourly hosting fee (basis
+        ``tokens``), or ``hardware`` when ftm prices it by the hour of the GPU it runs on.
+        Cost estimates, the comparison table and ``ftm prices`` read it; a user prices
+        file overrides figures as ``[NAME.models."ID"]``. Default: None, no prices
+        declared (the provider is left out of estimates)."""
         return None
+
+    @classmethod
+    def default_method(cls) -> str:
+        """The training method a launch or a migration uses when none is given. Must be
+        one of ``capabilities.methods``. Default: the first of them."""
+        return cls.capabilities.methods[0]
+
+    @classmethod
+    def cli_commands(cls) -> tuple[str, ...]:
+        """Extra ``ftm`` commands this provider adds, as ``"module:attribute"`` import
+        paths of click commands or groups (``ftm local`` ...). Named as strings so ftm
+        imports them only when one is run or help is listed, and so a command module may
+        live outside providers/ (providers never import app/). Default: none."""
+        return ()
+
+    @classmethod
+    def contract_harness(cls) -> str | None:
+        """For ftm's contract test suite: the ``"module:attribute"`` import path of a
+        context-manager factory ``harness(workdir: Path)`` that yields a
+        `ContractHarness` (an instance wired to a test backend, and a spec it can run).
+        Default: None (the suite then checks only the declared data)."""
+        return None
+
+
+@dataclass(frozen=True)
+class ContractHarness:
+    """What a provider's `Provider.contract_harness` yields to the contract test suite."""
+
+    provider: Provider
+    """An instance connected to a backend safe to create jobs on (an emulator, a tiny
+    model)."""
+    spec: JobSpec
+    """A job it can run; the suite creates, refreshes and cancels it."""

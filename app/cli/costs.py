@@ -10,9 +10,28 @@ import click
 from app.cli.errors import UserError
 from app.cli.tables import Column
 
-# Names that are OpenAI models even when the catalog does not price them (a clear
-# "no OpenAI prices" error beats "not a local model directory").
+# Names that are hosted models even when no provider prices them (a clear "no prices"
+# error beats "not a local model directory").
 HOSTED_PREFIXES = ("gpt-", "ft:", "o1", "o3", "o4", "davinci", "babbage")
+
+
+class PricedProvider(click.Choice):
+    """``--provider``: an installed provider that declares prices (`Provider.pricing`), or
+    ``all``. Asked of the registry when the option is used or its help shown, so the
+    CLI starts without loading any provider."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+
+    @property  # type: ignore[override]
+    def choices(self) -> list[str]:
+        from app.costs.compare import price_scopes
+
+        return price_scopes()
+
+    @choices.setter
+    def choices(self, value: object) -> None:
+        pass  # click's __init__ sets them; ours always come from the registry
 
 
 def _usd(value: float | None) -> str:
@@ -29,20 +48,20 @@ def _count(value: float | None) -> str:
 @click.argument("dataset")
 @click.option(
     "--provider",
-    type=click.Choice(["openai", "local", "all"]),
+    type=PricedProvider(),
     default="all",
     show_default=True,
-    help="Which options to price.",
+    help="Which provider's options to price (any installed provider that declares prices).",
 )
 @click.option(
     "--model",
     "models",
     multiple=True,
-    help="A model to price (repeatable): an OpenAI model, a hub id or a local model "
-    "directory. Default: gpt-4o-mini and Llama-3.1-8B.",
+    help="A model to price (repeatable): a hosted provider's model, a hub id or a local "
+    "model directory. Default: gpt-4o-mini and Llama-3.1-8B.",
 )
 @click.option(
-    "--baseline", help="The base model of the few-shot baseline (default: the first OpenAI model)."
+    "--baseline", help="The base model of the few-shot baseline (default: the first hosted model)."
 )
 @click.option(
     "--method",
@@ -77,7 +96,7 @@ def _count(value: float | None) -> str:
     show_default=True,
     help="Gradient checkpointing.",
 )
-@click.option("--epochs", type=int, help="Epochs (default: auto for OpenAI, 3 locally).")
+@click.option("--epochs", type=int, help="Epochs (default: auto when hosted, 3 locally).")
 @click.option("--requests-per-month", type=float, default=10_000, show_default=True)
 @click.option("--horizon-months", type=float, default=12, show_default=True)
 @click.option(
@@ -262,8 +281,9 @@ GPU_COLUMNS = [
 @click.command("prices")
 @click.option("--json", "as_json", is_flag=True, help="Print the catalog as JSON.")
 def prices(as_json: bool) -> None:
-    """Show the price catalog: OpenAI prices, base-model sunsets and GPU types, with each
-    figure's source and age (override with settings prices_file)."""
+    """Show the price catalog: every installed provider's declared prices, base-model
+    sunsets and GPU types, with each figure's source and age (override with settings
+    prices_file)."""
     from app.costs.catalog import load_catalog
     from app.costs.errors import CostError
 
@@ -272,7 +292,6 @@ def prices(as_json: bool) -> None:
     except CostError as e:
         raise UserError(str(e)) from None
     from app import lifecycle
-    from app.costs.compare import HOSTED_PROVIDER
 
     today = lifecycle.today()
     if as_json:
@@ -286,24 +305,29 @@ def prices(as_json: bool) -> None:
         f"Price catalog as of {catalog.as_of} ({catalog.age_days(today)} days old); "
         f"files: {', '.join(catalog.files)}"
     )
-    cutoff = lifecycle.creation_cutoff(HOSTED_PROVIDER, today)
-    if cutoff is not None:
-        console.print(cutoff.message, markup=False)
-    print_table(
-        PRICE_COLUMNS,
-        [
+    for name, priced in catalog.priced.items():
+        if priced.basis != "tokens":
+            console.print(f"{priced.display_name} ({name}): priced {priced.note}.", markup=False)
+            continue
+        cutoff = lifecycle.creation_cutoff(name, today)
+        if cutoff is not None:
+            console.print(cutoff.message, markup=False)
+        print_table(
+            PRICE_COLUMNS,
             [
-                m.id,
-                f"{m.training:g}",
-                f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}",
-                f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
-                str(_retires(m, today) or "-"),
-                f"{m.source.as_of} ({(today - m.source.as_of).days} d)",
-            ]
-            for m in catalog.hosted.values()
-        ],
-        title="OpenAI, USD per 1M tokens",
-    )
+                [
+                    m.id,
+                    f"{m.training:g}",
+                    f"{m.ft_input:g} / {_opt(m.ft_cached_input)} / {m.ft_output:g}"
+                    + (f" + ${m.hosting_per_hour:g}/h hosted" if m.hosting_per_hour else ""),
+                    f"{m.base_input:g} / {_opt(m.base_cached_input)} / {m.base_output:g}",
+                    str(_retires(m, today) or "-"),
+                    f"{m.source.as_of} ({(today - m.source.as_of).days} d)",
+                ]
+                for m in priced.models.values()
+            ],
+            title=f"{priced.display_name}, USD per 1M tokens",
+        )
     gpu_rows = []
     for gpu in catalog.gpus.values():
         listed = [f"{p.usd_per_hour:g} ({p.cloud}, {p.source.as_of})" for p in gpu.prices]
@@ -330,9 +354,8 @@ def _retires(model, today: date) -> date | None:
     """The lifecycle service's retirement date; a prices file's own ``sunset`` for a model
     the provider does not list."""
     from app import lifecycle
-    from app.costs.compare import HOSTED_PROVIDER
 
-    found = lifecycle.retirement(HOSTED_PROVIDER, model.id, today=today)
+    found = lifecycle.retirement(model.provider, model.id, today=today)
     return found.retires if found else model.sunset
 
 
@@ -347,8 +370,17 @@ def _catalog_dict(catalog, today: date) -> dict:
         "as_of": catalog.as_of,
         "age_days": catalog.age_days(today),
         "files": catalog.files,
-        "service_cutoff": catalog.service_cutoff,
-        "openai": {k: asdict(v) for k, v in catalog.hosted.items()},
+        "providers": {
+            name: {
+                "display_name": p.display_name,
+                "basis": p.basis,
+                "note": p.note,
+                "service_cutoff": p.service_cutoff,
+                "models": {k: asdict(v) for k, v in p.models.items()},
+                "aliases": p.aliases,
+            }
+            for name, p in catalog.priced.items()
+        },
         "gpus": {
             k: asdict(v) | {"usd_per_hour": catalog.hourly_price(v).usd_per_hour}
             for k, v in catalog.gpus.items()

@@ -54,6 +54,24 @@ def _console():
     return Console()
 
 
+def _default_provider_name() -> str:
+    """The provider a command uses when none is named (`default_provider`)."""
+    from app.jobs.providers import default_provider, registry
+
+    name = default_provider(registry().names())
+    if name is None:
+        raise UserError("no provider is installed; install ftm with its providers")
+    return name
+
+
+def _default_method(provider_name: str) -> str:
+    """The provider's declared default method (`Provider.default_method`); an unknown
+    provider is reported by the launch itself, which names the installed ones."""
+    from app.jobs.providers import default_method_of
+
+    return default_method_of(provider_name) or "supervised"
+
+
 def _simulated(job) -> str:
     return " [bold magenta](simulated)[/]" if job.simulated else ""
 
@@ -62,9 +80,9 @@ def _simulated(job) -> str:
 @click.option(
     "--provider",
     "provider_name",
-    default="openai",
-    show_default=True,
-    help="Provider to train with (openai, local, or an installed plugin).",
+    default=None,
+    help="Provider to train with: an installed provider (a wrong name lists them). "
+    "Default: the first hosted one.",
 )
 @click.option("--dataset", required=True, help="Dataset name or id (see `ftm data list`).")
 @click.option(
@@ -72,9 +90,9 @@ def _simulated(job) -> str:
 )
 @click.option(
     "--method",
-    default="supervised",
-    show_default=True,
-    help="supervised | dpo (local: lora, qlora, full).",
+    default=None,
+    help="Training method, one the provider offers (hosted: supervised | dpo; local: "
+    "lora, qlora, full, dpo). Default: the provider's own default method.",
 )
 @click.option("--epochs", default=None, help="Number of epochs, or auto.")
 @click.option("--batch-size", default=None, help="Batch size, or auto.")
@@ -110,6 +128,9 @@ def launch(
 ) -> None:
     """Launch a fine-tuning job."""
     from app.jobs.launch import LaunchError, LaunchFailed, launch_job
+
+    provider_name = provider_name or _default_provider_name()
+    method = method or _default_method(provider_name)
     from app.jobs.queries import job_summary
     from providers.types import Hyperparameters
 
@@ -405,10 +426,13 @@ def resume_cmd(ref) -> None:
 
 
 @jobs.command("import")
-@click.option("--provider", "provider_name", default="openai", show_default=True)
+@click.option(
+    "--provider", "provider_name", default=None, help="Default: the first hosted provider."
+)
 @click.option("--limit", default=100, show_default=True, help="How many recent jobs to look at.")
 def import_cmd(provider_name, limit) -> None:
     """Track jobs created elsewhere (web dashboard, other scripts)."""
+    provider_name = provider_name or _default_provider_name()
     from app.jobs.importing import import_jobs
     from providers.errors import ProviderError
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from app.cli.errors import BrokenEnvironment
+from app.cli.provider_commands import listed_provider_commands, provider_commands
 from app.environment import EnvironmentProblem
 
 # (module, attribute): each attribute is a click command or group.
@@ -30,7 +31,6 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "migrate"),
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
-    ("app.cli.jobs_local", "local"),
 ]
 
 
@@ -45,6 +45,37 @@ class FtmGroup(click.Group):
         # Remembered for `cli`: asking for a command's help needs no working set-up.
         ctx.meta["ftm.help_asked"] = bool(set(HELP_OPTIONS) & set(args))
         return super().parse_args(ctx, args)
+
+    # Commands providers add (`Provider.cli_commands`): looked up only when a name is not
+    # one of ftm's own or the command list is shown, so a plain command loads no provider.
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *provider_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        own = super().get_command(ctx, cmd_name)
+        return own if own is not None else provider_commands().get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list of ``ftm --help``: ftm's own commands and, from the cache,
+        the providers' (`listed_provider_commands`), without importing any provider."""
+        own = {name: self.commands[name] for name in super().list_commands(ctx)}
+        provided = {n: h for n, h in listed_provider_commands().items() if n not in own}
+        names = sorted({*own, *provided})
+        if not names:
+            return
+        limit = formatter.width - 6 - max(len(name) for name in names)
+        rows = []
+        for name in names:
+            if name in own:
+                if not own[name].hidden:
+                    rows.append((name, own[name].get_short_help_str(limit)))
+            else:
+                rows.append(
+                    (name, click.Command(name, short_help=provided[name]).get_short_help_str(limit))
+                )
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

@@ -38,7 +38,7 @@ def _aware(t: datetime | None) -> datetime | None:
 
 def _hosted_actual(job: Job, catalog: Catalog) -> dict[str, Any]:
     try:
-        prices = catalog.hosted_model(job.base_model)
+        prices = catalog.hosted_model(job.base_model, job.provider)
     except CostError as e:  # a model the catalog does not price: say so, keep the tokens
         return {
             "kind": "hosted",

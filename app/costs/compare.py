@@ -39,7 +39,6 @@ from app.costs.inference import (
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
-from app.jobs.providers import capabilities_of
 from app.lifecycle import (
     DAYS_PER_MONTH,
     ServingWindow,
@@ -53,11 +52,7 @@ from db.models import Dataset
 DEFAULT_HOSTED_MODEL = "gpt-4o-mini-2024-07-18"
 DEFAULT_LOCAL_MODEL = "meta-llama/Llama-3.1-8B"
 ALL_PROVIDERS = "all"
-"""``--provider all``: every option, hosted and self-hosted."""
-PROVIDERS = ("openai", "local", ALL_PROVIDERS)
-HOSTED_PROVIDER, LOCAL_PROVIDER = "openai", "local"
-"""The providers whose options are priced here: the catalog's hosted prices are this
-provider's, and the lifecycle service is asked about each option's own provider."""
+"""``--provider all``: every option of every provider that declares prices."""
 HORIZON_RULE = (
     "an option that stops serving inside the horizon is priced only for the "
     "months it serves, marked 'stops at month N' and left out of the cheapest"
@@ -179,26 +174,40 @@ def compare(
     catalog: Catalog | None = None,
     today: date | None = None,
 ) -> Comparison:
-    """Price every option for ``dataset`` at ``requests_per_month``."""
-    if provider not in PROVIDERS:
-        raise CostError(f"unknown provider {provider!r}; known: {', '.join(PROVIDERS)}")
+    """Price every option for ``dataset`` at ``requests_per_month``: each model on every
+    provider in scope (``provider``, or all that declare prices) that prices it."""
+    catalog = catalog or load_catalog()
+    choices = price_scopes(catalog)
+    if provider not in choices:
+        raise CostError(f"unknown provider {provider!r}; known: {', '.join(choices)}")
     if requests_per_month <= 0 or horizon_months <= 0:
         raise CostError("requests per month and the horizon must be positive")
-    catalog = catalog or load_catalog()
     today = today or lifecycle_today()
     cfg = local_config or LocalTrainingConfig()
-    # One provider: only its kind of option (self-hosted when it trains on this machine).
-    if provider == ALL_PROVIDERS:
-        hosted_scope = local_scope = True
-    else:
-        local_scope = capabilities_of(provider).runs_locally
-        hosted_scope = not local_scope
-    hosted_models = (hosted_models or [DEFAULT_HOSTED_MODEL]) if hosted_scope else []
-    local_models = (local_models or [DEFAULT_LOCAL_MODEL]) if local_scope else []
-    baseline_model = baseline_model or (hosted_models[0] if hosted_models else DEFAULT_HOSTED_MODEL)
+    in_scope = [n for n in catalog.priced if provider in (ALL_PROVIDERS, n)]
+    token_providers = [n for n in in_scope if catalog.priced[n].basis == "tokens"]
+    hardware_providers = [n for n in in_scope if catalog.priced[n].basis == "hardware"]
+    # By default each provider in scope is priced on its default model.
+    default_hosted = list(dict.fromkeys(_default_hosted_model(catalog, n) for n in token_providers))
+    hosted_models = (hosted_models or default_hosted) if token_providers else []
+    local_models = (local_models or [DEFAULT_LOCAL_MODEL]) if hardware_providers else []
+    baseline_model = baseline_model or (
+        hosted_models[0]
+        if hosted_models
+        else _default_hosted_model(catalog, next(iter(catalog.token_priced), ""))
+    )
     # Resolve every name first, so a typo fails before any work.
-    for m in [*hosted_models, baseline_model]:
-        catalog.hosted_model(m)
+    hosted_pairs = [
+        (name, m) for m in hosted_models for name in _pricing(catalog, m, token_providers)
+    ]
+    if not catalog.token_priced:
+        raise CostError(
+            "no installed provider declares per-token prices, which the few-shot baseline needs"
+        )
+    baseline_provider = _pricing(
+        catalog, baseline_model, token_providers or list(catalog.token_priced)
+    )[0]
+    several_hosted = len({name for name, _ in hosted_pairs}) > 1
     shapes = [model_shape(m) for m in local_models]
     if gpu:
         catalog.gpu(gpu)
@@ -208,9 +217,11 @@ def compare(
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
     profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
 
-    base_cost = hosted_request_cost(profile, baseline_model, catalog, fine_tuned=False)
+    base_cost = hosted_request_cost(
+        profile, baseline_model, catalog, fine_tuned=False, provider=baseline_provider
+    )
     c_base = base_cost.usd_per_request
-    window = serving_window(HOSTED_PROVIDER, base_cost.model, horizon_months, today)
+    window = serving_window(baseline_provider, base_cost.model, horizon_months, today)
     options = [
         Option(
             key=f"baseline:{base_cost.model}",
@@ -221,44 +232,50 @@ def compare(
             monthly_usd=c_base * requests_per_month,
             horizon_usd=c_base * requests_per_month * window.months_served,
             inference=base_cost.to_dict(),
-            warnings=_lifecycle_warnings(HOSTED_PROVIDER, base_cost.model, window, today, None),
+            warnings=_lifecycle_warnings(baseline_provider, base_cost.model, window, today, None),
             serving=window.to_dict(),
         )
     ]
 
-    cutoff = creation_cutoff(HOSTED_PROVIDER, today)
-    for m in hosted_models:
+    for name, m in hosted_pairs:
         training = estimate_hosted_training(
-            train.counts, m, catalog, n_epochs=n_epochs, tokenizer=train.tokenizer
+            train.counts, m, catalog, n_epochs=n_epochs, tokenizer=train.tokenizer, provider=name
         )
-        req = hosted_request_cost(profile, m, catalog, fine_tuned=True)
-        r_star = break_even_requests(training.cost_usd, req.usd_per_request, c_base)
+        req = hosted_request_cost(profile, m, catalog, fine_tuned=True, provider=name)
+        # A deployed fine-tune's hourly fee (when the provider charges one) is spread over
+        # the month's requests, like an always-on GPU.
+        hosting = catalog.hosted_model(m, name).hosting_per_hour or 0.0
+        hosting_monthly = hosting * catalog.default("hours_per_month")
+        per_request = req.usd_per_request + hosting_monthly / requests_per_month
+        monthly = per_request * requests_per_month
+        r_star = break_even_requests(training.cost_usd, per_request, c_base)
         r_months = None if r_star is None else r_star / requests_per_month
-        window = serving_window(HOSTED_PROVIDER, training.model, horizon_months, today)
+        window = serving_window(name, training.model, horizon_months, today)
+        cutoff = creation_cutoff(name, today)
         warnings = [cutoff.message] if cutoff is not None else []
-        warnings += _lifecycle_warnings(HOSTED_PROVIDER, training.model, window, today, r_months)
+        warnings += _lifecycle_warnings(name, training.model, window, today, r_months)
+        first = name == _pricing(catalog, m, token_providers)[0]
         options.append(
             Option(
-                key=f"hosted:{training.model}",
-                label=f"{training.model} fine-tuned",
+                key=f"hosted:{training.model}" + ("" if first else f"@{name}"),
+                label=f"{training.model} fine-tuned"
+                + (f" on {catalog.priced[name].display_name}" if several_hosted else ""),
                 kind="hosted",
                 one_time_usd=training.cost_usd,
-                per_request_usd=req.usd_per_request,
-                monthly_usd=req.usd_per_request * requests_per_month,
-                horizon_usd=(
-                    training.cost_usd
-                    + req.usd_per_request * requests_per_month * window.months_served
-                ),
+                per_request_usd=per_request,
+                monthly_usd=monthly,
+                horizon_usd=training.cost_usd + monthly * window.months_served,
                 break_even_requests=r_star,
                 break_even_months=r_months,
                 training=training.to_dict(),
-                inference=req.to_dict(),
+                inference=req.to_dict() | {"hosting_usd_per_hour": hosting},
                 warnings=warnings,
                 serving=window.to_dict(),
             )
         )
 
-    for shape in shapes:
+    several_local = len(hardware_providers) > 1
+    for name, shape in [(n, shape) for n in hardware_providers for shape in shapes]:
         tokenizer = f"hf:{shape.name}"
         counts = local_model_counts(session, dataset, shape.name)
         note = (
@@ -280,11 +297,12 @@ def compare(
         monthly = serving.monthly_usd(requests_per_month)
         per_request = monthly / requests_per_month
         r_star = break_even_requests(training.cost_usd, per_request, c_base)
-        window = serving_window(LOCAL_PROVIDER, shape.name, horizon_months, today)
+        window = serving_window(name, shape.name, horizon_months, today)
+        on = f" on {catalog.priced[name].display_name}" if several_local else ""
         options.append(
             Option(
-                key=f"local:{shape.name}@{training.gpu}",
-                label=f"{shape.name.split('/')[-1]} {cfg.method} ({training.gpu}, serve {serving.gpu_set})",
+                key=f"{name}:{shape.name}@{training.gpu}",
+                label=f"{shape.name.split('/')[-1]} {cfg.method}{on} ({training.gpu}, serve {serving.gpu_set})",
                 kind="local",
                 one_time_usd=training.cost_usd,
                 per_request_usd=per_request,
@@ -297,7 +315,7 @@ def compare(
                 | {"gpus_needed": serving.gpus_needed(requests_per_month)},
                 warnings=list(training.warnings)
                 + list(serving.warnings)
-                + _lifecycle_warnings(LOCAL_PROVIDER, shape.name, window, today, None),
+                + _lifecycle_warnings(name, shape.name, window, today, None),
                 serving=window.to_dict(),
             )
         )
@@ -325,6 +343,43 @@ def compare(
         },
         today=today.isoformat(),
     )
+
+
+def price_scopes(catalog: Catalog | None = None) -> list[str]:
+    """What ``--provider`` may be: every installed provider that declares prices, the
+    default one first, then ``all``. Without a catalog, asked of the registry."""
+    if catalog is None:
+        from app.jobs.providers import price_tables
+
+        return [*price_tables(), ALL_PROVIDERS]
+    return [*catalog.priced, ALL_PROVIDERS]
+
+
+def _pricing(catalog: Catalog, model: str, providers: list[str]) -> list[str]:
+    """Which of ``providers`` price ``model`` per token, in order.
+
+    Raises:
+        UnknownModel: none does (the message lists what they price and how to add it).
+    """
+    found = [n for n in providers if catalog.token_priced.get(n) and _prices(catalog, n, model)]
+    if not found:
+        catalog.hosted_model(model, providers[0] if len(providers) == 1 else None)
+        raise CostError(f"no provider in scope prices {model!r}")  # priced outside the scope
+    return found
+
+
+def _prices(catalog: Catalog, provider: str, model: str) -> bool:
+    prices = catalog.token_priced[provider]
+    return prices.resolve(model) in prices.models
+
+
+def _default_hosted_model(catalog: Catalog, provider: str) -> str:
+    """The model ``provider`` is priced on by default: `DEFAULT_HOSTED_MODEL` where it
+    prices it, else the first model it prices."""
+    prices = catalog.token_priced.get(provider)
+    if prices is None or not prices.models or _prices(catalog, provider, DEFAULT_HOSTED_MODEL):
+        return DEFAULT_HOSTED_MODEL
+    return next(iter(prices.models))
 
 
 def _lifecycle_warnings(

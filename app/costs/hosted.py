@@ -64,9 +64,11 @@ def estimate_hosted_training(
     *,
     n_epochs: int | str = "auto",
     tokenizer: str = "tiktoken:o200k_base",
+    provider: str | None = None,
 ) -> HostedTrainingEstimate:
-    """Cost of training ``model`` on examples with token counts ``counts``."""
-    prices = catalog.hosted_model(model)
+    """Cost of training ``model`` on ``provider`` (None: the first that prices it) on
+    examples with token counts ``counts``."""
+    prices = catalog.hosted_model(model, provider)
     n = int(counts.size)
     epochs = auto_epochs(n) if n_epochs == "auto" else int(n_epochs)
     per_epoch = billable_tokens_per_epoch(counts, prices.token_limit)

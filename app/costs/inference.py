@@ -42,18 +42,23 @@ class HostedRequestCost:
 
 
 def hosted_request_cost(
-    profile: PromptProfile, model: str, catalog: Catalog, *, fine_tuned: bool
+    profile: PromptProfile,
+    model: str,
+    catalog: Catalog,
+    *,
+    fine_tuned: bool,
+    provider: str | None = None,
 ) -> HostedRequestCost:
-    p = catalog.hosted_model(model)
+    """One request's cost on ``provider`` (None: the first that prices ``model``)."""
+    p = catalog.hosted_model(model, provider)
     if fine_tuned:
         prompt, prefix = profile.prompt_tokens, profile.system_tokens
         inp, cached, out = p.ft_input, p.ft_cached_input, p.ft_output
     else:
         prompt, prefix = profile.few_shot_prompt_tokens, profile.few_shot_prefix_tokens
         inp, cached, out = p.base_input, p.base_cached_input, p.base_output
-    cached_tokens = (
-        prefix if cached is not None and prefix >= catalog.cache_min_prefix_tokens else 0.0
-    )
+    caches = cached is not None and p.cache_min_prefix_tokens is not None
+    cached_tokens = prefix if caches and prefix >= p.cache_min_prefix_tokens else 0.0
     usd = (
         (prompt - cached_tokens) * inp
         + cached_tokens * (cached or 0.0)

@@ -187,15 +187,19 @@ def estimate_for_launch(
     if capabilities.per_token_billing:  # the catalog's per-token prices
         from app.jobs.providers import make_provider
 
-        hosted = estimate_hosted_training(train.counts, base_model, catalog, n_epochs=n_epochs)
-        ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True)
-        base = hosted_request_cost(profile, base_model, catalog, fine_tuned=False)
+        hosted = estimate_hosted_training(
+            train.counts, base_model, catalog, n_epochs=n_epochs, provider=provider
+        )
+        ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True, provider=provider)
+        base = hosted_request_cost(
+            profile, base_model, catalog, fine_tuned=False, provider=provider
+        )
         # The provider knows whether it talks to the sandbox (its own settings say).
         built = make_provider(provider)
         simulated = built.simulated
         # A model served from a deployment billed by the hour costs that, used or not:
         # spread over the requests of a month, per COST_MODEL.md's always-on cost.
-        hourly = built.hosting_usd_per_hour(hosted.model)
+        hourly = catalog.hosted_model(hosted.model, provider).hosting_per_hour
         hosting_month = (hourly or 0.0) * HOURS_PER_MONTH
         ft_per_request = ft.usd_per_request + hosting_month / requests_per_month
         hosting_note = (

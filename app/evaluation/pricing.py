@@ -51,7 +51,7 @@ def token_price(provider: str, model: str) -> TokenPrice | None:
     from app.costs.errors import UnknownModel
 
     try:
-        entry = load_catalog().hosted_model(model)
+        entry = load_catalog().hosted_model(model, provider)
     except UnknownModel:
         return None
     fine_tuned = model.startswith("ft:")

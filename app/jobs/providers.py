@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from app.settings import Settings, get_settings, provider_settings
 from providers.base import Capabilities, Provider, ProviderContext
 from providers.errors import ConfigurationError
+from providers.pricing import PriceTable
 from providers.registry import ProviderRegistry, discover
 
 
@@ -61,6 +62,32 @@ def _configured(name: str) -> bool:
         return provider.configured()
     finally:
         provider.close()
+
+
+def installed_classes() -> dict[str, type[Provider]]:
+    """Every installed provider's class by registry name (discovered once per import
+    path, like `capabilities_of`)."""
+    return dict(_installed(tuple(sys.path)).classes)
+
+
+def price_tables() -> dict[str, PriceTable]:
+    """The prices every installed provider declares (`Provider.pricing`), by name, in
+    the order new launches offer them (`default_provider` first); providers that declare
+    none are left out. Declared data only: nothing is built or connected."""
+    tables = {name: cls.pricing() for name, cls in installed_classes().items()}
+    declared = sorted(name for name, table in tables.items() if table is not None)
+    first = default_provider(declared)
+    ordered = sorted(declared, key=lambda name: name != first)
+    return {name: table for name in ordered if (table := tables[name]) is not None}
+
+
+def default_method_of(name: str) -> str | None:
+    """The training method provider ``name`` uses when none is given
+    (`Provider.default_method`); None when it is not installed."""
+    try:
+        return _installed(tuple(sys.path)).get(name).default_method()
+    except KeyError:
+        return None
 
 
 def provider_context(settings: Settings, engine: Engine | None = None) -> ProviderContext:

@@ -21,13 +21,12 @@ from sqlalchemy import Engine
 
 from app.evaluation.candidates import Candidate
 from app.evaluation.runner import EvalConfig, EvalError, run_eval
+from app.jobs.providers import default_method_of
 from app.promotion.aliases import current, promote
 from app.promotion.gates import GateReport, check_gates
 from app.promotion.sunsets import job_creation_cutoff, sunset_of
 from db.engine import read_session
 from db.models import EvalRun, Job, Promotion
-
-DEFAULT_METHOD = {"local": "lora", "openai": "supervised"}
 
 
 class MigrationError(RuntimeError):
@@ -146,7 +145,7 @@ def migrate_alias(
     if promoted_run is None:
         raise MigrationError(f"{held.model} was promoted without an eval run to compare against")
     hp = _hyperparameters(source, req.epochs)
-    method = req.method or DEFAULT_METHOD.get(req.to_provider, source.method)
+    method = req.method or default_method_of(req.to_provider) or source.method
     on_event(
         f"      trained by job {source.id} on dataset {source.dataset_id} "
         f"({source.method}, {hp or 'auto settings'}); judged by eval run {promoted_run.id}"

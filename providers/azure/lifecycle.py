@@ -1,4 +1,4 @@
-"""Azure OpenAI's fine-tuning lifecycle, base models and hosting price, from lifecycle.toml.
+"""Azure OpenAI's fine-tuning lifecycle and base models, from lifecycle.toml.
 
 Azure is not bound by OpenAI's job-creation cutoff: each base model has its own last
 training day and its own last serving day. The provider declares them through
@@ -22,15 +22,13 @@ LIFECYCLE_FILE = Path(__file__).with_name("lifecycle.toml")
 @dataclass(frozen=True)
 class AzureLifecycle(ProviderLifecycle):
     """The generic facts (the service's last training day, serving retirements) plus each
-    base model's own last training day and the hosting price."""
+    base model's own last training day."""
 
     training_until: Mapping[str, date] = field(default_factory=dict)
     """Base model id -> the last day a job on it is accepted."""
     models: tuple[BaseModelInfo, ...] = ()
     aliases: Mapping[str, str] = field(default_factory=dict)
     """Short name -> dated snapshot (gpt-4o-mini -> gpt-4o-mini-2024-07-18)."""
-    hosting_usd_per_hour: float = 0.0
-    hosting_source: str = ""
 
     def training_cutoff(self, base_model: str) -> date | None:
         """Azure ends training per base model."""
@@ -50,7 +48,7 @@ class AzureLifecycle(ProviderLifecycle):
 def load_lifecycle(path: Path = LIFECYCLE_FILE) -> AzureLifecycle:
     """Parse the lifecycle file (cached)."""
     data = tomllib.loads(path.read_text(encoding="utf-8"))
-    service, hosting, raw_models = data["service"], data["hosting"], data.get("models", [])
+    service, raw_models = data["service"], data.get("models", [])
     models = tuple(
         BaseModelInfo(
             id=m["id"],
@@ -69,6 +67,4 @@ def load_lifecycle(path: Path = LIFECYCLE_FILE) -> AzureLifecycle:
         training_until={m["id"]: date.fromisoformat(m["training_until"]) for m in raw_models},
         models=models,
         aliases={a: m["id"] for m in raw_models for a in m.get("aliases", [])},
-        hosting_usd_per_hour=float(hosting["usd_per_hour"]),
-        hosting_source=hosting.get("source", ""),
     )

@@ -24,11 +24,13 @@ from providers.azure import config as azure_config
 from providers.azure.config import AzureConfig, AzureSettings, deployment_name
 from providers.azure.deployments import DeploymentClient
 from providers.azure.lifecycle import AzureLifecycle, load_lifecycle
+from providers.azure.prices import azure_price_table
 from providers.base import ProviderContext
 from providers.errors import ConfigurationError, ProviderError
 from providers.openai.config import OpenAIConfig
 from providers.openai.provider import OpenAIProvider
 from providers.openai.uploads import UploadCache
+from providers.pricing import PriceTable
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -153,9 +155,15 @@ class AzureOpenAIProvider(OpenAIProvider):
         return list(self.lifecycle().models)
 
     @classmethod
-    def hosting_usd_per_hour(cls, model: str) -> float | None:
-        """Every deployment ftm creates is billed per hour it exists (lifecycle.toml)."""
-        return cls.lifecycle().hosting_usd_per_hour
+    def pricing(cls) -> PriceTable:
+        """OpenAI's per-token prices for Azure's base models, with each deployment's
+        hourly hosting fee (prices.toml)."""
+        return azure_price_table()
+
+    @classmethod
+    def contract_harness(cls) -> str:
+        """The Azure-shaped sandbox emulator (with ftm's emulators, in app/sandbox)."""
+        return "app.sandbox.azure.harness:azure_contract_harness"
 
     def validate_spec(self, spec: JobSpec) -> list[str]:
         problems = super().validate_spec(spec)
@@ -171,7 +179,8 @@ class AzureOpenAIProvider(OpenAIProvider):
     def launch_warnings(self, spec: JobSpec) -> list[str]:
         """The hosting fee the fine-tuned model's deployment will cost. (Each base model's
         last training day is declared in `lifecycle`, which ftm words itself.)"""
-        rate = self.lifecycle().hosting_usd_per_hour
+        price = self.pricing().models.get(self.lifecycle().base_model(spec.base_model))
+        rate = (price.hosting_per_hour if price else None) or 0.0
         when = "as soon as the job succeeds" if self.azure.auto_deploy else "on first use"
         return [
             f"the fine-tuned model answers only from a deployment, which ftm creates {when}: "

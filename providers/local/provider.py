@@ -17,7 +17,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +31,7 @@ from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
 from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
+from providers.pricing import PriceSource, PriceTable
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -72,6 +73,32 @@ class LocalProvider(Provider):
         methods=("lora", "qlora", "full", "dpo"),
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
+
+    @classmethod
+    def pricing(cls) -> PriceTable:
+        """Priced by the hour of the GPU it trains and serves on (ftm's GPU catalog, or
+        this machine's electricity), not per token."""
+        return PriceTable(
+            basis="hardware",
+            sources={
+                "cost_model": PriceSource(
+                    "ftm's cost model: GPU-hours from model size, tokens and MFU, priced "
+                    "at the GPU catalog's $/hour",
+                    date(2026, 1, 1),
+                )
+            },
+            note="by GPU-hour: training time and always-on serving, at the GPU catalog's "
+            "$/hour (owned hardware: its electricity)",
+        )
+
+    @classmethod
+    def cli_commands(cls) -> tuple[str, ...]:
+        """``ftm local`` (merge an adapter into its base model)."""
+        return ("app.cli.jobs_local:local",)
+
+    @classmethod
+    def contract_harness(cls) -> str:
+        return "providers.local.harness:contract_harness"
 
     def __init__(
         self,

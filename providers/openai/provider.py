@@ -25,7 +25,9 @@ from providers.openai import convert
 from providers.openai.config import OpenAIConfig, OpenAISettings, build_client, resolve_api_key
 from providers.openai.errors import NOT_SENT, UNANSWERED, translate
 from providers.openai.lifecycle import Lifecycle, load_lifecycle
+from providers.openai.prices import openai_price_table
 from providers.openai.uploads import MemoryUploadCache, UploadCache, file_sha256
+from providers.pricing import PriceTable
 from providers.types import (
     Artifact,
     BaseModelInfo,
@@ -192,6 +194,17 @@ class OpenAIProvider(Provider):
         """The service's job-creation cutoff, its wind-down stages and the base models'
         retirements, from lifecycle.toml."""
         return load_lifecycle()
+
+    @classmethod
+    def pricing(cls) -> PriceTable:
+        """Per-token prices from prices.toml; each model's billable per-example token
+        limit is its context limit from lifecycle.toml (the one source of that figure)."""
+        return openai_price_table()
+
+    @classmethod
+    def contract_harness(cls) -> str:
+        """The sandbox emulator (it lives with ftm's emulators, in app/sandbox)."""
+        return "app.sandbox.harness:openai_contract_harness"
 
     def prepare(self, spec: JobSpec) -> JobSpec:
         """Upload the training (and validation) file, reusing earlier uploads of the same

@@ -157,7 +157,7 @@ def test_unknown_names_fail_before_any_work(make_dataset):
         with pytest.raises(UnknownGPU, match="known: a100-80gb"):
             compare(s, ds, gpu="tpu-v5")
         with pytest.raises(CostError, match="unknown provider"):
-            compare(s, ds, provider="azure")
+            compare(s, ds, provider="acme-cloud")
         with pytest.raises(CostError, match="no dataset 'nope'; known datasets: tickets"):
             find_dataset(s, "nope")
 

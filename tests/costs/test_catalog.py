@@ -45,7 +45,7 @@ def test_lifecycle_dates_come_from_the_openai_lifecycle_file():
     """One source of truth: the sunsets and the cutoff are the provider's file's."""
     c = load_catalog(use_settings=False)
     lc = load_lifecycle()
-    assert c.service_cutoff == lc.job_creation_cutoff == date(2027, 1, 6)
+    assert c.priced["openai"].service_cutoff == lc.job_creation_cutoff == date(2027, 1, 6)
     for mid in (
         "gpt-4o-2024-08-06",
         "gpt-4o-mini-2024-07-18",

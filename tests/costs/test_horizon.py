@@ -62,7 +62,10 @@ def test_tickets_json_prices_the_months_served_and_leaves_stopping_options_out(t
     # the cheapest over a year it does not serve.
     assert min(data["options"], key=lambda o: o["horizon_usd"])["key"] == hosted["key"]
     assert data["cheapest"] == local["key"]
-    assert data["stopping"] == [baseline["key"], hosted["key"]]
+    # Azure serves the same model until 2027-10-01: month 10, also inside the horizon.
+    azure = options[f"hosted:{MINI}@azure"]
+    assert azure["serving"]["stops_at_month"] == 10
+    assert data["stopping"] == [baseline["key"], hosted["key"], azure["key"]]
     assert "left out of the cheapest" in data["horizon_rule"]
     assert "stops at month 2 of 12" in " ".join(hosted["warnings"])
     assert data["today"] == TODAY
@@ -76,7 +79,8 @@ def test_tickets_text_says_which_options_stop_and_what_is_cheapest(tickets):
     assert "Cheapest over 12 months at this traffic: Llama-3.1-8B qlora" in text
     assert (
         f"left out because they stop serving inside the horizon: {MINI} 4-shot (stops at "
-        f"month 2), {MINI} fine-tuned (stops at month 2)"
+        f"month 2), {MINI} fine-tuned on OpenAI (stops at month 2), {MINI} fine-tuned on Azure OpenAI "
+        "(stops at month 10)"
     ) in text
     assert "(m2)" in text and "(mN): stops serving in month N" in text
     assert "stops at month 2 of 12 (serves until 2027-01-14): priced for 1.4 months" in text
@@ -126,7 +130,7 @@ async def test_the_costs_tab_shows_the_same_horizon_facts(tickets, monkeypatch):
         detail = " ".join(str(view.query_one("#costs-detail", Static).render()).split())
         assert result.verdict() in detail
         assert "Cheapest over 12 months at this traffic: Llama-3.1-8B" in detail
-        assert f"{MINI} fine-tuned (stops at month 2)" in detail
+        assert f"{MINI} fine-tuned on OpenAI (stops at month 2)" in detail
         table = view.query_one(DataTable)
         cell = str(table.get_cell(f"hosted:{MINI}", "horizon"))
         assert cell.endswith("(m2)")

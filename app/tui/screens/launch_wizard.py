@@ -249,7 +249,11 @@ class LaunchWizard(ModalScreen[int | None]):
         self.query_one("#provider-info", Static).update(description)
         method = self.query_one("#method", Select)
         method.set_options([(m, m) for m in caps.methods])
-        method.value = caps.methods[0] if caps.methods else Select.BLANK
+        from app.jobs.providers import default_method_of  # the provider's declared default
+
+        method.value = default_method_of(name) or (
+            caps.methods[0] if caps.methods else Select.BLANK
+        )
         self._build_options(options)
         # Providers without "auto" take their defaults from their own options (shown open).
         common = caps.supports_auto_hyperparameters
