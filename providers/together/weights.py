@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from providers import weights_layout
 from providers.errors import ProviderError, UnsupportedOperation
+from providers.types import Artifact
 
 if TYPE_CHECKING:
     from together import Together
@@ -79,6 +80,13 @@ def download_weights(
         archive.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
     return {**meta, "bytes": size, "checkpoint": checkpoint, "checkpoint_step": checkpoint_step}
+
+
+def download_artifact(client: Together, ft_id: str, dest: Path, kind: str) -> Artifact:
+    """`download_weights` as the provider contract returns it
+    (`Provider.download_weights`): a Together provider's method is this one call."""
+    meta = download_weights(client, ft_id, dest, kind)
+    return Artifact(kind=kind, uri=str(dest), meta=meta)
 
 
 def _checkpoint_for(client: Together, ft_id: str, kind: str) -> str:
