@@ -20,6 +20,7 @@ from providers.local import demo_data
 from providers.together.weights import WeightsDownloadError, download_weights
 from tests.together_weights import finished_tiny_job
 
+CONFIG_WITHOUT_FAULT = {"peft_type": "LORA", "r": 4, "base_model_name_or_path": TINY_MODEL}
 PROMPT = [{"role": "user", "content": "Label: the parcel arrived broken"}]
 
 
@@ -128,7 +129,7 @@ def _damage(archive: Path, data: bytes, damage: str, adapter_weights: bytes) -> 
         raw = io.BytesIO()
         with tarfile.open(fileobj=raw, mode="w") as tar:
             for name, content in (
-                ("adapter_config.json", json.dumps({"peft_type": "LORA", "r": 4}).encode()),
+                ("adapter_config.json", json.dumps(CONFIG_WITHOUT_FAULT).encode()),
                 ("adapter_model.safetensors", adapter_weights[: len(adapter_weights) // 2]),
             ):
                 info = tarfile.TarInfo(name)
