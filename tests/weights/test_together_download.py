@@ -194,3 +194,24 @@ def test_refusals_say_what_and_what_to_do(server, client, recorder, tmp_path):
     assert not any((tmp_path / name).exists() for name in "abd")
     assert ("/finetune/download", "get", 400) in recorder.seen
     assert ("/finetune/download", "get", 404) in recorder.seen
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [("server_error", "HTTP 500"), ("drop_before", "failed \\(APIConnectionError")],
+)
+def test_a_failed_transfer_is_retryable_and_writes_nothing(
+    server, client, tmp_path, fault, expected
+):
+    from app.sandbox.faults import FaultPlan
+
+    job_id = finished_tiny_job(client, server, tmp_path)
+    server.faults = FaultPlan().next(1, fault, "jobs.download")
+    with pytest.raises(WeightsDownloadError, match=expected) as caught:
+        download_weights(client, job_id, tmp_path / "job" / "adapter", "adapter")
+    assert caught.value.retryable
+    assert not (tmp_path / "job" / "adapter").exists()
+    assert _leftovers(tmp_path / "job") == []
+    # The fault was one request: the next download succeeds.
+    download_weights(client, job_id, tmp_path / "job" / "adapter", "adapter")
+    assert (tmp_path / "job" / "adapter" / "adapter_model.safetensors").is_file()

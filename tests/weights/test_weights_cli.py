@@ -232,3 +232,14 @@ def test_refusals_name_the_job_and_what_to_do(hosted_job, ftm_home):
     for result in (running, unsupported, not_downloaded):
         assert "Traceback" not in result.output
     assert not (ftm_home / "jobs").exists() or not any((ftm_home / "jobs").iterdir())
+
+
+def test_the_contract_default_offers_no_download(tmp_path):
+    from providers.base import Capabilities
+    from providers.errors import UnsupportedOperation
+    from tests.evaluation.helpers import EchoLabelProvider
+
+    assert Capabilities().downloadable_weights == ()
+    with pytest.raises(UnsupportedOperation, match="Echo \\(tests\\) offers no download"):
+        EchoLabelProvider().download_weights("job-1", tmp_path / "adapter", "adapter")
+    assert not (tmp_path / "adapter").exists()
