@@ -215,3 +215,14 @@ def test_a_failed_transfer_is_retryable_and_writes_nothing(
     # The fault was one request: the next download succeeds.
     download_weights(client, job_id, tmp_path / "job" / "adapter", "adapter")
     assert (tmp_path / "job" / "adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_an_intermediate_checkpoint_has_its_own_adapter(server, client, tmp_path):
+    job_id = finished_tiny_job(client, server, tmp_path, n_epochs=2, n_checkpoints=2)
+    steps = sorted({c.step for c in client.fine_tuning.list_checkpoints(job_id).data})
+    assert len(steps) == 2
+    meta = download_weights(client, job_id, tmp_path / "mid", "adapter", checkpoint_step=steps[0])
+    download_weights(client, job_id, tmp_path / "final", "adapter")
+    assert meta["checkpoint_step"] == steps[0] and meta["format"] == "peft"
+    mid = (tmp_path / "mid" / "adapter_model.safetensors").read_bytes()
+    assert mid != (tmp_path / "final" / "adapter_model.safetensors").read_bytes()
