@@ -18,6 +18,8 @@ from app.sandbox.together.server import TogetherSandboxServer
 from providers.errors import UnsupportedOperation
 from providers.local import demo_data
 from providers.together.weights import WeightsDownloadError, download_weights
+from tests.sandbox.conftest import START
+from tests.sandbox.test_together_emulator import make_client
 from tests.together_weights import finished_tiny_job
 
 CONFIG_WITHOUT_FAULT = {"peft_type": "LORA", "r": 4, "base_model_name_or_path": TINY_MODEL}
@@ -226,3 +228,46 @@ def test_an_intermediate_checkpoint_has_its_own_adapter(server, client, tmp_path
     assert meta["checkpoint_step"] == steps[0] and meta["format"] == "peft"
     mid = (tmp_path / "mid" / "adapter_model.safetensors").read_bytes()
     assert mid != (tmp_path / "final" / "adapter_model.safetensors").read_bytes()
+
+
+class CuttingServer(TogetherSandboxServer):
+    """The emulator, with every download cut off after its first kilobyte (the
+    Content-Length still announces the whole archive): a connection lost mid-transfer."""
+
+    CUT_AT = 1024
+
+    def _create_app(self):
+        app = super()._create_app()
+
+        async def cut_downloads(scope, receive, send):
+            if scope["type"] != "http" or scope["path"] != "/v1/finetune/download":
+                return await app(scope, receive, send)
+
+            async def send_cut(message):
+                if message["type"] == "http.response.body":
+                    message = {**message, "body": message["body"][: self.CUT_AT]}
+                    message["more_body"] = False
+                await send(message)
+
+            return await app(scope, receive, send_cut)
+
+        return cut_downloads
+
+
+def test_a_transfer_cut_mid_body_is_refused_and_writes_nothing(
+    together_weights_dir, recorder, tmp_path
+):
+    with CuttingServer(
+        seconds_per_step=1.0, start=START, frozen=True, data_dir=tmp_path / "tg",
+        weights_dir=together_weights_dir,
+    ) as server:  # fmt: skip
+        client = make_client(server, None)
+        job_id = finished_tiny_job(client, server, tmp_path)
+        with pytest.raises(
+            WeightsDownloadError, match="weights failed \\(RemoteProtocolError"
+        ) as caught:
+            download_weights(client, job_id, tmp_path / "job" / "adapter", "adapter")
+        client.close()
+    assert caught.value.retryable and "run it again" in caught.value.message
+    assert not (tmp_path / "job" / "adapter").exists()
+    assert _leftovers(tmp_path / "job") == []
