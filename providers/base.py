@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 from providers.errors import UnsupportedOperation
 from providers.pricing import PriceTable
 from providers.types import (
+    Artifact,
     BaseModelInfo,
     ChatMessage,
     Completion,
@@ -41,6 +42,15 @@ class Capabilities:
     """`Provider.complete_batch` answers many conversations at once (evaluation uses it
     instead of one call per example)."""
     methods: tuple[str, ...] = ("supervised",)
+
+    # -- weights download (issue 11: hosted weights used on this machine) ---------------
+    downloadable_weights: tuple[str, ...] = ()
+    """The kinds of weights `Provider.download_weights` fetches (``adapter``,
+    ``merged``). Default: none, the provider keeps its weights to itself."""
+    loads_local_weights: bool = False
+    """`Provider.complete` accepts a local model directory (a base model, a PEFT adapter
+    on its base, or a merged model): ftm evaluates downloaded weights through a provider
+    with this flag. Default: no."""
 
 
 @dataclass(frozen=True)
@@ -279,6 +289,25 @@ class Provider(ABC):
         `ContractHarness` (an instance wired to a test backend, and a spec it can run).
         Default: None (the suite then checks only the declared data)."""
         return None
+
+    # -- weights download (issue 11: hosted weights used on this machine) ---------------
+
+    def download_weights(self, remote_id: str, dest: Path, kind: str = "adapter") -> Artifact:
+        """Download the finished job's weights into the directory ``dest`` in Hugging
+        Face's layout: ``adapter``, a PEFT adapter (adapter_config.json +
+        adapter_model.safetensors); ``merged``, the complete model (config.json +
+        safetensors). Atomic: ``dest`` is written only once the files have been checked
+        (providers/weights_layout.py), replacing a previous download; a failure leaves it
+        as it was. Returns the ``Artifact`` (kind, ``dest`` as uri, what was checked in
+        meta). For the kinds in ``capabilities.downloadable_weights``.
+
+        Default: the provider offers no download.
+
+        Raises:
+            UnsupportedOperation: no weights of that kind to download.
+            ProviderError: the download failed or the files were damaged.
+        """
+        raise UnsupportedOperation(f"{self.display_name} offers no download of {kind} weights")
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ def _user_errors():
     from app.evaluation.judge import JudgeError
     from app.evaluation.runner import EvalError
     from app.evaluation.scorers import ScorerError
+    from app.jobs.weights import WeightsError
     from providers.errors import ProviderError
 
     return (
@@ -50,6 +51,7 @@ def _user_errors():
         JudgeError,
         EvalError,
         ScorerError,
+        WeightsError,
         ProviderError,
         LookupError,
     )
@@ -106,6 +108,12 @@ def _user_errors():
 )
 @click.option("--checkpoints", is_flag=True, help="Also evaluate the jobs' checkpoints.")
 @click.option(
+    "--local-weights",
+    is_flag=True,
+    help="Evaluate the jobs' downloaded weights (ftm jobs download) on this machine, the "
+    "baselines on the base they load onto.",
+)
+@click.option(
     "--scorer",
     "scorers",
     multiple=True,
@@ -147,6 +155,7 @@ def eval_command(
     models,
     job_ids,
     checkpoints,
+    local_weights,
     scorers,
     no_general,
     limit,
@@ -193,6 +202,7 @@ def eval_command(
         models=list(models),
         job_ids=list(job_ids),
         checkpoints=checkpoints,
+        local_weights=local_weights,
         scorers=list(scorers) or None,
         general=not no_general,
         limit=limit,

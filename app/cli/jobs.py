@@ -1,4 +1,4 @@
-"""`ftm launch`, `ftm jobs list|show|cancel|pause|resume|import`, `ftm watch`."""
+"""`ftm launch`, `ftm jobs list|show|cancel|pause|resume|download|import`, `ftm watch`."""
 
 from __future__ import annotations
 
@@ -423,6 +423,48 @@ def pause_cmd(ref) -> None:
 def resume_cmd(ref) -> None:
     """Resume a paused job, or continue a failed one from its last checkpoint (local)."""
     _action("resume", ref)
+
+
+@jobs.command("download")
+@click.argument("ref")
+@click.option(
+    "--kind",
+    type=click.Choice(["adapter", "merged"]),
+    default="adapter",
+    show_default=True,
+    help="The LoRA adapter, or the complete (merged) model.",
+)
+@click.option(
+    "--base-model",
+    default=None,
+    help="A local directory of the adapter's base model, for when the provider's name "
+    "for it does not load on this machine.",
+)
+def download_cmd(ref, kind, base_model) -> None:
+    """Download a finished hosted job's weights into its job directory (PEFT layout),
+    to evaluate them here (ftm eval --job ID --local-weights) or merge them
+    (ftm local merge ID)."""
+    from app.jobs.queries import JobNotFound
+    from app.jobs.weights import WeightsError, download
+    from providers.errors import ProviderError
+
+    try:
+        weights = download(ref, kind, base_model=base_model)
+    except (WeightsError, JobNotFound) as exc:
+        raise UserError(str(exc)) from None
+    except ProviderError as exc:
+        raise UserError(exc.message) from None
+    size = weights.meta.get("bytes")
+    click.echo(
+        f"Job {weights.job_id}: {kind} downloaded to {weights.path}"
+        + (f" ({size / 1e6:.1f} MB)" if size else "")
+    )
+    if weights.base_model:
+        click.echo(f"base model: {weights.base_model}")
+    click.echo(
+        f"evaluate it here: ftm eval --task TASK --job {weights.job_id} --local-weights"
+        + (f"; merge it: ftm local merge {weights.job_id}" if kind == "adapter" else "")
+    )
 
 
 @jobs.command("import")

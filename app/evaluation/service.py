@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from app.evaluation.candidates import Candidate
 from app.evaluation.data import EvalDataError, eval_examples, find_dataset, training_examples
@@ -37,6 +37,10 @@ class EvalRequest:
     models: list[str] = field(default_factory=list)
     job_ids: list[int] = field(default_factory=list)
     checkpoints: bool = False
+    local_weights: bool = False
+    """Evaluate the jobs' downloaded weights (`ftm jobs download`) on this machine, and
+    the baselines on the base those weights load onto, instead of through the jobs'
+    provider."""
     scorers: list[str] | None = None
     general: bool = True
     limit: int | None = None
@@ -55,13 +59,18 @@ def task_labels(examples: list[dict]) -> list[str] | None:
     return sorted({str(label) for label in labels})
 
 
-def job_candidates(engine: Engine, job_ids: list[int], checkpoints: bool) -> list[Candidate]:
+def job_candidates(
+    engine: Engine, job_ids: list[int], checkpoints: bool, local_weights: bool = False
+) -> list[Candidate]:
     out = []
     with read_session(engine) as session:
         for job_id in job_ids:
             job = session.get(Job, job_id)
             if job is None:
                 raise EvalDataError(f"no job with id {job_id}; list them with: ftm jobs list")
+            if local_weights:
+                out.append(_local_candidate(session, job, checkpoints))
+                continue
             if not job.fine_tuned_model:
                 raise EvalDataError(
                     f"job {job_id} has no fine-tuned model yet (status {job.status}); wait for "
@@ -94,11 +103,54 @@ def job_candidates(engine: Engine, job_ids: list[int], checkpoints: bool) -> lis
     return out
 
 
+def _local_candidate(session: Session, job: Job, checkpoints: bool) -> Candidate:
+    """The job's downloaded weights, evaluated here by the provider that loads them."""
+    from app.jobs.weights import local_loader, local_weights
+
+    if checkpoints:
+        raise EvalDataError(
+            "--checkpoints evaluates a job's checkpoints through its provider; with "
+            "--local-weights only the downloaded weights are evaluated"
+        )
+    weights = local_weights(session, job)
+    if weights is None:
+        raise EvalDataError(
+            f"job {job.id} has no weights on this machine; download them first: "
+            f"ftm jobs download {job.id}"
+        )
+    return Candidate(
+        "fine_tuned",
+        local_loader(),
+        str(weights.path),
+        job_id=job.id,
+        base_model=weights.base_model,
+    )
+
+
+def _local_defaults(engine: Engine, req: EvalRequest) -> EvalRequest:
+    """With --local-weights the baselines run here, on the base the weights load onto."""
+    from app.jobs.weights import local_loader
+
+    candidates = job_candidates(engine, req.job_ids, False, local_weights=True)
+    bases = {c.base_model for c in candidates}
+    base_model = req.base_model
+    if base_model is None:
+        if len(bases) != 1 or None in bases:
+            raise EvalDataError(
+                "say which local base model the baselines run on: --base PATH (the "
+                "downloaded weights name different bases, or none)"
+            )
+        base_model = bases.pop()
+    return replace(req, provider=req.provider or local_loader(), base_model=base_model)
+
+
 def with_job_defaults(engine: Engine, req: EvalRequest) -> EvalRequest:
     """``req`` with what it leaves out taken from its jobs: the provider and base model
     the baselines run on, and the dataset, when every job agrees on them."""
     if not req.job_ids or (req.provider and req.base_model and req.dataset is not None):
         return req
+    if req.local_weights and not (req.provider and req.base_model):
+        req = _local_defaults(engine, req)
     with read_session(engine) as session:
         jobs = [session.get(Job, job_id) for job_id in req.job_ids]
     missing = [job_id for job_id, job in zip(req.job_ids, jobs, strict=True) if job is None]
@@ -149,7 +201,7 @@ def build_candidates(engine: Engine, req: EvalRequest) -> list[Candidate]:
     for model in req.models:
         kind = "checkpoint" if ":ckpt-step-" in model else "fine_tuned"
         candidates.append(Candidate(kind, req.provider, model, base_model=req.base_model))
-    candidates += job_candidates(engine, req.job_ids, req.checkpoints)
+    candidates += job_candidates(engine, req.job_ids, req.checkpoints, req.local_weights)
     if not candidates:
         raise EvalDataError("nothing to evaluate: add --model, --job, or keep the baselines")
     return candidates

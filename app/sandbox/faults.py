@@ -63,6 +63,7 @@ ROUTES = (
     "deployments.get",
     "deployments.delete",
     "deployments.list",
+    "jobs.download",
 )
 
 

@@ -71,6 +71,7 @@ class LocalProvider(Provider):
         runs_locally=True,
         batch_completion=True,
         methods=("lora", "qlora", "full", "dpo"),
+        loads_local_weights=True,
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
 

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp
 
 from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _operation
 from app.sandbox.errors import ApiError, invalid
+from app.sandbox.together.download import download
 from app.sandbox.together.job_request import parse_request
 
 UPLOAD_TARGET = "/v1/sandbox-uploads/{file_id}"
@@ -172,6 +173,7 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
     ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
     ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
+    ("GET", "/v1/finetune/download", "jobs.download", download),
     ("GET", "/v1/models", "models.list", list_models),
     ("POST", "/v1/chat/completions", "chat.completions", chat_completions),
     (

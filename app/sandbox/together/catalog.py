@@ -14,6 +14,14 @@ Llama 3's): the emulator has no Llama tokenizer offline. Counts are therefore
 approximate for the real service, and exact for the emulator's own prices."""
 
 
+TINY_MODEL = "ftm-sandbox/tiny-llama"
+"""A base model only the emulator has: ftm's tiny Llama (providers/local/tiny_model.py),
+built on the fly, so a job trained on it has real PEFT weights to download
+(app/sandbox/together/artifacts.py)."""
+TINY_MODEL_PARAMS = 135_872
+"""Its parameter count as built (checked by tests/sandbox/test_together_download.py)."""
+
+
 @dataclass(frozen=True)
 class TogetherModel:
     name: str
@@ -34,6 +42,7 @@ MODELS: dict[str, TogetherModel] = {
             max_batch_size=32,
             supports_full_training=False,
         ),
+        TogetherModel(TINY_MODEL, TINY_MODEL_PARAMS, max_rank=16),
     )
 }
 LORA_TARGET_MODULES = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]

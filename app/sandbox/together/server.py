@@ -38,6 +38,7 @@ def build_state(
     queue_s: float | None = None,
     state_file: Path | None = None,
     credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+    weights_dir: Path | None = None,
 ) -> TogetherState:
     """A fresh (or reloaded, with ``state_file``) Together emulator state."""
     if seconds_per_step < 0:
@@ -49,6 +50,7 @@ def build_state(
         seed=seed,
         state_file=state_file,
         credit_limit_dollars=credit_limit_dollars,
+        weights_dir=weights_dir,
     )
 
 
@@ -56,7 +58,9 @@ class TogetherSandboxServer(SandboxServer):
     """The Together emulator on ``host:port`` (port 0: a free one) in a background thread.
 
     Same arguments as :class:`SandboxServer` where they apply (no OpenAI wind-down), plus
-    ``credit_limit_dollars``: ``estimate-price`` refuses jobs dearer than this.
+    ``credit_limit_dollars``: ``estimate-price`` refuses jobs dearer than this;
+    ``weights_dir``: where downloadable weights are built and cached (default: beside the
+    uploaded files; tests share one across servers to build the tiny base model once).
     """
 
     def __init__(
@@ -74,6 +78,7 @@ class TogetherSandboxServer(SandboxServer):
         data_dir: Path | None = None,
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+        weights_dir: Path | None = None,
     ) -> None:
         files_dir = self._set_up(host, port, data_dir, state_file, "ftm-together-sandbox-")
         self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
@@ -86,6 +91,7 @@ class TogetherSandboxServer(SandboxServer):
             queue_s=queue_s,
             state_file=state_file,
             credit_limit_dollars=credit_limit_dollars,
+            weights_dir=weights_dir,
         )
         self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
 

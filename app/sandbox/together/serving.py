@@ -13,7 +13,7 @@ from typing import Any
 
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.responder import base_model_reply
-from app.sandbox.together.catalog import MODELS, TOKENIZER_PROXY
+from app.sandbox.together.catalog import MODELS, TINY_MODEL, TOKENIZER_PROXY
 from app.sandbox.training_data import count_message_tokens
 
 MODEL_CREATED = 1_721_692_800  # 2024-07-23, Llama 3.1's release: a fixed, plausible time
@@ -23,6 +23,7 @@ INFERENCE_RATES = {
     "meta-llama/Llama-3.2-1B-Instruct": (0.06, 0.06),
     "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference": (0.18, 0.18),
     "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference": (0.88, 0.88),
+    TINY_MODEL: (0.01, 0.01),
 }
 
 

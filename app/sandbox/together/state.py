@@ -20,6 +20,7 @@ from app.sandbox.errors import ApiError, invalid
 from app.sandbox.lifecycle import Timing
 from app.sandbox.records import StoredFile
 from app.sandbox.together import catalog, lifecycle, rates, serving
+from app.sandbox.together.artifacts import WeightsStore
 from app.sandbox.together.catalog import TOKENIZER_PROXY
 from app.sandbox.together.job_request import TogetherJobRequest
 from app.sandbox.together.records import TogetherJob, file_api, iso
@@ -53,6 +54,7 @@ class TogetherState:
         seed: int | None = None,
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
+        weights_dir: Path | None = None,
     ) -> None:
         self.clock = clock
         self.timing = timing
@@ -62,6 +64,8 @@ class TogetherState:
         self.credit_limit_dollars = credit_limit_dollars
         """``estimate-price`` answers ``allowed_to_proceed: false`` above this."""
         self.lock = threading.RLock()
+        self.weights = WeightsStore(weights_dir or self.files_dir.parent / "weights")
+        """Real weights served by ``GET /finetune/download`` (built and cached there)."""
         self._rng = random.Random(seed)
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, TogetherJob] = {}
@@ -171,6 +175,11 @@ class TogetherState:
             raise no_such_job(job_id)
         lifecycle.settle(self, job, self.now())
         return job
+
+    def settled_job(self, job_id: str) -> TogetherJob:
+        """The job brought up to the clock's now (hold ``lock`` while using it)."""
+        with self.lock:
+            return self._settled(job_id)
 
     def create_job(self, request: TogetherJobRequest) -> dict[str, Any]:
         with self.lock:

@@ -1,0 +1,1 @@
+"""The Together AI provider (the ``together`` SDK, an optional extra)."""
