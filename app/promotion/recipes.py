@@ -88,7 +88,7 @@ def mapping_text(lines: tuple[MappingLine, ...] | list[MappingLine], width: int 
         head = f"{indent}{line.setting:<{name_w}}  {line.source} -> {line.target}"
         if not line.note:
             out.append(head)
-        elif len(head) + len(line.note) + 3 <= width:
+        elif len(head) + len(line.note) + 4 <= width:  # "  (note)"
             out.append(f"{head}  ({line.note})")
         else:
             out.append(head)

@@ -106,7 +106,7 @@ def translate_for_local(recipe: TrainingRecipe) -> RecipeTranslation:
             value = getattr(recipe, attr)
             option = _LORA_OPTION[attr]
             if value is None:
-                note = "local default (the source did not say)"
+                note = "local default; the source did not say"
                 lines.append(MappingLine(setting, "-", shown(_default(option)), note))
             else:
                 opts[option] = value
