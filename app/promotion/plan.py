@@ -55,6 +55,8 @@ class Replacement:
     cost_per_1k_usd: float | None
     projected_usd: float | None
     """Per-request cost x traffic x horizon months; None when it has no price."""
+    notes: tuple[str, ...] = ()
+    """The leaderboard's notes on it (how its cost was modelled, simulated...)."""
 
 
 @dataclass(frozen=True)
@@ -222,6 +224,7 @@ def _replacement(row: Row, horizon_months: float, requests_per_month: float) -> 
         quality=row.quality,
         cost_per_1k_usd=row.cost_per_1k_usd,
         projected_usd=projected,
+        notes=row.notes,
     )
 
 
@@ -264,8 +267,8 @@ def entry_lines(entry: PlanEntry, plan: MigrationPlan, width: int = 80) -> list[
         return textwrap.wrap(
             text,
             width,
-            initial_indent=f"  {label:<8} ",
-            subsequent_indent=" " * 11,
+            initial_indent=f"  {label:<9} ",
+            subsequent_indent=" " * 12,
             break_on_hyphens=False,
         )
 
@@ -281,6 +284,8 @@ def entry_lines(entry: PlanEntry, plan: MigrationPlan, width: int = 80) -> list[
             "deadline" if i == 0 else "then", f"{d.day.isoformat()} ({days} days): {d.what}"
         )
     lines += wrapped("replace", replacement_text(entry, plan))
+    for reason in entry.rejected:
+        lines += wrapped("ruled out", reason)
     if entry.replacement is not None:
         lines += wrapped(
             "do",

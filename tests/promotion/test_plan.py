@@ -16,74 +16,19 @@ from click.testing import CliRunner
 
 from app.cli.main import cli
 from app.database import get_engine
-from app.evaluation.candidates import Candidate, split_example
 from app.evaluation.compare import leaderboard
-from app.evaluation.runner import run_eval
 from app.promotion import aliases
 from app.promotion.gates import set_policy
 from app.promotion.plan import STOPS_RETRAINING, STOPS_SERVING, migration_plan
-from tests.evaluation.helpers import EchoLabelProvider, routing_config, routing_examples
+from tests.promotion.plan_fixtures import HOLDER, HOSTED_OTHER, record_plan_candidates
 
 NEAR_CUTOFF = "2026-12-20"  # 17 days before OpenAI's last day for new jobs (2027-01-06)
-HOSTED_BASE = "gpt-4o-mini-2024-07-18"
-HOLDER = f"ft:{HOSTED_BASE}:org:routing:held"
-HOSTED_OTHER = f"ft:{HOSTED_BASE}:org:routing:other"
-BIG, SMALL, SMALLEST = "meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.2-1B", "Qwen/Qwen2.5-0.5B"
-# model id -> how the echo provider answers (see EchoLabelProvider)
-BEHAVIOUR = {
-    HOSTED_BASE: "base",
-    HOLDER: "good",
-    HOSTED_OTHER: "good",
-    BIG: "base",
-    SMALL: "base",
-    SMALLEST: "base",
-    "adapters/good-8b": "good",
-    "adapters/good-1b": "good",
-    "adapters/forgetful-05b": "forgetful",
-}
-
-
-class ByName(EchoLabelProvider):
-    """The echo provider, answering for real model ids by their behaviour above."""
-
-    def complete(self, model, messages, **kw):
-        return super().complete(BEHAVIOUR[model], messages, **kw)
 
 
 @pytest.fixture
 def recorded(monkeypatch):
-    """A task whose production alias is held by an OpenAI fine-tune, its staging alias by
-    a local adapter, and every candidate evaluated on the same eval set."""
     monkeypatch.setenv("FTM_TODAY", NEAR_CUTOFF)
-    engine = get_engine()
-    provider = ByName()
-    examples = [split_example(e, i) for i, e in enumerate(routing_examples(6))]
-
-    def run(kind, provider_name, model, **kw):
-        return run_eval(
-            Candidate(kind, provider_name, model, **kw),
-            examples,
-            routing_config(),
-            provider=provider,
-            engine=engine,
-            train_examples=routing_examples(12),
-        )
-
-    run("few_shot", "openai", HOSTED_BASE, k=3)
-    for base in (HOSTED_BASE,):
-        run("zero_shot", "openai", base)
-    for base in (BIG, SMALL, SMALLEST):
-        run("zero_shot", "local", base)
-    runs = {
-        "holder": run("fine_tuned", "openai", HOLDER, base_model=HOSTED_BASE),
-        "hosted_other": run("fine_tuned", "openai", HOSTED_OTHER, base_model=HOSTED_BASE),
-        "big": run("fine_tuned", "local", "adapters/good-8b", base_model=BIG),
-        "small": run("fine_tuned", "local", "adapters/good-1b", base_model=SMALL),
-        "forgetful": run("fine_tuned", "local", "adapters/forgetful-05b", base_model=SMALLEST),
-    }
-    for alias, key in (("production", "holder"), ("staging", "big")):
-        aliases.promote(engine, task="routing", alias=alias, run_id=runs[key].id, who="ci")
-    return runs
+    return record_plan_candidates()
 
 
 def test_plan_lists_the_hosted_alias_with_its_deadlines_and_cheapest_passing_replacement(
