@@ -261,7 +261,8 @@ def replacement_text(entry: PlanEntry, plan: MigrationPlan) -> str:
 
 
 def entry_lines(entry: PlanEntry, plan: MigrationPlan, width: int = 80) -> list[str]:
-    """One alias of the plan as lines of at most ``width`` columns."""
+    """One alias of the plan as lines of at most ``width`` columns (a model id or path
+    longer than a line is kept whole, on a line of its own, so it can be copied)."""
 
     def wrapped(label: str, text: str) -> list[str]:
         return textwrap.wrap(
@@ -270,6 +271,7 @@ def entry_lines(entry: PlanEntry, plan: MigrationPlan, width: int = 80) -> list[
             initial_indent=f"  {label:<9} ",
             subsequent_indent=" " * 12,
             break_on_hyphens=False,
+            break_long_words=False,  # a path or model id stays whole, to copy
         )
 
     lines = textwrap.wrap(
@@ -277,6 +279,7 @@ def entry_lines(entry: PlanEntry, plan: MigrationPlan, width: int = 80) -> list[
         width,
         subsequent_indent="    ",
         break_on_hyphens=False,
+        break_long_words=False,
     )
     for i, d in enumerate(entry.deadlines):
         days = (d.day - plan.today).days

@@ -2,9 +2,13 @@
 emulator (real SDK over HTTP) is promoted, migrated to a local LoRA on the tiny Llama
 (real training in a worker), then migrated back to the emulator — each time with the
 settings mapping printed (epochs, batch size, learning rate, LoRA settings), the same
-eval set, the gates, and the promotion."""
+eval set, the gates, and the promotion. With the clock near OpenAI's cutoff, the
+migration plan (`ftm models plan`) lists the alias before, names the migrated adapter as
+its replacement once evaluated, and is empty once that is promoted."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 from click.testing import CliRunner
@@ -21,6 +25,8 @@ from providers.local import demo_data
 from tests.evaluation.sandbox_fixtures import BASE, add_ticket_datasets, train
 
 pytestmark = pytest.mark.slow
+NEAR_CUTOFF = "2026-12-20"
+CUTOFF = "2027-01-06"  # OpenAI's last day for new fine-tuning jobs
 
 
 @pytest.fixture
@@ -36,6 +42,12 @@ def _ftm(*args):
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, env={"COLUMNS": "80"})
 
 
+def _plan() -> dict:
+    shown = _ftm("models", "plan", "--json")
+    assert shown.exit_code == 0, shown.output
+    return json.loads(shown.output)
+
+
 def _said(text: str, output: str) -> bool:
     """``text`` is in ``output``, runs of spaces aside (the mapping aligns its columns)."""
     return " ".join(text.split()) in " ".join(output.split())
@@ -48,7 +60,10 @@ def _mapping(output: str) -> list[str]:
     return [line for line in after[: next(i for i, x in enumerate(after) if "created" in x)]]
 
 
-def test_migrate_openai_to_local_and_back_with_the_mapping_printed(sandbox, tiny_model, tmp_path):
+def test_migrate_openai_to_local_and_back_with_the_mapping_printed(
+    sandbox, tiny_model, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("FTM_TODAY", NEAR_CUTOFF)  # the lifecycle service's clock
     engine = database.get_engine()
     data = demo_data.write_jsonl(tmp_path / "labels.jsonl", demo_data.labelling_examples(150, 1))
     add_dataset(data, name="labels", val_fraction=0.2, seed=1)
@@ -77,6 +92,11 @@ def test_migrate_openai_to_local_and_back_with_the_mapping_printed(sandbox, tiny
     reported = hosted.hyperparameters
     assert isinstance(reported["n_epochs"], int) and isinstance(reported["batch_size"], int)
 
+    # the plan, near the cutoff: production must move, and nothing can replace it yet
+    (entry,) = _plan()["entries"]
+    assert (entry["alias"], entry["deadline"], entry["days_left"]) == ("production", CUTOFF, 17)
+    assert entry["replacement"] is None and "ftm migrate" in entry["why_none"]
+
     # 1. OpenAI -> local: epochs (overridden), batch size, the multiplier that cannot carry
     to_local = _ftm(
         "migrate",
@@ -89,6 +109,7 @@ def test_migrate_openai_to_local_and_back_with_the_mapping_printed(sandbox, tiny
         "--option", "torch_threads=2",
         "--option", "device=cpu",
         "--timeout", "600",
+        "--no-promote",  # promoted below, from the plan
     )  # fmt: skip
     out = to_local.output
     assert to_local.exit_code == 0, out
@@ -104,7 +125,20 @@ def test_migrate_openai_to_local_and_back_with_the_mapping_printed(sandbox, tiny
     assert _said("LoRA rank              - -> 16", out)
     assert _said("option learning_rate   - -> 3e-3  (set with --option)", out)
     assert _said(f"option batch_size      {reported['batch_size']} -> 8  (set with --option)", out)
-    assert _said("[5/5] gates:", out) and "promoted: labels/production ->" in out
+    assert _said("[5/5] gates:", out) and _said("gates pass; not promoted (--no-promote)", out)
+
+    # the plan now names the new adapter as the replacement, priced, and how to promote it
+    (entry,) = _plan()["entries"]
+    replacement = entry["replacement"]
+    assert replacement["provider"] == "local" and replacement["projected_usd"] > 0
+    text = _ftm("models", "plan").output
+    # 80 columns, but for a path longer than a line, kept whole on a line of its own
+    assert all(len(line) <= 80 or len(line.split()) <= 2 for line in text.splitlines()), text
+    do = f"ftm promote --task labels --alias production --run {replacement['run_id']}"
+    assert _said(do, text)
+    promoted = _ftm(*do.split()[1:])
+    assert promoted.exit_code == 0, promoted.output
+    assert _plan()["entries"] == []  # nothing left to move
     local_holder = aliases.current(engine, "labels", "production").promotion
     assert local_holder.provider == "local"
     local_job = database_job(engine, local_holder.job_id)
