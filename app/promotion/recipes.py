@@ -12,7 +12,7 @@ import textwrap
 from dataclasses import dataclass, replace
 from typing import Any
 
-from app.jobs.providers import provider_class
+from app.jobs.providers import provider_class, registry
 from db.models import Job
 from providers.base import Provider
 from providers.recipe import MappingLine, RecipeTranslation, TrainingRecipe, shown
@@ -34,11 +34,12 @@ class CarriedRecipe:
 
 def _installed(name: str) -> type[Provider]:
     cls = provider_class(name)
-    if cls is None:
-        raise RecipeError(
-            f"provider {name!r} is not installed; see `ftm providers` for the installed ones"
-        )
-    return cls
+    if cls is not None:
+        return cls
+    try:
+        return registry().get(name)  # looked up afresh; its error names the known ones
+    except KeyError as exc:
+        raise RecipeError(f"{exc.args[0]}; migrate to one of those") from None
 
 
 def carry_recipe(

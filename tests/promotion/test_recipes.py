@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from app.promotion.recipes import carry_recipe, mapping_text
+import pytest
+
+from app.promotion.recipes import RecipeError, carry_recipe, mapping_text
 from db.models import Job
 from providers.base import Capabilities, Provider
 from providers.local import LocalProvider
@@ -155,3 +157,10 @@ def test_the_contract_default_is_provider_neutral():
     # and the real providers override it where they have native knobs
     assert LocalProvider.translate_recipe is not Provider.translate_recipe
     assert OpenAIProvider.translate_recipe is not Provider.translate_recipe
+
+
+def test_an_unknown_target_is_refused_with_the_known_providers():
+    with pytest.raises(RecipeError) as refused:
+        carry_recipe(_job("openai", "supervised", OPENAI_REPORTED), "nowhere")
+    message = str(refused.value)
+    assert "unknown provider 'nowhere'" in message and "local" in message and "openai" in message
