@@ -8,7 +8,7 @@ the UI can grey out what a provider cannot do instead of failing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -17,6 +17,17 @@ from pydantic import BaseModel, ConfigDict
 
 from providers.errors import UnsupportedOperation
 from providers.pricing import PriceTable
+from providers.recipe import (
+    MappingLine,
+    RecipeTranslation,
+    TrainingRecipe,
+    as_float,
+    as_int,
+    carry_epochs_and_batch,
+    describe_rate,
+    dropped_lora_lines,
+    shown,
+)
 from providers.types import (
     Artifact,
     BaseModelInfo,
@@ -308,6 +319,77 @@ class Provider(ABC):
             ProviderError: the download failed or the files were damaged.
         """
         raise UnsupportedOperation(f"{self.display_name} offers no download of {kind} weights")
+
+    # -- migration: training recipes (`ftm migrate`) -----------------------------------
+
+    @classmethod
+    def recipe_from_job(
+        cls, method: str, hyperparameters: Mapping[str, Any] | None, spec: Mapping[str, Any] | None
+    ) -> TrainingRecipe:
+        """What one of this provider's jobs was trained with, in neutral terms: its
+        ``method``, the hyperparameters the provider reported (``Job.hyperparameters``)
+        and the spec ftm launched it with (``Job.spec``, a `JobSpec` as a dict). No
+        network. Default: the common `Hyperparameters` fields (epochs, batch size, an
+        absolute learning rate, a learning-rate multiplier on this provider's own scale);
+        override to read native knobs (LoRA settings...)."""
+        reported = dict(hyperparameters or {})
+        asked = dict((spec or {}).get("hyperparameters") or {})
+
+        def pick(*keys: str) -> Any:
+            for source in (reported, asked):
+                for key in keys:
+                    if source.get(key) not in (None, "auto"):
+                        return source[key]
+            return None
+
+        multiplier = as_float(pick("learning_rate_multiplier"))
+        return TrainingRecipe(
+            method="dpo" if method == "dpo" else "supervised",
+            epochs=as_int(pick("n_epochs", "epochs")),
+            batch_size=as_int(pick("batch_size")),
+            learning_rate=as_float(pick("learning_rate")),
+            learning_rate_multiplier=multiplier,
+            multiplier_scale=cls.name if multiplier is not None else None,
+            seed=as_int((spec or {}).get("seed")),
+            source=cls.name,
+        )
+
+    @classmethod
+    def translate_recipe(cls, recipe: TrainingRecipe) -> RecipeTranslation:
+        """``recipe`` as a job on this provider: the method, `Hyperparameters` fields and
+        options to launch with, and one `MappingLine` per setting saying what it became
+        and why (printed by `ftm migrate` before anything is launched). No network.
+
+        Default (provider-neutral): the recipe's method when this provider lists it (else
+        its `default_method`); epochs and batch size carried; a learning-rate multiplier
+        carried only from a provider on the same scale; an absolute rate and LoRA
+        settings not carried (this default knows no knob for them), each said so.
+        Override where the provider has native knobs (an absolute rate, LoRA rank...)."""
+        methods = cls.capabilities.methods
+        method = recipe.method if recipe.method in methods else cls.default_method()
+        hp, lines = carry_epochs_and_batch(recipe)
+        same_scale = recipe.multiplier_scale == cls.name
+        if recipe.learning_rate_multiplier is not None and same_scale:
+            hp["learning_rate_multiplier"] = recipe.learning_rate_multiplier
+            lines.append(
+                MappingLine(
+                    "learning rate",
+                    f"x{shown(recipe.learning_rate_multiplier)}",
+                    f"x{shown(recipe.learning_rate_multiplier)}",
+                    "multiplier on the same base rate",
+                )
+            )
+        elif recipe.learning_rate is not None or recipe.learning_rate_multiplier is not None:
+            lines.append(
+                MappingLine(
+                    "learning rate",
+                    describe_rate(recipe),
+                    "auto",
+                    f"{cls.display_name} declares no learning-rate knob this rate maps to",
+                )
+            )
+        lines += dropped_lora_lines(recipe, f"{cls.display_name} declares no LoRA settings")
+        return RecipeTranslation(method, hp, {}, tuple(lines))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""`ftm models list|show|export`, `ftm promote` (with `--rollback`), `ftm gates`, and
+"""`ftm models list|show|export|plan`, `ftm promote` (with `--rollback`), `ftm gates`, and
 `ftm migrate`."""
 
 from __future__ import annotations
@@ -165,6 +165,42 @@ def models_export(task, alias, fmt, output) -> None:
         click.echo(f"wrote {output}", err=True)
     else:
         click.echo(text, nl=False)
+
+
+@models.command("plan")
+@click.option(
+    "--horizon",
+    "horizon_months",
+    type=float,
+    default=12.0,
+    show_default=True,
+    help="Months ahead to look.",
+)
+@click.option(
+    "--requests-per-month",
+    type=float,
+    default=10_000,
+    show_default=True,
+    help="Traffic the replacement's cost is projected at.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+def models_plan(horizon_months, requests_per_month, as_json) -> None:
+    """Aliases whose model stops serving, or whose provider stops re-training, before the
+    horizon: the deadline, the cheapest replacement passing the gates, its projected cost."""
+    import json
+
+    from app.promotion.plan import migration_plan, plan_lines
+
+    if horizon_months <= 0 or requests_per_month <= 0:
+        raise UserError("--horizon and --requests-per-month must be positive")
+    plan = migration_plan(
+        _engine(), horizon_months=horizon_months, requests_per_month=requests_per_month
+    )
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), indent=2))
+        return
+    for line in plan_lines(plan):
+        click.echo(line)
 
 
 @click.command("promote")

@@ -42,6 +42,15 @@ def capabilities_of(name: str) -> Capabilities:
         return Capabilities()
 
 
+def provider_class(name: str) -> type[Provider] | None:
+    """The installed class of provider ``name`` (for what it declares as data, e.g. its
+    training-recipe translation); nothing is built. None when not installed."""
+    try:
+        return _installed(tuple(sys.path)).get(name)
+    except KeyError:
+        return None
+
+
 def default_provider(names: list[str]) -> str | None:
     """The provider a new launch starts with: the first hosted one (training on this
     machine is a deliberate choice) that is configured (`Provider.configured`), else the

@@ -2,7 +2,9 @@
 
 1. read what the alias holds now, the job that made it (dataset, settings) and the eval
    that justified it;
-2. launch the same dataset and settings on the new provider (`launch_job`);
+2. launch the same dataset on the new provider (`launch_job`, which uploads it there),
+   its settings mapped by the two providers (`app.promotion.recipes`: epochs, learning
+   rate, batch size, LoRA settings), the mapping printed before anything is sent;
 3. wait for the job, refreshing it (`refresh_job`, the poller's own recording);
 4. evaluate the new model — and its base, for the forgetting check — with the promoted
    model's eval config on the same eval set (cached completions are reused);
@@ -21,9 +23,9 @@ from sqlalchemy import Engine
 
 from app.evaluation.candidates import Candidate
 from app.evaluation.runner import EvalConfig, EvalError, run_eval
-from app.jobs.providers import default_method_of
 from app.promotion.aliases import current, promote
 from app.promotion.gates import GateReport, check_gates
+from app.promotion.recipes import RecipeError, carry_recipe, mapping_text
 from app.promotion.sunsets import job_creation_cutoff, sunset_of
 from db.engine import read_session
 from db.models import EvalRun, Job, Promotion
@@ -63,22 +65,6 @@ class MigrationResult:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
-
-
-def _hyperparameters(source: Job, epochs: int | None) -> dict:
-    """The source job's epochs and batch size (resolved values where the provider
-    reported them). An OpenAI learning-rate multiplier is relative to OpenAI's own base
-    rate, so it does not carry over."""
-    resolved = source.hyperparameters or {}
-    snap = ((source.spec or {}).get("hyperparameters")) or {}
-    out = {}
-    for key in ("n_epochs", "batch_size"):
-        value = resolved.get(key, snap.get(key))
-        if isinstance(value, int) and not isinstance(value, bool):
-            out[key] = value
-    if epochs is not None:
-        out["n_epochs"] = epochs
-    return out
 
 
 def wait_for_job(
@@ -144,24 +130,32 @@ def migrate_alias(
         )
     if promoted_run is None:
         raise MigrationError(f"{held.model} was promoted without an eval run to compare against")
-    hp = _hyperparameters(source, req.epochs)
-    method = req.method or default_method_of(req.to_provider) or source.method
+    try:
+        carried = carry_recipe(
+            source, req.to_provider, epochs=req.epochs, method=req.method, overrides=req.options
+        )
+    except RecipeError as exc:
+        raise MigrationError(str(exc)) from None
+    plan = carried.translation
     on_event(
-        f"      trained by job {source.id} on dataset {source.dataset_id} "
-        f"({source.method}, {hp or 'auto settings'}); judged by eval run {promoted_run.id}"
+        f"      trained by job {source.id} ({source.provider}, {source.method}) on dataset "
+        f"{source.dataset_id}; judged by eval run {promoted_run.id}"
     )
 
-    # 2. launch the same data and settings elsewhere
-    on_event(f"[2/5] launching on {req.to_provider}: {req.base_model} ({method})")
+    # 2. launch the same data, with the settings mapped, elsewhere
+    on_event(f"[2/5] launching on {req.to_provider}: {req.base_model} ({plan.method})")
+    on_event(f"      settings, {source.provider} -> {req.to_provider}:")
+    for line in mapping_text(plan.lines):
+        on_event(line)
     try:
         job = launch_job(
             req.to_provider,
             source.dataset_id,
             req.base_model,
-            method=method,
-            hyperparameters=hp,
-            seed=(source.spec or {}).get("seed"),
-            options=req.options,
+            method=plan.method,
+            hyperparameters=plan.hyperparameters,
+            seed=carried.source.seed,
+            options=plan.options,
             suffix=f"migrated-{req.alias}",
             engine=engine,
         )

@@ -144,6 +144,14 @@ def normalize_method(method: str) -> str:
     return m
 
 
+def default_learning_rate(method: str, tuning: str) -> float:
+    """The peak learning rate ``auto`` resolves to for a (normalized) method and what it
+    trains (``tuning``: lora, qlora or full)."""
+    if method == "dpo":
+        return 5e-5 if tuning != "full" else 5e-7
+    return {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}[tuning]
+
+
 def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     """Every option resolved to a concrete value for ``spec`` (``auto`` step counts stay
     ``auto``: they depend on the dataset size, known to the worker).
@@ -174,10 +182,7 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
 
     tuning = hp["dpo_tuning"] if method == "dpo" else method
     if hp["learning_rate"] == AUTO:
-        default_lr = {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}[tuning]
-        if method == "dpo":
-            default_lr = 5e-5 if tuning != "full" else 5e-7
-        hp["learning_rate"] = default_lr
+        hp["learning_rate"] = default_learning_rate(method, tuning)
     if common.learning_rate is not None:
         hp["learning_rate"] = float(common.learning_rate)
     elif common.learning_rate_multiplier != AUTO:

@@ -15,7 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -29,9 +29,11 @@ from providers.local import hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
+from providers.local.recipe import recipe_from_local_job, translate_for_local
 from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.pricing import PriceSource, PriceTable
+from providers.recipe import RecipeTranslation, TrainingRecipe
 from providers.types import (
     BaseModelInfo,
     ChatMessage,
@@ -594,6 +596,20 @@ class LocalProvider(Provider):
         from providers.local import inference_cache
 
         inference_cache.clear()
+
+    # -- migration: training recipes ----------------------------------------------------
+
+    @classmethod
+    def recipe_from_job(
+        cls, method: str, hyperparameters: Mapping[str, Any] | None, spec: Mapping[str, Any] | None
+    ) -> TrainingRecipe:
+        """The resolved absolute learning rate, epochs, batch size and LoRA settings."""
+        return recipe_from_local_job(method, hyperparameters, spec)
+
+    @classmethod
+    def translate_recipe(cls, recipe: TrainingRecipe) -> RecipeTranslation:
+        """Every knob as a local option (see providers.local.recipe)."""
+        return translate_for_local(recipe)
 
 
 def _public_hp(hp: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -26,8 +26,10 @@ from providers.openai.config import OpenAIConfig, OpenAISettings, build_client, 
 from providers.openai.errors import NOT_SENT, UNANSWERED, translate
 from providers.openai.lifecycle import Lifecycle, load_lifecycle
 from providers.openai.prices import openai_price_table
+from providers.openai.recipe import recipe_for_openai, translate_for_openai
 from providers.openai.uploads import MemoryUploadCache, UploadCache, file_sha256
 from providers.pricing import PriceTable
+from providers.recipe import RecipeTranslation, TrainingRecipe
 from providers.types import (
     Artifact,
     BaseModelInfo,
@@ -573,3 +575,18 @@ class OpenAIProvider(Provider):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    # -- migration: training recipes ----------------------------------------------------
+
+    @classmethod
+    def recipe_from_job(
+        cls, method: str, hyperparameters: Mapping[str, Any] | None, spec: Mapping[str, Any] | None
+    ) -> TrainingRecipe:
+        """The neutral reading, with the multiplier on OpenAI's scale (Azure's too)."""
+        return recipe_for_openai(super().recipe_from_job(method, hyperparameters, spec))
+
+    @classmethod
+    def translate_recipe(cls, recipe: TrainingRecipe) -> RecipeTranslation:
+        """Epochs and batch size carried; a multiplier only from OpenAI's scale; no LoRA
+        knobs (see providers.openai.recipe)."""
+        return translate_for_openai(recipe, cls.display_name)

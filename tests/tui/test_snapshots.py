@@ -141,3 +141,19 @@ def test_promote_screen(snap_compare, seeded, size):
         await settle(pilot)
 
     assert snap_compare(create_app(start_poller=False), terminal_size=size, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_migration_plan_screen(snap_compare, size):
+    from tests.promotion.plan_fixtures import record_plan_candidates
+
+    record_plan_candidates()
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        await pilot.press("l")
+        await settle(pilot)
+
+    assert snap_compare(create_app(start_poller=False), terminal_size=size, run_before=run_before)

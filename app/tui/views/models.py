@@ -1,5 +1,6 @@
 """Models view: a leaderboard per task with the alias holders marked, the highlighted
-eval's details, and promote / roll back from the keyboard behind a confirmation.
+eval's details, and promote / roll back from the keyboard behind a confirmation; ``l``
+opens the migration plan (`app.tui.screens.migration_plan`).
 
 Everything that touches the database runs in thread workers that post messages back; the
 promotion itself goes through the same use-case as `ftm promote` (gates included).
@@ -118,6 +119,7 @@ class ModelsView(Vertical):
         Binding("s", "promote('staging')", "Stage", id="models.stage"),
         Binding("b", "rollback('production')", "Roll back", id="models.rollback"),
         Binding("r", "reload", "Refresh", id="models.reload"),
+        Binding("l", "migration_plan", "Migration plan", id="models.plan"),
     ]
     DEFAULT_CSS = """
     ModelsView #models-table { height: 1fr; }
@@ -219,6 +221,11 @@ class ModelsView(Vertical):
             return None
         index = table.cursor_row
         return self.board.rows[index] if 0 <= index < len(self.board.rows) else None
+
+    def action_migration_plan(self) -> None:
+        from app.tui.screens.migration_plan import MigrationPlanScreen
+
+        self.app.push_screen(MigrationPlanScreen())
 
     # -- promote / roll back ------------------------------------------------------------
 
