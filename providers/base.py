@@ -22,6 +22,7 @@ from providers.types import (
     Completion,
     JobSpec,
     ProviderLifecycle,
+    ProviderQuote,
     Refresh,
     RemoteJob,
 )
@@ -212,4 +213,17 @@ class Provider(ABC):
 
     def close(self) -> None:
         """Release clients and processes. Optional: the default holds nothing to release."""
+        return None
+
+    # -- provider's own quote (issue 11: Together's estimate-price) ------------------
+
+    def quote(self, spec: JobSpec) -> ProviderQuote | None:
+        """The provider's own price for a PREPARED spec (its files uploaded), asked after
+        `prepare` and before `create`: shown beside ftm's estimate, and a quote with
+        ``allowed_to_proceed`` False stops the launch with its reason, nothing created.
+        Default: None, the provider quotes nothing (ftm's estimate stands alone).
+
+        Raises:
+            ProviderError: the quote could not be had (the launch fails, nothing created).
+        """
         return None
