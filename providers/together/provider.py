@@ -459,23 +459,29 @@ class TogetherProvider(Provider):
         return convert.checkpoints(remote_id, [_raw(c) for c in page.data or []])
 
     def cancel(self, remote_id: str) -> RemoteJob:
-        """Cancel; a repeat after a lost answer (refused: already cancelling) reads the job
-        and returns it."""
-        try:
-            raw = _raw(
-                self._retrying(
+        """Cancel. A retry after a failed attempt that the service refused (the first one
+        did land: the job is already cancelling) reads the job and returns it; a job that
+        had ended before is refused as usual."""
+        attempts = max(1, self.config.max_retries + 1)
+        for attempt in range(attempts):
+            try:
+                job = self._once(
                     f"cancelling job {remote_id}", self.client.fine_tuning.cancel, remote_id
                 )
-            )
-        except ProviderError:
-            raw = _raw(
-                self._retrying(
-                    f"reading job {remote_id}", self.client.fine_tuning.retrieve, remote_id
-                )
-            )
-            if raw.get("status") not in ("cancel_requested", "cancelled"):
-                raise
-        return convert.remote_job(raw)
+                return convert.remote_job(_raw(job))
+            except ProviderError as err:
+                if attempt and not err.retryable:
+                    raw = _raw(
+                        self._retrying(
+                            f"reading job {remote_id}", self.client.fine_tuning.retrieve, remote_id
+                        )
+                    )
+                    if raw.get("status") in ("cancel_requested", "cancelled"):
+                        return convert.remote_job(raw)
+                if not err.retryable or attempt == attempts - 1:
+                    raise
+                self._sleep(backoff_delay(attempt, err.retry_after_s))
+        raise AssertionError("unreachable")
 
     def delete(self, remote_id: str) -> None:
         """Delete a job (and its stored outputs) at Together."""

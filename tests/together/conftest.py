@@ -3,7 +3,7 @@ it over real HTTP with the real ``together`` SDK."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,11 +28,15 @@ def server(tmp_path: Path) -> Iterator[TogetherSandboxServer]:
         yield running
 
 
-def provider_for(server: TogetherSandboxServer, **config) -> TogetherProvider:
+def provider_for(
+    server: TogetherSandboxServer, sleep: Callable[[float], None] | None = None, **config
+) -> TogetherProvider:
+    """The provider on the emulator; by default its retries do not wait (the server's
+    clock is frozen, and a test of backoff passes ``sleep=time.sleep``)."""
     config.setdefault("timeout_s", 5.0)
     return TogetherProvider(
         TogetherConfig(sandbox=True, sandbox_url=server.base_url, **config),
-        sleep=lambda s: None,  # retries without waiting; the server's clock is frozen
+        sleep=sleep or (lambda s: None),
     )
 
 
