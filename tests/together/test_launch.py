@@ -1,0 +1,114 @@
+"""`ftm launch --provider together` against the emulator: Together's own price beside
+ftm's estimate, a refused price stopping the launch, and the actual cost from
+``total_price`` once the job ends."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import select
+
+from app import database
+from app.cli.main import cli
+from app.costs.actuals import record_actual
+from app.jobs.actions import refresh_job
+from app.sandbox.together.server import TogetherSandboxServer
+from db.engine import read_session, write_session
+from db.models import Job
+from tests.jobs.conftest import make_dataset
+from tests.sandbox.conftest import START
+from tests.together.conftest import SMALL, STEP_S
+
+
+def _point_ftm_at(server: TogetherSandboxServer, monkeypatch) -> None:
+    monkeypatch.setenv("FTM_PROVIDERS__TOGETHER__SANDBOX", "true")
+    monkeypatch.setenv("FTM_PROVIDERS__TOGETHER__SANDBOX_URL", server.base_url)
+    database.reset()
+
+
+def _launch(*extra: str):
+    args = ["launch", "--provider", "together", "--dataset", "toy", "--model", SMALL]
+    args += ["--epochs", "2", "--batch-size", "8", "-y", *extra]
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def _only_job() -> Job:
+    with read_session(database.get_engine()) as session:
+        (job,) = session.exec(select(Job)).all()
+        return job
+
+
+def test_launch_shows_together_s_price_then_the_job_costs_what_it_reports(
+    server, monkeypatch, tmp_path
+):
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = _launch()
+    assert out.exit_code == 0, out.output
+    print(out.output)
+    assert "Provider's own estimate: $" in out.output
+    job = _only_job()
+    quote = job.estimate["provider_quote"]
+    assert quote["allowed_to_proceed"] is True and quote["total_usd"] > 0
+    assert len(server.state.jobs) == 1 and job.remote_id in server.state.jobs
+
+    server.advance(1000 * STEP_S)
+    refresh_job(job.id, engine=database.get_engine())
+    job = _only_job()
+    total_price = server.state.jobs[job.remote_id].total_price
+    assert job.status == "succeeded"
+    assert job.billed_usd == total_price / 1e9 == pytest.approx(quote["total_usd"])
+    with write_session(database.get_engine()) as session:
+        actual = record_actual(session, session.get(Job, job.id))
+    assert actual["cost_usd"] == job.billed_usd  # the provider's figure, not tokens x catalog
+    assert actual["price_source"] == "reported by the provider"
+    assert actual["billed_usd"] == 0.0 and actual["simulated"] is True  # the sandbox
+
+
+def test_a_price_over_the_credit_limit_stops_the_launch_with_nothing_created(monkeypatch, tmp_path):
+    with TogetherSandboxServer(
+        seconds_per_step=STEP_S,
+        start=START,
+        frozen=True,
+        data_dir=tmp_path / "tg",
+        credit_limit_dollars=0.0,
+    ) as poor:
+        _point_ftm_at(poor, monkeypatch)
+        make_dataset(database.get_engine(), tmp_path, n_train=12)
+        out = CliRunner().invoke(
+            cli,
+            ["launch", "--provider", "together", "--dataset", "toy", "--model", SMALL, "-y"],
+        )
+        assert out.exit_code != 0
+        assert "over the account's limit of $0.00" in out.output
+        assert "nothing was created" in out.output and "Traceback" not in out.output
+        assert not poor.state.jobs  # the files were uploaded, no job was made
+        job = _only_job()
+        assert job.status == "failed" and job.error["code"] == "quote_refused"
+        assert job.remote_id is None
+
+
+def test_a_spec_over_the_limits_is_refused_before_anything_is_recorded(
+    server, monkeypatch, tmp_path
+):
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = CliRunner().invoke(
+        cli,
+        [
+            "launch",
+            "--provider",
+            "together",
+            "--dataset",
+            "toy",
+            "--model",
+            SMALL,
+            "--option",
+            "lora_r=512",
+            "-y",
+        ],
+    )
+    assert out.exit_code != 0 and "lora_r=512 is outside 1-64, the max_rank" in out.output
+    assert not server.state.jobs and not server.state.files
+    with read_session(database.get_engine()) as session:
+        assert session.exec(select(Job)).all() == []
