@@ -58,6 +58,7 @@ ROUTES = (
     # The Together emulator's own routes (it shares the names above where they match).
     "jobs.estimate_price",
     "jobs.limits",
+    "jobs.delete",
 )
 
 

@@ -239,3 +239,12 @@ def test_a_key_never_appears_in_an_error(server, train_file):
         made.prepare(spec_for(train_file))
     assert secret not in str(caught.value) and "Together AI" in str(caught.value)
     assert caught.value.code == "not_sent"
+
+
+def test_delete_through_the_provider(provider, server, train_file):
+    remote_id = provider.create(provider.prepare(spec_for(train_file))).remote_id
+    with pytest.raises(ProviderError, match="cancel it before deleting"):
+        provider.delete(remote_id)
+    server.advance(1000 * STEP_S)
+    provider.delete(remote_id)
+    assert not server.state.jobs and provider.list_remote_jobs() == []

@@ -170,6 +170,7 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("POST", "/v1/fine-tunes", "jobs.create", create_job),
     ("GET", "/v1/fine-tunes", "jobs.list", list_jobs),
     ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
+    ("DELETE", "/v1/fine-tunes/{job_id}", "jobs.delete", _job_op("delete_job")),
     ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
     ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
     ("GET", "/v1/models", "models.list", list_models),

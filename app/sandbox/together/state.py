@@ -234,6 +234,21 @@ class TogetherState:
             self._save()
             return job.to_api_truncated()
 
+    def delete_job(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /fine-tunes/{id}``: forget an ended job and its outputs (a job still
+        working must be cancelled first)."""
+        with self.lock:
+            job = self._settled(job_id)
+            if not job.is_terminal:
+                raise invalid(
+                    f"Fine-tune job {job_id} is {job.status}; cancel it before deleting it.",
+                    param="id",
+                )
+            del self.jobs[job_id]
+            self._dirty = True
+            self._save()
+            return {"message": f"Fine-tune job {job_id} deleted"}
+
     def list_events(self, job_id: str) -> dict[str, Any]:
         with self.lock:
             job = self._settled(job_id)
