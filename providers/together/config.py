@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,13 +104,25 @@ def resolve_api_key(config: TogetherConfig) -> str:
     )
 
 
-def build_client(config: TogetherConfig, api_key: str) -> Any:
-    """The SDK client; its own retries are off (ftm retries, reconciling creates)."""
-    import together
+_SDK_LOCK = threading.Lock()
 
-    return together.Together(
-        api_key=api_key,
-        base_url=config.endpoint,
-        timeout=config.timeout_s,
-        max_retries=0,
-    )
+
+def build_client(config: TogetherConfig, api_key: str) -> Any:
+    """The SDK client; its own retries are off (ftm retries, reconciling creates).
+
+    Built under one process-wide lock, with the resources ftm uses touched once: the SDK
+    imports them lazily, and many threads doing that first import at once (16 launches in
+    parallel) were seen to meet a half-imported httpx."""
+    with _SDK_LOCK:
+        import together
+        import together.lib  # noqa: F401  (the file checker, imported under the lock too)
+
+        client = together.Together(
+            api_key=api_key,
+            base_url=config.endpoint,
+            timeout=config.timeout_s,
+            max_retries=0,
+        )
+        for resource in ("files", "fine_tuning", "chat"):
+            getattr(client, resource)
+        return client

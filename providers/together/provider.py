@@ -196,6 +196,7 @@ class TogetherProvider(Provider):
         return replace(spec, options=options)
 
     def upload_file(self, path: str | Path) -> str:
+        client = self.client  # built first: it imports the SDK safely (see build_client)
         from together.lib import check_file
 
         path = Path(path)
@@ -214,7 +215,7 @@ class TogetherProvider(Provider):
             )
         uploaded = self._retrying(
             f"uploading {path.name}",
-            self.client.files.upload,
+            client.files.upload,
             path,
             purpose="fine-tune",
             check=False,  # checked just above, with the message kept
