@@ -112,3 +112,28 @@ def test_a_spec_over_the_limits_is_refused_before_anything_is_recorded(
     assert not server.state.jobs and not server.state.files
     with read_session(database.get_engine()) as session:
         assert session.exec(select(Job)).all() == []
+
+
+def test_jobs_made_elsewhere_are_imported_once_with_their_history(
+    server, monkeypatch, tmp_path, train_file
+):
+    from tests.together.conftest import provider_for, spec_for
+
+    outside = provider_for(server)  # "another script" making a job at Together
+    remote_id = outside.create(outside.prepare(spec_for(train_file, uid="c" * 32))).remote_id
+    server.advance(1000 * STEP_S)
+    _point_ftm_at(server, monkeypatch)
+    first = CliRunner().invoke(cli, ["jobs", "import", "--provider", "together"])
+    assert first.exit_code == 0 and "Imported 1 job(s)" in first.output, first.output
+    again = CliRunner().invoke(cli, ["jobs", "import", "--provider", "together"])
+    assert "Imported 0 job(s); 1 already tracked" in again.output
+    job = _only_job()
+    assert job.remote_id == remote_id and job.status == "succeeded"
+    assert job.billed_usd == server.state.jobs[remote_id].total_price / 1e9
+    assert job.hyperparameters["training_type"] == "Lora" and job.method == "supervised"
+    with read_session(database.get_engine()) as session:
+        from db.models import JobEvent
+
+        events = session.exec(select(JobEvent).where(JobEvent.job_id == job.id)).all()
+    recorded = {e.provider_event_id for e in events if not e.provider_event_id.startswith("ftm:")}
+    assert len(recorded) == len(server.state.jobs[remote_id].events)
