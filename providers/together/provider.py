@@ -184,6 +184,20 @@ class TogetherProvider(Provider):
             return [*problems, f"could not check the spec against Together's limits: {err}"]
         return problems + limits.problems(spec, model_limits)
 
+    def launch_warnings(self, spec: JobSpec) -> list[str]:
+        """Serving costs Together bills apart from training (no network)."""
+        warnings = [
+            "Together AI serves a fine-tuned model only on a dedicated endpoint, billed per "
+            "minute while it runs, idle or not (e.g. 1x H100 about $3.99/h); or download "
+            "the weights and serve them elsewhere"
+        ]
+        if spec.base_model.endswith("-Reference"):
+            warnings.append(
+                f"{spec.base_model} is a -Reference model: Together cannot deploy it, so the "
+                "fine-tune can only be downloaded"
+            )
+        return warnings
+
     # -- data -------------------------------------------------------------------------
 
     def prepare(self, spec: JobSpec) -> JobSpec:

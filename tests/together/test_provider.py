@@ -248,3 +248,12 @@ def test_delete_through_the_provider(provider, server, train_file):
     server.advance(1000 * STEP_S)
     provider.delete(remote_id)
     assert not server.state.jobs and provider.list_remote_jobs() == []
+
+
+def test_launch_warnings_name_the_serving_bill(provider):
+    from tests.together.conftest import spec_for as make
+
+    small = provider.launch_warnings(make(__file__))
+    assert len(small) == 1 and "dedicated endpoint, billed per minute" in small[0]
+    reference = provider.launch_warnings(make(__file__, base_model=LARGE))
+    assert any("cannot deploy it" in w for w in reference)
