@@ -59,6 +59,7 @@ ROUTES = (
     "jobs.estimate_price",
     "jobs.limits",
     "jobs.delete",
+    "jobs.metrics",
 )
 
 

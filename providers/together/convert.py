@@ -1,8 +1,9 @@
 """Together API objects (plain dicts, as sent) -> ftm's provider-neutral types.
 
 Together's events carry no id: the list only grows (events are appended), so an event is
-named by its job and its place in that list, ``<job id>#<index>``, and the events cursor
-is how many events ftm has already seen.
+named by its job and its place in that list, ``<job id>#<index>``. The events cursor is
+``<events seen>:<last metric step seen>`` (a bare count from before metrics were read
+is understood too).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from providers.types import Checkpoint, JobError, JobEvent, JobStatus, RemoteJob
+from providers.types import Checkpoint, JobError, JobEvent, JobStatus, MetricPoint, RemoteJob
 
 STATUS_MAP: dict[str, JobStatus] = {
     # accepted, files being checked: ftm's "pending" means nothing was sent yet
@@ -77,14 +78,45 @@ def event_id(job_id: str, index: int) -> str:
     return f"{job_id}#{index}"
 
 
-def cursor_index(cursor: str | None) -> int:
-    """How many events were seen, from a cursor; 0 (all) for none or one not ours."""
+def parse_cursor(cursor: str | None) -> tuple[int, int]:
+    """(events seen, last metric step seen) from a cursor; (0, 0), everything, for none or
+    one not ours."""
     if not cursor:
-        return 0
+        return 0, 0
+    events, _, step = cursor.partition(":")
     try:
-        return max(0, int(cursor))
+        return max(0, int(events)), max(0, int(step or 0))
     except ValueError:
-        return 0
+        return 0, 0
+
+
+def make_cursor(events_seen: int, last_step: int) -> str:
+    return f"{events_seen}:{last_step}"
+
+
+TRAINED_STATUSES = frozenset(
+    {"running", "compressing", "uploading", "completed", "cancel_requested", "cancelled", "error"}
+)
+"""Statuses in which training steps may have run: only then are metrics asked for."""
+
+
+def metric(raw: dict[str, Any]) -> MetricPoint | None:
+    """A point from one ``/metrics`` snapshot (``train/loss``, ``train/global_step``...)."""
+    step = raw.get("train/global_step", raw.get("global_step"))
+    if step is None:
+        return None
+
+    def num(key: str) -> float | None:
+        value = raw.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    return MetricPoint(
+        step=int(step),
+        train_loss=num("train/loss"),
+        eval_loss=num("eval/loss"),
+        learning_rate=num("train/learning_rate"),
+        grad_norm=num("train/grad_norm"),
+    )
 
 
 def event(job_id: str, index: int, raw: dict[str, Any]) -> JobEvent:

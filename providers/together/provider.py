@@ -431,8 +431,9 @@ class TogetherProvider(Provider):
 
     def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
         """The job now (one request: Together returns its events with it), only the
-        events after the cursor, and the checkpoints when a new one was saved or the job
-        completed."""
+        events after the cursor, the metric snapshots after the last step seen (asked only
+        once training may have run, and only from that step on), and the checkpoints when
+        a new one was saved or the job completed."""
         raw = _raw(
             self._retrying(f"reading job {remote_id}", self.client.fine_tuning.retrieve, remote_id)
         )
@@ -448,22 +449,46 @@ class TogetherProvider(Provider):
                 or []
             ]
             raw["events"] = all_events
-        start = min(convert.cursor_index(events_cursor), len(all_events))
+        events_seen, last_step = convert.parse_cursor(events_cursor)
+        start = min(events_seen, len(all_events))
         events = [
             convert.event(remote_id, index, item)
             for index, item in enumerate(all_events)
             if index >= start
         ]
         job = convert.remote_job(raw)
+        metrics = []
+        if raw.get("status") in convert.TRAINED_STATUSES and (
+            job.total_steps is None or last_step < job.total_steps
+        ):
+            metrics = self.list_metrics(remote_id, after_step=last_step)
+            if metrics:
+                last_step = max(last_step, metrics[-1].step)
+                if job.step is None or last_step > job.step:
+                    job = replace(job, step=last_step)
         checkpoints = []
         if job.status == JobStatus.SUCCEEDED or any(e.type == "checkpoint_save" for e in events):
             checkpoints = self.list_checkpoints(remote_id)
         return Refresh(
             job=job,
             events=events,
-            events_cursor=str(len(all_events)),
+            events_cursor=convert.make_cursor(len(all_events), last_step),
+            metrics=metrics,
             checkpoints=checkpoints,
         )
+
+    def list_metrics(self, remote_id: str, *, after_step: int = 0) -> list:
+        """Metric points of the steps after ``after_step``, in step order."""
+        page = _raw(
+            self._retrying(
+                f"reading metrics of {remote_id}",
+                self.client.fine_tuning.list_metrics,
+                remote_id,
+                global_step_from=after_step + 1,
+            )
+        )
+        points = [convert.metric(m) for m in page.get("metrics") or []]
+        return sorted((p for p in points if p and p.step > after_step), key=lambda p: p.step)
 
     def list_checkpoints(self, remote_id: str) -> list:
         page = self._retrying(

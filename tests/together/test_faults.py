@@ -15,7 +15,7 @@ from app.sandbox.faults import FaultPlan
 from app.sandbox.together.server import TogetherSandboxServer
 from app.settings import PollerSettings
 from db.engine import read_session
-from db.models import Job, JobEvent
+from db.models import Job, JobEvent, MetricPoint
 from providers.together.convert import uid_tag
 from tests.jobs.conftest import make_dataset
 from tests.together.conftest import SMALL
@@ -38,7 +38,7 @@ def _plan() -> FaultPlan:
     plan.add("jobs.estimate_price", "rate_limit", probability=0.1, retry_after_s=0.01)
     plan.add("jobs.limits", "server_error", probability=0.1)
     plan.add("files.create", "unavailable", probability=0.08)
-    for route in ("jobs.retrieve", "jobs.checkpoints"):  # polling
+    for route in ("jobs.retrieve", "jobs.checkpoints", "jobs.metrics"):  # polling
         plan.add(route, "rate_limit", probability=0.15, retry_after_s=0.01)
         plan.add(route, "server_error", probability=0.1)
         plan.add(route, "unavailable", probability=0.1)
@@ -86,6 +86,10 @@ def test_faults_during_create_and_poll_lose_and_duplicate_nothing(tmp_path, monk
                 )
                 expected = {f"{r.remote_id}#{i}" for i in range(len(jobs[r.remote_id].events))}
                 assert recorded == expected, r.id
+                steps = list(
+                    session.scalars(select(MetricPoint.step).where(MetricPoint.job_id == r.id))
+                )
+                assert sorted(steps) == list(range(1, jobs[r.remote_id].total_steps + 1)), r.id
 
 
 def _launch_while_polling(engine) -> list[int]:

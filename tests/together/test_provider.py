@@ -160,14 +160,17 @@ def test_refresh_maps_statuses_and_returns_only_new_events(provider, server, tra
     assert running.events[0].id == f"{remote_id}#1"  # the one seen before is not repeated
     assert (running.job.step, running.job.total_steps) == (2, 4)
     assert [c.step for c in running.checkpoints] == [2]
+    assert [m.step for m in running.metrics] == [1, 2] and running.metrics[0].train_loss > 0
     server.advance(STEP_S * 2)
     compressing = provider.refresh(remote_id, running.events_cursor)
     assert compressing.job.raw_status == "compressing"
     assert compressing.job.status == JobStatus.RUNNING
+    assert [m.step for m in compressing.metrics] == [3, 4]  # only the steps not seen
     server.advance(1000 * STEP_S)
     done = provider.refresh(remote_id, compressing.events_cursor)
     assert done.job.status == JobStatus.SUCCEEDED
     assert done.events[-1].type == "job_complete"
+    assert done.metrics == []  # every step's metrics were already read
     seen = [e.id for r in (first, running, compressing, done) for e in r.events]
     assert len(seen) == len(set(seen)) == len(server.state.jobs[remote_id].events)
     assert done.job.fine_tuned_model == server.state.jobs[remote_id].model_output_name
