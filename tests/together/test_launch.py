@@ -137,3 +137,16 @@ def test_jobs_made_elsewhere_are_imported_once_with_their_history(
         events = session.exec(select(JobEvent).where(JobEvent.job_id == job.id)).all()
     recorded = {e.provider_event_id for e in events if not e.provider_event_id.startswith("ftm:")}
     assert len(recorded) == len(server.state.jobs[remote_id].events)
+
+
+def test_no_key_is_one_line_saying_what_to_set(monkeypatch, tmp_path):
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    database.reset()
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = CliRunner().invoke(
+        cli, ["launch", "--provider", "together", "--dataset", "toy", "--model", SMALL, "-y"]
+    )
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "no Together AI API key: set TOGETHER_API_KEY" in out.output
+    with read_session(database.get_engine()) as session:
+        assert session.exec(select(Job)).all() == []
