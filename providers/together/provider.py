@@ -330,10 +330,14 @@ class TogetherProvider(Provider):
     def _create_once(self, body: dict[str, Any]) -> RemoteJob:
         """One ``fine_tuning.create``. The SDK asks for the price before it sends the job;
         a failure of that earlier request is reported as not sent."""
+        try:  # the SDK needs the limits; reading them sends no job
+            model_limits = self._limits_object(body["model"])
+        except ProviderError as err:
+            if err.retryable:
+                err.code = NOT_SENT
+            raise
         try:
-            job = self.client.fine_tuning.create(
-                **body, model_limits=self._limits_object(body["model"])
-            )
+            job = self.client.fine_tuning.create(**body, model_limits=model_limits)
         except ValueError as exc:  # the SDK's own checks of the request
             raise SpecRejected(f"Together AI's client refused the job: {exc}") from None
         except Exception as exc:

@@ -75,3 +75,15 @@ def test_unreachable_says_nothing_was_created(server, train_file):
     with pytest.raises(ProviderError, match="No job was created") as caught:
         made.create(spec)
     assert caught.value.code == "not_sent"
+
+
+def test_limits_unreadable_at_create_time_sent_nothing(server, train_file):
+    fresh = provider_for(server, create_attempts=3)  # e.g. the poller's resend: no limits yet
+    spec = fresh.prepare(spec_for(train_file, uid=UID))
+    server.faults = FaultPlan().next(30, "drop_after", "jobs.limits")
+    with pytest.raises(ProviderError, match="No job was created") as caught:
+        fresh.create(spec)
+    assert caught.value.code == "not_sent" and not server.state.jobs
+    server.faults = FaultPlan()
+    assert fresh.create(spec).remote_id in server.state.jobs
+    fresh.close()
