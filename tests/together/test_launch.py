@@ -4,6 +4,8 @@ ftm's estimate, a refused price stopping the launch, and the actual cost from
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from click.testing import CliRunner
 from sqlmodel import select
@@ -58,6 +60,8 @@ def test_launch_shows_together_s_price_then_the_job_costs_what_it_reports(
     total_price = server.state.jobs[job.remote_id].total_price
     assert job.status == "succeeded"
     assert job.billed_usd == total_price / 1e9 == pytest.approx(quote["total_usd"])
+    shown = CliRunner().invoke(cli, ["jobs", "show", str(job.id), "--json"])
+    assert json.loads(shown.output)["billed_usd"] == job.billed_usd, shown.output
     with write_session(database.get_engine()) as session:
         actual = record_actual(session, session.get(Job, job.id))
     assert actual["cost_usd"] == job.billed_usd  # the provider's figure, not tokens x catalog
