@@ -260,3 +260,21 @@ def test_launch_warnings_name_the_serving_bill(provider):
     assert len(small) == 1 and "dedicated endpoint, billed per minute" in small[0]
     reference = provider.launch_warnings(make(__file__, base_model=LARGE))
     assert any("cannot deploy it" in w for w in reference)
+
+
+def test_key_from_a_command_and_a_failing_command_says_so_without_its_output(
+    server, monkeypatch, train_file
+):
+    from providers.together.config import resolve_api_key
+
+    monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
+    by_command = TogetherConfig(base_url=server.base_url, api_key_command="echo tgp_v1_fromcmd")
+    assert resolve_api_key(by_command) == "tgp_v1_fromcmd"
+    made = TogetherProvider(by_command)
+    assert made.prepare(spec_for(train_file)).options["training_file"] in server.state.files
+    failing = TogetherConfig(api_key_command="echo tgp_v1_leaked; exit 3")
+    with pytest.raises(ConfigurationError, match="exited with status 3") as caught:
+        resolve_api_key(failing)
+    assert "tgp_v1_leaked" not in str(caught.value)
+    monkeypatch.setenv("MY_TOGETHER_KEY", "tgp_v1_fromenv")
+    assert resolve_api_key(TogetherConfig(api_key_env="MY_TOGETHER_KEY")) == "tgp_v1_fromenv"
