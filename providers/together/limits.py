@@ -36,6 +36,17 @@ def learning_rate(spec: JobSpec) -> float:
     return DEFAULT_LEARNING_RATE
 
 
+def train_on_inputs(options: dict[str, Any]) -> bool | str:
+    """The option as Together takes it: True, False or "auto" (the wizard sends text, the
+    CLI's ``--option`` JSON)."""
+    value = options.get("train_on_inputs", "auto")
+    if value in (True, "true"):
+        return True
+    if value in (False, "false"):
+        return False
+    return "auto"
+
+
 def uses_lora(spec: JobSpec) -> bool:
     return bool(spec.options.get("lora", True))
 
@@ -129,6 +140,8 @@ def local_problems(spec: JobSpec, methods: tuple[str, ...]) -> list[str]:
         out.append(
             f"unknown option(s) {', '.join(unknown)}; Together takes: {', '.join(TRAINING_OPTIONS)}"
         )
+    if spec.options.get("train_on_inputs", "auto") not in ("auto", "true", "false", True, False):
+        out.append("train_on_inputs must be auto, true or false")
     hp = spec.hyperparameters
     if hp.learning_rate is not None and hp.learning_rate_multiplier != "auto":
         out.append("give learning_rate or learning_rate_multiplier, not both")

@@ -87,7 +87,11 @@ class TogetherProvider(Provider):
         ProviderOption("n_evals", "Evaluations on the validation split during training", int, 0),
         ProviderOption("n_checkpoints", "Checkpoints saved during training", int, 1),
         ProviderOption(
-            "train_on_inputs", "Train on the prompts too (sft)", str, "auto", ("auto", True, False)
+            "train_on_inputs",
+            "Train on the prompts too (sft)",
+            str,
+            "auto",
+            ("auto", "true", "false"),
         ),
     )
     settings_model: ClassVar[type[BaseModel]] = TogetherSettings
@@ -320,7 +324,7 @@ class TogetherProvider(Provider):
                 if key in opts:
                     body[key] = opts[key]
         if method == "sft":
-            body["train_on_inputs"] = opts.get("train_on_inputs", "auto")
+            body["train_on_inputs"] = limits.train_on_inputs(opts)
         elif hp.beta != "auto":
             body["dpo_beta"] = float(hp.beta)
         if spec.seed is not None:

@@ -54,6 +54,7 @@ def test_spec_checked_against_the_models_limits_before_anything_is_sent(
     assert "max_num_checkpoints" in problems(options={"n_checkpoints": 99})
     assert "cannot be fine-tuned" in problems(base_model="nobody/nothing")
     assert "unknown option(s) lora_rank" in problems(options={"lora_rank": 4})
+    assert "train_on_inputs must be" in problems(options={"train_on_inputs": "maybe"})
     assert not server.state.jobs and not server.state.files
 
 
@@ -73,6 +74,7 @@ def test_sft_lora_fields_mapped_onto_together_s(provider, server, train_file, tm
             "lora_trainable_modules": "q_proj,v_proj",
             "n_evals": 2,
             "n_checkpoints": 3,
+            "train_on_inputs": "true",  # as the wizard sends it
         },
     )
     assert provider.validate_spec(spec) == []
@@ -87,7 +89,8 @@ def test_sft_lora_fields_mapped_onto_together_s(provider, server, train_file, tm
         "lora_dropout": 0.1,
         "lora_trainable_modules": "q_proj,v_proj",
     }
-    assert job.training_method["method"] == "sft" and job.validation_file
+    assert job.training_method == {"method": "sft", "train_on_inputs": True}
+    assert job.validation_file
     assert job.suffix == f"shop-{uid_tag(spec.ftm_job_uid)}"
     assert created.status == JobStatus.VALIDATING and created.raw_status == "pending"
 
