@@ -40,6 +40,16 @@ def test_server_errors_after_the_job_was_made_create_one_job(provider, server, t
     assert server.faults.total_injected() == 2
 
 
+def test_a_server_error_after_the_job_was_made_is_found_not_created_again(
+    provider, server, train_file
+):
+    spec = provider.prepare(spec_for(train_file, uid=UID))
+    server.faults = FaultPlan().next(1, "error_after", "jobs.create")  # made, then a 500
+    job = provider.create(spec)
+    assert [j.id for j in _created(server)] == [job.remote_id]
+    assert server.faults.total_injected("error_after") == 1
+
+
 def test_a_create_still_in_flight_is_never_sent_again(server, train_file):
     slow = provider_for(server, sleep=time.sleep, timeout_s=0.5, create_attempts=4)
     spec = slow.prepare(spec_for(train_file, uid=UID))

@@ -31,6 +31,7 @@ def _plan() -> FaultPlan:
     plan.add("jobs.create", "slow", probability=0.08, delay_s=0.6)  # outlives the timeout
     plan.add("jobs.create", "rate_limit", probability=0.15, retry_after_s=0.01)
     plan.add("jobs.create", "server_error", probability=0.1)
+    plan.add("jobs.create", "error_after", probability=0.1)  # made, then a 500
     plan.add("jobs.create", "unavailable", probability=0.1)
     plan.add("jobs.list", "server_error", probability=0.2)  # the lookups
     plan.add("jobs.list", "drop_before", probability=0.1)
