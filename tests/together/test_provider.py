@@ -24,6 +24,21 @@ def test_registered_and_cheap_to_build():
     from providers.registry import discover
 
     assert discover().get("together") is TogetherProvider
+    import subprocess
+    import sys
+
+    fresh = subprocess.run(  # a fresh interpreter: is the SDK imported by construction?
+        [
+            sys.executable,
+            "-c",
+            "import sys; from providers.together import TogetherProvider; TogetherProvider(); "
+            "print('together' in sys.modules, 'httpx' in sys.modules)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert fresh.stdout.split() == ["False", "False"], fresh.stderr
     made = TogetherProvider()  # no key, no network: only the first call needs them
     with pytest.raises(ConfigurationError, match="TOGETHER_API_KEY"):
         _ = made.client
