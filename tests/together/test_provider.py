@@ -296,3 +296,23 @@ def test_key_from_a_command_and_a_failing_command_says_so_without_its_output(
     assert "tgp_v1_leaked" not in str(caught.value)
     monkeypatch.setenv("MY_TOGETHER_KEY", "tgp_v1_fromenv")
     assert resolve_api_key(TogetherConfig(api_key_env="MY_TOGETHER_KEY")) == "tgp_v1_fromenv"
+
+
+def test_complete_answers_from_a_base_model_and_says_why_not_from_a_fine_tune(
+    provider, server, train_file
+):
+    from providers.types import ChatMessage
+
+    shots = [
+        ChatMessage("user", "The soup was cold"),
+        ChatMessage("assistant", "negative"),
+        ChatMessage("user", "The soup was lovely and warm"),
+    ]
+    answer = provider.complete(SMALL, shots)
+    assert answer.text == "negative" and answer.prompt_tokens > 0 and answer.model == SMALL
+    remote_id = provider.create(provider.prepare(spec_for(train_file))).remote_id
+    server.advance(1000 * STEP_S)
+    tuned = provider.refresh(remote_id).job.fine_tuned_model
+    with pytest.raises(ProviderError, match="dedicated endpoint") as caught:
+        provider.complete(tuned, shots)
+    assert "Together AI refused asking" in caught.value.message
