@@ -210,10 +210,12 @@ class TogetherProvider(Provider):
         options = dict(spec.options)
         options["training_file"] = self.upload_file(spec.train_path)
         if spec.validation_path and Path(spec.validation_path).stat().st_size > 0:
-            options["validation_file"] = self.upload_file(spec.validation_path)
+            options["validation_file"] = self.upload_file(
+                spec.validation_path, param="validation_file"
+            )
         return replace(spec, options=options)
 
-    def upload_file(self, path: str | Path) -> str:
+    def upload_file(self, path: str | Path, *, param: str = "training_file") -> str:
         client = self.client  # built first: it imports the SDK safely (see build_client)
         from together.lib import check_file
 
@@ -229,7 +231,7 @@ class TogetherProvider(Provider):
                 f"Together's file check refused {path.name}: {reason}; fix the dataset and "
                 "launch again (nothing was uploaded)",
                 code="invalid_file",
-                param="training_file",
+                param=param,
             )
         uploaded = self._retrying(
             f"uploading {path.name}",
@@ -249,6 +251,8 @@ class TogetherProvider(Provider):
         if "training_file" not in spec.options:
             raise SpecRejected("the spec has no training_file: call prepare() first")
         body = self.create_kwargs(spec)
+        lora_limits = self.model_limits(body["model"]).get("lora_training") or {}
+        rank = body.get("lora_r") or lora_limits.get("default_rank") or 8
         kwargs: dict[str, Any] = {
             "training_file": body["training_file"],
             "model": body["model"],
@@ -256,11 +260,7 @@ class TogetherProvider(Provider):
             "n_evals": body["n_evals"],
             "training_method": {"method": body["training_method"]},
             "training_type": (
-                {
-                    "type": "Lora",
-                    "lora_r": body.get("lora_r") or 8,
-                    "lora_alpha": body.get("lora_alpha") or 2 * (body.get("lora_r") or 8),
-                }
+                {"type": "Lora", "lora_r": rank, "lora_alpha": body.get("lora_alpha") or 2 * rank}
                 if body["lora"]
                 else {"type": "Full"}
             ),
