@@ -114,8 +114,14 @@ def build_client(config: TogetherConfig, api_key: str) -> Any:
     imports them lazily, and many threads doing that first import at once (16 launches in
     parallel) were seen to meet a half-imported httpx."""
     with _SDK_LOCK:
-        import together
-        import together.lib  # noqa: F401  (the file checker, imported under the lock too)
+        try:
+            import together
+            import together.lib  # noqa: F401  (the file checker, imported under the lock too)
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"the together SDK is not installed ({exc.msg}); install ftm's together extra: "
+                "pip install 'ftm[together]'"
+            ) from None
 
         client = together.Together(
             api_key=api_key,

@@ -316,3 +316,28 @@ def test_complete_answers_from_a_base_model_and_says_why_not_from_a_fine_tune(
     with pytest.raises(ProviderError, match="dedicated endpoint") as caught:
         provider.complete(tuned, shots)
     assert "Together AI refused asking" in caught.value.message
+
+
+def test_without_the_sdk_installed_the_spec_check_says_how_to_install_it(tmp_path, train_file):
+    import os
+    import subprocess
+    import sys
+
+    shadow = tmp_path / "shadow"
+    shadow.mkdir()
+    (shadow / "together.py").write_text("raise ImportError('No module named together')\n")
+    script = (
+        "import sys; from pathlib import Path; from providers.together import TogetherProvider;"
+        "from tests.together.conftest import spec_for;"
+        f"print(TogetherProvider().validate_spec(spec_for(Path({str(train_file)!r}))))"
+    )
+    env = {
+        **os.environ,
+        "TOGETHER_API_KEY": "tgp_v1_x",
+        "PYTHONPATH": os.pathsep.join([str(shadow), *sys.path]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert "pip install 'ftm[together]'" in done.stdout, done.stderr
+    assert "Traceback" not in done.stderr
