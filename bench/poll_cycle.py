@@ -1,21 +1,24 @@
-"""One poll cycle over many active jobs on the emulator: concurrent vs one after another.
+"""One poll cycle over many active jobs on the emulators: concurrent vs one after another.
 
-Set-up: the emulator (app.sandbox) runs in its own process with a frozen clock that this
-script moves, so every cycle measured does the same work; N jobs are launched through
-`app.jobs.launch.launch_job` (real SDK, real HTTP, real SQLite) and given some history.
+Set-up: the OpenAI and the Together emulators (app.sandbox) run in one child process with
+frozen clocks that this script moves, so every cycle measured does the same work; jobs
+are launched on both through `app.jobs.launch.launch_job` (real SDKs, real HTTP, real
+SQLite) and given some history. Together's API has no event cursor (a job's events come
+with the job); its provider hands on only the events after the one ftm recorded last.
 
 Measured, in the same run:
 1. a first cycle (fetches each job's whole event history);
 2. the baseline: the same poller with concurrency 1 (jobs refreshed one after another);
 3. the concurrent poller (settings.poller.concurrency, default 16), same work;
-4. the clock is moved 3 steps and one more cycle runs: it must fetch only the new events.
+4. the clock is moved 5 steps and one more cycle runs: it must fetch only the new events
+   (exactly as many as both emulators added).
 
 Each request to the emulator is answered after ``--latency-ms`` (default 40 ms, a modest
 round trip to the real API; the emulator's "slow" fault sleeps without blocking). With
 ``--latency-ms 0`` the figure shows loopback speed, where both processes share 2 cores.
 
-    .venv/bin/python bench/poll_cycle.py            # 500 jobs
-    .venv/bin/python bench/poll_cycle.py --quick    # 100 jobs
+    .venv/bin/python bench/poll_cycle.py            # 250 OpenAI + 250 Together jobs
+    .venv/bin/python bench/poll_cycle.py --quick    # 50 + 50
 """
 
 from __future__ import annotations
@@ -36,34 +39,44 @@ sys.path.insert(0, str(REPO))
 
 TARGET_RATIO = 5.0
 MODEL = "gpt-4o-mini-2024-07-18"
+TOGETHER_MODEL = "meta-llama/Llama-3.2-1B-Instruct"
 
 
 # --------------------------------------------------------------------------- the emulator
 
 
 def serve(latency_ms: float) -> None:
-    """Child process: run the emulator; read 'advance S' / 'stats' / 'quit' on stdin."""
+    """Child process: run both emulators; read 'advance S' / 'stats' / 'quit' on stdin."""
     from app.sandbox.faults import FaultPlan
     from app.sandbox.server import SandboxServer
+    from app.sandbox.together.server import TogetherSandboxServer
 
-    faults = FaultPlan().add("*", "slow", delay_s=latency_ms / 1000) if latency_ms else None
-    with SandboxServer(
-        port=0, seconds_per_step=1.0, frozen=True, faults=faults, validation_s=1.0, queue_s=1.0
-    ) as server:
-        print(json.dumps({"base_url": server.base_url}), flush=True)
+    def latency() -> FaultPlan | None:
+        return FaultPlan().add("*", "slow", delay_s=latency_ms / 1000) if latency_ms else None
+
+    timing = {"seconds_per_step": 1.0, "frozen": True, "validation_s": 1.0, "queue_s": 1.0}
+    with (
+        SandboxServer(port=0, faults=latency(), **timing) as server,
+        TogetherSandboxServer(port=0, faults=latency(), **timing) as together,
+    ):
+        print(
+            json.dumps({"base_url": server.base_url, "together_url": together.base_url}),
+            flush=True,
+        )
         for line in sys.stdin:
             cmd, _, arg = line.strip().partition(" ")
             if cmd == "advance":
                 server.advance(float(arg))
+                together.advance(float(arg))
                 print(json.dumps({"ok": True}), flush=True)
             elif cmd == "stats":
+                # settle every job first (lazy), so the counts are those a poll now sees
+                together.state.list_jobs()
+                for job_id in list(server.state.jobs):
+                    server.state.retrieve_job(job_id)
+                jobs = list(server.state.jobs.values()) + list(together.state.jobs.values())
                 print(
-                    json.dumps(
-                        {
-                            "jobs": len(server.state.jobs),
-                            "events": sum(len(j.events) for j in server.state.jobs.values()),
-                        }
-                    ),
+                    json.dumps({"jobs": len(jobs), "events": sum(len(j.events) for j in jobs)}),
                     flush=True,
                 )
             elif cmd == "quit":
@@ -79,7 +92,8 @@ class Emulator:
             text=True,
             cwd=REPO,
         )
-        self.base_url = self._read()["base_url"]
+        urls = self._read()
+        self.base_url, self.together_url = urls["base_url"], urls["together_url"]
 
     def _read(self) -> dict:
         line = self.proc.stdout.readline()
@@ -146,8 +160,9 @@ def cycle(poller) -> tuple[float, object]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--quick", action="store_true", help="100 jobs")
+    parser.add_argument("--jobs", type=int, default=250, help="OpenAI emulator jobs")
+    parser.add_argument("--together-jobs", type=int, default=250, help="Together emulator jobs")
+    parser.add_argument("--quick", action="store_true", help="50 + 50 jobs")
     parser.add_argument("--latency-ms", type=float, default=40.0)
     parser.add_argument(
         "--concurrency", type=int, default=None, help="default: settings.poller.concurrency"
@@ -157,7 +172,9 @@ def main() -> int:
     if args.serve:
         serve(args.latency_ms)
         return 0
-    n_jobs = 100 if args.quick else args.jobs
+    n_openai = 50 if args.quick else args.jobs
+    n_together = 50 if args.quick else args.together_jobs
+    n_jobs = n_openai + n_together
 
     home = Path(tempfile.mkdtemp(prefix="ftm-bench-poll-"))
     emulator = Emulator(args.latency_ms)
@@ -166,6 +183,8 @@ def main() -> int:
             "FTM_HOME": str(home),
             "FTM_OPENAI__SANDBOX": "true",
             "FTM_OPENAI__SANDBOX_URL": emulator.base_url,
+            "FTM_PROVIDERS__TOGETHER__SANDBOX": "true",
+            "FTM_PROVIDERS__TOGETHER__SANDBOX_URL": emulator.together_url,
         }
     )
     try:
@@ -178,21 +197,24 @@ def main() -> int:
         engine = database.get_engine()
         make_dataset(engine, home)
         started = time.perf_counter()
+
+        def launch(i: int):
+            if i < n_openai:
+                hp = {"n_epochs": 25, "batch_size": 1}
+                return launch_job("openai", "bench", MODEL, suffix=f"b{i}", hyperparameters=hp)
+            hp = {"n_epochs": 20, "batch_size": 8}  # 40 rows: 5 steps an epoch
+            return launch_job("together", "bench", TOGETHER_MODEL, hyperparameters=hp)
+
+        # Both SDKs import httpx; importing them for the first time from 16 threads at once
+        # can hand one thread a half-imported httpx: import them here, once.
+        import openai  # noqa: F401
+        import together  # noqa: F401
+
         with ThreadPoolExecutor(16) as pool:
-            list(
-                pool.map(
-                    lambda i: launch_job(
-                        "openai",
-                        "bench",
-                        MODEL,
-                        suffix=f"b{i}",
-                        hyperparameters={"n_epochs": 25, "batch_size": 1},
-                    ),
-                    range(n_jobs),
-                )
-            )
+            list(pool.map(launch, range(n_jobs)))
         print(
-            f"launched {n_jobs} jobs in {time.perf_counter() - started:.1f} s "
+            f"launched {n_openai} OpenAI + {n_together} Together jobs in "
+            f"{time.perf_counter() - started:.1f} s "
             f"(emulator latency {args.latency_ms:.0f} ms per request)"
         )
         emulator.ask("advance 12")  # validation, queue, then 10 training steps each
@@ -223,12 +245,14 @@ def main() -> int:
             f"concurrent ({concurrency:>3})       : {t_conc:7.2f} s, {r_conc.refreshed} jobs, "
             f"{r_conc.events_fetched} events fetched"
         )
-        emulator.ask("advance 3")
+        before = emulator.ask("stats")["events"]
+        emulator.ask("advance 5")  # a Together epoch is 5 steps: it adds events too
+        added = emulator.ask("stats")["events"] - before
         t_new, r_new = cycle(poller)
         print(
-            f"after 3 more steps     : {t_new:7.2f} s, {r_new.refreshed} jobs, "
-            f"{r_new.events_fetched} events fetched ({r_new.events_fetched / n_jobs:.1f} "
-            "per job: only the new ones)"
+            f"after 5 more steps     : {t_new:7.2f} s, {r_new.refreshed} jobs, "
+            f"{r_new.events_fetched} events fetched; the emulators added {added} "
+            "(only the new ones)"
         )
         stats = emulator.ask("stats")
         print(
@@ -243,7 +267,7 @@ def main() -> int:
         ok = (
             ratio >= TARGET_RATIO
             and r_seq.errors == r_conc.errors == 0
-            and r_new.events_fetched == 3 * n_jobs
+            and r_new.events_fetched == added > 0
             and r_seq.events_fetched == 0
             and r_conc.events_fetched == 0
         )

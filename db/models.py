@@ -115,6 +115,9 @@ class Job(SQLModel, table=True):
     actual: dict | None = _json()
     """Actual figures recorded when the job ended."""
     actual_cost_usd: float | None = None
+    billed_usd: float | None = None
+    """What the provider itself reports the job cost (e.g. Together's ``total_price``);
+    the actual cost prefers it to tokens x catalog price."""
     stalled: bool = False
     job_dir: str | None = None
     worker_pid: int | None = None

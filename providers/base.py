@@ -36,6 +36,7 @@ from providers.types import (
     Deployment,
     JobSpec,
     ProviderLifecycle,
+    ProviderQuote,
     Refresh,
     RemoteJob,
 )
@@ -390,6 +391,19 @@ class Provider(ABC):
             )
         lines += dropped_lora_lines(recipe, f"{cls.display_name} declares no LoRA settings")
         return RecipeTranslation(method, hp, {}, tuple(lines))
+
+    # -- provider's own quote (issue 11: Together's estimate-price) ------------------
+
+    def quote(self, spec: JobSpec) -> ProviderQuote | None:
+        """The provider's own price for a PREPARED spec (its files uploaded), asked after
+        `prepare` and before `create`: shown beside ftm's estimate, and a quote with
+        ``allowed_to_proceed`` False stops the launch with its reason, nothing created.
+        Default: None, the provider quotes nothing (ftm's estimate stands alone).
+
+        Raises:
+            ProviderError: the quote could not be had (the launch fails, nothing created).
+        """
+        return None
 
 
 @dataclass(frozen=True)

@@ -179,6 +179,9 @@ class RemoteJob:
     finished_at: datetime | None = None
     metadata: dict[str, str] | None = None
     base_model: str | None = None
+    billed_usd: float | None = None
+    """What the provider itself says the job cost so far (e.g. Together's ``total_price``);
+    None when it reports no amount. Preferred over tokens x catalog price for the actual."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,21 @@ class BaseModelInfo:
     """ISO date after which the base model is retired, when known."""
     context_limit: int | None = None
     notes: str | None = None
+
+
+@dataclass(frozen=True)
+class ProviderQuote:
+    """The provider's own price for a job before it is created (`Provider.quote`)."""
+
+    total_usd: float | None
+    """What the provider expects to charge; None when it gave no figure."""
+    allowed_to_proceed: bool = True
+    """False: the provider will not run it (e.g. over the account's credit limit)."""
+    reason: str | None = None
+    """Why it may not proceed, in words to show the user."""
+    user_limit_usd: float | None = None
+    train_tokens: int | None = None
+    eval_tokens: int | None = None
 
 
 @dataclass(frozen=True)

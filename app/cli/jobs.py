@@ -154,6 +154,15 @@ def launch(
         if preview.billed or preview.simulated:
             spends.update(_print_estimate(console, preview))
 
+    def show_quote(quote) -> None:
+        # The provider's own price, asked once the data is uploaded and before the job
+        # is created, printed beside ftm's estimate.
+        if quote.total_usd is None:
+            return
+        ours = spends.get("ftm_estimate")
+        beside = f"ftm's estimate: {ours}" if ours else "ftm has no estimate of its own"
+        console.print(f"Provider's own estimate: {usd(quote.total_usd)} ({beside})")
+
     def confirm(warnings: list[str]) -> bool:
         for w in warnings:
             console.print(f"[yellow]warning:[/] {w}")
@@ -177,6 +186,7 @@ def launch(
             confirm=confirm,
             name=name,
             on_estimate=show_estimate,
+            on_quote=show_quote,
         )
     except LaunchFailed as exc:  # the provider's refusal, as it came (code included)
         param = f" (param: {exc.error['param']})" if exc.error.get("param") else ""
@@ -217,7 +227,7 @@ def _print_estimate(console, preview) -> dict[str, Any]:
     amount = usd(est["training_cost_usd"])
     if preview.simulated:
         console.print(f"Sandbox job: simulated, nothing is billed (priced as if real: {amount}).")
-        return {"billed": False}
+        return {"billed": False, "ftm_estimate": amount}
     console.print(
         f"Estimated training cost: [bold]{amount}[/] "
         f"({escape(est['base_model'])}, {escape(est['method'])})"
@@ -226,7 +236,7 @@ def _print_estimate(console, preview) -> dict[str, Any]:
     console.print(f"  prices: {escape(est['source'])}")
     if est.get("serving_note"):
         console.print(f"  serving: {escape(est['serving_note'])}")
-    return {"billed": True, "amount": f"about {amount}"}
+    return {"billed": True, "amount": f"about {amount}", "ftm_estimate": amount}
 
 
 def _parse_option_value(value: str) -> Any:

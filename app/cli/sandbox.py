@@ -289,6 +289,10 @@ def _serve_together(
     echo("Nothing here is real or billed. Any API key is accepted.")
     echo("Point the together SDK at it (it adds /v1 itself):")
     echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY=together-sandbox")
+    echo("Point ftm's together provider at it:")
+    echo(
+        f"  export FTM_PROVIDERS__TOGETHER__SANDBOX=true FTM_PROVIDERS__TOGETHER__SANDBOX_URL={url}"
+    )
     echo(f"Clock: {state.clock.today().isoformat()}, {seconds_per_step:g} s per training step.")
     echo(
         f"State: {state_file} ({len(state.jobs)} jobs)"

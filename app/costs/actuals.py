@@ -1,6 +1,8 @@
 """Estimate versus actual: when a job ends, record what it really cost beside the estimate.
 
-hosted: the provider's ``trained_tokens`` x the training price of the job's base model.
+hosted: the amount the provider itself reports (``job.billed_usd``, e.g. Together's
+``total_price``) when it reports one, else its ``trained_tokens`` x the training price of
+the job's base model.
 local: the measured wall time (started -> finished), tokens/s and peak memory (from the
 job's throughput sample, else its metric points), priced at the hardware's $/hour.
 
@@ -36,7 +38,29 @@ def _aware(t: datetime | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
+def _provider_billed_actual(job: Job) -> dict[str, Any]:
+    """The provider's own figure: nothing to multiply, no catalog needed."""
+    out: dict[str, Any] = {
+        "kind": "hosted",
+        "trained_tokens": job.trained_tokens,
+        "cost_usd": job.billed_usd,
+        "price_source": "reported by the provider",
+    }
+    if job.simulated:
+        out["simulated"] = True
+        out["billed_usd"] = 0.0
+        out["note"] = "sandbox job: the emulator's own price, nothing was billed"
+    else:
+        out["billed_usd"] = job.billed_usd
+    estimate = job.estimate or {}
+    out["estimated_billable_tokens"] = estimate.get("billable_tokens")
+    out["tokens_error_pct"] = _error_pct(estimate.get("billable_tokens"), job.trained_tokens)
+    return out
+
+
 def _hosted_actual(job: Job, catalog: Catalog) -> dict[str, Any]:
+    if job.billed_usd is not None:
+        return _provider_billed_actual(job)
     try:
         prices = catalog.hosted_model(job.base_model, job.provider)
     except CostError as e:  # a model the catalog does not price: say so, keep the tokens

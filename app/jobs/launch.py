@@ -34,7 +34,7 @@ from db.engine import read_session, write_session
 from db.models import Dataset, Job
 from providers.base import Provider
 from providers.errors import ProviderError
-from providers.types import Hyperparameters, JobSpec, JobStatus
+from providers.types import Hyperparameters, JobSpec, JobStatus, ProviderQuote
 
 
 class LaunchError(Exception):
@@ -226,6 +226,7 @@ def launch_job(
     options: dict[str, Any] | None = None,
     confirm: Callable[[list[str]], bool] | None = None,
     on_estimate: Callable[[EstimatePreview], None] | None = None,
+    on_quote: Callable[[ProviderQuote], None] | None = None,
     name: str | None = None,
     engine: Engine | None = None,
     provider: Provider | None = None,
@@ -238,6 +239,8 @@ def launch_job(
             returning False declines. ``None`` goes ahead.
         on_estimate: called with the cost estimate (`EstimatePreview`) before ``confirm``,
             so a launch that spends money can state its price before asking.
+        on_quote: called with the provider's own price (`Provider.quote`), once the data
+            is uploaded and before the job is created, to show it beside ftm's estimate.
         provider: an already built provider (otherwise built from the settings).
 
     Raises:
@@ -312,6 +315,7 @@ def launch_job(
         job = repository.get_job(session, job_id)
         job.spec = _snapshot(replace(prepared))
         session.add(job)
+    _check_quote(engine, job_id, provider, prepared, on_quote)
     try:
         remote = provider.create(prepared)
     except ProviderError as exc:
@@ -375,6 +379,38 @@ def _estimate(
     except Exception as exc:  # see docstring; the reason is kept as an event
         return None, f"{type(exc).__name__}: {exc}"
     return estimate.to_dict(), None
+
+
+def _check_quote(
+    engine: Engine,
+    job_id: int,
+    provider: Provider,
+    prepared: JobSpec,
+    on_quote: Callable[[ProviderQuote], None] | None,
+) -> None:
+    """Ask the provider's own price before creating: kept on the row beside ftm's
+    estimate, handed to ``on_quote``, and a quote that may not proceed ends the launch
+    (row ``failed`` with the reason) before anything is created."""
+    try:
+        quote = provider.quote(prepared)
+    except ProviderError as exc:
+        _fail(engine, job_id, exc, "asking for the provider's price")
+    if quote is None:
+        return
+    with write_session(engine) as session:
+        job = repository.get_job(session, job_id)
+        job.estimate = {**(job.estimate or {}), "provider_quote": asdict(quote)}
+        session.add(job)
+    if on_quote is not None:
+        on_quote(quote)
+    if not quote.allowed_to_proceed:
+        reason = quote.reason or f"{provider.display_name} will not run this job"
+        _fail(
+            engine,
+            job_id,
+            ProviderError(f"{reason}; nothing was created", code="quote_refused"),
+            "checking the provider's price",
+        )
 
 
 def _mark_unconfirmed(engine: Engine, job_id: int, message: str, *, resend: bool = False) -> None:

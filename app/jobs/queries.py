@@ -238,6 +238,7 @@ def job_summary(job: Job) -> dict:
         "hyperparameters": job.hyperparameters,
         "estimated_cost_usd": job.estimated_cost_usd,
         "actual_cost_usd": job.actual_cost_usd,
+        "billed_usd": job.billed_usd,
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }

@@ -78,6 +78,8 @@ def apply_remote(
         job.hyperparameters = {**(job.hyperparameters or {}), **remote.hyperparameters}
     if remote.trained_tokens is not None:
         job.trained_tokens = remote.trained_tokens
+    if remote.billed_usd is not None:
+        job.billed_usd = remote.billed_usd
     if remote.error is not None and (remote.status.is_terminal or job.error is None):
         job.error = asdict(remote.error)
     if remote.step is not None and (job.step is None or remote.step >= job.step):

@@ -172,6 +172,8 @@ def _operation(
             result = await handler(sandbox, request)
             if kind == "drop_after":
                 return _DroppedConnection()
+            if kind == "error_after":  # it took effect, yet the answer says it failed
+                raise errors.server_error()
             return result if isinstance(result, Response) else JSONResponse(result)
         except ApiError as error:
             return _error_response(error)

@@ -14,6 +14,8 @@ Kinds:
 - ``drop_before``: close the connection without handling the request.
 - ``drop_after``: handle the request (a job IS created), then close the connection
   without answering: the client sees a connection error.
+- ``error_after``: handle the request (a job IS created), then answer 500 anyway, as a
+  service does when it fails after acting: the client sees an answered server error.
 
 Plans are set on a running server (``server.faults = FaultPlan(...)``) or loaded from
 JSON for ``ftm sandbox --faults FILE``::
@@ -35,7 +37,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-FAULT_KINDS = ("rate_limit", "server_error", "unavailable", "slow", "drop_before", "drop_after")
+FAULT_KINDS = (
+    "rate_limit",
+    "server_error",
+    "unavailable",
+    "slow",
+    "drop_before",
+    "drop_after",
+    "error_after",
+)
 
 ROUTES = (
     "files.create",
@@ -64,6 +74,8 @@ ROUTES = (
     "deployments.delete",
     "deployments.list",
     "jobs.download",
+    "jobs.delete",
+    "jobs.metrics",
 )
 
 

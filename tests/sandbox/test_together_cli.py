@@ -70,6 +70,8 @@ def test_serve_train_and_restart(tmp_path):
     try:
         assert "SIMULATED Together AI API" in banner
         assert "State: " in banner and "together" in banner
+        # what points ftm's together provider at it (tests/together/ use the same settings)
+        assert f"FTM_PROVIDERS__TOGETHER__SANDBOX_URL={base_url}" in banner
         sdk = client_for(base_url)
         train = tmp_path / "train.jsonl"
         train.write_bytes(jsonl(sentiment_rows()))

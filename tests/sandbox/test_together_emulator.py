@@ -412,3 +412,33 @@ def test_a_body_that_is_not_json_is_refused_in_together_words(server, recorder):
     assert answer.status_code == 400
     message = answer.json()["error"]["message"]
     assert "not valid JSON" in message and "OpenAI" not in message
+
+
+def test_delete_an_ended_job_not_a_running_one(client, server, recorder, tmp_path):
+    file_id = client.files.upload(write(tmp_path, sentiment_rows())).id
+    job = create(client, file_id)
+    with pytest.raises(together.BadRequestError, match="cancel it before deleting"):
+        client.fine_tuning.delete(job.id)
+    client.fine_tuning.cancel(job.id)
+    server.advance(1000 * STEP_S)
+    answer = client.fine_tuning.delete(job.id)
+    assert job.id in (answer.message or "") and job.id not in server.state.jobs
+    assert client.fine_tuning.list().data == []
+    with pytest.raises(together.NotFoundError):
+        client.fine_tuning.delete(job.id)
+    assert ("/fine-tunes/{id}", "delete", 200) in recorder.seen
+    assert ("/fine-tunes/{id}", "delete", 404) in recorder.seen
+
+
+def test_metrics_one_snapshot_per_step_run_filtered_by_step(client, server, recorder, tmp_path):
+    file_id = client.files.upload(write(tmp_path, sentiment_rows())).id
+    job = create(client, file_id)  # 4 steps
+    assert client.fine_tuning.list_metrics(job.id).metrics == []  # nothing run yet
+    server.advance(5 * STEP_S + 3 * STEP_S)
+    three = client.fine_tuning.list_metrics(job.id).metrics
+    assert [m["train/global_step"] for m in three] == [1, 2, 3]
+    assert all(m["train/loss"] > 0 for m in three)
+    assert three[0]["train/learning_rate"] == pytest.approx(1e-5)
+    newer = client.fine_tuning.list_metrics(job.id, global_step_from=3).metrics
+    assert newer == three[2:]
+    assert ("/fine-tunes/{id}/metrics", "get", 200) in recorder.seen

@@ -146,6 +146,25 @@ def _job_op(method_name: str) -> Handler:
     return handler
 
 
+def _step_query(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise invalid(f"{name} must be an integer, got {value!r}.", param=name) from None
+
+
+async def list_metrics(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(
+        sandbox.state.list_metrics,
+        request.path_params["job_id"],
+        _step_query(request, "global_step_from"),
+        _step_query(request, "global_step_to"),
+    )
+
+
 async def list_models(sandbox: Sandbox, request: Request) -> Response:
     # A bare JSON array (ModelInfoList), which the operation wrapper would not wrap.
     return JSONResponse(await run_in_threadpool(sandbox.state.list_models))
@@ -171,9 +190,11 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("POST", "/v1/fine-tunes", "jobs.create", create_job),
     ("GET", "/v1/fine-tunes", "jobs.list", list_jobs),
     ("GET", "/v1/fine-tunes/{job_id}", "jobs.retrieve", _job_op("retrieve_job")),
+    ("DELETE", "/v1/fine-tunes/{job_id}", "jobs.delete", _job_op("delete_job")),
     ("POST", "/v1/fine-tunes/{job_id}/cancel", "jobs.cancel", _job_op("cancel_job")),
     ("GET", "/v1/fine-tunes/{job_id}/events", "jobs.events", _job_op("list_events")),
     ("GET", "/v1/finetune/download", "jobs.download", download),
+    ("GET", "/v1/fine-tunes/{job_id}/metrics", "jobs.metrics", list_metrics),
     ("GET", "/v1/models", "models.list", list_models),
     ("POST", "/v1/chat/completions", "chat.completions", chat_completions),
     (

@@ -18,6 +18,7 @@ from typing import Any
 from app.sandbox.clock import SandboxClock
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.lifecycle import Timing
+from app.sandbox.metrics import step_metrics
 from app.sandbox.records import StoredFile
 from app.sandbox.together import catalog, lifecycle, rates, serving
 from app.sandbox.together.artifacts import WeightsStore
@@ -242,6 +243,53 @@ class TogetherState:
             self._dirty = True
             self._save()
             return job.to_api_truncated()
+
+    def delete_job(self, job_id: str) -> dict[str, Any]:
+        """``DELETE /fine-tunes/{id}``: forget an ended job and its outputs (a job still
+        working must be cancelled first)."""
+        with self.lock:
+            job = self._settled(job_id)
+            if not job.is_terminal:
+                raise invalid(
+                    f"Fine-tune job {job_id} is {job.status}; cancel it before deleting it.",
+                    param="id",
+                )
+            del self.jobs[job_id]
+            self._dirty = True
+            self._save()
+            return {"message": f"Fine-tune job {job_id} deleted"}
+
+    def list_metrics(
+        self, job_id: str, step_from: int | None = None, step_to: int | None = None
+    ) -> dict[str, Any]:
+        """``GET /fine-tunes/{id}/metrics``: one flat snapshot per training step run so
+        far, in order, from the emulator's deterministic curves (app/sandbox/metrics.py),
+        filtered by ``global_step_from`` / ``global_step_to``."""
+        with self.lock:
+            job = self._settled(job_id)
+            steps_done, total = job.steps_done, job.total_steps
+            per_epoch = max(1, total // max(1, job.n_epochs))
+            seed = int(job.id.replace("-", "")[3:11], 16)
+            has_validation = job.validation_file is not None and job.n_evals > 0
+            learning_rate = job.learning_rate
+        low = max(1, step_from or 1)
+        high = min(steps_done, step_to if step_to is not None else steps_done)
+        snapshots = []
+        for step in range(low, high + 1):
+            data = step_metrics(
+                seed, step, total, steps_per_epoch=per_epoch, has_validation=has_validation
+            )
+            snapshot: dict[str, float] = {
+                "train/global_step": step,
+                "train/loss": data["train_loss"],
+                # linear decay to zero, Together's default scheduler shape for the emulator
+                "train/learning_rate": learning_rate * (1 - (step - 1) / max(1, total)),
+                "train/epoch": step / per_epoch,
+            }
+            if "valid_loss" in data:
+                snapshot["eval/loss"] = data["valid_loss"]
+            snapshots.append(snapshot)
+        return {"metrics": snapshots}
 
     def list_events(self, job_id: str) -> dict[str, Any]:
         with self.lock:

@@ -1,0 +1,583 @@
+"""The Together AI provider: hosted fine-tuning through the official ``together`` SDK.
+
+The same rules as the OpenAI provider: retries are ftm's own (the SDK's are off), calls
+safe to repeat retry with backoff and jitter honouring ``Retry-After``, and `create`,
+which Together gives no idempotency key for, looks the job up before any resend: ftm's uid
+travels in the job's suffix, which Together keeps (and puts in the output model name).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel
+
+from providers.backoff import backoff_delay
+from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
+from providers.errors import ProviderError, SpecRejected
+from providers.together import convert, limits
+from providers.together.config import (
+    TogetherConfig,
+    TogetherSettings,
+    build_client,
+    resolve_api_key,
+)
+from providers.together.errors import NOT_SENT, UNANSWERED, failed_request, translate
+from providers.types import (
+    BaseModelInfo,
+    ChatMessage,
+    Completion,
+    JobSpec,
+    JobStatus,
+    ProviderQuote,
+    Refresh,
+    RemoteJob,
+)
+
+T = TypeVar("T")
+
+
+def _raw(obj: Any) -> dict[str, Any]:
+    """An SDK object as the JSON the API sent (values the SDK's enums do not know, such
+    as newer event types, are kept as they came)."""
+    return obj.to_dict(mode="json", warnings=False)
+
+
+MAX_INLINE_WAIT_S = 30.0
+"""A Retry-After longer than this goes up to the caller instead of being slept out."""
+CREATE_PATH = "/v1/fine-tunes"
+METHODS = {"supervised": "sft", "dpo": "dpo"}
+BASE_MODELS = (
+    "meta-llama/Meta-Llama-3.1-8B-Instruct-Reference",
+    "meta-llama/Meta-Llama-3.1-70B-Instruct-Reference",
+    "meta-llama/Llama-3.2-1B-Instruct",
+)
+"""Fine-tunable models ftm suggests (Together lists many more; any name it accepts works)."""
+
+
+def _int_or_none(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+class TogetherProvider(Provider):
+    """Together AI hosted fine-tuning (also the local emulator, `ftm sandbox --provider
+    together`)."""
+
+    name = "together"
+    display_name = "Together AI"
+    capabilities = Capabilities(
+        supports_dpo=True,
+        per_token_billing=True,
+        methods=("supervised", "dpo"),
+    )
+    options = (
+        ProviderOption("lora", "LoRA (true) or full fine-tuning (false)", bool, True),
+        ProviderOption("lora_r", "LoRA rank (the model's max_rank at most)", int, 8),
+        ProviderOption("lora_alpha", "LoRA alpha (default: twice the rank)", int),
+        ProviderOption("lora_dropout", "LoRA dropout, in [0, 1)", float, 0.0),
+        ProviderOption(
+            "lora_trainable_modules", "LoRA target modules, comma separated", str, "all-linear"
+        ),
+        ProviderOption("n_evals", "Evaluations on the validation split during training", int, 0),
+        ProviderOption("n_checkpoints", "Checkpoints saved during training", int, 1),
+        ProviderOption(
+            "train_on_inputs",
+            "Train on the prompts too (sft)",
+            str,
+            "auto",
+            ("auto", "true", "false"),
+        ),
+    )
+    settings_model: ClassVar[type[BaseModel]] = TogetherSettings
+
+    @classmethod
+    def from_config(cls, config: BaseModel, context: ProviderContext) -> TogetherProvider:
+        return cls(TogetherConfig(**config.model_dump()))
+
+    def __init__(
+        self,
+        config: TogetherConfig | None = None,
+        *,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """Cheap: nothing is imported, read or connected until the first call."""
+        self.config = config or TogetherConfig()
+        self.simulated = self.config.sandbox
+        self._client = client
+        self._api_key: str | None = None
+        self._lock = threading.Lock()
+        self._sleep = sleep
+        self._limits: dict[str, Any] = {}
+        """model -> the SDK's limits object (read once per model and process)."""
+        self._uploads: dict[tuple[str, str], str] = {}
+        """(endpoint, content sha256) -> file id uploaded by this process."""
+
+    def model_endpoint(self, *, simulated: bool = False) -> str | None:
+        base = self.config.sandbox_url if simulated else self.config.endpoint
+        return base.rstrip("/") + "/v1"
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._api_key = resolve_api_key(self.config)
+                self._client = build_client(self.config, self._api_key)
+            return self._client
+
+    def _secrets(self) -> list[str | None]:
+        return [self._api_key, self.config.api_key]
+
+    def _once(self, action: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            raise translate(exc, action, self._secrets()) from None
+
+    def _retrying(
+        self, action: str, fn: Callable[..., T], *args: Any, _attempts: int | None = None, **kw: Any
+    ) -> T:
+        """An idempotent call, retried on retryable failures."""
+        attempts = max(1, _attempts or self.config.max_retries + 1)
+        for attempt in range(attempts):
+            try:
+                return self._once(action, fn, *args, **kw)
+            except ProviderError as err:
+                if (
+                    not err.retryable
+                    or attempt == attempts - 1
+                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
+                ):
+                    raise
+                self._sleep(backoff_delay(attempt, err.retry_after_s))
+        raise AssertionError("unreachable")
+
+    # -- limits and validation ----------------------------------------------------------
+
+    def model_limits(self, model: str) -> dict[str, Any]:
+        """``/fine-tunes/models/limits`` for ``model`` as a dict (read once)."""
+        return _raw(self._limits_object(model))
+
+    def _limits_object(self, model: str) -> Any:
+        if model not in self._limits:
+            self._limits[model] = self._retrying(
+                f"reading the fine-tuning limits of {model}",
+                self.client.fine_tuning.model_limits,
+                model_name=model,
+                _attempts=self.config.create_attempts,
+            )
+        return self._limits[model]
+
+    def validate_spec(self, spec: JobSpec) -> list[str]:
+        """Local checks, then the spec against the model's limits read from Together (a
+        refused model or an unreachable service is a problem too: nothing can be sent)."""
+        problems = limits.local_problems(spec, self.capabilities.methods)
+        try:
+            model_limits = self.model_limits(spec.base_model)
+        except ProviderError as err:
+            if err.code in ("invalid_model", "not_found", "http_404"):
+                return [*problems, f"{spec.base_model} cannot be fine-tuned: {err.message}"]
+            return [*problems, f"could not check the spec against Together's limits: {err}"]
+        return problems + limits.problems(spec, model_limits)
+
+    def launch_warnings(self, spec: JobSpec) -> list[str]:
+        """Serving costs Together bills apart from training (no network)."""
+        warnings = [
+            "Together AI serves a fine-tuned model only on a dedicated endpoint, billed per "
+            "minute while it runs, idle or not (e.g. 1x H100 about $3.99/h); or download "
+            "the weights and serve them elsewhere"
+        ]
+        if spec.base_model.endswith("-Reference"):
+            warnings.append(
+                f"{spec.base_model} is a -Reference model: Together cannot deploy it, so the "
+                "fine-tune can only be downloaded"
+            )
+        return warnings
+
+    # -- data -------------------------------------------------------------------------
+
+    def prepare(self, spec: JobSpec) -> JobSpec:
+        """Check each file with the SDK's own checker, then upload it (once per content
+        per process)."""
+        options = dict(spec.options)
+        options["training_file"] = self.upload_file(spec.train_path)
+        if spec.validation_path and Path(spec.validation_path).stat().st_size > 0:
+            options["validation_file"] = self.upload_file(
+                spec.validation_path, param="validation_file"
+            )
+        return replace(spec, options=options)
+
+    def upload_file(self, path: str | Path, *, param: str = "training_file") -> str:
+        client = self.client  # built first: it imports the SDK safely (see build_client)
+        from together.lib import check_file
+
+        path = Path(path)
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        key = (self.config.endpoint, digest)
+        if key in self._uploads:
+            return self._uploads[key]
+        report = check_file(path, purpose="fine-tune")
+        if not report.get("is_check_passed"):
+            reason = str(report.get("message") or "the file check failed").splitlines()[0]
+            raise ProviderError(
+                f"Together's file check refused {path.name}: {reason}; fix the dataset and "
+                "launch again (nothing was uploaded)",
+                code="invalid_file",
+                param=param,
+            )
+        uploaded = self._retrying(
+            f"uploading {path.name}",
+            client.files.upload,
+            path,
+            purpose="fine-tune",
+            check=False,  # checked just above, with the message kept
+            _attempts=self.config.create_attempts,
+        )
+        self._uploads[key] = uploaded.id
+        return uploaded.id
+
+    # -- price ------------------------------------------------------------------------
+
+    def quote(self, spec: JobSpec) -> ProviderQuote | None:
+        """``/fine-tunes/estimate-price`` for a prepared spec."""
+        if "training_file" not in spec.options:
+            raise SpecRejected("the spec has no training_file: call prepare() first")
+        body = self.create_kwargs(spec)
+        lora_limits = self.model_limits(body["model"]).get("lora_training") or {}
+        rank = body.get("lora_r") or lora_limits.get("default_rank") or 8
+        kwargs: dict[str, Any] = {
+            "training_file": body["training_file"],
+            "model": body["model"],
+            "n_epochs": body["n_epochs"],
+            "n_evals": body["n_evals"],
+            "training_method": {"method": body["training_method"]},
+            "training_type": (
+                {"type": "Lora", "lora_r": rank, "lora_alpha": body.get("lora_alpha") or 2 * rank}
+                if body["lora"]
+                else {"type": "Full"}
+            ),
+        }
+        if body.get("validation_file"):
+            kwargs["validation_file"] = body["validation_file"]
+        answer = _raw(
+            self._retrying(
+                "asking Together for the job's price",
+                self.client.fine_tuning.estimate_price,
+                _attempts=self.config.create_attempts,
+                **kwargs,
+            )
+        )
+        if answer.get("estimation_available") is False:
+            return None
+        total = answer.get("estimated_total_price")
+        allowed = answer.get("allowed_to_proceed", True) is not False
+        limit = answer.get("user_limit")
+        reason = None
+        if not allowed:
+            reason = (
+                f"Together AI estimates ${float(total or 0):.2f}, over the account's limit"
+                + (f" of ${float(limit):.2f}" if limit is not None else "")
+                + "; add credit at Together or make the job smaller"
+            )
+        return ProviderQuote(
+            total_usd=float(total) if total is not None else None,
+            allowed_to_proceed=allowed,
+            reason=reason,
+            user_limit_usd=float(limit) if limit is not None else None,
+            train_tokens=_int_or_none(answer.get("estimated_train_token_count")),
+            eval_tokens=_int_or_none(answer.get("estimated_eval_token_count")),
+        )
+
+    # -- jobs -------------------------------------------------------------------------
+
+    def create_kwargs(self, spec: JobSpec) -> dict[str, Any]:
+        """The ``fine_tuning.create`` arguments for a prepared spec: ftm's fields mapped
+        to Together's (see `limits.DEFAULT_LEARNING_RATE` for the learning rate)."""
+        if "training_file" not in spec.options:
+            raise SpecRejected("the spec has no training_file: call prepare() first")
+        hp, opts = spec.hyperparameters, spec.options
+        method = METHODS.get(spec.method, spec.method)
+        body: dict[str, Any] = {
+            "training_file": opts["training_file"],
+            "model": spec.base_model,
+            "n_epochs": 1 if hp.n_epochs == "auto" else hp.n_epochs,
+            "batch_size": "max" if hp.batch_size == "auto" else hp.batch_size,
+            "learning_rate": limits.learning_rate(spec),
+            "n_evals": int(opts.get("n_evals", 0)),
+            "n_checkpoints": int(opts.get("n_checkpoints", 1)),
+            "lora": limits.uses_lora(spec),
+            "training_method": method,
+            "suffix": convert.suffix_for(spec.suffix, spec.ftm_job_uid),
+        }
+        if opts.get("validation_file"):
+            body["validation_file"] = opts["validation_file"]
+        if body["lora"]:
+            for key in ("lora_r", "lora_alpha", "lora_dropout", "lora_trainable_modules"):
+                if key in opts:
+                    body[key] = opts[key]
+        if method == "sft":
+            body["train_on_inputs"] = limits.train_on_inputs(opts)
+        elif hp.beta != "auto":
+            body["dpo_beta"] = float(hp.beta)
+        if spec.seed is not None:
+            body["random_seed"] = spec.seed
+        return body
+
+    def _create_once(self, body: dict[str, Any]) -> RemoteJob:
+        """One ``fine_tuning.create``. The SDK asks for the price before it sends the job;
+        a failure of that earlier request is reported as not sent."""
+        try:  # the SDK needs the limits; reading them sends no job
+            model_limits = self._limits_object(body["model"])
+        except ProviderError as unread:
+            if unread.retryable:
+                unread.code = NOT_SENT
+            raise
+        try:
+            job = self.client.fine_tuning.create(**body, model_limits=model_limits)
+        except ValueError as exc:  # the SDK's own checks of the request
+            raise SpecRejected(f"Together AI's client refused the job: {exc}") from None
+        except Exception as exc:
+            err = translate(exc, "creating the fine-tuning job", self._secrets())
+            request = failed_request(exc)
+            sent_create = request is None or (
+                request[0] == "POST" and request[1].rstrip("/").endswith(CREATE_PATH)
+            )
+            if err.retryable and not sent_create:
+                err.code = NOT_SENT
+            raise err from None
+        return convert.remote_job(_raw(job))
+
+    def create(self, spec: JobSpec) -> RemoteJob:
+        """Create the job exactly once (the rules of `OpenAIProvider.create`): after an
+        answered failure or a lost connection the job is looked up by the uid tag in its
+        suffix before a create is sent again; after a failure that got no answer no create
+        is sent again (the first may still land), only lookups; a create that never left
+        is simply sent again.
+
+        Raises:
+            ProviderError: refused (nothing created), or, with code ``create_unconfirmed``,
+                still unknown after every attempt (the poller settles it by uid).
+        """
+        if not spec.ftm_job_uid:
+            raise SpecRejected("the spec has no ftm_job_uid: it is needed to create safely")
+        body = self.create_kwargs(spec)
+        need_lookup = maybe_in_flight = ever_sent = False
+        last: ProviderError | None = None
+        for attempt in range(max(1, self.config.create_attempts)):
+            if attempt:
+                wait = backoff_delay(attempt - 1, last.retry_after_s if last else None)
+                if last is not None and last.code == "timeout":
+                    wait = max(wait, self.config.timeout_s)
+                self._sleep(wait)
+            if need_lookup:
+                try:
+                    found = self._find_once(spec.ftm_job_uid)
+                except ProviderError as err:
+                    if not err.retryable:
+                        raise
+                    last = err
+                    continue
+                if found is not None:
+                    return found
+                if maybe_in_flight:
+                    continue
+                need_lookup = False
+            try:
+                return self._create_once(body)
+            except ProviderError as err:
+                if not err.retryable:
+                    raise
+                last = err
+                need_lookup = need_lookup or err.code != NOT_SENT
+                ever_sent = ever_sent or err.code != NOT_SENT
+                maybe_in_flight = maybe_in_flight or err.code in UNANSWERED
+        if last is not None and not ever_sent:
+            raise ProviderError(
+                f"{last.message}. No job was created; check the network and launch again.",
+                code=NOT_SENT,
+                retryable=False,
+            )
+        try:
+            found = self._find_once(spec.ftm_job_uid)
+        except ProviderError:
+            found = None
+        if found is not None:
+            return found
+        raise ProviderError(
+            f"could not confirm whether the job was created ({last.message if last else '?'}); "
+            "ftm will look it up again by its id before doing anything else",
+            code="create_unconfirmed",
+            retryable=True,
+            retry_after_s=last.retry_after_s if last else None,
+        )
+
+    def _list_raw(self) -> list[dict[str, Any]]:
+        page = self._once("listing fine-tuning jobs", self.client.fine_tuning.list)
+        return [_raw(job) for job in page.data or []]
+
+    def _find_once(self, ftm_job_uid: str) -> RemoteJob | None:
+        for raw in self._list_raw():
+            if convert.carries_uid(raw, ftm_job_uid):
+                return convert.remote_job(raw, uid=ftm_job_uid)
+        return None
+
+    def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
+        return self._retrying(
+            "looking up the job by its ftm id",
+            self._find_once,
+            ftm_job_uid,
+            _attempts=self.config.create_attempts,
+        )
+
+    def refresh(self, remote_id: str, events_cursor: str | None = None) -> Refresh:
+        """The job now (one request: Together returns its events with it), only the
+        events after the cursor, the metric snapshots after the last step seen (asked only
+        once training may have run, and only from that step on), and the checkpoints when
+        a new one was saved or the job completed."""
+        raw = _raw(
+            self._retrying(f"reading job {remote_id}", self.client.fine_tuning.retrieve, remote_id)
+        )
+        all_events = raw.get("events")
+        if all_events is None:  # a service that leaves them out of the job
+            all_events = [
+                _raw(e)
+                for e in self._retrying(
+                    f"reading events of {remote_id}",
+                    self.client.fine_tuning.list_events,
+                    remote_id,
+                ).data
+                or []
+            ]
+            raw["events"] = all_events
+        events_seen, last_step = convert.parse_cursor(events_cursor)
+        start = min(events_seen, len(all_events))
+        events = [
+            convert.event(remote_id, index, item)
+            for index, item in enumerate(all_events)
+            if index >= start
+        ]
+        job = convert.remote_job(raw)
+        metrics = []
+        if raw.get("status") in convert.TRAINED_STATUSES and (
+            job.total_steps is None or last_step < job.total_steps
+        ):
+            metrics = self.list_metrics(remote_id, after_step=last_step)
+            if metrics:
+                last_step = max(last_step, metrics[-1].step)
+                if job.step is None or last_step > job.step:
+                    job = replace(job, step=last_step)
+        checkpoints = []
+        if job.status == JobStatus.SUCCEEDED or any(e.type == "checkpoint_save" for e in events):
+            checkpoints = self.list_checkpoints(remote_id)
+        return Refresh(
+            job=job,
+            events=events,
+            events_cursor=convert.make_cursor(len(all_events), last_step),
+            metrics=metrics,
+            checkpoints=checkpoints,
+        )
+
+    def list_metrics(self, remote_id: str, *, after_step: int = 0) -> list:
+        """Metric points of the steps after ``after_step``, in step order."""
+        page = _raw(
+            self._retrying(
+                f"reading metrics of {remote_id}",
+                self.client.fine_tuning.list_metrics,
+                remote_id,
+                global_step_from=after_step + 1,
+            )
+        )
+        points = [convert.metric(m) for m in page.get("metrics") or []]
+        return sorted((p for p in points if p and p.step > after_step), key=lambda p: p.step)
+
+    def list_checkpoints(self, remote_id: str) -> list:
+        page = self._retrying(
+            f"reading checkpoints of {remote_id}",
+            self.client.fine_tuning.list_checkpoints,
+            remote_id,
+        )
+        return convert.checkpoints(remote_id, [_raw(c) for c in page.data or []])
+
+    def cancel(self, remote_id: str) -> RemoteJob:
+        """Cancel. A retry after a failed attempt that the service refused (the first one
+        did land: the job is already cancelling) reads the job and returns it; a job that
+        had ended before is refused as usual."""
+        attempts = max(1, self.config.max_retries + 1)
+        for attempt in range(attempts):
+            try:
+                job = self._once(
+                    f"cancelling job {remote_id}", self.client.fine_tuning.cancel, remote_id
+                )
+                return convert.remote_job(_raw(job))
+            except ProviderError as err:
+                if attempt and not err.retryable:
+                    raw = _raw(
+                        self._retrying(
+                            f"reading job {remote_id}", self.client.fine_tuning.retrieve, remote_id
+                        )
+                    )
+                    if raw.get("status") in ("cancel_requested", "cancelled"):
+                        return convert.remote_job(raw)
+                if not err.retryable or attempt == attempts - 1:
+                    raise
+                self._sleep(backoff_delay(attempt, err.retry_after_s))
+        raise AssertionError("unreachable")
+
+    def delete(self, remote_id: str) -> None:
+        """Delete a job (and its stored outputs) at Together."""
+        self._retrying(f"deleting job {remote_id}", self.client.fine_tuning.delete, remote_id)
+
+    def list_remote_jobs(self, limit: int = 100) -> list[RemoteJob]:
+        """Jobs at Together, newest first (for `ftm jobs import`)."""
+        out = []
+        for raw in self._retrying("listing fine-tuning jobs", self._list_raw)[:limit]:
+            job = convert.remote_job(raw)
+            hp = dict(job.hyperparameters or {})
+            hp.setdefault("method", "supervised")
+            out.append(replace(job, hyperparameters=hp))
+        return out
+
+    # -- models -----------------------------------------------------------------------
+
+    def list_base_models(self) -> list[BaseModelInfo]:
+        return [BaseModelInfo(id=m, methods=self.capabilities.methods) for m in BASE_MODELS]
+
+    def complete(
+        self,
+        model: str,
+        messages: Sequence[ChatMessage],
+        *,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+    ) -> Completion:
+        started = time.perf_counter()
+        response = self._retrying(
+            f"asking {model}",
+            self.client.chat.completions.create,
+            model=model,
+            messages=[{"role": m.role, "content": m.content} for m in messages],
+            max_tokens=max_tokens,
+            temperature=temperature,
+        )
+        usage = response.usage
+        return Completion(
+            text=response.choices[0].message.content or "",
+            prompt_tokens=usage.prompt_tokens if usage else None,
+            completion_tokens=usage.completion_tokens if usage else None,
+            latency_ms=(time.perf_counter() - started) * 1000,
+            model=response.model,
+        )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
