@@ -474,10 +474,15 @@ def _with_declared(raw: dict[str, Any], declared: dict[str, PriceTable]) -> dict
 
 @lru_cache(maxsize=8)
 def _load_cached(
-    user_file: str | None, mtime: float | None, search_path: tuple[str, ...]
+    user_file: str | None,
+    mtime: float | None,
+    search_path: tuple[str, ...],
+    provider_order: tuple[str, ...],
 ) -> Catalog:
     """``search_path``: the import path the providers were discovered on (a plugin added
-    at run time brings its prices)."""
+    at run time brings its prices). ``provider_order``: the priced providers in the order
+    a lookup that names none tries them (the configured hosted one first, so it depends
+    on settings): a catalog built under other settings is not reused."""
     declared = _declared_tables()
     raw = _with_declared(_read_toml(SHIPPED_CATALOG), declared)
     files = (str(SHIPPED_CATALOG),)
@@ -497,11 +502,12 @@ def load_catalog(prices_file: Path | str | None = None, *, use_settings: bool = 
         from app.settings import get_settings
 
         prices_file = get_settings().prices_file
+    order = tuple(_declared_tables())
     if prices_file is None:
-        return _load_cached(None, None, tuple(sys.path))
+        return _load_cached(None, None, tuple(sys.path), order)
     path = Path(prices_file).expanduser()
     if not path.exists():
         raise CatalogError(
             f"prices file {path} does not exist; fix settings prices_file or create it"
         )
-    return _load_cached(str(path), path.stat().st_mtime, tuple(sys.path))
+    return _load_cached(str(path), path.stat().st_mtime, tuple(sys.path), order)

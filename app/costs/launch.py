@@ -198,7 +198,7 @@ def estimate_for_launch(
         built = make_provider(provider)
         simulated = built.simulated
         # A model served from a deployment billed by the hour costs that, used or not:
-        # spread over the requests of a month, per COST_MODEL.md's always-on cost.
+        # spread over the requests of a month, as the cost model's always-on costs are.
         hourly = catalog.hosted_model(hosted.model, provider).hosting_per_hour
         hosting_month = (hourly or 0.0) * HOURS_PER_MONTH
         ft_per_request = ft.usd_per_request + hosting_month / requests_per_month
