@@ -138,10 +138,18 @@ def test_migrations_openai_to_together_to_local_and_local_to_together(
     assert replacement["model"] == together_job.fine_tuned_model
     text = _ftm("models", "plan").output
     print(text)
-    if TogetherProvider.pricing() is None:  # no Together prices declared on the contract
+    prices = TogetherProvider.pricing()
+    if prices is None:  # no Together prices declared on the contract: nothing to project
         assert replacement["projected_usd"] is None and "no price recorded" in text
-    else:
-        assert replacement["projected_usd"] > 0
+    else:  # per-token at the fine-tuned rates, plus the endpoint's hours over 12 months
+        declared = prices.models[TOGETHER_BASE]
+        assert replacement["hosting_per_hour"] == declared.hosting_per_hour > 0
+        per_request = replacement["cost_per_1k_usd"] / 1000
+        hours = 730 * 12  # the catalog's hours per month, over the default horizon
+        assert replacement["projected_usd"] == pytest.approx(
+            per_request * 10_000 * 12 + declared.hosting_per_hour * hours
+        )
+        assert _said(f"+ hosting ${declared.hosting_per_hour:.2f}/h", text)
     do = f"ftm promote --task routing --alias production --run {replacement['run_id']}"
     assert _said(do, text)
     promoted = _ftm(*do.split()[1:])
