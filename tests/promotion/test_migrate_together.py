@@ -144,6 +144,7 @@ def test_migrations_openai_to_together_to_local_and_local_to_together(
     else:  # per-token at the fine-tuned rates, plus the endpoint's hours over 12 months
         declared = prices.models[TOGETHER_BASE]
         assert replacement["hosting_per_hour"] == declared.hosting_per_hour > 0
+        assert replacement["cost_per_1k_usd"] is not None  # priced at the base's ft rates
         per_request = replacement["cost_per_1k_usd"] / 1000
         hours = 730 * 12  # the catalog's hours per month, over the default horizon
         assert replacement["projected_usd"] == pytest.approx(
