@@ -4,7 +4,9 @@ LoRA training in a worker). One alias, ticket routing, moves OpenAI -> Together 
 by `ftm models plan` as the cheapest gate-passing replacement near OpenAI's cutoff, then
 promoted), Together -> local (refused by the baseline gate: the tiny model does not
 learn the task, and the numbers show the refusal is right), and local -> Together
-(promoted). Each time: the settings mapping printed, the same eval set, the gates.
+(promoted). Each time: the settings mapping printed, the same eval set, the gates. The
+plan prices the Together candidate when Together declares prices (`pricing()`): per
+token at its base's fine-tuned rates plus the dedicated endpoint's hours.
 
 The Together emulator runs with ``serve_fine_tunes``: as if each fine-tune had its
 dedicated endpoint up, it answers from its training examples like the OpenAI
