@@ -353,6 +353,12 @@ def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
 @click.option("--method", default=None, help="Training method there (local: lora, qlora, full).")
 @click.option("--epochs", type=int, default=None, help="Override the promoted job's epochs.")
 @click.option(
+    "--batch-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Override the promoted job's batch size (e.g. below the new provider's minimum).",
+)
+@click.option(
     "--option",
     "options",
     multiple=True,
@@ -369,7 +375,17 @@ def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
     help="Seconds to wait for the new job.",
 )
 def migrate(
-    task, alias, to_provider, base_model, method, epochs, options, why, no_promote, timeout
+    task,
+    alias,
+    to_provider,
+    base_model,
+    method,
+    epochs,
+    batch_size,
+    options,
+    why,
+    no_promote,
+    timeout,
 ) -> None:
     """Re-train ALIAS's model of TASK on another provider with the same dataset and
     settings, evaluate it against the promoted model on the same eval set, and promote it
@@ -389,6 +405,7 @@ def migrate(
         base_model=base_model,
         method=method,
         epochs=epochs,
+        batch_size=batch_size,
         options=parsed,
         why=why,
         promote=not no_promote,

@@ -110,6 +110,13 @@ def _load_faults(spec: str):
     is_flag=True,
     help="Serve result CSV files base64-encoded, as the live service has been seen to.",
 )
+@click.option(
+    "--serve-fine-tunes",
+    is_flag=True,
+    help="Together only: finished fine-tunes answer chats from their training examples, as "
+    "if each had its dedicated endpoint up (by default refused, as the service does "
+    "without one) — for evaluating and migrating them.",
+)
 def sandbox(
     emulated: str,
     host: str,
@@ -122,6 +129,7 @@ def sandbox(
     seed: int | None,
     ephemeral: bool,
     base64_results: bool,
+    serve_fine_tunes: bool,
 ) -> None:
     """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine,
     or with --provider together a simulated Together AI API (files, fine-tunes).
@@ -148,8 +156,14 @@ def sandbox(
                 f"{', '.join(given)} emulate(s) OpenAI only; leave it out with --provider together"
             )
         faults = _load_faults(faults_spec) if faults_spec is not None else None
-        _serve_together(host, port, seconds_per_step, faults, start, seed, ephemeral)
+        _serve_together(
+            host, port, seconds_per_step, faults, start, seed, ephemeral, serve_fine_tunes
+        )
         return
+    if serve_fine_tunes:
+        raise UserError(
+            f"--serve-fine-tunes emulates Together only; {emulated}'s fine-tunes always answer"
+        )
     if emulated == "azure":
         given = [name for name, value in {"--org": org_profile}.items() if value]
         if given:
@@ -250,6 +264,7 @@ def _serve_together(
     start: datetime | None,
     seed: int | None,
     ephemeral: bool,
+    serve_fine_tunes: bool = False,
 ) -> None:
     """``--provider together``: the Together AI emulator in the foreground."""
     import tempfile
@@ -274,6 +289,7 @@ def _serve_together(
             start=start,
             seed=seed,
             state_file=state_file,
+            serve_fine_tunes=serve_fine_tunes,
         )
     except ValueError as exc:
         raise UserError(f"{exc}; or run with --ephemeral") from None
@@ -294,6 +310,11 @@ def _serve_together(
         f"  export FTM_PROVIDERS__TOGETHER__SANDBOX=true FTM_PROVIDERS__TOGETHER__SANDBOX_URL={url}"
     )
     echo(f"Clock: {state.clock.today().isoformat()}, {seconds_per_step:g} s per training step.")
+    echo(
+        "Fine-tunes answer chats from their training examples, as if on a dedicated endpoint."
+        if serve_fine_tunes
+        else "Fine-tunes: chat refused (dedicated endpoints only); --serve-fine-tunes answers."
+    )
     echo(
         f"State: {state_file} ({len(state.jobs)} jobs)"
         if state_file

@@ -41,8 +41,11 @@ def canonical_model(model: str | None) -> str | None:
     return load_catalog().aliases.get(model, model)
 
 
-def token_price(provider: str, model: str) -> TokenPrice | None:
-    """The per-token price of ``model`` on ``provider``, or None when not in the catalog."""
+def token_price(provider: str, model: str, base_model: str | None = None) -> TokenPrice | None:
+    """The per-token price of ``model`` on ``provider``, or None when not in the catalog.
+    A fine-tune whose id the catalog does not know (one not named ``ft:BASE:...``, e.g.
+    Together's ``account/Base-suffix-id``) is priced at its ``base_model``'s fine-tuned
+    rates when that base is known."""
     from app.jobs.providers import capabilities_of
 
     if not capabilities_of(provider).per_token_billing:
@@ -50,11 +53,17 @@ def token_price(provider: str, model: str) -> TokenPrice | None:
     from app.costs.catalog import load_catalog
     from app.costs.errors import UnknownModel
 
+    fine_tuned = model.startswith("ft:")
     try:
         entry = load_catalog().hosted_model(model, provider)
     except UnknownModel:
-        return None
-    fine_tuned = model.startswith("ft:")
+        if not base_model or base_model == model:
+            return None
+        try:
+            entry = load_catalog().hosted_model(base_model, provider)
+        except UnknownModel:
+            return None
+        fine_tuned = True
     return TokenPrice(
         input=entry.ft_input if fine_tuned else entry.base_input,
         output=entry.ft_output if fine_tuned else entry.base_output,
@@ -73,10 +82,25 @@ def request_cost(
     base_model: str | None = None,
 ) -> float | None:
     """USD for one request with these token counts; None when unpriced or uncounted."""
-    price = token_price(provider, model)
+    price = token_price(provider, model, base_model)
     if price is None or prompt_tokens is None or completion_tokens is None:
         return None
     return (prompt_tokens * price.input + completion_tokens * price.output) / 1e6
+
+
+def hosting_per_hour(provider: str, base_model: str | None) -> float | None:
+    """The hourly fee of the deployment a fine-tune of ``base_model`` answers from on
+    ``provider`` (billed while it runs, used or not), or None when it has none or is not
+    in the catalog."""
+    if not base_model:
+        return None
+    from app.costs.catalog import load_catalog
+    from app.costs.errors import UnknownModel
+
+    try:
+        return load_catalog().hosted_model(base_model, provider).hosting_per_hour or None
+    except UnknownModel:
+        return None
 
 
 def per_request_cost(run) -> tuple[float | None, str | None]:

@@ -43,6 +43,7 @@ class MigrationRequest:
     base_model: str
     method: str | None = None
     epochs: int | None = None
+    batch_size: int | None = None
     options: dict = field(default_factory=dict)
     why: str | None = None
     promote: bool = True
@@ -132,7 +133,12 @@ def migrate_alias(
         raise MigrationError(f"{held.model} was promoted without an eval run to compare against")
     try:
         carried = carry_recipe(
-            source, req.to_provider, epochs=req.epochs, method=req.method, overrides=req.options
+            source,
+            req.to_provider,
+            epochs=req.epochs,
+            batch_size=req.batch_size,
+            method=req.method,
+            overrides=req.options,
         )
     except RecipeError as exc:
         raise MigrationError(str(exc)) from None

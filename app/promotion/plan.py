@@ -18,8 +18,10 @@ from datetime import date, timedelta
 from sqlalchemy import Engine
 
 from app import lifecycle
+from app.costs.catalog import load_catalog
 from app.costs.money import usd
 from app.evaluation.compare import Row, leaderboard
+from app.evaluation.pricing import hosting_per_hour
 from app.promotion.aliases import holders
 from app.promotion.gates import check_gates
 from db.engine import read_session
@@ -54,7 +56,10 @@ class Replacement:
     quality: float | None
     cost_per_1k_usd: float | None
     projected_usd: float | None
-    """Per-request cost x traffic x horizon months; None when it has no price."""
+    """Per-request cost x traffic x horizon months, plus the hourly fee of the deployment
+    it answers from over the horizon; None when it has no price."""
+    hosting_per_hour: float | None = None
+    """That deployment's fee (a dedicated endpoint billed while it runs), if any."""
     notes: tuple[str, ...] = ()
     """The leaderboard's notes on it (how its cost was modelled, simulated...)."""
 
@@ -200,7 +205,8 @@ def _cheapest_replacement(
             failed = ", ".join(g.name for g in report.results if not g.passed)
             rejected.append(f"{row.label} [{row.provider}]: fails the {failed} gate")
             continue
-        passing.append(_replacement(row, horizon_months, requests_per_month))
+        hourly = hosting_per_hour(row.provider, _base_of(engine, row))
+        passing.append(_replacement(row, horizon_months, requests_per_month, hourly))
     # Cheapest first; an unpriced candidate only when nothing priced passes.
     passing.sort(key=lambda r: (r.projected_usd is None, r.projected_usd or 0.0, r.run_id))
     return (passing[0] if passing else None), rejected
@@ -212,10 +218,14 @@ def _base_of(engine: Engine, row: Row) -> str | None:
     return ((run.config or {}).get("candidate") or {}).get("base_model") if run else None
 
 
-def _replacement(row: Row, horizon_months: float, requests_per_month: float) -> Replacement:
+def _replacement(
+    row: Row, horizon_months: float, requests_per_month: float, hourly: float | None
+) -> Replacement:
     projected = None
     if row.cost_per_1k_usd is not None:
         projected = row.cost_per_1k_usd / 1000 * requests_per_month * horizon_months
+        if hourly:  # billed while it runs, used or not: often most of the bill
+            projected += hourly * load_catalog().default("hours_per_month") * horizon_months
     return Replacement(
         run_id=row.run_id,
         provider=row.provider,
@@ -224,6 +234,7 @@ def _replacement(row: Row, horizon_months: float, requests_per_month: float) -> 
         quality=row.quality,
         cost_per_1k_usd=row.cost_per_1k_usd,
         projected_usd=projected,
+        hosting_per_hour=hourly,
         notes=row.notes,
     )
 
@@ -254,8 +265,9 @@ def replacement_text(entry: PlanEntry, plan: MigrationPlan) -> str:
     cost = (
         "no price recorded"
         if r.projected_usd is None
-        else f"{usd(r.cost_per_1k_usd)}/1k requests, about {usd(r.projected_usd)} over "
-        f"{plan.horizon_months:g} months"
+        else f"{usd(r.cost_per_1k_usd)}/1k requests"
+        + (f" + hosting {usd(r.hosting_per_hour)}/h" if r.hosting_per_hour else "")
+        + f", about {usd(r.projected_usd)} over {plan.horizon_months:g} months"
     )
     return f"{r.model} [{r.provider}] (eval run {r.run_id}, quality {quality}): {cost}"
 

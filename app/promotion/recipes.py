@@ -18,6 +18,7 @@ from providers.base import Provider
 from providers.recipe import MappingLine, RecipeTranslation, TrainingRecipe, shown
 
 OVERRIDE_NOTE = "set with --option"
+BATCH_NOTE = "set with --batch-size"
 
 
 class RecipeError(LookupError):
@@ -47,21 +48,33 @@ def carry_recipe(
     to_provider: str,
     *,
     epochs: int | None = None,
+    batch_size: int | None = None,
     method: str | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> CarriedRecipe:
-    """``source``'s recipe in ``to_provider``'s terms. ``epochs`` replaces the source's
-    epochs before translation; ``method`` and ``overrides`` (provider options) win over
-    the translation, each with its own mapping line."""
+    """``source``'s recipe in ``to_provider``'s terms. ``epochs`` and ``batch_size``
+    replace the source's before translation (a batch size the new provider does not
+    allow, e.g. below its minimum, is fixed this way); ``method`` and ``overrides``
+    (provider options) win over the translation, each with its own mapping line."""
     recipe = _installed(source.provider).recipe_from_job(
         source.method, source.hyperparameters, source.spec
     )
+    was_batch = recipe.batch_size
     recipe = recipe.with_epochs(epochs)
+    if batch_size is not None:
+        recipe = replace(recipe, batch_size=batch_size)
     translated = _installed(to_provider).translate_recipe(recipe)
     lines = list(translated.lines)
     if epochs is not None:
         lines = [
             replace(line, note="set with --epochs") if line.setting == "epochs" else line
+            for line in lines
+        ]
+    if batch_size is not None:  # the mapping shows what the source job had
+        lines = [
+            replace(line, source="-" if was_batch is None else shown(was_batch), note=BATCH_NOTE)
+            if line.setting == "batch size"
+            else line
             for line in lines
         ]
     chosen = translated.method

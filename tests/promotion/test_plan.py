@@ -123,3 +123,53 @@ def test_models_plan_cli_text_fits_80_columns_and_json_matches(recorded):
 
     refused = _ftm("models", "plan", "--horizon", "0")
     assert refused.exit_code != 0 and "--horizon" in refused.output
+
+
+def test_a_deployment_s_hourly_fee_is_part_of_a_replacement_s_projected_cost(monkeypatch):
+    """A fine-tune that answers only from a deployment billed by the hour, used or not
+    (Azure OpenAI's; Together's dedicated endpoint alike) costs those hours over the
+    horizon on top of its per-token price, and the plan says so."""
+    from app.evaluation.candidates import Candidate, split_example
+    from app.evaluation.runner import run_eval
+    from app.promotion.plan import plan_lines
+    from providers.azure import AzureOpenAIProvider
+    from tests.evaluation.helpers import routing_config, routing_examples
+    from tests.promotion.plan_fixtures import BEHAVIOUR, HOSTED_BASE, ByName
+
+    monkeypatch.setenv("FTM_TODAY", NEAR_CUTOFF)
+    engine = get_engine()
+    azure_base = "gpt-4.1-nano-2025-04-14"  # Azure trains it until 2027-04-14
+    azure_model = f"ft:{azure_base}:org:routing:az"
+    monkeypatch.setitem(BEHAVIOUR, azure_model, "good")
+    monkeypatch.setitem(BEHAVIOUR, azure_base, "base")
+    examples = [split_example(e, i) for i, e in enumerate(routing_examples(6))]
+
+    def run(kind, provider_name, model, **kw):
+        return run_eval(
+            Candidate(kind, provider_name, model, **kw),
+            examples,
+            routing_config(),
+            provider=ByName(),
+            engine=engine,
+            train_examples=routing_examples(12),
+        )
+
+    run("few_shot", "openai", HOSTED_BASE, k=3)
+    run("zero_shot", "openai", HOSTED_BASE)
+    holder = run("fine_tuned", "openai", HOLDER, base_model=HOSTED_BASE)
+    aliases.promote(engine, task="routing", alias="production", run_id=holder.id, who="ci")
+    run("zero_shot", "azure", azure_base)  # for the forgetting check
+    azure = run("fine_tuned", "azure", azure_model, base_model=azure_base)
+    per_1k = {r.run_id: r.cost_per_1k_usd for r in leaderboard(engine, "routing")}[azure.id]
+    hourly = AzureOpenAIProvider.pricing().models[azure_base].hosting_per_hour
+    months = 3  # ends before Azure stops training the base
+
+    plan = migration_plan(engine, horizon_months=months)
+    chosen = plan.entries[0].replacement
+    assert chosen is not None, plan.entries[0].rejected
+    assert chosen.run_id == azure.id and chosen.hosting_per_hour == hourly > 0
+    assert chosen.projected_usd == pytest.approx(
+        per_1k / 1000 * 10_000 * months + hourly * 730 * months  # the catalog's hours/month
+    )
+    text = " ".join(" ".join(plan_lines(plan)).split())
+    assert f"+ hosting ${hourly:.2f}/h, about" in text

@@ -125,6 +125,19 @@ def test_overrides_win_and_are_printed():
     assert any(line.strip().startswith("learning rate") and "-> 0.0002" in line for line in text)
 
 
+def test_a_batch_size_override_reaches_every_target_and_shows_the_source_s():
+    """``--batch-size``: a hosted job's auto batch of 1 is below what some providers
+    allow; the override replaces the recipe's before translation, on any target."""
+    for target, where in (("local", "options"), ("openai", "hyperparameters")):
+        carried = carry_recipe(
+            _job("openai", "supervised", OPENAI_REPORTED), target, batch_size=8
+        ).translation
+        assert getattr(carried, where)["batch_size"] == 8, target
+        assert _by_setting(carried)["batch size"] == ("1", "8", "set with --batch-size")
+    unknown = carry_recipe(_job("openai", "supervised", {}), "openai", batch_size=16)
+    assert _by_setting(unknown.translation)["batch size"] == ("-", "16", "set with --batch-size")
+
+
 class Plain(Provider):
     """A provider that declares nothing about recipes: the contract's neutral default."""
 

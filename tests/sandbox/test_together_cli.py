@@ -103,6 +103,35 @@ def test_serve_train_and_restart(tmp_path):
         stop(process)
 
 
+def test_serve_fine_tunes_makes_a_finished_fine_tune_answer_from_its_examples(tmp_path):
+    rows = sentiment_rows()
+    process, base_url, banner = start_together(
+        tmp_path, "--seconds-per-step", "0", "--ephemeral", "--serve-fine-tunes"
+    )
+    try:
+        assert "as if on a dedicated endpoint" in banner
+        sdk = client_for(base_url)
+        train = tmp_path / "train.jsonl"
+        train.write_bytes(jsonl(rows))
+        job = sdk.fine_tuning.create(
+            training_file=sdk.files.upload(train).id,
+            model="meta-llama/Llama-3.2-1B-Instruct",
+            batch_size=8,
+            train_on_inputs=False,
+        )
+        deadline = time.monotonic() + 10
+        while (done := sdk.fine_tuning.retrieve(job.id)).status != "completed":
+            assert time.monotonic() < deadline, "the job did not complete"
+            time.sleep(0.05)
+        prompt, reply = (m["content"] for m in rows[1]["messages"][-2:])
+        answer = sdk.chat.completions.create(
+            model=done.model_output_name, messages=[{"role": "user", "content": prompt}]
+        )
+        assert answer.choices[0].message.content == reply
+    finally:
+        stop(process)
+
+
 def test_openai_only_options_are_refused_in_one_line(tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "app", "sandbox", "--provider", "together", "--sunset", "none"],

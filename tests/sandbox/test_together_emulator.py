@@ -402,6 +402,45 @@ def test_models_and_chat_base_models_answer_fine_tunes_need_an_endpoint(
     assert ("/models", "get", 200) in recorder.seen
 
 
+def test_with_serve_fine_tunes_a_fine_tune_answers_from_its_training_examples(recorder, tmp_path):
+    """As if its dedicated endpoint were up: exact recall, then the nearest example, like
+    the OpenAI emulator's fine-tunes; the base model still answers generically, and a
+    job still running is not a model yet."""
+    with TogetherSandboxServer(
+        seconds_per_step=STEP_S,
+        start=START,
+        frozen=True,
+        data_dir=tmp_path / "tg",
+        serve_fine_tunes=True,
+    ) as served:
+        client = make_client(served, recorder)
+        rows = [
+            {"messages": [{"role": "user", "content": "ticket about my invoice"},
+                          {"role": "assistant", "content": "billing"}]},
+            {"messages": [{"role": "user", "content": "the app crashes on login"},
+                          {"role": "assistant", "content": "technical"}]},
+        ] * 10  # fmt: skip
+        file_id = client.files.upload(write(tmp_path, rows)).id
+        job = create(client, file_id)
+        ask = [{"role": "user", "content": "The app CRASHES on login"}]
+        running = client.fine_tuning.retrieve(job.id).model_output_name
+        with pytest.raises(together.NotFoundError):
+            client.chat.completions.create(model=running, messages=ask)
+        served.advance(1000 * STEP_S)
+        tuned = client.fine_tuning.retrieve(job.id).model_output_name
+
+        def reply(model: str, text: str) -> str:
+            asked = [{"role": "user", "content": text}]
+            answer = client.chat.completions.create(model=model, messages=asked)
+            assert answer.model == model and answer.usage.completion_tokens > 0
+            return answer.choices[0].message.content
+
+        assert reply(tuned, "The app CRASHES on login") == "technical"  # exact recall
+        assert reply(tuned, "a question about an invoice") == "billing"  # nearest
+        assert reply(SMALL, "ticket about my invoice") not in ("billing", "technical")
+        assert ("/chat/completions", "post", 200) in recorder.seen
+
+
 def test_a_body_that_is_not_json_is_refused_in_together_words(server, recorder):
     with httpx.Client(
         base_url=server.base_url,

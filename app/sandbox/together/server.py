@@ -39,6 +39,7 @@ def build_state(
     state_file: Path | None = None,
     credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
     weights_dir: Path | None = None,
+    serve_fine_tunes: bool = False,
 ) -> TogetherState:
     """A fresh (or reloaded, with ``state_file``) Together emulator state."""
     if seconds_per_step < 0:
@@ -51,6 +52,7 @@ def build_state(
         state_file=state_file,
         credit_limit_dollars=credit_limit_dollars,
         weights_dir=weights_dir,
+        serve_fine_tunes=serve_fine_tunes,
     )
 
 
@@ -60,7 +62,9 @@ class TogetherSandboxServer(SandboxServer):
     Same arguments as :class:`SandboxServer` where they apply (no OpenAI wind-down), plus
     ``credit_limit_dollars``: ``estimate-price`` refuses jobs dearer than this;
     ``weights_dir``: where downloadable weights are built and cached (default: beside the
-    uploaded files; tests share one across servers to build the tiny base model once).
+    uploaded files; tests share one across servers to build the tiny base model once);
+    ``serve_fine_tunes``: finished fine-tunes answer chats as if each had a running
+    dedicated endpoint (app/sandbox/together/serving.py), instead of the refusal.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class TogetherSandboxServer(SandboxServer):
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
         weights_dir: Path | None = None,
+        serve_fine_tunes: bool = False,
     ) -> None:
         files_dir = self._set_up(host, port, data_dir, state_file, "ftm-together-sandbox-")
         self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
@@ -92,6 +97,7 @@ class TogetherSandboxServer(SandboxServer):
             state_file=state_file,
             credit_limit_dollars=credit_limit_dollars,
             weights_dir=weights_dir,
+            serve_fine_tunes=serve_fine_tunes,
         )
         self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
 

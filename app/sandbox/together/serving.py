@@ -1,9 +1,13 @@
 """What the Together emulator serves for inference: ``GET /models`` and
-``POST /chat/completions`` on its base models.
+``POST /chat/completions``.
 
 Together no longer serves LoRA fine-tunes serverlessly: a fine-tuned model answers only
-on a dedicated endpoint (not emulated yet), so a chat with one is refused with a message
-that says so, as the service does. Base models answer as the OpenAI emulator's do
+on a dedicated endpoint, so by default a chat with one is refused with a message that
+says so, as the service does. Endpoints themselves are not emulated; an emulator started
+with ``serve_fine_tunes`` behaves as if each finished fine-tune had one running under the
+model's own name, and the fine-tune answers from its training examples exactly as the
+OpenAI emulator's fine-tunes do — so evaluations, gates and migrations that involve a
+Together fine-tune mean something. Base models answer as the OpenAI emulator's do
 (app/sandbox/responder.py: few-shot turns, else a fixed generic sentence).
 """
 
@@ -12,7 +16,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.sandbox.errors import ApiError, invalid
-from app.sandbox.responder import base_model_reply
+from app.sandbox.responder import Memory, base_model_reply, fine_tuned_reply
 from app.sandbox.together.catalog import MODELS, TINY_MODEL, TOKENIZER_PROXY
 from app.sandbox.training_data import count_message_tokens
 
@@ -57,9 +61,15 @@ def list_models(fine_tuned: list[str]) -> list[dict[str, Any]]:
 
 
 def chat(
-    body: Any, fine_tuned: set[str], new_id: str, created: int, limit_default: int = 512
+    body: Any,
+    fine_tuned: dict[str, Memory | None],
+    new_id: str,
+    created: int,
+    limit_default: int = 512,
 ) -> dict[str, Any]:
-    """A chat completion from a base model, or the refusal for any other model."""
+    """A chat completion from a base model or a served fine-tune (``fine_tuned``: each
+    finished fine-tune's name -> what it answers from, None when it is not served), or
+    the refusal for any other model."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")
@@ -70,7 +80,7 @@ def chat(
         raise invalid("Missing required parameter: 'messages'.", param="messages")
     if body.get("stream"):
         raise invalid("Streaming is not emulated by the ftm sandbox; call without stream.")
-    if model in fine_tuned:
+    if model in fine_tuned and fine_tuned[model] is None:
         raise ApiError(
             400,
             f"Unable to access model {model}: fine-tuned models are served on a dedicated "
@@ -78,13 +88,17 @@ def chat(
             param="model",
             code="model_not_available",
         )
-    if model not in MODELS:
+    memory = fine_tuned.get(model)
+    if memory is None and model not in MODELS:
         raise ApiError(
             404, f"Unable to access model {model}.", param="model", code="model_not_found"
         )
     from app.tokens import encoding_for_model
 
-    reply = base_model_reply(model, messages)
+    if memory is not None:
+        reply = fine_tuned_reply(memory, model, messages)
+    else:
+        reply = base_model_reply(model, messages)
     encoding = encoding_for_model(TOKENIZER_PROXY)
     tokens = encoding.encode(reply, disallowed_special=())
     limit = body.get("max_tokens") or limit_default

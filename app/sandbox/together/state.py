@@ -20,6 +20,7 @@ from app.sandbox.errors import ApiError, invalid
 from app.sandbox.lifecycle import Timing
 from app.sandbox.metrics import step_metrics
 from app.sandbox.records import StoredFile
+from app.sandbox.responder import Memory, Pair
 from app.sandbox.together import catalog, lifecycle, rates, serving
 from app.sandbox.together.artifacts import WeightsStore
 from app.sandbox.together.catalog import TOKENIZER_PROXY
@@ -56,6 +57,7 @@ class TogetherState:
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
         weights_dir: Path | None = None,
+        serve_fine_tunes: bool = False,
     ) -> None:
         self.clock = clock
         self.timing = timing
@@ -67,6 +69,12 @@ class TogetherState:
         self.lock = threading.RLock()
         self.weights = WeightsStore(weights_dir or self.files_dir.parent / "weights")
         """Real weights served by ``GET /finetune/download`` (built and cached there)."""
+        self.serve_fine_tunes = serve_fine_tunes
+        """Answer chats with finished fine-tunes as if each had a running dedicated
+        endpoint (see app/sandbox/together/serving.py); off: refused, as the service does
+        without one."""
+        self._memories: dict[str, Memory] = {}
+        """job id -> what its fine-tune answers from (built on its first chat)."""
         self._rng = random.Random(seed)
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, TogetherJob] = {}
@@ -338,9 +346,29 @@ class TogetherState:
         with self.lock:
             return serving.list_models(self._fine_tuned_names())
 
+    def _fine_tuned_memories(self) -> dict[str, Memory | None]:
+        """Finished fine-tune name -> its training examples as a `Memory` when served
+        (`serve_fine_tunes`), else None (refused)."""
+        served: dict[str, Memory | None] = {}
+        for job_id in list(self.jobs):
+            job = self._settled(job_id)
+            if job.status != "completed":
+                continue
+            memory = None
+            if self.serve_fine_tunes:
+                memory = self._memories.get(job_id)
+                if memory is None:
+                    stored = self.files.get(job.training_file)  # deleted: nothing recalled
+                    content = stored.path.read_bytes() if stored else b""
+                    examples = load_examples(content, TOKENIZER_PROXY)
+                    memory = Memory([Pair(e.prompt, e.reply) for e in examples])
+                    self._memories[job_id] = memory
+            served[job.model_output_name] = memory
+        return served
+
     def chat(self, body: Any) -> dict[str, Any]:
         with self.lock:
-            fine_tuned = set(self._fine_tuned_names())
+            fine_tuned = self._fine_tuned_memories()
             return serving.chat(body, fine_tuned, self._new_id("chat-"), int(self.now()))
 
     # ------------------------------------------------------------- pricing
