@@ -89,17 +89,39 @@ def request_cost(
 
 
 def hosting_per_hour(provider: str, base_model: str | None) -> float | None:
-    """The hourly fee of the deployment a fine-tune of ``base_model`` answers from on
-    ``provider`` (billed while it runs, used or not), or None when it has none or is not
-    in the catalog."""
+    """What a fine-tune of ``base_model`` on ``provider`` costs per hour to keep answering,
+    used or not, or None when nothing is billed by the hour (or it is not priced): the
+    declared fee of the deployment it answers from, or, for a provider that runs models
+    on this machine's kind of hardware (``capabilities.runs_locally``), the GPUs one
+    serving replica needs (`self_hosted_per_hour`)."""
     if not base_model:
         return None
     from app.costs.catalog import load_catalog
     from app.costs.errors import UnknownModel
+    from app.jobs.providers import capabilities_of
 
+    if capabilities_of(provider).runs_locally:
+        return self_hosted_per_hour(base_model)
     try:
         return load_catalog().hosted_model(base_model, provider).hosting_per_hour or None
     except UnknownModel:
+        return None
+
+
+def self_hosted_per_hour(base_model: str) -> float | None:
+    """The hourly price of the GPUs one replica serving ``base_model`` (or an adapter on
+    it) needs, on the cheapest catalog GPU set that holds it: the always-on cost of
+    self-hosting. None when the model or a priced GPU is unknown."""
+    from app.costs.catalog import load_catalog
+    from app.costs.errors import CostError
+    from app.costs.inference import parse_gpu_set, serving_gpu_for
+    from app.costs.model_shapes import model_shape
+
+    try:
+        catalog = load_catalog()
+        gpu, count = parse_gpu_set(serving_gpu_for(model_shape(base_model), catalog), catalog)
+        return catalog.hourly_price(gpu).usd_per_hour * count
+    except CostError:
         return None
 
 

@@ -56,10 +56,11 @@ class Replacement:
     quality: float | None
     cost_per_1k_usd: float | None
     projected_usd: float | None
-    """Per-request cost x traffic x horizon months, plus the hourly fee of the deployment
-    it answers from over the horizon; None when it has no price."""
+    """Per-request cost x traffic x horizon months, plus what keeps it answering by the
+    hour over the horizon; None when it has no price."""
     hosting_per_hour: float | None = None
-    """That deployment's fee (a dedicated endpoint billed while it runs), if any."""
+    """What keeps it answering per hour, used or not: a deployment's fee (a dedicated
+    endpoint), or the serving GPUs of a self-hosted model; None: nothing by the hour."""
     notes: tuple[str, ...] = ()
     """The leaderboard's notes on it (how its cost was modelled, simulated...)."""
 
@@ -225,6 +226,8 @@ def _replacement(
     if row.cost_per_1k_usd is not None:
         projected = row.cost_per_1k_usd / 1000 * requests_per_month * horizon_months
         if hourly:  # billed while it runs, used or not: often most of the bill
+            # (For a self-hosted model this counts its requests' GPU time twice, once in
+            # the per-request cost; that share is small beside an always-on GPU's hours.)
             projected += hourly * load_catalog().default("hours_per_month") * horizon_months
     return Replacement(
         run_id=row.run_id,

@@ -15,13 +15,16 @@ import pytest
 from click.testing import CliRunner
 
 from app.cli.main import cli
+from app.costs.catalog import load_catalog
 from app.database import get_engine
 from app.evaluation.compare import leaderboard
+from app.evaluation.pricing import self_hosted_per_hour
 from app.promotion import aliases
 from app.promotion.gates import set_policy
 from app.promotion.plan import STOPS_RETRAINING, STOPS_SERVING, migration_plan
-from tests.promotion.plan_fixtures import HOLDER, HOSTED_OTHER, record_plan_candidates
+from tests.promotion.plan_fixtures import HOLDER, HOSTED_OTHER, SMALL, record_plan_candidates
 
+HOURS_PER_MONTH = load_catalog(use_settings=False).default("hours_per_month")
 NEAR_CUTOFF = "2026-12-20"  # 17 days before OpenAI's last day for new jobs (2027-01-06)
 
 
@@ -52,7 +55,12 @@ def test_plan_lists_the_hosted_alias_with_its_deadlines_and_cheapest_passing_rep
     ]
     chosen = entry.replacement
     assert chosen is not None and chosen.run_id == recorded["small"].id
-    assert chosen.projected_usd == pytest.approx(costs[chosen.run_id] / 1000 * 10_000 * 12)
+    # A self-hosted replacement keeps its serving GPU up all month, used or not.
+    gpu_hourly = self_hosted_per_hour(SMALL)
+    assert chosen.hosting_per_hour == gpu_hourly and gpu_hourly and gpu_hourly > 0
+    assert chosen.projected_usd == pytest.approx(
+        costs[chosen.run_id] / 1000 * 10_000 * 12 + gpu_hourly * HOURS_PER_MONTH * 12
+    )
     rejected = "\n".join(entry.rejected)
     assert "adapters/forgetful-05b [local]: fails the general gate" in rejected
     assert f"{HOSTED_OTHER} [openai]: {STOPS_RETRAINING} 2027-01-06" in rejected
@@ -119,7 +127,8 @@ def test_models_plan_cli_text_fits_80_columns_and_json_matches(recorded):
     assert entry["days_left"] == 17
     assert entry["replacement"]["run_id"] == recorded["small"].id
     per_1k = entry["replacement"]["cost_per_1k_usd"]
-    assert entry["replacement"]["projected_usd"] == pytest.approx(per_1k * 12)
+    gpu_month = entry["replacement"]["hosting_per_hour"] * HOURS_PER_MONTH
+    assert entry["replacement"]["projected_usd"] == pytest.approx((per_1k + gpu_month) * 12)
 
     refused = _ftm("models", "plan", "--horizon", "0")
     assert refused.exit_code != 0 and "--horizon" in refused.output
