@@ -258,6 +258,7 @@ def _serve_together(
     from app.sandbox.together.api import create_app
     from app.sandbox.together.server import build_state
     from app.settings import get_settings
+    from providers.together.config import SANDBOX_API_KEY
 
     scratch = None
     if ephemeral:
@@ -286,9 +287,9 @@ def _serve_together(
     url = f"http://{host}:{sock.getsockname()[1]}"
     echo = click.echo
     click.secho(f"ftm sandbox: a SIMULATED Together AI API at {url}/v1", bold=True)
-    echo("Nothing here is real or billed. Any API key is accepted.")
+    echo(f"Nothing here is real or billed. It accepts the API key {SANDBOX_API_KEY} only.")
     echo("Point the together SDK at it (it adds /v1 itself):")
-    echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY=together-sandbox")
+    echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY={SANDBOX_API_KEY}")
     echo("Point ftm's together provider at it:")
     echo(
         f"  export FTM_PROVIDERS__TOGETHER__SANDBOX=true FTM_PROVIDERS__TOGETHER__SANDBOX_URL={url}"

@@ -23,8 +23,11 @@ from app.sandbox.lifecycle import Timing
 from app.sandbox.server import SandboxServer
 from app.sandbox.together.api import create_app
 from app.sandbox.together.state import DEFAULT_CREDIT_LIMIT_DOLLARS, TogetherState
+from providers.together.config import SANDBOX_API_KEY
 
-DEFAULT_API_KEY = "together-sandbox-key"
+DEFAULT_API_KEY = SANDBOX_API_KEY
+"""The key the emulator accepts unless told another: the one the Together provider sends
+in sandbox mode (providers/together/config.py), so the two agree by construction."""
 
 
 def build_state(
@@ -60,7 +63,9 @@ class TogetherSandboxServer(SandboxServer):
     Same arguments as :class:`SandboxServer` where they apply (no OpenAI wind-down), plus
     ``credit_limit_dollars``: ``estimate-price`` refuses jobs dearer than this;
     ``weights_dir``: where downloadable weights are built and cached (default: beside the
-    uploaded files; tests share one across servers to build the tiny base model once).
+    uploaded files; tests share one across servers to build the tiny base model once);
+    ``api_key``: the one bearer key it accepts (any other is answered 401, as Together
+    answers an invalid key).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class TogetherSandboxServer(SandboxServer):
         state_file: Path | None = None,
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
         weights_dir: Path | None = None,
+        api_key: str = DEFAULT_API_KEY,
     ) -> None:
         files_dir = self._set_up(host, port, data_dir, state_file, "ftm-together-sandbox-")
         self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
@@ -94,6 +100,7 @@ class TogetherSandboxServer(SandboxServer):
             weights_dir=weights_dir,
         )
         self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
+        self.api_key = api_key
 
     @property
     def clock(self) -> SandboxClock:
@@ -107,4 +114,4 @@ class TogetherSandboxServer(SandboxServer):
         return f"http://{self.host}:{self.port}"
 
     def _create_app(self) -> ASGIApp:
-        return create_app(self._sandbox)
+        return create_app(self._sandbox, self.api_key)

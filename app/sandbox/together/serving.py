@@ -2,8 +2,9 @@
 ``POST /chat/completions`` on its base models.
 
 Together no longer serves LoRA fine-tunes serverlessly: a fine-tuned model answers only
-on a dedicated endpoint (not emulated yet), so a chat with one is refused with a message
-that says so, as the service does. Base models answer as the OpenAI emulator's do
+on a dedicated endpoint (endpoints.py), so a chat with one no STARTED endpoint serves is
+refused with a message that says so, as the service does; through a STARTED endpoint (its
+name, or the model it serves) a fine-tune answers from its training examples. Base models answer as the OpenAI emulator's do
 (app/sandbox/responder.py: few-shot turns, else a fixed generic sentence).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.sandbox.errors import ApiError, invalid
-from app.sandbox.responder import base_model_reply
+from app.sandbox.responder import Memory, base_model_reply, fine_tuned_reply
 from app.sandbox.together.catalog import MODELS, TINY_MODEL, TOKENIZER_PROXY
 from app.sandbox.training_data import count_message_tokens
 
@@ -57,9 +58,17 @@ def list_models(fine_tuned: list[str]) -> list[dict[str, Any]]:
 
 
 def chat(
-    body: Any, fine_tuned: set[str], new_id: str, created: int, limit_default: int = 512
+    body: Any,
+    fine_tuned: set[str],
+    new_id: str,
+    created: int,
+    limit_default: int = 512,
+    served: dict[str, Memory | None] | None = None,
 ) -> dict[str, Any]:
-    """A chat completion from a base model, or the refusal for any other model."""
+    """A chat completion from a base model or a model ``served`` by a STARTED endpoint
+    (name -> its fine-tune's memory, None for a base model), or the refusal for any
+    other model."""
+    served = served or {}
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")
@@ -70,7 +79,7 @@ def chat(
         raise invalid("Missing required parameter: 'messages'.", param="messages")
     if body.get("stream"):
         raise invalid("Streaming is not emulated by the ftm sandbox; call without stream.")
-    if model in fine_tuned:
+    if model in fine_tuned and model not in served:
         raise ApiError(
             400,
             f"Unable to access model {model}: fine-tuned models are served on a dedicated "
@@ -78,13 +87,17 @@ def chat(
             param="model",
             code="model_not_available",
         )
-    if model not in MODELS:
+    if model not in MODELS and model not in served:
         raise ApiError(
             404, f"Unable to access model {model}.", param="model", code="model_not_found"
         )
     from app.tokens import encoding_for_model
 
-    reply = base_model_reply(model, messages)
+    memory = served.get(model)
+    if memory is not None:
+        reply = fine_tuned_reply(memory, model, messages)
+    else:
+        reply = base_model_reply(model, messages)
     encoding = encoding_for_model(TOKENIZER_PROXY)
     tokens = encoding.encode(reply, disallowed_special=())
     limit = body.get("max_tokens") or limit_default
