@@ -88,8 +88,11 @@ def test_both_emulators_from_one_command_one_ctrl_c_stops_both(tmp_path):
         oa_file = until_up(lambda: oa.files.create(file=train.open("rb"), purpose="fine-tune"))
         tg = together.Together(base_url=together_url, api_key=together_key, max_retries=0)
         tg_file = until_up(lambda: tg.files.upload(train))
+        # within the state file's one-second debounce: saved only by the shutdown
+        tg_second = tg.files.upload(train)
+        tg_ids = [tg_file.id, tg_second.id]
         # each answers its own API only
-        assert [f.id for f in tg.files.list().data] == [tg_file.id]
+        assert [f.id for f in tg.files.list().data] == tg_ids
         assert [f.id for f in oa.files.list().data] == [oa_file.id]
     finally:
         process.send_signal(signal.SIGINT)
@@ -100,7 +103,7 @@ def test_both_emulators_from_one_command_one_ctrl_c_stops_both(tmp_path):
     openai_state = json.loads((home / "sandbox" / "state.json").read_text())
     together_state = json.loads((home / "sandbox" / "together" / "state.json").read_text())
     assert [f["id"] for f in openai_state["files"]] == [oa_file.id]
-    assert [f["id"] for f in together_state["files"]] == [tg_file.id]
+    assert [f["id"] for f in together_state["files"]] == tg_ids
     assert "Together AI emulator stopped; state saved to" in output
 
 
