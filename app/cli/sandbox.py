@@ -46,10 +46,11 @@ def _load_faults(spec: str):
 @click.option(
     "--provider",
     "emulated",
-    type=click.Choice(["openai", "together", "azure"]),
+    type=click.Choice(["openai", "together", "azure", "all"]),
     default="openai",
     show_default=True,
-    help="Which service to emulate.",
+    help="Which service to emulate; all: OpenAI's on --port and Together's on "
+    "--together-port, from one command.",
 )
 @click.option(
     "--host",
@@ -64,6 +65,14 @@ def _load_faults(spec: str):
     show_default=True,
     envvar="FTM_SANDBOX_PORT",
     help="TCP port (0: any free port).",
+)
+@click.option(
+    "--together-port",
+    type=int,
+    default=DEFAULT_PORT + 1,
+    show_default=True,
+    envvar="FTM_SANDBOX_TOGETHER_PORT",
+    help="With --provider all: the Together emulator's TCP port (0: any free port).",
 )
 @click.option(
     "--seconds-per-step",
@@ -121,6 +130,7 @@ def sandbox(
     emulated: str,
     host: str,
     port: int,
+    together_port: int,
     seconds_per_step: float,
     faults_spec: str | None,
     start_date: str | None,
@@ -132,7 +142,8 @@ def sandbox(
     serve_fine_tunes: bool,
 ) -> None:
     """Serve a simulated OpenAI API (files, fine-tuning, models, chat) on this machine,
-    or with --provider together a simulated Together AI API (files, fine-tunes).
+    or with --provider together a simulated Together AI API (files, fine-tunes, models,
+    chat, dedicated endpoints), or with --provider all both at once on two ports.
 
     Everything it serves is simulated and free: jobs run on an accelerated clock and
     fine-tuned models answer from their training examples. State (files, jobs, models)
@@ -160,7 +171,7 @@ def sandbox(
             host, port, seconds_per_step, faults, start, seed, ephemeral, serve_fine_tunes
         )
         return
-    if serve_fine_tunes:
+    if serve_fine_tunes and emulated != "all":
         raise UserError(
             f"--serve-fine-tunes emulates Together only; {emulated}'s fine-tunes always answer"
         )
@@ -218,6 +229,20 @@ def sandbox(
     if emulated == "azure":
         _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch)
         return
+    beside = None
+    if emulated == "all":
+        if together_port == port and port != 0:
+            sock.close()
+            raise UserError(
+                f"--port and --together-port are both {port}; give the emulators two ports"
+            )
+        try:
+            beside = _together_setup(
+                host, together_port, seconds_per_step, start, seed, ephemeral, serve_fine_tunes
+            )
+        except UserError:
+            sock.close()
+            raise
     url = f"http://{host}:{sock.getsockname()[1]}/v1"
     echo = click.echo
     click.secho(f"ftm sandbox: a SIMULATED OpenAI API at {url}", bold=True)
@@ -237,6 +262,12 @@ def sandbox(
         if state_file
         else "State: not kept (--ephemeral)"
     )
+    together = None
+    if beside is not None:
+        t_state, t_sock, t_state_file, t_scratch = beside
+        echo("")
+        _together_banner(host, t_sock, t_state, t_state_file, seconds_per_step, serve_fine_tunes)
+        together = _BackgroundTogether(t_state, t_sock, faults, t_scratch)
     if faults is not None:
         echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -245,32 +276,35 @@ def sandbox(
             fg="yellow",
             err=True,
         )
-    echo("Press Ctrl-C to stop.")
+    echo("Press Ctrl-C to stop" + (" both." if together else "."))
     try:
         serve_forever(sock, state, faults)
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly
         pass
     finally:
+        if together is not None:
+            together.stop()
         if scratch is not None:
             scratch.cleanup()
     echo(f"Stopped; state saved to {state_file}." if state_file else "Stopped.")
+    if beside is not None and beside[2] is not None:
+        echo(f"Together AI emulator stopped; state saved to {beside[2]}.")
 
 
-def _serve_together(
+def _together_setup(
     host: str,
     port: int,
     seconds_per_step: float,
-    faults,
     start: datetime | None,
     seed: int | None,
     ephemeral: bool,
     serve_fine_tunes: bool = False,
-) -> None:
-    """``--provider together``: the Together AI emulator in the foreground."""
+):
+    """The Together emulator's state (under FTM_HOME/sandbox/together unless ephemeral)
+    and its bound socket: (state, socket, state file or None, scratch dir or None)."""
     import tempfile
 
-    from app.sandbox.server import bind_socket, serve_forever
-    from app.sandbox.together.api import create_app
+    from app.sandbox.server import bind_socket
     from app.sandbox.together.server import build_state
     from app.settings import get_settings
 
@@ -299,12 +333,20 @@ def _serve_together(
         raise UserError(
             f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
         ) from None
+    return state, sock, state_file, scratch
+
+
+def _together_banner(
+    host: str, sock, state, state_file, seconds_per_step: float, serve_fine_tunes: bool = False
+) -> None:
+    from providers.together.config import SANDBOX_API_KEY
+
     url = f"http://{host}:{sock.getsockname()[1]}"
     echo = click.echo
     click.secho(f"ftm sandbox: a SIMULATED Together AI API at {url}/v1", bold=True)
-    echo("Nothing here is real or billed. Any API key is accepted.")
+    echo(f"Nothing here is real or billed. It accepts the API key {SANDBOX_API_KEY} only.")
     echo("Point the together SDK at it (it adds /v1 itself):")
-    echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY=together-sandbox")
+    echo(f"  export TOGETHER_BASE_URL={url} TOGETHER_API_KEY={SANDBOX_API_KEY}")
     echo("Point ftm's together provider at it:")
     echo(
         f"  export FTM_PROVIDERS__TOGETHER__SANDBOX=true FTM_PROVIDERS__TOGETHER__SANDBOX_URL={url}"
@@ -320,6 +362,27 @@ def _serve_together(
         if state_file
         else "State: not kept (--ephemeral)"
     )
+
+
+def _serve_together(
+    host: str,
+    port: int,
+    seconds_per_step: float,
+    faults,
+    start: datetime | None,
+    seed: int | None,
+    ephemeral: bool,
+    serve_fine_tunes: bool = False,
+) -> None:
+    """``--provider together``: the Together AI emulator in the foreground."""
+    from app.sandbox.server import serve_forever
+    from app.sandbox.together.api import create_app
+
+    state, sock, state_file, scratch = _together_setup(
+        host, port, seconds_per_step, start, seed, ephemeral, serve_fine_tunes
+    )
+    _together_banner(host, sock, state, state_file, seconds_per_step, serve_fine_tunes)
+    echo = click.echo
     if faults is not None:
         echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
     if host not in ("127.0.0.1", "localhost", "::1"):
@@ -337,6 +400,43 @@ def _serve_together(
         if scratch is not None:
             scratch.cleanup()
     echo(f"Stopped; state saved to {state_file}." if state_file else "Stopped.")
+
+
+class _BackgroundTogether:
+    """The Together emulator served from a thread beside the OpenAI one in the
+    foreground (``--provider all``): uvicorn installs no signal handlers off the main
+    thread, so Ctrl-C stops the foreground server, which then stops this one."""
+
+    def __init__(self, state, sock, faults, scratch) -> None:
+        import threading
+
+        import uvicorn
+
+        from app.sandbox.api import Sandbox
+        from app.sandbox.together.api import create_app
+
+        self.state, self._scratch = state, scratch
+        config = uvicorn.Config(
+            create_app(Sandbox(state, faults)),  # type: ignore[arg-type]
+            log_level="info",
+            lifespan="off",
+            timeout_graceful_shutdown=2,
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="ftm-sandbox-together",
+            daemon=True,
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self.state.save()
+        if self._scratch is not None:
+            self._scratch.cleanup()
 
 
 def _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch) -> None:

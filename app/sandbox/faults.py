@@ -68,6 +68,12 @@ ROUTES = (
     # The Together emulator's own routes (it shares the names above where they match).
     "jobs.estimate_price",
     "jobs.limits",
+    "endpoints.list",
+    "endpoints.create",
+    "endpoints.retrieve",
+    "endpoints.update",
+    "endpoints.delete",
+    "hardware.list",
     # The Azure-shaped emulator's control plane (its data plane shares the names above).
     "deployments.put",
     "deployments.get",

@@ -94,7 +94,10 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
         text += f": {message}"
         if status in (401, 403):
             return ConfigurationError(
-                redact(text, secrets) + "; check the API key (providers.together.api_key_env)",
+                redact(text, secrets)
+                + "; set a valid Together AI key in TOGETHER_API_KEY (or the variable "
+                "providers.together.api_key_env names), or providers.together.sandbox = true "
+                "for the local emulator",
                 code=str(code) if code else f"http_{status}",
             )
         return ProviderError(

@@ -51,8 +51,15 @@ def stop(process: subprocess.Popen) -> str:
     return output
 
 
-def client_for(base_url: str) -> together.Together:
-    sdk = together.Together(base_url=base_url, api_key="together-sandbox", max_retries=0)
+def banner_key(banner: str) -> str:
+    """The API key the banner tells the SDK to use (the only one the emulator accepts)."""
+    match = re.search(r"TOGETHER_API_KEY=(\S+)", banner)
+    assert match, banner
+    return match.group(1)
+
+
+def client_for(base_url: str, api_key: str) -> together.Together:
+    sdk = together.Together(base_url=base_url, api_key=api_key, max_retries=0)
     deadline = time.monotonic() + 10
     while True:  # the banner is printed just before uvicorn accepts connections
         try:
@@ -72,7 +79,7 @@ def test_serve_train_and_restart(tmp_path):
         assert "State: " in banner and "together" in banner
         # what points ftm's together provider at it (tests/together/ use the same settings)
         assert f"FTM_PROVIDERS__TOGETHER__SANDBOX_URL={base_url}" in banner
-        sdk = client_for(base_url)
+        sdk = client_for(base_url, banner_key(banner))
         train = tmp_path / "train.jsonl"
         train.write_bytes(jsonl(sentiment_rows()))
         file_id = sdk.files.upload(train).id
@@ -95,7 +102,7 @@ def test_serve_train_and_restart(tmp_path):
     process, base_url, banner = start_together(home)
     try:
         assert "(1 jobs)" in banner
-        sdk = client_for(base_url)
+        sdk = client_for(base_url, banner_key(banner))
         again = sdk.fine_tuning.retrieve(job.id)
         assert again.status == "completed" and again.total_price > 0
         assert sdk.files.content(file_id).read() == jsonl(sentiment_rows())
@@ -110,7 +117,7 @@ def test_serve_fine_tunes_makes_a_finished_fine_tune_answer_from_its_examples(tm
     )
     try:
         assert "as if on a dedicated endpoint" in banner
-        sdk = client_for(base_url)
+        sdk = client_for(base_url, banner_key(banner))
         train = tmp_path / "train.jsonl"
         train.write_bytes(jsonl(rows))
         job = sdk.fine_tuning.create(

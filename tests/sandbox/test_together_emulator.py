@@ -15,7 +15,7 @@ from app.sandbox.faults import FaultPlan
 from app.sandbox.together.server import TogetherSandboxServer
 from app.sandbox.training_data import count_message_tokens
 from tests.sandbox.conftest import START, jsonl, preference_rows, sentiment_rows
-from tests.together_spec import spec_path, validate_component, validate_response
+from tests.together_spec import load_spec, spec_path, validate_component, validate_response
 
 STEP_S = 1.0
 SMALL = "meta-llama/Llama-3.2-1B-Instruct"  # 1.2B parameters: the "up to 16B" bracket
@@ -53,6 +53,11 @@ class TogetherSpecRecorder:
                 return
             template = spec_path(path)
             self.seen.add((template, request.method.lower(), response.status_code))
+            if response.status_code == 204:  # the spec's answer without a body
+                assert not response.content, "a 204 with a body"
+                described = load_spec()["paths"][template][request.method.lower()]["responses"]
+                assert "204" in described and not described["204"].get("content"), template
+                return
             binary = template.endswith("/content") or template == "/finetune/download"
             if binary and response.is_success:
                 return  # raw bytes; the spec calls the body a string
@@ -481,3 +486,19 @@ def test_metrics_one_snapshot_per_step_run_filtered_by_step(client, server, reco
     newer = client.fine_tuning.list_metrics(job.id, global_step_from=3).metrics
     assert newer == three[2:]
     assert ("/fine-tunes/{id}/metrics", "get", 200) in recorder.seen
+
+
+def test_only_the_key_it_was_started_with_is_accepted(tmp_path, recorder):
+    wrong = "tgp_v1_not-the-sandbox-key-0123456789"
+    with TogetherSandboxServer(seconds_per_step=STEP_S, api_key="tgp_v1_the-right-key") as other:
+        refused = make_client(other, recorder)
+        refused.api_key = wrong
+        with pytest.raises(together.AuthenticationError) as caught:
+            refused.files.list()
+        error = caught.value.body["error"] if isinstance(caught.value.body, dict) else {}
+        assert error.get("code") == "invalid_api_key"
+        assert wrong not in str(caught.value.body)
+        accepted = make_client(other, recorder)
+        assert accepted.api_key == "tgp_v1_the-right-key"
+        assert accepted.files.list().data == []
+    assert ("/files", "get", 401) in recorder.seen

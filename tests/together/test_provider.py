@@ -9,6 +9,7 @@ import pytest
 import together.types.fine_tuning_list_response as sdk_jobs
 
 from app.sandbox.faults import FaultPlan
+from app.sandbox.together.server import TogetherSandboxServer
 from providers.errors import ConfigurationError, ProviderError
 from providers.together import TogetherProvider
 from providers.together.config import TogetherConfig
@@ -281,15 +282,20 @@ def test_launch_warnings_name_the_serving_bill(provider):
 
 
 def test_key_from_a_command_and_a_failing_command_says_so_without_its_output(
-    server, monkeypatch, train_file
+    monkeypatch, train_file, tmp_path
 ):
     from providers.together.config import resolve_api_key
 
     monkeypatch.delenv("TOGETHER_API_KEY", raising=False)
-    by_command = TogetherConfig(base_url=server.base_url, api_key_command="echo tgp_v1_fromcmd")
-    assert resolve_api_key(by_command) == "tgp_v1_fromcmd"
-    made = TogetherProvider(by_command)
-    assert made.prepare(spec_for(train_file)).options["training_file"] in server.state.files
+    # an emulator that accepts only that key: the command's output is what is sent
+    with TogetherSandboxServer(
+        seconds_per_step=STEP_S, api_key="tgp_v1_fromcmd", data_dir=tmp_path / "keyed"
+    ) as server:
+        by_command = TogetherConfig(base_url=server.base_url, api_key_command="echo tgp_v1_fromcmd")
+        assert resolve_api_key(by_command) == "tgp_v1_fromcmd"
+        made = TogetherProvider(by_command)
+        assert made.prepare(spec_for(train_file)).options["training_file"] in server.state.files
+        made.close()
     failing = TogetherConfig(api_key_command="echo tgp_v1_leaked; exit 3")
     with pytest.raises(ConfigurationError, match="exited with status 3") as caught:
         resolve_api_key(failing)

@@ -10,6 +10,8 @@ file) answered by a 302 whose ``Location`` is where to PUT the bytes, the PUT, t
 
 from __future__ import annotations
 
+import hmac
+from collections.abc import Callable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -24,21 +26,39 @@ from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _o
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.together.download import download
 from app.sandbox.together.job_request import parse_request
+from providers.together.config import SANDBOX_API_KEY
 
 UPLOAD_TARGET = "/v1/sandbox-uploads/{file_id}"
 """Where the emulator tells the SDK to PUT a file's bytes (the real service: a bucket)."""
 
 
-def authenticate(request: Request) -> None:
-    """Together accepts its keys as a bearer token; any non-empty one does here."""
-    scheme, _, key = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        raise ApiError(
-            401,
-            "Missing API key: send it as 'Authorization: Bearer <TOGETHER_API_KEY>'.",
-            type="invalid_request_error",
-            code="invalid_api_key",
-        )
+INVALID_KEY_MESSAGE = (
+    "Invalid API key provided. You can find your API key at "
+    "https://api.together.xyz/settings/api-keys."
+)
+"""Together's own wording for a key it does not know (answered 401, code invalid_api_key)."""
+
+
+def key_check(api_key: str) -> Callable[[Request], None]:
+    """The authenticator for an emulator that accepts exactly ``api_key`` as a bearer token,
+    answering a missing or wrong one as Together does: 401 in the ``ErrorData`` shape."""
+
+    def authenticate(request: Request) -> None:
+        scheme, _, key = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise ApiError(
+                401,
+                "Missing API key: send it as 'Authorization: Bearer <TOGETHER_API_KEY>'.",
+                type="invalid_request_error",
+                code="invalid_api_key",
+            )
+        # Compared in constant time; the key itself is never echoed back.
+        if not hmac.compare_digest(key.strip().encode(), api_key.encode()):
+            raise ApiError(
+                401, INVALID_KEY_MESSAGE, type="invalid_request_error", code="invalid_api_key"
+            )
+
+    return authenticate
 
 
 async def _form(request: Request) -> Any:
@@ -175,6 +195,36 @@ async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]
     return await run_in_threadpool(sandbox.state.chat, body)
 
 
+async def create_endpoint(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(sandbox.state.create_endpoint, await _json_body(request))
+
+
+async def list_endpoints(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(sandbox.state.list_endpoints, request.query_params.get("type"))
+
+
+async def retrieve_endpoint(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return await run_in_threadpool(
+        sandbox.state.retrieve_endpoint, request.path_params["endpoint_id"]
+    )
+
+
+async def update_endpoint(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    body = await _json_body(request)
+    return await run_in_threadpool(
+        sandbox.state.update_endpoint, request.path_params["endpoint_id"], body
+    )
+
+
+async def delete_endpoint(sandbox: Sandbox, request: Request) -> Response:
+    await run_in_threadpool(sandbox.state.delete_endpoint, request.path_params["endpoint_id"])
+    return Response(status_code=204)  # the spec's answer: no body
+
+
+async def list_hardware(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.list_hardware(request.query_params.get("model"))
+
+
 # (method, path, fault-plan route name, handler). Route names are the OpenAI emulator's
 # where the operation matches, so one fault plan can target both emulators.
 ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
@@ -197,6 +247,15 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("GET", "/v1/fine-tunes/{job_id}/metrics", "jobs.metrics", list_metrics),
     ("GET", "/v1/models", "models.list", list_models),
     ("POST", "/v1/chat/completions", "chat.completions", chat_completions),
+    # Dedicated endpoints as the vendored spec has them (/v1). The together SDK 3.x calls
+    # a newer project-scoped API instead (/v2/projects/{id}/endpoints, with deployments as
+    # separate objects) that the spec lacks; it is not emulated.
+    ("GET", "/v1/endpoints", "endpoints.list", list_endpoints),
+    ("POST", "/v1/endpoints", "endpoints.create", create_endpoint),
+    ("GET", "/v1/endpoints/{endpoint_id}", "endpoints.retrieve", retrieve_endpoint),
+    ("PATCH", "/v1/endpoints/{endpoint_id}", "endpoints.update", update_endpoint),
+    ("DELETE", "/v1/endpoints/{endpoint_id}", "endpoints.delete", delete_endpoint),
+    ("GET", "/v1/hardware", "hardware.list", list_hardware),
     (
         "GET",
         "/v1/fine-tunes/{job_id}/checkpoints",
@@ -211,8 +270,10 @@ def _presigned(request: Request) -> None:
     state), not by a bearer key."""
 
 
-def create_app(sandbox: Sandbox) -> ASGIApp:
-    """The ASGI app serving the Together emulator's ``sandbox``."""
+def create_app(sandbox: Sandbox, api_key: str = SANDBOX_API_KEY) -> ASGIApp:
+    """The ASGI app serving the Together emulator's ``sandbox`` to clients with
+    ``api_key``."""
+    authenticate = key_check(api_key)
     routes = [
         Route(
             path,

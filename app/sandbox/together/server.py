@@ -23,8 +23,11 @@ from app.sandbox.lifecycle import Timing
 from app.sandbox.server import SandboxServer
 from app.sandbox.together.api import create_app
 from app.sandbox.together.state import DEFAULT_CREDIT_LIMIT_DOLLARS, TogetherState
+from providers.together.config import SANDBOX_API_KEY
 
-DEFAULT_API_KEY = "together-sandbox-key"
+DEFAULT_API_KEY = SANDBOX_API_KEY
+"""The key the emulator accepts unless told another: the one the Together provider sends
+in sandbox mode (providers/together/config.py), so the two agree by construction."""
 
 
 def build_state(
@@ -65,6 +68,8 @@ class TogetherSandboxServer(SandboxServer):
     uploaded files; tests share one across servers to build the tiny base model once);
     ``serve_fine_tunes``: finished fine-tunes answer chats as if each had a running
     dedicated endpoint (app/sandbox/together/serving.py), instead of the refusal.
+    ``api_key``: the one bearer key it accepts (any other is answered 401, as Together
+    answers an invalid key).
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class TogetherSandboxServer(SandboxServer):
         credit_limit_dollars: float = DEFAULT_CREDIT_LIMIT_DOLLARS,
         weights_dir: Path | None = None,
         serve_fine_tunes: bool = False,
+        api_key: str = DEFAULT_API_KEY,
     ) -> None:
         files_dir = self._set_up(host, port, data_dir, state_file, "ftm-together-sandbox-")
         self.state = build_state(  # type: ignore[assignment]  # same duck-typed surface
@@ -100,6 +106,7 @@ class TogetherSandboxServer(SandboxServer):
             serve_fine_tunes=serve_fine_tunes,
         )
         self._sandbox = Sandbox(self.state, faults)  # type: ignore[arg-type]
+        self.api_key = api_key
 
     @property
     def clock(self) -> SandboxClock:
@@ -113,4 +120,4 @@ class TogetherSandboxServer(SandboxServer):
         return f"http://{self.host}:{self.port}"
 
     def _create_app(self) -> ASGIApp:
-        return create_app(self._sandbox)
+        return create_app(self._sandbox, self.api_key)

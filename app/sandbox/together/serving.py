@@ -2,12 +2,13 @@
 ``POST /chat/completions``.
 
 Together no longer serves LoRA fine-tunes serverlessly: a fine-tuned model answers only
-on a dedicated endpoint, so by default a chat with one is refused with a message that
-says so, as the service does. Endpoints themselves are not emulated; an emulator started
-with ``serve_fine_tunes`` behaves as if each finished fine-tune had one running under the
-model's own name, and the fine-tune answers from its training examples exactly as the
-OpenAI emulator's fine-tunes do — so evaluations, gates and migrations that involve a
-Together fine-tune mean something. Base models answer as the OpenAI emulator's do
+on a dedicated endpoint (endpoints.py), so a chat with one no STARTED endpoint serves is
+refused with a message that says so, as the service does; through a STARTED endpoint (its
+name, or the model it serves) a fine-tune answers from its training examples, exactly as
+the OpenAI emulator's fine-tunes do. An emulator started with serve_fine_tunes
+behaves as if each finished fine-tune had a STARTED endpoint under its own name, so
+evaluations, gates and migrations that involve a Together fine-tune need no endpoint
+step. Base models answer as the OpenAI emulator's do
 (app/sandbox/responder.py: few-shot turns, else a fixed generic sentence).
 """
 
@@ -62,14 +63,16 @@ def list_models(fine_tuned: list[str]) -> list[dict[str, Any]]:
 
 def chat(
     body: Any,
-    fine_tuned: dict[str, Memory | None],
+    fine_tuned: set[str],
     new_id: str,
     created: int,
     limit_default: int = 512,
+    served: dict[str, Memory | None] | None = None,
 ) -> dict[str, Any]:
-    """A chat completion from a base model or a served fine-tune (``fine_tuned``: each
-    finished fine-tune's name -> what it answers from, None when it is not served), or
-    the refusal for any other model."""
+    """A chat completion from a base model or a model ``served`` by a STARTED endpoint
+    (name -> its fine-tune's memory, None for a base model), or the refusal for any
+    other model."""
+    served = served or {}
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")
@@ -80,7 +83,7 @@ def chat(
         raise invalid("Missing required parameter: 'messages'.", param="messages")
     if body.get("stream"):
         raise invalid("Streaming is not emulated by the ftm sandbox; call without stream.")
-    if model in fine_tuned and fine_tuned[model] is None:
+    if model in fine_tuned and model not in served:
         raise ApiError(
             400,
             f"Unable to access model {model}: fine-tuned models are served on a dedicated "
@@ -88,13 +91,13 @@ def chat(
             param="model",
             code="model_not_available",
         )
-    memory = fine_tuned.get(model)
-    if memory is None and model not in MODELS:
+    if model not in MODELS and model not in served:
         raise ApiError(
             404, f"Unable to access model {model}.", param="model", code="model_not_found"
         )
     from app.tokens import encoding_for_model
 
+    memory = served.get(model)
     if memory is not None:
         reply = fine_tuned_reply(memory, model, messages)
     else:

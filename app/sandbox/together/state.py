@@ -21,9 +21,11 @@ from app.sandbox.lifecycle import Timing
 from app.sandbox.metrics import step_metrics
 from app.sandbox.records import StoredFile
 from app.sandbox.responder import Memory, Pair
-from app.sandbox.together import catalog, lifecycle, rates, serving
+from app.sandbox.together import catalog, endpoints, lifecycle, rates, serving
 from app.sandbox.together.artifacts import WeightsStore
 from app.sandbox.together.catalog import TOKENIZER_PROXY
+from app.sandbox.together.endpoints import Endpoint
+from app.sandbox.together.hardware import HARDWARE, hardware_api
 from app.sandbox.together.job_request import TogetherJobRequest
 from app.sandbox.together.records import TogetherJob, file_api, iso
 from app.sandbox.training_data import load_examples
@@ -73,14 +75,15 @@ class TogetherState:
         """Answer chats with finished fine-tunes as if each had a running dedicated
         endpoint (see app/sandbox/together/serving.py); off: refused, as the service does
         without one."""
-        self._memories: dict[str, Memory] = {}
-        """job id -> what its fine-tune answers from (built on its first chat)."""
         self._rng = random.Random(seed)
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, TogetherJob] = {}
+        self.endpoints: dict[str, Endpoint] = {}
         self.pending_uploads: dict[str, tuple[str, str, str]] = {}
         """file id -> (file name, purpose, signature) between the SDK's upload request and
         its PUT to the presigned URL."""
+        self._memories: dict[str, Memory] = {}
+        """fine-tune output name -> what it answers from when served (built once)."""
         self._dirty = False
         self._saved_at = 0.0
         if state_file is not None and state_file.exists():
@@ -96,7 +99,7 @@ class TogetherState:
         while True:
             candidate = prefix + str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
             if candidate not in self.files and candidate not in self.jobs:
-                if candidate not in self.pending_uploads:
+                if candidate not in self.pending_uploads and candidate not in self.endpoints:
                     return candidate
 
     # ------------------------------------------------------------------- files
@@ -346,30 +349,169 @@ class TogetherState:
         with self.lock:
             return serving.list_models(self._fine_tuned_names())
 
+    def _memory_of(self, job: TogetherJob) -> Memory:
+        """What a finished fine-tune answers from when served: its training examples
+        (built on its first chat; a deleted file leaves nothing to recall)."""
+        memory = self._memories.get(job.model_output_name)
+        if memory is None:
+            stored = self.files.get(job.training_file)
+            content = stored.path.read_bytes() if stored else b""
+            examples = load_examples(content, TOKENIZER_PROXY)
+            memory = Memory([Pair(e.prompt, e.reply) for e in examples])
+            self._memories[job.model_output_name] = memory
+        return memory
+
     def _fine_tuned_memories(self) -> dict[str, Memory | None]:
-        """Finished fine-tune name -> its training examples as a `Memory` when served
-        (`serve_fine_tunes`), else None (refused)."""
+        """Every finished fine-tune's name -> what it answers from (`serve_fine_tunes`)."""
         served: dict[str, Memory | None] = {}
         for job_id in list(self.jobs):
             job = self._settled(job_id)
-            if job.status != "completed":
-                continue
-            memory = None
-            if self.serve_fine_tunes:
-                memory = self._memories.get(job_id)
-                if memory is None:
-                    stored = self.files.get(job.training_file)  # deleted: nothing recalled
-                    content = stored.path.read_bytes() if stored else b""
-                    examples = load_examples(content, TOKENIZER_PROXY)
-                    memory = Memory([Pair(e.prompt, e.reply) for e in examples])
-                    self._memories[job_id] = memory
-            served[job.model_output_name] = memory
+            if job.status == "completed":
+                served[job.model_output_name] = self._memory_of(job)
         return served
 
     def chat(self, body: Any) -> dict[str, Any]:
         with self.lock:
-            fine_tuned = self._fine_tuned_memories()
-            return serving.chat(body, fine_tuned, self._new_id("chat-"), int(self.now()))
+            self._check_endpoint_is_up(body)
+            fine_tuned = set(self._fine_tuned_names())
+            served = self._served_models(fine_tuned)
+            if self.serve_fine_tunes:  # as if every finished fine-tune had its endpoint
+                served = {**self._fine_tuned_memories(), **served}
+            return serving.chat(
+                body, fine_tuned, self._new_id("chat-"), int(self.now()), served=served
+            )
+
+    # ------------------------------------------------------------- endpoints
+
+    def _step_s(self) -> float:
+        return self.timing.seconds_per_step
+
+    def _served_models(self, fine_tuned: set[str]) -> dict[str, Memory | None]:
+        """Names chat answers through a STARTED endpoint (the endpoint's and its model's)
+        -> the fine-tune's memory, or None for a base model."""
+        served: dict[str, Memory | None] = {}
+        for endpoint in self.endpoints.values():
+            if endpoint.state(self.now(), self._step_s()) != "STARTED":
+                continue
+            memory = None
+            if endpoint.model in fine_tuned:
+                job = next(j for j in self.jobs.values() if j.model_output_name == endpoint.model)
+                memory = self._memory_of(job)
+            served[endpoint.name] = served[endpoint.model] = memory
+        return served
+
+    def _check_endpoint_is_up(self, body: Any) -> None:
+        """A chat by the name of an endpoint that is not STARTED is refused saying why."""
+        model = body.get("model") if isinstance(body, dict) else None
+        for endpoint in self.endpoints.values():
+            state = endpoint.state(self.now(), self._step_s())
+            if endpoint.name == model and state != "STARTED":
+                raise ApiError(
+                    400,
+                    f"Endpoint {endpoint.name} is {state}: it answers once STARTED (GET "
+                    f"/v1/endpoints/{endpoint.id}; a stopped one starts with PATCH "
+                    '{"state": "STARTED"}).',
+                    param="model",
+                    code="model_not_available",
+                )
+
+    def _endpoint(self, endpoint_id: str) -> Endpoint:
+        endpoint = self.endpoints.get(endpoint_id)
+        if endpoint is None:
+            raise ApiError(404, f"Endpoint {endpoint_id} not found", param="id", code="not_found")
+        return endpoint
+
+    def create_endpoint(self, body: Any) -> dict[str, Any]:
+        """``POST /endpoints``: a dedicated endpoint for a base model or a completed
+        fine-tune, started at once unless ``state`` says STOPPED."""
+        model, hw, low, high, wanted = endpoints.check_create(body)
+        with self.lock:
+            if model not in catalog.MODELS and model not in self._fine_tuned_names():
+                raise ApiError(
+                    404,
+                    f"Unable to access model {model}: deploy a base model (GET /v1/models) "
+                    "or the output_name of a completed fine-tune.",
+                    param="model",
+                    code="model_not_found",
+                )
+            now = self.now()
+            endpoint_id = self._new_id("endpoint-")
+            endpoint = Endpoint(
+                id=endpoint_id,
+                name=f"sandbox/{model.split('/')[-1]}-{endpoint_id[9:17]}",
+                display_name=str(body.get("display_name") or model),
+                model=model,
+                hardware=hw,
+                min_replicas=low,
+                max_replicas=high,
+                created_at=now,
+                wanted="STOPPED",
+                started_at=None,
+            )
+            if wanted == "STARTED":
+                endpoint.start(now)
+            self.endpoints[endpoint_id] = endpoint
+            self._save()
+            return endpoint.to_api(now, self._step_s())
+
+    def retrieve_endpoint(self, endpoint_id: str) -> dict[str, Any]:
+        with self.lock:
+            return self._endpoint(endpoint_id).to_api(self.now(), self._step_s())
+
+    def list_endpoints(self, kind: str | None = None) -> dict[str, Any]:
+        """``GET /endpoints``: the account's dedicated endpoints (the emulator lists no
+        serverless ones: its base models are on ``GET /models``)."""
+        with self.lock:
+            listed = [] if kind == "serverless" else list(self.endpoints.values())
+            listed.sort(key=lambda e: e.created_at)
+            now, step_s = self.now(), self._step_s()
+            return {"object": "list", "data": [e.to_list_api(now, step_s) for e in listed]}
+
+    def update_endpoint(self, endpoint_id: str, body: Any) -> dict[str, Any]:
+        """``PATCH /endpoints/{id}``: start or stop it, rename it, rescale it."""
+        if not isinstance(body, dict):
+            raise invalid("The request body must be a JSON object.")
+        wanted = endpoints.wanted_state(body, None)
+        replicas = endpoints.autoscaling(body, required=False)
+        with self.lock:
+            endpoint = self._endpoint(endpoint_id)
+            now = self.now()
+            if wanted == "STOPPED":
+                endpoint.stop(now, self._step_s())
+            elif wanted == "STARTED":
+                endpoint.start(now)
+            if replicas is not None:
+                # the bill so far at the old size, the rest at the new one
+                running = endpoint.wanted == "STARTED"
+                endpoint.stop(now, self._step_s())
+                endpoint.min_replicas, endpoint.max_replicas = replicas
+                if running:
+                    endpoint.start(now)
+            if isinstance(body.get("display_name"), str):
+                endpoint.display_name = body["display_name"]
+            self._dirty = True
+            self._save()
+            return endpoint.to_api(now, self._step_s())
+
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        with self.lock:
+            self._endpoint(endpoint_id)
+            del self.endpoints[endpoint_id]
+            self._dirty = True
+            self._save()
+
+    def endpoint_cost_cents(self, endpoint_id: str) -> float:
+        """What the endpoint has been billed so far (the emulator's bill; no spec route)."""
+        with self.lock:
+            return self._endpoint(endpoint_id).billed_cents(self.now(), self._step_s())
+
+    def list_hardware(self, model: str | None = None) -> dict[str, Any]:
+        """``GET /hardware``: every configuration, each available for any model."""
+        updated = iso(self.now())
+        return {
+            "object": "list",
+            "data": [hardware_api(hw, updated) for hw in HARDWARE.values()],
+        }
 
     # ------------------------------------------------------------- pricing
 
@@ -429,6 +571,7 @@ class TogetherState:
             "clock": self.now(),
             "files": [f.to_state() for f in self.files.values()],
             "jobs": [j.to_state() for j in self.jobs.values()],
+            "endpoints": [e.to_state() for e in self.endpoints.values()],
         }
         tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
@@ -450,3 +593,5 @@ class TogetherState:
             self.clock.advance(behind)
         self.files = {f["id"]: StoredFile.from_state(f) for f in data["files"]}
         self.jobs = {j["id"]: TogetherJob.from_state(j) for j in data["jobs"]}
+        # absent from state files written before endpoints were emulated
+        self.endpoints = {e["id"]: Endpoint.from_state(e) for e in data.get("endpoints", [])}
