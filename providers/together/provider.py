@@ -231,10 +231,13 @@ class TogetherProvider(Provider):
 
     def launch_warnings(self, spec: JobSpec) -> list[str]:
         """Serving costs Together bills apart from training (no network)."""
+        price = self.pricing().models.get(spec.base_model)
+        hourly = price.hosting_per_hour if price is not None else None
+        example = f" (e.g. 1x H100 about ${hourly:.2f}/h)" if hourly else ""
         warnings = [
             "Together AI serves a fine-tuned model only on a dedicated endpoint, billed per "
-            "minute while it runs, idle or not (e.g. 1x H100 about $3.99/h); or download "
-            "the weights and serve them elsewhere"
+            f"minute while it runs, idle or not{example}; or download the weights and serve "
+            "them elsewhere"
         ]
         if spec.base_model.endswith("-Reference"):
             warnings.append(

@@ -52,6 +52,10 @@ def test_launch_shows_together_s_price_then_the_job_costs_what_it_reports(
     job = _only_job()
     quote = job.estimate["provider_quote"]
     assert quote["allowed_to_proceed"] is True and quote["total_usd"] > 0
+    # ftm's own estimate, from Together's declared prices, beside Together's quote; both
+    # price the same tokens at the same LoRA rate.
+    assert "(ftm's estimate: $" in out.output and "No cost estimate" not in out.output
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
     assert len(server.state.jobs) == 1 and job.remote_id in server.state.jobs
 
     server.advance(1000 * STEP_S)
