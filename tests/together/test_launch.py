@@ -158,3 +158,46 @@ def test_no_key_is_one_line_saying_what_to_set(monkeypatch, tmp_path):
     assert "no Together AI API key: set TOGETHER_API_KEY" in out.output
     with read_session(database.get_engine()) as session:
         assert session.exec(select(Job)).all() == []
+
+
+def test_import_gives_a_lost_launch_back_to_its_row_by_the_uid_tag(
+    server, monkeypatch, tmp_path, train_file
+):
+    """A launch whose create answer was lost (the row has no remote job, the poller gave
+    up on it) while Together did create the job: Together keeps only a 16-hex tag of the
+    uid, in the suffix, and import still finds the row by it instead of adding a second."""
+    from tests.together.conftest import provider_for, spec_for
+
+    _point_ftm_at(server, monkeypatch)
+    engine = database.get_engine()
+    with write_session(engine) as session:
+        lost = Job(
+            name="lost launch",
+            provider="together",
+            base_model=SMALL,
+            method="supervised",
+            status="failed",
+            error={"code": "not_created", "message": "never created"},
+        )
+        other = Job(name="another lost launch", provider="together", base_model=SMALL,
+                    method="supervised", status="failed")  # fmt: skip
+        session.add(lost)
+        session.add(other)
+        session.flush()
+        lost_id, uid = lost.id, lost.uid
+    made = provider_for(server)  # the create that did land, carrying the row's uid tag
+    remote_id = made.create(made.prepare(spec_for(train_file, uid=uid, suffix="tickets"))).remote_id
+    made.close()
+    out = CliRunner().invoke(cli, ["jobs", "import", "--provider", "together"])
+    assert out.exit_code == 0, out.output
+    assert "Imported 0 job(s); 1 already tracked" in out.output
+    assert f"whose create answer was lost: {lost_id}" in out.output
+    with read_session(engine) as session:
+        rows = session.exec(select(Job)).all()
+        assert len(rows) == 2  # nothing imported twice
+        row = session.get(Job, lost_id)
+        assert row.remote_id == remote_id and row.status not in ("failed", "cancelled")
+        assert (
+            session.exec(select(Job).where(Job.name == "another lost launch")).one().remote_id
+            is None
+        )
