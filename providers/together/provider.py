@@ -81,6 +81,9 @@ class TogetherProvider(Provider):
     display_name = "Together AI"
     capabilities = Capabilities(
         supports_dpo=True,
+        # Epochs, batch size and the learning-rate multiplier apply, each "auto" filled
+        # with Together's default (1 epoch, the largest batch, 1e-5; see create_kwargs).
+        supports_auto_hyperparameters=True,
         per_token_billing=True,
         methods=("supervised", "dpo"),
         downloadable_weights=("adapter", "merged"),
