@@ -31,6 +31,16 @@ def auto_epochs(n_examples: int) -> int:
     return AUTO_BASE_EPOCHS
 
 
+def _auto_epochs(provider: str, n_examples: int) -> int:
+    """The epochs ``provider`` trains for ``auto`` (`Provider.auto_epochs`), else the rule
+    above."""
+    from app.jobs.providers import provider_class
+
+    cls = provider_class(provider)
+    declared = cls.auto_epochs(n_examples) if cls is not None else None
+    return auto_epochs(n_examples) if declared is None else declared
+
+
 def billable_tokens_per_epoch(counts: np.ndarray, token_limit: int) -> int:
     """Sum over examples of min(limit, tokens): longer examples are truncated."""
     return int(np.minimum(counts.astype(np.int64), token_limit).sum())
@@ -70,7 +80,7 @@ def estimate_hosted_training(
     examples with token counts ``counts``."""
     prices = catalog.hosted_model(model, provider)
     n = int(counts.size)
-    epochs = auto_epochs(n) if n_epochs == "auto" else int(n_epochs)
+    epochs = _auto_epochs(prices.provider, n) if n_epochs == "auto" else int(n_epochs)
     per_epoch = billable_tokens_per_epoch(counts, prices.token_limit)
     billable = per_epoch * epochs
     return HostedTrainingEstimate(

@@ -158,6 +158,11 @@ class TogetherProvider(Provider):
         full, and the LoRA knobs as options (see providers.together.recipe)."""
         return translate_for_together(recipe, cls.display_name)
 
+    @classmethod
+    def auto_epochs(cls, n_examples: int) -> int:
+        """Together's default, whatever the data's size (`create_kwargs` sends it)."""
+        return limits.DEFAULT_EPOCHS
+
     def download_weights(self, remote_id: str, dest: Path, kind: str = "adapter") -> Artifact:
         """The job's ``adapter`` or ``merged`` weights in PEFT's layout (see
         providers.together.weights)."""
@@ -355,7 +360,7 @@ class TogetherProvider(Provider):
         body: dict[str, Any] = {
             "training_file": opts["training_file"],
             "model": spec.base_model,
-            "n_epochs": 1 if hp.n_epochs == "auto" else hp.n_epochs,
+            "n_epochs": limits.DEFAULT_EPOCHS if hp.n_epochs == "auto" else hp.n_epochs,
             "batch_size": "max" if hp.batch_size == "auto" else hp.batch_size,
             "learning_rate": limits.learning_rate(spec),
             "n_evals": int(opts.get("n_evals", 0)),

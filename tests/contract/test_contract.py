@@ -50,6 +50,8 @@ def test_the_registry_has_no_broken_provider_and_the_builtins():
     assert {"openai", "local"} <= set(NAMES)
     # The round trip must not silently test nothing: the built-ins bring a harness.
     assert {"openai", "local"} <= set(WITH_HARNESS)
+    if "together" in NAMES:  # installed (its SDK is an extra): on its emulator
+        assert "together" in WITH_HARNESS
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -201,3 +201,22 @@ def test_import_gives_a_lost_launch_back_to_its_row_by_the_uid_tag(
             session.exec(select(Job).where(Job.name == "another lost launch")).one().remote_id
             is None
         )
+
+
+def test_with_auto_epochs_ftm_s_estimate_agrees_with_together_s_quote(
+    server, monkeypatch, tmp_path
+):
+    """No --epochs: Together trains its default (1 epoch) and ftm prices that, so its
+    estimate and Together's quote are the same job (OpenAI's rule would say 8 here)."""
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = CliRunner().invoke(
+        cli,
+        ["launch", "--provider", "together", "--dataset", "toy", "--model", SMALL, "-y"],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    job = _only_job()
+    quote = job.estimate["provider_quote"]
+    assert job.estimate["epochs"] == 1
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)

@@ -79,6 +79,10 @@ def test_ftm_estimate_compares_together_beside_the_others(make_dataset):
     assert option["kind"] == "hosted"
     training = option["training"]
     assert training["usd_per_1m_tokens"] == 0.48
+    # "auto" epochs priced as Together trains them (its default, 1), not by OpenAI's rule.
+    assert (training["epochs"], training["epochs_rule"]) == (1, "auto")
+    openai = next(o for o in options if o["key"] == "hosted:gpt-4o-mini-2024-07-18")
+    assert openai["training"]["epochs"] == 3
     assert option["one_time_usd"] == pytest.approx(training["billable_tokens"] / 1e6 * 0.48)
     assert option["inference"]["hosting_usd_per_hour"] == 3.99
     alone = json.loads(ftm("estimate", "tickets", "--provider", "together", "--json").stdout)
