@@ -99,6 +99,14 @@ def test_default_method_is_one_it_offers(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_auto_epochs_is_a_positive_count_or_ftm_s_rule(name):
+    cls = REGISTRY.get(name)
+    for n_examples in (1, 10, 1000, 100_000):
+        epochs = cls.auto_epochs(n_examples)
+        assert epochs is None or (isinstance(epochs, int) and epochs >= 1), (name, epochs)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_options_are_coherent(name):
     names = [o.name for o in REGISTRY.get(name).options]
     assert len(set(names)) == len(names), f"{name}: an option is declared twice"
