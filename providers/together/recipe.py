@@ -84,8 +84,9 @@ def _absolute_rate(reported: Mapping[str, Any], asked: Mapping[str, Any]) -> flo
     """The rate the job trained with: as Together reported it, else as ftm sent it (an
     absolute rate, a multiplier of the default, or the default itself)."""
     for value in (reported.get("learning_rate"), asked.get("learning_rate")):
-        if as_float(value) is not None:
-            return float(value)
+        rate = as_float(value)
+        if rate is not None:
+            return rate
     multiplier = as_float(asked.get("learning_rate_multiplier"))
     return DEFAULT_LEARNING_RATE * (multiplier if multiplier is not None else 1.0)
 
@@ -129,8 +130,8 @@ def _learning_rate(recipe: TrainingRecipe, hp: dict[str, Any]) -> MappingLine:
     declared base rate (1e-5)."""
     if recipe.learning_rate is not None:
         hp["learning_rate"] = recipe.learning_rate
-        rate = shown(recipe.learning_rate)
-        return MappingLine("learning rate", rate, rate, "carried (an absolute rate)")
+        carried = shown(recipe.learning_rate)
+        return MappingLine("learning rate", carried, carried, "carried (an absolute rate)")
     if recipe.learning_rate_multiplier is not None:
         rate = DEFAULT_LEARNING_RATE * recipe.learning_rate_multiplier
         hp["learning_rate"] = rate
