@@ -220,3 +220,17 @@ def test_with_auto_epochs_ftm_s_estimate_agrees_with_together_s_quote(
     quote = job.estimate["provider_quote"]
     assert job.estimate["epochs"] == 1
     assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
+
+
+def test_a_full_fine_tune_is_estimated_at_together_s_full_rate(server, monkeypatch, tmp_path):
+    """``--option lora=false``: ftm prices the declared full-training rate, which Together
+    bills apart from LoRA, and its estimate agrees with Together's quote."""
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = _launch("--option", "lora=false")
+    assert out.exit_code == 0, out.output
+    job = _only_job()
+    training = job.estimate["inputs"]["training"]
+    assert training["usd_per_1m_tokens"] == 0.54  # LoRA would be 0.48
+    quote = job.estimate["provider_quote"]
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
