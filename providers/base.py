@@ -405,6 +405,16 @@ class Provider(ABC):
         """
         return None
 
+    # -- training defaults: what "auto" epochs means (issue 11: Together) ---------------
+
+    @classmethod
+    def auto_epochs(cls, n_examples: int) -> int | None:
+        """How many epochs this provider trains when a job asks for ``auto``, for a
+        training split of ``n_examples`` (cost estimates price that many). No network.
+        Default: None, ftm's rule for services that choose by the data's size
+        (OpenAI's documented rule, `app.costs.hosted.auto_epochs`)."""
+        return None
+
 
 @dataclass(frozen=True)
 class ContractHarness:

@@ -16,6 +16,7 @@ shape, read by `load_price_table`::
     as_of = "2026-11-01"
     [models."some-model"]
     training = 3.00          # USD per 1M billable training tokens
+    training_full = 3.50     # optional: full fine-tuning, where priced apart from LoRA
     ft_input = 0.30          # the fine-tuned model, USD per 1M tokens
     ft_output = 1.20
     base_input = 0.15        # the base model
@@ -70,6 +71,10 @@ class ModelPrice:
     billable_token_limit: int | None = None
     """Tokens of one example that are billed (longer ones are truncated); None: ftm's
     default."""
+    training_full: float | None = None
+    """Per 1M training tokens for full fine-tuning, where the provider prices it apart
+    from LoRA (``training`` is then its LoRA rate, the one estimates use); None: one rate
+    for both."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class PriceTable:
                 found.append(f"{model_id}: unknown source {price.source!r}")
             for name in (
                 "training",
+                "training_full",
                 "ft_input",
                 "ft_output",
                 "base_input",
@@ -146,6 +152,7 @@ def price_table_from_dict(raw: Mapping[str, Any], where: str) -> PriceTable:
                 base_cached_input=_opt(m.get("base_cached_input"), float),
                 hosting_per_hour=_opt(m.get("hosting_per_hour"), float),
                 billable_token_limit=_opt(m.get("billable_token_limit"), int),
+                training_full=_opt(m.get("training_full"), float),
             )
             for model_id, m in raw.get("models", {}).items()
         }

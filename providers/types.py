@@ -182,6 +182,10 @@ class RemoteJob:
     billed_usd: float | None = None
     """What the provider itself says the job cost so far (e.g. Together's ``total_price``);
     None when it reports no amount. Preferred over tokens x catalog price for the actual."""
+    ftm_uid_prefix: str | None = None
+    """The start of the ftm job uid this job carries, for a provider that keeps only part
+    of it (Together: 16 hex digits in the suffix) and so cannot name it in ``metadata``:
+    `ftm jobs import` gives a lost launch back to the one row whose uid starts with it."""
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,9 @@ class HostedModel:
     """Prompt caching applies to prefixes of at least this many tokens; None: none."""
     hosting_per_hour: float | None = None
     """The provider's hourly fee for keeping the fine-tuned model deployed, if any."""
+    training_full: float | None = None
+    """Per 1M training tokens for full fine-tuning where priced apart (``training`` is
+    then the LoRA rate); None: one rate."""
 
 
 @dataclass(frozen=True)
@@ -436,6 +439,7 @@ def _provider_prices(
             ),
             cache_min_prefix_tokens=None if cache_min is None else int(cache_min),
             hosting_per_hour=_opt_float(m.get("hosting_per_hour")),
+            training_full=_opt_float(m.get("training_full")),
         )
     return ProviderPrices(
         name=name,

@@ -31,6 +31,16 @@ def auto_epochs(n_examples: int) -> int:
     return AUTO_BASE_EPOCHS
 
 
+def _auto_epochs(provider: str, n_examples: int) -> int:
+    """The epochs ``provider`` trains for ``auto`` (`Provider.auto_epochs`), else the rule
+    above."""
+    from app.jobs.providers import provider_class
+
+    cls = provider_class(provider)
+    declared = cls.auto_epochs(n_examples) if cls is not None else None
+    return auto_epochs(n_examples) if declared is None else declared
+
+
 def billable_tokens_per_epoch(counts: np.ndarray, token_limit: int) -> int:
     """Sum over examples of min(limit, tokens): longer examples are truncated."""
     return int(np.minimum(counts.astype(np.int64), token_limit).sum())
@@ -65,14 +75,17 @@ def estimate_hosted_training(
     n_epochs: int | str = "auto",
     tokenizer: str = "tiktoken:o200k_base",
     provider: str | None = None,
+    full: bool = False,
 ) -> HostedTrainingEstimate:
     """Cost of training ``model`` on ``provider`` (None: the first that prices it) on
-    examples with token counts ``counts``."""
+    examples with token counts ``counts``; ``full``: all the weights, at the provider's
+    full fine-tuning rate where it declares one apart from LoRA."""
     prices = catalog.hosted_model(model, provider)
     n = int(counts.size)
-    epochs = auto_epochs(n) if n_epochs == "auto" else int(n_epochs)
+    epochs = _auto_epochs(prices.provider, n) if n_epochs == "auto" else int(n_epochs)
     per_epoch = billable_tokens_per_epoch(counts, prices.token_limit)
     billable = per_epoch * epochs
+    rate = prices.training_full if full and prices.training_full is not None else prices.training
     return HostedTrainingEstimate(
         model=prices.id,
         examples=n,
@@ -82,8 +95,8 @@ def estimate_hosted_training(
         truncated_examples=int((counts > prices.token_limit).sum()),
         tokens_per_epoch=per_epoch,
         billable_tokens=billable,
-        usd_per_1m_tokens=prices.training,
-        cost_usd=billable / 1e6 * prices.training,
+        usd_per_1m_tokens=rate,
+        cost_usd=billable / 1e6 * rate,
         tokenizer=tokenizer,
         price_source=prices.source.text,
         price_as_of=prices.source.as_of.isoformat(),

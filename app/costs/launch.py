@@ -141,6 +141,18 @@ def this_machine_hardware() -> str:
     return hardware_key(found[0].name) if found else "cpu"
 
 
+def _trains_all_weights(provider: str, method: str, options: dict[str, Any] | None) -> bool:
+    """Whether this launch is a full fine-tune, as the provider reads its own options
+    (`Provider.recipe_from_job` on the spec): priced at its full rate where it has one."""
+    from app.jobs.providers import provider_class
+
+    cls = provider_class(provider)
+    if cls is None:
+        return False
+    spec = {"options": dict(options or {}), "hyperparameters": {}}
+    return cls.recipe_from_job(method, None, spec).tuning == "full"
+
+
 def estimate_for_launch(
     session: Session | None = None,
     *,
@@ -188,7 +200,12 @@ def estimate_for_launch(
         from app.jobs.providers import make_provider
 
         hosted = estimate_hosted_training(
-            train.counts, base_model, catalog, n_epochs=n_epochs, provider=provider
+            train.counts,
+            base_model,
+            catalog,
+            n_epochs=n_epochs,
+            provider=provider,
+            full=_trains_all_weights(provider, method, options),
         )
         ft = hosted_request_cost(profile, base_model, catalog, fine_tuned=True, provider=provider)
         base = hosted_request_cost(

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from app.jobs.actions import refresh_job
 from app.jobs.providers import make_provider
@@ -38,7 +38,8 @@ def import_jobs(
 ) -> ImportReport:
     """Add a row for every job the provider has that ftm does not track yet, then refresh
     each new one (events, checkpoints, metrics). A job ftm launched itself (matched by
-    remote id, or by its ``ftm_job_id`` metadata) is not imported twice."""
+    remote id, by its ``ftm_job_id`` metadata, or by the uid prefix it carries) is not
+    imported twice: a launch whose create answer was lost gets its remote job back."""
     if engine is None:
         from app.database import get_engine
 
@@ -54,8 +55,8 @@ def import_jobs(
                     (Job.provider == provider_name) & (Job.remote_id == remote.remote_id)
                 )
             ).first()
-            if known is None and uid:
-                known = session.scalars(select(Job).where(Job.uid == uid)).first()
+            if known is None and (uid or remote.ftm_uid_prefix):
+                known = _own_launch(session, provider_name, uid, remote.ftm_uid_prefix)
                 if known is not None and known.remote_id is None:
                     _attach_lost_launch(session, known, remote, provider.display_name)
                     report.reattached.append(known.id)
@@ -88,6 +89,22 @@ def import_jobs(
             except ProviderError as exc:
                 report.refresh_errors.append(f"job {job_id}: {exc.message}")
     return report
+
+
+def _own_launch(session, provider_name: str, uid: str | None, prefix: str | None) -> Job | None:
+    """The row ftm launched this job from: by its full uid, else (a provider that carries
+    only the start of it, `RemoteJob.ftm_uid_prefix`) the one launch on this provider
+    still without a remote job whose uid starts with that prefix."""
+    if uid:
+        return session.scalars(select(Job).where(Job.uid == uid)).first()
+    candidates = session.scalars(
+        select(Job).where(
+            (Job.provider == provider_name)
+            & col(Job.remote_id).is_(None)
+            & col(Job.uid).startswith(str(prefix), autoescape=True)
+        )
+    ).all()
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _attach_lost_launch(session, job: Job, remote, provider_label: str) -> None:

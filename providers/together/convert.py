@@ -8,6 +8,7 @@ is understood too).
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +36,7 @@ UID_TAG_HEX = 16
 """ftm's job uid travels in the suffix as ``ftm`` + its first 16 hex digits (64 bits):
 Together caps suffixes at 40 characters, which the full uid and a user's suffix exceed."""
 _LEVELS = {"warning": "warn", "warn": "warn", "error": "error"}
+_TAG = re.compile(UID_TAG_PREFIX + f"([0-9a-f]{{{UID_TAG_HEX}}})")
 
 
 def uid_tag(ftm_job_uid: str) -> str:
@@ -46,6 +48,13 @@ def suffix_for(user_suffix: str | None, ftm_job_uid: str) -> str:
     model name, so the job can be found again after a lost answer)."""
     tag = uid_tag(ftm_job_uid)
     return f"{user_suffix}-{tag}" if user_suffix else tag
+
+
+def uid_prefix_of(job: dict[str, Any]) -> str | None:
+    """The start of the ftm uid whose tag ends the job's suffix, if any (see `uid_tag`)."""
+    tail = (job.get("suffix") or "").rsplit("-", 1)[-1]
+    match = _TAG.fullmatch(tail)
+    return match.group(1) if match else None
 
 
 def carries_uid(job: dict[str, Any], ftm_job_uid: str) -> bool:
@@ -205,6 +214,7 @@ def remote_job(job: dict[str, Any], *, uid: str | None = None) -> RemoteJob:
         metadata={"ftm_job_uid": uid} if uid else None,
         base_model=job.get("model"),
         billed_usd=billed_usd(job),
+        ftm_uid_prefix=uid_prefix_of(job),
     )
 
 

@@ -12,6 +12,9 @@ DEFAULT_LEARNING_RATE = 1e-5
 Together meaning: it scales this (multiplier 2 -> 2e-5); an absolute ``learning_rate`` is
 sent as it is."""
 
+DEFAULT_EPOCHS = 1
+"""Together's documented default ``n_epochs``: what ftm sends for ``auto``."""
+
 TRAINING_OPTIONS = (
     "lora",
     "lora_r",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -21,7 +21,9 @@ from pydantic import BaseModel
 from providers.backoff import backoff_delay
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ProviderError, SpecRejected
-from providers.together import convert, limits
+from providers.pricing import PriceTable
+from providers.recipe import RecipeTranslation, TrainingRecipe
+from providers.together import convert, limits, weights
 from providers.together.config import (
     TogetherConfig,
     TogetherSettings,
@@ -29,7 +31,10 @@ from providers.together.config import (
     resolve_api_key,
 )
 from providers.together.errors import NOT_SENT, UNANSWERED, failed_request, translate
+from providers.together.prices import together_price_table
+from providers.together.recipe import recipe_from_together_job, translate_for_together
 from providers.types import (
+    Artifact,
     BaseModelInfo,
     ChatMessage,
     Completion,
@@ -59,6 +64,9 @@ BASE_MODELS = (
     "meta-llama/Llama-3.2-1B-Instruct",
 )
 """Fine-tunable models ftm suggests (Together lists many more; any name it accepts works)."""
+SANDBOX_MODELS = ("ftm-sandbox/tiny-llama",)
+"""Models only ftm's Together emulator fine-tunes (a tiny Llama with real weights to
+download): suggested too when the provider talks to the emulator."""
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -73,8 +81,12 @@ class TogetherProvider(Provider):
     display_name = "Together AI"
     capabilities = Capabilities(
         supports_dpo=True,
+        # Epochs, batch size and the learning-rate multiplier apply, each "auto" filled
+        # with Together's default (1 epoch, the largest batch, 1e-5; see create_kwargs).
+        supports_auto_hyperparameters=True,
         per_token_billing=True,
         methods=("supervised", "dpo"),
+        downloadable_weights=("adapter", "merged"),
     )
     options = (
         ProviderOption("lora", "LoRA (true) or full fine-tuning (false)", bool, True),
@@ -118,6 +130,43 @@ class TogetherProvider(Provider):
         """model -> the SDK's limits object (read once per model and process)."""
         self._uploads: dict[tuple[str, str], str] = {}
         """(endpoint, content sha256) -> file id uploaded by this process."""
+
+    # -- declared data: prices, test harness, migration recipes -------------------------
+
+    @classmethod
+    def pricing(cls) -> PriceTable:
+        """Per-token training (LoRA; full in ``training_full``) and base-model prices, and
+        the dedicated endpoint's hourly fee that serves a fine-tune (prices.toml)."""
+        return together_price_table()
+
+    @classmethod
+    def contract_harness(cls) -> str:
+        """The Together emulator (with ftm's emulators, in app/sandbox)."""
+        return "app.sandbox.together.harness:together_contract_harness"
+
+    @classmethod
+    def recipe_from_job(
+        cls, method: str, hyperparameters: Mapping[str, Any] | None, spec: Mapping[str, Any] | None
+    ) -> TrainingRecipe:
+        """Together's absolute rate, LoRA or full, and its LoRA knobs (see
+        providers.together.recipe)."""
+        return recipe_from_together_job(method, hyperparameters, spec)
+
+    @classmethod
+    def translate_recipe(cls, recipe: TrainingRecipe) -> RecipeTranslation:
+        """An absolute learning rate (a multiplier through the base rate 1e-5), LoRA or
+        full, and the LoRA knobs as options (see providers.together.recipe)."""
+        return translate_for_together(recipe, cls.display_name)
+
+    @classmethod
+    def auto_epochs(cls, n_examples: int) -> int:
+        """Together's default, whatever the data's size (`create_kwargs` sends it)."""
+        return limits.DEFAULT_EPOCHS
+
+    def download_weights(self, remote_id: str, dest: Path, kind: str = "adapter") -> Artifact:
+        """The job's ``adapter`` or ``merged`` weights in PEFT's layout (see
+        providers.together.weights)."""
+        return weights.download_artifact(self.client, remote_id, dest, kind)
 
     def model_endpoint(self, *, simulated: bool = False) -> str | None:
         base = self.config.sandbox_url if simulated else self.config.endpoint
@@ -190,10 +239,13 @@ class TogetherProvider(Provider):
 
     def launch_warnings(self, spec: JobSpec) -> list[str]:
         """Serving costs Together bills apart from training (no network)."""
+        price = self.pricing().models.get(spec.base_model)
+        hourly = price.hosting_per_hour if price is not None else None
+        example = f" (e.g. 1x H100 about ${hourly:.2f}/h)" if hourly else ""
         warnings = [
             "Together AI serves a fine-tuned model only on a dedicated endpoint, billed per "
-            "minute while it runs, idle or not (e.g. 1x H100 about $3.99/h); or download "
-            "the weights and serve them elsewhere"
+            f"minute while it runs, idle or not{example}; or download the weights and serve "
+            "them elsewhere"
         ]
         if spec.base_model.endswith("-Reference"):
             warnings.append(
@@ -308,7 +360,7 @@ class TogetherProvider(Provider):
         body: dict[str, Any] = {
             "training_file": opts["training_file"],
             "model": spec.base_model,
-            "n_epochs": 1 if hp.n_epochs == "auto" else hp.n_epochs,
+            "n_epochs": limits.DEFAULT_EPOCHS if hp.n_epochs == "auto" else hp.n_epochs,
             "batch_size": "max" if hp.batch_size == "auto" else hp.batch_size,
             "learning_rate": limits.learning_rate(spec),
             "n_evals": int(opts.get("n_evals", 0)),
@@ -548,7 +600,8 @@ class TogetherProvider(Provider):
     # -- models -----------------------------------------------------------------------
 
     def list_base_models(self) -> list[BaseModelInfo]:
-        return [BaseModelInfo(id=m, methods=self.capabilities.methods) for m in BASE_MODELS]
+        names = BASE_MODELS + (SANDBOX_MODELS if self.simulated else ())
+        return [BaseModelInfo(id=m, methods=self.capabilities.methods) for m in names]
 
     def complete(
         self,

@@ -50,6 +50,8 @@ def test_the_registry_has_no_broken_provider_and_the_builtins():
     assert {"openai", "local"} <= set(NAMES)
     # The round trip must not silently test nothing: the built-ins bring a harness.
     assert {"openai", "local"} <= set(WITH_HARNESS)
+    if "together" in NAMES:  # installed (its SDK is an extra): on its emulator
+        assert "together" in WITH_HARNESS
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -94,6 +96,14 @@ def test_capabilities_agree_with_the_methods_it_implements(name):
 def test_default_method_is_one_it_offers(name):
     cls = REGISTRY.get(name)
     assert cls.default_method() in cls.capabilities.methods
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_auto_epochs_is_a_positive_count_or_ftm_s_rule(name):
+    cls = REGISTRY.get(name)
+    for n_examples in (1, 10, 1000, 100_000):
+        epochs = cls.auto_epochs(n_examples)
+        assert epochs is None or (isinstance(epochs, int) and epochs >= 1), (name, epochs)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -65,8 +65,11 @@ def test_bad_input_is_one_clear_line(make_dataset):
     for args, expected in [
         (("estimate", "tickets", "--gpu", "h900"), "error: unknown GPU 'h900'; known: a100-80gb"),
         (("estimate", "tickets", "--model", "acme/Nope-7B"), "error: unknown model 'acme/Nope-7B'"),
-        # Every provider that prices per token is named ("no OpenAI / Azure OpenAI prices ...").
-        (("estimate", "tickets", "--model", "gpt-5"), "OpenAI prices for model 'gpt-5'; known:"),
+        # Every provider that prices per token is named.
+        (
+            ("estimate", "tickets", "--model", "gpt-5"),
+            "no OpenAI / Azure OpenAI / Together AI prices for model 'gpt-5'; known:",
+        ),
         (("estimate", "nope"), "error: no dataset 'nope'; known datasets: tickets"),
     ]:
         out = ftm(*args)

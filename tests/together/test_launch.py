@@ -52,6 +52,10 @@ def test_launch_shows_together_s_price_then_the_job_costs_what_it_reports(
     job = _only_job()
     quote = job.estimate["provider_quote"]
     assert quote["allowed_to_proceed"] is True and quote["total_usd"] > 0
+    # ftm's own estimate, from Together's declared prices, beside Together's quote; both
+    # price the same tokens at the same LoRA rate.
+    assert "(ftm's estimate: $" in out.output and "No cost estimate" not in out.output
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
     assert len(server.state.jobs) == 1 and job.remote_id in server.state.jobs
 
     server.advance(1000 * STEP_S)
@@ -154,3 +158,79 @@ def test_no_key_is_one_line_saying_what_to_set(monkeypatch, tmp_path):
     assert "no Together AI API key: set TOGETHER_API_KEY" in out.output
     with read_session(database.get_engine()) as session:
         assert session.exec(select(Job)).all() == []
+
+
+def test_import_gives_a_lost_launch_back_to_its_row_by_the_uid_tag(
+    server, monkeypatch, tmp_path, train_file
+):
+    """A launch whose create answer was lost (the row has no remote job, the poller gave
+    up on it) while Together did create the job: Together keeps only a 16-hex tag of the
+    uid, in the suffix, and import still finds the row by it instead of adding a second."""
+    from tests.together.conftest import provider_for, spec_for
+
+    _point_ftm_at(server, monkeypatch)
+    engine = database.get_engine()
+    with write_session(engine) as session:
+        lost = Job(
+            name="lost launch",
+            provider="together",
+            base_model=SMALL,
+            method="supervised",
+            status="failed",
+            error={"code": "not_created", "message": "never created"},
+        )
+        other = Job(name="another lost launch", provider="together", base_model=SMALL,
+                    method="supervised", status="failed")  # fmt: skip
+        session.add(lost)
+        session.add(other)
+        session.flush()
+        lost_id, uid = lost.id, lost.uid
+    made = provider_for(server)  # the create that did land, carrying the row's uid tag
+    remote_id = made.create(made.prepare(spec_for(train_file, uid=uid, suffix="tickets"))).remote_id
+    made.close()
+    out = CliRunner().invoke(cli, ["jobs", "import", "--provider", "together"])
+    assert out.exit_code == 0, out.output
+    assert "Imported 0 job(s); 1 already tracked" in out.output
+    assert f"whose create answer was lost: {lost_id}" in out.output
+    with read_session(engine) as session:
+        rows = session.exec(select(Job)).all()
+        assert len(rows) == 2  # nothing imported twice
+        row = session.get(Job, lost_id)
+        assert row.remote_id == remote_id and row.status not in ("failed", "cancelled")
+        assert (
+            session.exec(select(Job).where(Job.name == "another lost launch")).one().remote_id
+            is None
+        )
+
+
+def test_with_auto_epochs_ftm_s_estimate_agrees_with_together_s_quote(
+    server, monkeypatch, tmp_path
+):
+    """No --epochs: Together trains its default (1 epoch) and ftm prices that, so its
+    estimate and Together's quote are the same job (OpenAI's rule would say 8 here)."""
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = CliRunner().invoke(
+        cli,
+        ["launch", "--provider", "together", "--dataset", "toy", "--model", SMALL, "-y"],
+        catch_exceptions=False,
+    )
+    assert out.exit_code == 0, out.output
+    job = _only_job()
+    quote = job.estimate["provider_quote"]
+    assert job.estimate["epochs"] == 1
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
+
+
+def test_a_full_fine_tune_is_estimated_at_together_s_full_rate(server, monkeypatch, tmp_path):
+    """``--option lora=false``: ftm prices the declared full-training rate, which Together
+    bills apart from LoRA, and its estimate agrees with Together's quote."""
+    _point_ftm_at(server, monkeypatch)
+    make_dataset(database.get_engine(), tmp_path, n_train=12)
+    out = _launch("--option", "lora=false")
+    assert out.exit_code == 0, out.output
+    job = _only_job()
+    training = job.estimate["inputs"]["training"]
+    assert training["usd_per_1m_tokens"] == 0.54  # LoRA would be 0.48
+    quote = job.estimate["provider_quote"]
+    assert job.estimate["training_cost_usd"] == pytest.approx(quote["total_usd"], rel=0.1)
