@@ -260,7 +260,7 @@ def _print_comparison(result) -> None:
 # Model ids stay whole (22 cells: gpt-4o-mini-2024-07-18); at 80 columns the base-model
 # prices and the per-model dates give way (the catalog's date is printed above).
 PRICE_COLUMNS = [
-    Column("model", min_width=22),
+    Column("model"),  # whole: ids are copied into commands
     Column("training", align="right"),
     Column("ft in / cached / out", priority=1),
     Column("base in / cached / out", priority=2),

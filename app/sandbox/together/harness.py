@@ -19,11 +19,13 @@ from providers.types import JobSpec
 
 @contextmanager
 def together_contract_harness(workdir: Path) -> Iterator[ContractHarness]:
-    """An emulator whose jobs stay queued long enough to be cancelled, the provider pointed
-    at it, and a supervised LoRA job on a base model it fine-tunes."""
+    """An emulator whose jobs stay queued long enough to be cancelled (a few 4 s steps:
+    the create, refresh and cancel take well under one) and whose cancel lands one step
+    later, the provider pointed at it, and a supervised LoRA job on a base model it
+    fine-tunes."""
     train = demo_data.write_jsonl(workdir / "train.jsonl", demo_data.labelling_examples(12))
     with TogetherSandboxServer(
-        port=0, seconds_per_step=60.0, data_dir=workdir / "together-sandbox"
+        port=0, seconds_per_step=4.0, data_dir=workdir / "together-sandbox"
     ) as server:
         provider = TogetherProvider(TogetherConfig(sandbox=True, sandbox_url=server.base_url))
         spec = JobSpec(
