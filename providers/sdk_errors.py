@@ -58,3 +58,17 @@ def retryable_status(status: int) -> bool:
     """Whether an HTTP refusal may succeed when sent again (as the SDKs themselves judge):
     408 timeout, 409 conflict, 429 rate limit and every 5xx."""
     return status in (408, 409, 429) or status >= 500
+
+
+def refusal_details(exc: Any) -> tuple[dict[str, Any], str, str | None]:
+    """(error object, message, code) from an SDK's HTTP status error (``exc.body``,
+    ``exc.message``, ``exc.status_code``): both SDKs carry the service's JSON error as
+    ``{"error": {...}}`` or bare. An ``error`` that is plain text is kept as the message
+    (the stricter of the two copies this replaced: the other dropped it for the SDK's
+    generic ``Error code: ...`` text)."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    err = body.get("error", body)
+    err = err if isinstance(err, dict) else {"message": str(err)}
+    message = str(err.get("message") or exc.message or f"HTTP {exc.status_code}")
+    code = err.get("code") or err.get("type")
+    return err, message, (str(code) if code else None)
