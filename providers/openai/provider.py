@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from providers.backoff import backoff_delay
+from providers.backoff import retry_idempotent
 from providers.base import Capabilities, Provider, ProviderContext
 from providers.create_once import create_exactly_once
 from providers.errors import ProviderError, SpecRejected
@@ -47,9 +47,6 @@ T = TypeVar("T")
 METADATA_KEY = "ftm_job_id"
 EVENTS_PAGE = 50
 MAX_EVENT_PAGES = 200
-MAX_INLINE_WAIT_S = 30.0
-"""A Retry-After longer than this is not slept out inside a call: the error goes up to the
-caller (the poller reschedules the job instead of holding a worker)."""
 
 
 class OpenAIProvider(Provider):
@@ -141,19 +138,11 @@ class OpenAIProvider(Provider):
         **kwargs: Any,
     ) -> T:
         """An idempotent SDK call, retried on retryable failures."""
-        attempts = max(1, _attempts or self.config.max_retries + 1)
-        for attempt in range(attempts):
-            try:
-                return self._once(action, fn, *args, **kwargs)
-            except ProviderError as err:
-                if (
-                    not err.retryable
-                    or attempt == attempts - 1
-                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
-                ):
-                    raise
-                self._sleep(backoff_delay(attempt, err.retry_after_s))
-        raise AssertionError("unreachable")
+        return retry_idempotent(
+            lambda: self._once(action, fn, *args, **kwargs),
+            attempts=_attempts or self.config.max_retries + 1,
+            sleep=self._sleep,
+        )
 
     # -- data -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from providers.backoff import backoff_delay
+from providers.backoff import backoff_delay, retry_idempotent
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.create_once import create_exactly_once
 from providers.errors import ProviderError, SpecRejected
@@ -55,8 +55,6 @@ def _raw(obj: Any) -> dict[str, Any]:
     return obj.to_dict(mode="json", warnings=False)
 
 
-MAX_INLINE_WAIT_S = 30.0
-"""A Retry-After longer than this goes up to the caller instead of being slept out."""
 CREATE_PATH = "/v1/fine-tunes"
 METHODS = {"supervised": "sft", "dpo": "dpo"}
 BASE_MODELS = (
@@ -196,19 +194,11 @@ class TogetherProvider(Provider):
         self, action: str, fn: Callable[..., T], *args: Any, _attempts: int | None = None, **kw: Any
     ) -> T:
         """An idempotent call, retried on retryable failures."""
-        attempts = max(1, _attempts or self.config.max_retries + 1)
-        for attempt in range(attempts):
-            try:
-                return self._once(action, fn, *args, **kw)
-            except ProviderError as err:
-                if (
-                    not err.retryable
-                    or attempt == attempts - 1
-                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
-                ):
-                    raise
-                self._sleep(backoff_delay(attempt, err.retry_after_s))
-        raise AssertionError("unreachable")
+        return retry_idempotent(
+            lambda: self._once(action, fn, *args, **kw),
+            attempts=_attempts or self.config.max_retries + 1,
+            sleep=self._sleep,
+        )
 
     # -- limits and validation ----------------------------------------------------------
 
