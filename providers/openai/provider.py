@@ -18,12 +18,13 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from providers.backoff import backoff_delay
+from providers.backoff import retry_idempotent
 from providers.base import Capabilities, Provider, ProviderContext
+from providers.create_once import create_exactly_once
 from providers.errors import ProviderError, SpecRejected
 from providers.openai import convert
 from providers.openai.config import OpenAIConfig, OpenAISettings, build_client, resolve_api_key
-from providers.openai.errors import NOT_SENT, UNANSWERED, translate
+from providers.openai.errors import translate
 from providers.openai.lifecycle import Lifecycle, load_lifecycle
 from providers.openai.prices import openai_price_table
 from providers.openai.recipe import recipe_for_openai, translate_for_openai
@@ -46,9 +47,6 @@ T = TypeVar("T")
 METADATA_KEY = "ftm_job_id"
 EVENTS_PAGE = 50
 MAX_EVENT_PAGES = 200
-MAX_INLINE_WAIT_S = 30.0
-"""A Retry-After longer than this is not slept out inside a call: the error goes up to the
-caller (the poller reschedules the job instead of holding a worker)."""
 
 
 class OpenAIProvider(Provider):
@@ -140,19 +138,11 @@ class OpenAIProvider(Provider):
         **kwargs: Any,
     ) -> T:
         """An idempotent SDK call, retried on retryable failures."""
-        attempts = max(1, _attempts or self.config.max_retries + 1)
-        for attempt in range(attempts):
-            try:
-                return self._once(action, fn, *args, **kwargs)
-            except ProviderError as err:
-                if (
-                    not err.retryable
-                    or attempt == attempts - 1
-                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
-                ):
-                    raise
-                self._sleep(backoff_delay(attempt, err.retry_after_s))
-        raise AssertionError("unreachable")
+        return retry_idempotent(
+            lambda: self._once(action, fn, *args, **kwargs),
+            attempts=_attempts or self.config.max_retries + 1,
+            sleep=self._sleep,
+        )
 
     # -- data -------------------------------------------------------------------------
 
@@ -306,18 +296,11 @@ class OpenAIProvider(Provider):
         return body
 
     def create(self, spec: JobSpec) -> RemoteJob:
-        """Create the job exactly once.
-
-        OpenAI takes no idempotency key, so a failed create may still have made the job:
-        - answered failures (429, 5xx) and lost connections are followed by a lookup by the
-          ``ftm_job_id`` metadata; a create is sent again only once a lookup succeeded and
-          found nothing;
-        - after a failure that got no answer (a timeout, a dropped connection, a gateway's
-          502/504) the request may still be in flight and make the job after any lookup,
-          so no create is sent again: ftm only looks it up, and if it stays unseen the
-          launch ends ``create_unconfirmed`` for the poller to settle (it keeps looking
-          for `PollerSettings.unconfirmed_grace_s`);
-        - a create that never left (connecting failed) is simply sent again.
+        """Create the job exactly once (`providers.create_once`): OpenAI takes no
+        idempotency key, so a failed create may still have made the job; it is looked up by
+        the ``ftm_job_id`` metadata before a create is sent again, and after a failure that
+        got no answer it is only looked up, ending ``create_unconfirmed`` if unseen (the
+        poller keeps looking for `PollerSettings.unconfirmed_grace_s`).
 
         Raises:
             ProviderError: refused (not retryable: nothing was created), or, with code
@@ -326,61 +309,19 @@ class OpenAIProvider(Provider):
         if not spec.ftm_job_uid:
             raise SpecRejected("the spec has no ftm_job_uid: it is needed to create safely")
         body = self.create_body(spec)
-        need_lookup = False
-        maybe_in_flight = False  # a sent create got no answer: never send another
-        ever_sent = False  # some create reached the service (answered or not)
-        last: ProviderError | None = None
-        for attempt in range(max(1, self.config.create_attempts)):
-            if attempt:
-                wait = backoff_delay(attempt - 1, last.retry_after_s if last else None)
-                if last is not None and last.code == "timeout":
-                    # The server may still be working on the request we gave up on; give it
-                    # one more timeout period so the lookup below sees the job it makes.
-                    wait = max(wait, self.config.timeout_s)
-                self._sleep(wait)
-            if need_lookup:
-                try:
-                    found = self._find_once(spec.ftm_job_uid)
-                except ProviderError as err:
-                    if not err.retryable:
-                        raise
-                    last = err
-                    continue  # still unknown: never create again before a lookup worked
-                if found is not None:
-                    return found
-                if maybe_in_flight:
-                    continue  # not visible yet; it may still appear: only look again
-                need_lookup = False
-            try:
-                job = self._once(
-                    "creating the fine-tuning job", self.client.fine_tuning.jobs.create, **body
-                )
-                return convert.remote_job(job.to_dict())
-            except ProviderError as err:
-                if not err.retryable:
-                    raise
-                last = err
-                need_lookup = err.code != NOT_SENT
-                ever_sent = ever_sent or need_lookup
-                maybe_in_flight = maybe_in_flight or err.code in UNANSWERED
-        if last is not None and last.code == NOT_SENT and not ever_sent:
-            raise ProviderError(  # no create ever reached the service: nothing to settle
-                f"{last.message}. No job was created; check the network and launch again.",
-                code=NOT_SENT,
-                retryable=False,
+
+        def send() -> RemoteJob:
+            job = self._once(
+                "creating the fine-tuning job", self.client.fine_tuning.jobs.create, **body
             )
-        try:
-            found = self._find_once(spec.ftm_job_uid)
-        except ProviderError:
-            found = None
-        if found is not None:
-            return found
-        raise ProviderError(
-            f"could not confirm whether the job was created ({last.message if last else '?'}); "
-            "ftm will look it up again by its id before doing anything else",
-            code="create_unconfirmed",
-            retryable=True,
-            retry_after_s=last.retry_after_s if last else None,
+            return convert.remote_job(job.to_dict())
+
+        return create_exactly_once(
+            send,
+            lambda: self._find_once(spec.ftm_job_uid),
+            attempts=self.config.create_attempts,
+            timeout_s=self.config.timeout_s,
+            sleep=self._sleep,
         )
 
     def _find_once(self, ftm_job_uid: str) -> RemoteJob | None:

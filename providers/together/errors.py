@@ -2,48 +2,21 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
-from typing import Any
 
+from providers import sdk_errors
 from providers.errors import ConfigurationError, ProviderError
+from providers.sdk_errors import NOT_SENT, UNANSWERED
 
-_REDACTED = "[redacted]"
+__all__ = ["NOT_SENT", "UNANSWERED", "failed_request", "redact", "translate"]
 
-NOT_SENT = "not_sent"
-"""The request never reached the service (connecting failed): it cannot have taken effect."""
-
-UNANSWERED = frozenset({"timeout", "connection_error", "http_502", "http_504"})
-"""Failures after which the request may still be in flight at the service: it may take
-effect later, so a create is never sent again after one (only looked up)."""
+# Together's key shape (and OpenAI's, often pasted by mistake): scrubbed even when it is
+# not one we were told about.
+_KEY_PATTERN = r"\b(tgp_v1_|sk-)[A-Za-z0-9_\-]{6,}"
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    for secret in secrets:
-        if secret and len(secret) >= 4:
-            text = text.replace(secret, _REDACTED)
-    return re.sub(r"\b(tgp_v1_|sk-)[A-Za-z0-9_\-]{6,}", _REDACTED, text)
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value:
-            try:
-                return max(0.0, float(value) / scale)
-            except ValueError:
-                continue
-    return None
-
-
-def _never_sent(exc: Exception) -> bool:
-    """Whether the connection error happened before any byte was sent (connecting, or
-    waiting for a pooled connection). Matched by class name: httpx is the SDK's."""
-    cause = exc.__cause__
-    names = {cls.__name__ for cls in type(cause).__mro__} if cause is not None else set()
-    return bool(names & {"ConnectError", "ConnectTimeout", "PoolTimeout"})
+    return sdk_errors.redact(text, secrets, _KEY_PATTERN)
 
 
 def failed_request(exc: Exception) -> tuple[str, str] | None:
@@ -65,7 +38,7 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
     secrets = list(secrets)
     if isinstance(exc, ProviderError):
         return exc
-    if isinstance(exc, together.APIConnectionError) and _never_sent(exc):
+    if isinstance(exc, together.APIConnectionError) and sdk_errors.never_sent(exc):
         return ProviderError(
             f"could not reach Together AI while {action} (nothing was sent): "
             f"{redact(str(exc.__cause__ or exc), secrets)}; check the network or "
@@ -84,11 +57,7 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
             retryable=True,
         )
     if isinstance(exc, together.APIStatusError):
-        body = exc.body if isinstance(exc.body, dict) else {}
-        err = body.get("error", body) if isinstance(body, dict) else {}
-        err = err if isinstance(err, dict) else {"message": str(err)}
-        message = str(err.get("message") or exc.message or f"HTTP {exc.status_code}")
-        code = err.get("code") or err.get("type")
+        err, message, code = sdk_errors.refusal_details(exc)
         status = exc.status_code
         text = f"Together AI refused {action} (HTTP {status}" + (f", {code})" if code else ")")
         text += f": {message}"
@@ -98,14 +67,14 @@ def translate(exc: Exception, action: str, secrets: Iterable[str | None]) -> Pro
                 + "; set a valid Together AI key in TOGETHER_API_KEY (or the variable "
                 "providers.together.api_key_env names), or providers.together.sandbox = true "
                 "for the local emulator",
-                code=str(code) if code else f"http_{status}",
+                code=code or f"http_{status}",
             )
         return ProviderError(
             redact(text, secrets),
-            code=str(code) if code else f"http_{status}",
+            code=code or f"http_{status}",
             param=err.get("param"),
-            retryable=status in (408, 409, 429) or status >= 500,
-            retry_after_s=_retry_after(exc.response.headers),
+            retryable=sdk_errors.retryable_status(status),
+            retry_after_s=sdk_errors.retry_after(exc.response.headers),
         )
     if isinstance(exc, together.TogetherError):
         first_line = redact(str(exc), secrets).strip().splitlines() or [type(exc).__name__]

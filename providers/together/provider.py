@@ -18,8 +18,9 @@ from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel
 
-from providers.backoff import backoff_delay
+from providers.backoff import backoff_delay, retry_idempotent
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
+from providers.create_once import create_exactly_once
 from providers.errors import ProviderError, SpecRejected
 from providers.pricing import PriceTable
 from providers.recipe import RecipeTranslation, TrainingRecipe
@@ -30,7 +31,7 @@ from providers.together.config import (
     build_client,
     resolve_api_key,
 )
-from providers.together.errors import NOT_SENT, UNANSWERED, failed_request, translate
+from providers.together.errors import NOT_SENT, failed_request, translate
 from providers.together.prices import together_price_table
 from providers.together.recipe import recipe_from_together_job, translate_for_together
 from providers.types import (
@@ -54,8 +55,6 @@ def _raw(obj: Any) -> dict[str, Any]:
     return obj.to_dict(mode="json", warnings=False)
 
 
-MAX_INLINE_WAIT_S = 30.0
-"""A Retry-After longer than this goes up to the caller instead of being slept out."""
 CREATE_PATH = "/v1/fine-tunes"
 METHODS = {"supervised": "sft", "dpo": "dpo"}
 BASE_MODELS = (
@@ -195,19 +194,11 @@ class TogetherProvider(Provider):
         self, action: str, fn: Callable[..., T], *args: Any, _attempts: int | None = None, **kw: Any
     ) -> T:
         """An idempotent call, retried on retryable failures."""
-        attempts = max(1, _attempts or self.config.max_retries + 1)
-        for attempt in range(attempts):
-            try:
-                return self._once(action, fn, *args, **kw)
-            except ProviderError as err:
-                if (
-                    not err.retryable
-                    or attempt == attempts - 1
-                    or (err.retry_after_s or 0) > MAX_INLINE_WAIT_S
-                ):
-                    raise
-                self._sleep(backoff_delay(attempt, err.retry_after_s))
-        raise AssertionError("unreachable")
+        return retry_idempotent(
+            lambda: self._once(action, fn, *args, **kw),
+            attempts=_attempts or self.config.max_retries + 1,
+            sleep=self._sleep,
+        )
 
     # -- limits and validation ----------------------------------------------------------
 
@@ -408,7 +399,7 @@ class TogetherProvider(Provider):
         return convert.remote_job(_raw(job))
 
     def create(self, spec: JobSpec) -> RemoteJob:
-        """Create the job exactly once (the rules of `OpenAIProvider.create`): after an
+        """Create the job exactly once (the shared rules of `providers.create_once`): after an
         answered failure or a lost connection the job is looked up by the uid tag in its
         suffix before a create is sent again; after a failure that got no answer no create
         is sent again (the first may still land), only lookups; a create that never left
@@ -421,54 +412,12 @@ class TogetherProvider(Provider):
         if not spec.ftm_job_uid:
             raise SpecRejected("the spec has no ftm_job_uid: it is needed to create safely")
         body = self.create_kwargs(spec)
-        need_lookup = maybe_in_flight = ever_sent = False
-        last: ProviderError | None = None
-        for attempt in range(max(1, self.config.create_attempts)):
-            if attempt:
-                wait = backoff_delay(attempt - 1, last.retry_after_s if last else None)
-                if last is not None and last.code == "timeout":
-                    wait = max(wait, self.config.timeout_s)
-                self._sleep(wait)
-            if need_lookup:
-                try:
-                    found = self._find_once(spec.ftm_job_uid)
-                except ProviderError as err:
-                    if not err.retryable:
-                        raise
-                    last = err
-                    continue
-                if found is not None:
-                    return found
-                if maybe_in_flight:
-                    continue
-                need_lookup = False
-            try:
-                return self._create_once(body)
-            except ProviderError as err:
-                if not err.retryable:
-                    raise
-                last = err
-                need_lookup = need_lookup or err.code != NOT_SENT
-                ever_sent = ever_sent or err.code != NOT_SENT
-                maybe_in_flight = maybe_in_flight or err.code in UNANSWERED
-        if last is not None and not ever_sent:
-            raise ProviderError(
-                f"{last.message}. No job was created; check the network and launch again.",
-                code=NOT_SENT,
-                retryable=False,
-            )
-        try:
-            found = self._find_once(spec.ftm_job_uid)
-        except ProviderError:
-            found = None
-        if found is not None:
-            return found
-        raise ProviderError(
-            f"could not confirm whether the job was created ({last.message if last else '?'}); "
-            "ftm will look it up again by its id before doing anything else",
-            code="create_unconfirmed",
-            retryable=True,
-            retry_after_s=last.retry_after_s if last else None,
+        return create_exactly_once(
+            lambda: self._create_once(body),
+            lambda: self._find_once(spec.ftm_job_uid),
+            attempts=self.config.create_attempts,
+            timeout_s=self.config.timeout_s,
+            sleep=self._sleep,
         )
 
     def _list_raw(self) -> list[dict[str, Any]]:
