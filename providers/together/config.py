@@ -39,6 +39,13 @@ class TogetherSettings(BaseModel):
     timeout_s: float = 60.0
     max_retries: int = 2
     """Retries of calls that are safe to repeat (ftm's own; the SDK's are off)."""
+    endpoint_hardware: str = "1x_nvidia_h100_80gb_sxm"
+    """The hardware of the dedicated endpoint ftm creates to serve a fine-tune (one GPU:
+    the smallest Together serves a LoRA fine-tune of the suggested models on, and the one
+    its declared hourly fee prices). ``GET /v1/hardware`` lists the ids."""
+    deploy_wait_s: float = 1800.0
+    """How long `deploy` waits for an endpoint to start before giving up (it keeps
+    starting, and billing, at Together: ftm finds and reuses it next time)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,8 @@ class TogetherConfig:
     sandbox_url: str = "http://127.0.0.1:8765"
     timeout_s: float = 60.0
     max_retries: int = 2
+    endpoint_hardware: str = "1x_nvidia_h100_80gb_sxm"
+    deploy_wait_s: float = 1800.0
     create_attempts: int = 8
     """How many times `create` tries before giving up (each retry reconciles first)."""
     api_key: str | None = None

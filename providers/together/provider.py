@@ -9,6 +9,7 @@ travels in the job's suffix, which Together keeps (and puts in the output model 
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -20,11 +21,11 @@ from pydantic import BaseModel
 
 from providers.backoff import backoff_delay, retry_idempotent
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
-from providers.create_once import create_exactly_once
+from providers.create_once import CREATE_UNCONFIRMED, create_exactly_once
 from providers.errors import ProviderError, SpecRejected
 from providers.pricing import PriceTable
 from providers.recipe import RecipeTranslation, TrainingRecipe
-from providers.together import convert, limits, weights
+from providers.together import convert, endpoints, limits, weights
 from providers.together.config import (
     TogetherConfig,
     TogetherSettings,
@@ -39,6 +40,7 @@ from providers.types import (
     BaseModelInfo,
     ChatMessage,
     Completion,
+    Deployment,
     JobSpec,
     JobStatus,
     ProviderQuote,
@@ -66,6 +68,12 @@ BASE_MODELS = (
 SANDBOX_MODELS = ("ftm-sandbox/tiny-llama",)
 """Models only ftm's Together emulator fine-tunes (a tiny Llama with real weights to
 download): suggested too when the provider talks to the emulator."""
+
+
+DEPLOY_POLL_S = 5.0
+"""Seconds between reads of an endpoint that is starting (Together takes minutes)."""
+_FTM_FINE_TUNE = re.compile(convert.UID_TAG_PREFIX + f"[0-9a-f]{{{convert.UID_TAG_HEX}}}")
+"""ftm's uid tag, which Together keeps in a fine-tune's output name (see convert.uid_tag)."""
 
 
 def _int_or_none(value: Any) -> int | None:
@@ -129,6 +137,11 @@ class TogetherProvider(Provider):
         """model -> the SDK's limits object (read once per model and process)."""
         self._uploads: dict[tuple[str, str], str] = {}
         """(endpoint, content sha256) -> file id uploaded by this process."""
+        self._deploy_lock = threading.Lock()
+        """Held while a fine-tune's endpoint is found or created: parallel completions
+        (an evaluation's batch) must never create two billed endpoints."""
+        self._endpoint_names: dict[str, str] = {}
+        """fine-tune -> the name of its endpoint, seen STARTED by this process."""
 
     # -- declared data: prices, test harness, migration recipes -------------------------
 
@@ -232,10 +245,12 @@ class TogetherProvider(Provider):
         """Serving costs Together bills apart from training (no network)."""
         price = self.pricing().models.get(spec.base_model)
         hourly = price.hosting_per_hour if price is not None else None
-        example = f" (e.g. 1x H100 about ${hourly:.2f}/h)" if hourly else ""
+        rate = f" about ${hourly:.2f}/hour" if hourly else ""
         warnings = [
             "Together AI serves a fine-tuned model only on a dedicated endpoint, billed per "
-            f"minute while it runs, idle or not{example}; or download the weights and serve "
+            f"minute while it runs, idle or not ({self.config.endpoint_hardware}{rate}): ftm "
+            "creates it on first use (an evaluation or `ftm chat`) and leaves it running; "
+            "stop or delete it at Together when done, or download the weights and serve "
             "them elsewhere"
         ]
         if spec.base_model.endswith("-Reference"):
@@ -552,6 +567,135 @@ class TogetherProvider(Provider):
         names = BASE_MODELS + (SANDBOX_MODELS if self.simulated else ())
         return [BaseModelInfo(id=m, methods=self.capabilities.methods) for m in names]
 
+    # -- deployments: a fine-tune answers only from a dedicated endpoint ----------------
+
+    def _is_fine_tune(self, model: str) -> bool:
+        """A fine-tune ftm launched (its output name keeps ftm's uid tag), or one this
+        process has deployed."""
+        return model in self._endpoint_names or (
+            model not in BASE_MODELS + SANDBOX_MODELS and bool(_FTM_FINE_TUNE.search(model))
+        )
+
+    def deployment_for(self, model: str) -> str | None:
+        """The name of the endpoint serving a fine-tune. Together names an endpoint itself
+        when it creates it, so unless this process saw it, this is one read of the
+        account's endpoints (None: no endpoint serves it yet, or Together could not be
+        asked). A base model answers serverless, by its own id: None."""
+        if not self._is_fine_tune(model):
+            return None
+        if model in self._endpoint_names:
+            return self._endpoint_names[model]
+        try:
+            found = self._retrying(
+                f"looking for the endpoint of {model}", endpoints.find_for_model, self.client, model
+            )
+        except ProviderError:
+            return None
+        return str(found["name"]) if found else None
+
+    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+        """The dedicated endpoint serving ``model``: the account's existing one (started
+        again if stopped), else a new one on ``endpoint_hardware`` with one replica, created
+        exactly once (after a lost answer ftm looks before sending again: never two billed
+        endpoints); with ``wait``, once it is STARTED.
+
+        Raises:
+            ProviderError: Together refused the endpoint (one line saying what to change),
+                it failed to start, or it was not started after ``deploy_wait_s``.
+        """
+        client = self.client
+        hardware = self.config.endpoint_hardware
+
+        def find() -> dict[str, Any] | None:
+            return self._once(
+                f"looking for the endpoint of {model}", endpoints.find_for_model, client, model
+            )
+
+        raw = retry_idempotent(find, attempts=self.config.create_attempts, sleep=self._sleep)
+        if raw is not None and str(raw.get("state")).upper() == "STOPPED":
+            raw = self._retrying(
+                f"starting endpoint {raw['name']}", endpoints.start, client, str(raw["id"])
+            )
+        elif raw is None:
+            try:
+                raw = create_exactly_once(
+                    lambda: self._once(
+                        f"creating a dedicated endpoint for {model}",
+                        endpoints.create,
+                        client,
+                        model,
+                        hardware,
+                    ),
+                    find,
+                    attempts=self.config.create_attempts,
+                    timeout_s=self.config.timeout_s,
+                    sleep=self._sleep,
+                )
+            except ProviderError as err:
+                raise self._deploy_refused(model, err) from None
+        return self._wait_started(raw) if wait else endpoints.as_deployment(raw)
+
+    def _deploy_refused(self, model: str, err: ProviderError) -> ProviderError:
+        if err.code == CREATE_UNCONFIRMED:
+            return ProviderError(
+                f"could not confirm whether Together AI created an endpoint for {model} "
+                f"({err.message}); ftm looks for it before creating another: try again",
+                code=CREATE_UNCONFIRMED,
+                retryable=True,
+            )
+        if err.retryable:
+            return err
+        return ProviderError(
+            f"{err.message}. Together AI did not deploy {model} on "
+            f"{self.config.endpoint_hardware}: set [providers.together] endpoint_hardware to "
+            "hardware that serves it (GET /v1/hardware?model=... lists them), or download the "
+            "weights (`ftm jobs download`) and evaluate them locally",
+            code="deployment_refused",
+        )
+
+    def _wait_started(self, raw: dict[str, Any]) -> Deployment:
+        """Poll the endpoint until STARTED, sleeping through the provider's sleep (so a
+        test on a frozen emulator clock advances it)."""
+        deployment = endpoints.as_deployment(raw)
+        waited = 0.0
+        while not deployment.ready:
+            if deployment.failed:
+                raise ProviderError(
+                    f"Together AI could not start endpoint {deployment.name} for "
+                    f"{deployment.model} (state {raw.get('state')}); delete it at Together "
+                    "(it may still bill) and try again",
+                    code="deployment_failed",
+                )
+            if waited >= self.config.deploy_wait_s:
+                raise ProviderError(
+                    f"endpoint {deployment.name} of {deployment.model} is still "
+                    f"{raw.get('state')} after {self.config.deploy_wait_s:.0f} s (it bills "
+                    "once started); try again in a few minutes: ftm reuses it",
+                    code="deployment_not_ready",
+                    retryable=True,
+                )
+            self._sleep(DEPLOY_POLL_S)
+            waited += DEPLOY_POLL_S
+            raw = self._retrying(
+                f"reading endpoint {deployment.name}",
+                endpoints.retrieve,
+                self.client,
+                str(raw["id"]),
+            )
+            deployment = endpoints.as_deployment(raw)
+        self._endpoint_names[deployment.model] = deployment.name
+        return deployment
+
+    def _served_name(self, model: str) -> str:
+        """What chat passes as the model: a fine-tune's endpoint (deployed and waited for
+        on first use), else the model itself (a base model answers serverless)."""
+        if not self._is_fine_tune(model):
+            return model
+        with self._deploy_lock:
+            if model not in self._endpoint_names:
+                self.deploy(model, wait=True)
+            return self._endpoint_names[model]
+
     def complete(
         self,
         model: str,
@@ -560,11 +704,14 @@ class TogetherProvider(Provider):
         max_tokens: int = 256,
         temperature: float = 0.0,
     ) -> Completion:
+        """An answer from ``model``; a fine-tune's through its dedicated endpoint, which is
+        created on first use (billed per minute from then on, see `launch_warnings`)."""
+        served = self._served_name(model)
         started = time.perf_counter()
         response = self._retrying(
             f"asking {model}",
             self.client.chat.completions.create,
-            model=model,
+            model=served,
             messages=[{"role": m.role, "content": m.content} for m in messages],
             max_tokens=max_tokens,
             temperature=temperature,

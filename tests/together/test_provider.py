@@ -277,6 +277,9 @@ def test_launch_warnings_name_the_serving_bill(provider):
 
     small = provider.launch_warnings(make(__file__))
     assert len(small) == 1 and "dedicated endpoint, billed per minute" in small[0]
+    hourly = provider.pricing().models[SMALL].hosting_per_hour
+    assert hourly and f"about ${hourly:.2f}/hour" in small[0]  # the declared rate
+    assert "1x_nvidia_h100_80gb_sxm" in small[0] and "on first use" in small[0]
     reference = provider.launch_warnings(make(__file__, base_model=LARGE))
     assert any("cannot deploy it" in w for w in reference)
 
@@ -304,9 +307,8 @@ def test_key_from_a_command_and_a_failing_command_says_so_without_its_output(
     assert resolve_api_key(TogetherConfig(api_key_env="MY_TOGETHER_KEY")) == "tgp_v1_fromenv"
 
 
-def test_complete_answers_from_a_base_model_and_says_why_not_from_a_fine_tune(
-    provider, server, train_file
-):
+def test_complete_answers_from_a_base_model_serverless(provider, server):
+    """(A fine-tune answers through its dedicated endpoint: test_deploy.py.)"""
     from providers.types import ChatMessage
 
     shots = [
@@ -316,12 +318,7 @@ def test_complete_answers_from_a_base_model_and_says_why_not_from_a_fine_tune(
     ]
     answer = provider.complete(SMALL, shots)
     assert answer.text == "negative" and answer.prompt_tokens > 0 and answer.model == SMALL
-    remote_id = provider.create(provider.prepare(spec_for(train_file))).remote_id
-    server.advance(1000 * STEP_S)
-    tuned = provider.refresh(remote_id).job.fine_tuned_model
-    with pytest.raises(ProviderError, match="dedicated endpoint") as caught:
-        provider.complete(tuned, shots)
-    assert "Together AI refused asking" in caught.value.message
+    assert not server.state.endpoints  # a base model needs no endpoint
 
 
 def test_without_the_sdk_installed_the_spec_check_says_how_to_install_it(tmp_path, train_file):
