@@ -70,8 +70,9 @@ SANDBOX_MODELS = ("ftm-sandbox/tiny-llama",)
 download): suggested too when the provider talks to the emulator."""
 
 
-DEPLOY_POLL_S = 5.0
-"""Seconds between reads of an endpoint that is starting (Together takes minutes)."""
+DEPLOY_POLL_S = (0.5, 1.0, 2.0, 5.0)
+"""Seconds between reads of an endpoint that is starting: soon at first (an emulator's is
+up in moments), then every 5 s (Together's takes minutes)."""
 _FTM_FINE_TUNE = re.compile(convert.UID_TAG_PREFIX + f"[0-9a-f]{{{convert.UID_TAG_HEX}}}")
 """ftm's uid tag, which Together keeps in a fine-tune's output name (see convert.uid_tag)."""
 
@@ -657,7 +658,7 @@ class TogetherProvider(Provider):
         """Poll the endpoint until STARTED, sleeping through the provider's sleep (so a
         test on a frozen emulator clock advances it)."""
         deployment = endpoints.as_deployment(raw)
-        waited = 0.0
+        waited, polls = 0.0, 0
         while not deployment.ready:
             if deployment.failed:
                 raise ProviderError(
@@ -674,8 +675,10 @@ class TogetherProvider(Provider):
                     code="deployment_not_ready",
                     retryable=True,
                 )
-            self._sleep(DEPLOY_POLL_S)
-            waited += DEPLOY_POLL_S
+            pause = DEPLOY_POLL_S[min(polls, len(DEPLOY_POLL_S) - 1)]
+            self._sleep(pause)
+            waited += pause
+            polls += 1
             raw = self._retrying(
                 f"reading endpoint {deployment.name}",
                 endpoints.retrieve,
