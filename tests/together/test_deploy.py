@@ -51,7 +51,11 @@ def test_first_complete_deploys_once_and_the_fine_tune_answers_through_it(server
     # a base model still answers serverless: no endpoint for it
     assert provider.deployment_for("meta-llama/Llama-3.2-1B-Instruct") is None
 
-    assert ask(provider, model) == EXPECTED  # reused, not created again
+    # reused, not created again: not even read (every endpoint route fails meanwhile)
+    server.faults = FaultPlan().next(100, "server_error", "endpoints.*")
+    assert ask(provider, model) == EXPECTED
+    assert server.faults.total_injected() == 0
+    server.faults = None
     assert len(server.state.endpoints) == 1
     provider.close()
 
