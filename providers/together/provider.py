@@ -667,6 +667,12 @@ class TogetherProvider(Provider):
                     "(it may still bill) and try again",
                     code="deployment_failed",
                 )
+            if deployment.state == "STOPPED":  # stopped by someone while ftm waited
+                raise ProviderError(
+                    f"endpoint {deployment.name} of {deployment.model} was stopped while ftm "
+                    "waited for it to start; use the model again to start it",
+                    code="deployment_stopped",
+                )
             if waited >= self.config.deploy_wait_s:
                 raise ProviderError(
                     f"endpoint {deployment.name} of {deployment.model} is still "

@@ -99,3 +99,19 @@ def test_a_refused_deployment_is_one_line_naming_together_and_what_to_do(server,
     assert caught.value.code == "deployment_refused"
     assert not server.state.endpoints
     provider.close()
+
+
+def test_a_stopped_endpoint_is_started_again_not_replaced(server, train_file):
+    provider = clocked(server)
+    model = trained(provider, server, train_file)
+    first = provider.deploy(model)
+    (endpoint,) = server.state.endpoints.values()
+    server.state.update_endpoint(endpoint.id, {"state": "STOPPED"})
+    provider.close()
+
+    fresh = clocked(server)
+    assert ask(fresh, model) == EXPECTED
+    assert (
+        list(server.state.endpoints) == [endpoint.id] and fresh.deployment_for(model) == first.name
+    )
+    fresh.close()
