@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -41,6 +42,7 @@ from providers.types import (
     ChatMessage,
     Completion,
     Deployment,
+    JobEvent,
     JobSpec,
     JobStatus,
     ProviderQuote,
@@ -494,6 +496,8 @@ class TogetherProvider(Provider):
         checkpoints = []
         if job.status == JobStatus.SUCCEEDED or any(e.type == "checkpoint_save" for e in events):
             checkpoints = self.list_checkpoints(remote_id)
+        if job.status == JobStatus.SUCCEEDED and job.fine_tuned_model:
+            events.append(self._not_deployed_note(job.fine_tuned_model))
         return Refresh(
             job=job,
             events=events,
@@ -635,6 +639,18 @@ class TogetherProvider(Provider):
             except ProviderError as err:
                 raise self._deploy_refused(model, err) from None
         return self._wait_started(raw) if wait else endpoints.as_deployment(raw)
+
+    def _not_deployed_note(self, model: str) -> JobEvent:
+        """Said once the job succeeds (one id per model: stored once): unlike Azure's, a
+        Together endpoint bills per minute, so ftm does not start one until it is used.
+        Not one of Together's events: the events cursor ignores it."""
+        return JobEvent(
+            id=f"ftm:together-not-deployed:{model}",
+            created_at=datetime.now(UTC),
+            message=f"{model} answers only from a dedicated endpoint, billed per minute while "
+            f"it runs: ftm creates one on {self.config.endpoint_hardware} on first use "
+            "(ftm eval, chat), not now",
+        )
 
     def _deploy_refused(self, model: str, err: ProviderError) -> ProviderError:
         if err.code == CREATE_UNCONFIRMED:

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from click.testing import CliRunner
+from sqlmodel import select
 
 from app import database
 from app.cli.main import cli
@@ -18,7 +19,7 @@ from app.jobs.launch import launch_job
 from app.sandbox.together.server import TogetherSandboxServer
 from app.settings import get_settings
 from db.engine import read_session
-from db.models import Job
+from db.models import Job, JobEvent
 from tests.evaluation.sandbox_fixtures import add_ticket_datasets
 from tests.together.conftest import SMALL
 
@@ -59,6 +60,9 @@ def test_eval_deploys_the_fine_tune_once_and_export_names_its_endpoint(together_
     add_ticket_datasets(tmp_path)
     job = _train(engine)
     assert not together_sandbox.state.endpoints  # not deployed after success: billed per minute
+    with read_session(engine) as session:
+        notes = [e.message for e in session.exec(select(JobEvent).where(JobEvent.job_id == job.id))]
+    assert sum("creates one on 1x_nvidia_h100_80gb_sxm on first use" in m for m in notes) == 1
 
     result = _cli(
         "eval",
