@@ -246,8 +246,10 @@ class Provider(ABC):
 
     def deployment_for(self, model: str) -> str | None:
         """The name a client passes to reach ``model`` when it answers from a deployment
-        (what an application needs besides `model_endpoint`). No network. Default: None,
-        the model is called by its own id."""
+        (what an application needs besides `model_endpoint`). Where the name is ftm's
+        own (Azure) no network; where the provider names its deployments (Together's
+        endpoints) one lookup, and None when it cannot be reached. Default: None, the
+        model is called by its own id."""
         return None
 
     def deploy(self, model: str, *, wait: bool = True) -> Deployment:
