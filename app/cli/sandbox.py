@@ -5,6 +5,8 @@ the foreground."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -13,6 +15,62 @@ import click
 from app.cli.errors import UserError
 
 DEFAULT_PORT = 8765
+
+
+@dataclass(frozen=True)
+class Emulation:
+    """What ``--provider NAME`` serves, declared as data so the command reads these
+    fields instead of comparing names."""
+
+    title: str
+    """The service, as messages name it."""
+    together_only: bool = False
+    """Only the Together emulator (in the foreground)."""
+    azure_urls: bool = False
+    """The OpenAI emulator's state served in Azure OpenAI's URL shape."""
+    with_together: bool = False
+    """Also serve the Together emulator, on --together-port."""
+    options: frozenset[str] = frozenset()
+    """The service-specific options it takes (``--sunset``, ``--org``,
+    ``--base64-results``, ``--serve-fine-tunes``)."""
+    state_subdir: str = ""
+    """Where its OpenAI-shaped state lives under FTM_HOME/sandbox."""
+    default_sunset: Callable[[], date] = field(default=lambda: _openai_cutoff())
+    """The day job creation is refused when --sunset is not given."""
+
+
+def _openai_cutoff() -> date:
+    from app.sandbox.server import SERVICE_SUNSET
+
+    return SERVICE_SUNSET
+
+
+def _azure_cutoff() -> date:
+    """Azure takes jobs past OpenAI's cutoff, until its own."""
+    from providers.azure.lifecycle import load_lifecycle
+
+    return load_lifecycle().job_creation_cutoff
+
+
+_OPENAI_OPTIONS = frozenset({"--sunset", "--org", "--base64-results"})
+EMULATIONS = {
+    "openai": Emulation("OpenAI", options=_OPENAI_OPTIONS),
+    "together": Emulation(
+        "Together AI", together_only=True, options=frozenset({"--serve-fine-tunes"})
+    ),
+    "azure": Emulation(
+        "Azure OpenAI",
+        azure_urls=True,
+        options=frozenset({"--sunset", "--base64-results"}),
+        state_subdir="azure",
+        default_sunset=_azure_cutoff,
+    ),
+    "all": Emulation(
+        "OpenAI and Together AI",
+        with_together=True,
+        options=_OPENAI_OPTIONS | {"--serve-fine-tunes"},
+    ),
+}
 
 
 def _parse_date(value: str, option: str) -> date:
@@ -46,7 +104,7 @@ def _load_faults(spec: str):
 @click.option(
     "--provider",
     "emulated",
-    type=click.Choice(["openai", "together", "azure", "all"]),
+    type=click.Choice(list(EMULATIONS)),
     default="openai",
     show_default=True,
     help="Which service to emulate; all: OpenAI's on --port and Together's on "
@@ -159,36 +217,27 @@ def sandbox(
     start = None
     if start_date:
         start = datetime.combine(_parse_date(start_date, "--date"), datetime.min.time(), UTC)
-    if emulated == "together":
-        openai_only = {"--sunset": sunset, "--org": org_profile, "--base64-results": base64_results}
-        given = [name for name, value in openai_only.items() if value]
-        if given:
-            raise UserError(
-                f"{', '.join(given)} emulate(s) OpenAI only; leave it out with --provider together"
-            )
+    emulation = EMULATIONS[emulated]
+    given = {
+        "--sunset": sunset,
+        "--org": org_profile,
+        "--base64-results": base64_results,
+        "--serve-fine-tunes": serve_fine_tunes,
+    }
+    foreign = [name for name, value in given.items() if value and name not in emulation.options]
+    if foreign:
+        raise UserError(
+            f"{', '.join(foreign)} do(es) not apply to the {emulation.title} emulator; "
+            f"leave it out with --provider {emulated}"
+        )
+    if emulation.together_only:
         faults = _load_faults(faults_spec) if faults_spec is not None else None
         _serve_together(
             host, port, seconds_per_step, faults, start, seed, ephemeral, serve_fine_tunes
         )
         return
-    if serve_fine_tunes and emulated != "all":
-        raise UserError(
-            f"--serve-fine-tunes emulates Together only; {emulated}'s fine-tunes always answer"
-        )
-    if emulated == "azure":
-        given = [name for name, value in {"--org": org_profile}.items() if value]
-        if given:
-            raise UserError(
-                f"{', '.join(given)} emulates OpenAI only; leave it out with --provider azure"
-            )
     if sunset is None:
-        from app.sandbox.server import SERVICE_SUNSET
-
-        sunset_date = SERVICE_SUNSET
-        if emulated == "azure":
-            from providers.azure.lifecycle import load_lifecycle
-
-            sunset_date = load_lifecycle().job_creation_cutoff
+        sunset_date: date | None = emulation.default_sunset()
     else:
         sunset_date = None if sunset.lower() == "none" else _parse_date(sunset, "--sunset")
     faults = None
@@ -202,8 +251,8 @@ def sandbox(
         state_file = None
     else:
         data_dir = get_settings().home / "sandbox"
-        if emulated == "azure":
-            data_dir = data_dir / "azure"
+        if emulation.state_subdir:
+            data_dir = data_dir / emulation.state_subdir
             data_dir.mkdir(parents=True, exist_ok=True)
         state_file = data_dir / "state.json"
     try:
@@ -226,11 +275,11 @@ def sandbox(
             f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
         ) from None
 
-    if emulated == "azure":
+    if emulation.azure_urls:
         _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch)
         return
     beside = None
-    if emulated == "all":
+    if emulation.with_together:
         if together_port == port and port != 0:
             sock.close()
             raise UserError(

@@ -181,4 +181,7 @@ def test_a_new_launch_does_not_default_to_an_unconfigured_azure(ftm_home, monkey
 def test_ftm_sandbox_azure_refuses_openais_organization_profiles():
     result = CliRunner().invoke(cli, ["sandbox", "--provider", "azure", "--org", "new"])
     assert result.exit_code != 0
-    assert "--org emulates OpenAI only; leave it out with --provider azure" in result.output
+    assert (
+        "--org do(es) not apply to the Azure OpenAI emulator; leave it out with --provider azure"
+        in result.output
+    )
