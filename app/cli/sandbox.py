@@ -82,6 +82,31 @@ def _parse_date(value: str, option: str) -> date:
         ) from None
 
 
+def _bind(host: str, port: int, option: str):
+    """The listening socket, or one line naming the option to change."""
+    from app.sandbox.server import bind_socket
+
+    try:
+        return bind_socket(host, port)
+    except OSError as exc:
+        raise UserError(
+            f"cannot listen on {host}:{port}: {exc.strerror}; pass another {option}"
+        ) from None
+
+
+def _say_faults_and_exposure(faults, host: str) -> None:
+    """What every emulator prints before serving: its fault plan, and a warning when it
+    listens beyond loopback (it accepts the key it prints)."""
+    if faults is not None:
+        click.echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.secho(
+            f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
+            fg="yellow",
+            err=True,
+        )
+
+
 def _load_faults(spec: str):
     """A fault plan from inline JSON or from a JSON file."""
     from app.sandbox.faults import FaultPlan, FaultPlanError
@@ -209,7 +234,7 @@ def sandbox(
     """
     import tempfile
 
-    from app.sandbox.server import bind_socket, build_state, serve_forever
+    from app.sandbox.server import build_state, serve_forever
     from app.settings import get_settings
 
     if seconds_per_step < 0:
@@ -268,12 +293,7 @@ def sandbox(
         )
     except ValueError as exc:
         raise UserError(f"{exc}; or run with --ephemeral") from None
-    try:
-        sock = bind_socket(host, port)
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
-        ) from None
+    sock = _bind(host, port, "--port")
 
     if emulation.azure_urls:
         _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date, scratch)
@@ -287,7 +307,14 @@ def sandbox(
             )
         try:
             beside = _together_setup(
-                host, together_port, seconds_per_step, start, seed, ephemeral, serve_fine_tunes
+                host,
+                together_port,
+                seconds_per_step,
+                start,
+                seed,
+                ephemeral,
+                serve_fine_tunes,
+                port_option="--together-port",
             )
         except UserError:
             sock.close()
@@ -317,14 +344,7 @@ def sandbox(
         echo("")
         _together_banner(host, t_sock, t_state, t_state_file, seconds_per_step, serve_fine_tunes)
         together = _BackgroundTogether(t_state, t_sock, faults, t_scratch)
-    if faults is not None:
-        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.secho(
-            f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
-            fg="yellow",
-            err=True,
-        )
+    _say_faults_and_exposure(faults, host)
     echo("Press Ctrl-C to stop" + (" both." if together else "."))
     try:
         serve_forever(sock, state, faults)
@@ -348,12 +368,12 @@ def _together_setup(
     seed: int | None,
     ephemeral: bool,
     serve_fine_tunes: bool = False,
+    port_option: str = "--port",
 ):
     """The Together emulator's state (under FTM_HOME/sandbox/together unless ephemeral)
     and its bound socket: (state, socket, state file or None, scratch dir or None)."""
     import tempfile
 
-    from app.sandbox.server import bind_socket
     from app.sandbox.together.server import build_state
     from app.settings import get_settings
 
@@ -376,12 +396,7 @@ def _together_setup(
         )
     except ValueError as exc:
         raise UserError(f"{exc}; or run with --ephemeral") from None
-    try:
-        sock = bind_socket(host, port)
-    except OSError as exc:
-        raise UserError(
-            f"cannot listen on {host}:{port}: {exc.strerror}; pass another --port"
-        ) from None
+    sock = _bind(host, port, port_option)
     return state, sock, state_file, scratch
 
 
@@ -432,14 +447,7 @@ def _serve_together(
     )
     _together_banner(host, sock, state, state_file, seconds_per_step, serve_fine_tunes)
     echo = click.echo
-    if faults is not None:
-        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        click.secho(
-            f"warning: listening on {host}: anyone who can reach it can use the sandbox.",
-            fg="yellow",
-            err=True,
-        )
+    _say_faults_and_exposure(faults, host)
     echo("Press Ctrl-C to stop.")
     try:
         serve_forever(sock, state, faults, app_factory=create_app)  # type: ignore[arg-type]
@@ -526,8 +534,7 @@ def _serve_azure(sock, state, faults, seconds_per_step, state_file, sunset_date,
         if state_file
         else "State: not kept (--ephemeral)"
     )
-    if faults is not None:
-        echo(f"Faults: {len(faults.rules)} rule(s): {json.dumps(faults.to_dict()['rules'])}")
+    _say_faults_and_exposure(faults, sock.getsockname()[0])
     echo("Press Ctrl-C to stop.")
     try:
         serve_forever(sock, state, faults, app_factory=lambda _: create_app(sandbox))

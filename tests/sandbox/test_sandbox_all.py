@@ -119,3 +119,22 @@ def test_the_two_ports_must_differ(tmp_path):
     )
     assert result.returncode != 0
     assert "two ports" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_together_port_names_the_option_to_change(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "app", "sandbox", "--provider", "all", "--port", "0"]
+            + ["--together-port", str(taken), "--ephemeral"],
+            cwd=REPO_ROOT,
+            env={**os.environ, "FTM_HOME": str(tmp_path)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert f"cannot listen on 127.0.0.1:{taken}" in result.stderr
+    assert "pass another --together-port" in result.stderr
