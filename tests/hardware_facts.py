@@ -27,11 +27,16 @@ PRESETS: dict[str, tuple[str, str, int]] = {
 }
 
 
+def fake_uuid(kind: str, *parts: object) -> str:
+    """A stable UUID whose first group differs between devices (as real ones do)."""
+    return f"{kind}-{uuidlib.uuid5(uuidlib.NAMESPACE_OID, '/'.join(map(str, parts)))}"
+
+
 def gpu_fact(preset: str, index: int, *, used_mib: int = 0, **extra: Any) -> dict[str, Any]:
     name, cap, total = PRESETS[preset]
     fact = dict(
         index=index,
-        uuid=f"GPU-{uuidlib.UUID(int=index + 1)}",
+        uuid=fake_uuid("GPU", index),
         name=name,
         pci_bus_id=f"00000000:{0x18 + index:02X}:00.0",
         compute_cap=cap,
@@ -40,6 +45,21 @@ def gpu_fact(preset: str, index: int, *, used_mib: int = 0, **extra: Any) -> dic
     )
     fact.update(extra)
     return fact
+
+
+def mig_fact(
+    gpu: dict[str, Any], device: int, profile: str, total_mib: int, *, used_mib: int = 0
+) -> dict[str, Any]:
+    """One MIG instance of ``gpu`` (GPU instance ``device + 1``, compute instance 0)."""
+    return dict(
+        uuid=fake_uuid("MIG", gpu["index"], device),
+        profile=profile,
+        device=device,
+        gi=device + 1,
+        ci=0,
+        memory_total_mib=total_mib,
+        memory_used_mib=used_mib,
+    )
 
 
 def write_facts(path: Path, facts: list[dict[str, Any]]) -> Path:

@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
-from providers.local import hardware, memory, options
+from providers.local import devices, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
@@ -178,10 +178,12 @@ class LocalProvider(Provider):
             if not rows:
                 problems.append(f"{label} file {path}: no examples")
         if hp["n_gpus"] > 1 and hp["device"] != "cpu":
-            found = len(hardware.gpus())
+            # Counted as they are assigned: whole GPUs (MIG instances cannot be joined).
+            found = len(devices.assignable(hardware.visible_devices(), hp["n_gpus"]))
             if found < hp["n_gpus"]:
                 problems.append(
                     f"option n_gpus={hp['n_gpus']}: this machine has {found} CUDA GPU(s) visible"
+                    " (MIG instances count for one-GPU jobs only)"
                 )
         if not problems:
             try:
@@ -212,15 +214,25 @@ class LocalProvider(Provider):
 
     # -- memory ---------------------------------------------------------------------------
 
-    def memory_check(self, spec: JobSpec, hp: dict[str, Any] | None = None) -> str | None:
-        """Refuse (SpecRejected) a job whose memory estimate exceeds the device's memory.
+    def memory_check(
+        self,
+        spec: JobSpec,
+        hp: dict[str, Any] | None = None,
+        assigned: list[hardware.Gpu] | None = None,
+    ) -> str | None:
+        """Refuse (SpecRejected) a job whose memory estimate exceeds the free memory of any
+        device it trains on (``assigned``; None: those `devices.choose` would pick now).
 
         The estimate is `providers.local.memory`'s, the one `ftm estimate` prints. Returns a
         one-line description of it, or None when the model's shape is unknown (a hub id, a
         config this estimate cannot read): then nothing is refused.
         """
         hp = hp or options.resolve_hyperparameters(spec)
-        gpus = hardware.gpus() if hp["device"] != "cpu" else []
+        if assigned is None:
+            assigned = self._preview_devices(hp)
+        # Each device holds a full replica's worth (the estimate is per device): the one
+        # with the least free memory decides.
+        gpus = sorted(assigned, key=lambda g: g.available_bytes)
         try:
             shape = load_local_shape(spec.base_model)
             if shape is None:
@@ -230,12 +242,20 @@ class LocalProvider(Provider):
         except ValueError:  # not a Llama-style config, or LoRA targets it does not have
             return None
         if gpus:
-            where = f"GPU {gpus[0].name}"
-            available = gpus[0].memory_bytes
+            tightest = gpus[0]
+            available = tightest.available_bytes
+            known = "free" if tightest.free_bytes is not None else "total"
+            where = f"{tightest.describe()}, {memory.gb(tightest.memory_bytes)} total"
+            line = (
+                f"estimated {est.describe()} per device against {memory.gb(available)} "
+                f"{known} on {where}"
+            )
         else:
             where = "CPU RAM (available)"
             available = hardware.available_ram_bytes()
-        line = f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
+            line = (
+                f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
+            )
         if est.total > available and not hp["skip_memory_check"]:
             fixes = [
                 _option_text(hp, change)
@@ -266,8 +286,11 @@ class LocalProvider(Provider):
         existing = self.find_by_uid(spec.ftm_job_uid)
         if existing is not None:
             return existing
-        job, hp = self.write_job(spec)
-        self._start_worker(job, n_gpus=hp["n_gpus"])
+        # Choosing the devices, recording them and starting the worker (whose pid marks
+        # the job live) is one step for every concurrent launch.
+        with devices.assignment_lock(self.job_dir_for(spec).path.parent):
+            job, hp = self.write_job(spec)
+            self._start_worker(job, n_gpus=hp["n_gpus"])
         return RemoteJob(
             remote_id=str(job.path),
             status=JobStatus.QUEUED,
@@ -287,7 +310,8 @@ class LocalProvider(Provider):
         """
         job = self.job_dir_for(spec)
         hp = options.resolve_hyperparameters(spec)
-        estimate = self.memory_check(spec, hp)
+        assigned = self._assign_devices(hp, job)
+        estimate = self.memory_check(spec, hp, assigned)
         if spec.train_path != str(job.data / "train.jsonl"):
             spec = self.prepare(spec)
         job.path.mkdir(parents=True, exist_ok=True)
@@ -303,6 +327,7 @@ class LocalProvider(Provider):
             "output_dir": str(job.checkpoints),
             "hp": hp,
             "memory_estimate": estimate,
+            "devices": [g.uuid for g in assigned],
             "spec": options.spec_snapshot(spec),
             "attempt": 1,
             "resume": False,
@@ -310,6 +335,26 @@ class LocalProvider(Provider):
         }
         job.write_config(config)
         return job, hp
+
+    def _candidates(self, hp: dict[str, Any]) -> list[hardware.Gpu]:
+        return [] if hp["device"] == "cpu" else hardware.visible_devices()
+
+    def _preview_devices(self, hp: dict[str, Any]) -> list[hardware.Gpu]:
+        candidates = self._candidates(hp)
+        if not candidates:
+            return []
+        return devices.preview(candidates, devices.holders(self.jobs_dir), hp["n_gpus"])
+
+    def _assign_devices(
+        self, hp: dict[str, Any], job: JobDir, prefer: list[str] | None = None
+    ) -> list[hardware.Gpu]:
+        """The job's own devices (none on the CPU, or when no GPU is known); call under
+        `devices.assignment_lock`. Raises SpecRejected when too few are free."""
+        candidates = self._candidates(hp)
+        if not candidates:
+            return []
+        held = devices.holders(job.path.parent, besides=job.path)
+        return devices.choose(candidates, held, hp["n_gpus"], prefer=prefer or ())
 
     def worker_command(self, job: JobDir, n_gpus: int = 1) -> list[str]:
         """The worker's command line: plain Python, or `accelerate launch` for n_gpus > 1."""
@@ -337,6 +382,10 @@ class LocalProvider(Provider):
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        config = job.read_config()
+        env.update(
+            devices.worker_env(config.get("devices") or [], cpu=config["hp"]["device"] == "cpu")
+        )
         # A single worker starts with SIGTERM/SIGINT blocked (the mask survives fork and
         # exec) and unblocks them once its handler is in place: a cancel sent while Python
         # is still starting waits for the handler instead of killing the worker outright.
@@ -498,12 +547,22 @@ class LocalProvider(Provider):
                 f"local job {remote_id} has no checkpoint to resume from; start it again instead",
                 code="no_checkpoint",
             )
-        config = job.read_config()
-        config["attempt"] = int(config.get("attempt", 1)) + 1
-        config["resume"] = True
-        job.write_config(config)
-        self._reopen_in_db(config)
-        self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
+        with devices.assignment_lock(job.path.parent):
+            config = job.read_config()
+            try:  # its own devices when still free, else others
+                assigned = self._assign_devices(
+                    config["hp"], job, prefer=config.get("devices") or []
+                )
+            except SpecRejected as exc:
+                raise ProviderError(
+                    f"local job {remote_id} cannot resume now: {exc.message}", code=exc.code
+                ) from None
+            config["devices"] = [g.uuid for g in assigned]
+            config["attempt"] = int(config.get("attempt", 1)) + 1
+            config["resume"] = True
+            job.write_config(config)
+            self._reopen_in_db(config)
+            self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
         return RemoteJob(
             remote_id=str(job.path),
             status=JobStatus.QUEUED,

@@ -241,6 +241,9 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                     "model_params": plan.model_params,
                     "trainable_params": plan.trainable_params,
                     "quantized_4bit": plan.quantized,
+                    # what this process was given (providers.local.devices), as it saw it
+                    "devices": config.get("devices") or [],
+                    "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 },
             )
         if stop.requested:  # cancelled while the model was loading: nothing to save
