@@ -14,8 +14,8 @@ The facts file holds what nvidia-smi would report for the whole machine, before
                         "gi": 9, "ci": 0, "memory_total_mib": 9856,
                         "memory_used_mib": 0}]}]}
 
-``mig`` is optional (absent or empty: MIG off; a GPU with MIG on is not itself usable,
-its instances are). Older files without it, or without ``memory_used_mib``, still load.
+``mig`` is optional: absent, MIG is off; a list (even empty), MIG is on and the GPU is
+not itself usable, its instances are. Older files without it, or without ``memory_used_mib``, still load.
 
 Which devices a CUDA process sees, and in what order (`visible_devices`):
 
@@ -130,10 +130,12 @@ def _facts_from_nvidia_smi() -> list[dict]:
     if out is None:
         return []
     facts = parse_query_gpu(out)
-    if any(f.pop("mig_enabled", False) for f in facts):
+    if any(f["mig_enabled"] for f in facts):
         # Instances' UUIDs are only in `-L`; their memory only in the summary's MIG table.
         listing, summary = _run(exe, "-L"), _run(exe)
         add_mig_instances(facts, listing or "", summary or "")
+    for fact in facts:
+        del fact["mig_enabled"]
     return facts
 
 
@@ -180,7 +182,8 @@ _MIG_ROW = re.compile(r"^\|\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\|\s*(\d+)MiB\s*/\
 
 
 def add_mig_instances(facts: list[dict], listing: str, summary: str) -> None:
-    """Attach each GPU's MIG instances (``mig`` lists) from ``nvidia-smi -L`` (UUIDs and
+    """Attach to each GPU with MIG on (``mig_enabled``, or every GPU of ``facts`` when
+    none says) its MIG instances (``mig`` lists) from ``nvidia-smi -L`` (UUIDs and
     profiles, by GPU index and MIG device index) and plain ``nvidia-smi``'s "MIG devices"
     table (GPU, GI, CI, MIG device, memory used / total), joined on the two indices."""
     instances: dict[int, list[dict]] = {}
@@ -205,6 +208,8 @@ def add_mig_instances(facts: list[dict], listing: str, summary: str) -> None:
         elif in_mig_table and "Processes:" in line:
             break
     for fact in facts:
+        if not fact.get("mig_enabled", True):
+            continue
         found = instances.get(fact["index"], [])
         for inst in found:
             inst.update(memory.get((fact["index"], inst["device"]), {}))
@@ -276,7 +281,7 @@ def cuda_order(facts: list[dict], device_order: str | None) -> list[dict]:
 
 
 def _devices_of(fact: dict) -> list[Gpu]:
-    return _mig_instances(fact) if fact.get("mig") else [_as_gpu(fact)]
+    return _mig_instances(fact) if fact.get("mig") is not None else [_as_gpu(fact)]
 
 
 def _strtoul(text: str) -> int:

@@ -282,13 +282,12 @@ class LocalProvider(Provider):
         Idempotent per ``spec.ftm_job_uid``: a job directory that already has a worker
         (running or finished) is returned as it is, never started twice.
         """
-        self.job_dir_for(spec)  # refuses a spec without a uid
-        existing = self.find_by_uid(spec.ftm_job_uid)
-        if existing is not None:
-            return existing
         # Choosing the devices, recording them and starting the worker (whose pid marks
         # the job live) is one step for every concurrent launch.
         with devices.assignment_lock(self.job_dir_for(spec).path.parent):
+            existing = self.find_by_uid(spec.ftm_job_uid)
+            if existing is not None:
+                return existing
             job, hp = self.write_job(spec)
             self._start_worker(job, n_gpus=hp["n_gpus"])
         return RemoteJob(

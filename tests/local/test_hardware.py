@@ -173,14 +173,14 @@ GPU 0: A100-SXM4-40GB (UUID: GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77)
 
 def parsed_machine() -> list[dict]:
     facts = hardware.parse_query_gpu(QUERY_GPU)
-    assert [f.pop("mig_enabled") for f in facts] == [True, False]
+    assert [f["mig_enabled"] for f in facts] == [True, False]
     hardware.add_mig_instances(facts, LIST_GPUS, SUMMARY)
     return facts
 
 
 def test_nvidia_smi_text_gives_the_gpus_and_their_mig_instances():
     facts = parsed_machine()
-    assert facts[1]["mig"] == [] and facts[1]["memory_used_mib"] == 6143
+    assert "mig" not in facts[1] and facts[1]["memory_used_mib"] == 6143
     assert facts[0]["memory_used_mib"] is None  # [N/A]: the instances own the memory
     assert facts[0]["mig"] == [
         dict(
@@ -236,6 +236,12 @@ def test_legacy_mig_listing_keeps_the_instance_ids_from_the_uuid():
         "GPU 0 MIG device 0 (A100-SXM4-40GB MIG 1g.5gb, "
         "MIG-GPU-5d5ba0d6-d33d-2b2c-524d-9e3d8d2b8a77/7/0)"
     )
+
+
+def test_a_gpu_in_mig_mode_without_instances_offers_nothing(monkeypatch, tmp_path):
+    a100 = gpu_fact("a100", 0, mig=[])
+    fake_gpus(monkeypatch, tmp_path, [a100, gpu_fact("l4", 1)])
+    assert [g.name for g in hardware.visible_devices()] == ["NVIDIA L4"]
 
 
 def test_a_gpu_is_described_by_index_name_and_short_uuid(two_gpus):
