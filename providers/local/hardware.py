@@ -127,8 +127,12 @@ def _facts_from_nvidia_smi() -> list[dict]:
     if not exe:
         return []
     out = _run(exe, f"--query-gpu={_QUERY}", "--format=csv,noheader,nounits")
-    if out is None:
-        return []
+    if out is None:  # a driver before MIG (R450) refuses the mig.mode field: no MIG there
+        old_query = _QUERY.rpartition(",")[0]
+        out = _run(exe, f"--query-gpu={old_query}", "--format=csv,noheader,nounits")
+        if out is None:
+            return []
+        out = "\n".join(f"{line}, [N/A]" for line in out.strip().splitlines())
     facts = parse_query_gpu(out)
     if any(f["mig_enabled"] for f in facts):
         # Instances' UUIDs are only in `-L`; their memory only in the summary's MIG table.
