@@ -241,6 +241,17 @@ def run_config(
     return out
 
 
+def refuse_if_liger_patched() -> None:
+    """A Liger-off measurement must not run Liger's kernels (see `main`)."""
+    from transformers.models.llama import modeling_llama
+
+    if modeling_llama.LlamaRMSNorm.__module__.startswith("liger_kernel"):
+        raise RuntimeError(
+            "transformers' Llama classes are already patched by Liger in this process: a "
+            "Liger-off configuration would measure Liger's kernels"
+        )
+
+
 def liger_choices(setting: str, device: str) -> tuple[list[bool], bool]:
     """(the Liger settings to run, what ftm's default picks) on ``device``."""
     from providers.local.kernels import use_liger_kernel
@@ -362,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.monotonic()
         model_dir = build_random_model(shape, work / "model", device)
         print(
-            f"device: {gpu}; peak {peak / 1e12 if peak else float('nan'):.0f} TFLOP/s; "
+            f"device: {gpu}; peak {f'{peak / 1e12:g} TFLOP/s' if peak else 'unknown'}; "
             f"{precision.reason}; shape {args.shape}; seq {args.seq_len} x batch "
             f"{args.batch_size}; {args.steps} steps per configuration; Liger "
             f"{'on/off' if len(ligers) > 1 else ('on' if ligers[0] else 'off')} (ftm default: "
@@ -370,8 +381,13 @@ def main(argv: list[str] | None = None) -> int:
             f"{time.monotonic() - t0:.0f}s",
             flush=True,
         )
-        for method in methods:
-            for liger in ligers:
+        # Liger off first: Liger patches transformers' Llama classes for the whole
+        # process (`apply_liger_kernel_to_llama` replaces modeling_llama's RMSNorm, MLP and
+        # rotary function), so every model loaded after a Liger run would use its kernels.
+        for liger in ligers:
+            for method in methods:
+                if not liger:
+                    refuse_if_liger_patched()
                 r = run_config(method, liger, model_dir, shape, args, device, precision, work)
                 results.append(r)
                 report(r, peak)

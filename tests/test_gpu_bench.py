@@ -195,3 +195,29 @@ def _matmul(shape: dict) -> int:
     kv = shape["num_key_value_heads"] * head_dim
     per_layer = d * d * 2 + d * kv * 2 + 3 * d * ffn
     return per_layer * layers + shape["vocab_size"] * d
+
+
+def test_default_against_fastest_and_which_liger_settings_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from providers.local import kernels
+
+    bench = _load_bench()
+    results = [
+        dict(method="qlora", liger=False, tokens_per_s=1000.0),
+        dict(method="qlora", liger=True, tokens_per_s=900.0),
+        dict(method="lora", liger=False, tokens_per_s=1000.0),
+        dict(method="lora", liger=True, tokens_per_s=1040.0),
+    ]
+    ratio, fastest = bench.default_vs_fastest(results, "qlora", True)
+    assert (ratio, fastest["liger"]) == (pytest.approx(0.9), False)  # 10% behind: flagged
+    ratio, fastest = bench.default_vs_fastest(results, "lora", True)
+    assert (ratio, fastest["liger"]) == (1.0, True)
+
+    monkeypatch.setattr(kernels, "liger_installed", lambda: True)
+    assert bench.liger_choices("both", "cuda") == ([False, True], True)
+    assert bench.liger_choices("auto", "cuda") == ([True], True)
+    assert bench.liger_choices("off", "cuda") == ([False], True)
+    assert bench.liger_choices("both", "cpu") == ([False], False)
+    monkeypatch.setattr(kernels, "liger_installed", lambda: False)
+    assert bench.liger_choices("both", "cuda") == ([False], False)
