@@ -291,7 +291,7 @@ def report(r: dict, peak: float | None) -> None:
         )
     label = f"{r['method']}{' +liger' if r['liger'] else ''}"
     print(
-        f"{label:>13}: {r['tokens_per_s']:9,.0f} tok/s  {achieved / 1e12:7.2f} model TFLOP/s  "
+        f"{label:>13}: {r['tokens_per_s']:9,.0f} tok/s  {achieved / 1e12:7.3g} model TFLOP/s  "
         f"{util}{mem}",
         flush=True,
     )

@@ -140,7 +140,7 @@ def test_tiny_dry_run_reports_mfu_hfu_and_the_default_against_the_fastest(
     tmp_path: Path,
 ) -> None:
     out = tmp_path / "results.json"
-    peak_tflops = 0.05
+    peak_tflops = 0.001  # a peak near the CPU's rate: percentages with digits
     proc = subprocess.run(
         [
             sys.executable,
@@ -180,6 +180,7 @@ def test_tiny_dry_run_reports_mfu_hfu_and_the_default_against_the_fastest(
         assert hardware_fpt > model_fpt
         mfu = r["tokens_per_s"] * model_fpt / (peak_tflops * 1e12)
         hfu = r["tokens_per_s"] * hardware_fpt / (peak_tflops * 1e12)
+        assert (r["mfu"], r["hfu"]) == (pytest.approx(mfu), pytest.approx(hfu))
         label = re.escape(r["method"]) + r":"
         line = next(ln for ln in text.splitlines() if re.match(r"\s*" + label, ln))
         assert f"MFU {mfu:6.1%}" in line and f"HFU {hfu:6.1%}" in line, line
