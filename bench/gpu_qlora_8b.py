@@ -190,6 +190,7 @@ def run_config(
         },
     )
     hp = resolve_hyperparameters(spec)
+    release_memory()  # the peak counters start here (the random model's build is not ours)
     g = torch.Generator().manual_seed(0)
     n_rows = args.batch_size * args.steps
     rows = [

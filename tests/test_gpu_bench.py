@@ -115,11 +115,24 @@ def test_each_configuration_is_freed_before_the_next_loads(
     monkeypatch.setattr(
         sys, "argv", ["gpu_qlora_8b.py", "--shape", "tiny", "--steps", "2", "--seq-len", "64"]
     )
+    import datasets
+    import torch
+    from transformers.utils import logging as hf_logging
+
+    # main() quiets the libraries for this process: put them back for the tests after us
+    verbosity, threads = hf_logging.get_verbosity(), torch.get_num_threads()
+    bars, hf_bars = datasets.is_progress_bar_enabled(), hf_logging.is_progress_bar_enabled()
     gc.disable()  # only the bench's own release may free the models (as on a busy GPU run)
     try:
         assert bench.main() == 0
     finally:
         gc.enable()
+        hf_logging.set_verbosity(verbosity)
+        if hf_bars:
+            hf_logging.enable_progress_bar()
+        torch.set_num_threads(threads)
+        if bars:
+            datasets.enable_progress_bars()
     assert alive_at_each_load == [[], [False]]
 
 
