@@ -166,6 +166,7 @@ def run_config(
     from transformers import AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
+    from app.costs.local_time import matmul_params
     from providers.local import training
     from providers.local.memory import estimate_training_memory
     from providers.local.model_shape import shape_from_config
@@ -227,7 +228,7 @@ def run_config(
         step_s=step_s,
         model_flops_per_token=model_fpt,
         hardware_flops_per_token=hardware_fpt,
-        n_matmul=ms.linear_params + ms.vocab_size * ms.hidden_size,
+        n_matmul=matmul_params(ms),
         n_trainable=n_trainable,
         estimate_bytes=est.total,
         estimate=est.describe(),
