@@ -21,9 +21,14 @@ from app.costs.model_shapes import ModelShape
 from db.models import ThroughputSample
 
 # Device names (torch.cuda.get_device_name, nvidia-smi) -> catalog keys. Order matters:
-# "l40s" before "l4", "h200" before "h100".
+# "l40s" before "l4", the NVL/PCIe variants (other peaks) before their SXM family name.
+# Each key's catalog peak must be `providers.local.hardware.peak_flops` of the names it
+# takes (tests/test_gpu_bench.py pins them equal); an unlisted variant keeps its own key.
 _DEVICE_PATTERNS = [
+    (r"h200 nvl", "h200-nvl"),
     (r"h200", "h200"),
+    (r"h100.*pcie", "h100-pcie"),
+    (r"h100 nvl", "h100-nvl"),
     (r"h100", "h100"),
     (r"a100.*80|80.*a100", "a100-80gb"),
     (r"l40s", "l40s"),

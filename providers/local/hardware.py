@@ -2,7 +2,8 @@
 
 GPUs come from ``nvidia-smi`` (or, for tests and dry runs, from the facts file named by
 ``FTM_HARDWARE_FILE``: the one seam through which hardware is faked); the CPU from /proc.
-Peak FLOP/s figures are the dense bf16 numbers of NVIDIA's data sheets, used for MFU.
+Peak FLOP/s figures are the dense bf16 numbers of NVIDIA's data sheets (fp16 for GPUs
+without bf16), used for MFU.
 
 The facts file holds what nvidia-smi would report for the whole machine, before
 ``CUDA_VISIBLE_DEVICES`` is applied::
@@ -403,21 +404,44 @@ def available_ram_bytes() -> int:
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
 
 
-# Dense bf16 TFLOP/s (NVIDIA data sheets, no sparsity); matched by substring of the name.
+# Dense tensor-core peak TFLOP/s in the format a run trains in (NVIDIA data sheets, no
+# sparsity): bf16 from Ampere on; T4 and V100 have no native bf16 (ftm trains there in fp16,
+# see precision.py), so theirs is the fp16 tensor peak. Keys are whole words of the device
+# name (torch.cuda.get_device_name / nvidia-smi, case-insensitive); the key with the most
+# words found wins: "H100 PCIE" beats "H100"; "L4" never matches an L40, nor "A10" an A100
+# or an A10G (whose peak differs and is not listed: unknown, not guessed).
 PEAK_BF16_TFLOPS = {
-    "H200": 989.0,
-    "H100": 989.0,
-    "A100": 312.0,
-    "L40S": 362.0,
-    "L4": 121.0,
-    "4090": 165.0,
+    "H200": 989.0,  # H200 SXM
+    "H200 NVL": 835.0,
+    "GH200": 989.0,
+    "H100": 989.0,  # SXM5 ("NVIDIA H100 80GB HBM3")
+    "H100 PCIE": 756.0,
+    "H100 NVL": 835.0,
+    "A100": 312.0,  # SXM4 and PCIe, 40 and 80 GB alike
     "A10": 125.0,
+    "L40S": 362.0,
+    "L40": 181.0,
+    "L4": 121.0,
+    "4090": 165.0,  # GeForce RTX 4090 (fp32 accumulate: 165; fp16 accumulate 330)
+    "T4": 65.0,  # fp16 tensor peak: no bf16
+    "V100": 125.0,  # SXM2, fp16 tensor peak: no bf16
+    "V100 PCIE": 112.0,
+    "V100S": 130.0,
 }
 
 
+def _words(name: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", name.lower())
+
+
+def peak_key(gpu_name: str) -> str | None:
+    """The `PEAK_BF16_TFLOPS` key that describes ``gpu_name`` (None: not in the table)."""
+    words = set(_words(gpu_name))
+    found = [k for k in PEAK_BF16_TFLOPS if set(_words(k)) <= words]
+    return max(found, key=lambda k: len(_words(k)), default=None)
+
+
 def peak_flops(gpu_name: str) -> float | None:
-    """Dense bf16 peak FLOP/s of a GPU, when known."""
-    for key, tflops in PEAK_BF16_TFLOPS.items():
-        if key in gpu_name:
-            return tflops * 1e12
-    return None
+    """Dense tensor peak FLOP/s of a GPU in its training format, when known (for MFU)."""
+    key = peak_key(gpu_name)
+    return None if key is None else PEAK_BF16_TFLOPS[key] * 1e12

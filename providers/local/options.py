@@ -98,6 +98,14 @@ OPTIONS: tuple[ProviderOption, ...] = (
     ProviderOption(
         "bf16", "bf16 compute; auto: where the hardware has it", str, AUTO, (AUTO, "true", "false")
     ),
+    ProviderOption(
+        "liger_kernel",
+        "Liger's fused Triton kernels (RMSNorm, RoPE, SwiGLU); auto: on with a CUDA GPU when "
+        "the liger-kernel package is installed (pip install 'ftm[gpu]')",
+        str,
+        AUTO,
+        (AUTO, "true", "false"),
+    ),
     ProviderOption("merge", "Also write a merged model (base + adapter) at the end", bool, False),
     ProviderOption("torch_threads", "CPU threads for training (0: torch's default)", int, 0),
     ProviderOption(
@@ -214,6 +222,7 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
         from providers.local.hardware import gpus
 
         hp["gradient_checkpointing"] = hp["device"] != "cpu" and bool(gpus())
+    _refuse_unrunnable_kernels(hp)
     hp["method"] = method
     hp["tuning"] = tuning
     return hp
@@ -270,6 +279,21 @@ def _refuse_ignored_options(
             "option bf16=true needs a CUDA GPU; device=cpu trains in fp32 (set bf16=auto or false)",
             param="bf16",
         )
+
+
+def _refuse_unrunnable_kernels(hp: dict[str, Any]) -> None:
+    """``liger_kernel=true`` where it cannot run is refused here, before a job starts
+    (``auto`` is decided by the worker on the device it trains on)."""
+    from providers.local.hardware import gpus
+    from providers.local.kernels import KernelError, use_liger_kernel
+
+    if str(hp["liger_kernel"]) != "true":
+        return
+    device = "cuda" if hp["device"] != "cpu" and gpus() else "cpu"
+    try:
+        use_liger_kernel(hp["liger_kernel"], device)
+    except KernelError as exc:
+        raise SpecRejected(f"option {exc}", param="liger_kernel") from None
 
 
 def spec_snapshot(spec: JobSpec) -> dict[str, Any]:

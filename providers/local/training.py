@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from providers.local import data as jobdata
+from providers.local.kernels import use_liger_kernel
 
 # A neutral template for models that ship none (base models): plain role headers, the
 # assistant's reply (and the EOS that ends it) inside generation markers so the loss can
@@ -158,6 +159,7 @@ def common_args(
         seed=hp["seed"],
         data_seed=hp["seed"],
         bf16=bf16,
+        use_liger_kernel=use_liger_kernel(hp.get("liger_kernel", "auto"), device),
         use_cpu=device == "cpu",
         logging_steps=_auto_steps(hp["logging_steps"], total, 50),
         logging_first_step=True,
