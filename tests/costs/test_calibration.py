@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -9,10 +11,11 @@ from app.costs.calibration import hardware_key
 from app.costs.catalog import load_catalog
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
-from app.costs.model_shapes import model_shape
+from app.costs.model_shapes import ALL_LINEAR, model_shape
 from app.database import get_engine
 from db.engine import read_session, write_session
 from db.models import ThroughputSample
+from tests.tiny import tiny_model  # noqa: F401  (shared session fixture)
 
 
 def test_device_names_map_to_catalog_keys():
@@ -63,3 +66,160 @@ def test_measured_throughput_replaces_the_default_mfu():
     # Same model and settings: the estimate is the measured rate, whatever FLOPs it implies.
     assert after.train_seconds == pytest.approx(400_000 / 4000.0)
     assert after.calibration.mfu == pytest.approx(4000 * after.flops_per_token / 989e12)
+
+
+# ------------------------------------------------------- samples counted as the estimate counts
+
+
+def test_a_sample_is_one_devices_rate_over_the_timed_steps():
+    from providers.local.throughput import per_device_throughput
+
+    # Two ranks: each step's tokens are summed over both; the slow first (warm-up) step
+    # is left out; one device's rate is half the pair's.
+    t = per_device_throughput([5.0, 1.0, 1.0], [100, 400, 400], world_size=2)
+    assert (t.timed_steps, t.warmup_steps, t.world_size) == (2, 1, 2)
+    assert t.train_seconds == 2.0 and t.tokens == 800
+    assert t.tokens_per_second == 200.0
+    # A one-step run has nothing but its warm-up: timed whole rather than not at all.
+    assert per_device_throughput([2.0], [100], world_size=1).tokens_per_second == 50.0
+
+
+def test_the_step_timer_counts_the_tokens_the_estimator_counts():
+    """Without packing, padded micro-batches (as `training_tokens` counts them); with
+    packing, real tokens; never evaluation or no-grad (reference) forwards."""
+    import torch
+
+    from app.costs.local_time import training_tokens
+    from providers.local.throughput import estimator_context, make_step_timer
+
+    class Model(torch.nn.Module):
+        def forward(self, input_ids=None, attention_mask=None):
+            return input_ids
+
+    lengths = [10, 3]  # one micro-batch of two rows, padded to 10
+    ids = torch.ones(2, 10, dtype=torch.long)
+    mask = torch.zeros(2, 10, dtype=torch.long)
+    for row, n in enumerate(lengths):
+        mask[row, :n] = 1
+    args = SimpleNamespace(device=torch.device("cpu"))
+    counted = {}
+    for packing in (False, True):
+        model, timer = Model(), make_step_timer(packing)
+        timer.on_train_begin(args, SimpleNamespace(epoch=0.0), None, model=model)
+        timer.on_step_begin(args, None, None)
+        model.train()
+        model(input_ids=ids, attention_mask=mask)
+        with torch.no_grad():
+            model(input_ids=ids, attention_mask=mask)  # a reference model's pass
+        model.eval()
+        model(input_ids=ids, attention_mask=mask)  # evaluation
+        timer.on_step_end(args, None, None)
+        timer.on_train_end(args, SimpleNamespace(epoch=1.0), None)
+        assert len(timer.log.seconds) == 1 and timer.log.seconds[0] > 0
+        counted[packing] = timer.log.tokens[0]
+        context = estimator_context(timer.log, packing=packing, max_seq_len=8)
+        counted[packing, "context"] = context
+    cfg = LocalTrainingConfig(method="lora", seq_len=64, micro_batch=2, epochs=1)
+    expected = training_tokens(np.array(lengths, dtype=np.uint32), cfg)
+    assert counted[False] == expected.padded == 20
+    assert counted[True] == expected.real == 13
+    assert counted[False, "context"] == expected.mean_context == 10
+    assert counted[True, "context"] == 8  # packed rows of max_seq_len (13 real tokens)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["qlora", "lora"])
+def test_a_real_runs_sample_calibrates_the_estimate_back_to_its_measured_rate(
+    method, tiny_model, tmp_path, monkeypatch
+):
+    """A tiny job trained by the real worker (QLoRA in 4-bit on the CPU, or LoRA) writes a
+    sample; estimating the same job on the same hardware then predicts the rate it
+    measured, and that rate is over training steps only (a slow evaluation is not in it)."""
+    import time
+
+    from sqlmodel import select
+    from transformers import Trainer
+
+    from app.settings import get_settings
+    from db.models import Job
+    from providers.local import LocalProvider
+    from providers.local.worker import StopRequest, run
+    from providers.types import JobSpec, JobStatus
+    from tests.local.conftest import new_job_row
+    from tests.tiny import labelling_files
+
+    pause, evaluations, n_train = 1.0, 2, 8
+    evaluate = Trainer._evaluate
+
+    def slow_evaluate(self, *args, **kwargs):
+        time.sleep(pause)  # evaluation time, which is not training time
+        return evaluate(self, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "_evaluate", slow_evaluate)
+    s = get_settings()
+    get_engine()
+    provider = LocalProvider(jobs_dir=s.jobs_dir, database_url=s.resolved_database_url)
+    train, val = labelling_files(tmp_path, n_train=n_train, n_validation=2)
+    options = dict(
+        device="cpu",
+        torch_threads=1,
+        r=8,
+        epochs=1,
+        batch_size=1,  # no padding: the estimator's tokens are the job's real tokens
+        max_seq_len=128,
+        eval_steps=n_train // evaluations,
+        save_steps=1000,  # no checkpoint: not what this test is about
+        early_stopping_patience=0,
+    )
+    uid = new_job_row("calibrate", str(tiny_model), method)
+    spec = JobSpec(
+        name="calibrate",
+        base_model=str(tiny_model),
+        train_path=str(train),
+        validation_path=str(val),
+        method=method,
+        ftm_job_uid=uid,
+        options=options,
+    )
+    job, hp = provider.write_job(provider.prepare(spec))
+    assert run(job, StopRequest()) == JobStatus.SUCCEEDED
+    with read_session(get_engine()) as session:
+        row = session.exec(select(Job).where(Job.uid == uid)).one()
+        sample = session.exec(
+            select(ThroughputSample).where(ThroughputSample.job_id == row.id)
+        ).one()
+    shape = model_shape(tiny_model)
+    assert sample.world_size == 1 and sample.method == method
+    assert sample.flops_facts["method"] == method
+    assert sample.flops_facts["trainable_params"] == shape.lora_params(8, ALL_LINEAR)
+    # all parameters at their real size, 4-bit or not (the shape ignores the norms)
+    assert sample.model_params == pytest.approx(
+        shape.params + shape.lora_params(8, ALL_LINEAR), rel=0.01
+    )
+
+    # Time: the training steps only. Evaluation slept `pause` s at each evaluation; train() took
+    # all of it, the sample's rate did not.
+    trained = row.trained_tokens
+    wall = row.actual["train_runtime_s"]
+    assert wall > pause * evaluations
+    assert trained / sample.tokens_per_second < wall - pause * evaluations
+
+    # The same job, estimated on the same hardware: the sample's rate comes back.
+    context = sample.flops_facts["context"]
+    counts = np.full(n_train, round(context), dtype=np.uint32)
+    cfg = LocalTrainingConfig(
+        method=method,
+        rank=8,
+        seq_len=128,
+        micro_batch=1,
+        gradient_checkpointing=hp["gradient_checkpointing"],
+        epochs=1,
+    )
+    c = load_catalog(use_settings=False)
+    with read_session(get_engine()) as session:
+        est = estimate_local_training(session, counts, shape, cfg, c, gpu="cpu")
+    assert est.calibration.source == "measured" and est.calibration.sample_ids == [sample.id]
+    assert est.tokens.trained == pytest.approx(trained, rel=0.03)
+    assert est.tokens.trained / est.train_seconds == pytest.approx(
+        sample.tokens_per_second, rel=0.03
+    )
