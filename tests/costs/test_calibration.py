@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from sqlmodel import select
 
 from app.costs.calibration import hardware_key
 from app.costs.catalog import load_catalog
@@ -84,6 +85,36 @@ def test_a_sample_is_one_devices_rate_over_the_timed_steps():
     assert per_device_throughput([2.0], [100], world_size=1).tokens_per_second == 50.0
 
 
+def _sum_steps_on_rank(rank: int, store: str, out: str) -> None:
+    """One rank of a real 2-process gloo group: its own tokens per step, summed over ranks."""
+    import json
+
+    import torch
+    import torch.distributed as dist
+
+    from providers.local.throughput import _summed_over_ranks
+
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        mine = [10 + rank, 20 * (rank + 1), 7]  # ranks pad differently
+        summed = _summed_over_ranks(mine, torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+    with open(f"{out}.{rank}", "w") as f:
+        json.dump(summed, f)
+
+
+def test_step_tokens_are_summed_over_the_ranks_of_a_real_process_group(tmp_path):
+    import json
+
+    import torch.multiprocessing as mp
+
+    out = tmp_path / "summed"
+    mp.spawn(_sum_steps_on_rank, args=(str(tmp_path / "store"), str(out)), nprocs=2)
+    for rank in (0, 1):
+        assert json.loads(out.with_name(f"summed.{rank}").read_text()) == [21, 60, 14]
+
+
 def test_the_step_timer_counts_the_tokens_the_estimator_counts():
     """Without packing, padded micro-batches (as `training_tokens` counts them); with
     packing, real tokens; never evaluation or no-grad (reference) forwards."""
@@ -130,14 +161,16 @@ def test_the_step_timer_counts_the_tokens_the_estimator_counts():
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["qlora", "lora"])
 def test_a_real_runs_sample_calibrates_the_estimate_back_to_its_measured_rate(
-    method, tiny_model, tmp_path, monkeypatch
+    method,
+    tiny_model,
+    tmp_path,
+    monkeypatch,  # noqa: F811
 ):
     """A tiny job trained by the real worker (QLoRA in 4-bit on the CPU, or LoRA) writes a
     sample; estimating the same job on the same hardware then predicts the rate it
     measured, and that rate is over training steps only (a slow evaluation is not in it)."""
     import time
 
-    from sqlmodel import select
     from transformers import Trainer
 
     from app.settings import get_settings
@@ -225,3 +258,29 @@ def test_a_real_runs_sample_calibrates_the_estimate_back_to_its_measured_rate(
     assert est.tokens.trained / est.train_seconds == pytest.approx(
         sample.tokens_per_second, rel=0.03
     )
+
+
+def test_samples_written_before_migration_0003_stay_one_process_without_flops_facts(tmp_path):
+    import sqlalchemy as sa
+
+    from db import migrate
+    from db.engine import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, "0002_job_billed_usd")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO throughput_samples (hardware, method, model_params, seq_len, "
+                "tokens_per_second, achieved_flops_per_s, created_at) "
+                "VALUES ('cpu:x', 'lora', 1000, 64, 50.0, 1.0, '2026-11-30 10:00:00')"
+            )
+        )
+    migrate.upgrade(engine)
+    with read_session(engine) as s:
+        (old,) = s.exec(select(ThroughputSample)).all()
+    assert old.world_size == 1 and old.flops_facts is None
+    migrate.downgrade(engine, "0002_job_billed_usd")  # and back
+    with engine.connect() as conn:
+        columns = {c["name"] for c in sa.inspect(conn).get_columns("throughput_samples")}
+    assert "world_size" not in columns and "flops_facts" not in columns
