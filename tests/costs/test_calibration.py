@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from types import SimpleNamespace
 
 import numpy as np
@@ -160,12 +161,7 @@ def test_the_step_timer_counts_the_tokens_the_estimator_counts():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["qlora", "lora"])
-def test_a_real_runs_sample_calibrates_the_estimate_back_to_its_measured_rate(
-    method,
-    tiny_model,
-    tmp_path,
-    monkeypatch,  # noqa: F811
-):
+def test_a_real_runs_sample_calibrates_back_to_its_rate(method, tiny_model, tmp_path, monkeypatch):  # noqa: F811
     """A tiny job trained by the real worker (QLoRA in 4-bit on the CPU, or LoRA) writes a
     sample; estimating the same job on the same hardware then predicts the rate it
     measured, and that rate is over training steps only (a slow evaluation is not in it)."""
@@ -284,3 +280,46 @@ def test_samples_written_before_migration_0003_stay_one_process_without_flops_fa
     with engine.connect() as conn:
         columns = {c["name"] for c in sa.inspect(conn).get_columns("throughput_samples")}
     assert "world_size" not in columns and "flops_facts" not in columns
+
+
+def test_a_recorded_sample_gives_one_devices_mfu_with_its_own_flops():
+    """A 2-GPU QLoRA sample records one device's rate and the facts of its run: the MFU is
+    that rate x the estimator's FLOPs for *that* run (its own context, not the estimated
+    job's settings) / one GPU's peak, and the 2-GPU estimate of the same job is its
+    measured time."""
+    from providers.local.flops import FlopsFacts
+
+    c = load_catalog(use_settings=False)
+    shape = model_shape("meta-llama/Llama-3.1-8B")
+    cfg = LocalTrainingConfig(
+        method="qlora", seq_len=512, gradient_checkpointing=False, n_gpu=2, epochs=1
+    )
+    facts = FlopsFacts(shape, "qlora", shape.lora_params(16, ALL_LINEAR), False, 512.0)
+    with write_session(get_engine()) as s:
+        s.add(
+            ThroughputSample(
+                hardware="NVIDIA H100 80GB HBM3",
+                method="qlora",
+                model_params=shape.params,
+                seq_len=512,
+                tokens_per_second=1500.0,  # per device
+                achieved_flops_per_s=1500.0 * facts.per_token(),
+                world_size=2,
+                flops_facts=facts.to_dict(),
+            )
+        )
+    with read_session(get_engine()) as s:
+        same = estimate_local_training(
+            s, np.full(1000, 512, dtype=np.uint32), shape, cfg, c, gpu="h100"
+        )
+        other = replace(cfg, seq_len=2048, gradient_checkpointing=True)
+        longer = estimate_local_training(
+            s, np.full(1000, 2048, dtype=np.uint32), shape, other, c, gpu="h100"
+        )
+    overhead = c.default("qlora_dequant_overhead")
+    assert same.calibration.mfu == pytest.approx(1500 * facts.per_token() * (1 + overhead) / 989e12)
+    assert same.train_seconds == pytest.approx(512_000 / (2 * 1500.0))
+    # Another job (longer rows, checkpointing): the same MFU, more FLOPs per token (the
+    # sample's FLOPs are its own run's, not recomputed with the estimated job's settings).
+    assert longer.calibration.mfu == pytest.approx(same.calibration.mfu)
+    assert longer.flops_per_token > same.flops_per_token
