@@ -202,7 +202,7 @@ def _is_4bit(model) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False))
 
 
-def stored_params(param) -> int:
+def real_param_count(param) -> int:
     """The parameters a tensor holds. A bitsandbytes 4-bit weight (``Params4bit``) is
     packed: two 4-bit values per byte of its storage dtype (``quant_storage``, uint8 by
     default), so ``numel()`` is half the truth (an eighth with a 4-byte storage). Counted
@@ -219,7 +219,7 @@ def _counts(model) -> tuple[int, int]:
     their real size: the plan event and the throughput sample report these."""
     total = trainable = 0
     for p in model.parameters():
-        n = stored_params(p)
+        n = real_param_count(p)
         total += n
         trainable += n if p.requires_grad else 0
     return total, trainable
