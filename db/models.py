@@ -205,10 +205,19 @@ class ThroughputSample(SQLModel, table=True):
     hardware: str = Field(index=True)
     method: str
     model_params: int
+    """All parameters, 4-bit weights at their real size."""
     seq_len: int
     tokens_per_second: float
+    """One device's rate: tokens over all ranks / world_size / timed training seconds."""
     achieved_flops_per_s: float
+    """Per device, with the FLOPs per token of ``flops_facts``."""
     peak_memory_bytes: int | None = None
+    world_size: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
+    """Processes (GPUs) that trained data parallel."""
+    flops_facts: dict | None = _json()
+    """`providers.local.flops.FlopsFacts` of the run (shape, method, trainable parameters,
+    checkpointing, context): calibration recomputes the estimator's FLOPs from them. None
+    in samples written before they were recorded."""
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 

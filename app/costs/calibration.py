@@ -1,9 +1,11 @@
 """Measured throughput of finished local jobs replaces the default MFU for their hardware.
 
 Each `ThroughputSample` (written by the local provider when a job ends) says how many
-tokens per second a run of ``model_params`` parameters sustained on ``hardware``. ftm turns
-it into an effective MFU with *its own* FLOPs-per-token formula, so calibration and
-estimate agree even if the worker counted FLOPs differently.
+tokens per second one device sustained on ``hardware``, counting tokens and time as the
+estimate does (`providers.local.throughput`). Its ``flops_facts`` (model shape, method,
+trainable parameters, checkpointing, context) give back exactly the FLOPs per token the
+estimator computes for that run (`providers.local.flops`, the one formula), so the MFU a
+sample implies makes the estimate of the same job its measured time.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from app.costs.local_memory import METHODS, LocalTrainingConfig
 from app.costs.local_time import flops_per_token
 from app.costs.model_shapes import ModelShape
 from db.models import ThroughputSample
+from providers.local.flops import FlopsFacts
 
 # Device names (torch.cuda.get_device_name, nvidia-smi) -> catalog keys. Order matters:
 # "l40s" before "l4", the NVL/PCIe variants (other peaks) before their SXM family name.
@@ -88,13 +91,11 @@ def calibrate(
     overhead = catalog.default("qlora_dequant_overhead")
     mfus = []
     for row in chosen:
-        method = row.method if row.method in METHODS else cfg.method
-        sample_cfg = replace(cfg, method=method, seq_len=row.seq_len or cfg.seq_len)
-        if _same_model(shape, row.model_params):
-            fpt = flops_per_token(shape, sample_cfg, min(context, sample_cfg.seq_len))
-        else:  # another model: its attention term is unknown; count the weights only
-            n = row.model_params
-            fpt = (6 if method == "full" else 4) * n + (2 * n if cfg.gradient_checkpointing else 0)
+        facts = _recorded_facts(row)
+        if facts is not None:  # the estimator's own FLOPs for the sample's run
+            method, fpt = facts.method, facts.per_token()
+        else:
+            method, fpt = _legacy_flops(row, shape, cfg, context)
         mfu = row.tokens_per_second * fpt / gpu.peak_flops
         if method == "qlora":
             mfu *= 1.0 + overhead  # the estimate adds the dequantization overhead back
@@ -106,6 +107,29 @@ def calibrate(
         [r.id for r in chosen],
         [r.tokens_per_second for r in chosen],
     )
+
+
+def _recorded_facts(row: ThroughputSample) -> FlopsFacts | None:
+    if not row.flops_facts:
+        return None
+    try:
+        return FlopsFacts.from_dict(row.flops_facts)
+    except (KeyError, TypeError, ValueError):  # written by another version: not usable
+        return None
+
+
+def _legacy_flops(
+    row: ThroughputSample, shape: ModelShape, cfg: LocalTrainingConfig, context: float
+) -> tuple[str, float]:
+    """(method, FLOPs per token) of a sample written before samples recorded their
+    `FlopsFacts`: the estimated job's settings stand in for the ones not recorded."""
+    method = row.method if row.method in METHODS else cfg.method
+    sample_cfg = replace(cfg, method=method, seq_len=row.seq_len or cfg.seq_len)
+    if _same_model(shape, row.model_params):
+        return method, flops_per_token(shape, sample_cfg, min(context, sample_cfg.seq_len))
+    # another model: its attention term is unknown; count the weights only
+    n = row.model_params
+    return method, (6 if method == "full" else 4) * n + (2 * n if cfg.gradient_checkpointing else 0)
 
 
 def _same_model(shape: ModelShape, params: int) -> bool:

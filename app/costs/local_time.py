@@ -1,7 +1,7 @@
 """Training tokens, FLOPs per token and wall time of a local run.
 
-FLOPs per trained token (N counts the matmul parameters: the linear layers and the output
-head, not the input embedding lookup):
+FLOPs per trained token are `providers.local.flops` (N the matmul parameters: the linear
+layers and the output head, not the input embedding lookup):
 - full fine-tuning: 6N + 12·L·d·s
 - LoRA / QLoRA: 4N + 12·L·d·s + 6·N_T (frozen weights need activation gradients only)
 - gradient checkpointing adds one forward: +2N + 4·L·d·s
@@ -17,6 +17,16 @@ import numpy as np
 
 from app.costs.local_memory import LocalTrainingConfig, trainable_params
 from app.costs.model_shapes import ModelShape
+from providers.local.flops import flops_per_token as _flops_per_token
+from providers.local.flops import matmul_params
+
+__all__ = [
+    "TrainingTokens",
+    "flops_per_token",
+    "matmul_params",
+    "training_seconds",
+    "training_tokens",
+]
 
 
 @dataclass(frozen=True)
@@ -55,21 +65,16 @@ def training_tokens(counts: np.ndarray, cfg: LocalTrainingConfig) -> TrainingTok
     )
 
 
-def matmul_params(shape: ModelShape) -> int:
-    return shape.linear_params + shape.vocab_size * shape.hidden_size
-
-
 def flops_per_token(shape: ModelShape, cfg: LocalTrainingConfig, context: float) -> float:
-    """Training FLOPs per token at an average attention context of ``context`` tokens."""
-    n = matmul_params(shape)
-    attn = shape.num_hidden_layers * shape.hidden_size * context
-    if cfg.is_lora:
-        flops = 4 * n + 12 * attn + 6 * trainable_params(shape, cfg)
-    else:
-        flops = 6 * n + 12 * attn
-    if cfg.gradient_checkpointing:
-        flops += 2 * n + 4 * attn
-    return float(flops)
+    """Training FLOPs per token at an average attention context of ``context`` tokens (the
+    formula is `providers.local.flops`, the one the worker's samples are counted with)."""
+    return _flops_per_token(
+        shape,
+        method=cfg.method,
+        trainable_params=trainable_params(shape, cfg),
+        gradient_checkpointing=cfg.gradient_checkpointing,
+        context=context,
+    )
 
 
 def training_seconds(

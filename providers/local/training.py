@@ -204,9 +204,26 @@ def _is_4bit(model) -> bool:
     return bool(getattr(model, "is_loaded_in_4bit", False))
 
 
+def real_param_count(param) -> int:
+    """The parameters a tensor holds. A bitsandbytes 4-bit weight (``Params4bit``) is
+    packed: two 4-bit values per byte of its storage dtype (``quant_storage``, uint8 by
+    default), so ``numel()`` is half the truth (an eighth with a 4-byte storage). Counted
+    as transformers' ``PreTrainedModel.num_parameters`` and PEFT's
+    ``get_nb_trainable_parameters`` count it."""
+    n = param.numel()
+    if type(param).__name__ == "Params4bit":  # no bitsandbytes import for the common case
+        n *= 2 * param.element_size()
+    return n
+
+
 def _counts(model) -> tuple[int, int]:
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    """(all, trainable) parameters of ``model`` (a PEFT wrapper included), 4-bit weights at
+    their real size: the plan event and the throughput sample report these."""
+    total = trainable = 0
+    for p in model.parameters():
+        n = real_param_count(p)
+        total += n
+        trainable += n if p.requires_grad else 0
     return total, trainable
 
 
@@ -323,25 +340,3 @@ def _make_trainer(
         _is_4bit(model),
     )
     return trainer, plan
-
-
-def flops_per_token(
-    n_params: int,
-    n_trainable: int,
-    layers: int,
-    hidden: int,
-    seq_len: float,
-    tuning: str,
-    gradient_checkpointing: bool,
-) -> float:
-    """Training FLOPs per token: full, 6 x params + attention; adapters, 4 x params (frozen
-    weights: forward and activation gradients only) + 6 x trainable + attention;
-    checkpointing adds one more forward."""
-    attn = 12.0 * layers * hidden * seq_len
-    if tuning == "full":
-        f = 6.0 * n_params + attn
-    else:
-        f = 4.0 * n_params + attn + 6.0 * n_trainable
-    if gradient_checkpointing:
-        f += 2.0 * n_params + 4.0 * layers * hidden * seq_len
-    return f

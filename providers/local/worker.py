@@ -161,33 +161,60 @@ def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, l
     return str(job.adapter), artifacts
 
 
-def throughput_sample(trainer, plan, config, train_seconds: float, tokens: int, steps: int) -> dict:
-    from providers.local.training import flops_per_token
+def flops_facts(model_config, config: dict, context: float):
+    """The `FlopsFacts` of this run as the estimator counts them, or None for a model whose
+    config this shape model cannot read (no FLOPs then: the estimator cannot size it
+    either)."""
+    from providers.local.flops import FlopsFacts
+    from providers.local.model_shape import ALL_LINEAR, ShapeError, shape_from_config
 
     hp = config["hp"]
-    mcfg = trainer.model.config
-    # Rows (examples, or packed sequences) processed in this attempt: the mean trained
-    # sequence length is what the attention term of the FLOPs formula needs.
-    n_rows = max(1, steps * hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"])
-    seq_len = tokens / n_rows if tokens else hp["max_seq_len"]
-    tps = tokens / train_seconds if train_seconds > 0 else 0.0
-    fpt = flops_per_token(
-        plan.model_params,
-        plan.trainable_params,
-        mcfg.num_hidden_layers,
-        mcfg.hidden_size,
-        seq_len,
-        hp["tuning"],
-        hp["gradient_checkpointing"],
+    try:
+        shape = shape_from_config(model_config.to_dict(), config["base_model"], "model config")
+        if hp["tuning"] == "full":
+            trainable = shape.params
+        else:
+            targets = hp["target_modules"]
+            names = (
+                ALL_LINEAR
+                if targets == "all-linear"
+                else tuple(t.strip() for t in targets.split(",") if t.strip())
+            )
+            trainable = shape.lora_params(hp["r"], names)
+    except ShapeError:
+        return None
+    return FlopsFacts(
+        shape=shape,
+        method=hp["tuning"],
+        trainable_params=trainable,
+        gradient_checkpointing=bool(hp["gradient_checkpointing"]),
+        context=context,
     )
+
+
+def throughput_sample(trainer, plan, config, steps) -> dict:
+    """The `ThroughputSample` of this attempt from the step timer's log (``steps``):
+    one device's tokens/s over the timed training steps, and the facts calibration needs
+    to recompute the estimator's FLOPs (see `providers.local.throughput`)."""
+    from providers.local.throughput import estimator_context, per_device_throughput
+
+    hp = config["hp"]
+    measured = per_device_throughput(steps.seconds, steps.tokens, trainer.args.world_size)
+    context = estimator_context(
+        steps, packing=bool(hp.get("packing")), max_seq_len=hp["max_seq_len"]
+    )
+    facts = flops_facts(trainer.model.config, config, context)
+    fpt = facts.per_token() if facts is not None else 0.0
     return dict(
         hardware=hardware_name(plan.device),
         method=hp["method"] if hp["method"] == "dpo" else hp["tuning"],
         model_params=plan.model_params,
-        seq_len=int(round(seq_len)),
-        tokens_per_second=tps,
-        achieved_flops_per_s=tps * fpt,
+        seq_len=int(round(context)),
+        tokens_per_second=measured.tokens_per_second,
+        achieved_flops_per_s=measured.tokens_per_second * fpt,
         peak_memory_bytes=peak_memory_bytes(plan.device),
+        world_size=measured.world_size,
+        flops_facts=facts.to_dict() if facts is not None else None,
     )
 
 
@@ -223,7 +250,10 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         from providers.local.training import build_trainer
 
         callback = make_progress_callback(sink, stop, main)
-        trainer, plan = build_trainer(config, [callback])
+        from providers.local.throughput import make_step_timer
+
+        timer = make_step_timer(bool(config["hp"].get("packing")))
+        trainer, plan = build_trainer(config, [callback, timer])
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # our callback logs a readable line instead
@@ -260,13 +290,6 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                 data={"checkpoint": str(resume)},
             )
         t0 = time.monotonic()
-        tokens0 = steps0 = 0
-        if resume is not None:
-            import json
-
-            state = json.loads((resume / "trainer_state.json").read_text())
-            tokens0 = int(state.get("num_input_tokens_seen") or 0)
-            steps0 = int(state.get("global_step") or 0)
         result = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         train_seconds = time.monotonic() - t0
         if callback.stopped_by_signal:
@@ -287,10 +310,7 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         if not main:
             return JobStatus.SUCCEEDED
         model_ref, artifacts = save_artifacts(trainer, config, job)
-        tokens = int(trainer.state.num_input_tokens_seen) - tokens0
-        sample = throughput_sample(
-            trainer, plan, config, train_seconds, tokens, trainer.state.global_step - steps0
-        )
+        sample = throughput_sample(trainer, plan, config, timer.log)
         sink.throughput(sample)
         actual = {
             "train_loss": result.training_loss,
