@@ -104,7 +104,7 @@ class StepTimer:
 
 
 def run_method(
-    tuning: str, model_dir: Path, shape: dict, args, device: str, bf16: bool, work: Path
+    tuning: str, model_dir: Path, shape: dict, args, device: str, precision, work: Path
 ) -> dict:
     import torch
     from datasets import Dataset
@@ -115,7 +115,13 @@ def run_method(
     from providers.local.model_shape import shape_from_config
     from providers.local.options import resolve_hyperparameters
     from providers.local.provider import training_setup
-    from providers.local.training import common_args, flops_per_token, load_model, lora_config
+    from providers.local.training import (
+        common_args,
+        flops_per_token,
+        keep_trainable_dtype,
+        load_model,
+        lora_config,
+    )
     from providers.types import JobSpec
 
     spec = JobSpec(
@@ -142,9 +148,9 @@ def run_method(
         {"input_ids": torch.randint(3, shape["vocab_size"], (args.seq_len,), generator=g).tolist()}
         for _ in range(n_rows)
     ]
-    targs, _ = common_args(hp, work / tuning, n_rows, False, device, bf16)
+    targs, _ = common_args(hp, work / tuning, n_rows, False, device, precision)
     targs.update(save_strategy="no", max_steps=args.steps, logging_steps=max(1, args.steps))
-    model = load_model(str(model_dir), tuning, device, bf16)
+    model = load_model(str(model_dir), tuning, device, precision)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**targs, max_length=args.seq_len, packing=False),
@@ -152,6 +158,7 @@ def run_method(
         processing_class=AutoTokenizer.from_pretrained(model_dir),
         peft_config=lora_config(hp),
     )
+    keep_trainable_dtype(trainer.model, precision)  # trl casts QLoRA adapters to bf16
     timer = StepTimer(device)
     trainer.add_callback(timer)
     trainer.train()
@@ -173,7 +180,7 @@ def run_method(
         True,
     )
     # The estimate the provider refuses with, for exactly this job's options.
-    est = estimate_training_memory(ms, training_setup(hp, device=device))
+    est = estimate_training_memory(ms, training_setup(hp, device=device, precision=precision))
     out = dict(
         method=tuning,
         tokens_per_s=tps,
@@ -241,7 +248,9 @@ def main() -> int:
         )
         return 2
     device = "cuda" if cuda else "cpu"
-    bf16 = cuda and torch.cuda.is_bf16_supported()
+    from providers.local.training import process_precision
+
+    precision = process_precision({"bf16": "auto"}, device)  # from the compute capability
     if not cuda:
         torch.set_num_threads(2)
         args.seq_len = min(args.seq_len, 256)
@@ -260,7 +269,7 @@ def main() -> int:
         )
         results = []
         for method in args.methods.split(","):
-            r = run_method(method.strip(), model_dir, shape, args, device, bf16, work)
+            r = run_method(method.strip(), model_dir, shape, args, device, precision, work)
             results.append(r)
             mfu = f"{r['achieved_flops'] / peak:6.1%}" if peak else "   n/a"
             mem = ""
