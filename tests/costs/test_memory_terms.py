@@ -17,7 +17,7 @@ from providers.errors import SpecRejected
 from providers.local import LocalProvider, demo_data
 from providers.local.memory import TrainingSetup, estimate_training_memory
 from providers.local.model_shape import shape_from_config
-from providers.local.precision import choose_precision
+from providers.local.precision import Precision, choose_precision
 from providers.types import JobSpec
 from tests.costs.conftest import chat_examples
 
@@ -61,6 +61,9 @@ def test_frozen_lora_weights_follow_the_frozen_dtype():
     assert est(precision=H100).weights == 2 * N
     assert est(device="cpu", precision=CPU).weights == 4 * N
     assert est(device="cpu").weights == 4 * N  # the CPU's own default: fp32
+    # The dtype decides, not the device: an fp32 run on a GPU (no choice of ftm's today).
+    fp32_gpu = Precision("no", "float32", "float32", False, "fp32 run")
+    assert est(precision=fp32_gpu).weights == 4 * N
 
 
 def test_fp32_runs_keep_activations_and_logits_in_4_bytes():
