@@ -164,9 +164,10 @@ def load_model(model_path: str, tuning: str, device: str, precision: Precision):
 def load_reference(model_path: str, precision: Precision):
     """Full DPO's frozen reference model: forward passes only, so in the compute dtype (a
     second copy of the weights; trl's default would copy the fp32 master weights)."""
-    return AutoModelForCausalLM.from_pretrained(
+    ref = AutoModelForCausalLM.from_pretrained(
         model_path, dtype=getattr(torch, precision.compute_dtype)
     )
+    return ref.requires_grad_(False).eval()
 
 
 def keep_trainable_dtype(model, precision: Precision) -> int:

@@ -203,3 +203,31 @@ def test_a_cpu_qlora_trainer_keeps_fp32_adapters_after_trl_casts_them_to_bf16(ti
     assert trainable == {torch.float32}
     embed = trainer.model.get_input_embeddings().weight
     assert embed.dtype == torch.float32  # unquantized parts in the compute dtype
+
+
+def test_full_dpo_gets_its_reference_model_in_the_compute_dtype(tiny_model, tmp_path):
+    # What the memory estimate counts: a second copy in the compute dtype (trl's own would
+    # copy the fp32 master weights).
+    from providers.local.training import build_trainer, load_reference
+
+    prefs = demo_data.write_jsonl(tmp_path / "p.jsonl", demo_data.preference_examples(4))
+    spec = JobSpec(
+        name="t",
+        base_model=str(tiny_model),
+        train_path=str(prefs),
+        method="dpo",
+        options={"device": "cpu", "torch_threads": 1, "dpo_tuning": "full"},
+    )
+    config = dict(
+        base_model=str(tiny_model),
+        train_path=str(prefs),
+        validation_path=None,
+        output_dir=str(tmp_path / "out"),
+        hp=resolve_hyperparameters(spec),
+    )
+    trainer, plan = build_trainer(config, [])
+    ref = trainer.accelerator.unwrap_model(trainer.ref_model)
+    assert ref is not trainer.model and not any(p.requires_grad for p in ref.parameters())
+    assert ref.dtype == torch.float32 == getattr(torch, plan.precision.compute_dtype)
+    h100 = precision_for_gpus("auto", [hardware.Gpu("H100", 80 * 2**30, capability=(9, 0))])
+    assert load_reference(str(tiny_model), h100).dtype == torch.bfloat16
