@@ -151,5 +151,5 @@ def precision_for_gpus(setting: str, gpus: Sequence[_GpuFacts]) -> Precision:
     if not gpus:
         return choose_precision(setting, "cpu", None)
     known = [g for g in gpus if g.capability is not None]
-    weakest = min(known, key=lambda g: g.capability) if known else gpus[0]  # type: ignore[arg-type, return-value]
+    weakest = min(known, key=lambda g: g.capability or (0, 0)) if known else gpus[0]
     return choose_precision(setting, "cuda", weakest.capability, weakest.name)
