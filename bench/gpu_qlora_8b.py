@@ -198,10 +198,9 @@ def run_config(
         {"input_ids": torch.randint(3, shape["vocab_size"], (args.seq_len,), generator=g).tolist()}
         for _ in range(n_rows)
     ]
-    bf16 = precision.bf16
-    targs, _ = training.common_args(hp, work / tuning, n_rows, False, device, bf16)
+    targs, _ = training.common_args(hp, work / tuning, n_rows, False, device, precision)
     targs.update(save_strategy="no", max_steps=args.steps, logging_steps=max(1, args.steps))
-    model = training.load_model(str(model_dir), tuning, device, bf16)
+    model = training.load_model(str(model_dir), tuning, device, precision)
     trainer = SFTTrainer(
         model=model,
         args=SFTConfig(**targs, max_length=args.seq_len, packing=False),
@@ -210,6 +209,7 @@ def run_config(
         peft_config=training.lora_config(hp),
     )
     del model  # the trainer holds it, and is freed at the end
+    training.keep_trainable_dtype(trainer.model, precision)  # trl casts QLoRA adapters to bf16
     timer = StepTimer(device)
     trainer.add_callback(timer)
     trainer.train()
@@ -220,7 +220,7 @@ def run_config(
     ms = shape_from_config(shape, f"bench-{args.shape}", "bench shape")
     model_fpt, hardware_fpt = estimator_flops(ms, tuning, hp, args.seq_len)
     # The estimate the provider refuses with, for exactly this job's options.
-    est = estimate_training_memory(ms, training_setup(hp, device=device))
+    est = estimate_training_memory(ms, training_setup(hp, device=device, precision=precision))
     out = dict(
         method=tuning,
         liger=liger,

@@ -114,7 +114,8 @@ def local_config_from_options(
     gradient_checkpointing = resolve_gradient_checkpointing(method, options, hardware)
     o = dict(options or {})
     method = LOCAL_METHOD_ALIASES.get(method, method)
-    if method == "dpo":
+    dpo = method == "dpo"
+    if dpo:
         method = o.get("dpo_tuning", "lora")
     if method not in METHODS:
         raise CostError(f"unknown local method {method!r}; known: {', '.join(METHODS)}")
@@ -129,6 +130,7 @@ def local_config_from_options(
         gradient_checkpointing=gradient_checkpointing,
         n_gpu=int(o.get("n_gpus", 1)),
         epochs=int(epochs) if epochs not in (None, "auto") else 3,
+        dpo=dpo,
     )
 
 

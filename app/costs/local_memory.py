@@ -52,9 +52,12 @@ class LocalTrainingConfig:
     chunked_loss: bool = False
     """Chunked cross-entropy: the full-vocabulary logits are never materialized."""
     n_gpu: int = 1
-    """GPUs, data parallel (each holds a whole replica): they divide the time, not the
-    memory per GPU."""
+    """GPUs, data parallel (each holds a whole replica, plus DDP's gradient buckets when
+    there is more than one): they divide the time."""
     epochs: int = 3
+    dpo: bool = False
+    """Preference training (DPO) with ``method`` as its tuning: twice the rows, and a
+    reference model for full tuning."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -77,7 +80,9 @@ def memory_setup(cfg: LocalTrainingConfig, *, device: str = "cuda") -> TrainingS
     """The memory estimator's view of ``cfg`` on ``device`` (cuda | cpu).
 
     The sequence length is the configured maximum, the longest a batch can reach: the
-    provider's refusal cannot see the tokenized data, and the two must agree.
+    provider's refusal cannot see the tokenized data, and the two must agree. The number
+    formats are what ``bf16=auto`` picks on ``device`` (catalog GPUs all have bf16; the
+    CPU trains in fp32).
     """
     return TrainingSetup(
         method=cfg.method,
@@ -92,6 +97,8 @@ def memory_setup(cfg: LocalTrainingConfig, *, device: str = "cuda") -> TrainingS
         flash_attention=cfg.flash_attention,
         chunked_loss=cfg.chunked_loss,
         device=device,
+        dpo=cfg.dpo,
+        world_size=cfg.n_gpu,
     )
 
 

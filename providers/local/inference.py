@@ -4,6 +4,7 @@ base model) or a merged model directory. Greedy by default. Imports torch.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from providers.local import inference_cache
+from providers.local.precision import Precision, choose_precision
 from providers.types import ChatMessage, Completion
 
 
@@ -20,27 +22,71 @@ def _is_adapter(path: Path) -> bool:
     return (path / "adapter_config.json").is_file()
 
 
+def _this_device() -> tuple[str, Precision]:
+    """Where this process evaluates, and the precision ``bf16=auto`` picks there."""
+    from providers.local.training import device_capability
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    capability, name = device_capability(device)
+    return device, choose_precision("auto", device, capability, name)
+
+
+def _runnable_dtype(dtype: str, device: str, here: Precision) -> str:
+    """``dtype`` if this device computes in it (a record from a bf16 GPU read on a T4 or
+    the CPU falls back to this device's own choice)."""
+    if device == "cpu":
+        return "float32" if dtype != "float32" else dtype
+    if dtype == "bfloat16" and not here.bf16:
+        return here.compute_dtype
+    return dtype
+
+
+def base_loading_for(adapter: Path, device: str, here: Precision) -> dict[str, Any] | None:
+    """The adapter's record of how its base was loaded for training, adapted to this
+    device's dtypes; None for an adapter without one (older jobs, other tools)."""
+    from providers.local.training import BASE_LOADING_FILE
+
+    record = adapter / BASE_LOADING_FILE
+    if not record.is_file():
+        return None
+    loading = json.loads(record.read_text())
+    loading["dtype"] = _runnable_dtype(loading["dtype"], device, here)
+    quant = loading.get("quantization")
+    if quant:
+        quant["compute_dtype"] = _runnable_dtype(quant["compute_dtype"], device, here)
+    return loading
+
+
 def load(model: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for ``model``, cached per process."""
+    """(model, tokenizer) for ``model``, cached per process.
+
+    Placed directly on the device while loading. An adapter trained by ftm has its base
+    loaded as it was trained (`training.BASE_LOADING_FILE`: 4-bit NF4 for QLoRA, the
+    training dtypes); any other model in the precision ``bf16=auto`` picks here.
+    """
+    from providers.local.training import loading_kwargs
+
     key = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
     cached = inference_cache.get(key)
     if cached is not None:
         return cached
     path = Path(key)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    device, here = _this_device()
+    plain = {"dtype": here.compute_dtype}  # a base, merged or foreign model
     net: Any  # a transformers model, or a PeftModel wrapping one
     if path.is_dir() and _is_adapter(path):
-        import json
-
         from peft import PeftModel
 
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        net = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+        loading = base_loading_for(path, device, here) or plain
+        net = AutoModelForCausalLM.from_pretrained(
+            base, **loading_kwargs(loading, device, place=True)
+        )
+        # adapters load in fp32 (peft's autocast_adapter_dtype), as they were trained
         net = PeftModel.from_pretrained(net, str(path))
         tok_src = str(path) if (path / "tokenizer_config.json").is_file() else base
     else:
-        net = AutoModelForCausalLM.from_pretrained(key, dtype=dtype)
+        net = AutoModelForCausalLM.from_pretrained(key, **loading_kwargs(plain, device, place=True))
         tok_src = key
     tokenizer = AutoTokenizer.from_pretrained(tok_src)
     if tokenizer.pad_token is None:
@@ -50,7 +96,7 @@ def load(model: str) -> tuple[Any, Any]:
 
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     tokenizer.padding_side = "left"  # generation continues from the right edge
-    net.to(device).eval()
+    net.eval()
     inference_cache.put(key, (net, tokenizer))
     return net, tokenizer
 

@@ -8,11 +8,16 @@ the runtime's own memory (the CUDA context) plus allocator fragmentation on the 
 that is allocated and freed every step (activations and logits). Sizes are whole bytes;
 GB means 1e9 bytes, the unit GPU data sheets and the price catalog use.
 
-It models what the local worker does: QLoRA loads NF4 weights with double quantization,
-LoRA bf16 weights (fp32 on a CPU), full fine-tuning fp32 master weights under bf16
-autocast; SDPA attention never stores the s x s scores; AdamW keeps fp32 states. Several
-GPUs run data parallel (`accelerate launch --multi_gpu`), each holding a whole replica, so
-the figure per GPU does not depend on the GPU count.
+It models what the local worker does, in the number formats `providers.local.precision`
+chose: QLoRA loads NF4 weights with double quantization (the rest in the compute dtype),
+LoRA frozen weights in the frozen dtype (bf16 or fp16 on a GPU, fp32 on a CPU), full
+fine-tuning fp32 master weights under either autocast; activations and logits are in the
+compute dtype; SDPA attention never stores the s x s scores; AdamW keeps fp32 states.
+DPO runs the chosen and the rejected answer of each pair together (twice the rows), and a
+full DPO run keeps a frozen reference copy of the model in the compute dtype (LoRA DPO
+disables the adapters instead: no copy). Several GPUs run data parallel (`accelerate
+launch --multi_gpu`), each holding a whole replica plus DDP's bucketed copy of the
+trainable gradients.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from providers.local.model_shape import ALL_LINEAR, ModelShape
+from providers.local.precision import Precision, nominal_precision
 
 GB = 1e9
 METHODS = ("full", "lora", "qlora")
@@ -66,7 +72,14 @@ class TrainingSetup:
     chunked_loss: bool = False
     """Chunked cross-entropy: the full-vocabulary logits are never materialized."""
     device: str = "cuda"
-    """cuda | cpu: on the CPU LoRA keeps fp32 weights and there is no CUDA context."""
+    """cuda | cpu: on the CPU there is no CUDA context."""
+    precision: Precision | None = None
+    """The number formats the run uses (`providers.local.precision`); None: what
+    ``bf16=auto`` picks on a bf16 GPU or the CPU (`nominal_precision`)."""
+    dpo: bool = False
+    """Preference training: chosen and rejected rows run together."""
+    world_size: int = 1
+    """Data-parallel processes (GPUs); more than one adds DDP's gradient buckets."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -77,13 +90,22 @@ class TrainingSetup:
             )
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
-        for name in ("rank", "seq_len", "micro_batch"):
+        for name in ("rank", "seq_len", "micro_batch", "world_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
 
     @property
     def is_lora(self) -> bool:
         return self.method in ("lora", "qlora")
+
+    @property
+    def number_formats(self) -> Precision:
+        return self.precision or nominal_precision(self.device)
+
+    @property
+    def has_reference_model(self) -> bool:
+        """Full DPO keeps a frozen reference model; LoRA DPO disables its adapters."""
+        return self.dpo and self.method == "full"
 
 
 @dataclass(frozen=True)
@@ -98,10 +120,22 @@ class MemoryEstimate:
     trainable_params: int
     seq_len: int
     micro_batch: int
+    reference_model: int = 0
+    """Full DPO's frozen reference copy of the weights."""
+    ddp_buckets: int = 0
+    """DDP's bucketed copy of the trainable gradients (more than one GPU)."""
 
     @property
     def total(self) -> int:
-        return self.weights + self.trainable_state + self.activations + self.logits + self.overhead
+        return (
+            self.weights
+            + self.trainable_state
+            + self.activations
+            + self.logits
+            + self.overhead
+            + self.reference_model
+            + self.ddp_buckets
+        )
 
     def describe(self) -> str:
         """The one way the estimate is written, in the CLI, the TUI and the refusal."""
@@ -113,7 +147,10 @@ class MemoryEstimate:
                 ("activations", "activations"),
                 ("logits", "logits"),
                 ("overhead", "overhead"),
+                ("reference model", "reference_model"),
+                ("DDP buckets", "ddp_buckets"),
             )
+            if getattr(self, name) or name not in ("reference_model", "ddp_buckets")
         )
         return f"{gb(self.total)} ({parts} GB)"
 
@@ -135,15 +172,18 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
     d, L = shape.hidden_size, shape.num_hidden_layers
     n_t = trainable_params(shape, setup)
     adam = 8 if setup.optimizer == "adamw" else 2  # Adam m, v: fp32, or 1 byte each
+    formats = setup.number_formats
+    act = formats.compute_bytes  # bytes per activation: 2 under autocast, 4 in fp32
 
     if setup.method == "qlora":
         per_param = 0.5 + (0.016 if setup.double_quant else 0.0625)
-        weights = shape.linear_params * per_param + 2 * shape.embedding_params
+        # the embeddings and the output head stay unquantized, in the compute dtype
+        weights = shape.linear_params * per_param + formats.compute_bytes * shape.embedding_params
     elif setup.method == "full":
-        # fp32 master weights (autocast computes in bf16), or pure bf16.
-        weights = (4.0 if setup.mixed_precision else 2.0) * n
-    else:  # frozen LoRA base: bf16 on a GPU, fp32 on the CPU
-        weights = (2.0 if setup.device == "cuda" else 4.0) * n
+        # fp32 master weights (under bf16 or fp16 autocast alike), or pure 16-bit.
+        weights = (formats.trainable_bytes if setup.mixed_precision else 2.0) * n
+    else:  # the frozen LoRA base, in the frozen dtype
+        weights = formats.frozen_bytes * n
 
     if setup.is_lora:
         state = n_t * (4 + 4 + adam)  # fp32 adapter weight + grad + Adam m, v
@@ -153,18 +193,26 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
         # bf16 grad + Adam m, v in bf16 (or 8-bit: 1 byte each)
         state = n * (2 + (4 if setup.optimizer == "adamw" else 2))
 
-    # Per-layer activations in bf16 (Korthikanti et al.): b·s·d·(34 + 5·heads·s/d);
-    # flash attention drops the s x s scores term.
+    # DPO runs each pair's chosen and rejected answer in one batch: twice the rows.
+    rows = 2 * b if setup.dpo else b
+    # Per-layer activations (Korthikanti et al., bf16): rows·s·d·(34 + 5·heads·s/d),
+    # scaled to the compute dtype; flash attention drops the s x s scores term.
     attn_scores = 0 if setup.flash_attention else 5 * shape.num_attention_heads * s / d
-    one_layer = b * s * d * (34 + attn_scores)
+    one_layer = rows * s * d * (34 + attn_scores) * act / 2
     if setup.gradient_checkpointing:
-        activations = 2 * b * s * d * L + one_layer  # layer inputs + one layer recomputed
+        activations = act * rows * s * d * L + one_layer  # layer inputs + one layer recomputed
     else:
         activations = one_layer * L
-    # bf16 logits, their fp32 upcast and the fp32 gradient of the loss: ~10 bytes each.
-    logits = 0.0 if setup.chunked_loss else b * s * shape.vocab_size * 10.0
+    # Logits in the compute dtype, their fp32 upcast and the fp32 gradient of the loss
+    # (10 bytes each under autocast, 12 in fp32).
+    logits = 0.0 if setup.chunked_loss else rows * s * shape.vocab_size * (act + 8.0)
     runtime = CUDA_CONTEXT_BYTES if setup.device == "cuda" else CPU_RUNTIME_BYTES
     overhead = runtime + FRAGMENTATION * (activations + logits)
+    # Full DPO's reference model: forward passes only, so in the compute dtype.
+    reference = formats.compute_bytes * n if setup.has_reference_model else 0
+    # DDP all-reduces gradients through buckets that copy them: trainable x grad bytes.
+    grad_bytes = 4 if (setup.is_lora or setup.mixed_precision) else 2
+    buckets = n_t * grad_bytes if setup.world_size > 1 else 0
     return MemoryEstimate(
         weights=round(weights),
         trainable_state=round(state),
@@ -174,6 +222,8 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
         trainable_params=n_t,
         seq_len=s,
         micro_batch=b,
+        reference_model=round(reference),
+        ddp_buckets=round(buckets),
     )
 
 

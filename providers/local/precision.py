@@ -16,7 +16,9 @@ their updates are too small for a 16-bit format.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Protocol
 
 DTYPE_BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 
@@ -52,6 +54,24 @@ class Precision:
     @property
     def frozen_bytes(self) -> int:
         return DTYPE_BYTES[self.frozen_dtype]
+
+    @property
+    def compute_bytes(self) -> int:
+        """Bytes per activation (and per weight of a copy kept only for forward passes)."""
+        return DTYPE_BYTES[self.compute_dtype]
+
+    @property
+    def trainable_bytes(self) -> int:
+        return DTYPE_BYTES[self.trainable_dtype]
+
+    def to_dict(self) -> dict[str, Any]:
+        """What the job's plan event and the adapter's loading record hold."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Precision:
+        fields = cls.__dataclass_fields__
+        return cls(**{k: v for k, v in data.items() if k in fields})
 
 
 def _cap_text(capability: tuple[int, int] | None) -> str:
@@ -103,3 +123,33 @@ def choose_precision(
     return Precision(
         "fp16", "float16", "float16", tf32, f"fp16 mixed precision with loss scaling: {why}"
     )
+
+
+NATIVE_BF16 = (8, 0)
+"""Compute capability from which a GPU has bf16 tensor cores (Ampere)."""
+
+
+def nominal_precision(device: str) -> Precision:
+    """What ``bf16=auto`` picks on a bf16 GPU (every GPU of ftm's price catalog) or the
+    CPU: the precision estimates for catalog hardware assume."""
+    return choose_precision("auto", device, NATIVE_BF16 if device == "cuda" else None)
+
+
+class _GpuFacts(Protocol):
+    name: str
+    capability: tuple[int, int] | None
+
+
+def precision_for_gpus(setting: str, gpus: Sequence[_GpuFacts]) -> Precision:
+    """The precision a job picks on ``gpus`` (the devices it trains on, as the hardware
+    seam reports them; empty: the CPU). Every rank must agree, so the least capable GPU
+    decides.
+
+    Raises:
+        PrecisionError: as `choose_precision`.
+    """
+    if not gpus:
+        return choose_precision(setting, "cpu", None)
+    known = [g for g in gpus if g.capability is not None]
+    weakest = min(known, key=lambda g: g.capability or (0, 0)) if known else gpus[0]
+    return choose_precision(setting, "cuda", weakest.capability, weakest.name)

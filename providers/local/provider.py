@@ -29,6 +29,7 @@ from providers.local import devices, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
+from providers.local.precision import Precision, PrecisionError, precision_for_gpus
 from providers.local.recipe import recipe_from_local_job, translate_for_local
 from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
@@ -185,6 +186,10 @@ class LocalProvider(Provider):
                     f"option n_gpus={hp['n_gpus']}: this machine has {found} CUDA GPU(s) visible"
                     " (MIG instances count for one-GPU jobs only)"
                 )
+        try:
+            job_precision(hp, self._preview_devices(hp))
+        except SpecRejected as exc:
+            problems.append(exc.message)
         if not problems:
             try:
                 self.memory_check(spec, hp)
@@ -225,7 +230,9 @@ class LocalProvider(Provider):
 
         The estimate is `providers.local.memory`'s, the one `ftm estimate` prints. Returns a
         one-line description of it, or None when the model's shape is unknown (a hub id, a
-        config this estimate cannot read): then nothing is refused.
+        config this estimate cannot read): then nothing is refused. The estimate is in the
+        number formats the job will use (`job_precision`, which refuses bf16=true on a GPU
+        without native bf16).
         """
         hp = hp or options.resolve_hyperparameters(spec)
         if assigned is None:
@@ -233,11 +240,12 @@ class LocalProvider(Provider):
         # Each device holds a full replica's worth (the estimate is per device): the one
         # with the least free memory decides.
         gpus = sorted(assigned, key=lambda g: g.available_bytes)
+        precision = job_precision(hp, gpus)
         try:
             shape = load_local_shape(spec.base_model)
             if shape is None:
                 return None
-            setup = training_setup(hp, device="cuda" if gpus else "cpu")
+            setup = training_setup(hp, device="cuda" if gpus else "cpu", precision=precision)
             est = memory.estimate_training_memory(shape, setup)
         except ValueError:  # not a Llama-style config, or LoRA targets it does not have
             return None
@@ -706,8 +714,25 @@ def _parse_ts(value: str | None) -> datetime | None:
 __all__ = ["ConfigurationError", "LocalProvider"]
 
 
-def training_setup(hp: dict[str, Any], *, device: str) -> memory.TrainingSetup:
-    """The memory estimator's setup for resolved hyperparameters ``hp`` on ``device``."""
+def job_precision(hp: dict[str, Any], gpus: Sequence[hardware.Gpu]) -> Precision:
+    """The precision a job with hyperparameters ``hp`` trains in on ``gpus`` (the devices
+    it trains on, from the hardware seam; empty: the CPU): the worker decides the same
+    from its own device.
+
+    Raises:
+        SpecRejected: bf16=true where a GPU has no native bf16 (param ``bf16``).
+    """
+    try:
+        return precision_for_gpus(str(hp["bf16"]), gpus)
+    except PrecisionError as exc:
+        raise SpecRejected(f"option {exc}", param="bf16") from None
+
+
+def training_setup(
+    hp: dict[str, Any], *, device: str, precision: Precision | None = None
+) -> memory.TrainingSetup:
+    """The memory estimator's setup for resolved hyperparameters ``hp`` on ``device``, in
+    ``precision`` (None: what ``bf16=auto`` picks there on a bf16 GPU)."""
     targets = hp["target_modules"]
     targets = (
         ALL_LINEAR
@@ -722,6 +747,9 @@ def training_setup(hp: dict[str, Any], *, device: str) -> memory.TrainingSetup:
         targets=targets,
         gradient_checkpointing=bool(hp["gradient_checkpointing"]),
         device=device,
+        precision=precision,
+        dpo=hp["method"] == "dpo",
+        world_size=int(hp.get("n_gpus", 1)),
     )
 
 

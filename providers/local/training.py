@@ -25,6 +25,7 @@ from transformers import (
 
 from providers.local import data as jobdata
 from providers.local.kernels import use_liger_kernel
+from providers.local.precision import Precision, choose_precision
 
 # A neutral template for models that ship none (base models): plain role headers, the
 # assistant's reply (and the EOS that ends it) inside generation markers so the loss can
@@ -45,7 +46,7 @@ class Plan:
     """What was decided while building the trainer (recorded in events and metrics)."""
 
     device: str
-    bf16: bool
+    precision: Precision
     loss_masking: str
     """assistant_tokens | last_turn_completion | all_tokens | dpo"""
     n_train: int
@@ -54,6 +55,10 @@ class Plan:
     model_params: int
     trainable_params: int
     quantized: bool = False
+
+    @property
+    def bf16(self) -> bool:
+        return self.precision.bf16
 
 
 def local_rank() -> int:
@@ -74,15 +79,25 @@ def pick_device(hp: dict[str, Any]) -> str:
     return "cpu"
 
 
-def use_bf16(hp: dict[str, Any], device: str) -> bool:
-    if hp["bf16"] == "true" and not (device == "cuda" and torch.cuda.is_bf16_supported()):
-        # asked for explicitly: never dropped without a word
-        raise RuntimeError(
-            f"bf16=true was asked for but the {device} device has no bf16; set bf16=auto or false"
-        )
-    if hp["bf16"] == "false" or device != "cuda":
-        return False  # CPU trains in fp32: bf16 autocast there is slower, not faster
-    return torch.cuda.is_bf16_supported()
+def device_capability(device: str) -> tuple[tuple[int, int] | None, str]:
+    """(compute capability, name) of the device this process trains on: its CUDA device
+    (``LOCAL_RANK`` under accelerate), or (None, "the CPU")."""
+    if device != "cuda":
+        return None, "the CPU"
+    index = local_rank()
+    major, minor = torch.cuda.get_device_capability(index)
+    return (major, minor), torch.cuda.get_device_name(index)
+
+
+def process_precision(hp: dict[str, Any], device: str) -> Precision:
+    """`choose_precision` for option ``bf16`` on the device this process trains on.
+
+    Raises:
+        PrecisionError: bf16=true where the device has no native bf16 (the job fails
+            with that message: the CLI refuses it before, from the hardware facts).
+    """
+    capability, name = device_capability(device)
+    return choose_precision(str(hp["bf16"]), device, capability, name)
 
 
 def load_tokenizer(model_path: str):
@@ -94,24 +109,81 @@ def load_tokenizer(model_path: str):
     return tok
 
 
-def load_model(model_path: str, tuning: str, device: str, bf16: bool):
-    """The base model as the method needs it: 4-bit NF4 with double quantization for
-    QLoRA, bf16 frozen weights for LoRA on a bf16 GPU, fp32 master weights for full."""
-    kwargs: dict[str, Any] = {}
+BASE_LOADING_FILE = "ftm_base_loading.json"
+"""Written next to an adapter's adapter_config.json: how its base model was loaded for
+training (`base_loading`), so evaluation loads it the same way."""
+
+
+def base_loading(tuning: str, precision: Precision) -> dict[str, Any]:
+    """How the base model is loaded for ``tuning`` under ``precision``, as JSON-able data:
+    QLoRA, 4-bit NF4 with double quantization computing in the compute dtype (the layers
+    left unquantized, embeddings and norms, in it too: a bf16 checkpoint must not stay
+    bf16 on an fp16 run); LoRA, the frozen dtype; full, fp32 master weights."""
+    loading: dict[str, Any] = {"tuning": tuning, "precision": precision.to_dict()}
     if tuning == "qlora":
-        compute = torch.bfloat16 if bf16 else (torch.float16 if device == "cuda" else torch.float32)
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
-        )
-        kwargs["device_map"] = {"": local_rank()} if device == "cuda" else {"": "cpu"}
-    elif tuning == "lora" and bf16:
-        kwargs["dtype"] = torch.bfloat16
+        loading["dtype"] = precision.compute_dtype
+        loading["quantization"] = {
+            "load_in_4bit": True,
+            "quant_type": "nf4",
+            "double_quant": True,
+            "compute_dtype": precision.compute_dtype,
+        }
+    elif tuning == "lora":
+        loading["dtype"] = precision.frozen_dtype
     else:
-        kwargs["dtype"] = torch.float32
+        loading["dtype"] = precision.trainable_dtype
+    return loading
+
+
+def loading_kwargs(loading: dict[str, Any], device: str, *, place: bool = False) -> dict[str, Any]:
+    """``from_pretrained`` keyword arguments for a `base_loading` record on ``device``.
+
+    A quantized model is always placed while it loads (``device_map``: bitsandbytes
+    quantizes on the way to the device); others only with ``place`` (evaluation: never a
+    whole unquantized copy in host memory first; training leaves placement to the Trainer).
+    """
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, loading["dtype"])}
+    quant = loading.get("quantization")
+    if quant:
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=bool(quant["load_in_4bit"]),
+            bnb_4bit_quant_type=quant["quant_type"],
+            bnb_4bit_use_double_quant=bool(quant["double_quant"]),
+            bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]),
+        )
+    if quant or place:
+        kwargs["device_map"] = {"": local_rank() if device == "cuda" else "cpu"}
+    return kwargs
+
+
+def load_model(model_path: str, tuning: str, device: str, precision: Precision):
+    """The base model as ``tuning`` trains it under ``precision`` (see `base_loading`)."""
+    kwargs = loading_kwargs(base_loading(tuning, precision), device)
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
+
+
+def load_reference(model_path: str, precision: Precision):
+    """Full DPO's frozen reference model: forward passes only, so in the compute dtype (a
+    second copy of the weights; trl's default would copy the fp32 master weights)."""
+    ref = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=getattr(torch, precision.compute_dtype)
+    )
+    return ref.requires_grad_(False).eval()
+
+
+def keep_trainable_dtype(model, precision: Precision) -> int:
+    """Cast trainable parameters back to ``precision.trainable_dtype`` (fp32); returns how
+    many were cast. trl 1.16's SFT and DPO trainers cast a quantized model's adapters to
+    bf16 (the QLoRA paper's choice), which on an fp16 run makes bf16 computations on a GPU
+    without bf16, and on a CPU run bf16 adapters. fp32 adapters are what the GradScaler
+    needs (it refuses fp16 gradients) and keep small updates from rounding away."""
+    dtype = getattr(torch, precision.trainable_dtype)
+    cast = 0
+    for param in model.parameters():
+        if param.requires_grad and param.is_floating_point() and param.dtype != dtype:
+            param.data = param.data.to(dtype)
+            cast += 1
+    return cast
 
 
 def lora_config(hp: dict[str, Any]):
@@ -135,9 +207,18 @@ def _auto_steps(value: Any, total: int, count: int) -> int:
 
 
 def common_args(
-    hp: dict[str, Any], output_dir: Path, n_train: int, has_eval: bool, device: str, bf16: bool
+    hp: dict[str, Any],
+    output_dir: Path,
+    n_train: int,
+    has_eval: bool,
+    device: str,
+    precision: Precision,
 ) -> tuple[dict[str, Any], int]:
-    """TrainingArguments shared by SFT and DPO, plus the estimated total steps."""
+    """TrainingArguments shared by SFT and DPO, plus the estimated total steps.
+
+    Mixed precision is ``precision``'s: bf16 autocast, or fp16 autocast with accelerate's
+    GradScaler; TF32 matmuls where the GPU has them (None elsewhere: transformers refuses
+    ``tf32=True`` without an Ampere GPU)."""
     per_step = hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"]
     total = math.ceil(n_train / per_step) * hp["epochs"]
     eval_steps = _auto_steps(hp["eval_steps"], total, 10)
@@ -158,8 +239,10 @@ def common_args(
         gradient_checkpointing=hp["gradient_checkpointing"],
         seed=hp["seed"],
         data_seed=hp["seed"],
-        bf16=bf16,
         use_liger_kernel=use_liger_kernel(hp.get("liger_kernel", "auto"), device),
+        bf16=precision.bf16,
+        fp16=precision.fp16,
+        tf32=True if precision.tf32 else None,
         use_cpu=device == "cpu",
         logging_steps=_auto_steps(hp["logging_steps"], total, 50),
         logging_first_step=True,
@@ -191,13 +274,13 @@ def build_trainer(config: dict[str, Any], callbacks: list[TrainerCallback]):
     if hp.get("torch_threads"):
         torch.set_num_threads(int(hp["torch_threads"]))
     device = pick_device(hp)
-    bf16 = use_bf16(hp, device)
+    precision = process_precision(hp, device)
     tokenizer = load_tokenizer(config["base_model"])
     output_dir = Path(config["output_dir"])
     callbacks = list(callbacks)
     if hp["method"] == "dpo":
-        return _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks)
-    return _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks)
+        return _build_dpo(config, hp, tokenizer, device, precision, output_dir, callbacks)
+    return _build_sft(config, hp, tokenizer, device, precision, output_dir, callbacks)
 
 
 def _is_4bit(model) -> bool:
@@ -227,7 +310,7 @@ def _counts(model) -> tuple[int, int]:
     return total, trainable
 
 
-def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
+def _build_sft(config, hp, tokenizer, device, precision, output_dir, callbacks):
     from trl import SFTConfig, SFTTrainer
     from trl.chat_template_utils import get_training_chat_template
 
@@ -247,7 +330,7 @@ def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
             train_rows = jobdata.as_prompt_completion(train_rows)
             val_rows = jobdata.as_prompt_completion(val_rows)
 
-    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, bf16)
+    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, precision)
     sft_args = SFTConfig(
         **args,
         max_length=hp["max_seq_len"],
@@ -264,21 +347,21 @@ def _build_sft(config, hp, tokenizer, device, bf16, output_dir, callbacks):
         hp,
         tokenizer,
         device,
-        bf16,
+        precision,
         train_rows,
         val_rows,
         callbacks,
     )
 
 
-def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
+def _build_dpo(config, hp, tokenizer, device, precision, output_dir, callbacks):
     from trl import DPOConfig, DPOTrainer
 
     train_rows = jobdata.preference_rows(config["train_path"])
     val_rows = (
         jobdata.preference_rows(config["validation_path"]) if config.get("validation_path") else []
     )
-    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, bf16)
+    args, total = common_args(hp, output_dir, len(train_rows), bool(val_rows), device, precision)
     dpo_args = DPOConfig(**args, beta=hp["dpo_beta"], max_length=hp["max_seq_len"])
     return _make_trainer(
         DPOTrainer,
@@ -289,7 +372,7 @@ def _build_dpo(config, hp, tokenizer, device, bf16, output_dir, callbacks):
         hp,
         tokenizer,
         device,
-        bf16,
+        precision,
         train_rows,
         val_rows,
         callbacks,
@@ -305,7 +388,7 @@ def _make_trainer(
     hp,
     tokenizer,
     device,
-    bf16,
+    precision,
     train_rows,
     val_rows,
     callbacks,
@@ -313,7 +396,10 @@ def _make_trainer(
     """Load the model and build an SFT or DPO trainer the same way: validation half
     evaluated when present, early stopping on eval loss, LoRA config for (Q)LoRA."""
     has_eval = bool(val_rows)
-    model = load_model(config["base_model"], hp["tuning"], device, bf16)
+    model = load_model(config["base_model"], hp["tuning"], device, precision)
+    extra: dict[str, Any] = {}
+    if hp["method"] == "dpo" and hp["tuning"] == "full":
+        extra["ref_model"] = load_reference(config["base_model"], precision)
     if has_eval and hp["early_stopping_patience"] > 0:
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"])
@@ -326,11 +412,13 @@ def _make_trainer(
         processing_class=tokenizer,
         callbacks=callbacks,
         peft_config=lora_config(hp) if hp["tuning"] in ("lora", "qlora") else None,
+        **extra,
     )
+    keep_trainable_dtype(trainer.model, precision)
     n_all, n_trainable = _counts(trainer.model)
     plan = Plan(
         device,
-        bf16,
+        precision,
         masking,
         len(train_rows),
         len(val_rows),

@@ -136,8 +136,13 @@ def peak_memory_bytes(device: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
-def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, list[Artifact]]:
-    """Save the result where the job directory layout says; returns (model ref, artifacts)."""
+def save_artifacts(
+    trainer, config: dict[str, Any], job: JobDir, base_loading: dict[str, Any] | None = None
+) -> tuple[str, list[Artifact]]:
+    """Save the result where the job directory layout says; returns (model ref, artifacts).
+
+    ``base_loading`` (`training.base_loading`) is written next to an adapter, so that
+    evaluation loads its base as it was trained (4-bit for QLoRA, the same dtypes)."""
     hp = config["hp"]
     tokenizer = trainer.processing_class
     if hp["tuning"] == "full":
@@ -148,6 +153,12 @@ def save_artifacts(trainer, config: dict[str, Any], job: JobDir) -> tuple[str, l
     # multi-LoRA serving and PeftModel.from_pretrained both load.
     trainer.model.save_pretrained(str(job.adapter), safe_serialization=True)
     tokenizer.save_pretrained(str(job.adapter))
+    if base_loading is not None:
+        import json
+
+        from providers.local.training import BASE_LOADING_FILE
+
+        (job.adapter / BASE_LOADING_FILE).write_text(json.dumps(base_loading, indent=1))
     artifacts = [
         Artifact(
             "adapter", str(job.adapter), {"base_model": config["base_model"], "format": "peft"}
@@ -262,10 +273,11 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                 f"training {config['hp']['method']} ({config['hp']['tuning']}) on {plan.device}: "
                 f"{plan.n_train} train / {plan.n_validation} validation examples, "
                 f"{plan.trainable_params:,} of {plan.model_params:,} parameters trained, "
-                f"loss on {plan.loss_masking.replace('_', ' ')}",
+                f"loss on {plan.loss_masking.replace('_', ' ')}; {plan.precision.reason}",
                 {
                     "device": plan.device,
                     "bf16": plan.bf16,
+                    "precision": plan.precision.to_dict(),
                     "loss_masking": plan.loss_masking,
                     "total_steps": plan.total_steps_estimate,
                     "model_params": plan.model_params,
@@ -309,7 +321,11 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
             return JobStatus.CANCELLED
         if not main:
             return JobStatus.SUCCEEDED
-        model_ref, artifacts = save_artifacts(trainer, config, job)
+        from providers.local.training import base_loading
+
+        model_ref, artifacts = save_artifacts(
+            trainer, config, job, base_loading(config["hp"]["tuning"], plan.precision)
+        )
         sample = throughput_sample(trainer, plan, config, timer.log)
         sink.throughput(sample)
         actual = {

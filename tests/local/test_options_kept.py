@@ -7,8 +7,11 @@ import pytest
 
 from providers.errors import SpecRejected
 from providers.local.options import resolve_hyperparameters
+from providers.local.precision import choose_precision
 from providers.local.training import common_args
 from providers.types import JobSpec
+
+CPU = choose_precision("auto", "cpu", None)
 
 
 def _spec(method: str = "lora", validation: bool = True, **options) -> JobSpec:
@@ -25,7 +28,12 @@ def _spec(method: str = "lora", validation: bool = True, **options) -> JobSpec:
 def _training_args(spec: JobSpec, tmp_path, n_train: int = 400) -> dict:
     hp = resolve_hyperparameters(spec)
     args, _ = common_args(
-        hp, tmp_path, n_train, has_eval=spec.validation_path is not None, device="cpu", bf16=False
+        hp,
+        tmp_path,
+        n_train,
+        has_eval=spec.validation_path is not None,
+        device="cpu",
+        precision=CPU,
     )
     return args
 
