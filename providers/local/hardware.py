@@ -197,8 +197,9 @@ def add_mig_instances(facts: list[dict], listing: str, summary: str) -> None:
         if m := _L_GPU.match(line):
             gpu = int(m.group(1))
         elif (m := _L_MIG.match(line)) and gpu is not None:
-            inst = dict(uuid=m.group(3), profile=m.group(1), device=int(m.group(2)))
-            legacy = re.fullmatch(r"MIG-(GPU-[^/]+)/(\d+)/(\d+)", inst["uuid"])
+            uuid = m.group(3)
+            inst = dict(uuid=uuid, profile=m.group(1), device=int(m.group(2)))
+            legacy = re.fullmatch(r"MIG-(GPU-[^/]+)/(\d+)/(\d+)", uuid)
             if legacy:
                 inst.update(gi=int(legacy.group(2)), ci=int(legacy.group(3)))
             instances.setdefault(gpu, []).append(inst)

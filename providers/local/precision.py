@@ -136,8 +136,10 @@ def nominal_precision(device: str) -> Precision:
 
 
 class _GpuFacts(Protocol):
-    name: str
-    capability: tuple[int, int] | None
+    @property
+    def name(self) -> str: ...
+    @property
+    def capability(self) -> tuple[int, int] | None: ...
 
 
 def precision_for_gpus(setting: str, gpus: Sequence[_GpuFacts]) -> Precision:
