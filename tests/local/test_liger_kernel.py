@@ -88,22 +88,26 @@ def test_trainer_arguments_follow_the_decision(
 ) -> None:
     from trl import SFTConfig
 
+    from providers.local.precision import choose_precision
     from providers.local.training import common_args
+
+    bf16_gpu = choose_precision("auto", "cuda", (9, 0))
+    cpu_fp32 = choose_precision("auto", "cpu", None)
 
     fake_gpus(monkeypatch, tmp_path, [gpu_fact("h100", 0)])
     monkeypatch.setattr(kernels, "liger_installed", lambda: True)
     hp = resolve_hyperparameters(_spec())
-    on_gpu, _ = common_args(hp, tmp_path, 16, False, "cuda", True)
+    on_gpu, _ = common_args(hp, tmp_path, 16, False, "cuda", bf16_gpu)
     assert on_gpu["use_liger_kernel"] is True
-    on_cpu, _ = common_args(hp, tmp_path, 16, False, "cpu", False)
+    on_cpu, _ = common_args(hp, tmp_path, 16, False, "cpu", cpu_fp32)
     assert on_cpu["use_liger_kernel"] is False
-    off, _ = common_args({**hp, "liger_kernel": "false"}, tmp_path, 16, False, "cuda", True)
+    off, _ = common_args({**hp, "liger_kernel": "false"}, tmp_path, 16, False, "cuda", bf16_gpu)
     assert off["use_liger_kernel"] is False
     monkeypatch.setattr(kernels, "liger_installed", lambda: False)
-    missing, _ = common_args(hp, tmp_path, 16, False, "cuda", True)
+    missing, _ = common_args(hp, tmp_path, 16, False, "cuda", bf16_gpu)
     assert missing["use_liger_kernel"] is False
     # the arguments build real trl config on this machine
     assert SFTConfig(**on_cpu).use_liger_kernel is False
     # a worker on a machine that cannot run it fails clearly (the option came from elsewhere)
     with pytest.raises(kernels.KernelError, match="liger_kernel=true"):
-        common_args({**hp, "liger_kernel": "true"}, tmp_path, 16, False, "cuda", True)
+        common_args({**hp, "liger_kernel": "true"}, tmp_path, 16, False, "cuda", bf16_gpu)
