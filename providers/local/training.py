@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from providers.local import data as jobdata
+from providers.local.distributed import device_map, world_size
 
 # A neutral template for models that ship none (base models): plain role headers, the
 # assistant's reply (and the EOS that ends it) inside generation markers so the loss can
@@ -110,6 +111,8 @@ def load_model(model_path: str, tuning: str, device: str, bf16: bool):
         kwargs["dtype"] = torch.bfloat16
     else:
         kwargs["dtype"] = torch.float32
+    if device_map(device) is not None:
+        kwargs["device_map"] = device_map(device)  # onto this rank's GPU, no host-RAM copy
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
@@ -137,7 +140,8 @@ def common_args(
     hp: dict[str, Any], output_dir: Path, n_train: int, has_eval: bool, device: str, bf16: bool
 ) -> tuple[dict[str, Any], int]:
     """TrainingArguments shared by SFT and DPO, plus the estimated total steps."""
-    per_step = hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"]
+    # The processes really training (WORLD_SIZE), not the option: each consumes a batch.
+    per_step = hp["batch_size"] * hp["grad_accum"] * world_size()
     total = math.ceil(n_train / per_step) * hp["epochs"]
     eval_steps = _auto_steps(hp["eval_steps"], total, 10)
     # auto: a checkpoint at each evaluation. Set values were aligned (or refused) by
@@ -170,6 +174,14 @@ def common_args(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         save_only_model=False,  # optimizer state is kept: resume continues exactly
+        # ...and so does early stopping: its patience counter is restored from the
+        # checkpoint (transformers' ExportableState), not restarted at 0.
+        restore_callback_states_from_checkpoint=True,
+        # Under DDP every trainable weight gets a gradient each step (adapters on the
+        # modules in the forward pass, or every weight): no search for unused ones, which
+        # transformers would turn on for a PEFT model (not a PreTrainedModel) and which
+        # breaks with gradient checkpointing.
+        ddp_find_unused_parameters=False,
     )
     if has_eval and hp["early_stopping_patience"] > 0:
         args.update(

@@ -243,7 +243,7 @@ class JobDetailScreen(Screen):
             details = f"{j.provider} continues training from step {j.step or 0}."
         else:
             last = max((c.step for c in self._last_checkpoints), default=None)
-            title = f"Continue failed job {j.id} '{j.name}' from its last checkpoint?"
+            title = f"Continue {j.status} job {j.id} '{j.name}' from its last checkpoint?"
             details = (
                 f"Training restarts from step {last} of {j.total_steps or '?'}."
                 if last is not None
