@@ -119,7 +119,7 @@ def test_resume_refuses_a_job_that_did_not_fail(provider, tiny_model, tmp_path):
     train, _ = labelling_files(tmp_path, n_train=16)
     _, remote = launch(provider, tiny_model, train, None, epochs=1)
     assert wait_terminal(provider, remote.remote_id).status == JobStatus.SUCCEEDED
-    with pytest.raises(ProviderError, match="only a failed job"):
+    with pytest.raises(ProviderError, match="only a failed or cancelled job"):
         provider.resume_from_checkpoint(remote.remote_id)
 
 
