@@ -1,7 +1,8 @@
 """One job: status and figures, a loss curve, checkpoints and events; reloads itself.
 
 Actions from the keyboard: cancel (confirmed, destructive), pause, resume (a paused job, or
-a failed local job from its checkpoint: confirmed, it trains again), evaluate and promote.
+a failed or cancelled local job from its checkpoint: confirmed, it trains again), evaluate
+and promote.
 An action the job or its provider does not allow is greyed in the summary and refused
 with the reason. Every provider call runs in a thread worker and reports back by message;
 a failure is shown with `report_error`, and the app goes on.
