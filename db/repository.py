@@ -56,7 +56,7 @@ def set_status(session: Session, job: Job, new: JobStatus | str, *, strict: bool
 
 
 def reopen_for_resume(session: Session, job: Job, reason: str, *, key: str | None = None) -> None:
-    """Move a failed job back to queued to continue from its last checkpoint.
+    """Move a failed or cancelled job back to queued to continue from its last checkpoint.
 
     The only move out of a terminal state (`JobStatus.can_resume_from`): clears the
     finish time, error and ETA, and records ``reason`` as a status event (once per ``key``).
@@ -67,7 +67,8 @@ def reopen_for_resume(session: Session, job: Job, reason: str, *, key: str | Non
     current = JobStatus(job.status)
     if not current.can_resume_from:
         raise InvalidTransition(
-            f"job {job.id}: only a failed job can be resumed from its checkpoint (it is {current})"
+            f"job {job.id}: only a failed or cancelled job can be resumed from its checkpoint "
+            f"(it is {current})"
         )
     job.status = RESUMED_STATUS.value
     job.finished_at = None

@@ -37,22 +37,23 @@ class JobStatus(enum.StrEnum):
         """Whether a job in this state may be reopened to continue from its last checkpoint.
 
         This is the one way out of a terminal state, and it is not a `can_move_to` move:
-        only ``FAILED`` qualifies, the job goes back to `RESUMED_STATUS` (queued), and only
+        only ``FAILED`` and ``CANCELLED`` qualify (a user who stopped a run may want to
+        continue it), the job goes back to `RESUMED_STATUS` (queued), and only
         `db.repository.reopen_for_resume` makes the move, on an explicit user request to a
         provider with ``capabilities.can_resume_from_checkpoint``. Every other path (pollers,
         workers, `set_status`) keeps terminal states terminal.
         """
-        return self == JobStatus.FAILED
+        return self in (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 RESUMED_STATUS = JobStatus.QUEUED
-"""Where a job resumed from failure (`JobStatus.can_resume_from`) goes back to."""
+"""Where a job resumed from failure or cancel (`JobStatus.can_resume_from`) goes back to."""
 
 _ENDINGS = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
 # Forward moves may skip states (a poll can miss a short-lived one); backward moves only
 # where a provider really goes back: resume returns a paused job to queued or running, and
-# a failed job can be resumed from its checkpoint, outside this table (see
+# a failed or cancelled job can be resumed from its checkpoint, outside this table (see
 # `JobStatus.can_resume_from` and `db.repository.reopen_for_resume`).
 _ALLOWED: dict[JobStatus, set[JobStatus]] = {
     JobStatus.PENDING: {

@@ -431,7 +431,7 @@ def pause_cmd(ref) -> None:
 @jobs.command("resume")
 @click.argument("ref")
 def resume_cmd(ref) -> None:
-    """Resume a paused job, or continue a failed one from its last checkpoint (local)."""
+    """Resume a paused job, or continue a failed or cancelled one from its checkpoint (local)."""
     _action("resume", ref)
 
 

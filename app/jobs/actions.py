@@ -84,8 +84,9 @@ def pause_job(ref: str | int, **kw) -> Job:
 def resume_job(
     ref: str | int, *, engine: Engine | None = None, provider: Provider | None = None
 ) -> Job:
-    """Resume a paused job, or continue a failed one from its last checkpoint where the
-    provider can (``capabilities.can_resume_from_checkpoint``, e.g. local training)."""
+    """Resume a paused job, or continue a failed or cancelled one from its last checkpoint
+    where the provider can (``capabilities.can_resume_from_checkpoint``, e.g. local
+    training)."""
     engine = _engine(engine)
     job = _load(engine, ref)
     if JobStatus(job.status).can_resume_from and job.remote_id is not None:

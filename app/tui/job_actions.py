@@ -49,7 +49,7 @@ def why_not(action: str, job, caps: Capabilities | None) -> str | None:
         if status.can_resume_from:
             if caps is None or not caps.can_resume_from_checkpoint:
                 return (
-                    f"{job.provider} cannot continue a failed job from a checkpoint; "
+                    f"{job.provider} cannot continue a stopped job from a checkpoint; "
                     "launch a new job instead"
                 )
             if job.remote_id is None:
@@ -58,8 +58,8 @@ def why_not(action: str, job, caps: Capabilities | None) -> str | None:
         if caps is not None and caps.can_pause:
             return f"only a paused job can be resumed (job {job.id} is {status})"
         return (
-            f"only a failed job can be continued from its checkpoint on {job.provider} "
-            f"(job {job.id} is {status})"
+            "only a failed or cancelled job can be continued from its checkpoint on "
+            f"{job.provider} (job {job.id} is {status})"
         )
     if action in ("evaluate", "promote"):
         if status != JobStatus.SUCCEEDED or not job.fine_tuned_model:

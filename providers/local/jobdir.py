@@ -4,8 +4,12 @@ Layout (``<jobs_dir>/<job uid>/``)::
 
     config.json      the resolved config the worker trains from (hyperparameters, paths)
     data/            copies of the training and validation JSONL
-    worker.log       the worker's stdout and stderr
-    worker.pid       "<pid> <start time>" of the running worker
+    worker.log       the worker's stdout and stderr (multi-process: the launcher's and rank 0's)
+    worker.rank<k>.log  rank k's stdout and stderr (multi-process jobs, k >= 1)
+    worker.pid       "<pid> <start time>" of the running worker (multi-process: the launcher)
+    worker.rank<k>.pid  "<pid> <start time>" of rank k (multi-process jobs; cancel signals each)
+    stop.request     written by cancel: every rank stops at the next step end they agree on
+    accelerate.yaml  ftm's accelerate config for a multi-process launch
     status.json      the worker's last word: running / succeeded / failed / cancelled
     checkpoints/     trainer checkpoints (checkpoint-<step>/, with optimizer state)
     adapter/         the PEFT adapter (adapter_config.json + adapter_model.safetensors)
@@ -28,6 +32,7 @@ CONFIG = "config.json"
 STATUS = "status.json"
 PID = "worker.pid"
 LOG = "worker.log"
+STOP_REQUEST = "stop.request"
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,17 @@ class JobDir:
     @property
     def log_path(self) -> Path:
         return self.path / LOG
+
+    def rank_log_path(self, rank: int) -> Path:
+        """Rank ``rank``'s log: rank 0's is the job's log (worker.log)."""
+        return self.log_path if rank == 0 else self.path / f"worker.rank{rank}.log"
+
+    def rank_pid_path(self, rank: int) -> Path:
+        return self.path / f"worker.rank{rank}.pid"
+
+    @property
+    def stop_request_path(self) -> Path:
+        return self.path / STOP_REQUEST
 
     @property
     def checkpoints(self) -> Path:
@@ -120,15 +136,50 @@ class JobDir:
             return None
 
     def worker_alive(self) -> bool:
-        """Whether the worker recorded in worker.pid is still this job's process.
-
-        Guards against pid reuse with the process start time, and reaps the worker when
-        it is our own child (a dead child stays a zombie, and signal 0 still reaches it).
-        """
+        """Whether the worker recorded in worker.pid is still this job's process."""
         rec = self.read_pid()
-        if rec is None:
-            return False
-        pid, start = rec
+        return rec is not None and _alive(*rec)
+
+    # -- stopping -----------------------------------------------------------------------
+
+    def request_stop(self) -> None:
+        """Ask every process of the job to stop at a step end (they poll this file)."""
+        write_text(self.stop_request_path, "stop\n")
+
+    def stop_requested(self) -> bool:
+        return self.stop_request_path.exists()
+
+    def clear_stop_request(self) -> None:
+        self.stop_request_path.unlink(missing_ok=True)
+
+    def write_rank_pid(self, rank: int, pid: int) -> None:
+        write_text(self.rank_pid_path(rank), f"{pid} {process_start_time(pid) or 0}\n")
+
+    def clear_rank_pids(self) -> None:
+        for p in self.path.glob("worker.rank*.pid"):
+            p.unlink(missing_ok=True)
+
+    def signal_ranks(self, sig: int = signal.SIGTERM) -> int:
+        """Send ``sig`` to each live rank that recorded its pid; returns how many.
+
+        The ranks of a multi-process job run in their own sessions (torch's elastic agent
+        starts each with ``start_new_session``), so a signal to the launcher's group does
+        not reach them; and the agent, signalled, forwards it but SIGKILLs the ranks 30 s
+        later, whatever they are doing (a checkpoint save, say).
+        """
+        sent = 0
+        for p in sorted(self.path.glob("worker.rank*.pid")):
+            try:
+                pid, start = (int(x) for x in p.read_text().split())
+            except (OSError, ValueError):
+                continue
+            if _alive(pid, start):
+                try:
+                    os.kill(pid, sig)
+                    sent += 1
+                except ProcessLookupError:
+                    pass
+        return sent
         try:
             os.waitpid(pid, os.WNOHANG)
         except ChildProcessError:
@@ -160,6 +211,31 @@ class JobDir:
         return True
 
 
+def _alive(pid: int, start: int) -> bool:
+    """Whether ``pid`` still runs and is the process that started at ``start``.
+
+    Guards against pid reuse with the process start time, and reaps the process when it
+    is our own child (a dead child stays a zombie, and signal 0 still reaches it).
+    """
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: nothing to reap
+    except OSError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, someone else's: cannot be ours, but be conservative
+    state = _proc_state(pid)
+    if state in {"Z", "X"}:
+        return False
+    now_start = process_start_time(pid)
+    return not (start and now_start and now_start != start)
+
+
 def process_start_time(pid: int) -> int | None:
     """Start time of ``pid`` in clock ticks since boot (Linux), to tell processes apart."""
     try:
@@ -179,6 +255,10 @@ def _proc_state(pid: int) -> str | None:
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
+
+
+def write_text(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.write_text(text)
     os.replace(tmp, path)

@@ -94,7 +94,13 @@ OPTIONS: tuple[ProviderOption, ...] = (
     ProviderOption("dpo_beta", "DPO beta (strength of the reference model constraint)", float, 0.1),
     ProviderOption("dpo_tuning", "What DPO trains", str, "lora", ("lora", "qlora", "full")),
     ProviderOption("device", "Where to train", str, AUTO, (AUTO, "cuda", "cpu")),
-    ProviderOption("n_gpus", "GPUs to train on (more than 1: launched with accelerate)", int, 1),
+    ProviderOption(
+        "n_gpus",
+        "GPUs to train on (more than 1: launched with accelerate); with device=cpu, CPU "
+        "processes (a dry run of multi-GPU training)",
+        int,
+        1,
+    ),
     ProviderOption(
         "bf16", "bf16 compute; auto: where the hardware has it", str, AUTO, (AUTO, "true", "false")
     ),

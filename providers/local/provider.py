@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
-from providers.local import devices, hardware, memory, options
+from providers.local import devices, distributed, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
@@ -364,35 +364,28 @@ class LocalProvider(Provider):
         return devices.choose(candidates, held, hp["n_gpus"], prefer=prefer or ())
 
     def worker_command(self, job: JobDir, n_gpus: int = 1) -> list[str]:
-        """The worker's command line: plain Python, or `accelerate launch` for n_gpus > 1."""
+        """The worker's command line: plain Python, or `accelerate launch` of one process
+        per GPU for n_gpus > 1 (per CPU process with device=cpu; see
+        `providers.local.distributed`)."""
         if n_gpus > 1:
-            return [
-                self.python,
-                "-m",
-                "accelerate.commands.launch",
-                "--multi_gpu",
-                "--num_processes",
-                str(n_gpus),
-                "--num_machines",
-                "1",
-                "-m",
-                "providers.local.worker",
-                str(job.path),
-            ]
+            return distributed.launch_command(self.python, job, n_gpus)
         return [self.python, "-m", "providers.local.worker", str(job.path)]
 
     def _start_worker(self, job: JobDir, n_gpus: int = 1) -> int:
         job.status_path.unlink(missing_ok=True)
         job.write_status(status="queued", updated_at=datetime.now(UTC).isoformat())
+        job.clear_stop_request()  # a resumed job's earlier cancel is done with
+        job.clear_rank_pids()
+        config = job.read_config()
+        cpu = config["hp"].get("device") == "cpu"
+        if n_gpus > 1:
+            distributed.write_accelerate_config(job, n_gpus, cpu)
         env = dict(os.environ)
         # The worker must import this checkout's packages whatever its working directory.
         root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        config = job.read_config()
-        env.update(
-            devices.worker_env(config.get("devices") or [], cpu=config["hp"]["device"] == "cpu")
-        )
+        env.update(devices.worker_env(config.get("devices") or [], cpu=cpu))
         # A single worker starts with SIGTERM/SIGINT blocked (the mask survives fork and
         # exec) and unblocks them once its handler is in place: a cancel sent while Python
         # is still starting waits for the handler instead of killing the worker outright.
@@ -503,7 +496,10 @@ class LocalProvider(Provider):
             pass
 
     def cancel(self, remote_id: str, wait_s: float = 0.0) -> RemoteJob:
-        """Ask the worker to checkpoint and stop (SIGTERM to its process group).
+        """Ask the worker to checkpoint and stop: the stop-request file every rank polls
+        at each step end, and SIGTERM to each process that trains (a single worker's
+        process group, or each rank of a multi-process job, never the launcher: torch's
+        agent would SIGKILL the ranks 30 s later, mid-checkpoint maybe).
 
         Returns at once (or after up to ``wait_s`` seconds for the worker to finish);
         the job ends ``cancelled`` when the worker has saved its checkpoint.
@@ -518,8 +514,13 @@ class LocalProvider(Provider):
         import signal
         import time
 
-        if not job.signal_worker(signal.SIGTERM):
+        if not job.worker_alive():
             return self.refresh(remote_id).job
+        job.request_stop()
+        if job.read_config()["hp"].get("n_gpus", 1) > 1:
+            job.signal_ranks(signal.SIGTERM)  # ranks not started yet will see the file
+        else:
+            job.signal_worker(signal.SIGTERM)
         deadline = time.monotonic() + wait_s
         while time.monotonic() < deadline:
             now = self.refresh(remote_id).job
@@ -529,19 +530,20 @@ class LocalProvider(Provider):
         return self.refresh(remote_id).job
 
     def resume_from_checkpoint(self, remote_id: str) -> RemoteJob:
-        """Restart a failed job's worker from its last checkpoint (optimizer state
-        included); it then runs to completion. `ftm jobs resume ID` calls this.
+        """Restart a failed or cancelled job's worker from its last checkpoint
+        (optimizer state included); it then runs to completion. `ftm jobs resume ID`
+        calls this.
 
         Raises:
-            ProviderError: the job is not failed, its worker still runs, or it has no
-                checkpoint to resume from.
+            ProviderError: the job is neither failed nor cancelled, its worker still
+                runs, or it has no checkpoint to resume from.
         """
         job = self._job(remote_id)
         current = self.refresh(remote_id).job
-        if current.status != JobStatus.FAILED:
+        if not current.status.can_resume_from:
             raise ProviderError(
-                f"local job {remote_id} is {current.status.value}; only a failed job can be "
-                "resumed from its checkpoint",
+                f"local job {remote_id} is {current.status.value}; only a failed or cancelled "
+                "job can be resumed from its checkpoint",
                 code="not_resumable",
             )
         if job.worker_alive():
@@ -580,13 +582,13 @@ class LocalProvider(Provider):
         )
 
     def resume(self, remote_id: str) -> RemoteJob:
-        """Local jobs cannot pause; resuming means continuing a failed job from its last
-        checkpoint (`resume_from_checkpoint`)."""
+        """Local jobs cannot pause; resuming means continuing a failed or cancelled job
+        from its last checkpoint (`resume_from_checkpoint`)."""
         return self.resume_from_checkpoint(remote_id)
 
     def _reopen_in_db(self, config: dict[str, Any]) -> None:
-        """Move the job row from failed back to queued through the state machine's one
-        resume-from-failure move (`db.repository.reopen_for_resume`)."""
+        """Move the job row from failed or cancelled back to queued through the state
+        machine's one resume move (`db.repository.reopen_for_resume`)."""
         if not config.get("db_url"):
             return
         from sqlalchemy import select

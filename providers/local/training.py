@@ -8,7 +8,6 @@ The config is the dict `providers.local.provider` writes to ``config.json``: pat
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from transformers import (
 )
 
 from providers.local import data as jobdata
+from providers.local.distributed import device_map, local_rank, world_size
 from providers.local.kernels import use_liger_kernel
 from providers.local.precision import Precision, choose_precision
 
@@ -59,14 +59,6 @@ class Plan:
     @property
     def bf16(self) -> bool:
         return self.precision.bf16
-
-
-def local_rank() -> int:
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def is_main_process() -> bool:
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def pick_device(hp: dict[str, Any]) -> str:
@@ -157,16 +149,22 @@ def loading_kwargs(loading: dict[str, Any], device: str, *, place: bool = False)
 
 
 def load_model(model_path: str, tuning: str, device: str, precision: Precision):
-    """The base model as ``tuning`` trains it under ``precision`` (see `base_loading`)."""
-    kwargs = loading_kwargs(base_loading(tuning, precision), device)
+    """The base model as ``tuning`` trains it under ``precision`` (see `base_loading`).
+    On a GPU each rank loads straight onto its own device: not one host-RAM copy per rank,
+    moved later."""
+    kwargs = loading_kwargs(
+        base_loading(tuning, precision), device, place=device_map(device) is not None
+    )
     return AutoModelForCausalLM.from_pretrained(model_path, **kwargs)
 
 
-def load_reference(model_path: str, precision: Precision):
+def load_reference(model_path: str, precision: Precision, device: str):
     """Full DPO's frozen reference model: forward passes only, so in the compute dtype (a
     second copy of the weights; trl's default would copy the fp32 master weights)."""
     ref = AutoModelForCausalLM.from_pretrained(
-        model_path, dtype=getattr(torch, precision.compute_dtype)
+        model_path,
+        dtype=getattr(torch, precision.compute_dtype),
+        device_map=device_map(device),
     )
     return ref.requires_grad_(False).eval()
 
@@ -219,7 +217,8 @@ def common_args(
     Mixed precision is ``precision``'s: bf16 autocast, or fp16 autocast with accelerate's
     GradScaler; TF32 matmuls where the GPU has them (None elsewhere: transformers refuses
     ``tf32=True`` without an Ampere GPU)."""
-    per_step = hp["batch_size"] * hp["grad_accum"] * hp["n_gpus"]
+    # The processes really training (WORLD_SIZE), not the option: each consumes a batch.
+    per_step = hp["batch_size"] * hp["grad_accum"] * world_size()
     total = math.ceil(n_train / per_step) * hp["epochs"]
     eval_steps = _auto_steps(hp["eval_steps"], total, 10)
     # auto: a checkpoint at each evaluation. Set values were aligned (or refused) by
@@ -255,6 +254,14 @@ def common_args(
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
         save_only_model=False,  # optimizer state is kept: resume continues exactly
+        # ...and so does early stopping: its patience counter is restored from the
+        # checkpoint (transformers' ExportableState), not restarted at 0.
+        restore_callback_states_from_checkpoint=True,
+        # Under DDP every trainable weight gets a gradient each step (adapters on the
+        # modules in the forward pass, or every weight): no search for unused ones, which
+        # transformers would turn on for a PEFT model (not a PreTrainedModel) and which
+        # breaks with gradient checkpointing.
+        ddp_find_unused_parameters=False,
     )
     if has_eval and hp["early_stopping_patience"] > 0:
         args.update(
@@ -399,7 +406,7 @@ def _make_trainer(
     model = load_model(config["base_model"], hp["tuning"], device, precision)
     extra: dict[str, Any] = {}
     if hp["method"] == "dpo" and hp["tuning"] == "full":
-        extra["ref_model"] = load_reference(config["base_model"], precision)
+        extra["ref_model"] = load_reference(config["base_model"], precision, device)
     if has_eval and hp["early_stopping_patience"] > 0:
         callbacks.append(
             EarlyStoppingCallback(early_stopping_patience=hp["early_stopping_patience"])

@@ -6,8 +6,16 @@ from ``JOB_DIR/config.json``, writes progress to the database and ``status.json`
 goes, and always ends with a final status unless it is killed outright (SIGKILL, OOM
 killer): then `LocalProvider.refresh` notices the missing process and marks it failed.
 
-SIGTERM / SIGINT ask for a clean stop: the worker saves a checkpoint at the end of the
-current step and exits with status ``cancelled``.
+SIGTERM / SIGINT, or the job directory's ``stop.request`` file, ask for a clean stop: the
+worker saves a checkpoint at the end of the current step and exits with status
+``cancelled``.
+
+Multi-process jobs (`providers.local.distributed`) run this module once per rank. Each
+rank records its pid (``worker.rank<k>.pid``, so cancel can signal it) and logs to its
+own file (rank 0: ``worker.log``; rank k: ``worker.rank<k>.log``); only rank 0 writes
+progress. At every step end the ranks agree on stopping (one all-reduce of the stop
+flag), so they all stop at the same step, save the checkpoint together and exit: a rank
+that stopped alone would leave the others waiting in the next collective.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from providers.local.distributed import agreed, rank, world_size
 from providers.local.jobdir import JobDir
 from providers.local.signals import unblock_stop_signals
 from providers.types import Artifact, JobStatus, MetricPoint
@@ -30,20 +39,39 @@ log = logging.getLogger("ftm.local.worker")
 
 
 class StopRequest:
-    """Set by the signal handler; read by the training callback at each step end."""
+    """Set by the signal handler, or by the job's stop-request file (when ``job`` is
+    given); read by the training callback at each step end."""
 
-    def __init__(self) -> None:
+    def __init__(self, job: JobDir | None = None) -> None:
+        self.job = job
         self.requested = False
         self.signal_name: str | None = None
 
     def install(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._handle)
+            # Restart system calls the signal interrupts: a rank waiting in a collective
+            # (gloo's socket reads) must go on waiting, not fail with EINTR.
+            signal.siginterrupt(sig, False)
 
     def _handle(self, signum, _frame) -> None:
         self.requested = True
         self.signal_name = signal.Signals(signum).name
         log.info("received %s: will checkpoint and stop after the current step", self.signal_name)
+
+    def check(self) -> bool:
+        """Whether this process was asked to stop (signal, or the stop-request file)."""
+        if not self.requested and self.job is not None and self.job.stop_requested():
+            self.requested = True
+            self.signal_name = self.signal_name or "stop request"
+            log.info("stop requested: will checkpoint and stop after the current step")
+        return self.requested
+
+    def agree(self) -> None:
+        """Another rank was asked to stop, and this one stops with it."""
+        if not self.requested:
+            self.requested = True
+            self.signal_name = "another rank's stop request"
 
 
 def make_progress_callback(sink, stop: StopRequest, main_process: bool = True):
@@ -64,7 +92,9 @@ def make_progress_callback(sink, stop: StopRequest, main_process: bool = True):
             self.last_tokens = state.num_input_tokens_seen
 
         def on_step_end(self, args, state, control, **kw):
-            if stop.requested:
+            # Every rank reaches this step end; they decide together (see the module doc).
+            if agreed(stop.check(), args.device):
+                stop.agree()
                 self.stopped_by_signal = True
                 control.should_save = True
                 control.should_training_stop = True
@@ -234,7 +264,7 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
     from providers.local.sink import ProgressSink
 
     config = job.read_config()
-    main = int(os.environ.get("RANK", "0")) == 0  # rank 0 under accelerate, or alone
+    main = rank() == 0  # rank 0 under accelerate, or alone
     sink = ProgressSink(
         job,
         config.get("db_url") if main else None,
@@ -247,7 +277,9 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         os.getpid(),
         config.get("attempt", 1),
     )
-    if stop.requested:  # cancelled before it began: end at once, nothing loaded
+    # Cancelled before it began: end at once, nothing loaded. Alone only: ranks must
+    # agree, and they can only once the model is loaded (the process group is up).
+    if world_size() == 1 and stop.check():
         # logged first: once the final status is out, the log is complete
         log.info("cancelled (%s) before training began", stop.signal_name)
         if main:
@@ -268,6 +300,15 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
         from transformers.trainer_callback import PrinterCallback
 
         trainer.remove_callback(PrinterCallback)  # our callback logs a readable line instead
+        if world_size() > 1:
+            log.info(
+                "rank %d of %d on %s (%s), mixed precision %s",
+                rank(),
+                world_size(),
+                trainer.args.device,
+                trainer.accelerator.distributed_type.value,
+                trainer.accelerator.mixed_precision,
+            )
         if main:
             sink.plan(
                 f"training {config['hp']['method']} ({config['hp']['tuning']}) on {plan.device}: "
@@ -288,7 +329,9 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
                 },
             )
-        if stop.requested:  # cancelled while the model was loading: nothing to save
+        # cancelled while the model was loading: nothing to save
+        if agreed(stop.check(), trainer.args.device):
+            stop.agree()
             if main:
                 sink.finished(JobStatus.CANCELLED, error=None)
             return JobStatus.CANCELLED
@@ -359,13 +402,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("usage: python -m providers.local.worker JOB_DIR", file=sys.stderr)
         return 2
+    job = JobDir(Path(argv[0]).resolve())
+    if rank() > 0:
+        # Ranks share the launcher's stdout (worker.log): give each other rank its own
+        # file, at the descriptor level so warnings and tracebacks from C code go there too.
+        fd = os.open(job.rank_log_path(rank()), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stdout, format="%(asctime)s %(levelname)s %(message)s"
     )
-    job = JobDir(Path(argv[0]).resolve())
-    stop = StopRequest()
+    stop = StopRequest(job)
     stop.install()
     unblock_stop_signals()  # a cancel that came while Python started reaches the handler now
+    if world_size() > 1:
+        job.write_rank_pid(rank(), os.getpid())  # cancel signals each rank (own sessions)
     status = run(job, stop)
     return 0 if status in (JobStatus.SUCCEEDED, JobStatus.CANCELLED) else 1
 

@@ -94,9 +94,10 @@ def test_set_status_rejects_unknown_status_names():
             repository.set_status(session, job, "paused_forever")
 
 
-def test_only_a_failed_job_can_be_resumed_from_its_checkpoint():
-    assert [s for s in JobStatus if s.can_resume_from] == [S.FAILED]
+def test_only_a_failed_or_cancelled_job_can_be_resumed_from_its_checkpoint():
+    assert [s for s in JobStatus if s.can_resume_from] == [S.FAILED, S.CANCELLED]
     assert not S.FAILED.can_move_to(S.QUEUED)  # not an ordinary move: set_status refuses it
+    assert not S.CANCELLED.can_move_to(S.QUEUED)
 
 
 def test_reopen_for_resume_moves_failed_to_queued_and_clears_the_end():
@@ -120,10 +121,10 @@ def test_reopen_for_resume_moves_failed_to_queued_and_clears_the_end():
         assert messages == ["resuming from checkpoint-10"]
 
 
-@pytest.mark.parametrize("status", ["succeeded", "cancelled", "running", "queued", "paused"])
-def test_reopen_for_resume_refuses_anything_but_failed(status):
+@pytest.mark.parametrize("status", ["succeeded", "running", "queued", "paused"])
+def test_reopen_for_resume_refuses_anything_but_failed_or_cancelled(status):
     with write_session(get_engine()) as session:
         job = _job(session, status)
-        with pytest.raises(InvalidTransition, match="only a failed job"):
+        with pytest.raises(InvalidTransition, match="only a failed or cancelled job"):
             repository.reopen_for_resume(session, job, "resume")
         assert job.status == status

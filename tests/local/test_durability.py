@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -118,5 +119,73 @@ def test_resume_refuses_a_job_that_did_not_fail(provider, tiny_model, tmp_path):
     train, _ = labelling_files(tmp_path, n_train=16)
     _, remote = launch(provider, tiny_model, train, None, epochs=1)
     assert wait_terminal(provider, remote.remote_id).status == JobStatus.SUCCEEDED
-    with pytest.raises(ProviderError, match="only a failed job"):
+    with pytest.raises(ProviderError, match="only a failed or cancelled job"):
         provider.resume_from_checkpoint(remote.remote_id)
+
+
+def test_early_stopping_patience_counts_on_after_a_resume(provider, tiny_model, tmp_path):
+    """A run stopped when its evaluation had not improved for a while resumes with the
+    patience already spent, not a fresh one (the counter is in the checkpoint)."""
+    from transformers import EarlyStoppingCallback, TrainerCallback
+
+    from providers.local.training import build_trainer
+    from providers.types import JobSpec
+    from tests.local.conftest import new_job_row
+
+    train, val = labelling_files(tmp_path, n_train=16, n_validation=8)
+    spec = JobSpec(
+        name="t",
+        base_model=str(tiny_model),
+        train_path=str(train),
+        validation_path=str(val),
+        method="full",
+        ftm_job_uid=new_job_row("t", str(tiny_model), "full"),
+        options=dict(
+            device="cpu",
+            torch_threads=1,
+            epochs=40,
+            learning_rate=2e-2,
+            batch_size=4,
+            eval_steps=2,
+            early_stopping_patience=20,
+        ),
+    )
+    job, _ = provider.write_job(provider.prepare(spec))
+    config = job.read_config()
+
+    class Watch(TrainerCallback):
+        """Stops the first run right after a checkpoint whose patience counter is > 0,
+        and notes the counter the resumed run starts with."""
+
+        trainer = None
+        counter_at_start: int | None = None
+        resumed = False
+
+        def early_stopping(self) -> EarlyStoppingCallback:
+            handler = self.trainer.callback_handler
+            return next(c for c in handler.callbacks if isinstance(c, EarlyStoppingCallback))
+
+        def on_train_begin(self, args, state, control, **kw):
+            self.counter_at_start = self.early_stopping().early_stopping_patience_counter
+
+        def on_step_end(self, args, state, control, **kw):
+            if self.resumed:  # what it started with is noted: no need to go on
+                control.should_training_stop = True
+
+        def on_save(self, args, state, control, **kw):
+            if self.early_stopping().early_stopping_patience_counter > 0:
+                control.should_training_stop = True
+
+    first = Watch()
+    first.trainer, _ = build_trainer(config, [first])
+    first.trainer.train()
+    ckpt = JobDir(job.path).last_checkpoint()
+    saved = json.loads((ckpt / "trainer_state.json").read_text())["stateful_callbacks"]
+    spent = saved["EarlyStoppingCallback"]["attributes"]["early_stopping_patience_counter"]
+    assert spent > 0 and first.trainer.state.global_step < first.trainer.state.max_steps
+
+    second = Watch()
+    second.resumed = True
+    second.trainer, _ = build_trainer(config, [second])
+    second.trainer.train(resume_from_checkpoint=str(ckpt))
+    assert second.counter_at_start == spent

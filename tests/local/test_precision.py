@@ -230,4 +230,4 @@ def test_full_dpo_gets_its_reference_model_in_the_compute_dtype(tiny_model, tmp_
     assert ref is not trainer.model and not any(p.requires_grad for p in ref.parameters())
     assert ref.dtype == torch.float32 == getattr(torch, plan.precision.compute_dtype)
     h100 = precision_for_gpus("auto", [hardware.Gpu("H100", 80 * 2**30, capability=(9, 0))])
-    assert load_reference(str(tiny_model), h100).dtype == torch.bfloat16
+    assert load_reference(str(tiny_model), h100, "cpu").dtype == torch.bfloat16

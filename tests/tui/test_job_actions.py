@@ -207,7 +207,9 @@ async def test_an_action_the_provider_cannot_do_is_greyed_and_refused():
         await pilot.press("u")
         await settle(pilot)
         assert not isinstance(app.screen, ConfirmScreen)
-        assert any("only a failed job can be continued" in m.lower() for m in _messages(app))
+        assert any(
+            "only a failed or cancelled job can be continued" in m.lower() for m in _messages(app)
+        )
         assert job_row(get_engine(), job_id).status == "running"
 
 

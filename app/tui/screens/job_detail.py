@@ -1,7 +1,8 @@
 """One job: status and figures, a loss curve, checkpoints and events; reloads itself.
 
 Actions from the keyboard: cancel (confirmed, destructive), pause, resume (a paused job, or
-a failed local job from its checkpoint: confirmed, it trains again), evaluate and promote.
+a failed or cancelled local job from its checkpoint: confirmed, it trains again), evaluate
+and promote.
 An action the job or its provider does not allow is greyed in the summary and refused
 with the reason. Every provider call runs in a thread worker and reports back by message;
 a failure is shown with `report_error`, and the app goes on.
@@ -243,7 +244,7 @@ class JobDetailScreen(Screen):
             details = f"{j.provider} continues training from step {j.step or 0}."
         else:
             last = max((c.step for c in self._last_checkpoints), default=None)
-            title = f"Continue failed job {j.id} '{j.name}' from its last checkpoint?"
+            title = f"Continue {j.status} job {j.id} '{j.name}' from its last checkpoint?"
             details = (
                 f"Training restarts from step {last} of {j.total_steps or '?'}."
                 if last is not None
