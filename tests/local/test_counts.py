@@ -6,9 +6,12 @@ from __future__ import annotations
 import pytest
 
 from providers.local.model_shape import ALL_LINEAR, load_local_shape
+from providers.local.precision import choose_precision
 from providers.types import JobSpec
 from tests.local.conftest import new_job_row
 from tests.tiny import labelling_files
+
+CPU_FP32 = choose_precision("auto", "cpu", None)
 
 
 def _norm_params(shape) -> int:
@@ -23,9 +26,9 @@ def test_a_4bit_model_counts_the_parameters_it_holds(tiny_model):
     from providers.local import training
 
     torch.set_num_threads(1)
-    quantized = training.load_model(str(tiny_model), "qlora", "cpu", False)
+    quantized = training.load_model(str(tiny_model), "qlora", "cpu", CPU_FP32)
     assert training._is_4bit(quantized)  # bitsandbytes NF4 on the CPU: packed storage
-    plain = training.load_model(str(tiny_model), "full", "cpu", False)
+    plain = training.load_model(str(tiny_model), "full", "cpu", CPU_FP32)
     shape = load_local_shape(tiny_model)
 
     total, trainable = training._counts(quantized)

@@ -10,6 +10,10 @@ import yaml
 
 from providers.local import LocalProvider
 from providers.local.jobdir import JobDir
+from providers.local.precision import choose_precision
+
+CPU_FP32 = choose_precision("auto", "cpu", None)
+BF16_GPU = choose_precision("auto", "cuda", (9, 0))
 
 
 def _hp(method: str, **over) -> dict:
@@ -59,7 +63,7 @@ def test_ddp_does_not_search_for_unused_parameters(tuning, tmp_path):
 
     from providers.local.training import common_args
 
-    args, _ = common_args(_hp(tuning, device="cpu"), tmp_path, 64, False, "cpu", False)
+    args, _ = common_args(_hp(tuning, device="cpu"), tmp_path, 64, False, "cpu", CPU_FP32)
     built = TrainingArguments(**args)
     assert built.ddp_find_unused_parameters is False
     assert built.restore_callback_states_from_checkpoint is True
@@ -70,10 +74,10 @@ def test_steps_count_the_processes_really_training(tmp_path, monkeypatch):
 
     hp = _hp("lora", device="cpu", batch_size=2, epochs=1, n_gpus=2)
     monkeypatch.setenv("WORLD_SIZE", "2")
-    _, total = common_args(hp, tmp_path, 64, False, "cpu", False)
+    _, total = common_args(hp, tmp_path, 64, False, "cpu", CPU_FP32)
     assert total == 16  # 64 rows / (2 per rank x 2 ranks)
     monkeypatch.setenv("WORLD_SIZE", "1")  # the same option, one process: twice the steps
-    assert common_args(hp, tmp_path, 64, False, "cpu", False)[1] == 32
+    assert common_args(hp, tmp_path, 64, False, "cpu", CPU_FP32)[1] == 32
 
 
 @pytest.mark.parametrize("tuning", ["lora", "full", "qlora"])
@@ -90,11 +94,11 @@ def test_each_rank_loads_its_weights_straight_onto_its_own_gpu(tuning, monkeypat
 
     monkeypatch.setattr(training.AutoModelForCausalLM, "from_pretrained", from_pretrained)
     monkeypatch.setenv("LOCAL_RANK", "1")
-    assert training.load_model("/m", tuning, "cuda", True) == "model"
+    assert training.load_model("/m", tuning, "cuda", BF16_GPU) == "model"
     assert seen["device_map"] == {"": 1}
 
     seen.clear()
-    training.load_model("/m", tuning, "cpu", False)
+    training.load_model("/m", tuning, "cpu", CPU_FP32)
     assert seen.get("device_map") in (None, {"": "cpu"})  # the CPU: where it loads anyway
 
 
