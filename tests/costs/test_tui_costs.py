@@ -70,3 +70,17 @@ async def test_costs_view_shows_a_clear_error(ftm_home):
         error = str(app.query_one("#costs-error", Static).render())
         assert "no tiktoken:o200k_base token counts" in error
         assert f"restore the directory {ds.data_dir}" in error
+
+
+async def test_no_estimate_is_asked_for_while_no_dataset_is_chosen(ftm_home):
+    """An empty dataset choice is Select.NULL in Textual 8 (Select.BLANK is a plain False
+    there): a choice of local model made before any dataset must not start an estimate of a
+    dataset named 'Select.NULL', whose error could land after the real one."""
+    messages = []
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(160, 50), message_hook=messages.append) as pilot:
+        await pilot.press("c")
+        await settle(pilot)
+        assert app.query_one("#costs-dataset", Select).value is Select.NULL
+        assert not [m for m in messages if isinstance(m, CostsView.Failed)]
+        assert "Select.NULL" not in str(app.query_one("#costs-error", Static).render())

@@ -229,7 +229,7 @@ class LaunchWizard(ModalScreen[int | None]):
 
     @on(Select.Changed, "#provider")
     def _provider_changed(self, event: Select.Changed) -> None:
-        name = None if event.value is Select.BLANK else str(event.value)
+        name = None if event.value is Select.NULL else str(event.value)
         if name == self.form.provider:
             return
         self.form.provider = name
@@ -252,7 +252,7 @@ class LaunchWizard(ModalScreen[int | None]):
         from app.jobs.providers import default_method_of  # the provider's declared default
 
         method.value = default_method_of(name) or (
-            caps.methods[0] if caps.methods else Select.BLANK
+            caps.methods[0] if caps.methods else Select.NULL
         )
         self._build_options(options)
         # Providers without "auto" take their defaults from their own options (shown open).
@@ -297,7 +297,7 @@ class LaunchWizard(ModalScreen[int | None]):
     @on(Select.Changed)
     def _select_changed(self, event: Select.Changed) -> None:
         widget_id = event.select.id or ""
-        value = None if event.value is Select.BLANK else event.value
+        value = None if event.value is Select.NULL else event.value
         if widget_id == "dataset":
             self.form.dataset = next((d for d in self._datasets if d.id == value), None)
             self._show_dataset()

@@ -152,7 +152,7 @@ class CostsView(Vertical):
 
     def current_query(self) -> CostQuery | None:
         dataset = self.query_one("#costs-dataset", Select).value
-        if dataset in (Select.BLANK, None):
+        if dataset in (Select.NULL, None):
             return None
         model = self.query_one("#costs-model", Select).value
         try:
@@ -167,7 +167,7 @@ class CostsView(Vertical):
             str(dataset),
             rpm,
             horizon,
-            "" if model in (Select.BLANK, None) else str(model),
+            "" if model in (Select.NULL, None) else str(model),
             str(self.query_one("#costs-method", Select).value),
         )
 
