@@ -113,15 +113,25 @@ class JobDir:
                 found.append((int(suffix), p))
         return max(found)[1] if found else None
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_tail(self, lines: int = 20, rank: int = 0) -> str:
+        """The last ``lines`` lines of rank ``rank``'s log ("" when there is none)."""
         try:
-            with open(self.log_path, "rb") as f:
+            with open(self.rank_log_path(rank), "rb") as f:
                 f.seek(0, os.SEEK_END)
                 f.seek(max(0, f.tell() - 64 * 1024))
                 text = f.read().decode("utf-8", "replace")
         except OSError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def other_rank_logs(self) -> list[tuple[int, Path]]:
+        """(rank, log) of each rank above 0 that wrote a log, by rank."""
+        found = []
+        for p in self.path.glob("worker.rank*.log"):
+            number = p.name.removeprefix("worker.rank").removesuffix(".log")
+            if number.isdigit():
+                found.append((int(number), p))
+        return sorted(found)
 
     # -- the worker process -------------------------------------------------------------
 

@@ -439,6 +439,10 @@ class LocalProvider(Provider):
             status = JobStatus(raw) if raw in JobStatus._value2member_map_ else status
             if not status.is_terminal:
                 tail = job.log_tail(15)
+                # A multi-process job may die of one rank: quote each other rank's end too.
+                for number, _ in job.other_rank_logs():
+                    tail += f"\n-- rank {number} ({job.rank_log_path(number).name}):\n"
+                    tail += job.log_tail(5, rank=number)
                 message = (
                     "the training worker died without a final status (killed, out of "
                     "memory or machine restart); last log lines:\n" + tail

@@ -324,6 +324,8 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
                     "model_params": plan.model_params,
                     "trainable_params": plan.trainable_params,
                     "quantized_4bit": plan.quantized,
+                    "liger_kernel": bool(trainer.args.use_liger_kernel),
+                    "world_size": world_size(),
                     # what this process was given (providers.local.devices), as it saw it
                     "devices": config.get("devices") or [],
                     "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),

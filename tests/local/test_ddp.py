@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from app.database import get_engine
 from db.engine import read_session
-from db.models import MetricPoint
+from db.models import MetricPoint, ThroughputSample
 from providers.local.jobdir import JobDir, _alive
 from providers.types import JobStatus
 from tests.local.conftest import job_row, launch, wait_terminal, wait_until
@@ -97,6 +97,12 @@ def test_two_cpu_ranks_train_with_one_progress_writer_and_a_log_each(
     assert len(_rank_pids(job)) == 2
     wait_until(lambda: not any(_alive(*p) for p in _rank_pids(job)), timeout=30)
     wait_until(lambda: not job.worker_alive(), timeout=30)  # the launcher exits too
+    # The plan and the throughput sample know two processes trained: the sample is one
+    # process's rate (tokens over both ranks / 2), written once.
+    assert job.read_status()["plan"]["world_size"] == 2
+    with read_session(get_engine()) as s:
+        samples = s.scalars(select(ThroughputSample).where(ThroughputSample.job_id == row.id))
+        assert [sample.world_size for sample in samples] == [2]
 
 
 def test_a_cancel_during_a_checkpoint_stops_every_rank_at_one_step_then_resumes(

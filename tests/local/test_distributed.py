@@ -153,3 +153,28 @@ def test_a_stop_one_rank_saw_is_agreed_by_every_rank(tmp_path):
     from providers.local.distributed import agreed
 
     assert agreed(False, "cpu") is False and agreed(True, "cpu") is True  # alone: its own
+
+
+def test_a_dead_multi_process_job_quotes_every_ranks_log(tmp_path):
+    """A multi-process job can die of one rank: the failure quotes the end of each rank's
+    own log, not only rank 0's (which may say nothing of the cause)."""
+    import subprocess
+
+    from providers.types import JobStatus
+
+    p = LocalProvider(jobs_dir=tmp_path, database_url="", python="/usr/bin/python3")
+    job = JobDir(tmp_path / "j")
+    job.path.mkdir()
+    job.write_config(
+        {"job_uid": "j", "hp": _hp("lora", n_gpus=2, device="cpu"), "base_model": "org/m"}
+    )
+    launcher = subprocess.Popen(["true"])
+    launcher.wait()
+    job.write_pid(launcher.pid)  # the launcher is gone, with no final status written
+    job.log_path.write_text("rank 0 of 2 on cpu:0 (MULTI_CPU), mixed precision no\n")
+    job.rank_log_path(1).write_text("Traceback (most recent call last):\nMemoryError: rank 1\n")
+    failed = p.refresh(str(job.path)).job
+    assert failed.status == JobStatus.FAILED
+    assert "rank 0 of 2" in failed.error.message
+    assert "-- rank 1 (worker.rank1.log):" in failed.error.message
+    assert "MemoryError: rank 1" in failed.error.message

@@ -165,6 +165,8 @@ def test_qlora_trains_a_4bit_model_on_the_cpu(provider, tiny_model, tmp_path):
     assert run(job, StopRequest()) == JobStatus.SUCCEEDED
     status = job.read_status()
     assert status["plan"]["quantized_4bit"] is True  # bitsandbytes NF4 on the CPU
+    assert status["plan"]["liger_kernel"] is False  # auto: Liger needs CUDA
+    assert status["plan"]["world_size"] == 1
     losses = _eval_losses(job)
     assert losses[-1] < losses[0]
     assert (job.adapter / "adapter_model.safetensors").is_file()
