@@ -190,26 +190,10 @@ class JobDir:
                 except ProcessLookupError:
                     pass
         return sent
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass  # not our child: nothing to reap
-        except OSError:
-            pass
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True  # exists, someone else's: cannot be ours, but be conservative
-        state = _proc_state(pid)
-        if state in {"Z", "X"}:
-            return False
-        now_start = process_start_time(pid)
-        return not (start and now_start and now_start != start)
 
     def signal_worker(self, sig: int = signal.SIGTERM) -> bool:
-        """Send ``sig`` to the worker's process group (all ranks under accelerate)."""
+        """Send ``sig`` to the worker's process group (a multi-process job's launcher: its
+        ranks run in sessions of their own, see `signal_ranks`)."""
         rec = self.read_pid()
         if rec is None or not self.worker_alive():
             return False
