@@ -251,9 +251,7 @@ class LaunchWizard(ModalScreen[int | None]):
         method.set_options([(m, m) for m in caps.methods])
         from app.jobs.providers import default_method_of  # the provider's declared default
 
-        method.value = default_method_of(name) or (
-            caps.methods[0] if caps.methods else Select.NULL
-        )
+        method.value = default_method_of(name) or (caps.methods[0] if caps.methods else Select.NULL)
         self._build_options(options)
         # Providers without "auto" take their defaults from their own options (shown open).
         common = caps.supports_auto_hyperparameters
