@@ -259,11 +259,20 @@ class LocalProvider(Provider):
                 f"{known} on {where}"
             )
         else:
-            where = "CPU RAM (available)"
-            available = hardware.available_ram_bytes()
-            line = (
-                f"estimated {est.describe()} per device against {memory.gb(available)} of {where}"
-            )
+            # CPU processes of a multi-process dry run each hold a replica in the same RAM.
+            processes = hp["n_gpus"]
+            ram = hardware.available_ram_bytes()
+            available = ram // processes
+            if processes > 1:
+                line = (
+                    f"estimated {est.describe()} per process x {processes} processes against "
+                    f"{memory.gb(ram)} of CPU RAM (available)"
+                )
+            else:
+                line = (
+                    f"estimated {est.describe()} per device against {memory.gb(ram)} of "
+                    "CPU RAM (available)"
+                )
         if est.total > available and not hp["skip_memory_check"]:
             fixes = [
                 _option_text(hp, change)

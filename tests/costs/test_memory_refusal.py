@@ -217,3 +217,17 @@ def test_suggested_changes_are_each_verified_at_any_sequence_length(seq_len):
     for change in changes:
         fixed = replace(setup, **change)
         assert memory.estimate_training_memory(shape, fixed).total <= available, change
+
+
+def test_cpu_processes_of_a_multi_process_run_share_the_ram(tmp_path):
+    """`n_gpus=N device=cpu` runs N processes, each with its own replica in the same RAM:
+    a LoRA job that fits once (fp32 weights ~ 0.6 of the RAM) is refused as two processes,
+    with the fix that makes it fit per process."""
+    ram = hardware.available_ram_bytes()
+    provider = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
+    base = model_dir(tmp_path, "m", _shape_of(0.6 * ram / 4))
+    one = spec(tmp_path, base, "lora", batch_size=1, max_seq_len=128)
+    assert provider.memory_check(one) is not None  # fits as one process
+    two = spec(tmp_path, base, "lora", batch_size=1, max_seq_len=128, n_gpus=2)
+    message = refusal(provider, two)
+    assert "per process x 2 processes against" in message
