@@ -137,7 +137,8 @@ def test_the_refusal_and_the_launch_estimate_count_dpo_and_ddp_alike(tmp_path, m
     )
     provider = LocalProvider(jobs_dir=tmp_path / "jobs", database_url="")
     line = provider.memory_check(spec)
-    figure = re.search(r"estimated (.+?\)) per device", line).group(1)
+    # two CPU processes: each holds this figure, both in the same RAM
+    figure = re.search(r"estimated (.+?\)) per process x 2 processes", line).group(1)
     assert "reference model" in figure and "DDP buckets" in figure
 
     launch = estimate_for_launch(
@@ -158,8 +159,8 @@ def test_the_refusal_and_the_launch_estimate_count_dpo_and_ddp_alike(tmp_path, m
     from providers.local import hardware
 
     with pytest.MonkeyPatch.context() as mp:
-        # a machine with one byte too few: the real estimate against it
-        mp.setattr(hardware, "available_ram_bytes", lambda: expected.total - 1)
+        # a machine with one byte too few for two replicas: the real estimate against it
+        mp.setattr(hardware, "available_ram_bytes", lambda: 2 * expected.total - 1)
         with pytest.raises(SpecRejected) as info:
             provider.create(spec)
-    assert f"estimated {figure} per device" in info.value.message
+    assert f"estimated {figure} per process x 2 processes" in info.value.message
