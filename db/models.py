@@ -317,3 +317,110 @@ class GatePolicy(SQLModel, table=True):
     min_margin_over_baseline: float = 0.0
     max_general_drop: float = 0.05
     max_breakeven_requests: int | None = None
+
+
+# --------------------------------------------------------------------------- serving
+
+
+class Deployment(SQLModel, table=True):
+    """A model made callable: a billed endpoint (dedicated), a hosted model billed per
+    token (serverless), or a server ftm runs itself (local). Kept after it stops, with its
+    times, so cost to date and idle stops can be accounted for. No secrets: the provider's
+    key stays in the provider's settings."""
+
+    __tablename__ = "deployments"
+    id: int | None = Field(default=None, primary_key=True)
+    provider: str = Field(index=True)
+    model: str
+    """The model (or adapter path) served."""
+    task: str | None = None
+    alias: str | None = None
+    """The alias it was deployed for (``TASK:ALIAS``); None for a model deployed by name."""
+    kind: str  # dedicated | serverless | local
+    hardware: str | None = None
+    """The provider's hardware id (e.g. Together's ``2x_nvidia_h100_80gb_sxm``), or the
+    local device; None for serverless."""
+    min_replicas: int = 1
+    max_replicas: int = 1
+    state: str = Field(default="pending", index=True)
+    # pending | running | stopping | stopped | failed | deleted
+    remote_id: str | None = Field(default=None, index=True)
+    """The provider's endpoint id; None for serverless and local."""
+    endpoint_url: str | None = None
+    usd_per_hour: float | None = None
+    """Price of the running deployment per hour (all replicas at min_replicas); None for
+    serverless, which is billed per token at the catalog's price."""
+    started_at: datetime | None = _ts()
+    stopped_at: datetime | None = _ts()
+    stop_reason: str | None = None
+    """Why it stopped: ``user``, ``idle`` (no traffic for ``idle_stop_s``), ``failed``."""
+    idle_stop_s: int | None = None
+    """Stop after this many seconds without a request; None: never stopped for idleness."""
+    last_request_at: datetime | None = _ts()
+    requests_served: int = 0
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+
+
+class GatewayKey(SQLModel, table=True):
+    """A key a client of `ftm serve` authenticates with. Only its hash is stored (see
+    app/gateway/keys.py): the key itself is shown once, when it is created."""
+
+    __tablename__ = "gateway_keys"
+    __table_args__ = (
+        # A name is unique among live keys only: a revoked key's name can be issued again.
+        sa.Index(
+            "ix_gateway_keys_live_name",
+            "name",
+            unique=True,
+            sqlite_where=sa.text("revoked_at IS NULL"),
+            postgresql_where=sa.text("revoked_at IS NULL"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    name: str
+    key_hash: str = Field(unique=True)
+    """Hex sha256 of the whole key."""
+    prefix: str = Field(index=True)
+    """The key's first characters (``ftm_gw_`` and 6 more): shown in lists so a person can
+    tell keys apart, and used to find a key's row; not enough to guess the rest."""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    revoked_at: datetime | None = _ts()
+    last_used_at: datetime | None = _ts()
+
+
+class GatewayRequest(SQLModel, table=True):
+    """One request through the gateway: the log that measured traffic and per-alias cost
+    are computed from."""
+
+    __tablename__ = "gateway_requests"
+    __table_args__ = (
+        # "this alias, this month": the per-alias cost and traffic queries.
+        sa.Index("ix_gateway_requests_task_alias_created_at", "task", "alias", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(unique=True)
+    """The gateway's id for the request: a batch written twice (after a crash) cannot log
+    a request twice."""
+    created_at: datetime = Field(
+        default_factory=utcnow, sa_type=sa.DateTime(timezone=True), index=True
+    )
+    """When the request arrived."""
+    task: str | None = None
+    alias: str | None = None
+    """None when the requested model named no known task."""
+    provider: str | None = None
+    model: str | None = None
+    """The holder that answered (None when none was resolved)."""
+    deployment_id: int | None = Field(
+        default=None, foreign_key="deployments.id", ondelete="SET NULL", index=True
+    )
+    route: str = "primary"  # primary | canary | shadow
+    key_name: str | None = None
+    latency_ms: float | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    status_code: int
+    error_code: str | None = None
+    """The OpenAI-style error code returned (``model_not_found``...), None on success."""

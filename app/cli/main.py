@@ -31,6 +31,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.models", "migrate"),
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
+    ("app.cli.keys", "keys"),
 ]
 
 

@@ -1,0 +1,76 @@
+"""Migration 0004 (deployments, gateway keys, request log) on a database in use."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from db import migrate
+from db.engine import make_engine, read_session, write_session
+from db.models import Deployment, GatewayKey, GatewayRequest, Job
+
+BEFORE = "0003_throughput_world_size_flops_facts"
+NEW_TABLES = {"deployments", "gateway_keys", "gateway_requests"}
+
+
+def test_upgrade_from_0003_keeps_the_data_and_downgrade_removes_only_the_new_tables(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, BEFORE)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO jobs (uid, name, provider, base_model, method, status, simulated, "
+                "stalled, created_at, updated_at) VALUES ('u1', 'kept', 'openai', 'm', "
+                "'supervised', 'succeeded', 0, 0, '2026-11-30 10:00:00', '2026-11-30 10:00:00')"
+            )
+        )
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0004_deployments_gateway"
+    assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
+    with read_session(engine) as s:
+        assert [j.name for j in s.exec(select(Job))] == ["kept"]
+    with write_session(engine) as s:  # the new tables take rows with their defaults
+        deployment = Deployment(provider="together", model="m", kind="dedicated")
+        s.add(deployment)
+        s.flush()
+        s.add(GatewayRequest(request_id="r1", status_code=200, deployment_id=deployment.id))
+    with read_session(engine) as s:
+        (d,) = s.exec(select(Deployment)).all()
+        assert (d.state, d.min_replicas, d.requests_served) == ("pending", 1, 0)
+        assert s.exec(select(GatewayRequest)).one().route == "primary"
+
+    migrate.downgrade(engine, BEFORE)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert not NEW_TABLES & tables
+    with read_session(engine) as s:
+        assert [j.name for j in s.exec(select(Job))] == ["kept"]
+    migrate.upgrade(engine)  # and up again, from the downgraded state
+    assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
+
+
+def test_a_name_is_unique_among_live_keys_only(tmp_path):
+    """The partial unique index: two live keys cannot share a name, a revoked one can."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'k.db'}")
+    migrate.upgrade(engine)
+    with write_session(engine) as s:
+        s.add(GatewayKey(name="app", key_hash="a", prefix="p", revoked_at=sa.func.now()))
+        s.add(GatewayKey(name="app", key_hash="b", prefix="p"))
+    try:
+        with write_session(engine) as s:
+            s.add(GatewayKey(name="app", key_hash="c", prefix="p"))
+    except sa.exc.IntegrityError:
+        return
+    raise AssertionError("a second live key named 'app' was accepted")
+
+
+def test_the_request_log_is_indexed_for_per_alias_per_month_queries(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'i.db'}")
+    migrate.upgrade(engine)
+    query = (
+        "EXPLAIN QUERY PLAN SELECT count(*), sum(cost_usd) FROM gateway_requests "
+        "WHERE task = 'routing' AND alias = 'production' "
+        "AND created_at >= '2026-12-01' AND created_at < '2027-01-01'"
+    )
+    with engine.connect() as conn:
+        plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(query))
+    assert "ix_gateway_requests_task_alias_created_at" in plan, plan
