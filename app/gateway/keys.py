@@ -131,10 +131,8 @@ def create(engine: Engine, name: str) -> CreatedKey:
     )
     try:
         with write_session(engine) as session:
-            if _live(session, name) is not None:
-                raise duplicate
             session.add(row)
-    except sa.exc.IntegrityError:  # a concurrent create took the name between check and add
+    except sa.exc.IntegrityError:  # the unique index on live names: one truth, no race
         raise duplicate from None
     return CreatedKey(_info(row), key)
 
