@@ -21,6 +21,14 @@ MLP_MODULES = ("gate_proj", "up_proj", "down_proj")
 ALL_LINEAR = ATTENTION_MODULES + MLP_MODULES
 
 
+def target_names(option: str) -> tuple[str, ...]:
+    """The modules the ``target_modules`` option names: every linear projection for
+    ``all-linear``, else its comma-separated list."""
+    if option == "all-linear":
+        return ALL_LINEAR
+    return tuple(t.strip() for t in str(option).split(",") if t.strip())
+
+
 class ShapeError(ValueError):
     """A config.json (or a LoRA target) this shape model cannot read."""
 

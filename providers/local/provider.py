@@ -28,7 +28,7 @@ from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import devices, distributed, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
-from providers.local.model_shape import ALL_LINEAR, load_local_shape
+from providers.local.model_shape import load_local_shape, target_names
 from providers.local.precision import Precision, PrecisionError, precision_for_gpus
 from providers.local.recipe import recipe_from_local_job, translate_for_local
 from providers.local.settings import LocalSettings
@@ -748,18 +748,12 @@ def training_setup(
 ) -> memory.TrainingSetup:
     """The memory estimator's setup for resolved hyperparameters ``hp`` on ``device``, in
     ``precision`` (None: what ``bf16=auto`` picks there on a bf16 GPU)."""
-    targets = hp["target_modules"]
-    targets = (
-        ALL_LINEAR
-        if targets == "all-linear"
-        else tuple(t.strip() for t in str(targets).split(",") if t.strip())
-    )
     return memory.TrainingSetup(
         method=hp["tuning"],
         seq_len=hp["max_seq_len"],
         micro_batch=hp["batch_size"],
         rank=hp["r"],
-        targets=targets,
+        targets=target_names(hp["target_modules"]),
         gradient_checkpointing=bool(hp["gradient_checkpointing"]),
         device=device,
         precision=precision,

@@ -144,7 +144,7 @@ def loading_kwargs(loading: dict[str, Any], device: str, *, place: bool = False)
             bnb_4bit_compute_dtype=getattr(torch, quant["compute_dtype"]),
         )
     if quant or place:
-        kwargs["device_map"] = {"": local_rank() if device == "cuda" else "cpu"}
+        kwargs["device_map"] = device_map(device) or {"": "cpu"}
     return kwargs
 
 

@@ -207,7 +207,7 @@ def flops_facts(model_config, config: dict, context: float):
     config this shape model cannot read (no FLOPs then: the estimator cannot size it
     either)."""
     from providers.local.flops import FlopsFacts
-    from providers.local.model_shape import ALL_LINEAR, ShapeError, shape_from_config
+    from providers.local.model_shape import ShapeError, shape_from_config, target_names
 
     hp = config["hp"]
     try:
@@ -215,13 +215,7 @@ def flops_facts(model_config, config: dict, context: float):
         if hp["tuning"] == "full":
             trainable = shape.params
         else:
-            targets = hp["target_modules"]
-            names = (
-                ALL_LINEAR
-                if targets == "all-linear"
-                else tuple(t.strip() for t in targets.split(",") if t.strip())
-            )
-            trainable = shape.lora_params(hp["r"], names)
+            trainable = shape.lora_params(hp["r"], target_names(hp["target_modules"]))
     except ShapeError:
         return None
     return FlopsFacts(
