@@ -34,11 +34,13 @@ from providers.types import (
     ChatMessage,
     Completion,
     Deployment,
+    HardwareOption,
     JobSpec,
     ProviderLifecycle,
     ProviderQuote,
     Refresh,
     RemoteJob,
+    Upstream,
 )
 
 
@@ -252,15 +254,68 @@ class Provider(ABC):
         model is called by its own id."""
         return None
 
-    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+    def deploy(
+        self,
+        model: str,
+        *,
+        wait: bool = True,
+        hardware: str | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+    ) -> Deployment:
         """Create the deployment ``model`` answers from (once: asking again returns the
-        same one) and, with ``wait``, wait until it is ready.
+        same one, started again if it was stopped) and, with ``wait``, wait until it is
+        ready. ``hardware``: one of `deployment_hardware`'s ids (None: the provider's
+        configured default); replicas where the provider scales.
 
         Raises:
             UnsupportedOperation: the provider serves models without deployments.
             ProviderError: the deployment was refused or did not become ready.
         """
         raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
+
+    def deployment_kind(self, model: str) -> str:
+        """How ``model`` is served: ``serverless`` (called by its id, billed per token:
+        nothing to deploy), ``dedicated`` (a billed deployment the provider runs) or
+        ``local`` (a server ftm runs on this machine). No network. Default: serverless."""
+        return "serverless"
+
+    def deployment_hardware(self, model: str) -> list[HardwareOption]:
+        """The hardware ``model`` can be deployed on, with its price per hour (Together's
+        ``/hardware``). Default: none to choose from."""
+        return []
+
+    def deployment_status(self, deployment: Deployment) -> Deployment:
+        """The deployment as the provider sees it now (its state may have moved).
+
+        Raises:
+            ProviderError: the provider could not be asked.
+        """
+        raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
+
+    def stop_deployment(self, deployment: Deployment) -> Deployment:
+        """Stop it (billing stops; it can be started again by `deploy`). Stopping a
+        stopped deployment is not an error.
+
+        Raises:
+            ProviderError: the provider refused or could not be reached.
+        """
+        raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
+
+    def delete_deployment(self, deployment: Deployment) -> None:
+        """Delete it for good. Deleting one already gone is not an error.
+
+        Raises:
+            ProviderError: the provider refused or could not be reached.
+        """
+        raise UnsupportedOperation(f"{self.display_name} serves models without deployments")
+
+    def upstream(self, model: str, deployment: Deployment | None = None) -> Upstream | None:
+        """Where the gateway forwards an OpenAI-compatible chat request for ``model``
+        (served from ``deployment`` when it has one): base URL, the model name to send,
+        auth headers. No network. Default: None, no OpenAI-compatible endpoint; the
+        gateway answers through `complete` instead (no token-by-token streaming)."""
+        return None
 
     def configured(self) -> bool:
         """Whether its settings say where to send jobs (no network, no key lookup): a new

@@ -283,6 +283,18 @@ class Deployment:
     model: str
     state: str
     """The provider's provisioning state (e.g. Creating, Succeeded, Failed)."""
+    remote_id: str | None = None
+    """The provider's id for it (Together's endpoint id), when it has one besides
+    ``name``; None where the name is the id (Azure) or for a local server."""
+    endpoint_url: str | None = None
+    """Where it answers, when that is not the provider's usual endpoint (a local
+    server's ``http://127.0.0.1:PORT/v1``); None: `Provider.model_endpoint`."""
+    hardware: str | None = None
+    """The hardware it runs on, in the provider's words (a Together hardware id, a
+    local device)."""
+    usd_per_hour: float | None = None
+    """What it costs per hour while running (all its minimum replicas), when the
+    provider says; None: billed per token, or unknown."""
 
     @property
     def ready(self) -> bool:
@@ -291,3 +303,31 @@ class Deployment:
     @property
     def failed(self) -> bool:
         return self.state.lower() in ("failed", "canceled", "cancelled")
+
+
+@dataclass(frozen=True)
+class HardwareOption:
+    """One hardware configuration a model can be deployed on (`Provider.deployment_hardware`)."""
+
+    id: str
+    """The provider's id, passed back to `Provider.deploy` as ``hardware``."""
+    description: str
+    usd_per_hour: float | None
+    """Per replica per hour, as the provider prices it; None when not priced."""
+    available: bool = True
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where the gateway (`ftm serve`) forwards an OpenAI-compatible chat request for a
+    model: POST ``{base_url}/chat/completions`` with ``model`` replaced by ``model`` and
+    these ``headers`` (the provider's auth) and ``params`` (query, e.g. Azure's
+    api-version). Carries a secret in ``headers``: never log or store it."""
+
+    base_url: str
+    model: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:  # the headers hold the provider's key
+        return f"Upstream(base_url={self.base_url!r}, model={self.model!r})"

@@ -230,7 +230,15 @@ class AzureOpenAIProvider(OpenAIProvider):
             return deployment_name(model, self.azure.deployment_prefix)
         return dict(self.azure.base_deployments).get(model, model)
 
-    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+    def deploy(
+        self,
+        model: str,
+        *,
+        wait: bool = True,
+        hardware: str | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+    ) -> Deployment:
         name = self.deployment_for(model)
         found = self._retrying(
             f"reading deployment {name}",

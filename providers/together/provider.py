@@ -598,7 +598,15 @@ class TogetherProvider(Provider):
             return None
         return str(found["name"]) if found else None
 
-    def deploy(self, model: str, *, wait: bool = True) -> Deployment:
+    def deploy(
+        self,
+        model: str,
+        *,
+        wait: bool = True,
+        hardware: str | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+    ) -> Deployment:
         """The dedicated endpoint serving ``model``: the account's existing one (started
         again if stopped), else a new one on ``endpoint_hardware`` with one replica, created
         exactly once (after a lost answer ftm looks before sending again: never two billed
