@@ -1,0 +1,1 @@
+"""Deployments: models made callable, as billed records (issue 13)."""
