@@ -97,7 +97,23 @@ def _count(value: float | None) -> str:
     help="Gradient checkpointing.",
 )
 @click.option("--epochs", type=int, help="Epochs (default: auto when hosted, 3 locally).")
-@click.option("--requests-per-month", type=float, default=10_000, show_default=True)
+@click.option(
+    "--requests-per-month",
+    type=float,
+    help="Price at this traffic (a what-if). Default: the traffic the gateway measured "
+    "for the dataset's task over --window-days, else 10,000.",
+)
+@click.option(
+    "--task",
+    help="Measure the traffic of this task (default: the tasks evaluated on DATASET).",
+)
+@click.option(
+    "--window-days",
+    type=click.FloatRange(min=1),
+    default=30,
+    show_default=True,
+    help="Measure traffic over the last N days of the gateway log.",
+)
 @click.option("--horizon-months", type=float, default=12, show_default=True)
 @click.option(
     "--k",
@@ -124,19 +140,26 @@ def estimate(
     packing: bool,
     checkpointing: bool,
     epochs: int | None,
-    requests_per_month: float,
+    requests_per_month: float | None,
+    task: str | None,
+    window_days: float,
     horizon_months: float,
     k: int | None,
     as_json: bool,
 ) -> None:
     """Price every option for DATASET side by side: hosted and local training, inference
-    per request against the base model with few-shot examples, and the break-even."""
+    per request against the base model with few-shot examples, and the break-even.
+
+    Traffic: a --requests-per-month you give wins; without one, the requests/month and the
+    prompt and reply sizes the gateway (`ftm serve`) measured for the task, when it has
+    any; else 10,000 requests/month, assumed. The output says which."""
     from app.costs.catalog import load_catalog
     from app.costs.compare import compare
     from app.costs.dataset_inputs import find_dataset
     from app.costs.errors import CostError
     from app.costs.local_memory import LocalTrainingConfig
     from app.costs.model_shapes import resolve_targets
+    from app.costs.traffic import tasks_of_dataset, traffic_for
     from app.database import get_engine
     from db.engine import read_session
 
@@ -155,8 +178,15 @@ def estimate(
             n_gpu=n_gpu,
             epochs=epochs or 3,
         )
-        with read_session(get_engine()) as session:
+        engine = get_engine()
+        with read_session(engine) as session:
             ds = find_dataset(session, dataset)
+            traffic = traffic_for(
+                engine,
+                given=requests_per_month,
+                task=task or tasks_of_dataset(engine, ds.id),
+                window_days=window_days,
+            )
             result = compare(
                 session,
                 ds,
@@ -169,11 +199,11 @@ def estimate(
                 cloud=cloud,
                 serve_gpu=serve_gpu,
                 utilization=utilization,
-                requests_per_month=requests_per_month,
                 horizon_months=horizon_months,
                 k=k,
                 n_epochs=epochs if epochs else "auto",
                 catalog=catalog,
+                traffic=traffic,
             )
     except CostError as e:
         raise UserError(str(e)) from None
@@ -199,6 +229,7 @@ def _estimate_columns(horizon_months: float) -> list[Column]:
 def _print_comparison(result) -> None:
     from app.cli.tables import console as console_for_tables
     from app.cli.tables import print_table
+    from app.costs.traffic import Traffic
 
     console = console_for_tables()
     rpm = result.requests_per_month
@@ -224,8 +255,14 @@ def _print_comparison(result) -> None:
             ]
         )
     print_table(_estimate_columns(result.horizon_months), rows, title=title)
+    console.print(Traffic(**result.traffic).describe(), markup=False)
+    where = (
+        "prompt and reply from the gateway log"
+        if result.traffic["source"] == "measured"
+        else f"measured on {p['sampled']} examples"
+    )
     console.print(
-        f"Request shape (measured on {p['sampled']} examples): prompt "
+        f"Request shape ({where}): prompt "
         f"{p['prompt_tokens']:.0f} tokens, reply {p['output_tokens']:.0f}; baseline adds "
         f"k={p['k']} examples of ~{p['shot_tokens']:.0f} tokens ({p['k_reason']})."
     )

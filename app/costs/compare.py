@@ -13,7 +13,7 @@ serves, marked "stops at month N", and left out of the cheapest.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -24,6 +24,7 @@ from app.costs.breakeven import break_even_requests, cumulative_cost
 from app.costs.catalog import Catalog, load_catalog
 from app.costs.dataset_inputs import (
     DEFAULT_TOKENIZER,
+    PromptProfile,
     local_model_counts,
     prompt_profile,
     token_counts,
@@ -39,6 +40,7 @@ from app.costs.inference import (
 from app.costs.local_memory import LocalTrainingConfig
 from app.costs.local_training import estimate_local_training
 from app.costs.model_shapes import model_shape
+from app.costs.traffic import Traffic, assumed
 from app.lifecycle import (
     DAYS_PER_MONTH,
     ServingWindow,
@@ -109,6 +111,9 @@ class Comparison:
     catalog: dict
     today: str
     horizon_rule: str = HORIZON_RULE
+    traffic: dict = field(default_factory=dict)
+    """`app.costs.traffic.Traffic.to_dict()`: where requests_per_month (and, when measured,
+    the prompt and reply sizes) came from."""
 
     @property
     def baseline(self) -> Option:
@@ -173,9 +178,16 @@ def compare(
     n_epochs: int | str = "auto",
     catalog: Catalog | None = None,
     today: date | None = None,
+    traffic: Traffic | None = None,
 ) -> Comparison:
     """Price every option for ``dataset`` at ``requests_per_month``: each model on every
-    provider in scope (``provider``, or all that declare prices) that prices it."""
+    provider in scope (``provider``, or all that declare prices) that prices it.
+
+    ``traffic`` (`app.costs.traffic.traffic_for`) replaces ``requests_per_month``; when
+    measured, its mean prompt and reply sizes replace the dataset's (the baseline still
+    adds its k examples to the measured prompt)."""
+    traffic = traffic or assumed(requests_per_month)
+    requests_per_month = traffic.requests_per_month
     catalog = catalog or load_catalog()
     choices = price_scopes(catalog)
     if provider not in choices:
@@ -215,7 +227,9 @@ def compare(
         parse_gpu_set(serve_gpu, catalog)
 
     train = token_counts(session, dataset, DEFAULT_TOKENIZER)
-    profile = prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k)
+    profile = _measured_shape(
+        prompt_profile(dataset, DEFAULT_TOKENIZER.split(":")[1], k=k), traffic
+    )
 
     base_cost = hosted_request_cost(
         profile, baseline_model, catalog, fine_tuned=False, provider=baseline_provider
@@ -342,7 +356,20 @@ def compare(
             "files": list(catalog.files),
         },
         today=today.isoformat(),
+        traffic=traffic.to_dict(),
     )
+
+
+def _measured_shape(profile: PromptProfile, traffic: Traffic) -> PromptProfile:
+    """The dataset's request shape, with the prompt and reply sizes the gateway measured
+    (when it logged them)."""
+    if not traffic.measured:
+        return profile
+    sizes = {
+        "prompt_tokens": traffic.prompt_tokens,
+        "output_tokens": traffic.completion_tokens,
+    }
+    return replace(profile, **{k: v for k, v in sizes.items() if v is not None})
 
 
 def price_scopes(catalog: Catalog | None = None) -> list[str]:
