@@ -426,3 +426,90 @@ def _catalog_dict(catalog, today: date) -> dict:
         "defaults": catalog.defaults,
         "sources": {k: asdict(v) for k, v in catalog.sources.items()},
     }
+
+
+@click.group("costs")
+def costs() -> None:
+    """What serving costs, measured: per alias this month (`ftm costs aliases`)."""
+
+
+ALIAS_COLUMNS = [
+    Column("alias", min_width=14, cut="middle"),
+    Column("requests", align="right"),
+    Column("tokens", priority=2, align="right"),
+    Column("hours", priority=2, align="right"),
+    Column("total", align="right"),
+    Column("per 1k req", align="right"),
+    Column("break-even", priority=1, align="right"),
+]
+
+
+@costs.command("aliases")
+@click.option("--task", help="Only this task's aliases.")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def costs_aliases(task: str | None, as_json: bool) -> None:
+    """Each TASK:ALIAS's cost this calendar month: requests served through `ftm serve`,
+    token cost from the request log, deployment hours, cost per 1,000 requests, and the
+    break-even against the few-shot baseline recomputed on the actual traffic."""
+    from app.cli.tables import console as console_for_tables
+    from app.cli.tables import print_table
+    from app.costs.alias_costs import alias_costs
+    from app.database import get_engine
+
+    result = alias_costs(get_engine(), task=task)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    console = console_for_tables()
+    if not result.aliases and not result.unattributed:
+        console.print(
+            f"No gateway traffic or running deployment in {result.month}"
+            + (f" for task {task}" if task else "")
+            + "; serve an alias with `ftm serve` to measure it.",
+            markup=False,
+        )
+        return
+    rows = [
+        [
+            a.name,
+            f"{a.requests:,}",
+            _usd(a.token_usd),
+            _usd(a.deployment_usd),
+            _usd(a.total_usd),
+            _usd(a.per_1k_usd),
+            _break_even_cell(a.break_even),
+        ]
+        for a in result.aliases
+    ]
+    print_table(
+        ALIAS_COLUMNS,
+        rows,
+        title=f"Cost per alias in {result.month} (to {result.now:%Y-%m-%d %H:%M} UTC)",
+    )
+    for a in result.aliases:
+        facts = [f"held by {a.holder}" if a.holder else "no holder now"]
+        if a.requests_per_month is not None:
+            facts.append(f"{a.requests_per_month:,.0f} requests/month measured")
+        if a.shadow_usd:
+            facts.append(f"{_usd(a.shadow_usd)} of the tokens on shadow copies")
+        for d in a.deployments:
+            share = "" if d["share"] == 1 else f", {d['share']:.0%} of it"
+            facts.append(
+                f"deployment {d['id']} {d['hours']:.1f} h x {_usd(d['usd_per_hour'])}/h{share}"
+            )
+        if a.break_even is not None:
+            facts.append(f"break-even: {a.break_even.note}")
+        console.print(f"{a.name}: " + "; ".join(facts) + ".", markup=False)
+    for d in result.unattributed:
+        console.print(
+            f"Deployment {d['id']} ({d['provider']} {d['model']}) served no alias this "
+            f"month: {_usd(d['usd'])} for {d['hours']:.1f} h; see `ftm deployments list`.",
+            markup=False,
+        )
+
+
+def _break_even_cell(found) -> str:
+    if found is None or found.requests is None:
+        return "never" if found is not None and found.note.startswith("never") else "-"
+    cell = _count(found.requests)
+    return cell + (f" ({found.months:.1f} mo)" if found.months is not None else "")

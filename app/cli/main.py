@@ -23,6 +23,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.jobs", "watch"),
     ("app.cli.costs", "estimate"),
     ("app.cli.costs", "prices"),
+    ("app.cli.costs", "costs"),
     ("app.cli.evaluate", "eval_command"),
     ("app.cli.evaluate", "compare_command"),
     ("app.cli.models", "models"),
