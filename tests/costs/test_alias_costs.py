@@ -112,6 +112,10 @@ def test_tokens_plus_half_a_month_of_hours_per_1000_requests(half_month_deployme
         started_at=START - timedelta(days=10),
         stopped_at=START - timedelta(days=2),
     )
+    # One up since last month: only this month's 15.5 days are this month's money.
+    add_deployment(
+        usd_per_hour=1.0, task="tickets", alias="staging", started_at=START - timedelta(days=10)
+    )
     found = {a.name: a for a in alias_costs(get_engine(), now=NOW).aliases}
     prod = found["tickets:production"]
     assert prod.requests == 600  # shadow and failed rows are not requests served
@@ -122,8 +126,9 @@ def test_tokens_plus_half_a_month_of_hours_per_1000_requests(half_month_deployme
     assert prod.total_usd == pytest.approx(total)
     assert prod.per_1k_usd == pytest.approx(total / 600 * 1000)
     staging = found["tickets:staging"]
-    assert (staging.requests, staging.deployment_usd) == (40, 0)
-    assert staging.per_1k_usd == pytest.approx(1.0)
+    assert staging.requests == 40
+    assert staging.deployment_usd == pytest.approx(15.5 * 24 * 1.0)
+    assert staging.per_1k_usd == pytest.approx((40 * 0.001 + 15.5 * 24) / 40 * 1000)
 
 
 def test_a_deployment_serving_two_aliases_is_split_by_their_requests(half_month_deployment):
