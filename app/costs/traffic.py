@@ -74,11 +74,11 @@ class Traffic:
                 f"{rpm}{shape}."
             )
         if self.given:
-            return f"Traffic assumed: {rpm} (given: --requests-per-month)."
-        why = f"; {self.scope}" if self.scope else ""
+            return f"Traffic assumed: {rpm}, the figure given (a what-if)."
+        why = f" ({self.scope})" if self.scope else ""
         return (
-            f"Traffic assumed: {rpm} (the default of --requests-per-month{why}); "
-            "serve the task through `ftm serve` to measure it."
+            f"Traffic assumed: {rpm}, the default{why}; serve the task through "
+            "`ftm serve` to measure it."
         )
 
     def to_dict(self) -> dict:

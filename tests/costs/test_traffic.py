@@ -79,7 +79,7 @@ def test_the_users_figure_without_traffic_and_when_given():
     # A figure the user gives is a what-if: it wins over the measurement.
     what_if = traffic_for(engine, given=2_500, task="tickets", now=NOW)
     assert what_if.source == "assumed" and what_if.requests_per_month == 2_500
-    assert "given: --requests-per-month" in what_if.describe()
+    assert "the figure given" in what_if.describe()
     # No task known for the data: nothing to measure.
     assert traffic_for(engine, given=None, task=[], now=NOW).source == "assumed"
 
@@ -120,7 +120,7 @@ def test_estimate_prices_the_measured_traffic_of_the_datasets_task(make_dataset)
     what_if = json.loads(estimate("--requests-per-month", "50000", "--json"))
     assert what_if["traffic"]["source"] == "assumed" and what_if["requests_per_month"] == 50_000
     assert what_if["profile"]["prompt_tokens"] != pytest.approx(200)
-    assert "Traffic assumed: 50,000 requests/month (given" in estimate(
+    assert "Traffic assumed: 50,000 requests/month, the figure given" in estimate(
         "--requests-per-month", "50000"
     )
     # Another task's traffic is not this dataset's.

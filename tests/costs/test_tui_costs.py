@@ -31,7 +31,9 @@ async def test_costs_view_compares_options_and_charts_them(ftm_home):
             k.startswith("local:") for k in keys
         )
         computed = [m for m in messages if isinstance(m, CostsView.Computed)]
-        assert computed and computed[-1].query.requests_per_month == 10_000
+        # No figure typed and no gateway traffic: the default, assumed.
+        assert computed and computed[-1].query.requests_per_month is None
+        assert computed[-1].result.requests_per_month == 10_000
         result = computed[-1].result
         detail = str(view.query_one("#costs-detail", Static).render())
         assert result.option(result.cheapest).label in detail and "Prices as of" in detail

@@ -52,10 +52,26 @@ class CostQuery:
     """What the user asked to price."""
 
     dataset: str
-    requests_per_month: float
+    requests_per_month: float | None
+    """The user's figure (a what-if); None: measured traffic, else the default."""
     horizon_months: float
     local_model: str
     method: str
+
+
+def _alias_line(cost) -> str:
+    """One alias's money this month (`app.costs.alias_costs.AliasCost`)."""
+    be = cost.break_even
+    pays = (
+        f"break-even {be.requests:,.0f} req"
+        if be is not None and be.requests is not None
+        else "no break-even"
+    )
+    return (
+        f"This month {cost.name}: {cost.requests:,} req, {_usd(cost.total_usd)} (tokens "
+        f"{_usd(cost.token_usd)} + hours {_usd(cost.deployment_usd)}), "
+        f"{_usd(cost.per_1k_usd)}/1k req, {pays}."
+    )
 
 
 class CostsView(Vertical):
@@ -83,6 +99,9 @@ class CostsView(Vertical):
         query: CostQuery
         result: Any
         """An `app.costs.compare.Comparison`."""
+        aliases: Any = None
+        """`app.costs.alias_costs.AliasCost` of each alias of the dataset's tasks this
+        month."""
 
     @dataclass
     class Failed(Message):
@@ -93,7 +112,7 @@ class CostsView(Vertical):
         with Horizontal(id="costs-controls"):
             yield Select([], prompt="dataset", id="costs-dataset", allow_blank=True)
             yield Label("requests/month")
-            yield Input("10000", id="costs-rpm", type="number")
+            yield Input(placeholder="measured", id="costs-rpm", type="number")
             yield Label("months")
             yield Input("12", id="costs-horizon", type="number")
             yield Select([], prompt="local model", id="costs-model", allow_blank=True)
@@ -156,7 +175,8 @@ class CostsView(Vertical):
             return None
         model = self.query_one("#costs-model", Select).value
         try:
-            rpm = float(self.query_one("#costs-rpm", Input).value)
+            typed = self.query_one("#costs-rpm", Input).value.strip()
+            rpm = float(typed) if typed else None
             horizon = float(self.query_one("#costs-horizon", Input).value)
         except ValueError:
             self.query_one("#costs-error", Static).update(
@@ -187,22 +207,29 @@ class CostsView(Vertical):
         from app.costs.dataset_inputs import find_dataset
         from app.costs.errors import CostError
         from app.costs.local_memory import LocalTrainingConfig
+        from app.costs.traffic import tasks_of_dataset, traffic_for
 
+        engine = get_engine()
         try:
-            with read_session(get_engine()) as session:
+            with read_session(engine) as session:
                 dataset = find_dataset(session, query.dataset)
+                tasks = tasks_of_dataset(engine, dataset.id)
+                traffic = traffic_for(engine, given=query.requests_per_month, task=tasks)
                 result = compare(
                     session,
                     dataset,
                     local_models=[query.local_model] if query.local_model else None,
                     local_config=LocalTrainingConfig(method=query.method),
-                    requests_per_month=query.requests_per_month,
                     horizon_months=query.horizon_months,
+                    traffic=traffic,
                 )
         except CostError as e:
             self.post_message(self.Failed(query, str(e)))
             return
-        self.post_message(self.Computed(query, result))
+        from app.costs.alias_costs import alias_costs
+
+        aliases = [a for t in tasks for a in alias_costs(engine, task=t).aliases]
+        self.post_message(self.Computed(query, result, aliases))
 
     @on(Failed)
     @unless_torn_down
@@ -242,12 +269,14 @@ class CostsView(Vertical):
         if result.stopping:
             warnings.append(f"(mN): stops serving in month N; {result.horizon_rule}.")
         p = result.profile
+        from app.costs.traffic import Traffic
+
         self.query_one("#costs-detail", Static).update(
-            f"{result.verdict()} Traffic: {result.requests_per_month:,.0f} "
-            f"requests/month. Baseline: k={p['k']} examples "
-            f"({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
+            f"{result.verdict()} {Traffic(**result.traffic).describe()} Baseline: "
+            f"k={p['k']} examples ({p['k_reason']}); prompt {p['prompt_tokens']:.0f} tokens, reply "
             f"{p['output_tokens']:.0f}. Prices as of {result.catalog['as_of']} "
-            f"({result.catalog['age_days']} days old).\n" + "\n".join(warnings)
+            f"({result.catalog['age_days']} days old).\n"
+            + "\n".join(warnings + [_alias_line(a) for a in message.aliases or []])
         )
         self._plot(result)
 
