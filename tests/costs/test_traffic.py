@@ -62,9 +62,12 @@ def test_ten_days_scale_to_a_month_and_only_served_requests_count():
 
 def test_an_hour_of_traffic_is_scaled_as_a_day_not_multiplied_by_730():
     log_requests(spread(24, 1 / 24))
-    found = measured_traffic(get_engine(), task="tickets", now=NOW)
-    assert found.window_days == 1
+    log_requests(spread(6, 1 / 24), alias="staging")
+    found = measured_traffic(get_engine(), task="tickets", alias="production", now=NOW)
+    assert found.requests == 24 and found.window_days == 1
     assert found.requests_per_month == pytest.approx(24 * DAYS_PER_MONTH)
+    # The task's traffic is all its aliases'.
+    assert measured_traffic(get_engine(), task="tickets", now=NOW).requests == 30
 
 
 def test_the_users_figure_without_traffic_and_when_given():
