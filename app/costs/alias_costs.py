@@ -115,7 +115,8 @@ def alias_costs(
     engine: Engine, *, task: str | None = None, now: datetime | None = None
 ) -> AliasCosts:
     """Every alias's cost this calendar month (of one task, or all), costliest first."""
-    now = as_utc(now or datetime.now(UTC))
+    # In UTC: SQLite compares the stored UTC text, so the bounds must be UTC too.
+    now = as_utc(now or datetime.now(UTC)).astimezone(UTC)
     start = month_start(now)
     usage = _usage(engine, start, now, task)
     charged, unattributed = _deployment_charges(engine, start, now)
