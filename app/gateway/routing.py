@@ -241,6 +241,7 @@ def _deployment_kind(provider: str, model: str) -> str:
             try:
                 instance = make_provider(provider)
             except Exception:  # noqa: BLE001 - see the docstring
+                _kinds[key] = "serverless"
                 return "serverless"
             _providers[provider] = instance
         try:
