@@ -84,3 +84,59 @@ def test_shadow_pairs_show_beside_the_candidates_eval_in_compare():
     assert "mean latency 20 ms, 1 errors" in text
     shown = _ftm("models", "show", "--task", TASK)
     assert "shadow to staging (3 pairs)" in shown.output
+
+
+async def test_the_models_view_shows_the_policy_with_its_counts_and_the_shadow_figures():
+    from textual.widgets import DataTable
+
+    from app.tui.app import create_app
+    from app.tui.views.models import ModelsView
+    from tests.tui.helpers import settle
+
+    engine = get_engine()
+    runs = eval_runs("good", "candidate")
+    promote(runs["good"])
+    promote(runs["candidate"], alias="staging")
+    policy.set_canary(engine, TASK, 5)
+    policy.set_shadow(engine, TASK, True)
+    log = RequestLog(engine, flush_interval_s=3600)
+    log.record(
+        {
+            "request_id": "c1",
+            "task": TASK,
+            "alias": "production",
+            "route": "canary",
+            "status_code": 200,
+        }
+    )
+    log.record_shadow(
+        request_id="s1",
+        task=TASK,
+        alias="production",
+        messages=[],
+        primary_provider="echo",
+        primary_model="good",
+        primary_text="billing",
+        candidate_provider="echo",
+        candidate_model="candidate",
+        candidate_text="billing",
+        candidate_latency_ms=12.0,
+        candidate_status=200,
+    )
+    log.close()
+    app = create_app(start_poller=False)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await pilot.press("m")
+        await settle(pilot)
+        view = pilot.app.query_one(ModelsView)
+        holders = str(view.query_one("#models-holders").render())
+        assert (
+            "routing/production traffic: canary 5% from staging (1 served); "
+            "shadow to staging (1 pairs)" in holders
+        )
+        table = view.query_one(DataTable)
+        table.focus()
+        table.move_cursor(row=table.get_row_index(str(runs["candidate"])))
+        await pilot.pause()
+        details = str(view.query_one("#models-details").render())
+        assert "shadow: 1 shadow pairs: 100.0% identical to production" in details
