@@ -84,6 +84,7 @@ def test_cli_canary_on_off_and_its_count_in_models_list(staged):
             )
             for i in range(3)
         )
+        s.add(GatewayRequest(request_id="p1", task=TASK, alias="production", status_code=200))
     listed = _ftm("models", "list", "--task", TASK)
     assert "routing/production traffic: canary 25% from staging (3 served)" in listed.output
     shown = _ftm("models", "show", "--task", TASK)
