@@ -73,6 +73,32 @@ class RoutePlan:
     """Also sent the request, its answer stored and never returned; None: no shadowing."""
 
 
+# Built once: constructing a SQLAlchemy expression per request costs more than running it.
+_HOLDERS = (
+    sa.select(
+        Alias.alias,
+        Promotion.id,
+        Promotion.provider,
+        Promotion.model,
+        Promotion.model_kind,
+        Promotion.base_model,
+    )
+    .join(Promotion, Promotion.id == Alias.promotion_id)
+    .where(Alias.task == sa.bindparam("task"))
+)
+_POLICY = sa.select(TrafficPolicy).where(
+    TrafficPolicy.task == sa.bindparam("task"), TrafficPolicy.alias == sa.bindparam("alias")
+)
+_RUNNING = (
+    sa.select(DeploymentRow)
+    .where(
+        DeploymentRow.state == "running",
+        DeploymentRow.model.in_(sa.bindparam("models", expanding=True)),
+    )
+    .order_by(DeploymentRow.id.desc())
+)
+
+
 def parse(requested_model: str) -> tuple[str, str]:
     """``TASK:ALIAS`` -> (TASK, ALIAS); ``TASK`` -> (TASK, production)."""
     task, sep, alias = requested_model.strip().partition(SEPARATOR)
@@ -89,26 +115,10 @@ def plan(engine: Engine, requested_model: str, draw: float | None = None) -> Rou
     """
     task, alias = parse(requested_model)
     with engine.connect() as conn:
-        holders = {
-            row.alias: row
-            for row in conn.execute(
-                sa.select(
-                    Alias.alias,
-                    Promotion.id,
-                    Promotion.provider,
-                    Promotion.model,
-                    Promotion.model_kind,
-                    Promotion.base_model,
-                )
-                .join(Promotion, Promotion.id == Alias.promotion_id)
-                .where(Alias.task == task)
-            )
-        }
+        holders = {row.alias: row for row in conn.execute(_HOLDERS, {"task": task})}
         if alias not in holders:
             raise UnknownModel(_unknown_message(conn, task, alias, holders))
-        policy = conn.execute(
-            sa.select(TrafficPolicy).where(TrafficPolicy.task == task, TrafficPolicy.alias == alias)
-        ).first()
+        policy = conn.execute(_POLICY, {"task": task, "alias": alias}).first()
 
         answer_alias, route = alias, "primary"
         shadow_alias: str | None = None
@@ -169,19 +179,10 @@ def contract_deployment(row: DeploymentRow | sa.Row) -> types.Deployment:
 def _running_deployments(conn: sa.Connection, rows: list[sa.Row]) -> dict[tuple[str, str], sa.Row]:
     """The newest running deployment of each (provider, model), in one query."""
     keys = {(r.provider, r.model) for r in rows}
-    if not keys:
-        return {}
     found: dict[tuple[str, str], sa.Row] = {}
-    query = (
-        sa.select(DeploymentRow)
-        .where(
-            DeploymentRow.state == "running",
-            sa.tuple_(DeploymentRow.provider, DeploymentRow.model).in_(list(keys)),
-        )
-        .order_by(DeploymentRow.id.desc())
-    )
-    for dep in conn.execute(query):
-        found.setdefault((dep.provider, dep.model), dep)
+    for dep in conn.execute(_RUNNING, {"models": sorted({model for _, model in keys})}):
+        if (dep.provider, dep.model) in keys:
+            found.setdefault((dep.provider, dep.model), dep)
     return found
 
 
