@@ -3,6 +3,8 @@ API are seen by the next plan; unknown names say what exists; running deployment
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from app.database import get_engine
@@ -110,4 +112,44 @@ def test_the_newest_running_deployment_of_the_holder_answers(runs):
         "h2",
         2.5,
     )
-    assert answer.needs_deployment is False  # echo declares the contract's default
+    assert answer.needs_deployment is False  # echo is no installed provider: the default
+
+
+PLUGIN = """
+from tests.evaluation.helpers import EchoLabelProvider
+
+
+class EchoProvider(EchoLabelProvider):
+    @classmethod
+    def from_config(cls, config, context):
+        return cls()
+
+    def deployment_kind(self, model):
+        return "dedicated" if model == "better" else "serverless"
+"""
+
+
+@pytest.fixture
+def echo_installed(tmp_path, monkeypatch):
+    """Provider "echo" installed as a distribution with an ``ftm.providers`` entry point."""
+    site = tmp_path / "site"
+    (site / "ftm_echo_routing").mkdir(parents=True)
+    (site / "ftm_echo_routing" / "__init__.py").write_text(PLUGIN)
+    dist = site / "ftm_echo_routing-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: ftm-echo-routing\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text(
+        "[ftm.providers]\necho = ftm_echo_routing:EchoProvider\n"
+    )
+    monkeypatch.syspath_prepend(str(site))
+    routing.forget_providers()
+    yield
+    routing.forget_providers()
+    sys.modules.pop("ftm_echo_routing", None)
+
+
+def test_needs_deployment_is_what_the_provider_contract_says(runs, echo_installed):
+    engine = get_engine()
+    assert routing.plan(engine, TASK).answer.needs_deployment is False  # "good": serverless
+    promote(runs["better"])
+    assert routing.plan(engine, TASK).answer.needs_deployment is True  # "better": dedicated
