@@ -87,6 +87,8 @@ def set_canary(
         raise PolicyError(f"--percent must be between 0 and 100, not {percent:g}")
     if percent > 0:
         _check_aliases(engine, task, alias, from_alias, "canary")
+    else:
+        _check_task(engine, task)
     with write_session(engine) as session:
         row = _row(session, task, alias)
         row.canary_percent = float(percent)
@@ -113,6 +115,8 @@ def set_shadow(
     """
     if on:
         _check_aliases(engine, task, alias, to_alias, "shadow")
+    else:
+        _check_task(engine, task)
     with write_session(engine) as session:
         row = _row(session, task, alias)
         row.shadow = on
@@ -166,7 +170,8 @@ def _row(session, task: str, alias: str) -> TrafficPolicy:
     return session.get(TrafficPolicy, (task, alias)) or TrafficPolicy(task=task, alias=alias)
 
 
-def _check_aliases(engine: Engine, task: str, alias: str, candidate: str, what: str) -> None:
+def _check_task(engine: Engine, task: str) -> set[str]:
+    """The aliases ``task`` has; PolicyError naming the tasks that exist when none."""
     with read_session(engine) as session:
         held = set(session.exec(select(Alias.alias).where(Alias.task == task)))
         if not held:
@@ -176,6 +181,11 @@ def _check_aliases(engine: Engine, task: str, alias: str, candidate: str, what: 
                 f"task {task!r} has no promoted model (tasks with one: {known}); "
                 f"promote one first: ftm promote --task {task} --run ID"
             )
+    return held
+
+
+def _check_aliases(engine: Engine, task: str, alias: str, candidate: str, what: str) -> None:
+    held = _check_task(engine, task)
     if alias not in held:
         raise PolicyError(
             f"task {task!r} has no {alias!r} alias to take traffic from; "

@@ -88,8 +88,8 @@ class RequestLog:
 
     def record(self, entry: dict) -> None:
         """Queue one request's log entry (`db.models.GatewayRequest` fields; unknown keys
-        are ignored; ``request_id`` and ``created_at`` are filled when absent). Never
-        blocks on the database, never raises."""
+        are ignored; ``request_id`` and ``created_at`` (an aware datetime, when the request
+        arrived) are filled when absent). Never blocks on the database, never raises."""
         try:
             row = {k: v for k, v in entry.items() if k in _REQUEST_COLUMNS}
             row.setdefault("request_id", uuid.uuid4().hex)
@@ -117,7 +117,8 @@ class RequestLog:
         candidate_status: int,
     ) -> None:
         """Queue one shadow pair (what production answered, what the candidate would
-        have). Never blocks on the database, never raises."""
+        have). ``messages``: the request's messages as JSON-able dicts. Never blocks on the
+        database, never raises."""
         try:
             row = {
                 "request_id": request_id,

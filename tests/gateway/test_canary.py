@@ -57,6 +57,8 @@ def test_policy_errors_say_what_to_do():
     engine = get_engine()
     with pytest.raises(policy.PolicyError, match="no promoted model"):
         policy.set_canary(engine, TASK, 10)
+    with pytest.raises(policy.PolicyError, match="no promoted model"):
+        policy.set_shadow(engine, TASK, False)
     promote(eval_runs("good")["good"])
     with pytest.raises(policy.PolicyError, match=f"ftm promote --task {TASK} --alias staging"):
         policy.set_canary(engine, TASK, 10)
