@@ -62,6 +62,9 @@ class RequestLog:
         max_pending: int = MAX_PENDING,
     ) -> None:
         self.engine = engine
+        # SQLite: take the write lock at BEGIN, so a busy database is waited for (see
+        # db/engine.py) rather than answered "locked".
+        self._writer = engine.execution_options(sqlite_immediate=True)
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.max_pending = max_pending
@@ -209,7 +212,7 @@ class RequestLog:
         """Write one batch in one transaction; False when the database could not be
         reached (the caller keeps the batch)."""
         try:
-            with self.engine.begin() as conn:
+            with self._writer.begin() as conn:
                 self.written += self._insert(conn, requests, shadows)
             return True
         except _RETRYABLE as exc:
@@ -227,7 +230,7 @@ class RequestLog:
 
     def _write_one(self, request: dict | None, shadows: list[dict]) -> None:
         try:
-            with self.engine.begin() as conn:
+            with self._writer.begin() as conn:
                 self.written += self._insert(conn, [request] if request else [], shadows)
         except Exception as exc:  # noqa: BLE001 - drop this row only
             self._drop(1, f"the database refused an entry: {_describe(exc)}")

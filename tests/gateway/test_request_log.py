@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 from sqlmodel import func, select
@@ -73,20 +74,30 @@ def test_concurrent_records_all_land_once_and_count_once_on_the_deployment(tmp_p
     assert again.written == 1
 
 
-def test_the_queue_is_bounded_and_a_database_error_keeps_the_batch(tmp_path):
+def _until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.005)
+
+
+def test_the_queue_is_bounded_and_a_database_error_keeps_the_batch(tmp_path, caplog):
     engine = make_engine(f"sqlite:///{tmp_path / 'late.db'}")  # no tables yet: writes fail
-    log = RequestLog(engine, flush_interval_s=3600, max_pending=10)
+    log = RequestLog(engine, flush_interval_s=0.01, max_pending=10)
     for i in range(15):
-        log.record({"request_id": f"r{i}", "status_code": 200})
-    assert (log.pending, log.dropped) == (10, 5)  # beyond the bound: dropped, not blocked
-    log.flush()
-    assert log.pending == 10 and log.failed_flushes == 1  # kept for the next flush
+        log.record({"request_id": f"secret-prompt-{i}", "status_code": 200})
+    assert log.dropped == 5  # beyond the bound: dropped, never blocking the caller
+    _until(lambda: log.failed_flushes >= 2)  # the writer thread failed, and lives on
+    assert log.pending == 10  # kept for the next flush
     migrate.upgrade(engine)
-    log.flush()
+    _until(lambda: log.pending == 0)  # the same thread wrote them once the table existed
     log.close()
     with read_session(engine) as s:
         ids = sorted(r.request_id for r in s.exec(select(GatewayRequest)))
-    assert ids == sorted(f"r{i}" for i in range(10))
+    assert ids == sorted(f"secret-prompt-{i}" for i in range(10))
+    logged = caplog.text
+    assert "no such table: gateway_requests" in logged and "dropped" in logged
+    assert "secret-prompt" not in logged and "INSERT" not in logged  # no statement, no data
 
 
 def test_a_killed_writer_loses_at_most_the_unflushed_entries_and_logs_none_twice(tmp_path):
