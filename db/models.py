@@ -424,3 +424,46 @@ class GatewayRequest(SQLModel, table=True):
     status_code: int
     error_code: str | None = None
     """The OpenAI-style error code returned (``model_not_found``...), None on success."""
+
+
+class TrafficPolicy(SQLModel, table=True):
+    """How the gateway splits a task's traffic: a canary share answered by another alias's
+    holder, and shadowing (the request also sent to a candidate, its answer stored, never
+    returned). Read on every request, so a change takes effect at the next one."""
+
+    __tablename__ = "traffic_policies"
+    task: str = Field(primary_key=True)
+    alias: str = Field(default="production", primary_key=True)
+    """The alias whose traffic this policy splits (what ``TASK`` / ``TASK:ALIAS`` names)."""
+    canary_alias: str = "staging"
+    canary_percent: float = 0.0
+    """Share of the alias's requests (0..100) answered by the canary alias's holder."""
+    shadow: bool = False
+    shadow_alias: str = "staging"
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    updated_by: str | None = None
+
+
+class ShadowAnswer(SQLModel, table=True):
+    """One shadowed request: what production answered and what the candidate would have
+    answered (never returned to the client). Feeds the candidate's figures in `ftm compare`."""
+
+    __tablename__ = "shadow_answers"
+    __table_args__ = (sa.Index("ix_shadow_answers_task_candidate", "task", "candidate_model"),)
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: str = Field(unique=True)
+    """The gateway request it shadows: written at most once, like the request log."""
+    created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
+    task: str
+    alias: str
+    """The alias the client asked for (whose holder answered)."""
+    messages: list | None = _json()
+    primary_provider: str | None = None
+    primary_model: str | None = None
+    primary_text: str | None = None
+    candidate_provider: str
+    candidate_model: str
+    candidate_text: str | None = None
+    candidate_latency_ms: float | None = None
+    candidate_status: int
+    """HTTP-style status of the candidate's answer (200, or the error's status)."""

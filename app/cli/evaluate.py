@@ -384,10 +384,21 @@ def compare_command(task, flips, confusion_run, as_json) -> None:
     rows = leaderboard(engine, task)
     if not rows:
         raise UserError(f"no finished eval runs for task {task!r}; run: ftm eval --task {task} ...")
+    from app.gateway.shadow import figures
+
+    shadowed = figures(engine, task)
     if as_json:
-        click.echo(json.dumps([r.to_dict() for r in rows], indent=2))
+        out = []
+        for r in rows:
+            found = shadowed.get((r.provider, r.model))
+            out.append(r.to_dict() | ({"shadow": found.to_dict()} if found else {}))
+        click.echo(json.dumps(out, indent=2))
         return
     print_leaderboard(task)
+    if shadowed:
+        click.echo("shadow traffic through ftm serve (candidate's answers, never returned):")
+        for f in shadowed.values():
+            click.echo(f"  {f.model} [{f.provider}]: {f.summary()}")
 
 
 def _print_confusion(engine, run_id: int, as_json: bool) -> None:

@@ -1,4 +1,4 @@
-"""`ftm models list|show|export|plan`, `ftm promote` (with `--rollback`), `ftm gates`, and
+"""`ftm models list|show|export|plan|canary|shadow`, `ftm promote` (with `--rollback`), `ftm gates`, and
 `ftm migrate`."""
 
 from __future__ import annotations
@@ -87,6 +87,12 @@ def models_list(task) -> None:
         )
         providers += [h.promotion.provider] if h.promotion.provider not in providers else []
         shown = True
+    from app.gateway.policy import views
+
+    for v in views(engine, task):
+        if v.active:
+            click.echo(f"{v.task}/{v.alias} traffic: {v.summary()}")
+            shown = True
     from app.promotion.sunsets import job_creation_cutoff
 
     for name in providers:
@@ -125,6 +131,9 @@ def models_show(task, alias) -> None:
     note = _sunset_note(p)
     if note:
         click.secho(f"  ! {note}", fg="yellow")
+    from app.gateway.policy import view
+
+    click.echo(f"  traffic: {view(engine, task, alias).summary()}")
     click.echo("history (newest first):")
     for h in history(engine, task, alias):
         flag = " [override]" if h.overridden else ""
@@ -201,6 +210,59 @@ def models_plan(horizon_months, requests_per_month, as_json) -> None:
         return
     for line in plan_lines(plan):
         click.echo(line)
+
+
+@models.command("canary")
+@click.argument("task")
+@click.option(
+    "--percent", type=float, default=None, help="Share of production's requests (0..100)."
+)
+@click.option(
+    "--from",
+    "from_alias",
+    default="staging",
+    show_default=True,
+    help="The alias whose holder answers the canary share.",
+)
+@click.option("--off", is_flag=True, help="Stop the canary: production answers everything.")
+def models_canary(task, percent, from_alias, off) -> None:
+    """Send a share of TASK's production traffic through `ftm serve` to a staged
+    candidate; takes effect at the next request."""
+    from app.gateway.policy import PolicyError, set_canary
+    from app.promotion.aliases import promoter_name
+
+    if off == (percent is not None):
+        raise UserError("give --percent P (0..100) or --off")
+    try:
+        v = set_canary(
+            _engine(), task, 0 if off else percent, from_alias=from_alias, who=promoter_name()
+        )
+    except PolicyError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"{v.task}/{v.alias} traffic: {v.summary()}")
+
+
+@models.command("shadow")
+@click.argument("task")
+@click.option(
+    "--to",
+    "to_alias",
+    default="staging",
+    show_default=True,
+    help="The alias whose holder gets a copy of each request (answer stored, not returned).",
+)
+@click.option("--off", is_flag=True, help="Stop shadowing.")
+def models_shadow(task, to_alias, off) -> None:
+    """Also send each of TASK's production requests through `ftm serve` to a candidate
+    and store its answer (never returned); see the figures in `ftm compare`."""
+    from app.gateway.policy import PolicyError, set_shadow
+    from app.promotion.aliases import promoter_name
+
+    try:
+        v = set_shadow(_engine(), task, not off, to_alias=to_alias, who=promoter_name())
+    except PolicyError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"{v.task}/{v.alias} traffic: {v.summary()}")
 
 
 @click.command("promote")

@@ -25,7 +25,7 @@ def test_upgrade_from_0003_keeps_the_data_and_downgrade_removes_only_the_new_tab
                 "'supervised', 'succeeded', 0, 0, '2026-11-30 10:00:00', '2026-11-30 10:00:00')"
             )
         )
-    migrate.upgrade(engine)
+    migrate.upgrade(engine, "0004_deployments_gateway")
     assert migrate.current_revision(engine) == "0004_deployments_gateway"
     assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
     with read_session(engine) as s:

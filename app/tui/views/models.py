@@ -46,6 +46,8 @@ class Board:
 def load_board() -> Board:
     """Every task's leaderboard, alias holders and eval details (runs in a thread)."""
     from app.evaluation.compare import leaderboard, tasks
+    from app.gateway.policy import views
+    from app.gateway.shadow import figures as shadow_figures
     from app.promotion.aliases import holders
     from app.promotion.sunsets import sunset_of
     from db.engine import read_session
@@ -63,13 +65,24 @@ def load_board() -> Board:
             + (" (override)" if p.overridden else "")
             + (f"  ⚠ {sunset.message}" if sunset else "")
         )
+    # Canary and shadow policies, with what they have served (the gateway's request log).
+    board.holders += [
+        f"{v.task}/{v.alias} traffic: {v.summary()}"
+        for v in views(engine)
+        if v.active or v.canary_requests or v.shadow_pairs
+    ]
+    shadowed = {}
     for task in tasks(engine):
+        shadowed.update({(task, *key): f for key, f in shadow_figures(engine, task).items()})
         for row in leaderboard(engine, task):
             board.rows.append(BoardRow(task, row, held.get((task, row.provider, row.model), [])))
     with read_session(engine) as session:
         for br in board.rows:
             run = session.get(EvalRun, br.row.run_id)
             board.details[br.row.run_id] = _details(run, br.row)
+            found = shadowed.get((br.task, br.row.provider, br.row.model))
+            if found:
+                board.details[br.row.run_id] += f"\nshadow: {found.summary()}"
     return board
 
 

@@ -1,0 +1,58 @@
+"""Migration 0005 (traffic policies, shadow answers) on a database in use."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlmodel import select
+
+from db import migrate
+from db.engine import make_engine, read_session, write_session
+from db.models import Deployment, GatewayRequest, ShadowAnswer, TrafficPolicy
+
+BEFORE = "0004_deployments_gateway"
+NEW_TABLES = {"traffic_policies", "shadow_answers"}
+
+
+def test_upgrade_from_0004_keeps_the_data_and_downgrade_removes_only_the_new_tables(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate.upgrade(engine, BEFORE)
+    with write_session(engine) as s:
+        dep = Deployment(provider="together", model="m", kind="dedicated", state="running")
+        s.add(dep)
+        s.flush()
+        s.add(GatewayRequest(request_id="kept", status_code=200, deployment_id=dep.id))
+    migrate.upgrade(engine)
+    assert migrate.current_revision(engine) == "0005_traffic_policies_shadow"
+    assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
+    with write_session(engine) as s:  # the new tables take rows with their defaults
+        s.add(TrafficPolicy(task="routing"))
+        s.add(
+            ShadowAnswer(
+                request_id="kept",
+                task="routing",
+                alias="production",
+                candidate_provider="p",
+                candidate_model="m",
+                candidate_status=200,
+                messages=[{"role": "user", "content": "hi"}],
+            )
+        )
+    with read_session(engine) as s:
+        p = s.exec(select(TrafficPolicy)).one()
+        assert (p.alias, p.canary_alias, p.canary_percent, p.shadow, p.shadow_alias) == (
+            "production",
+            "staging",
+            0.0,
+            False,
+            "staging",
+        )
+        assert s.exec(select(ShadowAnswer)).one().messages == [{"role": "user", "content": "hi"}]
+        assert s.exec(select(GatewayRequest)).one().request_id == "kept"
+
+    migrate.downgrade(engine, BEFORE)
+    tables = set(sa.inspect(engine).get_table_names())
+    assert not NEW_TABLES & tables and "gateway_requests" in tables
+    with read_session(engine) as s:
+        assert s.exec(select(GatewayRequest)).one().request_id == "kept"
+    migrate.upgrade(engine)
+    assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
