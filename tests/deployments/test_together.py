@@ -133,8 +133,14 @@ def test_cost_to_date_is_the_emulators_bill_and_a_stop_ends_it(server, recorder,
     assert not again.existed and again.info.id != row.id
     assert again.info.row.remote_id == row.remote_id and len(endpoints_of(server, model)) == 1
 
+    server.advance(600.0)
     delete(engine, again.info.id, make=make, now=clock())
     assert row.remote_id not in server.state.endpoints
+    # The emulator keeps a deleted endpoint's bill, and it no longer grows.
+    final = billed_usd(server, row.remote_id)
+    assert final > bill
+    server.advance(3600.0)
+    assert billed_usd(server, row.remote_id) == pytest.approx(final)
     assert [i.row.state for i in list_deployments(engine, include_ended=True)] == [
         "deleted",
         "stopped",
