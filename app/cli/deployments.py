@@ -145,14 +145,14 @@ def deployments_list(show_all: bool, as_json: bool) -> None:
         return
     columns = [
         Column("ID", align="right"),
-        Column("MODEL", min_width=12, max_width=44, cut="middle"),
+        Column("MODEL", min_width=24, max_width=44, cut="middle"),
         Column("STATE"),
         Column("KIND", priority=3),
         Column("$/H", align="right", priority=1),
         Column("COST", align="right"),
         Column("IDLE", align="right", priority=2),
         Column("REQS", align="right", priority=4),
-        Column("HARDWARE", priority=5, min_width=8, max_width=26),
+        Column("HARDWARE", priority=5),
     ]
     rows = [
         [
@@ -176,10 +176,15 @@ def deployments_list(show_all: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print it as JSON.")
 def deployments_show(deployment_id: int, as_json: bool) -> None:
     """One deployment, its state read afresh from the provider."""
-    from app.deployments.service import DeploymentError, refresh
+    from app.deployments.service import DeploymentError, get, refresh
 
+    engine = _engine()
     try:
-        info = refresh(_engine(), deployment_id)
+        info = get(engine, deployment_id)  # an unknown id is an error of its own
+        try:
+            info = refresh(engine, deployment_id)
+        except DeploymentError as exc:  # the record is still worth showing
+            click.echo(f"warning: showing the recorded state; {exc}", err=True)
     except DeploymentError as exc:
         raise UserError(str(exc)) from None
     click.echo(json.dumps(info.to_dict(), indent=2) if as_json else _summary(info))

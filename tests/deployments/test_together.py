@@ -15,9 +15,9 @@ from sqlmodel import select
 from app import database
 from app.cli.main import cli
 from app.deployments.idle import enforce_idle_stops, idle_warnings
-from app.deployments.service import delete, deploy, get, list_deployments, stop
+from app.deployments.service import delete, deploy, get, list_deployments, note_requests, stop
 from app.sandbox.together.server import TogetherSandboxServer
-from db.engine import read_session, write_session
+from db.engine import read_session
 from db.models import Deployment
 from tests.deployments.conftest import (
     clocked_provider,
@@ -163,10 +163,8 @@ def test_an_idle_limit_stops_it_on_the_emulators_clock_and_no_limit_warns(
     ).info.row
     server.advance(1200.0)
     assert enforce_idle_stops(engine, now=clock(), make=make) == []
-    with write_session(engine) as session:  # a request through the gateway, as it records it
-        served = session.get(Deployment, row.id)
-        served.last_request_at, served.requests_served = clock(), 1
-        session.add(served)
+    assert note_requests(engine, "together", limited, count=3, at=clock()) == 1  # the gateway
+    assert get(engine, row.id).row.requests_served == 3
     server.advance(1200.0)  # 2400 s since start, 1200 s since the request
     assert enforce_idle_stops(engine, now=clock(), make=make) == []
     assert emulator_state(server, row.remote_id) == "STARTED"
