@@ -19,6 +19,7 @@ from app.database import get_engine
 from app.tui.views import unless_torn_down
 
 STATE_STYLE = {"running": "green", "pending": "yellow", "failed": "red", "deleted": "dim"}
+RELOAD_S = 60.0
 COLUMNS = ("id", "model", "provider", "kind", "state", "hardware", "$/h", "cost", "idle", "reqs")
 
 
@@ -59,6 +60,9 @@ class DeploymentsView(Vertical):
     def on_mount(self) -> None:
         self.query_one(DataTable).add_columns(*COLUMNS)
         self.load()
+        # Cost to date and idle time move with the clock, and a deployment may fall idle
+        # while the app is open: re-read the records (not the providers) every minute.
+        self.set_interval(RELOAD_S, self.load)
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="deployments")
     def load(self, read_providers: bool = False) -> None:
