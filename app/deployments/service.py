@@ -403,9 +403,10 @@ def _provision(
         message = getattr(exc, "message", None) or str(exc)
         if isinstance(exc, DeploymentError):
             raise
-        raise DeploymentError(
-            f"{served_by.display_name} did not deploy {row.model}: {message}"
-        ) from None
+        # A provider's refusal already names the model and what to change, in one line.
+        if row.model not in message:
+            message = f"{served_by.display_name} did not deploy {row.model}: {message}"
+        raise DeploymentError(message) from None
     state = _row_state(served)
     now = clock()
     updated = _record(

@@ -742,7 +742,7 @@ class TogetherProvider(Provider):
         if err.retryable:
             return err
         return ProviderError(
-            f"{err.message}. Together AI did not deploy {model} on {hardware}: choose "
+            f"{err.message.rstrip('.')}. Together AI did not deploy {model} on {hardware}: choose "
             "hardware that serves it (ftm deployments hardware MODEL lists them; the default "
             "is [providers.together] endpoint_hardware), or download the "
             "weights (`ftm jobs download`) and evaluate them locally",
