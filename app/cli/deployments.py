@@ -108,6 +108,21 @@ def deploy_command(
     except DeploymentError as exc:
         raise UserError(str(exc)) from None
     row = done.info.row
+    ignored = [
+        name
+        for name, given in (
+            ("--hardware", hardware),
+            ("replicas", min_replicas > 1 or (max_replicas or 1) > 1),
+            ("--idle-stop", idle_stop),
+        )
+        if given
+    ]
+    if row.kind == "serverless" and ignored:
+        click.echo(
+            f"Note: {', '.join(ignored)} ignored: {row.model} is served by {row.provider} "
+            "per token, with nothing to size or stop.",
+            err=True,
+        )
     if done.existed:
         click.echo(f"Already deployed (deployment {row.id}): nothing new is billed.")
     click.echo(_summary(done.info))

@@ -56,7 +56,10 @@ def test_an_openai_fine_tune_deploys_as_serverless_through_its_alias():
     )
     assert listed["usd_per_hour"] is None and listed["cost_usd"] is None
 
-    again = ftm("deploy", "sentiment:production")
+    again = CliRunner().invoke(
+        cli, ["deploy", "sentiment:production", "--hardware", "x"], catch_exceptions=False
+    )
+    assert "--hardware ignored" in again.stderr
     assert "Already deployed (deployment 1)" in again.output
     assert len(json.loads(ftm("deployments", "list", "--json").output)) == 1
 
