@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import platformdirs
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -97,6 +97,28 @@ class TuiSettings(BaseModel):
     and ``app/tui``); the value may list several keys separated by commas."""
 
 
+class DeploymentSettings(BaseModel):
+    """Deployments (`ftm deploy`)."""
+
+    idle_warning: str = "1h"
+    """Warn (`ftm watch`, the TUI) about a running deployment billed by the hour that has
+    no idle limit and has served no request for this long (30m, 2h...)."""
+
+    @field_validator("idle_warning")
+    @classmethod
+    def _a_duration(cls, value: str) -> str:
+        from app.deployments.durations import parse_duration
+
+        parse_duration(value)  # DurationError is a ValueError: reported with the setting
+        return value
+
+    @property
+    def idle_warning_s(self) -> int:
+        from app.deployments.durations import parse_duration
+
+        return parse_duration(self.idle_warning)
+
+
 class Settings(BaseSettings):
     """All of ftm's settings."""
 
@@ -120,6 +142,7 @@ class Settings(BaseSettings):
     local: LocalSettings = LocalSettings()
     data: DataSettings = DataSettings()
     tui: TuiSettings = TuiSettings()
+    deployments: DeploymentSettings = DeploymentSettings()
     providers: dict[str, dict[str, Any]] = {}
     """Each provider's own table, ``[providers.NAME]`` (``FTM_PROVIDERS__NAME__FIELD``),
     raw here: validated against the provider's declared ``settings_model`` by

@@ -503,6 +503,20 @@ def import_cmd(provider_name, limit) -> None:
         click.echo(f"warning: could not refresh {message}", err=True)
 
 
+def _deployments_tick(console) -> None:
+    """Each tick: stop deployments past their idle limit, warn of idle ones without one."""
+    from rich.markup import escape
+
+    from app.database import get_engine
+    from app.deployments.idle import enforce_idle_stops, idle_warnings
+
+    engine = get_engine()
+    for stopped in enforce_idle_stops(engine):
+        console.print(f"  [yellow]{escape(stopped.line())}[/]")
+    for warning in idle_warnings(engine):
+        console.print(f"  [yellow]{escape(warning)}[/]")
+
+
 @click.command("watch")
 @click.option("--once", is_flag=True, help="One poll cycle, then exit.")
 @click.option("--interval", type=float, default=None, help="Seconds between cycles.")
@@ -527,6 +541,7 @@ def watch(once, interval) -> None:
         )
         for m in r.messages:
             console.print(f"  [yellow]{m}[/]")
+        _deployments_tick(console)
 
     poller = Poller()
     try:

@@ -33,6 +33,8 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
     ("app.cli.keys", "keys"),
+    ("app.cli.deployments", "deploy_command"),
+    ("app.cli.deployments", "deployments"),
 ]
 
 

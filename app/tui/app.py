@@ -20,13 +20,14 @@ from app.tui.commands import FtmCommands
 from app.tui.errors import ReportingWorkerManager, report_worker_state
 from app.tui.views.costs import CostsView
 from app.tui.views.datasets import DatasetsView
+from app.tui.views.deployments import DeploymentsView
 from app.tui.views.jobs import JobsView
 from app.tui.views.models import ModelsView
 
 DARK_THEME = "textual-dark"
 LIGHT_THEME = "textual-light"
 
-LATER_TABS = ("datasets", "costs", "models")
+LATER_TABS = ("datasets", "costs", "models", "deployments")
 """Tabs whose views' loads wait until the Jobs table shows its rows (or until the user
 opens one of them): the first screen is the jobs table, and their imports and queries
 would compete with its load for the GIL."""
@@ -81,6 +82,7 @@ class FtmApp(App):
         Binding("d", "show_tab('datasets')", "Datasets", id="tab.datasets"),
         Binding("c,dollar_sign", "show_tab('costs')", "Costs", id="tab.costs", key_display="c"),
         Binding("m", "show_tab('models')", "Models", id="tab.models"),
+        Binding("p", "show_tab('deployments')", "Deployments", id="tab.deployments"),
         Binding("n", "new_job", "New job", id="app.new_job"),
         Binding("a", "add_dataset", "Add data", id="app.add_dataset"),
         Binding("e", "evaluate", "Evaluate", id="app.evaluate"),
@@ -115,6 +117,8 @@ class FtmApp(App):
                 yield CostsView(id="costs-view")
             with TabPane("Models", id="models"):
                 yield ModelsView(id="models-view")
+            with TabPane("Deployments", id="deployments"):
+                yield DeploymentsView(id="deployments-view")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -170,8 +174,8 @@ class FtmApp(App):
     # -- actions ------------------------------------------------------------------------
 
     def action_show_tab(self, tab: str) -> None:
-        """Switch to the tab ``tab`` (jobs, datasets, costs, models), leaving any screen
-        opened over the tabs (e.g. a job's detail)."""
+        """Switch to the tab ``tab`` (jobs, datasets, costs, models, deployments), leaving
+        any screen opened over the tabs (e.g. a job's detail)."""
         while len(self.screen_stack) > 1 and not self.screen.is_modal:
             self.pop_screen()
         self.screen_stack[0].query_one(TabbedContent).active = tab

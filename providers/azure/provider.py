@@ -36,6 +36,7 @@ from providers.types import (
     ChatMessage,
     Completion,
     Deployment,
+    HardwareOption,
     JobEvent,
     JobSpec,
     JobStatus,
@@ -230,6 +231,35 @@ class AzureOpenAIProvider(OpenAIProvider):
             return deployment_name(model, self.azure.deployment_prefix)
         return dict(self.azure.base_deployments).get(model, model)
 
+    def _is_fine_tune(self, model: str) -> bool:
+        return model.startswith("ft:") or ".ft-" in model
+
+    def hosting_per_hour(self, model: str) -> float | None:
+        """The declared hourly fee of a fine-tune's deployment (prices.toml), for one unit
+        of the configured capacity."""
+        base = self.lifecycle().base_model(model)
+        price = self.pricing().models.get(base)
+        return price.hosting_per_hour if price is not None else None
+
+    def deployment_kind(self, model: str) -> str:
+        """A fine-tune answers only from its deployment, billed by the hour; a base model
+        answers from the user's deployment, per token."""
+        return "dedicated" if self._is_fine_tune(model) else "serverless"
+
+    def deployment_hardware(self, model: str) -> list[HardwareOption]:
+        """Azure takes no hardware, only a SKU and capacity (the settings'): one option,
+        at the declared hosting fee. No network."""
+        fee = self.hosting_per_hour(model)
+        sku, capacity = self.azure.deployment_sku, self.azure.deployment_capacity
+        return [
+            HardwareOption(
+                id=sku,
+                description=f"{sku} SKU, capacity {capacity} (deployment_sku, "
+                "deployment_capacity in [providers.azure])",
+                usd_per_hour=fee,
+            )
+        ]
+
     def deploy(
         self,
         model: str,
@@ -239,6 +269,9 @@ class AzureOpenAIProvider(OpenAIProvider):
         min_replicas: int = 1,
         max_replicas: int = 1,
     ) -> Deployment:
+        """The deployment ``model`` answers from, created once by ftm's name for it (PUT
+        is create-or-update by name); with ``wait``, once it has provisioned. ``hardware``
+        and replicas do not apply: Azure takes the configured SKU and capacity."""
         name = self.deployment_for(model)
         found = self._retrying(
             f"reading deployment {name}",
@@ -255,7 +288,37 @@ class AzureOpenAIProvider(OpenAIProvider):
                 model,
                 _attempts=self.azure.create_attempts,
             )
-        return self._wait_ready(found) if wait else found
+        deployment = self._wait_ready(found) if wait else found
+        return self._priced(deployment)
+
+    def _priced(self, deployment: Deployment) -> Deployment:
+        """With what it runs on and its hourly fee (a base model's: per token, none)."""
+        fine_tune = self._is_fine_tune(deployment.model)
+        return replace(
+            deployment,
+            hardware=self.azure.deployment_sku,
+            usd_per_hour=self.hosting_per_hour(deployment.model) if fine_tune else None,
+        )
+
+    def deployment_status(self, deployment: Deployment) -> Deployment:
+        """``properties.provisioningState`` of its deployment (``Deleted`` when none)."""
+        name = self.deployment_for(deployment.model)
+        found = self._retrying(f"reading deployment {name}", self.deployments.get, name)
+        if found is None:
+            self._ready.discard(name)
+            return replace(deployment, state="Deleted")
+        return self._priced(found)
+
+    def stop_deployment(self, deployment: Deployment) -> Deployment:
+        """Azure cannot stop a deployment, only delete it: the hourly fee ends with it, and
+        `deploy` creates it again."""
+        self.delete_deployment(deployment)
+        return replace(deployment, state="Deleted")
+
+    def delete_deployment(self, deployment: Deployment) -> None:
+        name = self.deployment_for(deployment.model)
+        self._ready.discard(name)
+        self._retrying(f"deleting deployment {name}", self.deployments.delete, name)
 
     def _wait_ready(self, deployment: Deployment) -> Deployment:
         deadline = time.monotonic() + self.azure.deploy_wait_s
@@ -302,7 +365,7 @@ class AzureOpenAIProvider(OpenAIProvider):
         """Through ``model``'s deployment: a fine-tuned model's is created or waited for
         first; a base model's must exist (``base_deployments``)."""
         name = self.deployment_for(model)
-        if name not in self._ready and (model.startswith("ft:") or ".ft-" in model):
+        if name not in self._ready and self._is_fine_tune(model):
             self.deploy(model, wait=True)
         return super().complete(name, messages, max_tokens=max_tokens, temperature=temperature)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from providers.types import Deployment
+from providers.types import Deployment, HardwareOption
 
 ENDPOINTS_PATH = "/v1/endpoints"
+HARDWARE_PATH = "/v1/hardware"
 READY_STATE = "STARTED"
+STOPPED_STATE = "STOPPED"
+GONE_STATE = "Deleted"
+"""What `status` reports for an endpoint Together no longer has."""
 FAILED_STATES = ("ERROR", "FAILED")
-MAX_REPLICAS = 1
-"""One replica, never more: an endpoint bills per replica-minute, and ftm's evaluations
-need no autoscaling."""
 
 
 def as_deployment(raw: dict[str, Any]) -> Deployment:
@@ -29,7 +30,23 @@ def as_deployment(raw: dict[str, Any]) -> Deployment:
         state = "Succeeded"
     elif state in FAILED_STATES:
         state = "Failed"
-    return Deployment(name=str(raw["name"]), model=str(raw["model"]), state=state)
+    return Deployment(
+        name=str(raw["name"]),
+        model=str(raw["model"]),
+        state=state,
+        remote_id=str(raw["id"]) if raw.get("id") else None,
+        hardware=raw.get("hardware"),
+    )
+
+
+def _unless_gone(request: Any) -> Any:
+    """The answer of ``request()``, or None when Together has no such endpoint (404)."""
+    import together
+
+    try:
+        return request()
+    except together.NotFoundError:
+        return None
 
 
 def find_for_model(client: Any, model: str) -> dict[str, Any] | None:
@@ -45,19 +62,69 @@ def retrieve(client: Any, endpoint_id: str) -> dict[str, Any]:
     return client.get(f"{ENDPOINTS_PATH}/{endpoint_id}", cast_to=object)
 
 
-def create(client: Any, model: str, hardware: str) -> dict[str, Any]:
+def retrieve_if_any(client: Any, endpoint_id: str) -> dict[str, Any] | None:
+    """The endpoint, or None when Together has no such endpoint."""
+    return _unless_gone(lambda: retrieve(client, endpoint_id))
+
+
+def create(
+    client: Any, model: str, hardware: str, min_replicas: int = 1, max_replicas: int = 1
+) -> dict[str, Any]:
+    """An endpoint billed per replica-minute: ``min_replicas`` run while it is started."""
     body = {
         "model": model,
         "hardware": hardware,
         "display_name": model.split("/")[-1],
-        "autoscaling": {"min_replicas": 1, "max_replicas": MAX_REPLICAS},
+        "autoscaling": {"min_replicas": min_replicas, "max_replicas": max_replicas},
         "state": READY_STATE,
     }
     return client.post(ENDPOINTS_PATH, body=body, cast_to=object)
+
+
+def stop(client: Any, endpoint_id: str) -> dict[str, Any] | None:
+    """Stop it (billing stops); None when Together has no such endpoint."""
+    return _unless_gone(
+        lambda: client.patch(
+            f"{ENDPOINTS_PATH}/{endpoint_id}", body={"state": STOPPED_STATE}, cast_to=object
+        )
+    )
+
+
+def delete(client: Any, endpoint_id: str) -> None:
+    """Delete it; one already gone is not an error."""
+    from types import NoneType
+
+    _unless_gone(lambda: client.delete(f"{ENDPOINTS_PATH}/{endpoint_id}", cast_to=NoneType))
+
+
+def hardware(client: Any, model: str) -> list[dict[str, Any]]:
+    """``GET /hardware?model=``: the configurations ``model`` can be deployed on, each
+    with ``pricing.cents_per_minute`` (per replica) and its availability."""
+    listed = client.get(HARDWARE_PATH, cast_to=object, options={"params": {"model": model}})
+    return list((listed or {}).get("data") or [])
 
 
 def start(client: Any, endpoint_id: str) -> dict[str, Any]:
     """Start a STOPPED endpoint again (it passes through PENDING and STARTING)."""
     return client.patch(
         f"{ENDPOINTS_PATH}/{endpoint_id}", body={"state": READY_STATE}, cast_to=object
+    )
+
+
+def hardware_option(raw: dict[str, Any]) -> HardwareOption:
+    """One ``HardwareWithStatus`` in the contract's words: its price per replica-hour."""
+    cents = (raw.get("pricing") or {}).get("cents_per_minute")
+    specs = raw.get("specs") or {}
+    description = (
+        f"{specs.get('gpu_count', '?')}x {specs.get('gpu_type', '?')} "
+        f"({specs.get('gpu_memory', '?')} GB, {specs.get('gpu_link', '?')})"
+        if specs
+        else str(raw["id"])
+    )
+    status = (raw.get("availability") or {}).get("status")
+    return HardwareOption(
+        id=str(raw["id"]),
+        description=description,
+        usd_per_hour=None if cents is None else float(cents) * 60 / 100,
+        available=status in (None, "available"),
     )

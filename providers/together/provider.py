@@ -42,6 +42,7 @@ from providers.types import (
     ChatMessage,
     Completion,
     Deployment,
+    HardwareOption,
     JobEvent,
     JobSpec,
     JobStatus,
@@ -598,6 +599,18 @@ class TogetherProvider(Provider):
             return None
         return str(found["name"]) if found else None
 
+    def deployment_kind(self, model: str) -> str:
+        """A fine-tune answers only from a dedicated endpoint; a base model serverless."""
+        return "dedicated" if self._is_fine_tune(model) else "serverless"
+
+    def deployment_hardware(self, model: str) -> list[HardwareOption]:
+        """``GET /hardware?model=``: each configuration with its price per replica-hour
+        (Together prices by the minute: ``cents_per_minute`` x 60 / 100)."""
+        listed = self._retrying(
+            f"listing the hardware for {model}", endpoints.hardware, self.client, model
+        )
+        return [endpoints.hardware_option(raw) for raw in listed]
+
     def deploy(
         self,
         model: str,
@@ -608,16 +621,17 @@ class TogetherProvider(Provider):
         max_replicas: int = 1,
     ) -> Deployment:
         """The dedicated endpoint serving ``model``: the account's existing one (started
-        again if stopped), else a new one on ``endpoint_hardware`` with one replica, created
-        exactly once (after a lost answer ftm looks before sending again: never two billed
-        endpoints); with ``wait``, once it is STARTED.
+        again if stopped), else a new one on ``hardware`` (default: ``endpoint_hardware``)
+        with ``min_replicas`` to ``max_replicas`` replicas, created exactly once (after a
+        lost answer ftm looks before sending again: never two billed endpoints); with
+        ``wait``, once it is STARTED.
 
         Raises:
             ProviderError: Together refused the endpoint (one line saying what to change),
                 it failed to start, or it was not started after ``deploy_wait_s``.
         """
         client = self.client
-        hardware = self.config.endpoint_hardware
+        hardware = hardware or self.config.endpoint_hardware
 
         def find() -> dict[str, Any] | None:
             return self._once(
@@ -625,7 +639,7 @@ class TogetherProvider(Provider):
             )
 
         raw = retry_idempotent(find, attempts=self.config.create_attempts, sleep=self._sleep)
-        if raw is not None and str(raw.get("state")).upper() == "STOPPED":
+        if raw is not None and str(raw.get("state")).upper() == endpoints.STOPPED_STATE:
             raw = self._retrying(
                 f"starting endpoint {raw['name']}", endpoints.start, client, str(raw["id"])
             )
@@ -638,6 +652,8 @@ class TogetherProvider(Provider):
                         client,
                         model,
                         hardware,
+                        min_replicas,
+                        max_replicas,
                     ),
                     find,
                     attempts=self.config.create_attempts,
@@ -645,8 +661,63 @@ class TogetherProvider(Provider):
                     sleep=self._sleep,
                 )
             except ProviderError as err:
-                raise self._deploy_refused(model, err) from None
+                raise self._deploy_refused(model, err, hardware) from None
+        elif "id" in raw and "hardware" not in raw:  # the list's summary lacks it
+            raw = self._retrying(
+                f"reading endpoint {raw['name']}", endpoints.retrieve, client, str(raw["id"])
+            )
         return self._wait_started(raw) if wait else endpoints.as_deployment(raw)
+
+    def _endpoint_id(self, deployment: Deployment) -> str | None:
+        """The endpoint's id: recorded, else looked up by its model."""
+        if deployment.remote_id:
+            return deployment.remote_id
+        found = self._retrying(
+            f"looking for the endpoint of {deployment.model}",
+            endpoints.find_for_model,
+            self.client,
+            deployment.model,
+        )
+        return str(found["id"]) if found else None
+
+    def deployment_status(self, deployment: Deployment) -> Deployment:
+        """The endpoint as Together reports it now (``Deleted`` when it has none)."""
+        endpoint_id = self._endpoint_id(deployment)
+        raw = None
+        if endpoint_id is not None:
+            raw = self._retrying(
+                f"reading endpoint {endpoint_id}",
+                endpoints.retrieve_if_any,
+                self.client,
+                endpoint_id,
+            )
+        if raw is None:
+            self._endpoint_names.pop(deployment.model, None)
+            return replace(deployment, state=endpoints.GONE_STATE)
+        return endpoints.as_deployment(raw)
+
+    def stop_deployment(self, deployment: Deployment) -> Deployment:
+        """``PATCH state: STOPPED``: its replicas stop and so does the bill (it can be
+        started again by `deploy`)."""
+        endpoint_id = self._endpoint_id(deployment)
+        self._endpoint_names.pop(deployment.model, None)
+        raw = None
+        if endpoint_id is not None:
+            raw = self._retrying(
+                f"stopping endpoint {endpoint_id}", endpoints.stop, self.client, endpoint_id
+            )
+        if raw is None:
+            return replace(deployment, state=endpoints.GONE_STATE)
+        return endpoints.as_deployment(raw)
+
+    def delete_deployment(self, deployment: Deployment) -> None:
+        """``DELETE /endpoints/{id}``; one already gone is not an error."""
+        endpoint_id = self._endpoint_id(deployment)
+        self._endpoint_names.pop(deployment.model, None)
+        if endpoint_id is not None:
+            self._retrying(
+                f"deleting endpoint {endpoint_id}", endpoints.delete, self.client, endpoint_id
+            )
 
     def _not_deployed_note(self, model: str) -> JobEvent:
         """Said once the job succeeds (one id per model: stored once): unlike Azure's, a
@@ -660,7 +731,7 @@ class TogetherProvider(Provider):
             "(ftm eval, chat), not now",
         )
 
-    def _deploy_refused(self, model: str, err: ProviderError) -> ProviderError:
+    def _deploy_refused(self, model: str, err: ProviderError, hardware: str) -> ProviderError:
         if err.code == CREATE_UNCONFIRMED:
             return ProviderError(
                 f"could not confirm whether Together AI created an endpoint for {model} "
@@ -671,9 +742,9 @@ class TogetherProvider(Provider):
         if err.retryable:
             return err
         return ProviderError(
-            f"{err.message}. Together AI did not deploy {model} on "
-            f"{self.config.endpoint_hardware}: set [providers.together] endpoint_hardware to "
-            "hardware that serves it (GET /v1/hardware?model=... lists them), or download the "
+            f"{err.message.rstrip('.')}. Together AI did not deploy {model} on {hardware}: choose "
+            "hardware that serves it (ftm deployments hardware MODEL lists them; the default "
+            "is [providers.together] endpoint_hardware), or download the "
             "weights (`ftm jobs download`) and evaluate them locally",
             code="deployment_refused",
         )

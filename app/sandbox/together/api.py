@@ -221,6 +221,10 @@ async def delete_endpoint(sandbox: Sandbox, request: Request) -> Response:
     return Response(status_code=204)  # the spec's answer: no body
 
 
+async def endpoint_bills(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+    return sandbox.state.endpoint_bills()
+
+
 async def list_hardware(sandbox: Sandbox, request: Request) -> dict[str, Any]:
     return sandbox.state.list_hardware(request.query_params.get("model"))
 
@@ -256,6 +260,9 @@ ROUTE_TABLE: list[tuple[str, str, str, Handler]] = [
     ("PATCH", "/v1/endpoints/{endpoint_id}", "endpoints.update", update_endpoint),
     ("DELETE", "/v1/endpoints/{endpoint_id}", "endpoints.delete", delete_endpoint),
     ("GET", "/v1/hardware", "hardware.list", list_hardware),
+    # The emulator's own inspection route (not Together's API, which shows an endpoint's
+    # bill only in its web console): what each endpoint has cost so far.
+    ("GET", "/sandbox/endpoint-bills", "sandbox.endpoint_bills", endpoint_bills),
     (
         "GET",
         "/v1/fine-tunes/{job_id}/checkpoints",

@@ -79,6 +79,8 @@ class TogetherState:
         self.files: dict[str, StoredFile] = {}
         self.jobs: dict[str, TogetherJob] = {}
         self.endpoints: dict[str, Endpoint] = {}
+        self.deleted_endpoints: dict[str, Endpoint] = {}
+        """Deleted endpoints, stopped at deletion: gone from the API, kept for the bill."""
         self.pending_uploads: dict[str, tuple[str, str, str]] = {}
         """file id -> (file name, purpose, signature) between the SDK's upload request and
         its PUT to the presigned URL."""
@@ -100,7 +102,8 @@ class TogetherState:
             candidate = prefix + str(uuid.UUID(int=self._rng.getrandbits(128), version=4))
             if candidate not in self.files and candidate not in self.jobs:
                 if candidate not in self.pending_uploads and candidate not in self.endpoints:
-                    return candidate
+                    if candidate not in self.deleted_endpoints:
+                        return candidate
 
     # ------------------------------------------------------------------- files
 
@@ -494,16 +497,44 @@ class TogetherState:
             return endpoint.to_api(now, self._step_s())
 
     def delete_endpoint(self, endpoint_id: str) -> None:
+        """Deleting stops the bill; what it ran up stays on the account's bill."""
         with self.lock:
-            self._endpoint(endpoint_id)
-            del self.endpoints[endpoint_id]
+            endpoint = self._endpoint(endpoint_id)
+            endpoint.stop(self.now(), self._step_s())
+            self.deleted_endpoints[endpoint_id] = self.endpoints.pop(endpoint_id)
             self._dirty = True
             self._save()
 
     def endpoint_cost_cents(self, endpoint_id: str) -> float:
-        """What the endpoint has been billed so far (the emulator's bill; no spec route)."""
+        """What the endpoint (deleted or not) has been billed so far: the emulator's bill,
+        which Together's API has no route for (see `endpoint_bills`)."""
         with self.lock:
-            return self._endpoint(endpoint_id).billed_cents(self.now(), self._step_s())
+            endpoint = self.deleted_endpoints.get(endpoint_id) or self._endpoint(endpoint_id)
+            return endpoint.billed_cents(self.now(), self._step_s())
+
+    def endpoint_bills(self) -> dict[str, Any]:
+        """The emulator's inspection route ``GET /sandbox/endpoint-bills``: every
+        endpoint's bill so far, deleted ones included (state ``DELETED``), in cents."""
+        with self.lock:
+            now, step_s = self.now(), self._step_s()
+            rows = [(e, e.state(now, step_s)) for e in self.endpoints.values()] + [
+                (e, "DELETED") for e in self.deleted_endpoints.values()
+            ]
+            rows.sort(key=lambda pair: pair[0].created_at)
+            return {
+                "object": "list",
+                "data": [
+                    {
+                        "id": e.id,
+                        "model": e.model,
+                        "hardware": e.hardware,
+                        "state": state,
+                        "min_replicas": e.min_replicas,
+                        "billed_cents": e.billed_cents(now, step_s),
+                    }
+                    for e, state in rows
+                ],
+            }
 
     def list_hardware(self, model: str | None = None) -> dict[str, Any]:
         """``GET /hardware``: every configuration, each available for any model."""
@@ -572,6 +603,7 @@ class TogetherState:
             "files": [f.to_state() for f in self.files.values()],
             "jobs": [j.to_state() for j in self.jobs.values()],
             "endpoints": [e.to_state() for e in self.endpoints.values()],
+            "deleted_endpoints": [e.to_state() for e in self.deleted_endpoints.values()],
         }
         tmp = self.state_file.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(json.dumps(data))
@@ -595,3 +627,6 @@ class TogetherState:
         self.jobs = {j["id"]: TogetherJob.from_state(j) for j in data["jobs"]}
         # absent from state files written before endpoints were emulated
         self.endpoints = {e["id"]: Endpoint.from_state(e) for e in data.get("endpoints", [])}
+        self.deleted_endpoints = {
+            e["id"]: Endpoint.from_state(e) for e in data.get("deleted_endpoints", [])
+        }
