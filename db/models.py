@@ -346,6 +346,9 @@ class Deployment(SQLModel, table=True):
     # pending | running | stopping | stopped | failed | deleted
     remote_id: str | None = Field(default=None, index=True)
     """The provider's endpoint id; None for serverless and local."""
+    served_name: str | None = None
+    """What a client passes as the model to reach it (Together's endpoint name, Azure's
+    deployment name, a local server's adapter name); None: the model's own id."""
     endpoint_url: str | None = None
     usd_per_hour: float | None = None
     """Price of the running deployment per hour (all replicas at min_replicas); None for

@@ -167,12 +167,13 @@ def get(engine: Engine, deployment_id: int, now: datetime | None = None) -> Depl
     return describe(row, now)
 
 
-def contract_deployment(row: Deployment) -> ServedDeployment:
+def contract_deployment(row: Deployment | Any) -> ServedDeployment:
     """The row in the provider contract's words, for `Provider.deployment_status`,
-    `stop_deployment`, `delete_deployment` and `upstream`. The row keeps no separate
-    name: the provider's id stands for it (where the name is the id, Azure, it is)."""
+    `stop_deployment`, `delete_deployment` and `upstream` (the gateway's routing reads
+    it too). ``name`` is what a client passes: the served name the provider gave, else
+    its id, else the model's own."""
     return ServedDeployment(
-        name=row.remote_id or row.model,
+        name=row.served_name or row.remote_id or row.model,
         model=row.model,
         state=row.state,
         remote_id=row.remote_id,
@@ -415,6 +416,7 @@ def _provision(
         now,
         state=state,
         remote_id=served.remote_id or (served.name if served.name != row.model else None),
+        served_name=served.name,
         endpoint_url=served.endpoint_url,
         hardware=served.hardware or hardware or row.hardware,
         usd_per_hour=_hourly_price(served, options, hardware, min_replicas),

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from app.deployments.service import contract_deployment
 from db.models import Alias, Promotion, TrafficPolicy
 from db.models import Deployment as DeploymentRow
 from providers import types
@@ -156,21 +157,6 @@ def served_models(engine: Engine) -> list[str]:
                 names.append(task)
             names.append(f"{task}{SEPARATOR}{alias}")
     return names
-
-
-def contract_deployment(row: DeploymentRow | sa.Row) -> types.Deployment:
-    """A deployment row as the provider contract's type. ``name`` is what a client passes
-    as the model: the provider's endpoint id where it has one, else the model served (a
-    local server's adapter is asked for by the model the promotion recorded)."""
-    return types.Deployment(
-        name=row.remote_id or row.model,
-        model=row.model,
-        state=row.state,
-        remote_id=row.remote_id,
-        endpoint_url=row.endpoint_url,
-        hardware=row.hardware,
-        usd_per_hour=row.usd_per_hour,
-    )
 
 
 # --------------------------------------------------------------------------- internals

@@ -8,7 +8,7 @@ from sqlmodel import SQLModel, select
 
 from db import migrate
 from db.engine import make_engine, read_session, write_session
-from db.models import Deployment, GatewayKey, GatewayRequest, Job
+from db.models import GatewayKey, Job
 
 BEFORE = "0003_throughput_world_size_flops_facts"
 NEW_TABLES = {"deployments", "gateway_keys", "gateway_requests"}
@@ -30,15 +30,25 @@ def test_upgrade_from_0003_keeps_the_data_and_downgrade_removes_only_the_new_tab
     assert NEW_TABLES <= set(sa.inspect(engine).get_table_names())
     with read_session(engine) as s:
         assert [j.name for j in s.exec(select(Job))] == ["kept"]
-    with write_session(engine) as s:  # the new tables take rows with their defaults
-        deployment = Deployment(provider="together", model="m", kind="dedicated")
-        s.add(deployment)
-        s.flush()
-        s.add(GatewayRequest(request_id="r1", status_code=200, deployment_id=deployment.id))
-    with read_session(engine) as s:
-        (d,) = s.exec(select(Deployment)).all()
-        assert (d.state, d.min_replicas, d.requests_served) == ("pending", 1, 0)
-        assert s.exec(select(GatewayRequest)).one().route == "primary"
+    with engine.begin() as conn:  # the new tables take rows with their defaults
+        # (plain SQL: the models are at head, which has columns 0004 lacks)
+        conn.execute(
+            sa.text(
+                "INSERT INTO deployments (provider, model, kind, state, min_replicas,"
+                " max_replicas, requests_served, created_at, updated_at) VALUES ('together',"
+                " 'm', 'dedicated', 'pending', 1, 1, 0, '2026-11-30', '2026-11-30')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO gateway_requests (request_id, created_at, route, status_code,"
+                " deployment_id) VALUES ('r1', '2026-11-30', 'primary', 200, 1)"
+            )
+        )
+    with engine.connect() as conn:
+        d = conn.execute(sa.text("SELECT state, min_replicas FROM deployments")).one()
+        assert tuple(d) == ("pending", 1)
+        assert conn.execute(sa.text("SELECT route FROM gateway_requests")).scalar() == "primary"
 
     migrate.downgrade(engine, BEFORE)
     tables = set(sa.inspect(engine).get_table_names())

@@ -1,4 +1,5 @@
-"""traffic_policies, shadow_answers: canary and shadow routing of the gateway
+"""traffic_policies, shadow_answers, deployments.served_name: canary and shadow routing of the
+gateway, and the name a client passes to reach a deployment
 
 Revision ID: 0005_traffic_policies_shadow
 Revises: 0004_deployments_gateway
@@ -18,6 +19,8 @@ _text = sqlmodel.sql.sqltypes.AutoString
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("served_name", _text(), nullable=True))
     op.create_table(
         "traffic_policies",
         sa.Column("task", _text(), nullable=False),
@@ -58,3 +61,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table("shadow_answers")
     op.drop_table("traffic_policies")
+    with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.drop_column("served_name")
