@@ -161,7 +161,9 @@ def test_a_server_that_cannot_load_is_reported_with_its_log(setup, tmp_path):
     adapter = Path(_random_adapter_config(tmp_path / "orphan" / "adapter"))
     with pytest.raises(ProviderError, match="exited before it was ready") as caught:
         setup["provider"].deploy(str(adapter))
-    assert "/no/such/base" in str(caught.value)  # the log's tail names the cause
+    # The log's tail: the server's own last words and the cause.
+    assert "the model failed to load" in str(caught.value)
+    assert "/no/such/base" in str(caught.value).split("server.log", 1)[1]
 
 
 def _random_adapter_config(out: Path) -> str:
