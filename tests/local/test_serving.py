@@ -199,6 +199,20 @@ def test_a_server_that_cannot_load_is_reported_with_its_log(setup, tmp_path):
     assert "/no/such/base" in str(caught.value).split("server.log", 1)[1]  # the log's tail
 
 
+def test_a_server_not_ready_in_time_is_stopped_and_reported(setup, tiny_model):
+    from providers.local.serving.manager import LocalServers
+
+    provider = setup["provider"]
+    servers = LocalServers(
+        provider.jobs_dir.parent / "servers", sys.executable, ready_timeout_s=0.5
+    )
+    with pytest.raises(ProviderError, match="not ready within 0.5 s and was stopped") as caught:
+        servers.deploy(str(tiny_model), "cpu", wait=True)  # the base itself: its own server
+    server = ServerDir(servers.root / plan_for(str(tiny_model)).server_key)
+    assert "ftm: serving" in str(caught.value).split("server.log", 1)[1]  # the log's tail
+    assert not server.worker_alive()
+
+
 def _random_adapter_config(out: Path) -> str:
     """An adapter directory whose base does not exist: the server cannot load it."""
     import json

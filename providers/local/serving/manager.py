@@ -264,7 +264,7 @@ class LocalServers:
                 self._terminate(server)
                 raise ProviderError(
                     f"the local server for {served.base} was not ready within "
-                    f"{self.ready_timeout_s:.0f} s and was stopped; last lines of "
+                    f"{self.ready_timeout_s:g} s and was stopped; last lines of "
                     f"{server.log_path}:\n{tail}",
                     code="server_timeout",
                 )
