@@ -262,3 +262,15 @@ def test_adapters_of_one_base_share_a_server_and_names_are_stable(tmp_path):
     assert x.name.startswith("x-") and plan_for(str(tmp_path / "x" / "adapter")) == x
     (tmp_path / "y" / "adapter" / "ftm_base_loading.json").write_text('{"dtype": "float32"}')
     assert plan_for(str(tmp_path / "y" / "adapter")).server_key != x.server_key
+
+
+def test_unknown_hardware_and_replicas_are_refused_before_anything_starts(tmp_path):
+    provider = LocalProvider(jobs_dir=tmp_path / "jobs", python=sys.executable)
+    assert provider.deployment_kind("any") == "local"
+    assert "cpu" in [option.id for option in provider.deployment_hardware("any")]
+    with pytest.raises(ProviderError, match="no hardware 'cuda:7' on this machine; choose one of"):
+        provider.deploy("org/base", hardware="cuda:7")
+    with pytest.raises(ProviderError, match="one replica"):
+        provider.deploy("org/base", min_replicas=2, max_replicas=2)
+    assert not (tmp_path / "servers").exists()
+    assert provider.upstream("org/base", None) is None

@@ -55,19 +55,21 @@ def hardware_options() -> list[HardwareOption]:
     return options
 
 
+def _check_hardware(choice: str) -> None:
+    known = [option.id for option in hardware_options()]
+    if choice not in known:
+        raise ProviderError(
+            f"no hardware {choice!r} on this machine; choose one of: {', '.join(known)}",
+            code="invalid_hardware",
+        )
+
+
 def _device_env(choice: str) -> dict[str, str]:
     """The server's view of the devices: none for the CPU, only the chosen GPU else."""
     if choice == "cpu":
         return devices.worker_env([], cpu=True)
-    gpus = hardware.gpus()
-    index = int(choice.split(":", 1)[1])
-    if index >= len(gpus):
-        raise ProviderError(
-            f"no GPU {choice} on this machine; choose one of: "
-            + ", ".join(o.id for o in hardware_options()),
-            code="invalid_hardware",
-        )
-    return devices.worker_env([gpus[index].uuid] if gpus[index].uuid else [], cpu=False)
+    gpu = hardware.gpus()[int(choice.split(":", 1)[1])]
+    return devices.worker_env([gpu.uuid] if gpu.uuid else [], cpu=False)
 
 
 def _free_port() -> int:
@@ -133,6 +135,12 @@ class LocalServers:
                 code="server_refused",
             )
 
+    def _load(self, server: ServerDir, served: Served) -> None:
+        assert served.adapter is not None
+        self._post(
+            server, "load_lora_adapter", {"lora_name": served.name, "lora_path": served.adapter}
+        )
+
     # -- deployments ----------------------------------------------------------------------
 
     def _deployment(self, served: Served, server: ServerDir, state: str) -> Deployment:
@@ -154,6 +162,8 @@ class LocalServers:
             raise ProviderError(
                 f"{model} is neither a local model directory nor a hub id", code="not_found"
             )
+        if hardware_choice is not None:
+            _check_hardware(hardware_choice)
         served = plan_for(model)
         server = ServerDir(self.root / served.server_key)
         with server.locked():
@@ -170,13 +180,10 @@ class LocalServers:
             server.write_adapters(wanted)
             if not alive:
                 self._start(served, server, hardware_choice)
-            elif served.adapter and self.health(server).ready:
-                if served.name not in self.health(server).names:
-                    self._post(
-                        server,
-                        "load_lora_adapter",
-                        {"lora_name": served.name, "lora_path": served.adapter},
-                    )
+            elif served.adapter:
+                health = self.health(server)
+                if health.ready and served.name not in health.names:
+                    self._load(server, served)
         if not wait:
             return self._deployment(served, server, "Creating")
         self._wait_ready(served, server)
@@ -252,12 +259,8 @@ class LocalServers:
             state = self.health(server)
             if state.ready and served.name in state.names:
                 return
-            if state.ready and served.adapter:  # loaded before this adapter was added
-                self._post(
-                    server,
-                    "load_lora_adapter",
-                    {"lora_name": served.name, "lora_path": served.adapter},
-                )
+            if state.ready and served.adapter:  # it loaded before this adapter was added
+                self._load(server, served)
                 continue
             if time.monotonic() > deadline:
                 tail = server.log_tail(LOG_TAIL_LINES)
