@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -364,7 +364,18 @@ def _streamed(completion: dict[str, Any], include_usage: bool) -> Response:
         ),
     )
     chunks = completion_chunks(completion, maker, include_usage)
-    return StreamingResponse(event_stream(chunks), media_type=MEDIA_TYPE)
+    return event_stream_response(event_stream(chunks))
+
+
+def event_stream_response(events: Iterator[bytes]) -> StreamingResponse:
+    """Server-sent events already computed, sent from the event loop (a plain iterator
+    would cost Starlette a worker-thread hop per event: many streams at once queue up)."""
+
+    async def send() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    return StreamingResponse(send(), media_type=MEDIA_TYPE)
 
 
 def _complete(

@@ -18,16 +18,22 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _operation
+from app.sandbox.api import (
+    ConnectionDropper,
+    Handler,
+    Sandbox,
+    _http_error,
+    _operation,
+    event_stream_response,
+)
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.together.download import download
 from app.sandbox.together.job_request import parse_request
 from app.sandbox.together.serving import streamed
-from providers.chat_stream import MEDIA_TYPE
 from providers.together.config import SANDBOX_API_KEY
 
 UPLOAD_TARGET = "/v1/sandbox-uploads/{file_id}"
@@ -196,7 +202,7 @@ async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]
     body = await _json_body(request)
     completion = await run_in_threadpool(sandbox.state.chat, body)
     if isinstance(body, dict) and body.get("stream"):
-        return StreamingResponse(streamed(completion), media_type=MEDIA_TYPE)
+        return event_stream_response(streamed(completion))
     return completion
 
 
