@@ -169,6 +169,8 @@ def test_deploying_again_reuses_the_running_server(setup):
     assert provider.deployment_status(first).state == "Succeeded"
     health = httpx.get(first.endpoint_url.removesuffix("/v1") + "/health", timeout=10).json()
     assert health["status"] == "ok" and health["backend"] == "transformers"
+    log = ServerDir(Path(first.remote_id)).log_path.read_text()
+    assert "with transformers (vLLM needs a CUDA device" in log.splitlines()[0]  # which, and why
     assert sorted(health["adapters"]) == sorted(d.name for d in setup["deployments"])
     with pytest.raises(openai.NotFoundError, match="serves:"):
         _client(first).chat.completions.create(model="nobody", messages=QUESTION)
