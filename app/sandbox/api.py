@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -26,6 +26,13 @@ from app.sandbox.job_request import parse_job_request
 from app.sandbox.responder import base_model_reply, fine_tuned_reply
 from app.sandbox.state import MAX_PAGE
 from app.sandbox.training_data import count_message_tokens
+from providers.chat_stream import (
+    MEDIA_TYPE,
+    ChunkMaker,
+    completion_chunks,
+    event_stream,
+    wants_usage,
+)
 
 if TYPE_CHECKING:
     from app.sandbox.faults import FaultPlan
@@ -303,13 +310,14 @@ async def delete_model(sandbox: Sandbox, request: Request) -> dict[str, Any]:
     return await run_in_threadpool(sandbox.state.delete_model, request.path_params["model"])
 
 
-async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any] | Response:
     return await answer_chat(sandbox, await _json_body(request))
 
 
-async def answer_chat(sandbox: Sandbox, body: Any) -> dict[str, Any]:
+async def answer_chat(sandbox: Sandbox, body: Any) -> dict[str, Any] | Response:
     """A chat completion for a parsed request body (the Azure routes set its ``model``
-    from the deployment named in the URL)."""
+    from the deployment named in the URL); with ``stream: true`` the same completion as
+    server-sent ``chat.completion.chunk`` events."""
     if not isinstance(body, dict):
         raise invalid("The request body must be a JSON object.")
     model = body.get("model")
@@ -331,18 +339,43 @@ async def answer_chat(sandbox: Sandbox, body: Any) -> dict[str, Any]:
                 param=f"messages[{index}]",
                 code="invalid_value",
             )
-    if body.get("stream"):
-        raise invalid(
-            "Streaming is not emulated by the ftm sandbox; call without stream=true.",
-            param="stream",
-        )
     n = body.get("n") or 1
     if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= 128:
         raise invalid("Invalid 'n': expected an integer between 1 and 128.", param="n")
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise invalid("Invalid 'max_tokens': expected a positive integer.", param="max_tokens")
-    return await run_in_threadpool(_complete, sandbox, model, messages, n, limit)
+    completion = await run_in_threadpool(_complete, sandbox, model, messages, n, limit)
+    if body.get("stream"):
+        return _streamed(completion, wants_usage(body))
+    return completion
+
+
+def _streamed(completion: dict[str, Any], include_usage: bool) -> Response:
+    """``completion`` told word by word, as the service streams it."""
+    maker = ChunkMaker(
+        completion["id"],
+        completion["created"],
+        completion["model"],
+        usage_field=include_usage,
+        extra=(
+            ("service_tier", completion["service_tier"]),
+            ("system_fingerprint", completion["system_fingerprint"]),
+        ),
+    )
+    chunks = completion_chunks(completion, maker, include_usage)
+    return event_stream_response(event_stream(chunks))
+
+
+def event_stream_response(events: Iterator[bytes]) -> StreamingResponse:
+    """Server-sent events already computed, sent from the event loop (a plain iterator
+    would cost Starlette a worker-thread hop per event: many streams at once queue up)."""
+
+    async def send() -> AsyncIterator[bytes]:
+        for event in events:
+            yield event
+
+    return StreamingResponse(send(), media_type=MEDIA_TYPE)
 
 
 def _complete(

@@ -18,7 +18,8 @@ from providers.local.precision import Precision, choose_precision
 from providers.types import ChatMessage, Completion
 
 
-def _is_adapter(path: Path) -> bool:
+def is_adapter(path: Path) -> bool:
+    """Whether ``path`` is a PEFT adapter directory (else a whole model)."""
     return (path / "adapter_config.json").is_file()
 
 
@@ -44,7 +45,7 @@ def _runnable_dtype(dtype: str, device: str, here: Precision) -> str:
 def base_loading_for(adapter: Path, device: str, here: Precision) -> dict[str, Any] | None:
     """The adapter's record of how its base was loaded for training, adapted to this
     device's dtypes; None for an adapter without one (older jobs, other tools)."""
-    from providers.local.training import BASE_LOADING_FILE
+    from providers.local.jobdir import BASE_LOADING_FILE
 
     record = adapter / BASE_LOADING_FILE
     if not record.is_file():
@@ -57,38 +58,33 @@ def base_loading_for(adapter: Path, device: str, here: Precision) -> dict[str, A
     return loading
 
 
-def load(model: str) -> tuple[Any, Any]:
-    """(model, tokenizer) for ``model``, cached per process.
-
-    Placed directly on the device while loading. An adapter trained by ftm has its base
-    loaded as it was trained (`training.BASE_LOADING_FILE`: 4-bit NF4 for QLoRA, the
-    training dtypes); any other model in the precision ``bf16=auto`` picks here.
-    """
+def load_adapter_base(adapter: Path) -> tuple[Any, str]:
+    """(the base model an adapter directory was trained on, its name or path), loaded on
+    this device as it was for training (`jobdir.BASE_LOADING_FILE`: 4-bit NF4 for
+    QLoRA, the training dtypes), else in the precision ``bf16=auto`` picks here."""
     from providers.local.training import loading_kwargs
 
-    key = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
-    cached = inference_cache.get(key)
-    if cached is not None:
-        return cached
-    path = Path(key)
     device, here = _this_device()
-    plain = {"dtype": here.compute_dtype}  # a base, merged or foreign model
-    net: Any  # a transformers model, or a PeftModel wrapping one
-    if path.is_dir() and _is_adapter(path):
-        from peft import PeftModel
+    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    loading = base_loading_for(adapter, device, here) or {"dtype": here.compute_dtype}
+    net = AutoModelForCausalLM.from_pretrained(base, **loading_kwargs(loading, device, place=True))
+    return net, base
 
-        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
-        loading = base_loading_for(path, device, here) or plain
-        net = AutoModelForCausalLM.from_pretrained(
-            base, **loading_kwargs(loading, device, place=True)
-        )
-        # adapters load in fp32 (peft's autocast_adapter_dtype), as they were trained
-        net = PeftModel.from_pretrained(net, str(path))
-        tok_src = str(path) if (path / "tokenizer_config.json").is_file() else base
-    else:
-        net = AutoModelForCausalLM.from_pretrained(key, **loading_kwargs(plain, device, place=True))
-        tok_src = key
-    tokenizer = AutoTokenizer.from_pretrained(tok_src)
+
+def load_plain(model: str) -> Any:
+    """A base, merged or foreign model, on this device in the precision ``bf16=auto``
+    picks here."""
+    from providers.local.training import loading_kwargs
+
+    device, here = _this_device()
+    plain = {"dtype": here.compute_dtype}
+    return AutoModelForCausalLM.from_pretrained(model, **loading_kwargs(plain, device, place=True))
+
+
+def tokenizer_for(source: str) -> Any:
+    """The tokenizer at ``source``, set up for generation: a pad token, a chat template
+    (ftm's plain one when the model has none), left padding."""
+    tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if not tokenizer.chat_template:
@@ -96,6 +92,38 @@ def load(model: str) -> tuple[Any, Any]:
 
         tokenizer.chat_template = PLAIN_CHAT_TEMPLATE
     tokenizer.padding_side = "left"  # generation continues from the right edge
+    return tokenizer
+
+
+def tokenizer_source(adapter: Path, base: str) -> str:
+    """An adapter's own tokenizer when it saved one, else its base's."""
+    return str(adapter) if (adapter / "tokenizer_config.json").is_file() else base
+
+
+def load(model: str) -> tuple[Any, Any]:
+    """(model, tokenizer) for ``model``, cached per process.
+
+    Placed directly on the device while loading. An adapter trained by ftm has its base
+    loaded as it was trained (`load_adapter_base`); any other model in the precision
+    ``bf16=auto`` picks here.
+    """
+    key = str(Path(model).expanduser().resolve()) if Path(model).expanduser().exists() else model
+    cached = inference_cache.get(key)
+    if cached is not None:
+        return cached
+    path = Path(key)
+    net: Any  # a transformers model, or a PeftModel wrapping one
+    if path.is_dir() and is_adapter(path):
+        from peft import PeftModel
+
+        net, base = load_adapter_base(path)
+        # adapters load in fp32 (peft's autocast_adapter_dtype), as they were trained
+        net = PeftModel.from_pretrained(net, str(path))
+        tok_src = tokenizer_source(path, base)
+    else:
+        net = load_plain(key)
+        tok_src = key
+    tokenizer = tokenizer_for(tok_src)
     net.eval()
     inference_cache.put(key, (net, tokenizer))
     return net, tokenizer
@@ -103,6 +131,40 @@ def load(model: str) -> tuple[Any, Any]:
 
 def _as_dicts(messages: Sequence[ChatMessage | dict]) -> list[dict[str, str]]:
     return [m if isinstance(m, dict) else {"role": m.role, "content": m.content} for m in messages]
+
+
+def prompt_text(tokenizer: Any, messages: Sequence[ChatMessage | dict]) -> str:
+    """The conversation in the model's chat template, ready for the assistant's turn."""
+    return tokenizer.apply_chat_template(
+        _as_dicts(messages), tokenize=False, add_generation_prompt=True
+    )
+
+
+def generation_kwargs(tokenizer: Any, max_tokens: int, temperature: float) -> dict[str, Any]:
+    """``generate``'s settings: greedy at temperature 0, else sampling at it."""
+    kwargs: dict[str, Any] = dict(
+        max_new_tokens=max_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature)
+    else:
+        kwargs.update(do_sample=False)
+    return kwargs
+
+
+def reply_of(tokenizer: Any, new: Any) -> tuple[str, int, bool]:
+    """(text, completion tokens, whether it ended with end-of-sequence) of the ids a
+    generation added after the prompt; the end-of-sequence token counts, as billed."""
+    if tokenizer.pad_token_id != tokenizer.eos_token_id:
+        new = new[new != tokenizer.pad_token_id]
+    n_new = len(new)
+    eos = (new == tokenizer.eos_token_id).nonzero()
+    if len(eos):
+        n_new = int(eos[0]) + 1
+        new = new[: int(eos[0])]
+    return tokenizer.decode(new, skip_special_tokens=True).strip(), n_new, bool(len(eos))
 
 
 @torch.inference_mode()
@@ -119,34 +181,18 @@ def complete_batch(
     out: list[Completion] = []
     for start in range(0, len(conversations), batch_size):
         chunk = conversations[start : start + batch_size]
-        prompts = [
-            tok.apply_chat_template(_as_dicts(c), tokenize=False, add_generation_prompt=True)
-            for c in chunk
-        ]
+        prompts = [prompt_text(tok, c) for c in chunk]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(net.device) for k, v in enc.items()}
         t0 = time.perf_counter()
-        gen_kwargs: dict[str, Any] = dict(
-            max_new_tokens=max_tokens, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id
-        )
-        if temperature > 0:
-            gen_kwargs.update(do_sample=True, temperature=temperature)
-        else:
-            gen_kwargs.update(do_sample=False)
-        ids = net.generate(**enc, **gen_kwargs)
+        ids = net.generate(**enc, **generation_kwargs(tok, max_tokens, temperature))
         latency = (time.perf_counter() - t0) * 1000 / len(chunk)
         prompt_len = enc["input_ids"].shape[1]
         for row, mask in zip(ids, enc["attention_mask"], strict=True):
-            new = row[prompt_len:]
-            new = new[new != tok.pad_token_id] if tok.pad_token_id != tok.eos_token_id else new
-            n_new = len(new)
-            eos = (new == tok.eos_token_id).nonzero()
-            if len(eos):
-                n_new = int(eos[0]) + 1
-                new = new[: int(eos[0])]
+            text, n_new, _ = reply_of(tok, row[prompt_len:])
             out.append(
                 Completion(
-                    text=tok.decode(new, skip_special_tokens=True).strip(),
+                    text=text,
                     prompt_tokens=int(mask.sum()),
                     completion_tokens=n_new,
                     latency_ms=latency,

@@ -33,6 +33,9 @@ STATUS = "status.json"
 PID = "worker.pid"
 LOG = "worker.log"
 STOP_REQUEST = "stop.request"
+BASE_LOADING_FILE = "ftm_base_loading.json"
+"""Written next to an adapter's adapter_config.json: how its base model was loaded for
+training (`training.base_loading`), so evaluation and serving load it the same way."""
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from providers.local.jobdir import JobDir
 from providers.local.model_shape import load_local_shape, target_names
 from providers.local.precision import Precision, PrecisionError, precision_for_gpus
 from providers.local.recipe import recipe_from_local_job, translate_for_local
+from providers.local.serving.manager import LocalServers, hardware_options
 from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.pricing import PriceSource, PriceTable
@@ -39,11 +40,14 @@ from providers.types import (
     BaseModelInfo,
     ChatMessage,
     Completion,
+    Deployment,
+    HardwareOption,
     JobError,
     JobSpec,
     JobStatus,
     Refresh,
     RemoteJob,
+    Upstream,
 )
 
 
@@ -64,6 +68,7 @@ class LocalProvider(Provider):
         database_url: the database workers write progress to (the app passes
             ``settings.resolved_database_url``); None: workers write status.json only.
         python: the interpreter that runs workers (``settings.local.python``).
+        server_threads: CPU threads of each model server it starts (None: torch's default).
     """
 
     name: ClassVar[str] = "local"
@@ -109,8 +114,10 @@ class LocalProvider(Provider):
         jobs_dir: str | Path | None = None,
         database_url: str | None = None,
         python: str | None = None,
+        server_threads: int | None = None,
     ) -> None:
         home = _default_home()
+        self.server_threads = server_threads
         self.jobs_dir = (
             Path(jobs_dir)
             if jobs_dir
@@ -677,6 +684,57 @@ class LocalProvider(Provider):
         from providers.local import inference_cache
 
         inference_cache.clear()
+
+    # -- serving: a local OpenAI-compatible server per base model (providers.local.serving)
+
+    def servers(self) -> LocalServers:
+        """The model servers under ``<home>/servers`` (beside the jobs directory)."""
+        return LocalServers(
+            self.jobs_dir.parent / "servers", self.python, torch_threads=self.server_threads
+        )
+
+    def deployment_kind(self, model: str) -> str:
+        return "local"
+
+    def deployment_hardware(self, model: str) -> list[HardwareOption]:
+        """This machine's CPU and GPUs (``cpu``, ``cuda:N``), unpriced."""
+        return hardware_options()
+
+    def deploy(
+        self,
+        model: str,
+        *,
+        wait: bool = True,
+        hardware: str | None = None,
+        min_replicas: int = 1,
+        max_replicas: int = 1,
+    ) -> Deployment:
+        """Serve ``model`` (an adapter, merged or base model) from the local server of its
+        base model, started if none runs (vLLM where CUDA and vllm are present, else
+        transformers), on ``hardware`` (``cpu`` or ``cuda:N``; default the first GPU,
+        else the CPU). One process, so replicas are not offered."""
+        if min_replicas != 1 or max_replicas != 1:
+            raise ProviderError(
+                "a local server runs one replica; deploy without --min/--max-replicas",
+                code="invalid_replicas",
+            )
+        return self.servers().deploy(model, hardware, wait)
+
+    def deployment_status(self, deployment: Deployment) -> Deployment:
+        return self.servers().status(deployment)
+
+    def stop_deployment(self, deployment: Deployment) -> Deployment:
+        return self.servers().stop(deployment)
+
+    def delete_deployment(self, deployment: Deployment) -> None:
+        self.servers().delete(deployment)
+
+    def upstream(self, model: str, deployment: Deployment | None = None) -> Upstream | None:
+        """The local server's OpenAI-compatible endpoint, the model called by its served
+        name; None without a deployment (the gateway then answers through `complete`)."""
+        if deployment is None or not deployment.endpoint_url:
+            return None
+        return Upstream(deployment.endpoint_url, deployment.name, {})
 
     # -- migration: training recipes ----------------------------------------------------
 

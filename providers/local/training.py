@@ -24,6 +24,7 @@ from transformers import (
 
 from providers.local import data as jobdata
 from providers.local.distributed import device_map, local_rank, world_size
+from providers.local.jobdir import BASE_LOADING_FILE as BASE_LOADING_FILE  # re-exported
 from providers.local.kernels import use_liger_kernel
 from providers.local.precision import Precision, choose_precision
 
@@ -101,9 +102,9 @@ def load_tokenizer(model_path: str):
     return tok
 
 
-BASE_LOADING_FILE = "ftm_base_loading.json"
-"""Written next to an adapter's adapter_config.json: how its base model was loaded for
-training (`base_loading`), so evaluation loads it the same way."""
+# BASE_LOADING_FILE (defined in jobdir, torch-free, for the serving planner too): written
+# next to an adapter's adapter_config.json, how its base was loaded for training
+# (`base_loading`), so evaluation and serving load it the same way.
 
 
 def base_loading(tuning: str, precision: Precision) -> dict[str, Any]:

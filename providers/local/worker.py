@@ -186,7 +186,7 @@ def save_artifacts(
     if base_loading is not None:
         import json
 
-        from providers.local.training import BASE_LOADING_FILE
+        from providers.local.jobdir import BASE_LOADING_FILE
 
         (job.adapter / BASE_LOADING_FILE).write_text(json.dumps(base_loading, indent=1))
     artifacts = [

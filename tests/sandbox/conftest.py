@@ -14,6 +14,7 @@ import openai
 import pytest
 
 from app.sandbox.server import SandboxServer
+from providers.chat_stream import MEDIA_TYPE, sse_payloads
 from tests.openapi_spec import spec_path, validate_component, validate_response
 
 START = datetime(2026, 9, 1, 12, 0, tzinfo=UTC)
@@ -21,8 +22,9 @@ STEP_S = 1.0  # with a frozen clock the step length is just a unit of `advance`
 
 
 class SpecRecorder:
-    """An httpx response hook: validates each JSON response against the spec and
-    remembers which (route, method, status) kinds were seen."""
+    """An httpx response hook: validates each JSON response against the spec (each chunk
+    of a streamed chat completion against its stream schema) and remembers which
+    (route, method, status) kinds were seen."""
 
     def __init__(self) -> None:
         self.seen: set[tuple[str, str, int]] = set()
@@ -40,7 +42,9 @@ class SpecRecorder:
         if template and template.endswith("/content") and response.is_success:
             return  # raw file bytes; the spec calls the body a string
         try:
-            if template is None:
+            if response.headers.get("content-type", "").startswith(MEDIA_TYPE):
+                validate_event_stream(response.text)
+            elif template is None:
                 assert response.status_code == 404, "an unknown path must answer 404"
                 validate_component("ErrorResponse", response.json())
             else:
@@ -49,6 +53,16 @@ class SpecRecorder:
             self.failures.append(
                 f"{request.method} {request.url.path} -> {response.status_code}: {exc}"
             )
+
+
+def validate_event_stream(text: str) -> None:
+    """A streamed chat completion: chunks that fit the spec's stream schema, then
+    ``[DONE]`` and nothing after it."""
+    payloads = sse_payloads(text)
+    assert payloads and payloads[-1] == "[DONE]", "the stream does not end with [DONE]"
+    for chunk in payloads[:-1]:
+        assert chunk != "[DONE]", "[DONE] before the end of the stream"
+        validate_component("CreateChatCompletionStreamResponse", chunk)
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ import together
 from app.sandbox.faults import FaultPlan
 from app.sandbox.together.server import TogetherSandboxServer
 from app.sandbox.training_data import count_message_tokens
+from providers.chat_stream import MEDIA_TYPE, sse_payloads
 from tests.sandbox.conftest import START, jsonl, preference_rows, sentiment_rows
 from tests.together_spec import load_spec, spec_path, validate_component, validate_response
 
@@ -57,6 +58,12 @@ class TogetherSpecRecorder:
                 assert not response.content, "a 204 with a body"
                 described = load_spec()["paths"][template][request.method.lower()]["responses"]
                 assert "204" in described and not described["204"].get("content"), template
+                return
+            if response.headers.get("content-type", "").startswith(MEDIA_TYPE):
+                payloads = sse_payloads(response.text)  # a streamed chat completion
+                assert payloads and payloads[-1] == "[DONE]", "the stream does not end with [DONE]"
+                for payload in payloads:
+                    validate_component("ChatCompletionStream", {"data": payload})
                 return
             binary = template.endswith("/content") or template == "/finetune/download"
             if binary and response.is_success:

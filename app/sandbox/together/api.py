@@ -22,10 +22,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from app.sandbox.api import ConnectionDropper, Handler, Sandbox, _http_error, _operation
+from app.sandbox.api import (
+    ConnectionDropper,
+    Handler,
+    Sandbox,
+    _http_error,
+    _operation,
+    event_stream_response,
+)
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.together.download import download
 from app.sandbox.together.job_request import parse_request
+from app.sandbox.together.serving import streamed
 from providers.together.config import SANDBOX_API_KEY
 
 UPLOAD_TARGET = "/v1/sandbox-uploads/{file_id}"
@@ -190,9 +198,12 @@ async def list_models(sandbox: Sandbox, request: Request) -> Response:
     return JSONResponse(await run_in_threadpool(sandbox.state.list_models))
 
 
-async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any]:
+async def chat_completions(sandbox: Sandbox, request: Request) -> dict[str, Any] | Response:
     body = await _json_body(request)
-    return await run_in_threadpool(sandbox.state.chat, body)
+    completion = await run_in_threadpool(sandbox.state.chat, body)
+    if isinstance(body, dict) and body.get("stream"):
+        return event_stream_response(streamed(completion))
+    return completion
 
 
 async def create_endpoint(sandbox: Sandbox, request: Request) -> dict[str, Any]:

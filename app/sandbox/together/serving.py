@@ -1,5 +1,6 @@
 """What the Together emulator serves for inference: ``GET /models`` and
-``POST /chat/completions``.
+``POST /chat/completions`` (with ``stream: true``: the same completion as server-sent
+chunks in Together's dialect, see ``streamed``).
 
 Together no longer serves LoRA fine-tunes serverlessly: a fine-tuned model answers only
 on a dedicated endpoint (endpoints.py), so a chat with one no STARTED endpoint serves is
@@ -14,12 +15,14 @@ step. Base models answer as the OpenAI emulator's do
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from app.sandbox.errors import ApiError, invalid
 from app.sandbox.responder import Memory, base_model_reply, fine_tuned_reply
 from app.sandbox.together.catalog import MODELS, TINY_MODEL, TOKENIZER_PROXY
 from app.sandbox.training_data import count_message_tokens
+from providers.chat_stream import ChunkMaker, completion_chunks, event_stream
 
 MODEL_CREATED = 1_721_692_800  # 2024-07-23, Llama 3.1's release: a fixed, plausible time
 # Serverless inference, $ per million tokens (input, output): the emulator's own figures,
@@ -81,8 +84,6 @@ def chat(
         raise invalid("Missing required parameter: 'model'.", param="model")
     if not isinstance(messages, list) or not messages:
         raise invalid("Missing required parameter: 'messages'.", param="messages")
-    if body.get("stream"):
-        raise invalid("Streaming is not emulated by the ftm sandbox; call without stream.")
     if model in fine_tuned and model not in served:
         raise ApiError(
             400,
@@ -129,3 +130,17 @@ def chat(
             "total_tokens": prompt_tokens + len(tokens),
         },
     }
+
+
+def streamed(completion: dict[str, Any]) -> Iterator[bytes]:
+    """A completion from ``chat`` as Together streams it: ``chat.completion.chunk``
+    events whose every delta names the role, the finishing chunk carrying the usage
+    (Together sends it unasked), then ``data: [DONE]``."""
+    maker = ChunkMaker(
+        completion["id"],
+        completion["created"],
+        completion["model"],
+        role_in_every_delta=True,
+        usage_on_finish=True,
+    )
+    return event_stream(completion_chunks(completion, maker, include_usage=False))
