@@ -32,6 +32,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.sandbox", "sandbox"),
     ("app.cli.demo", "demo"),
     ("app.cli.keys", "keys"),
+    ("app.cli.serve", "serve"),
 ]
 
 
