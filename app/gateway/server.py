@@ -519,8 +519,23 @@ def serve_forever(gateway: Gateway, host: str, port: int, on_ready: Callable[[st
     from app.sandbox.server import bind_socket
 
     sock = bind_socket(host, port)
+    # Listening before the URL is printed: a client that reads it and connects at once
+    # waits in the backlog until the server accepts, instead of being refused.
+    sock.listen(2048)
     on_ready(f"http://{host}:{sock.getsockname()[1]}/v1")
-    uvicorn.Server(_config(gateway, "warning")).run(sockets=[sock])
+    _ForegroundServer(_config(gateway, "warning")).run(sockets=[sock])
+
+
+class _ForegroundServer(uvicorn.Server):
+    """Stops on SIGINT or SIGTERM and returns. uvicorn's own raises the signal again once
+    it has shut down, which would end `ftm serve` by that signal (or a KeyboardInterrupt
+    traceback) after a clean, flushed stop."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        super().handle_exit(sig, frame)
+        captured = getattr(self, "_captured_signals", None)
+        if isinstance(captured, list):
+            captured.clear()
 
 
 class GatewayServer:

@@ -85,6 +85,7 @@ class RequestLog:
         self.engine, self.flush_interval_s, self.max_batch = engine, flush_interval_s, max_batch
         self.shadows: list[dict[str, Any]] = []
         self._queue: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
@@ -95,29 +96,29 @@ class RequestLog:
         self.shadows.append(answer)
 
     def _run(self) -> None:
-        stop = False
-        while not stop:
+        # Written every flush interval, as the real log batches: what is recorded just
+        # before a stop is written only by `close`.
+        while True:
+            stopping = self._stop.wait(self.flush_interval_s)
             batch = []
-            try:
-                item = self._queue.get(timeout=self.flush_interval_s)
-                batch.append(item)
-                while len(batch) < self.max_batch:
+            while True:
+                try:
                     batch.append(self._queue.get_nowait())
-            except queue.Empty:
-                pass
-            stop = any(item is None for item in batch)
-            rows = [GatewayRequest(**e) for e in batch if e is not None]
-            if rows:
+                except queue.Empty:
+                    break
+            if batch:
                 with write_session(self.engine) as session:
-                    session.add_all(rows)
+                    session.add_all([GatewayRequest(**entry) for entry in batch])
             for _ in batch:
                 self._queue.task_done()
+            if stopping:
+                return
 
     def flush(self) -> None:
         self._queue.join()
 
     def close(self) -> None:
-        self._queue.put(None)
+        self._stop.set()
         self._thread.join(timeout=10)
 
 

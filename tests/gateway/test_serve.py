@@ -418,3 +418,15 @@ def test_the_default_pool_builds_providers_from_ftm_settings(
     assert pool.get("openai") is provider  # built once
     assert provider.upstream(OLD).base_url == stack.emulator.base_url
     pool.close()
+
+
+def test_stopping_the_gateway_flushes_and_closes_the_request_log(stack: Stack) -> None:
+    watched = WatchedLog(stack.engine)
+    closed = []
+    close = watched.close
+    watched.close = lambda: (closed.append(True), close())[1]
+    gateway = Gateway(stack.engine, request_log=watched)
+    with GatewayServer(gateway) as server:
+        refused = httpx.get(server.base_url + "/models")  # no key: 401, logged nowhere
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert closed == [True]
