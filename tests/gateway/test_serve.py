@@ -16,8 +16,10 @@ import dataclasses
 import importlib
 import json
 import re
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -430,3 +432,26 @@ def test_stopping_the_gateway_flushes_and_closes_the_request_log(stack: Stack) -
         refused = httpx.get(server.base_url + "/models")  # no key: 401, logged nowhere
         assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
     assert closed == [True]
+
+
+def test_the_gateway_stops_idle_deployments_on_its_interval(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`app.deployments.idle.enforce_idle_stops` (the deployments slice's) is called every
+    ``idle_check_s`` with the gateway's database; one that fails does not stop the loop."""
+    calls = []
+
+    def enforce_idle_stops(engine) -> None:
+        calls.append(engine)
+        if len(calls) == 1:
+            raise RuntimeError("provider unreachable")
+
+    idle = types.ModuleType("app.deployments.idle")
+    idle.enforce_idle_stops = enforce_idle_stops
+    monkeypatch.setitem(sys.modules, "app.deployments.idle", idle)
+    with GatewayServer(Gateway(stack.engine, idle_check_s=0.02)):
+        deadline = time.monotonic() + 10
+        while len(calls) < 3:
+            assert time.monotonic() < deadline, "idle stops were not enforced"
+            time.sleep(0.01)
+    assert set(calls) == {stack.engine}
