@@ -332,6 +332,25 @@ def test_a_provider_error_is_a_502_body_and_the_next_request_works(stack: Stack)
     assert (row.status_code, row.error_code, row.model) == (502, "provider_error", OLD)
 
 
+def test_a_provider_that_hangs_up_or_times_out_is_a_502_or_504(stack: Stack) -> None:
+    client = stack.client(stack.direct)
+    stack.emulator.faults = FaultPlan().next(1, "drop_before", "chat.completions")
+    with pytest.raises(openai.InternalServerError) as dropped:
+        ask(client, "tickets")
+    assert dropped.value.status_code == 502 and dropped.value.code == "provider_unreachable"
+    upstream_client = stack.direct.gateway._client
+    patient = upstream_client.timeout
+    upstream_client.timeout = httpx.Timeout(0.2)
+    stack.emulator.faults = FaultPlan().next(1, "slow", "chat.completions", delay_s=1.0)
+    try:
+        with pytest.raises(openai.InternalServerError) as slow:
+            ask(client, "tickets")
+    finally:
+        upstream_client.timeout = patient
+    assert slow.value.status_code == 504 and slow.value.code == "provider_timeout"
+    assert ask(client, "tickets").parse().model == OLD
+
+
 def test_a_provider_key_echoed_upstream_never_reaches_the_client(stack: Stack, steer) -> None:
     steer.change = lambda plan: dataclasses.replace(
         plan, answer=dataclasses.replace(plan.answer, model=ECHO_KEY_MODEL)
