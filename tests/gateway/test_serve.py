@@ -12,6 +12,7 @@ what the tests spend):
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import importlib
 import json
@@ -48,6 +49,8 @@ serve_standins.install()  # only where the routing slice's modules are not merge
 
 PROVIDER_KEY = "sk-provider-secret-0123456789abcdef"
 OLD, NEW, CANDIDATE = "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14"
+SLOW_MODEL = "slow-stream"
+"""A model the test upstream streams slowly (a chunk every 100 ms, 50 of them)."""
 ECHO_KEY_MODEL = "echo-key-401"
 """A model the test upstream refuses with a message quoting the key it was sent, as real
 services do ("Incorrect API key provided: sk-...")."""
@@ -79,6 +82,8 @@ def sse_upstream(emulator_url: str) -> Starlette:
         if body.get("model") == ECHO_KEY_MODEL:
             message = f"Incorrect API key provided: {auth.split()[-1]}."
             return JSONResponse({"error": {"message": message, "code": "invalid_api_key"}}, 401)
+        if body.get("model") == SLOW_MODEL:
+            return StreamingResponse(slowly(), media_type="text/event-stream")
         stream = body.pop("stream", False)
         usage_asked = (body.pop("stream_options", None) or {}).get("include_usage")
         answer = await client.post(
@@ -104,6 +109,14 @@ def sse_upstream(emulator_url: str) -> Starlette:
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(events(), media_type="text/event-stream")
+
+    async def slowly():
+        for index in range(50):
+            chunk = {"id": "slow", "object": "chat.completion.chunk", "model": SLOW_MODEL}
+            chunk["choices"] = [{"index": 0, "delta": {"content": f"{index} "}}]
+            yield b"data: " + json.dumps(chunk).encode() + b"\n\n"
+            await asyncio.sleep(0.1)
+        yield b"data: [DONE]\n\n"
 
     return Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
 
@@ -394,6 +407,28 @@ def test_a_stream_is_relayed_and_its_usage_logged_without_showing_it(stack: Stac
         ask(client, "tickets", stream=True, stream_options={"include_usage": True}).parse()
     )
     assert asked[-1].choices == [] and asked[-1].usage.completion_tokens == row.completion_tokens
+
+
+def test_a_client_that_leaves_mid_stream_is_logged_and_the_gateway_serves_on(
+    stack: Stack, steer
+) -> None:
+    steer.change = lambda plan: dataclasses.replace(
+        plan, answer=dataclasses.replace(plan.answer, model=SLOW_MODEL)
+    )
+    body = {"model": "tickets", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+    headers = {"authorization": f"Bearer {stack.key}"}
+    with httpx.stream(
+        "POST", stack.steered.base_url + "/chat/completions", json=body, headers=headers
+    ) as response:
+        request_id = response.headers["x-request-id"]
+        next(response.iter_raw())  # the first chunk, then the client hangs up
+    deadline = time.monotonic() + 10
+    while (row := stack.rows(request_id).get(request_id)) is None:
+        assert time.monotonic() < deadline, "the abandoned stream was never logged"
+        time.sleep(0.05)
+    assert (row.status_code, row.error_code) == (499, "client_closed_request")
+    steer.change = None
+    assert ask(stack.client(stack.steered), "tickets").parse().model == OLD
 
 
 def test_a_shadow_gets_the_request_and_both_answers_are_logged(stack: Stack, steer) -> None:
