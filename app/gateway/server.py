@@ -63,8 +63,9 @@ SHADOW_WAIT_S = 330.0
 """How long a shadow request waits for the primary's answer to compare with."""
 SHUTDOWN_GRACE_S = 5.0
 COMPLETE_THREADS = 16
-"""Requests answered through `Provider.complete` at once: their own threads, so a slow
-model never takes the threads resolution runs in."""
+"""Requests answered through `Provider.complete` at once (each holds a worker thread
+while the model answers): a slow model queues its own requests, not the gateway's other
+work in threads (shutdown, idle stops)."""
 
 Planner = Callable[..., Any]
 

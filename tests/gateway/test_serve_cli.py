@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import openai
@@ -47,6 +48,8 @@ def test_serve_prints_its_url_warns_off_loopback_and_flushes_the_log_on_sigterm(
             env=env,
             cwd=REPO,
         )
+        watchdog = threading.Timer(60, process.kill)  # a hung start fails, never hangs
+        watchdog.start()
         try:
             line = process.stdout.readline()
             assert line.startswith("ftm gateway serving on http://0.0.0.0:"), (
@@ -63,6 +66,7 @@ def test_serve_prints_its_url_warns_off_loopback_and_flushes_the_log_on_sigterm(
             process.send_signal(signal.SIGTERM)  # at once: the log has not flushed yet
             _, stderr = process.communicate(timeout=30)
         finally:
+            watchdog.cancel()
             if process.poll() is None:
                 process.kill()
     assert process.returncode == 0, stderr
