@@ -21,6 +21,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,24 +57,39 @@ class Http11:
             f"content-length: {len(body)}\r\n\r\n"
         ).encode() + body
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.failures: Counter[str] = Counter()
 
     async def post(self) -> bytes | None:
-        """One request: the body of a 200 answer, else None."""
-        if self.idle:
-            reader, writer = self.idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
-        try:
-            writer.write(self.request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            status = int(head.split(b" ", 2)[1])
-            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
-            body = await reader.readexactly(length)
-        except (OSError, asyncio.IncompleteReadError, AttributeError, ValueError):
-            writer.close()
-            return None
-        self.idle.append((reader, writer))
-        return body if status == 200 else None
+        """One request: the body of a 200 answer, else None (why: in `failures`). A kept
+        connection the server closed meanwhile (its keep-alive timeout) is retried once
+        on a new one, as HTTP clients do: not a failure of the server."""
+        for attempt in range(2):
+            reused = bool(self.idle)
+            reader, writer = (
+                self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
+            )
+            try:
+                writer.write(self.request)
+                head = await reader.readuntil(b"\r\n\r\n")
+                status = int(head.split(b" ", 2)[1])
+                length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+                body = await reader.readexactly(length)
+            except (OSError, asyncio.IncompleteReadError, AttributeError, ValueError) as exc:
+                writer.close()
+                if (
+                    reused
+                    and attempt == 0
+                    and isinstance(exc, OSError | asyncio.IncompleteReadError)
+                ):
+                    continue
+                self.failures[type(exc).__name__] += 1
+                return None
+            self.idle.append((reader, writer))
+            if status != 200:
+                self.failures[f"HTTP {status}"] += 1
+                return None
+            return body
+        return None
 
     def close(self) -> None:
         for _, writer in self.idle:

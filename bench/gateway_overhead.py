@@ -83,6 +83,7 @@ async def open_loop(
             results[name].append(latency)
     for client in clients.values():
         client.close()
+    failures = {name: dict(client.failures) for name, client in clients.items()}
     figures = {}
     for name, values in results.items():
         figures[name] = {
@@ -91,6 +92,7 @@ async def open_loop(
             "p50_ms": percentile(values, 50),
             "p99_ms": percentile(values, 99),
         }
+    figures["failures"] = failures  # why, for those that failed
     figures["added_p50_ms"] = figures["gateway"]["p50_ms"] - figures["direct"]["p50_ms"]
     figures["added_p99_ms"] = figures["gateway"]["p99_ms"] - figures["direct"]["p99_ms"]
     return figures
@@ -166,6 +168,8 @@ def main() -> int:
         f"{latency['emulator_cpu_ms_per_request']:.2f} ms "
         f"(ratio {latency['gateway_cpu_ms_per_request'] / latency['emulator_cpu_ms_per_request']:.2f}x)"
     )
+    if any(latency["failures"].values()):
+        print(f"  failures by cause: {latency['failures']}")
     print(f"{args.streams} concurrent streams ({args.chunks} chunks, {args.gap_ms:g} ms apart):")
     print(
         f"  through the gateway: {through['completed']} completed, {through['dropped']} dropped "
