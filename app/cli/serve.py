@@ -21,7 +21,8 @@ def serve(host: str, port: int) -> None:
     a promotion or rollback reaches the next request. Ctrl-C (or SIGTERM) stops it after
     the request log is flushed."""
     from app.database import get_engine
-    from app.gateway.server import Gateway, is_loopback, serve_forever
+    from app.gateway.runner import is_loopback, serve_forever
+    from app.gateway.server import Gateway
 
     engine = get_engine()
     if not is_loopback(host):

@@ -36,7 +36,8 @@ from starlette.routing import Route
 from app.database import engine_for
 from app.gateway import keys
 from app.gateway.provider_pool import ProviderPool
-from app.gateway.server import Gateway, GatewayServer
+from app.gateway.runner import GatewayServer
+from app.gateway.server import Gateway
 from app.promotion import aliases
 from app.sandbox.faults import FaultPlan
 from app.sandbox.server import SandboxServer
