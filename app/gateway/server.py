@@ -404,9 +404,11 @@ class Gateway:
         primary's. Never raises: a shadow's failure is a logged status, nothing more."""
         target = plan.shadow
         shadow = Context(ctx.request_id + "-shadow", utcnow(), time.perf_counter())
+        # Logged under the candidate's alias, marked ``shadow``: its cost is the
+        # candidate's trial, not the primary alias's traffic.
         shadow.task, shadow.alias, shadow.route, shadow.key_name = (
             ctx.task,
-            ctx.alias,
+            target.alias,
             "shadow",
             ctx.key_name,
         )

@@ -450,6 +450,7 @@ def test_a_shadow_gets_the_request_and_both_answers_are_logged(stack: Stack, ste
     assert shadow["messages"] == [{"role": "user", "content": "Is the shop open?"}]
     rows = stack.rows(request_id, request_id + "-shadow")
     assert rows[request_id + "-shadow"].route == "shadow"
+    assert rows[request_id + "-shadow"].alias == "staging"  # the candidate's, not production's
     assert rows[request_id + "-shadow"].model == CANDIDATE
 
 
