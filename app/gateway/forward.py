@@ -90,8 +90,10 @@ async def post(
     """
     sent = upstream_body(body, upstream, stream=False)
     try:
+        # No params argument at all when there are none: httpx rebuilds the URL for any
+        # given, even empty ones.
         response = await client.post(
-            _url(upstream), json=sent, headers=dict(upstream.headers), params=dict(upstream.params)
+            _url(upstream), json=sent, headers=upstream.headers, params=upstream.params or None
         )
     except httpx.HTTPError as exc:
         raise _failure(exc, provider, upstream.model) from None
@@ -139,8 +141,8 @@ async def open_stream(
         "POST",
         _url(upstream),
         json=sent,
-        headers=dict(upstream.headers),
-        params=dict(upstream.params),
+        headers=upstream.headers,
+        params=upstream.params or None,
     )
     try:
         response = await client.send(request, stream=True)
