@@ -64,7 +64,7 @@ class Http11:
         connection the server closed meanwhile (its keep-alive timeout) is retried once
         on a new one, as HTTP clients do: not a failure of the server."""
         for attempt in range(2):
-            reused = bool(self.idle)
+            reused = bool(self.idle) and attempt == 0  # the retry: a new connection
             reader, writer = (
                 self.idle.pop() if reused else await asyncio.open_connection(self.host, self.port)
             )
