@@ -223,9 +223,12 @@ class Gateway:
         while True:
             await asyncio.sleep(self.idle_check_s)
             try:
-                await anyio.to_thread.run_sync(enforce_idle_stops, self.engine)
+                stops = await anyio.to_thread.run_sync(enforce_idle_stops, self.engine)
             except Exception as exc:  # the next round tries again; serving goes on
                 log.warning("idle-stop check failed: %s", exc)
+                continue
+            for stop in stops or ():  # said where the person running `ftm serve` looks
+                log.warning("idle deployment stopped: %s", stop)
 
     # -- routes -------------------------------------------------------------------------
 
