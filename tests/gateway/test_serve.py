@@ -345,6 +345,12 @@ def test_a_provider_error_is_a_502_body_and_the_next_request_works(stack: Stack)
     row = stack.rows(request_id)[request_id]
     assert (row.status_code, row.error_code, row.model) == (502, "provider_error", OLD)
 
+    # A rate limit is the client's to wait out: relayed as 429 with the provider's wait.
+    stack.emulator.faults = FaultPlan().next(1, "rate_limit", "chat.completions", retry_after_s=3)
+    with pytest.raises(openai.RateLimitError) as limited:
+        ask(client, "tickets")
+    assert limited.value.response.headers["retry-after"] == "3"
+
 
 def test_a_provider_that_hangs_up_or_times_out_is_a_502_or_504(stack: Stack) -> None:
     client = stack.client(stack.direct)
