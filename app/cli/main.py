@@ -35,6 +35,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.keys", "keys"),
     ("app.cli.deployments", "deploy_command"),
     ("app.cli.deployments", "deployments"),
+    ("app.cli.serve", "serve"),
 ]
 
 

@@ -41,6 +41,7 @@ from providers.types import (
     JobSpec,
     JobStatus,
     Refresh,
+    Upstream,
 )
 
 DEPLOY_POLL_S = 2.0
@@ -368,6 +369,17 @@ class AzureOpenAIProvider(OpenAIProvider):
         if name not in self._ready and self._is_fine_tune(model):
             self.deploy(model, wait=True)
         return super().complete(name, messages, max_tokens=max_tokens, temperature=temperature)
+
+    def upstream(self, model: str, deployment: Deployment | None = None) -> Upstream | None:
+        """The deployment's data-plane URL (``{endpoint}/openai/deployments/{name}``) with
+        the configured api-version and the resource's ``api-key``, as `complete` calls it."""
+        name = deployment.name if deployment is not None else self.deployment_for(model)
+        return Upstream(
+            f"{self.azure.data_endpoint}/openai/deployments/{name}",
+            name,
+            {"api-key": self._upstream_key()},
+            {"api-version": self.azure.api_version},
+        )
 
     def configured(self) -> bool:
         """An Azure resource must be named (or the sandbox chosen) before anything works."""

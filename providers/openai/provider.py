@@ -36,10 +36,12 @@ from providers.types import (
     BaseModelInfo,
     ChatMessage,
     Completion,
+    Deployment,
     JobSpec,
     JobStatus,
     Refresh,
     RemoteJob,
+    Upstream,
 )
 
 T = TypeVar("T")
@@ -510,6 +512,35 @@ class OpenAIProvider(Provider):
             latency_ms=latency,
             model=response.model,
         )
+
+    def _upstream_key(self) -> str:
+        """The key, resolved once and kept like the client's (`upstream` is asked on every
+        gateway request: a key command must not run each time)."""
+        with self._lock:
+            if self._api_key is None:
+                self._api_key = self._resolve_api_key()
+            return self._api_key
+
+    def upstream(self, model: str, deployment: Deployment | None = None) -> Upstream | None:
+        """The configured API (the emulator's in sandbox mode, a proxy's, Azure's, else
+        OpenAI's) with a Bearer key; a model on Azure through its deployment's URL."""
+        key = self._upstream_key()
+        served = deployment.name if deployment is not None else model
+        if self.config.azure_endpoint and not self.config.sandbox:
+            return Upstream(
+                f"{self.config.azure_endpoint.rstrip('/')}/openai/deployments/{served}",
+                served,
+                {"api-key": key},
+                {"api-version": self.config.azure_api_version},
+            )
+        base = (deployment.endpoint_url if deployment else None) or self.config.endpoint
+        headers = {"Authorization": f"Bearer {key}"}
+        if not self.config.sandbox:
+            if self.config.organization:
+                headers["OpenAI-Organization"] = self.config.organization
+            if self.config.project:
+                headers["OpenAI-Project"] = self.config.project
+        return Upstream(base, served, headers)
 
     def close(self) -> None:
         with self._lock:

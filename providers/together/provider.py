@@ -49,6 +49,7 @@ from providers.types import (
     ProviderQuote,
     Refresh,
     RemoteJob,
+    Upstream,
 )
 
 T = TypeVar("T")
@@ -828,6 +829,20 @@ class TogetherProvider(Provider):
             latency_ms=(time.perf_counter() - started) * 1000,
             model=response.model,
         )
+
+    def upstream(self, model: str, deployment: Deployment | None = None) -> Upstream | None:
+        """Together's OpenAI-compatible API (the emulator's in sandbox mode) with a Bearer
+        key: a fine-tune by its dedicated endpoint's name (``deployment``), a base model by
+        its own id (serverless)."""
+        with self._lock:
+            if self._api_key is None:  # once: a key command must not run per request
+                self._api_key = resolve_api_key(self.config)
+            key = self._api_key
+        if deployment is not None:
+            base = deployment.endpoint_url or f"{self.config.endpoint}/v1"
+            return Upstream(base, deployment.name, {"Authorization": f"Bearer {key}"})
+        served = self._endpoint_names.get(model, model)
+        return Upstream(f"{self.config.endpoint}/v1", served, {"Authorization": f"Bearer {key}"})
 
     def close(self) -> None:
         with self._lock:
