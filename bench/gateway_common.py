@@ -31,11 +31,7 @@ import httpx
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-# The routing slice's modules stand in where they are not merged yet (no-op once they are).
-SERVE = (
-    "from tests.gateway.serve_standins import install; install(); "
-    "from app.cli.main import main; main()"
-)
+SERVE = "from app.cli.main import main; main()"
 MODEL = "gpt-4o-mini-2024-07-18"
 PROMPT = [{"role": "user", "content": "Where is my refund?"}]
 OTHER = "gpt-4.1-2025-04-14"

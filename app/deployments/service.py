@@ -551,29 +551,3 @@ def refresh(
     if served.endpoint_url:
         changes["endpoint_url"] = served.endpoint_url
     return describe(_record(engine, row.id, now, **changes), now)
-
-
-def note_requests(
-    engine: Engine, provider: str, model: str, *, count: int = 1, at: datetime | None = None
-) -> int:
-    """Record ``count`` requests served at ``at`` by the running deployment of ``model``
-    (for the gateway's request-log writer: idle time and requests served read them).
-    Returns how many rows were updated (0: nothing of that model runs)."""
-    import sqlalchemy as sa
-
-    at = at or utc_now()
-    with write_session(engine) as session:
-        result = session.execute(
-            sa.update(Deployment)
-            .where(
-                Deployment.provider == provider,  # type: ignore[arg-type]
-                Deployment.model == model,  # type: ignore[arg-type]
-                Deployment.state == "running",  # type: ignore[arg-type]
-            )
-            .values(
-                requests_served=Deployment.requests_served + count,
-                last_request_at=at,
-                updated_at=at,
-            )
-        )
-        return result.rowcount or 0

@@ -210,15 +210,7 @@ class Gateway:
 
     async def _idle_loop(self) -> None:
         """Stop deployments idle past their limit, every ``idle_check_s``."""
-        try:
-            from app.deployments.idle import enforce_idle_stops
-        except ModuleNotFoundError as exc:
-            if exc.name != "app.deployments.idle":
-                raise
-            # TODO(issue 13): app.deployments.idle (the deployments slice) is not in this
-            # tree yet; the gateway calls it as soon as it is.
-            log.warning("idle stops are not enforced: app.deployments.idle is missing")
-            return
+        from app.deployments.idle import enforce_idle_stops
 
         while True:
             await asyncio.sleep(self.idle_check_s)

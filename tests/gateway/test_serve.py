@@ -4,8 +4,9 @@ OpenAI emulator on loopback ports, aliases moved through the real promotion API.
 One emulator and three gateways per module (starting each costs a few ms; requests are
 what the tests spend):
 - ``direct``: the OpenAI provider pointed at the emulator, the real route resolution;
-- ``steered``: the provider pointed at a tiny SSE upstream in front of the emulator (the
-  emulator does not stream), the route changed per test (a shadow, a stopped deployment);
+- ``steered``: the provider pointed at a tiny SSE upstream in front of the emulator, for
+  what the emulator does not do (a stream that trickles, a refusal quoting the key), the
+  route changed per test (a shadow, a stopped deployment);
 - ``complete_only``: a provider with no OpenAI-compatible upstream, answered through
   `Provider.complete`.
 """
@@ -14,13 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import importlib
 import json
 import re
-import sys
 import threading
 import time
-import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,8 +32,9 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.database import engine_for
-from app.gateway import keys
+from app.gateway import keys, routing
 from app.gateway.provider_pool import ProviderPool
+from app.gateway.request_log import RequestLog
 from app.gateway.runner import GatewayServer
 from app.gateway.server import Gateway
 from app.promotion import aliases
@@ -44,9 +43,6 @@ from app.sandbox.server import SandboxServer
 from db.engine import read_session, write_session
 from db.models import EvalRun, GatewayRequest
 from providers.openai import OpenAIConfig, OpenAIProvider
-from tests.gateway import serve_standins
-
-serve_standins.install()  # only where the routing slice's modules are not merged yet
 
 PROVIDER_KEY = "sk-provider-secret-0123456789abcdef"
 OLD, NEW, CANDIDATE = "gpt-4o-mini-2024-07-18", "gpt-4.1-2025-04-14", "gpt-4.1-mini-2025-04-14"
@@ -129,7 +125,7 @@ class Steer:
         self.change = None
 
     def __call__(self, engine, model: str, draw: float | None = None):
-        plan = importlib.import_module("app.gateway.routing").plan(engine, model)
+        plan = routing.plan(engine, model)
         return self.change(plan) if self.change else plan
 
 
@@ -137,7 +133,7 @@ class WatchedLog:
     """The real request log, with the shadow answers it is handed kept for the test."""
 
     def __init__(self, engine) -> None:
-        self.inner = importlib.import_module("app.gateway.request_log").RequestLog(engine)
+        self.inner = RequestLog(engine)
         self.shadows: list[dict] = []
 
     def record(self, entry: dict) -> None:
@@ -401,7 +397,7 @@ def test_a_holder_whose_deployment_is_not_running_is_a_503_naming_ftm_deploy(
 
 
 def test_a_stream_is_relayed_and_its_usage_logged_without_showing_it(stack: Stack) -> None:
-    client = stack.client(stack.steered)
+    client = stack.client(stack.direct)  # the emulator streams, as OpenAI does
     whole = ask(client, "tickets").parse().choices[0].message.content
     raw = ask(client, "tickets", stream=True)
     chunks = list(raw.parse())
@@ -499,7 +495,7 @@ def test_stopping_the_gateway_flushes_and_closes_the_request_log(stack: Stack) -
 def test_the_gateway_stops_idle_deployments_on_its_interval(
     stack: Stack, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """`app.deployments.idle.enforce_idle_stops` (the deployments slice's) is called every
+    """`app.deployments.idle.enforce_idle_stops` is called every
     ``idle_check_s`` with the gateway's database; one that fails does not stop the loop."""
     calls = []
 
@@ -508,9 +504,7 @@ def test_the_gateway_stops_idle_deployments_on_its_interval(
         if len(calls) == 1:
             raise RuntimeError("provider unreachable")
 
-    idle = types.ModuleType("app.deployments.idle")
-    idle.enforce_idle_stops = enforce_idle_stops
-    monkeypatch.setitem(sys.modules, "app.deployments.idle", idle)
+    monkeypatch.setattr("app.deployments.idle.enforce_idle_stops", enforce_idle_stops)
     with GatewayServer(Gateway(stack.engine, idle_check_s=0.02)):
         deadline = time.monotonic() + 10
         while len(calls) < 3:

@@ -21,11 +21,7 @@ from db.models import GatewayRequest
 from tests.gateway.test_serve import OLD, promote
 
 REPO = Path(__file__).resolve().parents[2]
-# The routing slice's modules stand in where they are not merged yet (see serve_standins).
-LAUNCH = (
-    "from tests.gateway.serve_standins import install; install(); "
-    "from app.cli.main import main; main()"
-)
+LAUNCH = "from app.cli.main import main; main()"
 
 
 def test_serve_prints_its_url_warns_off_loopback_and_flushes_the_log_on_sigterm(

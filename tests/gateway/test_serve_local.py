@@ -17,7 +17,8 @@ from sqlmodel import select
 from app.database import get_engine
 from app.deployments import service
 from app.gateway import keys
-from app.gateway.server import Gateway, GatewayServer
+from app.gateway.runner import GatewayServer
+from app.gateway.server import Gateway
 from app.promotion import aliases
 from db.engine import read_session, write_session
 from db.models import Deployment, EvalRun, GatewayRequest
