@@ -511,3 +511,47 @@ def test_the_gateway_stops_idle_deployments_on_its_interval(
             assert time.monotonic() < deadline, "idle stops were not enforced"
             time.sleep(0.01)
     assert set(calls) == {stack.engine}
+
+
+def test_the_stored_canary_and_shadow_policies_steer_real_traffic(stack: Stack) -> None:
+    """`ftm models canary` / `shadow` as stored in the database, through the gateway: the
+    staged candidate answers its share (within 4 sigma of a binomial), every canary answer
+    is logged as such, and a shadowed request stores both answers, returning only one."""
+    from app.gateway import policy
+    from db.models import ShadowAnswer
+
+    client = stack.client(stack.direct)
+    n, share = 160, 0.25
+    try:
+        policy.set_canary(stack.engine, "tickets", share * 100)
+        answers = [ask(client, "tickets", max_tokens=3) for _ in range(n)]
+        by_candidate = [a for a in answers if a.parse().model == CANDIDATE]
+        sigma = (n * share * (1 - share)) ** 0.5
+        assert abs(len(by_candidate) - n * share) <= 4 * sigma, len(by_candidate)
+        rows = stack.rows(*(a.headers["x-request-id"] for a in answers))
+        canary = {i for i, row in rows.items() if row.route == "canary"}
+        assert canary == {a.headers["x-request-id"] for a in by_candidate}
+        assert all(rows[i].alias == "production" for i in canary)  # the alias asked for
+
+        policy.set_canary(stack.engine, "tickets", 0)
+        policy.set_shadow(stack.engine, "tickets", True)
+        shadowed = ask(client, "tickets", "Where is my parcel?")
+        assert shadowed.parse().model == OLD  # the candidate's answer is never returned
+        request_id = shadowed.headers["x-request-id"]
+        deadline = time.monotonic() + 10
+        while True:
+            stack.direct.gateway.log.flush()
+            with read_session(stack.engine) as session:
+                pair = session.exec(
+                    select(ShadowAnswer).where(ShadowAnswer.request_id == request_id)
+                ).first()
+            if pair is not None:
+                break
+            assert time.monotonic() < deadline, "the shadow answer was never stored"
+            time.sleep(0.05)
+        assert pair.primary_text == shadowed.parse().choices[0].message.content
+        assert pair.candidate_model == CANDIDATE and pair.candidate_status == 200
+        assert CANDIDATE in pair.candidate_text and pair.candidate_text != pair.primary_text
+    finally:
+        policy.set_canary(stack.engine, "tickets", 0)
+        policy.set_shadow(stack.engine, "tickets", False)
