@@ -33,11 +33,21 @@ def new_job_row(spec_name: str, base_model: str, method: str) -> str:
     return uid
 
 
-def job_row(uid: str) -> Job:
+def job_row(uid: str, status: str | None = None, timeout: float = 30.0) -> Job:
+    """The job's row; with ``status``, once it has that status (up to ``timeout``). The
+    worker writes its status file before the database (the file is the truth a poller
+    reads), so a test that saw the file end may read the row a moment early."""
+    import time
+
     from sqlalchemy import select
 
-    with read_session(get_engine()) as s:
-        return s.scalars(select(Job).where(Job.uid == uid)).one()
+    deadline = time.monotonic() + timeout
+    while True:
+        with read_session(get_engine()) as s:
+            row = s.scalars(select(Job).where(Job.uid == uid)).one()
+        if status is None or row.status == status or time.monotonic() > deadline:
+            return row
+        time.sleep(0.05)
 
 
 def launch(

@@ -88,7 +88,7 @@ def test_two_cpu_ranks_train_with_one_progress_writer_and_a_log_each(
     assert "rank 1 of 2" not in log0
     # Each step is a batch per rank: 16 rows / (2 per rank x 2 ranks) x 2 epochs.
     total = math.ceil(16 / (2 * 2)) * 2
-    row = job_row(uid)
+    row = job_row(uid, "succeeded")
     assert row.step == row.total_steps == total
     # Progress written once, by rank 0: one log line and one metric point per step.
     assert _logged_steps(log0) == list(range(1, total + 1))
@@ -163,7 +163,7 @@ def test_a_cancel_during_a_checkpoint_stops_every_rank_at_one_step_then_resumes(
     log1 = job.rank_log_path(1).read_text()
     for log in (log0, log1):
         assert re.search(rf"stopped on .* at step {stopped}, checkpoint saved", log), log[-2000:]
-    assert job_row(uid).status == "cancelled"
+    assert job_row(uid, "cancelled").status == "cancelled"
 
     # A cancelled run with a checkpoint continues where it stopped.
     resumed = provider.resume_from_checkpoint(remote.remote_id)
@@ -173,6 +173,6 @@ def test_a_cancel_during_a_checkpoint_stops_every_rank_at_one_step_then_resumes(
     assert final.status == JobStatus.SUCCEEDED, (final.error, log0[-3000:])
     second = log0[log0.index("attempt 2") :]
     assert _logged_steps(second) == list(range(stopped + 1, total + 1))
-    row = job_row(uid)
+    row = job_row(uid, "succeeded")
     assert row.status == "succeeded" and row.step == total
     assert sorted(_metric_steps(uid)) == list(range(1, total + 1))

@@ -36,7 +36,7 @@ def test_cancel_checkpoints_and_ends_cancelled(provider, tiny_model, tmp_path):
     ckpt = job.last_checkpoint()
     assert ckpt is not None  # saved on the way out, though save_steps was never reached
     assert (ckpt / "optimizer.pt").is_file()
-    row = job_row(uid)
+    row = job_row(uid, "cancelled")
     assert row.status == "cancelled"
     assert row.step is not None and row.step < row.total_steps
     with pytest.raises(ProviderError, match="already ended"):
@@ -54,7 +54,7 @@ def test_cancel_while_the_model_loads_ends_cancelled_without_training(
     final = wait_terminal(provider, remote.remote_id, timeout=90)
     assert final.status == JobStatus.CANCELLED
     assert job.last_checkpoint() is None and not (job.read_status() or {}).get("step")
-    assert job_row(uid).status == "cancelled"
+    assert job_row(uid, "cancelled").status == "cancelled"
 
 
 def test_a_cancel_while_the_worker_process_is_still_starting_ends_cancelled(
@@ -68,7 +68,7 @@ def test_a_cancel_while_the_worker_process_is_still_starting_ends_cancelled(
     assert job.signal_worker(signal.SIGTERM)  # at once: the interpreter is still starting
     final = wait_terminal(provider, remote.remote_id, timeout=90)
     assert final.status == JobStatus.CANCELLED, (final.error, job.log_path.read_text()[-2000:])
-    assert job_row(uid).status == "cancelled"
+    assert job_row(uid, "cancelled").status == "cancelled"
     assert "before training began" in job.log_path.read_text()
     assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])  # ours restored
 
@@ -88,7 +88,7 @@ def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, ti
     assert died.status == JobStatus.FAILED
     assert died.error.code == "worker_died"
     assert "last log lines" in died.error.message and "step" in died.error.message
-    row = job_row(uid)
+    row = job_row(uid, "failed")
     assert row.status == "failed" and row.error["code"] == "worker_died"
 
     resumed = provider.resume_from_checkpoint(remote.remote_id)
@@ -96,7 +96,7 @@ def test_killed_worker_is_detected_then_resumes_from_its_checkpoint(provider, ti
     assert job_row(uid).status == "queued"
     final = wait_terminal(provider, remote.remote_id)
     assert final.status == JobStatus.SUCCEEDED, final.error
-    row = job_row(uid)
+    row = job_row(uid, "succeeded")
     assert row.status == "succeeded" and row.step == row.total_steps == 60
     log = job.log_path.read_text()
     resumed_from = job.read_config()

@@ -49,7 +49,7 @@ def test_lora_job_trains_in_a_worker_reports_progress_and_beats_the_base_model(
     assert final.status == JobStatus.SUCCEEDED, final.error
     job_dir = JobDir(Path(remote.remote_id))
 
-    row = job_row(uid)
+    row = job_row(uid, "succeeded")
     assert row.status == "succeeded"
     assert row.step == row.total_steps == 120
     assert row.job_dir == str(job_dir.path) and row.worker_pid
