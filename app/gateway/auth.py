@@ -1,9 +1,9 @@
 """The gateway's key check: `app.gateway.keys.verify`, with a tiny cache that cannot
 outlive a revocation.
 
-A cached answer is used only while the database has not changed since it was cached:
-SQLite's ``PRAGMA data_version`` (asked on one connection kept for it) moves whenever any
-other connection, in any process, commits. So a revoked key is refused on the very next
+A cached answer is used only while the database has not changed since it was cached
+(`app.gateway.changes`: SQLite's ``PRAGMA data_version`` moves whenever any other
+connection, in any process, commits). So a revoked key is refused on the very next
 request, as without the cache, while a busy gateway skips most key reads (any commit,
 the request log's batches included, empties the cache; that is often enough to stay
 correct and rare enough to help). Entries also expire after `KEY_CACHE_S`, so
@@ -15,39 +15,19 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Any
 
 from sqlalchemy import Engine
 
+from app.gateway import changes
 from app.gateway.keys import LAST_USED_RESOLUTION, verify
 
 KEY_CACHE_S = LAST_USED_RESOLUTION.total_seconds() / 2
 
 
-class _DataVersion:
-    """SQLite's change counter, read on a connection of its own."""
-
-    def __init__(self, engine: Engine) -> None:
-        self._connection: Any = engine.raw_connection()
-        self._last: int | None = None
-
-    def changed(self) -> bool:
-        cursor = self._connection.cursor()
-        try:
-            version = cursor.execute("PRAGMA data_version").fetchone()[0]
-        finally:
-            cursor.close()
-        changed, self._last = version != self._last, version
-        return changed
-
-    def close(self) -> None:
-        self._connection.close()
-
-
 class KeyCheck:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
-        self._version = _DataVersion(engine) if engine.dialect.name == "sqlite" else None
+        self._version = changes.for_engine(engine)
         self._names: dict[str, tuple[str, float]] = {}  # sha256 of the key -> (name, when)
         self._lock = threading.Lock()
 

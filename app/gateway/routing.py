@@ -1,12 +1,13 @@
 """Which model answers a gateway request: ``model="TASK:ALIAS"`` (or ``"TASK"``, its
 ``production`` alias) resolved to the alias's current holder, per request.
 
-Read on every call, never cached: a promotion or rollback committed before a request
-starts is what that request sees, with no restart. The gateway's whole added-latency
-budget is ~2 ms, so a plan is three small indexed reads on one connection (the task's
-aliases with their promotions, the traffic policy by primary key, the running
-deployments of the chosen models); the provider contract (`deployment_kind`) is asked of
-provider objects built once and kept.
+A promotion or rollback committed before a request starts is what that request sees,
+with no restart. `plan` reads on every call: three small indexed reads on one
+connection (the task's aliases with their promotions, the traffic policy by primary key,
+the running deployments of its holders). The gateway, whose added-latency budget is
+~2 ms, plans through `app.gateway.route_cache.RouteCache`, which keeps those reads until
+the database changes (and so never serves a holder a commit has replaced). The provider
+contract (`deployment_kind`) is asked of provider objects built once and kept.
 
 The traffic policy (canary share, shadowing; app/gateway/policy.py writes it) is applied
 here: a draw below ``canary_percent / 100`` is answered by the canary alias's holder.
@@ -106,6 +107,19 @@ def parse(requested_model: str) -> tuple[str, str]:
     return task.strip(), (alias.strip() if sep else DEFAULT_ALIAS)
 
 
+@dataclass(frozen=True)
+class Routes:
+    """What the database says about one ``TASK:ALIAS`` (the part of a plan that is read,
+    not drawn): its task's holders, the alias's traffic policy, the holders' running
+    deployments. `RouteCache` keeps these between commits."""
+
+    task: str
+    alias: str
+    holders: dict[str, sa.Row]
+    policy: sa.Row | None
+    running: dict[tuple[str, str], sa.Row]
+
+
 def plan(engine: Engine, requested_model: str, draw: float | None = None) -> RoutePlan:
     """Who answers ``requested_model`` now, and who shadows it.
 
@@ -115,34 +129,51 @@ def plan(engine: Engine, requested_model: str, draw: float | None = None) -> Rou
         UnknownModel: no such task, or the task has no such alias.
     """
     task, alias = parse(requested_model)
+    return decide(read_routes(engine, task, alias), draw)
+
+
+def read_routes(engine: Engine, task: str, alias: str) -> Routes:
+    """The three indexed reads a plan needs, on one connection.
+
+    Raises:
+        UnknownModel: no such task, or the task has no such alias.
+    """
     with engine.connect() as conn:
         holders = {row.alias: row for row in conn.execute(_HOLDERS, {"task": task})}
         if alias not in holders:
             raise UnknownModel(_unknown_message(conn, task, alias, holders))
         policy = conn.execute(_POLICY, {"task": task, "alias": alias}).first()
+        running = _running_deployments(conn, list(holders.values()))
+    return Routes(task, alias, holders, policy, running)
 
-        answer_alias, route = alias, "primary"
-        shadow_alias: str | None = None
-        if policy is not None:
-            canary = policy.canary_alias
-            if policy.canary_percent > 0 and canary in holders and canary != alias:
-                if draw is None:
-                    draw = random.random()
-                if draw < policy.canary_percent / 100:
-                    answer_alias, route = canary, "canary"
-            if policy.shadow and policy.shadow_alias in holders:
-                shadow_alias = policy.shadow_alias
-        answer_row = holders[answer_alias]
-        shadow_row = holders[shadow_alias] if shadow_alias else None
-        if shadow_row is not None and (shadow_row.provider, shadow_row.model) == (
-            answer_row.provider,
-            answer_row.model,
-        ):
-            shadow_row = None  # the same model twice would only double the cost
-        running = _running_deployments(conn, [r for r in (answer_row, shadow_row) if r])
 
-    answer = _target(task, answer_alias, answer_row, running)
-    shadow = _target(task, shadow_alias, shadow_row, running) if shadow_row else None
+def decide(routes: Routes, draw: float | None = None) -> RoutePlan:
+    """The plan for one request from what was read: the canary draw, the shadow."""
+    task, alias, holders, policy = routes.task, routes.alias, routes.holders, routes.policy
+    answer_alias, route = alias, "primary"
+    shadow_alias: str | None = None
+    if policy is not None:
+        canary = policy.canary_alias
+        if policy.canary_percent > 0 and canary in holders and canary != alias:
+            if draw is None:
+                draw = random.random()
+            if draw < policy.canary_percent / 100:
+                answer_alias, route = canary, "canary"
+        if policy.shadow and policy.shadow_alias in holders:
+            shadow_alias = policy.shadow_alias
+    answer_row = holders[answer_alias]
+    shadow_row = holders[shadow_alias] if shadow_alias else None
+    if shadow_row is not None and (shadow_row.provider, shadow_row.model) == (
+        answer_row.provider,
+        answer_row.model,
+    ):
+        shadow_row = None  # the same model twice would only double the cost
+    answer = _target(task, answer_alias, answer_row, routes.running)
+    shadow = (
+        _target(task, shadow_alias, shadow_row, routes.running)
+        if shadow_row is not None and shadow_alias
+        else None
+    )
     return RoutePlan(task=task, alias=alias, answer=answer, route=route, shadow=shadow)
 
 

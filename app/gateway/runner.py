@@ -3,6 +3,7 @@ loopback port in a background thread for tests and benchmarks (`GatewayServer`).
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 import threading
 import time
@@ -48,6 +49,11 @@ def serve_forever(gateway: Gateway, host: str, port: int, on_ready: Callable[[st
     # Listening before the URL is printed: a client that reads it and connects at once
     # waits in the backlog until the server accepts, instead of being refused.
     sock.listen(2048)
+    # Everything imported so far lives as long as the process: frozen out of the garbage
+    # collector's view, a full collection no longer walks it (each one stalled every
+    # request in flight for tens of milliseconds: bench/gateway_overhead.py's p99).
+    gc.collect()
+    gc.freeze()
     on_ready(f"http://{host}:{sock.getsockname()[1]}/v1")
     _ForegroundServer(_config(gateway, "warning")).run(sockets=[sock])
 

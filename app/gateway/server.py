@@ -146,7 +146,8 @@ class Gateway:
     """The gateway's ASGI app (``.app``) and what it holds: the provider pool, the pooled
     upstream client, the request log.
 
-    ``planner`` (default `app.gateway.routing.plan`) and ``request_log`` (default a
+    ``planner`` (default `app.gateway.route_cache.RouteCache`: `routing.plan` with its
+    reads kept until the database changes) and ``request_log`` (default a
     `app.gateway.request_log.RequestLog` on ``engine``) can be given, for tests that need
     a route the database does not configure or to watch what is logged.
     """
@@ -161,11 +162,15 @@ class Gateway:
         idle_check_s: float | None = IDLE_CHECK_S,
     ) -> None:
         from app.gateway import routing
+        from app.gateway.route_cache import RouteCache
 
         self.engine = engine
         self.providers = providers or ProviderPool(engine)
         self.keys = KeyCheck(engine)
-        self.plan: Planner = planner or routing.plan
+        self._routes: RouteCache | None = None
+        if planner is None:
+            self._routes = planner = RouteCache(engine)
+        self.plan: Planner = planner
         self._unknown_model: type[Exception] = routing.UnknownModel
         self._served_models = routing.served_models
         self._given_log = request_log
@@ -207,6 +212,8 @@ class Gateway:
             await anyio.to_thread.run_sync(self.log.close)
             await anyio.to_thread.run_sync(self.providers.close)
             self.keys.close()
+            if self._routes is not None:
+                self._routes.close()
 
     async def _idle_loop(self) -> None:
         """Stop deployments idle past their limit, every ``idle_check_s``."""
