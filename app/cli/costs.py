@@ -434,7 +434,7 @@ def costs() -> None:
 
 
 ALIAS_COLUMNS = [
-    Column("alias", min_width=14, cut="middle"),
+    Column("alias", min_width=22, cut="middle"),  # whole where it can be: it is copied
     Column("requests", align="right"),
     Column("tokens", priority=2, align="right"),
     Column("hours", priority=2, align="right"),
