@@ -101,7 +101,6 @@ def _plain_chat(
     what is wrong)."""
     if type(messages) is not list or not messages:
         return None
-    n = REPLY_PRIMING
     texts = []
     reply = None
     has_system = has_user = False
@@ -111,10 +110,6 @@ def _plain_chat(
         content, role = m.get("content"), m.get("role")
         if type(content) is not str or not content or role not in PLAIN_ROLES:
             return None
-        known = hot.get(role)
-        n += TOKENS_PER_MESSAGE + (known if known is not None else text_tokens(role))
-        known = hot.get(content)
-        n += known if known is not None else text_tokens(content)
         if role == "assistant":
             reply = content
             texts.append(content)
@@ -124,7 +119,16 @@ def _plain_chat(
         else:  # one of SYSTEM_ROLES, the only other plain roles
             has_system = True
     if reply is None:
+        # Decided before counting: the general path counts this example itself, and a
+        # count is the costly part (a 50 MB message is 15 s of tokenizing).
         return None
+    n = REPLY_PRIMING
+    for m in messages:
+        role, content = m["role"], m["content"]
+        known = hot.get(role)
+        n += TOKENS_PER_MESSAGE + (known if known is not None else text_tokens(role))
+        known = hot.get(content)
+        n += known if known is not None else text_tokens(content)
     return n, "\n".join(texts), reply_label(reply), missing_turns(has_system, has_user)
 
 
