@@ -15,6 +15,23 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SPECS_DIR = REPO_ROOT / "tests" / "specs"
 
 
+# The type check (tests/test_house_tooling.py) runs on the core the suite leaves idle.
+TYPE_CHECK_TEST = "test_house_tooling.py::test_providers_and_db_type_check"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    from tests import background_checks
+
+    if any(item.nodeid.endswith(TYPE_CHECK_TEST) for item in items):
+        background_checks.start("mypy")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from tests import background_checks
+
+    background_checks.stop_all()
+
+
 @pytest.fixture(autouse=True)
 def ftm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "ftm-home"
