@@ -104,7 +104,12 @@ class DeploymentSettings(BaseModel):
     """Warn (`ftm watch`, the TUI) about a running deployment billed by the hour that has
     no idle limit and has served no request for this long (30m, 2h...)."""
 
-    @field_validator("idle_warning")
+    eval_idle_stop: str = "30m"
+    """The idle limit given to a billed deployment an evaluation brought up (a Together
+    fine-tune answers only from a dedicated endpoint, made on first use): recorded as a
+    deployment and stopped after this long without a request, never forgotten."""
+
+    @field_validator("idle_warning", "eval_idle_stop")
     @classmethod
     def _a_duration(cls, value: str) -> str:
         from app.deployments.durations import parse_duration
@@ -117,6 +122,12 @@ class DeploymentSettings(BaseModel):
         from app.deployments.durations import parse_duration
 
         return parse_duration(self.idle_warning)
+
+    @property
+    def eval_idle_stop_s(self) -> int:
+        from app.deployments.durations import parse_duration
+
+        return parse_duration(self.eval_idle_stop)
 
 
 class Settings(BaseSettings):

@@ -259,6 +259,7 @@ def evaluate(
             train_examples=train,
             judge_provider=judge_provider,
         )
+        _record_billed_deployment(engine, provider_for(candidate.provider), candidate, on_event)
         summary = run.summary or {}
         if (run.config or {}).get("simulated"):
             on_event("  (simulated: the sandbox emulator answered; nothing was billed)")
@@ -271,6 +272,41 @@ def evaluate(
         )
         runs.append(run)
     return runs
+
+
+def _record_billed_deployment(
+    engine: Engine, provider: Provider, candidate: Candidate, on_event: Callable[[str], None]
+) -> None:
+    """A candidate that answers only from a billed deployment (a Together fine-tune's
+    dedicated endpoint, made on its first question) leaves one running after the eval:
+    it is recorded as a deployment with an idle limit (``[deployments] eval_idle_stop``),
+    so it is listed, costed and stopped rather than forgotten. Deploying is idempotent:
+    what runs is adopted, nothing new is made."""
+    if candidate.kind != "fine_tuned":
+        return
+    try:
+        if provider.deployment_kind(candidate.model) != "dedicated":
+            return
+    except Exception:  # noqa: BLE001 - a plugin's bug must not fail a finished eval
+        return
+    from app.deployments.service import DeploymentError, deploy
+    from app.settings import get_settings
+
+    idle_s = get_settings().deployments.eval_idle_stop_s
+    try:
+        deployed = deploy(
+            engine, candidate.model, provider=candidate.provider, idle_stop_s=idle_s, wait=False
+        )
+    except DeploymentError as exc:
+        on_event(f"  ! its endpoint could not be recorded as a deployment: {exc}")
+        return
+    row = deployed.info.row
+    if not deployed.existed:
+        on_event(
+            f"  its endpoint is billed while it runs: recorded as deployment {row.id}, "
+            f"stopped after {get_settings().deployments.eval_idle_stop} without a request "
+            f"(ftm deployments stop {row.id} to stop it now)"
+        )
 
 
 def _with_train(config: EvalConfig, train_dataset_id: int) -> EvalConfig:

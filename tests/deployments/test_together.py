@@ -194,3 +194,51 @@ def test_an_idle_limit_stops_it_on_the_emulators_clock_and_no_limit_warns(
     assert watched.exit_code == 0, watched.output
     said = " ".join(watched.output.split())  # the console wraps at its width
     assert f"deployment {other.id} (" in said and f"ftm deployments stop {other.id}" in said
+
+
+def test_an_endpoint_an_evaluation_brought_up_is_recorded_with_an_idle_limit(
+    server, tmp_path, monkeypatch
+):
+    """A Together fine-tune answers only from a billed endpoint, made on its first
+    question: after its eval the endpoint is a recorded deployment with the eval idle
+    limit, never a forgotten one; a second eval adopts nothing new."""
+    from app.evaluation.service import EvalRequest, evaluate
+    from tests.jobs.conftest import make_dataset
+    from tests.together.conftest import SMALL
+
+    monkeypatch.setenv("FTM_PROVIDERS__TOGETHER__SANDBOX", "true")
+    monkeypatch.setenv("FTM_PROVIDERS__TOGETHER__SANDBOX_URL", server.base_url)
+    monkeypatch.setenv("FTM_DEPLOYMENTS__EVAL_IDLE_STOP", "20m")
+    database.reset()
+    engine = database.get_engine()
+    model = fine_tune(server, tmp_path)
+    make_dataset(engine, tmp_path, n_train=8, n_val=2)
+    provider = clocked_provider(server)  # its waits move the emulator's clock
+    said: list[str] = []
+    request = EvalRequest(
+        task="toy",
+        dataset="toy",
+        provider="together",
+        base_model=SMALL,
+        models=[model],
+        zero_shot=False,
+        few_shot=0,
+        general=False,
+        max_tokens=8,
+    )
+    try:
+        evaluate(request, engine=engine, provider_for=lambda _: provider, on_event=said.append)
+        evaluate(request, engine=engine, provider_for=lambda _: provider, on_event=said.append)
+    finally:
+        provider.close()
+    with read_session(engine) as session:
+        (row,) = session.exec(select(Deployment).where(Deployment.model == model)).all()
+    assert (row.provider, row.kind, row.state, row.idle_stop_s) == (
+        "together",
+        "dedicated",
+        "running",
+        1200,
+    )
+    assert row.remote_id and row.usd_per_hour
+    (notice,) = [line for line in said if "recorded as deployment" in line]
+    assert f"deployment {row.id}" in notice and "20m without a request" in notice
