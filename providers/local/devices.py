@@ -13,8 +13,9 @@ with nvidia-smi.
 Assignment (`choose`): among the devices this process may use (`hardware.visible_devices`,
 so a user's own ``CUDA_VISIBLE_DEVICES`` is respected), those no live local job holds, the
 ones with the most free memory first. A job holds the devices its ``config.json`` records
-(``devices``, UUIDs) while its worker lives. Choosing and recording happen under one file
-lock in the jobs directory (`assignment_lock`), so two launches never take the same GPU.
+(``devices``, UUIDs) while its worker lives; a local model server holds the GPU it was
+started on the same way. Choosing and recording happen under one file lock in the jobs
+directory (`assignment_lock`), so two launches never take the same GPU.
 """
 
 from __future__ import annotations
@@ -40,9 +41,11 @@ class Holder:
     job_uid: str
     name: str
     devices: tuple[str, ...]
+    what: str = "job"
+    """``job`` (a training worker) or ``model server`` (a local deployment's server)."""
 
     def describe(self) -> str:
-        return f"job {self.name!r} ({self.job_uid[:8]})"
+        return f"{self.what} {self.name!r} ({self.job_uid[:8]})"
 
 
 @contextmanager
@@ -80,6 +83,35 @@ def holders(jobs_dir: Path, *, besides: Path | None = None) -> dict[str, Holder]
             job_uid=str(config.get("job_uid", job.path.name)),
             name=str((config.get("spec") or {}).get("name") or job.path.name),
             devices=uuids,
+        )
+        held.update(dict.fromkeys(uuids, holder))
+    held.update(_server_holders(jobs_dir))
+    return held
+
+
+def _server_holders(jobs_dir: Path) -> dict[str, Holder]:
+    """Device UUID -> the live model server holding it (`providers.local.serving`: its
+    ``config.json`` records the GPU it was started on)."""
+    from providers.local.serving.server_dir import ServerDir, servers_dir
+
+    held: dict[str, Holder] = {}
+    root = servers_dir(jobs_dir)
+    if not root.is_dir():
+        return held
+    for config_path in sorted(root.glob("*/config.json")):
+        server = ServerDir(config_path.parent)
+        try:
+            config = json.loads(config_path.read_text())
+        except (OSError, ValueError):
+            continue
+        uuids = tuple(config.get("devices") or ())
+        if not uuids or not server.worker_alive():
+            continue
+        holder = Holder(
+            job_uid=server.path.name,
+            name=str(config.get("base_name") or server.path.name),
+            devices=uuids,
+            what="model server",
         )
         held.update(dict.fromkeys(uuids, holder))
     return held

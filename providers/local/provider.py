@@ -32,6 +32,7 @@ from providers.local.model_shape import load_local_shape, target_names
 from providers.local.precision import Precision, PrecisionError, precision_for_gpus
 from providers.local.recipe import recipe_from_local_job, translate_for_local
 from providers.local.serving.manager import LocalServers, hardware_options
+from providers.local.serving.server_dir import servers_dir
 from providers.local.settings import LocalSettings
 from providers.local.signals import STOP_SIGNALS, signals_blocked
 from providers.pricing import PriceSource, PriceTable
@@ -690,7 +691,10 @@ class LocalProvider(Provider):
     def servers(self) -> LocalServers:
         """The model servers under ``<home>/servers`` (beside the jobs directory)."""
         return LocalServers(
-            self.jobs_dir.parent / "servers", self.python, torch_threads=self.server_threads
+            servers_dir(self.jobs_dir),
+            self.python,
+            torch_threads=self.server_threads,
+            jobs_dir=self.jobs_dir,
         )
 
     def deployment_kind(self, model: str) -> str:

@@ -276,3 +276,42 @@ def test_two_launchers_at_once_never_take_the_same_gpu(monkeypatch, tmp_path):
     chosen = [p.communicate(timeout=60)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs)
     assert sorted(chosen) == sorted(g.uuid for g in hardware.visible_devices())
+
+
+def test_a_model_server_and_a_training_job_never_share_a_gpu(monkeypatch, tmp_path):
+    """A local deployment's server holds the GPU it runs on as a training job does: a
+    job is refused the server's GPU, and a server is refused a job's, before anything
+    starts."""
+    from providers.local.serving.manager import LocalServers
+    from providers.local.serving.server_dir import ServerDir, servers_dir
+
+    facts = [gpu_fact("h100", 0), gpu_fact("h100", 1)]
+    fake_gpus(monkeypatch, tmp_path, facts)
+    first, second = hardware.gpus()
+    jobs_dir = tmp_path / "home" / "jobs"
+    jobs_dir.mkdir(parents=True)
+
+    server = ServerDir(servers_dir(jobs_dir) / "tiny-0123")
+    server.path.mkdir(parents=True)
+    server.write_config({"base_name": "tiny", "devices": [first.uuid]})
+    server.write_pid(os.getpid())  # alive
+    held = devices.holders(jobs_dir)
+    assert held[first.uuid].describe().startswith("model server 'tiny'")
+    with pytest.raises(SpecRejected) as exc:
+        devices.choose(hardware.gpus(), held, 2)
+    assert exc.value.code == "no_free_gpu" and "model server 'tiny'" in str(exc.value)
+    assert devices.choose(hardware.gpus(), held, 1) == [second]
+
+    job = JobDir(jobs_dir / "job-1")
+    job.path.mkdir()
+    job.write_config({"job_uid": "job-1", "devices": [second.uuid], "spec": {"name": "tune"}})
+    job.write_pid(os.getpid())
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": "b"}))
+    servers = LocalServers(servers_dir(jobs_dir), sys.executable, jobs_dir=jobs_dir)
+    with pytest.raises(ProviderError) as refused:
+        servers.deploy(str(adapter), "cuda:1", wait=False)
+    assert refused.value.code == "no_free_gpu" and "job 'tune'" in str(refused.value)
+    started = [p for p in servers_dir(jobs_dir).glob("*/server.pid") if p.parent != server.path]
+    assert started == []  # refused before any process was started

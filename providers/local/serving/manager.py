@@ -10,6 +10,7 @@ server both answer); stopping one removes it, and stopping the last stops the pr
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -18,10 +19,11 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,10 +68,15 @@ def _check_hardware(choice: str) -> None:
 
 def _device_env(choice: str) -> dict[str, str]:
     """The server's view of the devices: none for the CPU, only the chosen GPU else."""
+    uuid = _gpu_uuid(choice)
+    return devices.worker_env([uuid] if uuid else [], cpu=choice == "cpu")
+
+
+def _gpu_uuid(choice: str) -> str | None:
+    """The UUID of the GPU ``cuda:N`` names; None for the CPU (or a GPU without one)."""
     if choice == "cpu":
-        return devices.worker_env([], cpu=True)
-    gpu = hardware.gpus()[int(choice.split(":", 1)[1])]
-    return devices.worker_env([gpu.uuid] if gpu.uuid else [], cpu=False)
+        return None
+    return hardware.gpus()[int(choice.split(":", 1)[1])].uuid or None
 
 
 def _free_port() -> int:
@@ -95,8 +102,12 @@ class LocalServers:
         stop_grace_s: float = STOP_GRACE_S,
         torch_threads: int | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        jobs_dir: Path | None = None,
     ) -> None:
         self.root = root
+        self.jobs_dir = jobs_dir
+        """Where training jobs record their GPUs: a server started on a GPU takes it under
+        the same lock (`providers.local.devices`). None: GPUs are not shared-checked."""
         self.python = python
         self.ready_timeout_s = ready_timeout_s
         self.stop_grace_s = stop_grace_s
@@ -199,7 +210,7 @@ class LocalServers:
         backend, why = choose_backend(choice, importlib.util.find_spec("vllm") is not None)
         base_name = plan_for(served.base).name
         server.port_path.unlink(missing_ok=True)
-        config = {
+        config: dict[str, Any] = {
             "base": served.base,
             "base_name": base_name,
             "backend": backend,
@@ -226,7 +237,42 @@ class LocalServers:
             env["VLLM_ALLOW_RUNTIME_LORA_UPDATING"] = "True"
         else:
             command = [self.python, "-m", "providers.local.serving.app", str(server.path)]
-        server.write_config(config)
+        gpu_uuid = _gpu_uuid(choice)
+        if gpu_uuid:
+            config["devices"] = [gpu_uuid]
+        with self._gpu_taken(gpu_uuid, served):
+            server.write_config(config)
+            self._launch(server, command, env, backend, why, choice, served)
+
+    @contextlib.contextmanager
+    def _gpu_taken(self, gpu_uuid: str | None, served: Served) -> Iterator[None]:
+        """Hold the device assignment lock while a server on ``gpu_uuid`` starts, after
+        making sure no training job or other server holds that GPU (its pid is written
+        before the lock is let go, so the next launch sees it taken)."""
+        if gpu_uuid is None or self.jobs_dir is None:
+            yield
+            return
+        with devices.assignment_lock(self.jobs_dir):
+            holder = devices.holders(self.jobs_dir).get(gpu_uuid)
+            if holder is not None:
+                raise ProviderError(
+                    f"cannot serve {served.base} on that GPU: {holder.describe()} holds it; "
+                    "choose another with --hardware (ftm deployments hardware MODEL lists "
+                    "them) or wait for it to end",
+                    code="no_free_gpu",
+                )
+            yield
+
+    def _launch(
+        self,
+        server: ServerDir,
+        command: list[str],
+        env: dict[str, str],
+        backend: str,
+        why: str,
+        choice: str,
+        served: Served,
+    ) -> None:
         with open(server.log_path, "ab") as log:
             stamp = datetime.now(UTC).isoformat(timespec="seconds")
             log.write(

@@ -21,6 +21,12 @@ from pathlib import Path
 from providers.local.jobdir import JobDir, write_json, write_text
 
 
+def servers_dir(jobs_dir: Path) -> Path:
+    """Where model servers live: ``servers/`` beside the jobs directory (the training
+    jobs' GPU assignment looks there too: a server holds its GPU as a job does)."""
+    return jobs_dir.parent / "servers"
+
+
 class ServerDir(JobDir):
     """A `JobDir` whose process is a model server: its own pid and log file names, and
     the adapters and port files."""
