@@ -322,3 +322,16 @@ def mix_dataset(
 
 def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mix_note(dataset: Dataset) -> str | None:
+    """One line on what general data a dataset has mixed in, from its lineage; None for
+    a dataset that is not a mix. `ftm compare` shows it beside a fine-tune trained on it."""
+    lineage = (dataset.stats or {}).get("lineage") or {}
+    if lineage.get("kind") != "mix":
+        return None
+    return (
+        f"trained on {dataset.name!r}: {lineage['achieved_share']:.3f} general by "
+        f"{lineage['by']} ({lineage['general']['name']}) mixed into "
+        f"{lineage['task']['name']!r}"
+    )
