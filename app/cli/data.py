@@ -279,8 +279,13 @@ def show(dataset: str, as_json: bool) -> None:
             raise UserError(str(exc)) from None
     if as_json:
         _json_out(_record(found) | {"report": found.report})
-    else:
-        _print_report(found.report)
+        return
+    _print_report(found.report)
+    from app.datasets.mix import describe_mix
+
+    mixed = describe_mix(found)
+    if mixed:
+        click.echo(f"mix: {mixed}")
 
 
 @data.command("mix")
@@ -306,7 +311,9 @@ def show(dataset: str, as_json: bool) -> None:
     show_default=True,
     help="Measure the share in examples or in tokens.",
 )
-@click.option("--name", default=None, help="Name of the new dataset [default: TASK-mixSHARE].")
+@click.option(
+    "--name", default=None, help="Name of the new dataset [default: TASK-mixSHARE[-tokens]]."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Which general examples.")
 @click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
 def mix(

@@ -310,7 +310,7 @@ def mix_dataset(
     n_train = len(plan.train)
     dataset, created = add_dataset(
         source,
-        name=name or f"{task_ds.name}-mix{share:g}",
+        name=name or f"{task_ds.name}-mix{share:g}" + ("-tokens" if by == "tokens" else ""),
         val_fraction=task_ds.val_fraction,
         seed=task_ds.split_seed,
         model=model,
@@ -324,14 +324,20 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def mix_note(dataset: Dataset) -> str | None:
-    """One line on what general data a dataset has mixed in, from its lineage; None for
-    a dataset that is not a mix. `ftm compare` shows it beside a fine-tune trained on it."""
+def describe_mix(dataset: Dataset) -> str | None:
+    """What general data a dataset has mixed in, from its lineage, in one phrase; None for
+    a dataset that is not a mix."""
     lineage = (dataset.stats or {}).get("lineage") or {}
     if lineage.get("kind") != "mix":
         return None
     return (
-        f"trained on {dataset.name!r}: {lineage['achieved_share']:.3f} general by "
-        f"{lineage['by']} ({lineage['general']['name']}) mixed into "
+        f"{lineage['achieved_share']:.3f} general by {lineage['by']} "
+        f"({lineage['general']['name']}, seed {lineage['seed']}) mixed into "
         f"{lineage['task']['name']!r}"
     )
+
+
+def mix_note(dataset: Dataset) -> str | None:
+    """The note `ftm compare` shows beside a fine-tune trained on a mix."""
+    described = describe_mix(dataset)
+    return f"trained on {dataset.name!r}: {described}" if described else None

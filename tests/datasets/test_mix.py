@@ -173,8 +173,11 @@ def test_lineage_names_both_parents_share_by_and_seed(task):
     assert (lineage["share"], lineage["by"], lineage["seed"]) == (0.25, "tokens", 4)
     assert round(lineage["achieved_share"], 3) == 0.25
     # The lineage is kept in the database, not only printed.
-    shown = json.loads(run("data", "show", str(json.loads(out.output)["id"]), "--json").output)
-    assert shown["stats"]["lineage"] == lineage
+    new_id = str(json.loads(out.output)["id"])
+    shown = json.loads(run("data", "show", new_id, "--json").output)
+    assert shown["stats"]["lineage"] == lineage and shown["name"] == "tickets-mix0.25-tokens"
+    text = run("data", "show", new_id).output
+    assert "mix: 0.250 general by tokens (builtin, seed 4) mixed into 'tickets'" in text
 
 
 def test_builtin_set_ships_checks_clean_has_its_licence_and_not_the_eval_prompts():

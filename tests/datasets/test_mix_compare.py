@@ -67,7 +67,8 @@ def test_compare_shows_mixed_and_unmixed_fine_tunes_side_by_side(tmp_path, ftm_h
     assert round(plain["forgetting_delta"], 3) == -0.3
     assert round(mix["forgetting_delta"], 3) == -0.05
     assert any(
-        n == "trained on 'tickets-mixed': 0.100 general by examples (builtin) mixed into 'tickets'"
+        n == "trained on 'tickets-mixed': 0.100 general by examples (builtin, seed 0) mixed into "
+        "'tickets'"
         for n in mix["notes"]
     ), mix["notes"]
     assert not any(n.startswith("trained on") for n in plain["notes"])
