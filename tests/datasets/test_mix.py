@@ -180,7 +180,7 @@ def test_lineage_names_both_parents_share_by_and_seed(task):
     assert "mix: 0.250 general by tokens (builtin, seed 4) mixed into 'tickets'" in text
 
 
-def test_builtin_set_ships_checks_clean_has_its_licence_and_not_the_eval_prompts():
+def test_builtin_set_ships_checks_clean_has_its_licence_and_not_the_eval_prompts(ftm_home):
     report = check_file(BUILTIN_PATH)
     assert report.verdict == "ok" and report.n_valid >= 300
     assert report.duplicates["exact_copies"] == 0 and report.duplicates["near_pairs"] == 0
