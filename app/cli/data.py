@@ -1,4 +1,5 @@
-"""`ftm data`: check a training file, add it as a dataset, list and show datasets."""
+"""`ftm data`: check a training file, add it as a dataset, mix general data in, list and
+show datasets."""
 
 from __future__ import annotations
 
@@ -278,5 +279,81 @@ def show(dataset: str, as_json: bool) -> None:
             raise UserError(str(exc)) from None
     if as_json:
         _json_out(_record(found) | {"report": found.report})
-    else:
-        _print_report(found.report)
+        return
+    _print_report(found.report)
+    from app.datasets.mix import describe_mix
+
+    mixed = describe_mix(found)
+    if mixed:
+        click.echo(f"mix: {mixed}")
+
+
+@data.command("mix")
+@click.argument("task")
+@click.option(
+    "--with",
+    "general",
+    default="builtin",
+    show_default=True,
+    metavar="DATASET|builtin",
+    help="The general dataset to mix in; builtin is the small set shipped with ftm.",
+)
+@click.option(
+    "--share",
+    type=float,
+    required=True,
+    help="The general part of the train split, above 0 and below 1 (e.g. 0.1).",
+)
+@click.option(
+    "--by",
+    type=click.Choice(["examples", "tokens"]),
+    default="examples",
+    show_default=True,
+    help="Measure the share in examples or in tokens.",
+)
+@click.option(
+    "--name", default=None, help="Name of the new dataset [default: TASK-mixSHARE[-tokens]]."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Which general examples.")
+@click.option("--json", "as_json", is_flag=True, help="Print the new dataset as JSON.")
+def mix(
+    task: str,
+    general: str,
+    share: float,
+    by: str,
+    name: str | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Mix general examples into TASK's train split, against forgetting.
+
+    Makes a new dataset version; TASK's validation split is kept as it is.
+    """
+    from app.datasets.mix import MixError, mix_dataset
+    from app.datasets.store import DatasetRejected
+
+    try:
+        result = mix_dataset(task, general, share=share, by=by, name=name, seed=seed)
+    except (MixError, DatasetRejected, OSError) as exc:
+        raise UserError(str(exc)) from None
+    dataset, plan = result.dataset, result.plan
+    if as_json:
+        _json_out(
+            _record(dataset)
+            | {"created": result.created, "lineage": (dataset.stats or {}).get("lineage")}
+        )
+        return
+    verb = "mixed" if result.created else "already mixed (same content, nothing changed)"
+    dup = (
+        f"; {plan.n_duplicates} general example(s) repeat the task and were left out"
+        if plan.n_duplicates
+        else ""
+    )
+    click.echo(
+        f"{verb}: dataset {dataset.name!r} (id {dataset.id}, {dataset.content_hash[:12]})\n"
+        f"  train: {plan.n_general:,} general examples spread through "
+        f"{len(plan.train) - plan.n_general:,} task examples{dup}\n"
+        f"  general share by {by}: {plan.achieved_share:.3f} (asked {share:.3f}; "
+        f"{plan.general_amount:,} of {plan.task_amount + plan.general_amount:,} {by})\n"
+        f"  validation: the task's {dataset.n_validation:,} examples, unchanged"
+    )

@@ -71,6 +71,7 @@ def check_file(
     val_fraction: float = 0.1,
     seed: int = 0,
     workers: int | None = None,
+    val_indices: np.ndarray | None = None,
 ) -> CheckReport:
     """Validate a JSONL training file and return its report.
 
@@ -84,6 +85,8 @@ def check_file(
         val_fraction, seed: the held-out split whose leakage the report checks.
         workers: worker processes for a large file, besides this one (default: one per
             CPU but one, up to 7).
+        val_indices: a held-out split given outright (0-based, sorted), instead of the
+            seeded one; `ftm data mix` keeps the task's validation half this way.
 
     A tokenizer that cannot be loaded (an unknown model, a broken model directory) is
     one file-level problem, `tokenizer_unavailable`, and nothing is scanned.
@@ -137,6 +140,7 @@ def check_file(
         val_fraction,
         seed,
         log,
+        val_indices,
     )
     report.elapsed_s = time.perf_counter() - started
     return report
@@ -279,6 +283,7 @@ def _merge(
     val_fraction: float,
     seed: int,
     log: ProblemLog,
+    val_indices: np.ndarray | None = None,
 ) -> CheckReport:
     offsets = np.cumsum([0] + [p.n_lines for p in parts[:-1]])
     first_line: dict[str, int] = {}
@@ -349,7 +354,11 @@ def _merge(
                     "rebalance",
                 )
 
-    val_idx = split_indices(n, val_fraction, seed, strata)
+    val_idx = (
+        split_indices(n, val_fraction, seed, strata)
+        if val_indices is None
+        else np.asarray(val_indices, dtype=np.int64)
+    )
     duplicates, dropped = _duplicates(lines, hashes, sigs, val_idx, threshold, log)
 
     report = CheckReport(

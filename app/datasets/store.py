@@ -122,8 +122,14 @@ def add_dataset(
     model: str | None = None,
     near_dup_threshold: float | None = None,
     progress: Progress | None = None,
+    val_indices: list[int] | None = None,
+    lineage: dict | None = None,
 ) -> tuple[Dataset, bool]:
     """Check, normalize, split and record a training file.
+
+    `val_indices` gives the held-out split outright (0-based indices into the file's
+    examples) instead of drawing it with `seed`; `lineage` (where a derived dataset came
+    from) is kept in its stats under "lineage".
 
     Returns (dataset, created): created is False when the same normalized content was
     already added (the existing dataset is returned; nothing is written).
@@ -143,6 +149,7 @@ def add_dataset(
         val_fraction=val_fraction,
         seed=seed,
         progress=progress,
+        val_indices=None if val_indices is None else np.asarray(val_indices, dtype=np.int64),
     )
     report = check_file(path, **kw)
     if dedupe and report.verdict != "errors":
@@ -184,7 +191,7 @@ def add_dataset(
         val_fraction=val_fraction,
         split_seed=seed,
         verdict=report.verdict,
-        stats=_stats(report),
+        stats=_stats(report) | ({"lineage": lineage} if lineage else {}),
         report=report.to_dict(),
         validation_indices=arrays.val_indices.tolist(),
         data_dir=str(target),

@@ -19,7 +19,7 @@ from sqlmodel import select
 from app.evaluation.pricing import per_request_cost
 from app.evaluation.summary import TASK_SUITE, results_of
 from db.engine import read_session
-from db.models import EvalRun
+from db.models import Dataset, EvalRun, Job
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,19 @@ def latest_runs(engine: Engine, task: str, dataset_id: int | None = None) -> lis
     return list(seen.values())
 
 
+def _mix_note(engine: Engine, run: EvalRun) -> str | None:
+    """How much general data the candidate's training set had mixed in (`ftm data mix`),
+    so a mixed and an unmixed fine-tune read apart side by side."""
+    from app.datasets.mix import mix_note
+
+    if run.job_id is None:
+        return None
+    with read_session(engine) as session:
+        job = session.get(Job, run.job_id)
+        dataset = session.get(Dataset, job.dataset_id) if job and job.dataset_id else None
+    return mix_note(dataset) if dataset is not None else None
+
+
 def tasks(engine: Engine) -> list[str]:
     with read_session(engine) as session:
         return sorted(set(session.exec(select(EvalRun.task))))
@@ -109,6 +122,9 @@ def leaderboard(engine: Engine, task: str, dataset_id: int | None = None) -> lis
             notes.append(basis)
         elif cost is None:
             notes.append("no per-token price in the catalog")
+        mixed = _mix_note(engine, run)
+        if mixed is not None:
+            notes.append(mixed)
         if (run.config or {}).get("simulated"):
             notes.append("simulated on the sandbox: answers and costs are not real")
         if run.status == "stopped":
