@@ -14,9 +14,13 @@ from collections.abc import Iterable
 
 from starlette.responses import Response
 
+from app.sandbox.errors import ApiError
 
-class GatewayError(Exception):
-    """A request the gateway answers with an OpenAI error body."""
+
+class GatewayError(ApiError):
+    """A request the gateway answers with an OpenAI error body: the emulator's
+    `app.sandbox.errors.ApiError` (one definition of that body), with a code always set
+    and the gateway's ways of sending it."""
 
     def __init__(
         self,
@@ -28,23 +32,7 @@ class GatewayError(Exception):
         param: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.code = code
-        self.type = type
-        self.param = param
-        self.headers = headers or {}
-
-    def body(self) -> dict:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.type,
-                "param": self.param,
-                "code": self.code,
-            }
-        }
+        super().__init__(status, message, type=type, param=param, code=code, headers=headers)
 
     def response(self, request_id: str | None = None) -> Response:
         headers = dict(self.headers)
