@@ -15,21 +15,10 @@ from app.cli.main import cli
 from app.datasets.formats import similarity_text
 from app.datasets.minhash import signatures, similarity
 from app.datasets.store import add_dataset, get_dataset, load_examples
-from app.sandbox.server import SandboxServer
 from db.engine import read_session
 from db.models import InferenceCache
-from tests.evaluation.sandbox_fixtures import ticket_rows, write_jsonl
-
-TEACHER = "gpt-4o-mini-2024-07-18"
-
-
-@pytest.fixture
-def sandbox(monkeypatch):
-    with SandboxServer(port=0, seconds_per_step=0.01, seed=5) as server:
-        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
-        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
-        database.reset()
-        yield server
+from tests.datasets.synth_fixtures import TEACHER, sandbox, tickets  # noqa: F401  (fixture)
+from tests.evaluation.sandbox_fixtures import write_jsonl
 
 
 def _cli(*args: str):
@@ -41,23 +30,14 @@ def _synth(*extra: str, source: str = "tickets"):
     return _cli(*base, *extra)
 
 
-def _tickets(tmp_path, n: int = 40):
-    dataset, _ = add_dataset(
-        write_jsonl(tmp_path / "tickets.jsonl", ticket_rows(n)),
-        name="tickets",
-        val_fraction=0.25,
-        seed=1,
-    )
-    return dataset
-
-
 def _inference_rows() -> int:
     with read_session(database.get_engine()) as session:
         return len(session.exec(__import__("sqlmodel").select(InferenceCache)).all())
 
 
-def test_synth_keeps_checked_balanced_examples_and_records_lineage(sandbox, tmp_path):
-    source = _tickets(tmp_path)
+@pytest.mark.usefixtures("sandbox")
+def test_synth_keeps_checked_balanced_examples_and_records_lineage(tmp_path):
+    source = tickets(tmp_path)
     result = _synth("--count", "12", "--json")
     assert result.exit_code == 0, result.output
     out = json.loads(result.output)
@@ -92,8 +72,9 @@ def test_synth_keeps_checked_balanced_examples_and_records_lineage(sandbox, tmp_
         }
 
 
-def test_rerun_is_answered_from_the_cache_and_costs_nothing(sandbox, tmp_path):
-    _tickets(tmp_path)
+@pytest.mark.usefixtures("sandbox")
+def test_rerun_is_answered_from_the_cache_and_costs_nothing(tmp_path):
+    tickets(tmp_path)
     first = _synth("--count", "10")
     assert first.exit_code == 0, first.output
     estimated, actual, requests, cached = _spend(first.output)
@@ -121,10 +102,54 @@ def _spend(output: str) -> tuple[float, float, int, int]:
     return float(found[1]), float(found[2]), int(found[3]), int(found[4])
 
 
-def test_max_spend_below_the_estimate_refuses_before_any_request(sandbox, tmp_path):
-    _tickets(tmp_path)
+@pytest.mark.usefixtures("sandbox")
+def test_max_spend_below_the_estimate_refuses_before_any_request(tmp_path):
+    tickets(tmp_path)
     result = _synth("--count", "50", "--max-spend", "0.000001")
     assert result.exit_code != 0
     assert "above --max-spend $0.0000" in result.output
     assert "Traceback" not in result.output
     assert _inference_rows() == 0
+
+
+def _crossover_rows(n_topics: int = 10) -> list[dict]:
+    """Topics with words of their own, and every crossover of two of them, which is just
+    what the emulated teacher writes: so whatever it writes is already in the dataset,
+    in its train split (a seed) or in its validation half (a leak if kept)."""
+
+    def words(t: int) -> list[str]:
+        return [f"t{t}w{k}" for k in range(8)]
+
+    def row(a: int, b: int) -> dict:
+        user = " ".join(words(a)[:4] + words(b)[4:])
+        reply = f"the long answer about topic {a} goes here"
+        return {
+            "messages": [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+        }
+
+    return [row(a, b) for a in range(n_topics) for b in range(n_topics)]
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_a_copy_of_a_validation_example_is_dropped_as_a_leak(tmp_path):
+    add_dataset(
+        write_jsonl(tmp_path / "cross.jsonl", _crossover_rows()),
+        name="cross",
+        val_fraction=0.25,
+        seed=2,
+    )
+    result = _synth("--count", "10", "--max-attempts", "30", source="cross")
+    assert result.exit_code == 1, result.output
+    assert "no generated example was kept after 30 request(s)" in result.output
+    dropped = dict(re.findall(r"(near_duplicate_of_\w+) (\d+)", result.output))
+    assert int(dropped["near_duplicate_of_validation"]) > 0, result.output
+    assert int(dropped["near_duplicate_of_seed"]) > 0, result.output
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_a_reply_cut_short_is_dropped_as_unparseable(tmp_path):
+    tickets(tmp_path)
+    result = _synth("--count", "10", "--max-tokens", "8", "--max-attempts", "5")
+    assert result.exit_code == 1, result.output
+    assert "(dropped: unparseable 5)" in result.output
