@@ -69,12 +69,14 @@ class InterruptedTeacher:
 
     def __init__(self, inner, at: int) -> None:
         self._inner, self._at, self.calls = inner, at, 0
+        self.prompts: list[str] = []
 
     def __getattr__(self, name):
         return getattr(self._inner, name)
 
     def complete(self, *args, **kwargs):
         self.calls += 1
+        self.prompts.append(args[1][-1].content)
         if self.calls == self._at:
             raise KeyboardInterrupt
         return self._inner.complete(*args, **kwargs)
@@ -82,7 +84,7 @@ class InterruptedTeacher:
 
 @pytest.mark.usefixtures("sandbox")
 def test_ctrl_c_keeps_what_was_generated(tmp_path):
-    tickets(tmp_path)
+    source = tickets(tmp_path)
     teacher = InterruptedTeacher(make_provider("openai", engine=database.get_engine()), at=15)
     result = synthesize("tickets", "openai", TEACHER, SynthSettings(count=40), provider=teacher)
     assert result.progress.stopped == "interrupted"
@@ -90,3 +92,8 @@ def test_ctrl_c_keeps_what_was_generated(tmp_path):
     assert result.created and result.dataset.n_examples == result.progress.kept >= 10
     assert result.lineage["result"]["stopped"] == "interrupted"
     assert result.shortfall  # the quotas of 10 per label are not met
+    # Seeds come from the train split only: no validation example is shown to the teacher.
+    shown = "\n".join(teacher.prompts)
+    for example in load_examples(source, "validation"):
+        assert example["messages"][1]["content"] not in shown
+    assert sum(e["messages"][1]["content"] in shown for e in load_examples(source, "train"))
