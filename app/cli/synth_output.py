@@ -14,9 +14,10 @@ def _usd(value: float | None) -> str:
 
 def print_estimate(est) -> None:
     click.echo(
-        f"estimated teacher cost: {_usd(est.usd)} "
-        f"(~{est.prompt_tokens_per_request:,.0f} prompt + "
-        f"~{est.completion_tokens_per_request:,.0f} reply tokens per request)",
+        f"estimated teacher cost: {_usd(est.usd)}"
+        + (f" (up to {_usd(est.usd_max)} if every attempt is needed)" if est.usd_max else "")
+        + f"; ~{est.prompt_tokens_per_request:,.0f} prompt + "
+        f"~{est.completion_tokens_per_request:,.0f} reply tokens per request",
         err=True,
     )
 

@@ -114,7 +114,10 @@ class Estimate:
     prompt_tokens_per_request: float
     completion_tokens_per_request: float
     usd: float | None
-    """None when the teacher has no per-token price in the catalog."""
+    """For one request per wanted example; None when the teacher has no per-token price
+    in the catalog."""
+    usd_max: float | None = None
+    """For every allowed attempt (dropped replies are paid for too)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -256,11 +259,15 @@ def estimate(synth: Synthesizer, provider: Provider, model: str) -> Estimate:
     )
     reply_tokens = float(np.mean([synth.counter.count(e) for e in synth.train[:200]]))
     price = token_price(provider.name, model)
-    usd = None
-    if price is not None:
-        per_request = prompt_tokens * price.input + reply_tokens * price.output
-        usd = float(synth.settings.count * per_request / 1e6)
-    return Estimate(float(prompt_tokens), reply_tokens, usd)
+    if price is None:
+        return Estimate(float(prompt_tokens), reply_tokens, None)
+    per_request = float(prompt_tokens * price.input + reply_tokens * price.output) / 1e6
+    return Estimate(
+        float(prompt_tokens),
+        reply_tokens,
+        synth.settings.count * per_request,
+        synth.settings.attempts * per_request,
+    )
 
 
 # -- the run -------------------------------------------------------------------------
@@ -288,11 +295,7 @@ def run(
                 if progress.attempts >= settings.attempts:
                     progress.stopped = "out of attempts"
                     break
-                if (
-                    settings.max_spend is not None
-                    and progress.spend_usd is not None
-                    and progress.spend_usd >= settings.max_spend
-                ):
+                if _next_would_pass_cap(progress, settings.max_spend):
                     progress.stopped = "spend cap reached"
                     break
                 label = synth.target_label()
@@ -322,6 +325,15 @@ def run(
     except KeyboardInterrupt:
         progress.stopped = "interrupted"
     return progress
+
+
+def _next_would_pass_cap(progress: SynthProgress, cap: float | None) -> bool:
+    """Whether one more request, at the mean price of those paid so far, would take the
+    spend past ``cap`` (cached answers are free and do not count)."""
+    paid = progress.attempts - progress.cache_hits
+    if cap is None or progress.spend_usd is None or paid == 0:
+        return False
+    return progress.spend_usd + progress.spend_usd / paid > cap
 
 
 def lineage(source, provider: Provider, model: str, synth: Synthesizer, est: Estimate) -> dict:

@@ -153,3 +153,17 @@ def test_a_reply_cut_short_is_dropped_as_unparseable(tmp_path):
     result = _synth("--count", "10", "--max-tokens", "8", "--max-attempts", "5")
     assert result.exit_code == 1, result.output
     assert "(dropped: unparseable 5)" in result.output
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_the_run_stops_before_its_spend_would_pass_max_spend(tmp_path):
+    tickets(tmp_path)
+    # Above the estimate for one request per example, below what 20 kept examples cost
+    # once dropped replies are paid for too (the sandbox drops about a third here).
+    result = _synth("--count", "20", "--max-spend", "0.0016")
+    assert result.exit_code == 0, result.output
+    assert "stopped early: spend cap reached" in result.output
+    _, actual, requests, _ = _spend(result.output)
+    assert 0.0014 < actual <= 0.0016
+    kept = int(re.search(r"kept (\d+)", result.output)[1])
+    assert 10 <= kept < 20
