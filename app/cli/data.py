@@ -293,6 +293,14 @@ def show(dataset: str, as_json: bool) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed rotation seed.")
 @click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
 @click.option("--max-attempts", type=click.IntRange(1), default=None, help="[default: 3 x --count]")
+@click.option(
+    "--scorer",
+    "scorers",
+    multiple=True,
+    metavar="SPEC",
+    help="A format every reply must pass: json, json_schema:PATH, regex:PATTERN "
+    "(JSON validity is implied when every seed's reply is JSON).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def synth(
     source: str,
@@ -305,6 +313,7 @@ def synth(
     seed: int,
     max_tokens: int,
     max_attempts: int | None,
+    scorers: tuple[str, ...],
     as_json: bool,
 ) -> None:
     """Generate COUNT new examples like DATASET's (train split) with a teacher model.
@@ -324,6 +333,7 @@ def synth(
         max_tokens=max_tokens,
         max_attempts=max_attempts,
         max_spend=max_spend,
+        scorers=scorers,
     )
     try:
         result = synthesize(

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -51,6 +51,7 @@ UNPARSEABLE = "unparseable"
 FORMAT = "format"
 TOO_LONG = "too_long"
 NOT_A_LABEL = "label_not_in_set"
+FAILS_SCORER = "fails_scorer_format"
 OVER_QUOTA = "label_quota_full"
 LEAKS_VALIDATION = "near_duplicate_of_validation"
 DUPLICATES_SEED = "near_duplicate_of_seed"
@@ -70,6 +71,9 @@ class SynthSettings:
     max_attempts: int | None = None
     """Requests at most; default three per wanted example."""
     max_spend: float | None = None
+    scorers: tuple[str, ...] = ()
+    """Format scorer specs (``json``, ``json_schema:PATH``, ``regex:PATTERN``) every reply
+    must pass, besides those the task implies."""
 
     @property
     def attempts(self) -> int:
@@ -155,6 +159,7 @@ class Synthesizer:
         self.counter = counter or counter_for(None)
         labels = categorical_labels(train)
         self.quotas = balanced_quotas(labels, settings.count) if labels else None
+        self.scorers = format_scorers(train, labels, settings.scorers)
         self._by_label: dict[str, list[dict]] = {}
         for example, label in zip(train, labels or [], strict=False):
             self._by_label.setdefault(label, []).append(example)
@@ -204,6 +209,9 @@ class Synthesizer:
                 return None, NOT_A_LABEL
             if self.progress.kept_by_label[got] >= self.quotas[got]:
                 return None, OVER_QUOTA
+        reply = final_reply(example)
+        if any(scorer.score(reply, None) < 1.0 for scorer in self.scorers):
+            return None, FAILS_SCORER
         exact = content_bytes(example)
         sig = _sigs([example])[0]
         for reason in (LEAKS_VALIDATION, DUPLICATES_SEED):
@@ -230,6 +238,40 @@ class Synthesizer:
             for lab, q in self.quotas.items()
             if q > self.progress.kept_by_label[lab]
         }
+
+
+def final_reply(example: dict) -> str:
+    """The text of an example's last assistant message (what the task's scorers read)."""
+    for message in reversed(example["messages"]):
+        if message.get("role") == "assistant":
+            content = message.get("content")
+            return content if isinstance(content, str) else ""
+    return ""
+
+
+def format_scorers(train: list[dict], labels: list[str] | None, specs: Sequence[str]):
+    """The format scorers a new example's reply must pass: those named (``--scorer``,
+    e.g. ``json_schema:PATH``), and JSON validity when every seed's reply is JSON, as the
+    evaluation would score the task by default."""
+    from app.evaluation.scorers import ScorerError, build_scorer, default_scorer_specs
+
+    wanted = list(specs)
+    wanted += [
+        spec
+        for spec in default_scorer_specs([final_reply(e) for e in train], labels)
+        if spec not in wanted
+    ]
+    try:
+        built = [build_scorer(spec, labels=labels) for spec in wanted]
+    except ScorerError as exc:
+        raise SynthError(str(exc)) from None
+    for spec, scorer in zip(wanted, built, strict=True):
+        if spec in specs and scorer.kind != "format":
+            raise SynthError(
+                f"scorer {spec!r} judges answers, not their form; give a format scorer: "
+                "json, json_schema:PATH or regex:PATTERN"
+            )
+    return [scorer for scorer in built if scorer.kind == "format"]
 
 
 def _sigs(examples: list[dict]) -> np.ndarray:

@@ -9,7 +9,7 @@ import pytest
 
 from app import database
 from app.datasets.store import load_examples
-from app.datasets.synth import Synthesizer, SynthSettings
+from app.datasets.synth import SynthError, Synthesizer, SynthSettings
 from app.datasets.synth_service import synthesize
 from app.jobs.providers import make_provider
 from tests.datasets.synth_fixtures import TEACHER, sandbox, tickets  # noqa: F401  (fixture)
@@ -97,3 +97,51 @@ def test_ctrl_c_keeps_what_was_generated(tmp_path):
     for example in load_examples(source, "validation"):
         assert example["messages"][1]["content"] not in shown
     assert sum(e["messages"][1]["content"] in shown for e in load_examples(source, "train"))
+
+
+def _extraction(name: str, age) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": f"extract the person from: {name} turned {age} today"},
+            {"role": "assistant", "content": json.dumps({"name": name, "age": age})},
+        ]
+    }
+
+
+def test_a_reply_failing_the_tasks_scorer_format_is_dropped(tmp_path):
+    train = [_extraction(f"person{i}", 20 + i) for i in range(12)]
+    schema = tmp_path / "person.schema.json"
+    schema.write_text(
+        json.dumps(
+            {
+                "type": "object",
+                "required": ["name", "age"],
+                "properties": {"age": {"type": "integer"}},
+            }
+        )
+    )
+    implied = Synthesizer(train, [], SynthSettings(count=3), threshold=0.85)
+    assert [s.name for s in implied.scorers] == ["json"]  # every seed reply is JSON
+    prose = _extraction("Zed", 40)
+    prose["messages"][1]["content"] = "Zed, aged 40"
+    assert implied.judge(json.dumps(prose)) == (None, "fails_scorer_format")
+
+    schemed = Synthesizer(
+        train,
+        [],
+        SynthSettings(count=3, scorers=(f"json_schema:{schema}",)),
+        threshold=0.85,
+    )
+    assert schemed.judge(json.dumps(_extraction("Ann", "forty"))) == (None, "fails_scorer_format")
+    example, reason = schemed.judge(json.dumps(_extraction("Ann", 40)))
+    assert reason is None and json.loads(example["messages"][1]["content"])["age"] == 40
+
+
+def test_a_quality_scorer_is_refused_as_a_format(tmp_path):
+    with pytest.raises(SynthError, match="judges answers, not their form"):
+        Synthesizer(
+            [_extraction("a", 1), _extraction("b", 2)],
+            [],
+            SynthSettings(count=1, scorers=("exact",)),
+            threshold=0.85,
+        )
