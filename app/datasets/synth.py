@@ -307,7 +307,7 @@ def estimate(synth: Synthesizer, provider: Provider, model: str) -> Estimate:
     return Estimate(
         float(prompt_tokens),
         reply_tokens,
-        synth.settings.count * per_request,
+        min(synth.settings.count, synth.settings.attempts) * per_request,
         synth.settings.attempts * per_request,
     )
 
@@ -327,7 +327,7 @@ def run(
     """Ask the teacher until the count is kept, attempts run out, the spend cap is reached
     or the user interrupts; kept examples are appended to ``out`` as they come."""
     from app.evaluation.pricing import request_cost
-    from app.evaluation.runner import complete_cached
+    from app.evaluation.runner import EvalError, complete_cached
 
     settings, progress = synth.settings, synth.progress
     generation = settings.generation
@@ -342,7 +342,11 @@ def run(
                     break
                 label = synth.target_label()
                 messages = synth.prompt(progress.attempts, label)
-                answer = complete_cached(engine, provider, model, messages, generation)
+                try:
+                    answer = complete_cached(engine, provider, model, messages, generation)
+                except EvalError as exc:  # retried already when retryable: give up, keep
+                    progress.stopped = f"the teacher failed: {exc}"
+                    break
                 progress.attempts += 1
                 if answer.cached:
                     progress.cache_hits += 1

@@ -52,7 +52,13 @@ def synthesize(
         LookupError: no such dataset.
     """
     from app.database import get_engine
-    from app.datasets.store import add_dataset, datasets_dir, get_dataset, load_examples
+    from app.datasets.store import (
+        DatasetRejected,
+        add_dataset,
+        datasets_dir,
+        get_dataset,
+        load_examples,
+    )
     from app.settings import get_settings
     from db.engine import read_session, write_session
     from db.models import Dataset
@@ -95,14 +101,22 @@ def synthesize(
     if progress.kept == 0:
         out.unlink(missing_ok=True)
         dropped = ", ".join(f"{k} {v}" for k, v in sorted(progress.dropped.items())) or "none"
+        why = f"; stopped: {progress.stopped}" if progress.stopped else ""
         raise SynthError(
             f"no generated example was kept after {progress.attempts} request(s) "
-            f"(dropped: {dropped}); try another teacher or more --max-attempts"
+            f"(dropped: {dropped}){why}. Try another teacher or more --max-attempts"
         )
     record = lineage(source, provider, model, synth, est)
-    dataset, created = add_dataset(
-        out, name=target_name, val_fraction=source.val_fraction, seed=source.split_seed
-    )
+    try:
+        dataset, created = add_dataset(
+            out, name=target_name, val_fraction=source.val_fraction, seed=source.split_seed
+        )
+    except DatasetRejected as exc:
+        raise SynthError(
+            f"{progress.kept} example(s) were kept and written to {out}, but they cannot "
+            f"be added as a dataset: {exc}. Rerun with a larger --count (requests "
+            "already made are answered from the cache when asked again)"
+        ) from None
     if created:
         with write_session(engine) as session:
             row = session.get(Dataset, dataset.id)

@@ -167,3 +167,43 @@ def test_the_run_stops_before_its_spend_would_pass_max_spend(tmp_path):
     assert 0.0014 < actual <= 0.0016
     kept = int(re.search(r"kept (\d+)", result.output)[1])
     assert 10 <= kept < 20
+
+
+@pytest.mark.usefixtures("sandbox")
+def test_a_failing_teacher_or_too_few_kept_is_said_plainly(tmp_path):
+    tickets(tmp_path)
+    result = _cli(
+        "data",
+        "synth",
+        "--from",
+        "tickets",
+        "-p",
+        "openai",
+        "-m",
+        "gpt-4o-mini-2024-07-18",
+        "--count",
+        "12",
+        "--max-attempts",
+        "3",
+        "--name",
+        "few",
+    )
+    assert result.exit_code == 1
+    assert re.search(r"[1-3] example\(s\) were kept and written to", result.output)
+    assert "too_few_examples" in result.output and "Traceback" not in result.output
+
+    missing = _cli(
+        "data",
+        "synth",
+        "--from",
+        "tickets",
+        "-p",
+        "openai",
+        "-m",
+        "no-such-model-xyz",
+        "--count",
+        "10",
+    )
+    assert missing.exit_code == 1
+    assert "stopped: the teacher failed: openai model no-such-model-xyz" in missing.output
+    assert "Traceback" not in missing.output
