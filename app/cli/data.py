@@ -280,6 +280,10 @@ def show(dataset: str, as_json: bool) -> None:
         _json_out(_record(found) | {"report": found.report})
     else:
         _print_report(found.report)
+        if lineage := (found.stats or {}).get("lineage"):
+            from app.cli.synth_output import lineage_line
+
+            click.echo(lineage_line(lineage))
 
 
 @data.command("synth")

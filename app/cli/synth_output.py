@@ -57,3 +57,16 @@ def print_result(result) -> None:
         f"{verb}: dataset {d.name!r} (id {d.id}, {d.content_hash[:12]}): "
         f"{d.n_train:,} train / {d.n_validation:,} validation examples"
     )
+
+
+def lineage_line(lineage: dict) -> str:
+    """How a synthesized dataset was made, in one line (`ftm data show`)."""
+    teacher, result = lineage["teacher"], lineage["result"]
+    return (
+        f"made by ftm data synth from dataset {lineage['parent_dataset']!r} "
+        f"(id {lineage['parent_dataset_id']}) with teacher {teacher['provider']} "
+        f"{teacher['model']}{' (sandbox)' if teacher.get('simulated') else ''}, template "
+        f"{lineage['template']}, seed {lineage['settings']['seed']}: requested "
+        f"{result['requested']}, kept {result['kept']}, dropped "
+        f"{sum(result['dropped'].values())}, spend {_usd(result['spend_usd'])}"
+    )

@@ -57,6 +57,9 @@ def test_synth_keeps_checked_balanced_examples_and_records_lineage(tmp_path):
         made = get_dataset(session, "tickets-synth")
     assert made.stats["lineage"] == lineage  # stored with the dataset, not only printed
     assert made.n_examples == 12
+    shown = _cli("data", "show", "tickets-synth").output
+    assert f"made by ftm data synth from dataset 'tickets' (id {source.id})" in shown
+    assert f"teacher openai {TEACHER} (sandbox), template synth-v1, seed 0" in shown
 
     # Every example is new: none equals or nearly equals a validation or seed example.
     made_examples = load_examples(made, "train") + load_examples(made, "validation")
