@@ -43,6 +43,7 @@ from app.datasets.synth_prompt import TEMPLATE_VERSION, build_messages, parse_ex
 from app.datasets.tokencount import TokenCounter, counter_for
 from app.evaluation.cache import GenerationSettings
 from providers.base import Provider
+from providers.types import ChatMessage
 
 SEEDS_PER_PROMPT = 3
 
@@ -184,7 +185,8 @@ class Synthesizer:
         kept = self.progress.kept_by_label
         return max(self.quotas, key=lambda lab: self.quotas[lab] - kept[lab])  # first: a-z
 
-    def prompt(self, index: int, label: str | None):
+    def prompt(self, index: int, label: str | None) -> list[ChatMessage]:
+        """Request ``index``'s conversation: seeds drawn by the run seed and the index."""
         pool = self._by_label.get(label, self.train) if label is not None else self.train
         rng = random.Random(f"{self.settings.seed}:{index}")
         seeds = rng.sample(pool, min(SEEDS_PER_PROMPT, len(pool)))
@@ -220,11 +222,12 @@ class Synthesizer:
         kept = np.stack(self._kept_sigs) if self._kept_sigs else None
         if exact in self._kept_exact or (kept is not None and _near(sig, kept, self.threshold)):
             return None, DUPLICATES_KEPT
-        self._kept_sigs.append(sig)
-        self._kept_exact.add(exact)
         return example, None
 
     def keep(self, example: dict) -> None:
+        """Count a judged example in, and compare later replies with it too."""
+        self._kept_sigs.append(_sigs([example])[0])
+        self._kept_exact.add(content_bytes(example))
         self.progress.kept += 1
         if self.quotas is not None:
             self.progress.kept_by_label[label_of(example)] += 1
