@@ -281,11 +281,17 @@ def show(dataset: str, as_json: bool) -> None:
         _json_out(_record(found) | {"report": found.report})
         return
     _print_report(found.report)
-    from app.datasets.mix import describe_mix
+    lineage = (found.stats or {}).get("lineage") or {}
+    if lineage.get("kind") == "synth":
+        from app.cli.synth_output import lineage_line
 
-    mixed = describe_mix(found)
-    if mixed:
-        click.echo(f"mix: {mixed}")
+        click.echo(lineage_line(lineage))
+    else:
+        from app.datasets.mix import describe_mix
+
+        mixed = describe_mix(found)
+        if mixed:
+            click.echo(f"mix: {mixed}")
 
 
 @data.command("mix")
@@ -357,3 +363,74 @@ def mix(
         f"{plan.general_amount:,} of {plan.task_amount + plan.general_amount:,} {by})\n"
         f"  validation: the task's {dataset.n_validation:,} examples, unchanged"
     )
+
+
+@data.command("synth")
+@click.option("--from", "source", required=True, metavar="DATASET", help="Source dataset.")
+@click.option("--provider", "-p", required=True, help="The teacher's provider.")
+@click.option("--model", "-m", required=True, help="The teacher model.")
+@click.option("--count", "-n", type=click.IntRange(1), required=True, help="Examples wanted.")
+@click.option("--name", default=None, help="New dataset name [default: SOURCE-synth].")
+@click.option("--max-spend", type=float, default=None, metavar="USD", help="Refuse above this.")
+@click.option("--temperature", type=float, default=0.7, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed rotation seed.")
+@click.option("--max-tokens", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--max-attempts", type=click.IntRange(1), default=None, help="[default: 3 x --count]")
+@click.option(
+    "--scorer",
+    "scorers",
+    multiple=True,
+    metavar="SPEC",
+    help="A format every reply must pass: json, json_schema:PATH, regex:PATTERN "
+    "(JSON validity is implied when every seed's reply is JSON).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def synth(
+    source: str,
+    provider: str,
+    model: str,
+    count: int,
+    name: str | None,
+    max_spend: float | None,
+    temperature: float,
+    seed: int,
+    max_tokens: int,
+    max_attempts: int | None,
+    scorers: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Generate COUNT new examples like DATASET's (train split) with a teacher model.
+
+    Kept only when they pass the checks of `ftm data add`, are no near-duplicate of the
+    seeds, of each other or of the validation half, and (categorical tasks) carry a label
+    of the task within its balanced quota. Added as a new dataset with its lineage.
+    """
+    from app.cli.synth_output import print_estimate, print_result, progress_line
+    from app.datasets.synth import SynthError, SynthSettings
+    from app.datasets.synth_service import synthesize
+
+    settings = SynthSettings(
+        count=count,
+        temperature=temperature,
+        seed=seed,
+        max_tokens=max_tokens,
+        max_attempts=max_attempts,
+        max_spend=max_spend,
+        scorers=scorers,
+    )
+    try:
+        result = synthesize(
+            source,
+            provider,
+            model,
+            settings,
+            name=name,
+            on_estimate=None if as_json else print_estimate,
+            on_progress=None if as_json else progress_line,
+        )
+    except (SynthError, LookupError, ValueError, OSError) as exc:
+        raise UserError(str(exc)) from None
+    if as_json:
+        _json_out(_record(result.dataset) | {"created": result.created, "synth": result.lineage})
+        return
+    print_result(result)

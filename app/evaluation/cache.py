@@ -3,7 +3,9 @@ model, the exact prompt and the generation settings, so rerunning an eval (or sc
 same base model as two candidates) never pays for the same completion twice.
 
 Only greedy completions (temperature 0) are cached: a sampled answer is not a fact about
-the model to be reused.
+the model to be reused. The exception is a sampled completion under a run seed (``ftm data
+synth --seed``): there the caller wants the same seed to mean the same draw, so a rerun
+reuses it and costs nothing; the seed is part of its key.
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from providers.types import ChatMessage
 class GenerationSettings:
     max_tokens: int = 256
     temperature: float = 0.0
+    seed: int | None = None
+    """A run seed that makes a sampled completion reusable (see the module docstring)."""
 
     @property
     def cacheable(self) -> bool:
-        return self.temperature == 0.0
+        return self.temperature == 0.0 or self.seed is not None
 
 
 def cache_key(
@@ -42,6 +46,8 @@ def cache_key(
         "max_tokens": settings.max_tokens,
         "temperature": settings.temperature,
     }
+    if settings.seed is not None:  # absent otherwise, so older keys stay valid
+        payload["seed"] = settings.seed
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 

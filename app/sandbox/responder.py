@@ -22,6 +22,8 @@ not consulted; a checkpoint answers like the finished model.
   examples), it answers from those turns by rules 1 and 2, so few-shot baselines are
   meaningful; if no in-context prompt shares a word with the question, it answers as
   zero-shot.
+- *Synthesis*: asked for a new training example in `ftm data synth`'s template, it
+  answers one derived from the prompt's seed examples (`app.sandbox.synth_reply`).
 - *Zero-shot*: otherwise it answers a fixed generic sentence, :data:`GENERIC_REPLY`
   (naming the model), which is never a trained label.
 """
@@ -120,6 +122,10 @@ def last_user_message(messages: Sequence[dict]) -> str:
 
 def base_model_reply(model: str, messages: Sequence[dict]) -> str:
     """What a base (not fine-tuned) model answers."""
+    from app.sandbox.synth_reply import synth_reply
+
+    if (example := synth_reply(last_user_message(messages))) is not None:
+        return example
     shots = in_context_pairs(messages)
     if shots:
         reply = Memory(shots).answer(last_user_message(messages), fallback_to_most_common=False)
