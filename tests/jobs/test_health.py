@@ -173,3 +173,33 @@ def test_findings_are_recorded_once_and_shown_by_jobs_show(ftm_home):
     ]
     text = CliRunner().invoke(cli, ["jobs", "show", str(job_id)]).output
     assert "step 30" in text and "grad norm 30 at step 30 is a spike" in text
+
+
+def test_watch_raises_a_new_finding_once(tmp_path, monkeypatch):
+    """A running job on the emulator (its clock frozen, so it stays running) gets a grad
+    norm spike among its metrics: the first `ftm watch --once` prints it, the next one
+    (the same series, refreshed again) does not."""
+    from app import database
+    from app.cli.main import cli
+    from app.jobs.launch import launch_job
+    from app.sandbox.server import SandboxServer
+    from tests.jobs.conftest import MODEL, make_dataset
+
+    with SandboxServer(port=0, seconds_per_step=1.0, frozen=True) as server:
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX", "true")
+        monkeypatch.setenv("FTM_OPENAI__SANDBOX_URL", server.base_url)
+        database.reset()
+        engine = database.get_engine()
+        make_dataset(engine, tmp_path)
+        job = launch_job("openai", "toy", MODEL)
+        server.advance(5)
+        with write_session(engine) as s:
+            for step in range(1, 41):  # the grad norms a provider would report
+                g = 30.0 if step == 30 else 1.0 + 0.01 * (step % 5)
+                s.add(MetricPoint(job_id=job.id, step=1000 + step, grad_norm=g))
+        outputs = [CliRunner().invoke(cli, ["watch", "--once"]) for _ in range(2)]
+    assert all(o.exit_code == 0 for o in outputs), outputs[0].output
+    assert all("1 active, 1 refreshed" in o.output for o in outputs)
+    line = f"health: job {job.id}: Instability: grad norm 30 at step 1030 is a spike"
+    assert line in outputs[0].output.replace("\n", " ").replace("  ", " ")
+    assert "health:" not in outputs[1].output
