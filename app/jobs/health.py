@@ -139,8 +139,9 @@ def detect_instability(
             break
     running_min: tuple[int, float] | None = None
     exploding = False
-    for n, (s, v) in enumerate(sorted(_finite(train))):
-        if running_min is not None and n >= history and running_min[1] > 0:
+    for s, v in sorted(_finite(train)):
+        # no history needed: a loss several times its minimum is never noise
+        if running_min is not None and running_min[1] > 0:
             over = v > explode_factor * running_min[1]
             if over and not exploding:
                 out.append(
