@@ -203,3 +203,33 @@ def test_watch_raises_a_new_finding_once(tmp_path, monkeypatch):
     line = f"health: job {job.id}: Instability: grad norm 30 at step 1030 is a spike"
     assert line in outputs[0].output.replace("\n", " ").replace("  ", " ")
     assert "health:" not in outputs[1].output
+
+
+def test_the_tui_loss_chart_marks_each_finding_at_its_step():
+    import asyncio
+    import time
+
+    from app.database import get_engine
+    from app.tui.app import create_app
+    from app.tui.screens.job_detail import JobDetailScreen
+
+    engine = get_engine()
+    job_id = _job_with_spike(engine, spike=25)
+    with write_session(engine) as s:
+        record_health(s, s.get(Job, job_id), DEFAULTS)
+
+    async def go():
+        app = create_app(start_poller=False)
+        async with app.run_test(size=(140, 40)) as pilot:
+            screen = JobDetailScreen(job_id)
+            await app.push_screen(screen)
+            deadline = time.monotonic() + 30
+            while not screen.health_marks:
+                assert time.monotonic() < deadline, "no health mark on the chart"
+                await pilot.pause(0.05)
+            assert screen.health_marks == [("instability", 25)]
+            assert screen.plotted["train"] == 40
+            chart = screen.query_one("#job-loss").plt.build()
+            assert chart.count("\x1b[38;5;1m│") >= 10  # a red vertical line, top to bottom
+
+    asyncio.run(go())
