@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from statistics import mean, median
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from app.settings import HealthSettings
 from db import repository
@@ -29,6 +29,10 @@ EVENT_TYPE = "health"
 DECAYING_SCHEDULES = {"linear", "cosine", "cosine_with_restarts", "polynomial"}
 CONSTANT_SCHEDULES = {"constant", "constant_with_warmup"}
 _SPIKE_WINDOW = 50
+_last_seen: dict[tuple, tuple] = {}
+"""Per job (database, id, uid), the shape of its series when last examined (count, last
+step, total steps, hyperparameters, settings): a refresh that brings nothing new skips
+detection. Only a shortcut: findings are keyed, so a new process records nothing twice."""
 
 
 @dataclass(frozen=True)
@@ -371,13 +375,23 @@ def record_health(
         from app.settings import get_settings
 
         settings = get_settings().health
+    nan_points = [
+        (name, p.step, float(value))
+        for p in extra_points  # NaN is stored as NULL by SQLite: take it from the report
+        for name in ("train_loss", "eval_loss", "grad_norm")
+        if (value := getattr(p, name, None)) is not None and not math.isfinite(value)
+    ]
+    shape = session.execute(
+        select(func.count(), func.max(MetricPoint.step)).where(col(MetricPoint.job_id) == job.id)
+    ).one()
+    which = (str(session.get_bind().url), job.id, job.uid)
+    seen = (tuple(shape), job.total_steps, str(job.hyperparameters), settings)
+    if not nan_points and _last_seen.get(which) == seen:
+        return []  # the series has not changed since the last run: nothing new to find
     rows = list(session.scalars(select(MetricPoint).where(col(MetricPoint.job_id) == job.id)))
     curves = Curves.of(rows)
-    for p in extra_points:  # NaN is stored as NULL by SQLite: take it from the report
-        for name in ("train_loss", "eval_loss", "grad_norm"):
-            value = getattr(p, name, None)
-            if value is not None and not math.isfinite(value):
-                getattr(curves, name).append((p.step, float(value)))
+    for name, step, value in nan_points:
+        getattr(curves, name).append((step, value))
     findings = detect(
         curves, settings, hyperparameters=job.hyperparameters, total_steps=job.total_steps
     )
@@ -393,6 +407,7 @@ def record_health(
             key=f.key,
         ):
             recorded.append(f)
+    _last_seen[which] = seen
     return recorded
 
 

@@ -11,6 +11,7 @@ import random
 from click.testing import CliRunner
 from sqlmodel import func, select
 
+from app.jobs import health as health_module
 from app.jobs.health import (
     Curves,
     detect,
@@ -148,7 +149,8 @@ def test_findings_are_recorded_once_and_shown_by_jobs_show(ftm_home):
 
     engine = get_engine()
     job_id = _job_with_spike(engine)
-    for _ in range(2):  # detection re-run on the same (or a longer) series
+    for _ in range(2):  # detection re-run on the same series, as by another process
+        health_module._last_seen.clear()  # (its shortcut for an unchanged series starts empty)
         with write_session(engine) as s:
             first = record_health(s, s.get(Job, job_id), DEFAULTS)
         if _ == 0:
@@ -233,3 +235,40 @@ def test_the_tui_loss_chart_marks_each_finding_at_its_step():
             assert chart.count("\x1b[38;5;1m│") >= 10  # a red vertical line, top to bottom
 
     asyncio.run(go())
+
+
+def test_thresholds_are_settings(monkeypatch):
+    """`health.spike_z` from the environment (or config.toml) decides what a spike is."""
+    from app.database import get_engine
+    from app.settings import get_settings
+
+    engine = get_engine()
+    job_id = _job_with_spike(engine)
+    monkeypatch.setenv("FTM_HEALTH__SPIKE_Z", "1e9")
+    get_settings.cache_clear()
+    with write_session(engine) as s:
+        assert record_health(s, s.get(Job, job_id)) == []
+    monkeypatch.delenv("FTM_HEALTH__SPIKE_Z")
+    get_settings.cache_clear()
+    with write_session(engine) as s:
+        assert [f.step for f in record_health(s, s.get(Job, job_id))] == [30]
+
+
+def test_an_unchanged_series_is_not_examined_again(monkeypatch):
+    """Every refresh asks for detection; one that brought no new point costs one count."""
+    from app.database import get_engine
+
+    engine = get_engine()
+    job_id = _job_with_spike(engine)
+    runs = []
+    real_detect = health_module.detect
+    monkeypatch.setattr(
+        health_module, "detect", lambda *a, **k: runs.append(1) or real_detect(*a, **k)
+    )
+    for step in (None, None, 41):
+        with write_session(engine) as s:
+            if step:
+                s.add(MetricPoint(job_id=job_id, step=step, grad_norm=1.0))
+                s.flush()
+            record_health(s, s.get(Job, job_id), DEFAULTS)
+    assert len(runs) == 2  # the first run and the one after the new point
