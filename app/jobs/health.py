@@ -199,31 +199,38 @@ def detect_instability(
 def detect_plateau(
     loss: Series, *, window: int = 20, min_improvement: float = 0.01, name: str = "train_loss"
 ) -> list[Finding]:
-    """The mean of the last ``window`` points is not ``min_improvement`` (relative) below
-    the mean of the window before. One finding per plateau (it ends on improvement)."""
+    """The mean of the last window of points is not ``min_improvement`` (relative) below
+    the mean of the window before; the first such step only (one plateau per run).
+
+    The window is ``window`` points or a fifth of the points so far, whichever is more: a
+    loss that keeps falling as a power of the step (as losses do) loses the same share per
+    window at any point of a run and is never flagged, a flat stretch is."""
     pts = sorted(_finite(loss))
-    out: list[Finding] = []
-    flat = False
+    prefix = [0.0]
+    for _, v in pts:
+        prefix.append(prefix[-1] + v)
     for i in range(2 * window - 1, len(pts)):
-        before = mean(v for _, v in pts[i - 2 * window + 1 : i - window + 1])
-        last = mean(v for _, v in pts[i - window + 1 : i + 1])
-        plateau = before - last <= min_improvement * abs(before)
-        if plateau and not flat:
-            s0, s = pts[i - 2 * window + 1][0], pts[i][0]
-            out.append(
-                Finding(
-                    "plateau",
-                    s,
-                    name,
-                    f"Plateau: {name.replace('_', ' ')} has not improved by "
-                    f"{min_improvement:.0%} over steps {s0}-{s} (mean {before:.4g} -> "
-                    f"{last:.4g}); more steps here buy little: stop, or change the learning "
-                    "rate or the data",
-                    {"steps": [s0, pts[i - window + 1][0], s], "mean": [_r(before), _r(last)]},
-                )
+        w = max(window, (i + 1) // 5)
+        if i + 1 < 2 * w:
+            continue
+        before = (prefix[i + 1 - w] - prefix[i + 1 - 2 * w]) / w
+        last = (prefix[i + 1] - prefix[i + 1 - w]) / w
+        if before - last > min_improvement * abs(before):
+            continue
+        s0, s = pts[i + 1 - 2 * w][0], pts[i][0]
+        return [
+            Finding(
+                "plateau",
+                s,
+                name,
+                f"Plateau: {name.replace('_', ' ')} has not improved by "
+                f"{min_improvement:.0%} over steps {s0}-{s} (mean {before:.4g} -> "
+                f"{last:.4g}); more steps here buy little: stop, or change the learning "
+                "rate or the data",
+                {"steps": [s0, pts[i + 1 - w][0], s], "mean": [_r(before), _r(last)]},
             )
-        flat = plateau
-    return out
+        ]
+    return []
 
 
 def detect_schedule(
