@@ -78,6 +78,28 @@ class PollerSettings(BaseModel):
     retried call still in flight) can still create it within this window."""
 
 
+class HealthSettings(BaseModel):
+    """Training-health detection over every job's metrics (`app/jobs/health.py`)."""
+
+    overfit_evaluations: int = 3
+    """Overfitting: eval loss rose this many evaluations in a row while train loss fell."""
+    spike_z: float = 6.0
+    """Instability: a grad norm this many robust z-scores (median/MAD) above its recent
+    values is a spike."""
+    spike_history: int = 5
+    """Points of grad norm needed before spikes are judged (and the window judged against
+    is at most 50 points)."""
+    explode_factor: float = 4.0
+    """Instability: train loss above this many times its running minimum is exploding."""
+    plateau_window: int = 20
+    """Plateau: metric points per window; the mean of the last window is compared with the
+    one before."""
+    plateau_min_improvement: float = 0.01
+    """Plateau: a relative drop of the window mean smaller than this is no improvement."""
+    schedule_tolerance: float = 0.001
+    """Schedule: relative learning-rate change below this counts as unchanged."""
+
+
 class DataSettings(BaseModel):
     """Dataset intake."""
 
@@ -152,6 +174,7 @@ class Settings(BaseSettings):
     poller: PollerSettings = PollerSettings()
     local: LocalSettings = LocalSettings()
     data: DataSettings = DataSettings()
+    health: HealthSettings = HealthSettings()
     tui: TuiSettings = TuiSettings()
     deployments: DeploymentSettings = DeploymentSettings()
     providers: dict[str, dict[str, Any]] = {}

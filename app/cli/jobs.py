@@ -318,6 +318,7 @@ def show_cmd(ref, n_events, as_json) -> None:
     from rich.table import Table
 
     from app.database import get_engine
+    from app.jobs.health import health_list
     from app.jobs.queries import JobNotFound, job_detail, job_summary
     from db.engine import read_session
 
@@ -347,6 +348,7 @@ def show_cmd(ref, n_events, as_json) -> None:
                 for m in d.metrics
             ],
             "artifacts": [{"kind": a.kind, "uri": a.uri} for a in d.artifacts],
+            "health": health_list(d.events),
         }
         click.echo(json.dumps(out, indent=2))
         return
@@ -379,6 +381,10 @@ def show_cmd(ref, n_events, as_json) -> None:
         )
     for key, value in lines:
         console.print(f"  {key:>16}: {value}")
+    findings = [e for e in d.events if e.type == "health"]
+    console.print(f"  {'health':>16}: " + ("[yellow]see below[/]" if findings else "no findings"))
+    for e in findings:
+        console.print(f"    [yellow]step {(e.data or {}).get('step')}[/] {e.message}")
     if d.checkpoints:
         table = Table(title="Checkpoints")
         for col in ("step", "model", "train loss"):
@@ -524,6 +530,8 @@ def watch(once, interval) -> None:
     """Poll active jobs and record their progress (runs until Ctrl+C)."""
     import asyncio
 
+    from rich.markup import escape
+
     from app.jobs.poller import CycleReport, Poller
 
     console = _console()
@@ -541,6 +549,8 @@ def watch(once, interval) -> None:
         )
         for m in r.messages:
             console.print(f"  [yellow]{m}[/]")
+        for m in r.health:
+            console.print(f"  [yellow]health: {escape(m)}[/]")
         _deployments_tick(console)
 
     poller = Poller()

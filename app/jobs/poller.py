@@ -69,6 +69,8 @@ class CycleReport:
     wrote the end itself, unseen by the poller)."""
     duration_s: float = 0.0
     messages: list[str] = field(default_factory=list)
+    health: list[str] = field(default_factory=list)
+    """Training-health findings recorded this cycle ("job N: message"), each once."""
 
 
 @dataclass(frozen=True)
@@ -300,6 +302,7 @@ class Poller:
         if applied is not None:
             report.events_recorded += applied.new_events
             report.finished += int(applied.finished)
+            report.health.extend(f"job {t.id}: {m}" for m in getattr(applied, "health", []))
         if t.remote_id is None:
             report.reconciled += 1
 

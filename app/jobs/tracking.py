@@ -8,11 +8,13 @@ Everything here runs inside one short write transaction and is idempotent, so tw
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 
 from sqlmodel import Session
 
+from app.jobs.health import record_health
+from app.settings import HealthSettings
 from db import repository
 from db.models import Job
 from providers.types import JobStatus, Refresh, RemoteJob
@@ -31,6 +33,8 @@ class Applied:
     new_metrics: int = 0
     new_checkpoints: int = 0
     stalled_now: bool = False
+    health: list[str] = field(default_factory=list)
+    """Training-health findings recorded now (their messages), each once per job."""
 
 
 def _aware(value: datetime | None) -> datetime | None:
@@ -102,6 +106,7 @@ def apply_refresh(
     *,
     now: datetime | None = None,
     stall_after_s: float | None = None,
+    health: HealthSettings | None = None,
 ) -> Applied:
     """Record one refresh. ``job`` must have been loaded in ``session`` (fresh)."""
     now = now or datetime.now(UTC)
@@ -126,6 +131,9 @@ def apply_refresh(
     elif stall_after_s is not None:
         out.stalled_now = check_stall(session, job, now=now, stall_after_s=stall_after_s)
     session.add(job)
+    # Every refresh: local workers write their metrics straight to the database, so this
+    # refresh may carry none although the job has new points.
+    out.health = [f.message for f in record_health(session, job, health, refresh.metrics)]
     if out.finished:
         record_actual_cost(session, job)
     return out

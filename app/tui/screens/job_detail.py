@@ -68,6 +68,8 @@ class JobDetailScreen(Screen):
         super().__init__()
         self.job_id = job_id
         self.plotted: dict[str, int] = {"train": 0, "validation": 0}
+        self.health_marks: list[tuple[str, int]] = []
+        """(kind, step) of the health findings marked on the loss chart."""
         self.job = None
         """The job row as last loaded (the actions check it)."""
         self.caps = None
@@ -103,6 +105,7 @@ class JobDetailScreen(Screen):
 
     @on(Loaded)
     def _show(self, message: Loaded) -> None:
+        from app.jobs.health import health_list
         from app.tui.views.jobs import status_cell
 
         d = message.detail
@@ -156,6 +159,9 @@ class JobDetailScreen(Screen):
             plt.plot([s for s, _ in train], [v for _, v in train], label="train")
         if valid:
             plt.plot([s for s, _ in valid], [v for _, v in valid], label="validation")
+        self.health_marks = [(h["kind"], h["step"]) for h in health_list(d.events)]
+        for _kind, step in self.health_marks:  # training-health findings, at their step
+            plt.vline(step, "red")
         plot.refresh()
         self.plotted = {"train": len(train), "validation": len(valid)}  # what the plot shows
 
