@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from providers.local.model_shape import ModelShape
 
-ADAPTER_METHODS = ("lora", "qlora")
+from providers.local.methods import ADAPTER_METHODS as ADAPTER_METHODS  # re-exported
 
 
 class FlopsShape(Protocol):

@@ -1,0 +1,111 @@
+"""DoRA, IA3 and prefix tuning on the tiny model: each trains a few steps, saves a PEFT
+adapter that the evaluation path loads, beats its base on the examples it trained on,
+trains exactly the parameters the memory estimate counts, and merges where PEFT can."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from providers.errors import SpecRejected
+from providers.local import demo_data
+from providers.local.jobdir import JobDir
+from providers.local.memory import TrainingSetup, estimate_training_memory
+from providers.local.model_shape import load_local_shape
+from providers.types import JobSpec, JobStatus
+from tests.local.conftest import new_job_row
+from tests.tiny import labelling_files
+
+N_TRAIN = 16
+
+
+def _job(provider, tiny_model: Path, train: Path, method: str, **options) -> JobDir:
+    uid = new_job_row("methods", str(tiny_model), method)
+    options = {"torch_threads": 1, "device": "cpu", "batch_size": 8, **options}
+    spec = JobSpec(
+        name="methods",
+        base_model=str(tiny_model),
+        train_path=str(train),
+        method=method,
+        ftm_job_uid=uid,
+        options=options,
+    )
+    job, _ = provider.write_job(provider.prepare(spec))
+    return job
+
+
+def _mean_loss(model_ref: str, examples: list[dict]) -> float:
+    """Mean loss of ``model_ref`` (loaded by the evaluation path) on the assistant replies
+    of ``examples``: the tokens training is scored on."""
+    import torch
+
+    from providers.local.inference import load, prompt_text
+
+    net, tok = load(model_ref)
+    losses = []
+    for ex in examples:
+        prompt = prompt_text(tok, ex["messages"][:-1])
+        text = tok.apply_chat_template(ex["messages"], tokenize=False)
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)["input_ids"]
+        n_prompt = len(tok(prompt, add_special_tokens=False)["input_ids"])
+        labels = ids.clone()
+        labels[:, :n_prompt] = -100
+        with torch.no_grad():
+            losses.append(float(net(input_ids=ids, labels=labels).loss))
+    return sum(losses) / len(losses)
+
+
+# (method, options, what the adapter_config says, whether PEFT can merge it)
+CASES = [
+    ("dora", {"learning_rate": 5e-3, "epochs": 2}, "LORA", True),
+    ("ia3", {"learning_rate": 5e-2, "epochs": 2}, "IA3", True),
+    (
+        "prefix",
+        {"learning_rate": 5e-2, "epochs": 8, "num_virtual_tokens": 4},
+        "PREFIX_TUNING",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "options", "peft_type", "mergeable"), CASES)
+def test_method_trains_saves_loads_and_beats_its_base(
+    provider, tiny_model, tmp_path, method, options, peft_type, mergeable
+):
+    from providers.local.worker import StopRequest, run
+
+    train, _ = labelling_files(tmp_path, n_train=N_TRAIN, n_validation=1)
+    if mergeable:
+        options = {**options, "merge": True}
+    job = _job(provider, tiny_model, train, method, **options)
+    assert run(job, StopRequest()) == JobStatus.SUCCEEDED, job.read_status()
+    status = job.read_status()
+
+    adapter_config = json.loads((job.adapter / "adapter_config.json").read_text())
+    assert adapter_config["peft_type"] == peft_type
+    assert adapter_config.get("use_dora", False) is (method == "dora")
+
+    # The trained parameters are the ones `ftm estimate` and the refusal count.
+    shape = load_local_shape(tiny_model)
+    setup = TrainingSetup(
+        method=method,
+        device="cpu",
+        num_virtual_tokens=options.get("num_virtual_tokens", 20),
+    )
+    assert (
+        status["plan"]["trainable_params"]
+        == estimate_training_memory(shape, setup).trainable_params
+    )
+
+    examples = demo_data.labelling_examples(N_TRAIN, seed=1)
+    assert _mean_loss(str(job.adapter), examples) < _mean_loss(str(tiny_model), examples)
+    kinds = {a["kind"] for a in status["artifacts"]}
+    assert kinds == ({"adapter", "merged"} if mergeable else {"adapter"})
+
+
+def test_prefix_merge_is_refused_with_the_reason(provider, tiny_model, tmp_path):
+    train, _ = labelling_files(tmp_path, n_train=4, n_validation=1)
+    with pytest.raises(SpecRejected, match="prefix tuning cannot be merged"):
+        _job(provider, tiny_model, train, "prefix", merge=True)
