@@ -109,3 +109,48 @@ def test_prefix_merge_is_refused_with_the_reason(provider, tiny_model, tmp_path)
     train, _ = labelling_files(tmp_path, n_train=4, n_validation=1)
     with pytest.raises(SpecRejected, match="prefix tuning cannot be merged"):
         _job(provider, tiny_model, train, "prefix", merge=True)
+
+
+def _model_dir(path: Path, model_type: str, **config) -> Path:
+    """A model directory whose config.json says ``model_type`` (only the config is read
+    when methods are decided)."""
+    path.mkdir(parents=True)
+    config = {
+        "model_type": model_type,
+        "hidden_size": 32,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 2,
+        "intermediate_size": 64,
+        "vocab_size": 100,
+        **config,
+    }
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("model_type", "config", "refused"),
+    [
+        ("gpt2", {}, {"ia3": "Llama layout"}),
+        ("mamba", {}, {"ia3": "Llama layout", "prefix": "past_key_values"}),
+        ("llama", {"use_cache": False}, {"prefix": "past_key_values"}),
+    ],
+)
+def test_a_method_the_base_model_cannot_take_is_refused_and_not_listed(
+    provider, tmp_path, ftm_home, model_type, config, refused
+):
+    from providers.local.options import METHODS
+
+    train, _ = labelling_files(tmp_path, n_train=4, n_validation=1)
+    base = _model_dir(ftm_home / "models" / model_type, model_type, **config)
+    for method in ("lora", "dora", "ia3", "prefix"):
+        spec = JobSpec(name="m", base_model=str(base), train_path=str(train), method=method)
+        problems = [p for p in provider.validate_spec(spec) if f"method {method}" in p]
+        if method in refused:
+            (problem,) = problems
+            assert refused[method] in problem and "use lora or dora" in problem, problem
+        else:
+            assert problems == []
+    # The wizard offers what the listing says the model supports.
+    (info,) = [m for m in provider.list_base_models() if m.id == str(base)]
+    assert info.methods == tuple(m for m in METHODS if m not in refused)
