@@ -154,3 +154,15 @@ def test_a_method_the_base_model_cannot_take_is_refused_and_not_listed(
     # The wizard offers what the listing says the model supports.
     (info,) = [m for m in provider.list_base_models() if m.id == str(base)]
     assert info.methods == tuple(m for m in METHODS if m not in refused)
+
+
+@pytest.mark.parametrize("method", ["dora", "ia3", "prefix"])
+def test_a_jobs_recipe_migrates_to_the_same_method(method):
+    from providers.local.recipe import recipe_from_local_job, translate_for_local
+
+    reported = {"method": method, "tuning": method, "r": 8, "epochs": 2, "learning_rate": 1e-3}
+    translation = translate_for_local(recipe_from_local_job(method, reported, None))
+    assert translation.method == method
+    assert translation.lines[0].note == "same training"
+    # LoRA's rank carries to DoRA only: IA3 and prefix tuning have none
+    assert ("r" in translation.options) is (method == "dora")
