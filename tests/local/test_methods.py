@@ -74,6 +74,8 @@ CASES = [
 def test_method_trains_saves_loads_and_beats_its_base(
     provider, tiny_model, tmp_path, method, options, peft_type, mergeable
 ):
+    from providers.local.inference import complete_batch
+    from providers.local.merge import MergeError, merge_adapter
     from providers.local.worker import StopRequest, run
 
     train, _ = labelling_files(tmp_path, n_train=N_TRAIN, n_validation=1)
@@ -101,8 +103,16 @@ def test_method_trains_saves_loads_and_beats_its_base(
 
     examples = demo_data.labelling_examples(N_TRAIN, seed=1)
     assert _mean_loss(str(job.adapter), examples) < _mean_loss(str(tiny_model), examples)
+    # Evaluation generates through the same loading (prefix tuning extends the KV cache).
+    outs = complete_batch(
+        str(job.adapter), [e["messages"][:-1] for e in examples[:2]], max_tokens=3
+    )
+    assert all(o.text for o in outs)
     kinds = {a["kind"] for a in status["artifacts"]}
     assert kinds == ({"adapter", "merged"} if mergeable else {"adapter"})
+    if not mergeable:  # `ftm local merge` on it says why not
+        with pytest.raises(MergeError, match="prefix tuning cannot be merged"):
+            merge_adapter(job.path, tmp_path / "merged")
 
 
 def test_prefix_merge_is_refused_with_the_reason(provider, tiny_model, tmp_path):
