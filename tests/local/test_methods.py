@@ -176,3 +176,21 @@ def test_a_jobs_recipe_migrates_to_the_same_method(method):
     assert translation.lines[0].note == "same training"
     # LoRA's rank carries to DoRA only: IA3 and prefix tuning have none
     assert ("r" in translation.options) is (method == "dora")
+
+
+@pytest.mark.parametrize(
+    ("method", "option", "words"),
+    [
+        ("ia3", {"r": 8}, "the rank applies to LoRA/QLoRA/DoRA"),
+        ("prefix", {"target_modules": "q_proj"}, "prefix tuning adds tokens"),
+        ("lora", {"num_virtual_tokens": 8}, "prefix tuning only"),
+    ],
+)
+def test_an_option_the_method_would_ignore_is_refused(method, option, words):
+    from providers.local.options import resolve_hyperparameters
+
+    spec = JobSpec(name="m", base_model="x", train_path="t", method=method, options=option)
+    with pytest.raises(SpecRejected, match=words):
+        resolve_hyperparameters(spec)
+    spec = JobSpec(name="m", base_model="x", train_path="t", method="dora", options={"r": 8})
+    assert resolve_hyperparameters(spec)["r"] == 8
