@@ -232,7 +232,9 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
     # scaled to the compute dtype; flash attention drops the s x s scores term.
     attn_scores = 0 if setup.flash_attention else 5 * shape.num_attention_heads * s / d
     one_layer = rows * s * d * (34 + attn_scores) * act / 2
-    if setup.gradient_checkpointing:
+    # Prefix tuning never checkpoints (its KV-cache prefix does not survive recomputation:
+    # `options.resolve_hyperparameters`), so its estimate keeps every layer's activations.
+    if setup.gradient_checkpointing and setup.method != "prefix":
         activations = act * rows * s * d * L + one_layer  # layer inputs + one layer recomputed
     else:
         activations = one_layer * L

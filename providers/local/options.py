@@ -243,10 +243,20 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
             )
     _align_step_intervals(hp, has_validation=spec.validation_path is not None)
     _refuse_ignored_options(hp, set(spec.options), method, tuning)
+    if tuning == "prefix" and hp["gradient_checkpointing"] is True:
+        raise SpecRejected(
+            "option gradient_checkpointing=true does not apply to prefix training: prefix "
+            "tuning hands its virtual tokens to attention as a KV cache, which checkpointed "
+            "layers do not keep (set gradient_checkpointing=auto or false; the prefix's "
+            "own memory is small)",
+            param="gradient_checkpointing",
+        )
     if hp["gradient_checkpointing"] == AUTO:
         from providers.local.hardware import gpus
 
-        hp["gradient_checkpointing"] = hp["device"] != "cpu" and bool(gpus())
+        # off for prefix tuning (see above); else on with a CUDA GPU
+        on_gpu = hp["device"] != "cpu" and bool(gpus())
+        hp["gradient_checkpointing"] = on_gpu and tuning != "prefix"
     _refuse_unrunnable_kernels(hp)
     hp["method"] = method
     hp["tuning"] = tuning

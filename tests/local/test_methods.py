@@ -184,6 +184,7 @@ def test_a_jobs_recipe_migrates_to_the_same_method(method):
         ("ia3", {"r": 8}, "the rank applies to LoRA/QLoRA/DoRA"),
         ("prefix", {"target_modules": "q_proj"}, "prefix tuning adds tokens"),
         ("lora", {"num_virtual_tokens": 8}, "prefix tuning only"),
+        ("prefix", {"gradient_checkpointing": True}, "as a KV cache"),
     ],
 )
 def test_an_option_the_method_would_ignore_is_refused(method, option, words):

@@ -35,6 +35,9 @@ def test_each_method_trains_what_peft_creates_and_pays_its_optimizer_state():
         assert est.trainable_state == est.trainable_params * 16
         assert est.weights == lora.weights
     assert ia3.total < lora.total < dora.total
+    # Prefix tuning cannot checkpoint: its estimate keeps every layer's activations.
+    checkpointed = estimate_memory(shape, LocalTrainingConfig(method="lora"))
+    assert prefix.activations > 5 * checkpointed.activations
 
 
 @pytest.mark.parametrize("method", ["prefix"])  # one run: the same wiring for all three
