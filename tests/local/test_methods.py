@@ -195,3 +195,25 @@ def test_an_option_the_method_would_ignore_is_refused(method, option, words):
         resolve_hyperparameters(spec)
     spec = JobSpec(name="m", base_model="x", train_path="t", method="dora", options={"r": 8})
     assert resolve_hyperparameters(spec)["r"] == 8
+
+
+def test_only_plain_lora_adapters_share_a_bases_vllm_server(tmp_path):
+    from providers.local.serving.plan import plan_for, vllm_can_serve
+
+    configs = {
+        "lora": {"peft_type": "LORA"},
+        "dora": {"peft_type": "LORA", "use_dora": True},
+        "ia3": {"peft_type": "IA3"},
+        "prefix": {"peft_type": "PREFIX_TUNING"},
+    }
+    plans = {}
+    for name, config in configs.items():
+        adapter = tmp_path / name / "adapter"
+        adapter.mkdir(parents=True)
+        config = {"base_model_name_or_path": "org/base", **config}
+        (adapter / "adapter_config.json").write_text(json.dumps(config))
+        assert vllm_can_serve(adapter) is (name == "lora")
+        plans[name] = plan_for(str(adapter))
+    # vLLM would refuse DoRA, IA3 and prefix adapters: they go to a transformers server
+    # of their own, never to the base's vLLM one
+    assert all(plans[n].server_key != plans["lora"].server_key for n in ("dora", "ia3", "prefix"))
