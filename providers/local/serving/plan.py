@@ -60,9 +60,19 @@ def plan_for(model: str) -> Served:
         base = json.loads(config.read_text())["base_model_name_or_path"]
         loading_file = path / BASE_LOADING_FILE
         loading = loading_file.read_text() if loading_file.is_file() else ""
-        key = f"{_stem(Path(base))}-{_digest(base, _canonical(loading))}"
+        parts = [base, _canonical(loading)]
+        if not vllm_can_serve(path):
+            parts.append("peft")  # never on a base's vLLM server: its own transformers one
+        key = f"{_stem(Path(base))}-{_digest(*parts)}"
         return Served(served_name(model), base, model, key)
     return Served(served_name(model), model, None, f"{_stem(path)}-{_digest(model, '')}")
+
+
+def vllm_can_serve(adapter: str | Path) -> bool:
+    """Whether vLLM's multi-LoRA server can load the adapter: plain LoRA only (not DoRA,
+    IA3 or prefix tuning, which ftm's transformers server serves through PEFT)."""
+    config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    return config.get("peft_type", "LORA") == "LORA" and not config.get("use_dora")
 
 
 def _canonical(record: str) -> str:
