@@ -65,10 +65,10 @@ def _count(value: float | None) -> str:
 )
 @click.option(
     "--method",
-    type=click.Choice(["lora", "qlora", "full"]),
+    type=click.Choice(["lora", "qlora", "dora", "ia3", "prefix", "full"]),
     default="qlora",
     show_default=True,
-    help="Local fine-tuning method.",
+    help="Local fine-tuning method (dora, ia3, prefix: PEFT adapters on a frozen base).",
 )
 @click.option("--gpu", help="Train locally on this catalog GPU (default: the cheapest it fits).")
 @click.option("--gpus", "n_gpu", type=int, default=1, show_default=True, help="GPUs to train on.")

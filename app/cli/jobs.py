@@ -92,7 +92,7 @@ def _simulated(job) -> str:
     "--method",
     default=None,
     help="Training method, one the provider offers (hosted: supervised | dpo; local: "
-    "lora, qlora, full, dpo). Default: the provider's own default method.",
+    "lora, qlora, dora, ia3, prefix, full, dpo). Default: the provider's own default method.",
 )
 @click.option("--epochs", default=None, help="Number of epochs, or auto.")
 @click.option("--batch-size", default=None, help="Batch size, or auto.")

@@ -41,7 +41,7 @@ def merge(job_or_path: str, out_dir: str | None) -> None:
             except JobNotFound as exc:
                 raise UserError(str(exc)) from None
         path = _adapter_of(job)
-    from providers.local.merge import adapter_dir_of, merge_adapter
+    from providers.local.merge import MergeError, adapter_dir_of, merge_adapter
 
     try:
         adapter = adapter_dir_of(path)
@@ -52,6 +52,8 @@ def merge(job_or_path: str, out_dir: str | None) -> None:
     try:
         with library_output_to_log("merge"):
             out = merge_adapter(adapter, target)
+    except MergeError as exc:
+        raise UserError(str(exc)) from None
     except OSError as exc:  # transformers' word for a base model it cannot find
         raise UserError(
             f"cannot load the base model of {adapter}: {exc}. If it is a provider's name "

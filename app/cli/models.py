@@ -412,7 +412,11 @@ def gates(task, margin, max_general_drop, max_breakeven, no_breakeven) -> None:
     required=True,
     help="Base model on the new provider (a local model path for --to local).",
 )
-@click.option("--method", default=None, help="Training method there (local: lora, qlora, full).")
+@click.option(
+    "--method",
+    default=None,
+    help="Training method there (local: lora, qlora, dora, ia3, prefix, full).",
+)
 @click.option("--epochs", type=int, default=None, help="Override the promoted job's epochs.")
 @click.option(
     "--batch-size",

@@ -131,6 +131,7 @@ def local_config_from_options(
         n_gpu=int(o.get("n_gpus", 1)),
         epochs=int(epochs) if epochs not in (None, "auto") else 3,
         dpo=dpo,
+        num_virtual_tokens=int(o.get("num_virtual_tokens", 20)),
     )
 
 

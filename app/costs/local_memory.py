@@ -31,7 +31,7 @@ class LocalTrainingConfig:
     """How a local run trains: everything the memory and time estimates depend on."""
 
     method: str = "qlora"
-    """full | lora | qlora."""
+    """full | lora | qlora | dora | ia3 | prefix."""
     rank: int = 16
     targets: tuple[str, ...] = field(default_factory=lambda: resolve_targets(None))
     """LoRA target modules (default all linear projections)."""
@@ -58,19 +58,22 @@ class LocalTrainingConfig:
     dpo: bool = False
     """Preference training (DPO) with ``method`` as its tuning: twice the rows, and a
     reference model for full tuning."""
+    num_virtual_tokens: int = 20
+    """Prefix tuning's trained key/value tokens per layer."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise CostError(f"unknown method {self.method!r}; known: {', '.join(METHODS)}")
         if self.optimizer not in OPTIMIZERS:
             raise CostError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
-        for name in ("rank", "seq_len", "micro_batch", "n_gpu", "epochs"):
+        for name in ("rank", "seq_len", "micro_batch", "n_gpu", "epochs", "num_virtual_tokens"):
             if getattr(self, name) < 1:
                 raise CostError(f"{name} must be at least 1 (got {getattr(self, name)})")
 
     @property
     def is_lora(self) -> bool:
-        return self.method in ("lora", "qlora")
+        """A frozen base with a trained adapter (every method but full)."""
+        return self.method != "full"
 
     def to_dict(self) -> dict:
         return asdict(self) | {"targets": list(self.targets)}
@@ -99,6 +102,7 @@ def memory_setup(cfg: LocalTrainingConfig, *, device: str = "cuda") -> TrainingS
         device=device,
         dpo=cfg.dpo,
         world_size=cfg.n_gpu,
+        num_virtual_tokens=cfg.num_virtual_tokens,
     )
 
 

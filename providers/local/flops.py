@@ -19,9 +19,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Protocol
 
+from providers.local.methods import ADAPTER_METHODS as ADAPTER_METHODS  # re-exported
 from providers.local.model_shape import ModelShape
-
-ADAPTER_METHODS = ("lora", "qlora")
 
 
 class FlopsShape(Protocol):

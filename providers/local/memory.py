@@ -29,7 +29,9 @@ from providers.local.model_shape import ALL_LINEAR, ModelShape
 from providers.local.precision import Precision, nominal_precision
 
 GB = 1e9
-METHODS = ("full", "lora", "qlora")
+METHODS = ("full", "lora", "qlora", "dora", "ia3", "prefix")
+"""Ordered heaviest first among full / lora / qlora (`changes_that_fit` suggests a lighter
+one); dora, ia3 and prefix are frozen-base adapters like LoRA."""
 OPTIMIZERS = ("adamw", "adamw-8bit")
 DEVICES = ("cuda", "cpu")
 
@@ -53,7 +55,7 @@ class TrainingSetup:
     count, does not change the bytes per GPU)."""
 
     method: str = "qlora"
-    """full | lora | qlora."""
+    """full | lora | qlora | dora | ia3 | prefix."""
     seq_len: int = 2048
     """The longest sequence a batch can hold (longer examples are truncated)."""
     micro_batch: int = 1
@@ -80,6 +82,8 @@ class TrainingSetup:
     """Preference training: chosen and rejected rows run together."""
     world_size: int = 1
     """Data-parallel processes (GPUs); more than one adds DDP's gradient buckets."""
+    num_virtual_tokens: int = 20
+    """Prefix tuning's trained key/value tokens per layer."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -90,13 +94,15 @@ class TrainingSetup:
             )
         if self.device not in DEVICES:
             raise ValueError(f"unknown device {self.device!r}; known: {', '.join(DEVICES)}")
-        for name in ("rank", "seq_len", "micro_batch", "world_size"):
+        for name in ("rank", "seq_len", "micro_batch", "world_size", "num_virtual_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 (got {getattr(self, name)})")
 
     @property
     def is_lora(self) -> bool:
-        return self.method in ("lora", "qlora")
+        """A frozen base with a small trained adapter (LoRA, QLoRA, DoRA, IA3, prefix):
+        the adapter's fp32 state is what is trained, not the base."""
+        return self.method != "full"
 
     @property
     def number_formats(self) -> Precision:
@@ -162,8 +168,35 @@ class MemoryEstimate:
         }
 
 
+def method_params(
+    shape: ModelShape,
+    method: str,
+    rank: int = 16,
+    targets: tuple[str, ...] = ALL_LINEAR,
+    num_virtual_tokens: int = 20,
+) -> int:
+    """The parameters ``method`` trains on ``shape``, as PEFT creates them:
+    LoRA/QLoRA r x (d_in + d_out) per targeted projection; DoRA that plus a magnitude
+    vector (d_out) per projection; IA3 one scaling vector per layer on k_proj and v_proj
+    (their outputs) and down_proj (its input, the feed-forward width); prefix tuning
+    num_virtual_tokens x layers x 2 (key and value) x the KV width (kv heads x head dim,
+    PEFT's size under grouped-query attention); full, every parameter."""
+    L = shape.num_hidden_layers
+    kv = shape.num_key_value_heads * shape.head_dim
+    if method in ("lora", "qlora"):
+        return shape.lora_params(rank, targets)
+    if method == "dora":
+        magnitudes = sum(shape.projection(t)[1] for t in targets) * L
+        return shape.lora_params(rank, targets) + magnitudes
+    if method == "ia3":
+        return (2 * kv + shape.intermediate_size) * L
+    if method == "prefix":
+        return num_virtual_tokens * L * 2 * kv
+    return shape.params
+
+
 def trainable_params(shape: ModelShape, setup: TrainingSetup) -> int:
-    return shape.lora_params(setup.rank, setup.targets) if setup.is_lora else shape.params
+    return method_params(shape, setup.method, setup.rank, setup.targets, setup.num_virtual_tokens)
 
 
 def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryEstimate:
@@ -199,7 +232,9 @@ def estimate_training_memory(shape: ModelShape, setup: TrainingSetup) -> MemoryE
     # scaled to the compute dtype; flash attention drops the s x s scores term.
     attn_scores = 0 if setup.flash_attention else 5 * shape.num_attention_heads * s / d
     one_layer = rows * s * d * (34 + attn_scores) * act / 2
-    if setup.gradient_checkpointing:
+    # Prefix tuning never checkpoints (its KV-cache prefix does not survive recomputation:
+    # `options.resolve_hyperparameters`), so its estimate keeps every layer's activations.
+    if setup.gradient_checkpointing and setup.method != "prefix":
         activations = act * rows * s * d * L + one_layer  # layer inputs + one layer recomputed
     else:
         activations = one_layer * L
@@ -245,7 +280,9 @@ def changes_that_fit(
     # CPU the lighter method suggested is LoRA (as the estimate's fit table treats it).
     lighter = "qlora" if setup.device == "cuda" else "lora"
     candidates: list[dict[str, Any]] = (
-        [{"method": lighter}] if METHODS.index(setup.method) < METHODS.index(lighter) else []
+        [{"method": lighter}]
+        if setup.method == "full" or (setup.method == "lora" and lighter == "qlora")
+        else []
     )
     if not setup.gradient_checkpointing:
         candidates.append({"gradient_checkpointing": True})

@@ -1,4 +1,4 @@
-"""Merge a LoRA adapter into its base model: one safetensors model directory with the
+"""Merge a LoRA, DoRA or IA3 adapter into its base model: one safetensors model directory with the
 tokenizer and chat template, loadable with ``AutoModelForCausalLM.from_pretrained``, whose
 outputs match the base model with the adapter applied.
 """
@@ -7,6 +7,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
+from providers.local.methods import PREFIX_NOT_MERGEABLE
+
+
+class MergeError(ValueError):
+    """An adapter that cannot be merged into its base (prefix tuning)."""
 
 
 def adapter_dir_of(path: str | Path) -> Path:
@@ -34,7 +40,10 @@ def merge_adapter(path: str | Path, out_dir: str | Path) -> Path:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     adapter = adapter_dir_of(path)
-    base = json.loads((adapter / "adapter_config.json").read_text())["base_model_name_or_path"]
+    adapter_config = json.loads((adapter / "adapter_config.json").read_text())
+    if adapter_config.get("peft_type") == "PREFIX_TUNING":
+        raise MergeError(f"{adapter}: {PREFIX_NOT_MERGEABLE}")
+    base = adapter_config["base_model_name_or_path"]
     cfg = AutoConfig.from_pretrained(base)
     dtype = (
         torch.bfloat16

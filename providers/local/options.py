@@ -14,10 +14,13 @@ from typing import Any
 
 from providers.base import ProviderOption
 from providers.errors import SpecRejected
+from providers.local.methods import MERGEABLE, PREFIX_NOT_MERGEABLE
 from providers.types import JobSpec
 
-METHODS = ("lora", "qlora", "full", "dpo")
-"""``dpo`` trains a LoRA adapter by default (option ``dpo_tuning``)."""
+METHODS = ("lora", "qlora", "dora", "ia3", "prefix", "full", "dpo")
+"""``dpo`` trains a LoRA adapter by default (option ``dpo_tuning``). ``dora``, ``ia3`` and
+``prefix`` are PEFT adapters too (weight-decomposed LoRA, learned scaling vectors, trained
+virtual key/value tokens); which a base model supports: `providers.local.methods`."""
 
 SCHEDULERS = ("linear", "cosine", "constant", "constant_with_warmup", "cosine_with_restarts")
 
@@ -28,20 +31,24 @@ _METHOD_ALIASES = {"supervised": "lora", "sft": "lora"}
 AUTO = "auto"
 
 OPTIONS: tuple[ProviderOption, ...] = (
-    ProviderOption("r", "LoRA rank", int, 16),
-    ProviderOption("alpha", "LoRA alpha (scaling = alpha / r)", int, 32),
-    ProviderOption("dropout", "LoRA dropout", float, 0.05),
+    ProviderOption("r", "LoRA/DoRA rank", int, 16),
+    ProviderOption("alpha", "LoRA/DoRA alpha (scaling = alpha / r)", int, 32),
+    ProviderOption("dropout", "LoRA/DoRA dropout", float, 0.05),
     ProviderOption(
         "target_modules",
-        "Modules LoRA adapts: 'all-linear' or a comma-separated list (q_proj,v_proj)",
+        "Modules LoRA/DoRA adapts: 'all-linear' or a comma-separated list (q_proj,v_proj)",
         str,
         "all-linear",
     ),
     ProviderOption(
         "learning_rate",
-        "Peak learning rate; auto: 2e-4 LoRA/QLoRA, 2e-5 full, 5e-5 DPO",
+        "Peak learning rate; auto: 2e-4 LoRA/QLoRA/DoRA, 3e-3 IA3, 1e-2 prefix, 2e-5 full, "
+        "5e-5 DPO",
         float,
         AUTO,
+    ),
+    ProviderOption(
+        "num_virtual_tokens", "Prefix tuning: trained key/value tokens per layer", int, 20
     ),
     ProviderOption("epochs", "Passes over the training data", int, 3),
     ProviderOption("batch_size", "Examples per device per step", int, 8),
@@ -163,7 +170,10 @@ def default_learning_rate(method: str, tuning: str) -> float:
     trains (``tuning``: lora, qlora or full)."""
     if method == "dpo":
         return 5e-5 if tuning != "full" else 5e-7
-    return {"lora": 2e-4, "qlora": 2e-4, "full": 2e-5}[tuning]
+    # IA3's scaling vectors and prefix tuning's virtual tokens are few parameters far from
+    # their trained values: they need a higher rate (the IA3 and prefix-tuning papers' ranges).
+    rates = {"lora": 2e-4, "qlora": 2e-4, "dora": 2e-4, "ia3": 3e-3, "prefix": 1e-2}
+    return rates.get(tuning, 2e-5)
 
 
 def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
@@ -202,7 +212,16 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     elif common.learning_rate_multiplier != AUTO:
         hp["learning_rate"] *= float(common.learning_rate_multiplier)
 
-    for name in ("r", "alpha", "epochs", "batch_size", "grad_accum", "max_seq_len", "n_gpus"):
+    for name in (
+        "r",
+        "alpha",
+        "num_virtual_tokens",
+        "epochs",
+        "batch_size",
+        "grad_accum",
+        "max_seq_len",
+        "n_gpus",
+    ):
         if hp[name] < 1:
             raise SpecRejected(f"option {name}={hp[name]}: must be at least 1", param=name)
     if not 0 <= hp["dropout"] < 1:
@@ -224,10 +243,20 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
             )
     _align_step_intervals(hp, has_validation=spec.validation_path is not None)
     _refuse_ignored_options(hp, set(spec.options), method, tuning)
+    if tuning == "prefix" and hp["gradient_checkpointing"] is True:
+        raise SpecRejected(
+            "option gradient_checkpointing=true does not apply to prefix training: prefix "
+            "tuning hands its virtual tokens to attention as a KV cache, which checkpointed "
+            "layers do not keep (set gradient_checkpointing=auto or false; the prefix's "
+            "own memory is small)",
+            param="gradient_checkpointing",
+        )
     if hp["gradient_checkpointing"] == AUTO:
         from providers.local.hardware import gpus
 
-        hp["gradient_checkpointing"] = hp["device"] != "cpu" and bool(gpus())
+        # off for prefix tuning (see above); else on with a CUDA GPU
+        on_gpu = hp["device"] != "cpu" and bool(gpus())
+        hp["gradient_checkpointing"] = on_gpu and tuning != "prefix"
     _refuse_unrunnable_kernels(hp)
     hp["method"] = method
     hp["tuning"] = tuning
@@ -257,12 +286,18 @@ def _align_step_intervals(hp: dict[str, Any], *, has_validation: bool) -> None:
 
 # Options that only mean something for some trainings: set for another, they would be
 # ignored without a word, so they are refused instead.
+_LORA_LIKE = ("lora", "qlora", "dora")
 _ONLY_FOR: dict[str, tuple[tuple[str, ...], str]] = {
-    "r": (("lora", "qlora"), "LoRA rank applies to LoRA/QLoRA; a full fine-tune has none"),
-    "alpha": (("lora", "qlora"), "LoRA alpha applies to LoRA/QLoRA; a full fine-tune has none"),
-    "dropout": (("lora", "qlora"), "LoRA dropout applies to LoRA/QLoRA, not a full fine-tune"),
-    "target_modules": (("lora", "qlora"), "a full fine-tune trains every module"),
-    "merge": (("lora", "qlora"), "a full fine-tune is already a complete model"),
+    "r": (_LORA_LIKE, "the rank applies to LoRA/QLoRA/DoRA"),
+    "alpha": (_LORA_LIKE, "alpha applies to LoRA/QLoRA/DoRA"),
+    "dropout": (_LORA_LIKE, "dropout applies to LoRA/QLoRA/DoRA"),
+    "target_modules": (
+        _LORA_LIKE,
+        "LoRA/QLoRA/DoRA choose their modules; IA3 scales k_proj, v_proj and down_proj, "
+        "prefix tuning adds tokens and a full fine-tune trains every module",
+    ),
+    "merge": (MERGEABLE, "a full fine-tune is already a complete model"),
+    "num_virtual_tokens": (("prefix",), "virtual tokens apply to prefix tuning only"),
 }
 
 
@@ -272,6 +307,8 @@ def _refuse_ignored_options(
     for name in sorted(set_by_user & set(_ONLY_FOR)):
         trainings, why = _ONLY_FOR[name]
         if tuning not in trainings and hp[name] not in (False, None):
+            if name == "merge" and tuning == "prefix":
+                why = PREFIX_NOT_MERGEABLE
             raise SpecRejected(
                 f"option {name} does not apply to {tuning} training: {why}", param=name
             )

@@ -28,6 +28,7 @@ from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import devices, distributed, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import JobDir
+from providers.local.methods import supported_methods, unsupported_methods
 from providers.local.model_shape import load_local_shape, target_names
 from providers.local.precision import Precision, PrecisionError, precision_for_gpus
 from providers.local.recipe import recipe_from_local_job, translate_for_local
@@ -79,7 +80,7 @@ class LocalProvider(Provider):
         supports_dpo=True,
         runs_locally=True,
         batch_completion=True,
-        methods=("lora", "qlora", "full", "dpo"),
+        methods=options.METHODS,
         loads_local_weights=True,
     )
     options: ClassVar[tuple[ProviderOption, ...]] = options.OPTIONS
@@ -173,6 +174,10 @@ class LocalProvider(Provider):
             )
         elif base.is_dir() and not (base / "config.json").is_file():
             problems.append(f"base model {spec.base_model!r}: the directory has no config.json")
+        elif hp["tuning"] in (refused := unsupported_methods(base)):
+            problems.append(
+                f"method {hp['tuning']} on base model {spec.base_model!r}: {refused[hp['tuning']]}"
+            )
         for label, path in (("training", spec.train_path), ("validation", spec.validation_path)):
             if path is None:
                 continue
@@ -641,7 +646,7 @@ class LocalProvider(Provider):
                 found.append(
                     BaseModelInfo(
                         id=str(cfg.parent),
-                        methods=self.capabilities.methods,
+                        methods=supported_methods(cfg.parent, self.capabilities.methods),
                         notes="local directory",
                     )
                 )
@@ -821,6 +826,7 @@ def training_setup(
         precision=precision,
         dpo=hp["method"] == "dpo",
         world_size=int(hp.get("n_gpus", 1)),
+        num_virtual_tokens=int(hp.get("num_virtual_tokens", 20)),
     )
 
 

@@ -33,7 +33,10 @@ _LORA_OPTION = {
     "lora_target_modules": "target_modules",
 }
 """Recipe field -> local option."""
-_ADAPTERS = ("lora", "qlora")
+_ADAPTERS = ("lora", "qlora", "dora")
+"""Adapters with LoRA's settings (rank, alpha, dropout, modules)."""
+_TUNINGS = (*_ADAPTERS, "ia3", "prefix", "full")
+"""What a local supervised job can train (`options.METHODS` less dpo)."""
 
 
 def recipe_from_local_job(
@@ -76,7 +79,7 @@ def recipe_from_local_job(
 
 
 def translate_for_local(recipe: TrainingRecipe) -> RecipeTranslation:
-    tuning = recipe.tuning if recipe.tuning in (*_ADAPTERS, "full") else "lora"
+    tuning = recipe.tuning if recipe.tuning in _TUNINGS else "lora"
     if recipe.method == "dpo":
         method = "dpo"
         opts: dict[str, Any] = {} if tuning == "lora" else {"dpo_tuning": tuning}
@@ -112,8 +115,15 @@ def translate_for_local(recipe: TrainingRecipe) -> RecipeTranslation:
                 opts[option] = value
                 lines.append(MappingLine(setting, shown(value), shown(value), "carried"))
     else:
-        lines += dropped_lora_lines(recipe, "a full fine-tune has no adapter")
+        lines += dropped_lora_lines(recipe, _NO_LORA_SETTINGS[tuning])
     return RecipeTranslation(method, {}, opts, tuple(lines))
+
+
+_NO_LORA_SETTINGS = {
+    "full": "a full fine-tune has no adapter",
+    "ia3": "IA3 trains scaling vectors: no rank or modules to choose",
+    "prefix": "prefix tuning trains virtual tokens: no rank or modules to choose",
+}
 
 
 def _learning_rate(

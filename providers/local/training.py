@@ -26,6 +26,7 @@ from providers.local import data as jobdata
 from providers.local.distributed import device_map, local_rank, world_size
 from providers.local.jobdir import BASE_LOADING_FILE as BASE_LOADING_FILE  # re-exported
 from providers.local.kernels import use_liger_kernel
+from providers.local.methods import ADAPTER_METHODS, IA3_FEEDFORWARD, IA3_TARGETS
 from providers.local.precision import Precision, choose_precision
 
 # A neutral template for models that ship none (base models): plain role headers, the
@@ -121,7 +122,7 @@ def base_loading(tuning: str, precision: Precision) -> dict[str, Any]:
             "double_quant": True,
             "compute_dtype": precision.compute_dtype,
         }
-    elif tuning == "lora":
+    elif tuning in ADAPTER_METHODS:  # lora, dora, ia3, prefix: a frozen base
         loading["dtype"] = precision.frozen_dtype
     else:
         loading["dtype"] = precision.trainable_dtype
@@ -185,7 +186,7 @@ def keep_trainable_dtype(model, precision: Precision) -> int:
     return cast
 
 
-def lora_config(hp: dict[str, Any]):
+def lora_config(hp: dict[str, Any], *, dora: bool = False):
     from peft import LoraConfig
 
     targets = hp["target_modules"]
@@ -198,7 +199,30 @@ def lora_config(hp: dict[str, Any]):
         target_modules=targets,
         task_type="CAUSAL_LM",
         bias="none",
+        use_dora=dora,
     )
+
+
+def peft_config(hp: dict[str, Any]):
+    """The PEFT config of the adapter ``hp["tuning"]`` trains; None for a full fine-tune."""
+    tuning = hp["tuning"]
+    if tuning in ("lora", "qlora", "dora"):
+        return lora_config(hp, dora=tuning == "dora")
+    if tuning == "ia3":
+        from peft import IA3Config
+
+        return IA3Config(
+            target_modules=list(IA3_TARGETS),
+            feedforward_modules=list(IA3_FEEDFORWARD),
+            task_type="CAUSAL_LM",
+        )
+    if tuning == "prefix":
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(
+            num_virtual_tokens=hp["num_virtual_tokens"], task_type="CAUSAL_LM"
+        )
+    return None
 
 
 def _auto_steps(value: Any, total: int, count: int) -> int:
@@ -419,7 +443,7 @@ def _make_trainer(
         eval_dataset=Dataset.from_list(val_rows) if has_eval else None,
         processing_class=tokenizer,
         callbacks=callbacks,
-        peft_config=lora_config(hp) if hp["tuning"] in ("lora", "qlora") else None,
+        peft_config=peft_config(hp),
         **extra,
     )
     keep_trainable_dtype(trainer.model, precision)

@@ -207,15 +207,19 @@ def flops_facts(model_config, config: dict, context: float):
     config this shape model cannot read (no FLOPs then: the estimator cannot size it
     either)."""
     from providers.local.flops import FlopsFacts
+    from providers.local.memory import method_params
     from providers.local.model_shape import ShapeError, shape_from_config, target_names
 
     hp = config["hp"]
     try:
         shape = shape_from_config(model_config.to_dict(), config["base_model"], "model config")
-        if hp["tuning"] == "full":
-            trainable = shape.params
-        else:
-            trainable = shape.lora_params(hp["r"], target_names(hp["target_modules"]))
+        trainable = method_params(
+            shape,
+            hp["tuning"],
+            hp["r"],
+            target_names(hp["target_modules"]),
+            hp.get("num_virtual_tokens", 20),
+        )
     except ShapeError:
         return None
     return FlopsFacts(

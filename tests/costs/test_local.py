@@ -82,7 +82,7 @@ def test_unknown_model_lists_the_known_ones():
 
 def test_bad_config_values_are_clear_errors():
     with pytest.raises(CostError, match="unknown method"):
-        LocalTrainingConfig(method="dora")
+        LocalTrainingConfig(method="vera")
     with pytest.raises(CostError, match="seq_len must be at least 1"):
         LocalTrainingConfig(seq_len=0)
 

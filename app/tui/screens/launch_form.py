@@ -235,5 +235,17 @@ def validate_form(form: LaunchForm) -> dict[str, str]:
 
 
 def _alias(method: str, supported: tuple[str, ...]) -> bool:
-    """Local methods (lora/qlora/full) are all supervised fine-tuning."""
-    return method in ("lora", "qlora", "full") and "supervised" in supported
+    """Local methods (lora/qlora/dora/ia3/prefix/full) are all supervised fine-tuning."""
+    return (
+        method in ("lora", "qlora", "dora", "ia3", "prefix", "full") and "supervised" in supported
+    )
+
+
+def methods_offered(provider_methods: tuple[str, ...], info: BaseModelInfo | None) -> list[str]:
+    """The provider's methods the chosen base model supports (its listing says which: a
+    local model without an attention cache has no prefix tuning, say); all of them when
+    the model is not listed or lists none."""
+    if info is None or not info.methods:
+        return list(provider_methods)
+    offered = [m for m in provider_methods if m in info.methods or _alias(m, info.methods)]
+    return offered or list(provider_methods)

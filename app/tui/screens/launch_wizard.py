@@ -30,6 +30,7 @@ from app.tui.screens.launch_form import (
     DatasetChoice,
     LaunchForm,
     is_retired,
+    methods_offered,
     sunset_warning,
     validate_form,
 )
@@ -116,6 +117,8 @@ class LaunchWizard(ModalScreen[int | None]):
         self._launching = False
         self._selected_model: str | None = None
         self._typed_model = ""
+        self._methods_shown: list[str] = []
+        """The method choices on screen (the provider's, narrowed to the base model's)."""
 
     # -- layout -------------------------------------------------------------------------
 
@@ -249,6 +252,7 @@ class LaunchWizard(ModalScreen[int | None]):
         self.query_one("#provider-info", Static).update(description)
         method = self.query_one("#method", Select)
         method.set_options([(m, m) for m in caps.methods])
+        self._methods_shown = list(caps.methods)
         from app.jobs.providers import default_method_of  # the provider's declared default
 
         method.value = default_method_of(name) or (caps.methods[0] if caps.methods else Select.NULL)
@@ -335,7 +339,23 @@ class LaunchWizard(ModalScreen[int | None]):
         self.form.base_model = self._typed_model.strip() or self._selected_model
         warning = sunset_warning(self.form.base_model_info())
         self.query_one("#base-model-warning", Static).update(f"⚠ {warning}" if warning else "")
+        self._offer_methods()
         self._changed()
+
+    def _offer_methods(self) -> None:
+        """Narrow the method choices to what the chosen base model supports."""
+        caps = self.form.capabilities
+        if caps is None:
+            return
+        offered = methods_offered(caps.methods, self.form.base_model_info())
+        method = self.query_one("#method", Select)
+        if offered == self._methods_shown:
+            return
+        current = self.form.method
+        self._methods_shown = offered
+        method.set_options([(m, m) for m in offered])
+        if current in offered:
+            method.value = current
 
     def _show_dataset(self) -> None:
         d = self.form.dataset

@@ -23,7 +23,14 @@ from app.database import get_engine
 from app.tui.views import unless_torn_down
 from db.engine import read_session
 
-METHODS = [("QLoRA", "qlora"), ("LoRA", "lora"), ("full", "full")]
+METHODS = [
+    ("QLoRA", "qlora"),
+    ("LoRA", "lora"),
+    ("DoRA", "dora"),
+    ("IA3", "ia3"),
+    ("prefix", "prefix"),
+    ("full", "full"),
+]
 
 
 def _usd(value: float | None) -> str:

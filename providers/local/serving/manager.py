@@ -29,7 +29,13 @@ import httpx
 
 from providers.errors import ProviderError
 from providers.local import devices, hardware
-from providers.local.serving.plan import Served, choose_backend, plan_for, vllm_command
+from providers.local.serving.plan import (
+    Served,
+    choose_backend,
+    plan_for,
+    vllm_can_serve,
+    vllm_command,
+)
 from providers.local.serving.server_dir import ServerDir
 from providers.types import Deployment, HardwareOption
 
@@ -207,7 +213,10 @@ class LocalServers:
         root = str(Path(__file__).resolve().parents[3])  # this checkout's packages
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
-        backend, why = choose_backend(choice, importlib.util.find_spec("vllm") is not None)
+        if served.adapter and not vllm_can_serve(served.adapter):
+            backend, why = "transformers", "vLLM serves plain LoRA only, not this adapter's method"
+        else:
+            backend, why = choose_backend(choice, importlib.util.find_spec("vllm") is not None)
         base_name = plan_for(served.base).name
         server.port_path.unlink(missing_ok=True)
         config: dict[str, Any] = {

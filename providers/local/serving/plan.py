@@ -60,9 +60,27 @@ def plan_for(model: str) -> Served:
         base = json.loads(config.read_text())["base_model_name_or_path"]
         loading_file = path / BASE_LOADING_FILE
         loading = loading_file.read_text() if loading_file.is_file() else ""
-        key = f"{_stem(Path(base))}-{_digest(base, _canonical(loading))}"
+        parts = [base, _canonical(loading)]
+        if not vllm_can_serve(path):
+            # never on a base's vLLM server, nor with adapters of another method (one
+            # PeftModel holds adapters of one method): a transformers server per method
+            parts.append(adapter_method(path))
+        key = f"{_stem(Path(base))}-{_digest(*parts)}"
         return Served(served_name(model), base, model, key)
     return Served(served_name(model), model, None, f"{_stem(path)}-{_digest(model, '')}")
+
+
+def adapter_method(adapter: str | Path) -> str:
+    """``lora``, ``dora``, ``ia3``, ``prefix_tuning``...: the adapter's PEFT method."""
+    config = json.loads((Path(adapter) / "adapter_config.json").read_text())
+    method = str(config.get("peft_type", "LORA")).lower()
+    return "dora" if method == "lora" and config.get("use_dora") else method
+
+
+def vllm_can_serve(adapter: str | Path) -> bool:
+    """Whether vLLM's multi-LoRA server can load the adapter: plain LoRA only (not DoRA,
+    IA3 or prefix tuning, which ftm's transformers server serves through PEFT)."""
+    return adapter_method(adapter) == "lora"
 
 
 def _canonical(record: str) -> str:
