@@ -366,7 +366,14 @@ def mix(
 
 
 @data.command("synth")
-@click.option("--from", "source", required=True, metavar="DATASET", help="Source dataset.")
+@click.option("--from", "source", default=None, metavar="DATASET", help="Source dataset.")
+@click.option(
+    "--task", default=None, metavar="DESCRIPTION", help="Instead of --from: the task, no seeds."
+)
+@click.option(
+    "--labels", default=None, metavar="A,B,...", help="With --task: the label set (balanced)."
+)
+@click.option("--topic", "topics", multiple=True, metavar="T", help="Spread the count over topics.")
 @click.option("--provider", "-p", required=True, help="The teacher's provider.")
 @click.option("--model", "-m", required=True, help="The teacher model.")
 @click.option("--count", "-n", type=click.IntRange(1), required=True, help="Examples wanted.")
@@ -386,7 +393,10 @@ def mix(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def synth(
-    source: str,
+    source: str | None,
+    task: str | None,
+    labels: str | None,
+    topics: tuple[str, ...],
     provider: str,
     model: str,
     count: int,
@@ -399,7 +409,8 @@ def synth(
     scorers: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Generate COUNT new examples like DATASET's (train split) with a teacher model.
+    """Generate COUNT new examples like DATASET's (train split) with a teacher model, or
+    (--task) for a described task with no seeds; --topic spreads COUNT over topics.
 
     Kept only when they pass the checks of `ftm data add`, are no near-duplicate of the
     seeds, of each other or of the validation half, and (categorical tasks) carry a label
@@ -417,7 +428,9 @@ def synth(
         max_attempts=max_attempts,
         max_spend=max_spend,
         scorers=scorers,
+        topics=topics,
     )
+    label_set = [lab.strip() for lab in labels.split(",") if lab.strip()] if labels else None
     try:
         result = synthesize(
             source,
@@ -425,6 +438,8 @@ def synth(
             model,
             settings,
             name=name,
+            task=task,
+            labels=label_set,
             on_estimate=None if as_json else print_estimate,
             on_progress=None if as_json else progress_line,
         )
