@@ -94,3 +94,19 @@ def test_exactly_one_of_from_and_task_is_a_clear_error(tmp_path):
         assert "Traceback" not in result.output
     result = _synth("--from", "tickets", "--labels", "a,b", "--count", "2")
     assert result.exit_code != 0 and "--labels goes with --task" in result.output
+
+
+def test_without_seeds_a_repeat_of_a_kept_example_is_dropped():
+    from app.datasets.synth import DUPLICATES_KEPT, Synthesizer, SynthSettings
+    from app.sandbox.synth_reply import synth_reply
+
+    synth = Synthesizer(
+        [], [], SynthSettings(count=4), threshold=0.85, task=TASK, labels=["a", "b"]
+    )
+    reply = synth_reply(synth.prompt(0, "a")[-1].content)
+    example, reason = synth.judge(reply)
+    assert reason is None
+    synth.keep(example)
+    assert synth.judge(reply) == (None, DUPLICATES_KEPT)
+    # A request of another number gives another example, which is kept.
+    assert synth.judge(synth_reply(synth.prompt(1, "a")[-1].content))[1] is None
