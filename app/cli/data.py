@@ -377,7 +377,11 @@ def mix(
 @click.option("--provider", "-p", required=True, help="The teacher's provider.")
 @click.option("--model", "-m", required=True, help="The teacher model.")
 @click.option("--count", "-n", type=click.IntRange(1), required=True, help="Examples wanted.")
-@click.option("--name", default=None, help="New dataset name [default: SOURCE-synth].")
+@click.option(
+    "--name",
+    default=None,
+    help="New dataset name [default: SOURCE-synth; with --task: synth-FIRST-WORDS].",
+)
 @click.option("--max-spend", type=float, default=None, metavar="USD", help="Refuse above this.")
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed rotation seed.")
