@@ -366,11 +366,22 @@ def mix(
 
 
 @data.command("synth")
-@click.option("--from", "source", required=True, metavar="DATASET", help="Source dataset.")
+@click.option("--from", "source", default=None, metavar="DATASET", help="Source dataset.")
+@click.option(
+    "--task", default=None, metavar="DESCRIPTION", help="Instead of --from: the task, no seeds."
+)
+@click.option(
+    "--labels", default=None, metavar="A,B,...", help="With --task: the label set (balanced)."
+)
+@click.option("--topic", "topics", multiple=True, metavar="T", help="Spread the count over topics.")
 @click.option("--provider", "-p", required=True, help="The teacher's provider.")
 @click.option("--model", "-m", required=True, help="The teacher model.")
 @click.option("--count", "-n", type=click.IntRange(1), required=True, help="Examples wanted.")
-@click.option("--name", default=None, help="New dataset name [default: SOURCE-synth].")
+@click.option(
+    "--name",
+    default=None,
+    help="New dataset name [default: SOURCE-synth; with --task: synth-FIRST-WORDS].",
+)
 @click.option("--max-spend", type=float, default=None, metavar="USD", help="Refuse above this.")
 @click.option("--temperature", type=float, default=0.7, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed rotation seed.")
@@ -386,7 +397,10 @@ def mix(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def synth(
-    source: str,
+    source: str | None,
+    task: str | None,
+    labels: str | None,
+    topics: tuple[str, ...],
     provider: str,
     model: str,
     count: int,
@@ -399,7 +413,8 @@ def synth(
     scorers: tuple[str, ...],
     as_json: bool,
 ) -> None:
-    """Generate COUNT new examples like DATASET's (train split) with a teacher model.
+    """Generate COUNT new examples like DATASET's (train split) with a teacher model, or
+    (--task) for a described task with no seeds; --topic spreads COUNT over topics.
 
     Kept only when they pass the checks of `ftm data add`, are no near-duplicate of the
     seeds, of each other or of the validation half, and (categorical tasks) carry a label
@@ -417,7 +432,9 @@ def synth(
         max_attempts=max_attempts,
         max_spend=max_spend,
         scorers=scorers,
+        topics=topics,
     )
+    label_set = [lab.strip() for lab in labels.split(",") if lab.strip()] if labels else None
     try:
         result = synthesize(
             source,
@@ -425,6 +442,8 @@ def synth(
             model,
             settings,
             name=name,
+            task=task,
+            labels=label_set,
             on_estimate=None if as_json else print_estimate,
             on_progress=None if as_json else progress_line,
         )

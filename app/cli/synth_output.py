@@ -46,6 +46,9 @@ def print_result(result) -> None:
     if result.shortfall:
         short = ", ".join(f"{lab} {n}" for lab, n in sorted(result.shortfall.items()))
         click.echo(f"label quota shortfall: {short}")
+    if result.topic_shortfall:
+        short = ", ".join(f"{t} {n}" for t, n in sorted(result.topic_shortfall.items()))
+        click.echo(f"topic quota shortfall: {short}")
     if p.stopped:
         click.echo(f"stopped early: {p.stopped}; kept what was made")
     click.echo(
@@ -62,9 +65,13 @@ def print_result(result) -> None:
 def lineage_line(lineage: dict) -> str:
     """How a synthesized dataset was made, in one line (`ftm data show`)."""
     teacher, result = lineage["teacher"], lineage["result"]
+    origin = (
+        f"task {lineage['task']!r}"
+        if lineage.get("task") is not None
+        else f"dataset {lineage['parent_dataset']!r} (id {lineage['parent_dataset_id']})"
+    )
     return (
-        f"made by ftm data synth from dataset {lineage['parent_dataset']!r} "
-        f"(id {lineage['parent_dataset_id']}) with teacher {teacher['provider']} "
+        f"made by ftm data synth from {origin} with teacher {teacher['provider']} "
         f"{teacher['model']}{' (sandbox)' if teacher.get('simulated') else ''}, template "
         f"{lineage['template']}, seed {lineage['settings']['seed']}: requested "
         f"{result['requested']}, kept {result['kept']}, dropped "

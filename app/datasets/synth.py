@@ -14,6 +14,12 @@ Completions go through the evaluation's inference cache keyed with the run seed,
 rerun with the same settings is answered from the cache and costs nothing. Kept
 examples are written to disk as they come, so an interrupted run (Ctrl-C) still becomes
 a dataset of what it made.
+
+Without a source dataset, a task description (``--task``) stands in for the seeds: each
+prompt describes the task, and the label set (``--labels``) comes from the user. Kept
+examples are then deduplicated only among themselves. Topics (``--topic``) spread the
+count evenly: each prompt names the topic furthest from its quota, and an example kept
+counts toward the topic its prompt named.
 """
 
 from __future__ import annotations
@@ -39,13 +45,20 @@ from app.datasets.formats import (
 from app.datasets.labels import categorical_labels
 from app.datasets.minhash import signatures, similarity
 from app.datasets.scan import content_bytes
-from app.datasets.synth_prompt import TEMPLATE_VERSION, build_messages, parse_example
+from app.datasets.synth_prompt import (
+    TASK_TEMPLATE_VERSION,
+    TEMPLATE_VERSION,
+    build_messages,
+    parse_example,
+)
 from app.datasets.tokencount import TokenCounter, counter_for
 from app.evaluation.cache import GenerationSettings
 from providers.base import Provider
 from providers.types import ChatMessage
 
 SEEDS_PER_PROMPT = 3
+REPLY_TOKENS_WITHOUT_SEEDS = 200
+"""The estimate's reply length when there are no seeds to measure (``--task``)."""
 
 # Why a reply was not kept; the order is the order of the checks.
 UNPARSEABLE = "unparseable"
@@ -75,6 +88,8 @@ class SynthSettings:
     scorers: tuple[str, ...] = ()
     """Format scorer specs (``json``, ``json_schema:PATH``, ``regex:PATTERN``) every reply
     must pass, besides those the task implies."""
+    topics: tuple[str, ...] = ()
+    """The count is spread evenly over these; each prompt names its topic."""
 
     @property
     def attempts(self) -> int:
@@ -98,6 +113,7 @@ class SynthProgress:
     cache_hits: int = 0
     spend_usd: float | None = 0.0
     kept_by_label: Counter = field(default_factory=Counter)
+    kept_by_topic: Counter = field(default_factory=Counter)
     stopped: str | None = None
     """Why the run ended early: interrupted, spend cap, out of attempts."""
 
@@ -110,6 +126,7 @@ class SynthProgress:
             "cache_hits": self.cache_hits,
             "spend_usd": self.spend_usd,
             "kept_by_label": dict(sorted(self.kept_by_label.items())) or None,
+            "kept_by_topic": dict(sorted(self.kept_by_topic.items())) or None,
             "stopped": self.stopped,
         }
 
@@ -135,8 +152,22 @@ def balanced_quotas(labels: list[str], count: int) -> dict[str, int]:
     return {label: base + (1 if i < extra else 0) for i, label in enumerate(ordered)}
 
 
+def _quota_shortfall(quotas: dict[str, int] | None, kept: Counter) -> dict[str, int]:
+    if quotas is None:
+        return {}
+    return {key: q - kept[key] for key, q in quotas.items() if q > kept[key]}
+
+
+def _furthest(quotas: dict[str, int] | None, kept: Counter) -> str | None:
+    """The key furthest from its quota (ties: alphabetical)."""
+    if quotas is None:
+        return None
+    return max(quotas, key=lambda key: quotas[key] - kept[key])  # max keeps the first: a-z
+
+
 class Synthesizer:
-    """One synthesis run over a source dataset's splits, request by request."""
+    """One synthesis run over a source dataset's splits (or, with ``task``, over a task
+    description and no seeds), request by request."""
 
     def __init__(
         self,
@@ -146,23 +177,40 @@ class Synthesizer:
         *,
         threshold: float,
         counter: TokenCounter | None = None,
+        task: str | None = None,
+        labels: Sequence[str] | None = None,
     ) -> None:
-        if not train:
+        if task is not None and not task.strip():
+            raise SynthError("--task is empty; describe the task the examples are for")
+        if task is None and not train:
             raise SynthError("the source dataset has no train examples to use as seeds")
+        if labels is not None and len(set(labels)) < 2:
+            raise SynthError(f"--labels needs at least two labels, got {list(labels)!r}")
+        if len(set(settings.topics)) != len(settings.topics) or not all(
+            t.strip() for t in settings.topics
+        ):
+            raise SynthError(
+                f"--topic values must be distinct and non-empty, got {settings.topics!r}"
+            )
         if any("messages" not in e for e in train):
             raise SynthError(
                 "ftm data synth makes chat examples; this dataset is in preference "
                 "(DPO) form. Use a chat or instruction dataset as the source."
             )
         self.train = train
+        self.task = task
         self.settings = settings
         self.threshold = threshold
         self.counter = counter or counter_for(None)
-        labels = categorical_labels(train)
+        seed_labels = None if task is not None else categorical_labels(train)
+        labels = list(labels) if labels is not None else seed_labels
         self.quotas = balanced_quotas(labels, settings.count) if labels else None
+        self.topic_quotas = (
+            balanced_quotas(list(settings.topics), settings.count) if settings.topics else None
+        )
         self.scorers = format_scorers(train, labels, settings.scorers)
         self._by_label: dict[str, list[dict]] = {}
-        for example, label in zip(train, labels or [], strict=False):
+        for example, label in zip(train, seed_labels or [], strict=False):
             self._by_label.setdefault(label, []).append(example)
         self._sigs = {
             LEAKS_VALIDATION: _sigs(validation),
@@ -178,19 +226,27 @@ class Synthesizer:
 
     # -- the prompts ----------------------------------------------------------------
 
+    @property
+    def template(self) -> str:
+        return TASK_TEMPLATE_VERSION if self.task is not None else TEMPLATE_VERSION
+
     def target_label(self) -> str | None:
         """The label whose quota is furthest from met (ties: alphabetical)."""
-        if self.quotas is None:
-            return None
-        kept = self.progress.kept_by_label
-        return max(self.quotas, key=lambda lab: self.quotas[lab] - kept[lab])  # first: a-z
+        return _furthest(self.quotas, self.progress.kept_by_label)
 
-    def prompt(self, index: int, label: str | None) -> list[ChatMessage]:
-        """Request ``index``'s conversation: seeds drawn by the run seed and the index."""
+    def target_topic(self) -> str | None:
+        """The topic whose quota is furthest from met (ties: alphabetical)."""
+        return _furthest(self.topic_quotas, self.progress.kept_by_topic)
+
+    def prompt(self, index: int, label: str | None, topic: str | None = None) -> list[ChatMessage]:
+        """Request ``index``'s conversation: seeds drawn by the run seed and the index (or
+        the task's description when there are no seeds)."""
+        if self.task is not None:
+            return build_messages([], index, label, topic, task=self.task)
         pool = self._by_label.get(label, self.train) if label is not None else self.train
         rng = random.Random(f"{self.settings.seed}:{index}")
         seeds = rng.sample(pool, min(SEEDS_PER_PROMPT, len(pool)))
-        return build_messages(seeds, index, label)
+        return build_messages(seeds, index, label, topic)
 
     # -- the checks -----------------------------------------------------------------
 
@@ -224,23 +280,24 @@ class Synthesizer:
             return None, DUPLICATES_KEPT
         return example, None
 
-    def keep(self, example: dict) -> None:
-        """Count a judged example in, and compare later replies with it too."""
+    def keep(self, example: dict, topic: str | None = None) -> None:
+        """Count a judged example in (toward ``topic``, the one its prompt named), and
+        compare later replies with it too."""
         self._kept_sigs.append(_sigs([example])[0])
         self._kept_exact.add(content_bytes(example))
         self.progress.kept += 1
         if self.quotas is not None:
             self.progress.kept_by_label[label_of(example)] += 1
+        if topic is not None:
+            self.progress.kept_by_topic[topic] += 1
 
     def shortfall(self) -> dict[str, int]:
         """Per label, how many the quota still misses."""
-        if self.quotas is None:
-            return {}
-        return {
-            lab: q - self.progress.kept_by_label[lab]
-            for lab, q in self.quotas.items()
-            if q > self.progress.kept_by_label[lab]
-        }
+        return _quota_shortfall(self.quotas, self.progress.kept_by_label)
+
+    def topic_shortfall(self) -> dict[str, int]:
+        """Per topic, how many the quota still misses."""
+        return _quota_shortfall(self.topic_quotas, self.progress.kept_by_topic)
 
 
 def final_reply(example: dict) -> str:
@@ -297,12 +354,21 @@ def estimate(synth: Synthesizer, provider: Provider, model: str) -> Estimate:
     prompt_tokens = np.mean(
         [
             synth.counter.count(
-                {"messages": [asdict(m) for m in synth.prompt(i, synth.target_label())]}
+                {
+                    "messages": [
+                        asdict(m)
+                        for m in synth.prompt(i, synth.target_label(), synth.target_topic())
+                    ]
+                }
             )
             for i in sample
         ]
     )
-    reply_tokens = float(np.mean([synth.counter.count(e) for e in synth.train[:200]]))
+    reply_tokens = (
+        float(np.mean([synth.counter.count(e) for e in synth.train[:200]]))
+        if synth.train
+        else float(REPLY_TOKENS_WITHOUT_SEEDS)
+    )
     price = token_price(provider.name, model)
     if price is None:
         return Estimate(float(prompt_tokens), reply_tokens, None)
@@ -343,8 +409,8 @@ def run(
                 if _next_would_pass_cap(progress, settings.max_spend):
                     progress.stopped = "spend cap reached"
                     break
-                label = synth.target_label()
-                messages = synth.prompt(progress.attempts, label)
+                label, topic = synth.target_label(), synth.target_topic()
+                messages = synth.prompt(progress.attempts, label, topic)
                 try:
                     answer = complete_cached(engine, provider, model, messages, generation)
                 except EvalError as exc:  # retried already when retryable: give up, keep
@@ -366,7 +432,7 @@ def run(
                 if example is None:
                     progress.dropped[reason] += 1
                 else:
-                    synth.keep(example)
+                    synth.keep(example, topic)
                     file.write(orjson.dumps(example) + b"\n")
                     file.flush()
                 if on_progress is not None:
@@ -386,17 +452,22 @@ def _next_would_pass_cap(progress: SynthProgress, cap: float | None) -> bool:
 
 
 def lineage(source, provider: Provider, model: str, synth: Synthesizer, est: Estimate) -> dict:
-    """What the new dataset version records about how it was made."""
+    """What the new dataset version records about how it was made: the parent dataset, or
+    (``--task``, ``source`` None) the task's description."""
     return {
         "kind": "synth",
-        "parent_dataset_id": source.id,
-        "parent_dataset": source.name,
-        "parent_content_hash": source.content_hash,
+        "parent_dataset_id": source.id if source is not None else None,
+        "parent_dataset": source.name if source is not None else None,
+        "parent_content_hash": source.content_hash if source is not None else None,
+        "task": synth.task,
         "teacher": {"provider": provider.name, "model": model, "simulated": provider.simulated},
-        "template": TEMPLATE_VERSION,
-        "settings": asdict(synth.settings) | {"seeds_per_prompt": SEEDS_PER_PROMPT},
+        "template": synth.template,
+        "settings": asdict(synth.settings)
+        | {"seeds_per_prompt": 0 if synth.task is not None else SEEDS_PER_PROMPT},
         "quotas": synth.quotas,
         "shortfall": synth.shortfall() or None,
+        "topic_quotas": synth.topic_quotas,
+        "topic_shortfall": synth.topic_shortfall() or None,
         "estimate": est.as_dict(),
         "result": synth.progress.as_dict(),
     }

@@ -1,9 +1,13 @@
 """`ftm data synth` as one use-case, for the CLI (and any other front end): find the
 source, build the teacher, estimate and cap the spend before any request, run, and add
-what was kept as a new dataset version with its lineage in ``stats["lineage"]``."""
+what was kept as a new dataset version with its lineage in ``stats["lineage"]``.
+
+The source is a dataset (its train split gives the seeds) or a task description
+(``task``, with an optional label set): exactly one of the two."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,21 +32,25 @@ class SynthResult:
     progress: SynthProgress
     shortfall: dict[str, int]
     lineage: dict
+    topic_shortfall: dict[str, int]
 
 
 def synthesize(
-    source_name: str,
+    source_name: str | None,
     provider_name: str,
     model: str,
     settings: SynthSettings,
     *,
     name: str | None = None,
+    task: str | None = None,
+    labels: list[str] | None = None,
     provider=None,
     on_estimate: Callable[[Estimate], None] | None = None,
     on_progress: Callable[[SynthProgress], None] | None = None,
 ) -> SynthResult:
     """Run a synthesis and record its dataset.
 
+    ``source_name`` or ``task``: exactly one; ``labels`` only with ``task``.
     ``provider``: an already built teacher (tests pass a wrapped one); default: built
     from the settings by name.
 
@@ -65,15 +73,26 @@ def synthesize(
 
     if settings.count < 1:
         raise SynthError(f"--count must be at least 1, got {settings.count}")
+    if (source_name is None) == (task is None):
+        raise SynthError(
+            "give exactly one of --from DATASET (seed examples) and --task DESCRIPTION (no seeds)"
+        )
+    if labels is not None and task is None:
+        raise SynthError("--labels goes with --task; with --from the labels come from the dataset")
     engine = get_engine()
-    with read_session(engine) as session:
-        source = get_dataset(session, source_name)
-    synth = Synthesizer(
-        load_examples(source, "train"),
-        load_examples(source, "validation"),
-        settings,
-        threshold=get_settings().data.near_duplicate_threshold,
-    )
+    threshold = get_settings().data.near_duplicate_threshold
+    source = None
+    if source_name is not None:
+        with read_session(engine) as session:
+            source = get_dataset(session, source_name)
+        synth = Synthesizer(
+            load_examples(source, "train"),
+            load_examples(source, "validation"),
+            settings,
+            threshold=threshold,
+        )
+    else:
+        synth = Synthesizer([], [], settings, threshold=threshold, task=task, labels=labels)
     if provider is None:
         provider = _teacher(provider_name, engine)
     est = estimate(synth, provider, model)
@@ -92,7 +111,7 @@ def synthesize(
                 "--count or raise --max-spend"
             )
 
-    target_name = name or f"{source.name}-synth"
+    target_name = name or (f"{source.name}-synth" if source else _task_name(task))
     work = datasets_dir() / ".synth"
     work.mkdir(parents=True, exist_ok=True)
     out = work / f"{target_name}-seed{settings.seed}-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
@@ -108,9 +127,8 @@ def synthesize(
         )
     record = lineage(source, provider, model, synth, est)
     try:
-        dataset, created = add_dataset(
-            out, name=target_name, val_fraction=source.val_fraction, seed=source.split_seed
-        )
+        split = {"val_fraction": source.val_fraction, "seed": source.split_seed} if source else {}
+        dataset, created = add_dataset(out, name=target_name, **split)
     except DatasetRejected as exc:
         raise SynthError(
             f"{progress.kept} example(s) were kept and written to {out}, but they cannot "
@@ -124,7 +142,15 @@ def synthesize(
             session.add(row)
         with read_session(engine) as session:
             dataset = session.get(Dataset, dataset.id)
-    return SynthResult(dataset, created, est, progress, synth.shortfall(), record)
+    return SynthResult(
+        dataset, created, est, progress, synth.shortfall(), record, synth.topic_shortfall()
+    )
+
+
+def _task_name(task: str) -> str:
+    """A default dataset name from the first words of a task description."""
+    words = re.findall(r"[a-z0-9]+", task.lower())[:6]
+    return f"synth-{'-'.join(words) or 'task'}"
 
 
 def _teacher(provider_name: str, engine):

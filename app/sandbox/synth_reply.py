@@ -7,13 +7,31 @@ the first half of seed 1's user words followed by the second half of seed 2's, a
 the reply the label the prompt asks for (``Its final assistant reply must be exactly:``)
 or else seed 1's reply. The same prompt always gives the same example; a prompt with no
 parsable seed is not a synthesis request (None).
+
+A prompt with a ``Task: ...`` line and no seeds (``--task``) gets a user request built
+from word lists by a generator seeded with the whole prompt (so each request number
+gives another request, and the same prompt the same one), about the prompt's topic when
+it names one, and as the reply the label asked for or else a short answer.
 """
 
 from __future__ import annotations
 
+import hashlib
+import random
+
 import orjson
 
-from app.datasets.synth_prompt import LABEL_LINE, SEED_PREFIX
+from app.datasets.synth_prompt import LABEL_LINE, SEED_PREFIX, TASK_LINE, TOPIC_LINE
+
+_OPENERS = ["Hi,", "Hello,", "Quick question:", "Please help:", "Good morning,", "Hey there,"]
+_ADJECTIVES = ["new", "old", "second", "shared", "main", "spare", "latest", "broken"]
+_NOUNS = [
+    "order", "invoice", "router", "password", "laptop", "parcel", "account", "screen",
+    "printer", "subscription", "refund", "charger", "profile", "receipt", "phone", "badge",
+]  # fmt: skip
+_VERBS = ["stopped", "failed", "vanished", "changed", "froze", "doubled", "broke", "reset"]
+_WHEN = ["yesterday", "this morning", "last week", "on Monday", "twice today", "overnight"]
+_ASKS = ["What should I do?", "Can you fix it?", "Is this expected?", "How do I sort it?"]
 
 
 def _seeds(prompt: str) -> list[dict]:
@@ -45,11 +63,41 @@ def _requested_label(prompt: str) -> str | None:
     return None
 
 
+def _line_value(prompt: str, prefix: str) -> str | None:
+    for line in prompt.splitlines():
+        if line.startswith(prefix):
+            return line[len(prefix) :].strip()
+    return None
+
+
+def _task_example(prompt: str) -> str:
+    """A plausible chat example for a task-description prompt, the same for the same one."""
+    rng = random.Random(hashlib.sha256(prompt.encode()).digest())
+    topic = _line_value(prompt, TOPIC_LINE)
+    topic = topic.split(" (")[0] if topic else None
+    sentences = [
+        f"the {rng.choice(_ADJECTIVES)} {rng.choice(_NOUNS)} {rng.choice(_VERBS)} "
+        f"{rng.choice(_WHEN)}"
+        for _ in range(3)
+    ]
+    about = f" about {topic}" if topic else ""
+    user = (
+        f"{rng.choice(_OPENERS)} a question{about}: {'; '.join(sentences)}. "
+        f"Reference {rng.randrange(10_000, 99_999)}. {rng.choice(_ASKS)}"
+    )
+    reply = _requested_label(prompt) or (
+        f"Sorry about the {rng.choice(_NOUNS)}. Please restart it and reply with the "
+        f"reference {rng.randrange(100, 999)} if it happens again."
+    )
+    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": reply}]
+    return orjson.dumps({"messages": messages}).decode()
+
+
 def synth_reply(prompt: str) -> str | None:
     """The new example (as JSON text) for a synthesis prompt, or None for another prompt."""
     seeds = _seeds(prompt)
     if not seeds:
-        return None
+        return _task_example(prompt) if _line_value(prompt, TASK_LINE) is not None else None
     first, second = seeds[0], seeds[1 % len(seeds)]
     words_a = (_content(first, "user") or "").split()
     words_b = (_content(second, "user") or "").split()
