@@ -24,7 +24,7 @@ import orjson
 from app.datasets.synth_prompt import LABEL_LINE, SEED_PREFIX, TASK_LINE, TOPIC_LINE
 
 _OPENERS = ["Hi,", "Hello,", "Quick question:", "Please help:", "Good morning,", "Hey there,"]
-_ADJECTIVES = ["new", "old", "second", "shared", "main", "spare", "latest", "broken"]
+_ADJECTIVES = ["new", "old", "second", "common", "main", "spare", "latest", "broken"]
 _NOUNS = [
     "order", "invoice", "router", "password", "laptop", "parcel", "account", "screen",
     "printer", "subscription", "refund", "charger", "profile", "receipt", "phone", "badge",
