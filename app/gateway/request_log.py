@@ -41,6 +41,8 @@ MAX_PENDING = 20_000
 """Unwritten entries kept at most (requests and shadow pairs together): at 1,000 requests/s
 that is 20 s of a database outage; a shadow pair keeps its messages and two answers, so
 this bounds memory to tens of MB."""
+FLUSH_INTERVAL_S = 0.25
+"""How often the writer flushes (and so, at most, how much traffic a crash loses)."""
 
 _REQUEST_COLUMNS = frozenset(c.name for c in GatewayRequest.__table__.columns) - {"id"}
 _SHADOW_COLUMNS = frozenset(c.name for c in ShadowAnswer.__table__.columns) - {"id"}
@@ -57,7 +59,7 @@ class RequestLog:
         self,
         engine: Engine,
         *,
-        flush_interval_s: float = 0.25,
+        flush_interval_s: float = FLUSH_INTERVAL_S,
         max_batch: int = 500,
         max_pending: int = MAX_PENDING,
     ) -> None:

@@ -84,12 +84,12 @@ def test_a_killed_gateway_loses_only_its_unflushed_batch_and_logs_nothing_twice(
     README "The request log") may be missing; a new gateway on the same database logs on."""
     import time
 
-    from app.gateway.request_log import RequestLog
+    from app.gateway.request_log import FLUSH_INTERVAL_S
 
     engine = get_engine()
     key = keys.create(engine, "crash-app").key
     promote(engine, "tickets", "production", OLD)
-    flush_s = RequestLog(engine).flush_interval_s  # the default the gateway runs with
+    flush_s = FLUSH_INTERVAL_S  # what the gateway runs with
 
     def ids_logged() -> list[str]:
         with read_session(engine) as session:
