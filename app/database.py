@@ -11,6 +11,8 @@ writes to it: never "upgraded" into a state neither version understands.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -79,19 +81,29 @@ def masked_url(url: str) -> str:
         return mask_passwords(url)
 
 
+@contextmanager
+def looking_at(url: str) -> Iterator[Engine]:
+    """An engine for ``url`` that neither migrates nor writes anything on connect (SQLite
+    stays out of WAL mode), to look at a database before deciding to use it. Failures of
+    the database within the block raise `DatabaseUnusable`, the password masked."""
+    shown = masked_url(url)
+    probe = _make_engine(url, shown, tune=False)
+    try:
+        yield probe
+    except DBAPIError as exc:
+        raise DatabaseUnusable(_describe_dbapi_error(exc, url, shown)) from None
+    finally:
+        probe.dispose()
+
+
 def _open(url: str) -> Engine:
     from db import migrate  # alembic is slow to import; only opening a DB needs it
 
     shown = masked_url(url)
     # Look first, through connections that write nothing: a database this ftm refuses
     # must keep every byte (tuning SQLite for WAL alone rewrites the file's header).
-    probe = _make_engine(url, shown, tune=False)
-    try:
+    with looking_at(url) as probe:
         current = migrate.current_revision(probe)
-    except DBAPIError as exc:
-        raise DatabaseUnusable(_describe_dbapi_error(exc, url, shown)) from None
-    finally:
-        probe.dispose()
     if current is not None and not migrate.is_known_revision(current):
         raise DatabaseUnusable(
             f"the database {shown} ({database_origin(url)}) was written by a newer ftm: "

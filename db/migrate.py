@@ -40,6 +40,14 @@ def is_known_revision(revision: str) -> bool:
     }
 
 
+def pending_revisions(current: str | None) -> list[tuple[str, str]]:
+    """The migrations `upgrade` would apply to a database at ``current`` (None: a blank
+    one), oldest first, as (revision, the first line of its description)."""
+    script = ScriptDirectory.from_config(_config())
+    newest_first = script.iterate_revisions(head_revision(), current or "base")
+    return [(s.revision, (s.doc or "").strip().split("\n")[0]) for s in newest_first][::-1]
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

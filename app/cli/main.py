@@ -36,6 +36,7 @@ COMMAND_MODULES: list[tuple[str, str]] = [
     ("app.cli.deployments", "deploy_command"),
     ("app.cli.deployments", "deployments"),
     ("app.cli.serve", "serve"),
+    ("app.cli.db", "db"),
 ]
 
 
