@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 from sqlmodel import Session
 
 BUSY_TIMEOUT_MS = 30_000
@@ -57,6 +58,14 @@ def make_engine(url: str, *, tune: bool = True) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password shown as ``***``: what may be written to files and logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "(a database URL that does not parse)"
 
 
 @contextmanager

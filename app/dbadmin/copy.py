@@ -269,25 +269,31 @@ def _insertable(row: Sequence[Any], columns: Sequence[sa.Column[Any]]) -> dict[s
     return values
 
 
+def table_hashes(
+    connection: Connection, tables: Sequence[sa.Table], batch_rows: int = BATCH_ROWS
+) -> list[TableCopy]:
+    """Each table's row count and content hash, rows streamed in batches."""
+    found = []
+    for table in tables:
+        hashed = TableHash(table)
+        result = connection.execution_options(yield_per=batch_rows).execute(
+            select(*readable_columns(table))
+        )
+        for batch in result.partitions():
+            hashed.add(batch)
+        found.append(TableCopy(table.name, hashed.rows, hashed.hexdigest()))
+    return found
+
+
 def _verify(
     dst: Connection, tables: Sequence[sa.Table], copied: Sequence[TableCopy], batch_rows: int
 ) -> list[TableMismatch]:
     """Each table read back from the target against what was read from the source."""
-    mismatches = []
-    for table, source in zip(tables, copied, strict=True):
-        found = TableHash(table)
-        result = dst.execution_options(yield_per=batch_rows).execute(
-            select(*readable_columns(table))
-        )
-        for batch in result.partitions():
-            found.add(batch)
-        if (found.rows, found.hexdigest()) != (source.rows, source.content_hash):
-            mismatches.append(
-                TableMismatch(
-                    table.name, source.rows, found.rows, source.content_hash, found.hexdigest()
-                )
-            )
-    return mismatches
+    return [
+        TableMismatch(source.name, source.rows, found.rows, source.content_hash, found.content_hash)
+        for source, found in zip(copied, table_hashes(dst, tables, batch_rows), strict=True)
+        if (found.rows, found.content_hash) != (source.rows, source.content_hash)
+    ]
 
 
 def _mismatch_message(mismatches: list[TableMismatch], source: str, target: str) -> str:

@@ -33,6 +33,10 @@ STATUS = "status.json"
 PID = "worker.pid"
 LOG = "worker.log"
 STOP_REQUEST = "stop.request"
+DATABASE_URL_ENV = "FTM_DATABASE_URL"
+"""The environment variable a worker gets its database URL from, password included.
+config.json holds the URL masked: a job directory is read, copied and attached to bug
+reports, so a password written there would leak."""
 BASE_LOADING_FILE = "ftm_base_loading.json"
 """Written next to an adapter's adapter_config.json: how its base model was loaded for
 training (`training.base_loading`), so evaluation and serving load it the same way."""

@@ -27,7 +27,7 @@ from providers.base import Capabilities, Provider, ProviderContext, ProviderOpti
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import devices, distributed, hardware, memory, options
 from providers.local.data import DataError, chat_rows, preference_rows
-from providers.local.jobdir import JobDir
+from providers.local.jobdir import DATABASE_URL_ENV, JobDir
 from providers.local.methods import supported_methods, unsupported_methods
 from providers.local.model_shape import load_local_shape, target_names
 from providers.local.precision import Precision, PrecisionError, precision_for_gpus
@@ -344,10 +344,13 @@ class LocalProvider(Provider):
         if spec.train_path != str(job.data / "train.jsonl"):
             spec = self.prepare(spec)
         job.path.mkdir(parents=True, exist_ok=True)
+        from db.engine import masked_url  # sqlalchemy: only writing a job needs it
+
         config = {
             "job_uid": spec.ftm_job_uid,
             "job_dir": str(job.path),
-            "db_url": self.database_url,
+            # Masked: the worker gets the real URL in its environment (`_start_worker`).
+            "db_url": masked_url(self.database_url) if self.database_url else None,
             "base_model": str(Path(spec.base_model).expanduser().resolve())
             if Path(spec.base_model).expanduser().exists()
             else spec.base_model,
@@ -408,6 +411,10 @@ class LocalProvider(Provider):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(devices.worker_env(config.get("devices") or [], cpu=cpu))
+        if self.database_url:  # never in config.json: see `DATABASE_URL_ENV`
+            env[DATABASE_URL_ENV] = self.database_url
+        else:
+            env.pop(DATABASE_URL_ENV, None)
         # A single worker starts with SIGTERM/SIGINT blocked (the mask survives fork and
         # exec) and unblocks them once its handler is in place: a cancel sent while Python
         # is still starting waits for the handler instead of killing the worker outright.
@@ -507,13 +514,13 @@ class LocalProvider(Provider):
     def _record_death(self, job: JobDir, message: str) -> None:
         """Mark the job failed in the database too (idempotent; the poller may as well)."""
         config = job.read_config()
-        if not config.get("db_url"):
+        if not config.get("db_url") or not self.database_url:
             return
         try:
             from providers.local.sink import ProgressSink
 
             sink = ProgressSink(
-                job, config["db_url"], config["job_uid"], attempt=int(config.get("attempt", 1))
+                job, self.database_url, config["job_uid"], attempt=int(config.get("attempt", 1))
             )
             sink.finished(
                 JobStatus.FAILED, error={"code": "worker_died", "message": message, "param": None}
@@ -615,7 +622,7 @@ class LocalProvider(Provider):
     def _reopen_in_db(self, config: dict[str, Any]) -> None:
         """Move the job row from failed or cancelled back to queued through the state
         machine's one resume move (`db.repository.reopen_for_resume`)."""
-        if not config.get("db_url"):
+        if not config.get("db_url") or not self.database_url:
             return
         from sqlalchemy import select
 
@@ -623,7 +630,7 @@ class LocalProvider(Provider):
         from db.models import Job
         from db.repository import reopen_for_resume
 
-        with write_session(make_engine(config["db_url"])) as s:
+        with write_session(make_engine(self.database_url)) as s:
             row = s.scalars(select(Job).where(Job.uid == config["job_uid"])).first()
             if row is None or not JobStatus(row.status).can_resume_from:
                 return  # not tracked, or the row has not caught up with the failure yet

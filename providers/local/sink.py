@@ -9,6 +9,7 @@ uid (a bench, a direct provider test), only the status file is written.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -25,10 +26,29 @@ from db.repository import (
     record_metrics,
     set_status,
 )
-from providers.local.jobdir import JobDir
+from providers.local.jobdir import DATABASE_URL_ENV, JobDir
 from providers.types import Artifact, Checkpoint, JobEvent, JobStatus, MetricPoint
 
 log = logging.getLogger("ftm.local.worker")
+
+
+def worker_database_url(config: dict[str, Any]) -> str | None:
+    """The database a worker reports to: None when its job reports to status.json only
+    (no ``db_url`` in config.json), else the URL its provider put in its environment
+    (config.json holds it masked, see `DATABASE_URL_ENV`)."""
+    if not config.get("db_url"):
+        return None
+    url = os.environ.get(DATABASE_URL_ENV)
+    if url:
+        return url
+    if "***" in config["db_url"]:
+        log.warning(
+            "no %s in the worker's environment (config.json holds the database URL without "
+            "its password): progress goes to status.json only",
+            DATABASE_URL_ENV,
+        )
+        return None
+    return config["db_url"]  # a URL without a password (SQLite) is complete as written
 
 
 def _now() -> datetime:

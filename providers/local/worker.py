@@ -259,13 +259,13 @@ def throughput_sample(trainer, plan, config, steps) -> dict:
 
 def run(job: JobDir, stop: StopRequest) -> JobStatus:
     """Train the job in ``job``; returns its final status (also written everywhere)."""
-    from providers.local.sink import ProgressSink
+    from providers.local.sink import ProgressSink, worker_database_url
 
     config = job.read_config()
     main = rank() == 0  # rank 0 under accelerate, or alone
     sink = ProgressSink(
         job,
-        config.get("db_url") if main else None,
+        worker_database_url(config) if main else None,
         config["job_uid"],
         attempt=int(config.get("attempt", 1)),
     )
