@@ -35,12 +35,18 @@ def files_holding(root: Path, secret: str) -> list[Path]:
 def test_a_local_job_on_postgresql_leaves_its_password_in_no_file_and_no_output(
     tiny_model,  # noqa: F811
     tmp_path,
+    tmp_path_factory,
     monkeypatch,
     postgres_server,
 ):
     url = postgres_server.create_database()
     password = postgres_server.password
-    monkeypatch.setenv("FTM_DATABASE_URL", url)
+    # Set in a config file (outside the directories searched below), not in ftm's
+    # environment: the worker inherits nothing, it must be handed the URL.
+    config = tmp_path_factory.mktemp("config") / "config.toml"
+    config.write_text(f'database_url = "{url}"\n')
+    monkeypatch.setenv("FTM_CONFIG", str(config))
+    monkeypatch.delenv("FTM_DATABASE_URL", raising=False)
     database.reset()
     try:
         engine = database.get_engine()
@@ -92,8 +98,7 @@ def test_a_local_job_on_postgresql_leaves_its_password_in_no_file_and_no_output(
                 select(func.count()).select_from(MetricPoint).where(MetricPoint.job_id == row.id)
             )
         assert points > 0
-        config = JobDir(Path(job.remote_id)).read_config()
-        assert config["db_url"] == database.masked_url(url)
+        assert JobDir(Path(job.remote_id)).read_config()["db_url"] == database.masked_url(url)
 
         runner = CliRunner()
         for command in (
@@ -118,7 +123,9 @@ def test_an_unreachable_server_is_reported_without_its_password(monkeypatch):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     secret = "s3cret-Pa55word"
-    monkeypatch.setenv("FTM_DATABASE_URL", f"postgresql+psycopg://ftm:{secret}@127.0.0.1:{port}/ftm")
+    monkeypatch.setenv(
+        "FTM_DATABASE_URL", f"postgresql+psycopg://ftm:{secret}@127.0.0.1:{port}/ftm"
+    )
     database.reset()
     runner = CliRunner()
     for command in (["db", "status"], ["db", "upgrade"], ["jobs", "list"]):
