@@ -58,15 +58,17 @@ def database_status(url: str) -> DatabaseStatus:
         backend = make_url(url).get_backend_name()
     except ArgumentError:  # `looking_at` below says what is wrong with it
         backend = url.split(":", 1)[0]
-    head = migrate.head_revision()
-    common = dict(url=masked_url(url), origin=database_origin(url), backend=backend, head=head)
+    shown, origin, head = masked_url(url), database_origin(url), migrate.head_revision()
     file = sqlite_file(url)
     if file is not None and not file.exists():
         return DatabaseStatus(
-            **common,
+            url=shown,
+            origin=origin,
+            backend=backend,
             server_version=f"SQLite {sqlite3.sqlite_version}",
             exists=False,
             current=None,
+            head=head,
             pending=_pending(None),
             newer_than_ftm=False,
             size_bytes=None,
@@ -75,10 +77,13 @@ def database_status(url: str) -> DatabaseStatus:
         current = migrate.current_revision(probe)
         newer = current is not None and not migrate.is_known_revision(current)
         return DatabaseStatus(
-            **common,
+            url=shown,
+            origin=origin,
+            backend=backend,
             server_version=_server_version(connection),
             exists=True,
             current=current,
+            head=head,
             pending=[] if newer else _pending(current),
             newer_than_ftm=newer,
             size_bytes=_size(connection, file),

@@ -66,3 +66,22 @@ def test_status_of_a_database_file_not_created_yet_creates_nothing(tmp_path, mon
     assert "not created yet" in result.output
     assert "0001" in result.output  # every migration pending
     assert not (tmp_path / "later").exists()
+
+
+def test_a_database_from_a_newer_ftm_is_shown_and_never_upgraded(blank_url):
+    engine = make_engine(blank_url)
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "UPDATE alembic_version SET version_num = '9999_from_the_future'"
+        )
+    engine.dispose()
+    runner = CliRunner()
+    status = json.loads(runner.invoke(cli, ["db", "status", "--json"]).output)
+    assert status["newer_than_ftm"] is True and status["pending"] == []
+    assert "unknown to this ftm" in runner.invoke(cli, ["db", "status"]).output
+
+    refused = runner.invoke(cli, ["db", "upgrade"])
+    assert refused.exit_code == 1 and "left untouched" in refused.output
+    again = json.loads(runner.invoke(cli, ["db", "status", "--json"]).output)
+    assert again["current"] == "9999_from_the_future"
