@@ -11,9 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 
 
-def insert_ignoring(
-    conn: sa.Connection, table: sa.Table, rows: Sequence[dict], *, key: str
-) -> set:
+def insert_ignoring(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], *, key: str) -> set:
     """Insert ``rows``, skipping those whose ``key`` (a unique column) is already stored,
     also by a writer racing this one; returns the keys of the rows inserted.
 
