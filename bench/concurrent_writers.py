@@ -256,7 +256,7 @@ def local_metric_check(job_ids: list[int]) -> tuple[int, int, int, list[str]]:
 
 def duplicate_check(sandbox, hosted: list[int]) -> int:
     """Rows stored twice (an event, a metric point) plus jobs created twice at the emulator."""
-    from sqlalchemy import distinct, func, select, tuple_
+    from sqlalchemy import func, select
 
     from app.database import get_engine
     from db.engine import read_session
@@ -265,9 +265,14 @@ def duplicate_check(sandbox, hosted: list[int]) -> int:
     with read_session(get_engine()) as s:
         twice = 0
         for model, key in ((JobEvent, JobEvent.provider_event_id), (MetricPoint, MetricPoint.step)):
-            rows = s.scalar(select(func.count()).select_from(model))
-            unique = s.scalar(select(func.count(distinct(tuple_(model.job_id, key)))))
-            twice += rows - unique
+            groups = (
+                select(func.count().label("n"))
+                .select_from(model)
+                .group_by(model.job_id, key)
+                .having(func.count() > 1)
+                .subquery()
+            )
+            twice += s.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0)))
         uids = {s.get(Job, job_id).uid for job_id in hosted}
     created = Counter(j.metadata.get("ftm_job_id") for j in sandbox.state.jobs.values())
     return twice + sum(n - 1 for uid, n in created.items() if uid in uids)
@@ -285,7 +290,8 @@ def both(args: argparse.Namespace) -> int:
         run = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
         print(run.stdout, end="", flush=True)
         failed |= run.returncode != 0
-        results[database] = json.loads(run.stdout.strip().splitlines()[-1])
+        last = (run.stdout.strip().splitlines() or ["{}"])[-1]
+        results[database] = json.loads(last) if last.startswith("{") else {}
     print(f"{'':24}{'sqlite':>12}{'postgresql':>12}")
     for label, key in (
         ("events written/s", "events_per_s"),
@@ -294,7 +300,7 @@ def both(args: argparse.Namespace) -> int:
         ("duplicates", "duplicates"),
         ("lock errors", "locked"),
     ):
-        print(f"{label:24}" + "".join(f"{results[d][key]:>12}" for d in results))
+        print(f"{label:24}" + "".join(f"{results[d].get(key, '-')!s:>12}" for d in results))
     print(json.dumps(results))
     return 1 if failed else 0
 

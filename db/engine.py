@@ -34,8 +34,9 @@ WRITER_OPTION = "ftm_writer"
 WRITER_LOCK_KEY = 0x66_74_6D_77  # "ftmw": advisory locks are per database, so one key
 
 
-def make_engine(url: str, *, tune: bool = True) -> Engine:
-    """Create an engine for any SQLAlchemy URL; SQLite gets the concurrency set-up.
+def make_engine(url: str, *, tune: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> Engine:
+    """Create an engine for any SQLAlchemy URL; SQLite and PostgreSQL get the concurrency
+    set-up (``busy_timeout_ms``: how long a writer waits for the writer lock).
 
     ``tune=False`` leaves SQLite's connections as they come: nothing is written on
     connect (switching to WAL rewrites the file's header), so a database can be looked at
@@ -43,14 +44,14 @@ def make_engine(url: str, *, tune: bool = True) -> Engine:
     """
     parsed = make_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return _postgresql_engine(url)
+        return _postgresql_engine(url, busy_timeout_ms)
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
 
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
-        url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        url, connect_args={"timeout": busy_timeout_ms / 1000, "check_same_thread": False}
     )
     if not tune:
         return engine
@@ -61,7 +62,7 @@ def make_engine(url: str, *, tune: bool = True) -> Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
@@ -74,7 +75,7 @@ def make_engine(url: str, *, tune: bool = True) -> Engine:
     return engine
 
 
-def _postgresql_engine(url: str) -> Engine:
+def _postgresql_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
 
     @event.listens_for(engine, "begin")
@@ -82,7 +83,7 @@ def _postgresql_engine(url: str) -> Engine:
         if conn.get_execution_options().get(WRITER_OPTION, False):
             # SET LOCAL: the timeout ends with this transaction, the pooled connection
             # keeps none of it.
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {BUSY_TIMEOUT_MS}")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(busy_timeout_ms)}")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
     return engine

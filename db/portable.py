@@ -6,9 +6,23 @@ which database it is on.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 
 import sqlalchemy as sa
+
+BUSY_SQLSTATES = frozenset({"55P03", "40P01"})
+"""PostgreSQL's lock_not_available (the writer lock's wait ran out) and deadlock_detected."""
+
+
+def is_busy(error: BaseException) -> bool:
+    """Whether ``error`` says another writer held the database too long: SQLite's
+    "database is locked", PostgreSQL's lock timeout (or a deadlock). Trying again later is
+    the answer; the error is the database's, raw or wrapped by SQLAlchemy."""
+    inner = getattr(error, "orig", None) or error
+    if isinstance(inner, sqlite3.OperationalError):
+        return "database is locked" in str(inner).lower()
+    return getattr(inner, "sqlstate", None) in BUSY_SQLSTATES
 
 
 def insert_ignoring(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], *, key: str) -> set:
