@@ -272,7 +272,8 @@ def duplicate_check(sandbox, hosted: list[int]) -> int:
                 .having(func.count() > 1)
                 .subquery()
             )
-            twice += s.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0)))
+            # int(): PostgreSQL's sum() is a numeric (a Decimal)
+            twice += int(s.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0))))
         uids = {s.get(Job, job_id).uid for job_id in hosted}
     created = Counter(j.metadata.get("ftm_job_id") for j in sandbox.state.jobs.values())
     return twice + sum(n - 1 for uid, n in created.items() if uid in uids)
@@ -427,8 +428,9 @@ def run(args: argparse.Namespace) -> int:
         f"local metric points: {stored_steps}/{logged_steps} of the steps the workers logged stored"
     )
     print(
-        f'"database is locked": ftm watch {watch_locked}, workers {worker_locked}, TUI '
-        f"{tui_locked}, this process {locked_records.count}; watch tracebacks {watch_tracebacks}"
+        f"lock errors (database is locked, lock timeout, deadlock): ftm watch {watch_locked}, "
+        f"workers {worker_locked}, TUI {tui_locked}, this process {locked_records.count}; "
+        f"watch tracebacks {watch_tracebacks}"
     )
     problems = hosted_problems + local_problems + launcher.errors
     if tui["notifications"]:

@@ -78,12 +78,18 @@ def make_engine(url: str, *, tune: bool = True, busy_timeout_ms: int = BUSY_TIME
 def _postgresql_engine(url: str, busy_timeout_ms: int) -> Engine:
     engine = create_engine(url, pool_pre_ping=True)
 
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:
+        # Any lock wait (the writer lock's above all) gives up after the busy timeout, as
+        # on SQLite. Set once per connection, not per transaction (a round trip saved on
+        # every write), and committed: a SET whose transaction rolls back is undone.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = {int(busy_timeout_ms)}")
+        dbapi_connection.commit()
+
     @event.listens_for(engine, "begin")
     def _on_begin(conn) -> None:
         if conn.get_execution_options().get(WRITER_OPTION, False):
-            # SET LOCAL: the timeout ends with this transaction, the pooled connection
-            # keeps none of it.
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(busy_timeout_ms)}")
             conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({WRITER_LOCK_KEY})")
 
     return engine

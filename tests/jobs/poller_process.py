@@ -60,7 +60,8 @@ def main() -> int:
             return 2
         time.sleep(0.002)
 
-    totals = {"cycles": 0, "events_recorded": 0, "errors": 0, "messages": []}
+    totals = {"cycles": 0, "events_recorded": 0, "errors": 0, "messages": [], "seconds": 0.0}
+    started = time.monotonic()
 
     async def run() -> None:
         while time.monotonic() < deadline:
@@ -75,6 +76,7 @@ def main() -> int:
 
     asyncio.run(run())
     poller.close()
+    totals["seconds"] = round(time.monotonic() - started, 2)
     print(json.dumps(totals), flush=True)
     return 0
 

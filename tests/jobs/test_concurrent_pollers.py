@@ -51,7 +51,7 @@ def _created_at_emulator(sandbox, uid: str) -> int:
 def test_two_poller_processes_send_a_lost_create_once_and_record_each_event_once(
     engine, sandbox, tmp_path
 ):
-    make_dataset(engine, tmp_path)
+    make_dataset(engine, tmp_path, n_train=10, n_val=2)  # few steps: a short run
     launched = [_launch_lost(engine, f"lost-{i}") for i in range(JOBS)]
     ids = [str(job_id) for job_id, _ in launched]
     go = tmp_path / "go"
