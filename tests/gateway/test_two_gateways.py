@@ -57,7 +57,9 @@ def test_two_gateways_log_each_request_once_and_both_see_a_promotion(tmp_path: P
                 )
                 port = line.split(":")[2].split("/")[0]
                 clients.append(
-                    openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0)
+                    openai.OpenAI(
+                        base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0
+                    )
                 )
 
             def ask(client: openai.OpenAI) -> tuple[str, str]:
