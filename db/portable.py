@@ -38,10 +38,9 @@ def insert_ignoring(conn: sa.Connection, table: sa.Table, rows: Sequence[dict], 
     column = table.c[key]
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        insert = sqlite.insert if dialect == "sqlite" else postgresql.insert
         statement = insert(table).on_conflict_do_nothing(index_elements=[key]).returning(column)
         return set(conn.scalars(statement, list(rows)))
     wanted = [r[key] for r in rows]
