@@ -32,33 +32,68 @@ class DataVersion:
     """The database's change marker, read on a connection of its own."""
 
     def __init__(self, engine: Engine) -> None:
+        self._engine = engine
         self._query = _QUERIES[engine.dialect.name]
-        self._connection: Any = engine.raw_connection()
         self._autocommit = engine.dialect.name == "postgresql"
+        self._connection: Any = self._connect()
+        self._last: object = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> Any:
+        connection = self._engine.raw_connection()
         if self._autocommit:
             # No transaction left open between reads (each read sees the latest commits,
             # and the server is not kept "idle in transaction").
-            self._connection.driver_connection.autocommit = True
-        self._last: object = None
-        self._lock = threading.Lock()
+            connection.driver_connection.autocommit = True
+        return connection
 
     def changed(self) -> bool:
         """True on the first call and whenever another connection committed since the
         previous call."""
         with self._lock:
-            cursor = self._connection.cursor()
             try:
-                cursor.execute(self._query)
-                version = cursor.fetchone()[0]
-            finally:
-                cursor.close()
+                version = self._read()
+            except Exception:  # noqa: BLE001 - the connection was lost (a server restart)
+                # Unknown, so changed: the caller reads afresh (and meets the outage there,
+                # if it lasts). A new connection's first value is the baseline from now on
+                # (SQLite's counter is per connection); if none can be had yet, the next
+                # call tries again.
+                self._drop()
+                try:
+                    self._last = self._read()
+                except Exception:  # noqa: BLE001 - still down
+                    self._drop()
+                    self._last = None
+                return True
             changed, self._last = version != self._last, version
             return changed
 
+    def _read(self) -> object:
+        if self._connection is None:
+            self._connection = self._connect()
+        cursor = self._connection.cursor()
+        try:
+            cursor.execute(self._query)
+            return cursor.fetchone()[0]
+        finally:
+            cursor.close()
+
+    def _drop(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            try:
+                connection.invalidate()  # never back to the pool
+            except Exception:  # noqa: BLE001 - it is gone either way
+                pass
+
     def close(self) -> None:
-        if self._autocommit:
-            self._connection.driver_connection.autocommit = False  # back to the pool as lent
-        self._connection.close()
+        with self._lock:
+            if self._connection is None:
+                return
+            if self._autocommit:  # back to the pool as it was lent
+                self._connection.driver_connection.autocommit = False
+            self._connection.close()
+            self._connection = None
 
 
 def for_engine(engine: Engine) -> DataVersion | None:
