@@ -1,6 +1,7 @@
-"""Four writers on one SQLite database at once: no "database is locked", no lost event.
+"""Four writers on one database at once: no lock error, no lost event, none twice.
 
-For ``--seconds`` (default 180) these run together against one fresh FTM_HOME:
+For ``--seconds`` (default 180) these run together against one fresh FTM_HOME and one
+fresh database (SQLite in FTM_HOME, or PostgreSQL: ``--database``):
 
 - the TUI (headless, App.run_test) with its in-app poller, while keys are pressed;
 - a separate ``ftm watch`` process (the real CLI) polling the same jobs;
@@ -12,16 +13,23 @@ For ``--seconds`` (default 180) these run together against one fresh FTM_HOME:
 
 Then it waits for every job to end and checks:
 
-- no "database is locked" anywhere: the watch process's output, the workers' logs, the
-  TUI's notifications and poll reports, this process's log records;
+- no lock error anywhere ("database is locked", a lock timeout, a deadlock): the watch
+  process's output, the workers' logs, the TUI's notifications and poll reports, this
+  process's log records;
 - no event lost: for every hosted job, the events in the database are exactly the
   emulator's events (fetched with the openai SDK at the end); for every local job, the
-  steps with a metric point in the database are exactly the steps the worker logged.
+  steps with a metric point in the database are exactly the steps the worker logged;
+- none twice: no event or metric point stored twice, no job created twice at the emulator.
 
-It prints the counts; the exit status is 1 if a check failed.
+It prints the counts, events (events and metric points) written per second, and the lost
+and duplicate counts; the exit status is 1 if a check failed. ``--database both`` runs it
+on SQLite, then on PostgreSQL (each in a process of its own) and prints them side by side.
+PostgreSQL is a throw-away server (Debian's ``postgresql`` package, tests/postgres.py)
+unless ``--url`` names one (an empty database it may migrate).
 
-    .venv/bin/python bench/concurrent_writers.py              # 3 minutes
-    .venv/bin/python bench/concurrent_writers.py --seconds 20 # a short run (the test's)
+    .venv/bin/python bench/concurrent_writers.py                    # 3 minutes, SQLite
+    .venv/bin/python bench/concurrent_writers.py --database both    # both, side by side
+    .venv/bin/python bench/concurrent_writers.py --seconds 20       # a short run (the test's)
 """
 
 from __future__ import annotations
@@ -44,7 +52,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-LOCKED = re.compile(r"database is locked|database table is locked", re.IGNORECASE)
+LOCKED = re.compile(
+    r"database is locked|database table is locked|lock timeout|deadlock detected",
+    re.IGNORECASE,
+)
 HOSTED_IN_FLIGHT = 3
 LOCAL_SLOTS = 2
 
@@ -243,6 +254,58 @@ def local_metric_check(job_ids: list[int]) -> tuple[int, int, int, list[str]]:
     return logged_total, stored_total, locked, problems
 
 
+def duplicate_check(sandbox, hosted: list[int]) -> int:
+    """Rows stored twice (an event, a metric point) plus jobs created twice at the emulator."""
+    from sqlalchemy import func, select
+
+    from app.database import get_engine
+    from db.engine import read_session
+    from db.models import Job, JobEvent, MetricPoint
+
+    with read_session(get_engine()) as s:
+        twice = 0
+        for model, key in ((JobEvent, JobEvent.provider_event_id), (MetricPoint, MetricPoint.step)):
+            groups = (
+                select(func.count().label("n"))
+                .select_from(model)
+                .group_by(model.job_id, key)
+                .having(func.count() > 1)
+                .subquery()
+            )
+            # int(): PostgreSQL's sum() is a numeric (a Decimal)
+            twice += int(s.scalar(select(func.coalesce(func.sum(groups.c.n - 1), 0))))
+        uids = {s.get(Job, job_id).uid for job_id in hosted}
+    created = Counter(j.metadata.get("ftm_job_id") for j in sandbox.state.jobs.values())
+    return twice + sum(n - 1 for uid, n in created.items() if uid in uids)
+
+
+def both(args: argparse.Namespace) -> int:
+    """Run once per database, each in a process of its own; print them side by side."""
+    results = {}
+    failed = False
+    for database in ("sqlite", "postgresql"):
+        command = [sys.executable, __file__, "--database", database]
+        command += ["--seconds", str(args.seconds), "--epochs", str(args.epochs)]
+        command += ["--settle", str(args.settle)] + (["--url", args.url] if args.url else [])
+        print(f"--- {database}", flush=True)
+        run = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+        print(run.stdout, end="", flush=True)
+        failed |= run.returncode != 0
+        last = (run.stdout.strip().splitlines() or ["{}"])[-1]
+        results[database] = json.loads(last) if last.startswith("{") else {}
+    print(f"{'':24}{'sqlite':>12}{'postgresql':>12}")
+    for label, key in (
+        ("events written/s", "events_per_s"),
+        ("hosted events lost", "lost_events"),
+        ("local steps lost", "lost_steps"),
+        ("duplicates", "duplicates"),
+        ("lock errors", "locked"),
+    ):
+        print(f"{label:24}" + "".join(f"{results[d].get(key, '-')!s:>12}" for d in results))
+    print(json.dumps(results))
+    return 1 if failed else 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=180.0, help="how long jobs are launched")
@@ -250,8 +313,36 @@ def main() -> int:
     parser.add_argument(
         "--settle", type=float, default=240.0, help="most seconds to wait for the last jobs to end"
     )
+    parser.add_argument(
+        "--database",
+        choices=("sqlite", "postgresql", "both"),
+        default="sqlite",
+        help="the database the writers share (both: one run on each, side by side)",
+    )
+    parser.add_argument(
+        "--url", help="a PostgreSQL database to use (default: a throw-away server of its own)"
+    )
     args = parser.parse_args()
+    if args.database == "both":
+        return both(args)
+    server = None
+    os.environ.pop("FTM_DATABASE_URL", None)  # only what --database says
+    if args.database == "postgresql":
+        if args.url:
+            os.environ["FTM_DATABASE_URL"] = args.url
+        else:
+            from tests.postgres import PostgresServer
 
+            server = PostgresServer.start()
+            os.environ["FTM_DATABASE_URL"] = server.create_database()
+    try:
+        return run(args)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+def run(args: argparse.Namespace) -> int:
     locked_records = LockedRecords()
     logging.getLogger().addHandler(locked_records)
     with tempfile.TemporaryDirectory(prefix="ftm-concurrency-") as tmp:
@@ -300,6 +391,7 @@ def main() -> int:
             logged_steps, stored_steps, worker_locked, local_problems = local_metric_check(
                 launcher.local
             )
+            duplicates = duplicate_check(sandbox, launcher.hosted)
 
         from sqlmodel import func, select
 
@@ -326,13 +418,19 @@ def main() -> int:
         f"poll cycles: TUI {tui['cycles']}, ftm watch {cycles_watch}; keys pressed in the "
         f"TUI {tui['keys']}; rows written: {n_events:,} events, {n_points:,} metric points"
     )
+    events_per_s = (n_events + n_points) / elapsed
+    print(
+        f"database: {args.database}; {events_per_s:.1f} events/s written (events and metric "
+        f"points); {duplicates} stored or created twice"
+    )
     print(f"hosted events: {stored_events}/{remote_events} of the emulator's events stored")
     print(
         f"local metric points: {stored_steps}/{logged_steps} of the steps the workers logged stored"
     )
     print(
-        f'"database is locked": ftm watch {watch_locked}, workers {worker_locked}, TUI '
-        f"{tui_locked}, this process {locked_records.count}; watch tracebacks {watch_tracebacks}"
+        f"lock errors (database is locked, lock timeout, deadlock): ftm watch {watch_locked}, "
+        f"workers {worker_locked}, TUI {tui_locked}, this process {locked_records.count}; "
+        f"watch tracebacks {watch_tracebacks}"
     )
     problems = hosted_problems + local_problems + launcher.errors
     if tui["notifications"]:
@@ -342,12 +440,14 @@ def main() -> int:
         problems.append(
             f"{total_locked} locked error(s), {watch_tracebacks} traceback(s) in ftm watch"
         )
+    if duplicates:
+        problems.append(f"{duplicates} row(s) or job(s) twice")
     if not launcher.hosted or not launcher.local:
         problems.append("a kind of writer never ran")
     for p in problems:
         print(f"PROBLEM: {p}")
     print(
-        "OK: no lock error reached the user, no event lost"
+        "OK: no lock error reached the user, no event lost, none twice"
         if not problems
         else f"FAILED: {len(problems)} problem(s)"
     )
@@ -357,6 +457,11 @@ def main() -> int:
                 "hosted_events": [stored_events, remote_events],
                 "local_steps": [stored_steps, logged_steps],
                 "locked": total_locked,
+                "database": args.database,
+                "events_per_s": round(events_per_s, 1),
+                "lost_events": remote_events - stored_events,
+                "lost_steps": logged_steps - stored_steps,
+                "duplicates": duplicates,
             }
         )
     )

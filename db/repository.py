@@ -85,8 +85,9 @@ def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int
     """Insert rows, skipping those a unique key already holds.
 
     All at once first, in one savepoint (the common case: callers filtered out what is
-    stored, and on SQLite the write lock is held from BEGIN, so nobody can race in);
-    only if that hits a unique key, one by one, each in its own savepoint.
+    stored, and a `write_session` holds the writer lock from BEGIN on SQLite and
+    PostgreSQL, so no other ftm writer can race in); only if that hits a unique key (a
+    writer without the lock), one by one, each in its own savepoint.
     """
     rows = list(rows)
     if not rows:
@@ -96,7 +97,7 @@ def _insert_ignoring_duplicates(session: Session, rows: Iterable[object]) -> int
             session.add_all(rows)
         return len(rows)
     except IntegrityError:
-        pass  # another writer stored some meanwhile (a non-SQLite database); go row by row
+        pass  # another writer stored some meanwhile; go row by row
     added = 0
     for row in rows:
         try:

@@ -33,7 +33,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import Engine
 
+from db.engine import writer
 from db.models import Deployment, GatewayRequest, ShadowAnswer, utcnow
+from db.portable import insert_ignoring
 
 log = logging.getLogger("ftm.gateway.request_log")
 
@@ -64,9 +66,9 @@ class RequestLog:
         max_pending: int = MAX_PENDING,
     ) -> None:
         self.engine = engine
-        # SQLite: take the write lock at BEGIN, so a busy database is waited for (see
+        # Take the writer lock at BEGIN, so a busy database is waited for (see
         # db/engine.py) rather than answered "locked".
-        self._writer = engine.execution_options(sqlite_immediate=True)
+        self._writer = writer(engine)
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
         self.max_pending = max_pending
@@ -246,28 +248,7 @@ class RequestLog:
 
 def _insert_new(conn: sa.Connection, table: sa.Table, rows: list[dict]) -> set[str]:
     """Insert ``rows``, skipping request_ids already stored; the request_ids inserted."""
-    if not rows:
-        return set()
-    rows = _same_keys(rows, table)
-    dialect = conn.dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        if dialect == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert
-        else:
-            from sqlalchemy.dialects.postgresql import insert
-        statement = (
-            insert(table)
-            .on_conflict_do_nothing(index_elements=["request_id"])
-            .returning(table.c.request_id)
-        )
-        return {r for (r,) in conn.execute(statement, rows)}
-    # Other databases: look the ids up first (the unique constraint still guards).
-    ids = [r["request_id"] for r in rows]
-    known = set(conn.scalars(sa.select(table.c.request_id).where(table.c.request_id.in_(ids))))
-    fresh = [r for r in rows if r["request_id"] not in known]
-    if fresh:
-        conn.execute(sa.insert(table), fresh)
-    return {r["request_id"] for r in fresh}
+    return insert_ignoring(conn, table, _same_keys(rows, table), key="request_id")
 
 
 def _same_keys(rows: list[dict], table: sa.Table) -> list[dict]:

@@ -12,7 +12,6 @@ full traceback goes to the Textual log only, never on screen.
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 
 from textual.app import App, ComposeResult
@@ -23,6 +22,7 @@ from textual.widgets import Button, Static
 from textual.worker import Worker, WorkerState
 from textual.worker_manager import WorkerManager
 
+from db.portable import is_busy
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
 
 
@@ -46,7 +46,7 @@ def describe_error(error: BaseException) -> UserFacingError:
         code = f" ({error.code})" if error.code else ""
         hint = " It may work if you try again." if error.retryable else ""
         return UserFacingError(f"Provider error{code}", f"{error.message}{hint}", True)
-    if _is_database_locked(error):
+    if is_busy(error):
         return UserFacingError(
             "Database busy",
             "Another ftm process held the database for too long; try again.",
@@ -61,14 +61,6 @@ def describe_error(error: BaseException) -> UserFacingError:
         f"Unexpected error: {type(error).__name__}",
         f"{error}\n\nThe app keeps running; details are in the Textual log.",
         False,
-    )
-
-
-def _is_database_locked(error: BaseException) -> bool:
-    text = str(error).lower()
-    inner = getattr(error, "orig", None)
-    return "database is locked" in text and (
-        isinstance(error, sqlite3.OperationalError) or isinstance(inner, sqlite3.OperationalError)
     )
 
 

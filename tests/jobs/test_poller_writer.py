@@ -14,13 +14,14 @@ from sqlalchemy import event
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
 from app.settings import PollerSettings
+from db.engine import WRITER_OPTION
 from tests.jobs.conftest import MODEL, make_dataset
 
 FAST = PollerSettings(concurrency=8, requests_per_second=1000, stall_after_s=3600)
 
 
 class WriteLog:
-    """Each write transaction (BEGIN IMMEDIATE) on ``engine``: thread, start and end."""
+    """Each write transaction (taking the writer lock) on ``engine``: thread, start and end."""
 
     def __init__(self, engine) -> None:
         self.spans: list[tuple[str, float, float]] = []
@@ -31,7 +32,7 @@ class WriteLog:
         self.engine = engine
 
     def _begin(self, conn) -> None:
-        if conn.get_execution_options().get("sqlite_immediate"):
+        if conn.get_execution_options().get(WRITER_OPTION):
             self._open[id(conn)] = (threading.current_thread().name, time.perf_counter())
 
     def _end(self, conn) -> None:
