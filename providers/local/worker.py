@@ -30,6 +30,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from providers.local import secret_handoff
 from providers.local.distributed import agreed, rank, world_size
 from providers.local.jobdir import JobDir
 from providers.local.signals import unblock_stop_signals
@@ -263,9 +264,12 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
 
     config = job.read_config()
     main = rank() == 0  # rank 0 under accelerate, or alone
+    # The config names the database of a worker started here; a worker on a Ray cluster
+    # was handed it (providers.local.secret_handoff, see `main`).
+    db_url = config.get("db_url") or os.environ.get("FTM_DATABASE_URL")
     sink = ProgressSink(
         job,
-        config.get("db_url") if main else None,
+        db_url if main else None,
         config["job_uid"],
         attempt=int(config.get("attempt", 1)),
     )
@@ -403,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m providers.local.worker JOB_DIR", file=sys.stderr)
         return 2
     job = JobDir(Path(argv[0]).resolve())
+    if rank() == 0 and (handed := secret_handoff.take(job)):
+        os.environ["FTM_DATABASE_URL"] = handed  # first: the file must not outlive the start
     if rank() > 0:
         # Ranks share the launcher's stdout (worker.log): give each other rank its own
         # file, at the descriptor level so warnings and tracebacks from C code go there too.
