@@ -356,8 +356,9 @@ class LocalProvider(Provider):
         assigned = self._assign_devices(hp, job)
         cluster = None
         if hp["cluster"]:
-            estimate, wanted = self.cluster_request(spec, hp)
-            cluster = {"address": hp["cluster"], "resources": asdict(wanted)}
+            address = ray_cluster.resolve(ray_cluster.check_address(hp["cluster"]))
+            estimate, wanted = self.cluster_request(spec, hp, address)
+            cluster = {"address": address, "resources": asdict(wanted)}
         else:
             estimate = self.memory_check(spec, hp, assigned)
         if spec.train_path != str(job.data / "train.jsonl"):
@@ -388,7 +389,7 @@ class LocalProvider(Provider):
         return job, hp
 
     def cluster_request(
-        self, spec: JobSpec, hp: dict[str, Any]
+        self, spec: JobSpec, hp: dict[str, Any], address: str
     ) -> tuple[str | None, ray_cluster.Resources]:
         """What a job for a Ray cluster (option ``cluster``) asks its scheduler for, from
         the memory estimate, refused (SpecRejected) when no node of the cluster can hold
@@ -398,8 +399,8 @@ class LocalProvider(Provider):
         A GPU job asks for its GPUs by count: Ray does not schedule by GPU memory, so the
         per-GPU estimate is only recorded. A CPU job asks for host memory: the estimate
         per process (``n_gpus`` processes in a CPU dry run of multi-GPU training).
+        ``address``: the cluster's Jobs API (`ray_cluster.resolve`).
         """
-        address = ray_cluster.check_address(hp["cluster"])
         n_gpus = 0 if hp["device"] == "cpu" else int(hp["n_gpus"])
         processes = int(hp["n_gpus"])
         line, needed = None, None

@@ -78,7 +78,20 @@ def check_address(address: str) -> str:
     return address
 
 
+def resolve(address: str) -> str:
+    """The Jobs API's HTTP address for ``address`` (a ``ray://`` one is resolved through a
+    Ray Client connection, once: at launch, not at every poll)."""
+    return str(_client(address).get_address())
+
+
+_clients: dict[str, Any] = {}
+
+
 def _client(address: str) -> Any:
+    """A Jobs API client (one per address and process: making one asks the cluster for
+    its version)."""
+    if address in _clients:
+        return _clients[address]
     try:
         from ray.job_submission import JobSubmissionClient
     except ImportError:
@@ -86,7 +99,8 @@ def _client(address: str) -> Any:
             "option cluster needs Ray on this machine: pip install 'ftm[ray]'"
         ) from None
     try:
-        return JobSubmissionClient(address)
+        _clients[address] = JobSubmissionClient(address)
+        return _clients[address]
     except Exception as exc:  # ConnectionError, or Ray's own errors for a bad address
         raise ProviderError(
             f"Ray cluster {address}: cannot reach its Jobs API ({_first_line(exc)}); "
@@ -135,9 +149,8 @@ def _nodes(address: str) -> list[dict[str, float]]:
     """The total resources of each live node (Ray's state API, through the dashboard)."""
     from ray.util.state import list_nodes
 
-    api = _client(address).get_address()
     try:
-        found = list_nodes(address=api, detail=True, raise_on_missing_output=False)
+        found = list_nodes(address=resolve(address), detail=True, raise_on_missing_output=False)
     except Exception as exc:
         raise ProviderError(
             f"Ray cluster {address}: cannot list its nodes ({_first_line(exc)})",
