@@ -100,21 +100,13 @@ class RayHead:
         return sorted(mine, key=lambda p: p.pid)
 
     def stop(self) -> None:
-        import psutil
-
         found = self.processes()
         for p in found:
-            try:
-                p.send_signal(signal.SIGTERM)
-            except psutil.NoSuchProcess:
-                pass
-        _, alive = psutil.wait_procs(found, timeout=5)
+            _signal(p, signal.SIGTERM)
+        alive = _wait_gone(found, timeout=5)
         for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+            _signal(p, signal.SIGKILL)
+        _wait_gone(alive, timeout=5)
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
     def __enter__(self) -> RayHead:
@@ -122,6 +114,34 @@ class RayHead:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _signal(process, sig: int) -> None:
+    import psutil
+
+    try:
+        process.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _wait_gone(processes: list, timeout: float) -> list:
+    """Those of ``processes`` still running after up to ``timeout`` seconds. (Not psutil's
+    wait_procs: it waits on a child of ours that another thread may reap first.)"""
+    import psutil
+
+    def running(p) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + timeout
+    alive = [p for p in processes if running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.1)
+        alive = [p for p in alive if running(p)]
+    return alive
 
 
 def wait_for(predicate, timeout: float, pause: float = 0.1):
