@@ -98,6 +98,7 @@ def test_a_job_no_node_can_hold_is_refused_before_submitting(ray_head, ftm_home,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # three workers in turn (~2 min), plus the tiny model if first
 def test_a_job_on_the_ray_head_cancels_resumes_survives_its_killed_worker_and_finishes(
     ray_head,
     tiny_model,  # noqa: F811
