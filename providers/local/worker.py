@@ -266,7 +266,9 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
     main = rank() == 0  # rank 0 under accelerate, or alone
     # The config names the database of a worker started here; a worker on a Ray cluster
     # was handed it (providers.local.secret_handoff, see `main`).
-    db_url = config.get("db_url") or os.environ.get("FTM_DATABASE_URL")
+    db_url = config.get("db_url")
+    if config.get("ray"):
+        db_url = os.environ.get("FTM_DATABASE_URL")
     sink = ProgressSink(
         job,
         db_url if main else None,
