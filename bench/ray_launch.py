@@ -2,7 +2,7 @@
 against a plain local launch.
 
     .venv/bin/python bench/ray_launch.py              # 2 launches of each, alternating
-    .venv/bin/python bench/ray_launch.py --repeat 1
+    .venv/bin/python bench/ray_launch.py --repeat 1 --model DIR   # a tiny model built before
 
 The tiny model (tests/tiny.py) trains on the labelling task, one torch thread, on the
 CPU. A real Ray head is started on this machine first (tests/ray_head.py; its start is
@@ -54,6 +54,7 @@ def first_step_seconds(dataset: str, model: Path, options: dict) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--model", type=Path, help="a tiny model built before (default: build one)")
     args = parser.parse_args()
 
     from app.database import get_engine
@@ -63,7 +64,7 @@ def main() -> None:
     from tests.tiny import build, labelling_files
 
     home = Path(os.environ["FTM_HOME"])
-    model = build(home / "tiny-model")
+    model = args.model.resolve() if args.model else build(home / "tiny-model")
     data = home / "labelling"
     data.mkdir()
     labelling_files(data, n_train=32, n_validation=8)
