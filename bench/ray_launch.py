@@ -93,7 +93,7 @@ def main() -> None:
                 print(f"run {i + 1} {kind:5s}: {seconds:6.2f} s to the first step", flush=True)
     local, ray = statistics.median(times["local"]), statistics.median(times["ray"])
     print(f"median local: {local:.2f} s; median on the Ray head: {ray:.2f} s")
-    print(f"ratio Ray / local: {ray / local:.2f}x (+{ray - local:.2f} s)")
+    print(f"ratio Ray / local: {ray / local:.2f}x ({ray - local:+.2f} s)")
 
 
 if __name__ == "__main__":
