@@ -124,6 +124,14 @@ OPTIONS: tuple[ProviderOption, ...] = (
     ProviderOption(
         "skip_memory_check", "Start even when the memory estimate says it will not fit", bool, False
     ),
+    ProviderOption(
+        "cluster",
+        "Train on a Ray cluster instead of this machine: its dashboard address "
+        "(http://HOST:8265) or a Ray Client address (ray://HOST:10001); the jobs directory "
+        "must be on storage the cluster's nodes mount at the same path (empty: this machine)",
+        str,
+        "",
+    ),
 )
 
 _BY_NAME = {o.name: o for o in OPTIONS}
@@ -254,8 +262,9 @@ def resolve_hyperparameters(spec: JobSpec) -> dict[str, Any]:
     if hp["gradient_checkpointing"] == AUTO:
         from providers.local.hardware import gpus
 
-        # off for prefix tuning (see above); else on with a CUDA GPU
-        on_gpu = hp["device"] != "cpu" and bool(gpus())
+        # off for prefix tuning (see above); else on with a CUDA GPU (on a cluster: the
+        # GPUs the job asks for, not this machine's)
+        on_gpu = hp["device"] != "cpu" and (bool(hp["cluster"]) or bool(gpus()))
         hp["gradient_checkpointing"] = on_gpu and tuning != "prefix"
     _refuse_unrunnable_kernels(hp)
     hp["method"] = method

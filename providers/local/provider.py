@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +25,15 @@ from pydantic import BaseModel
 
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
-from providers.local import devices, distributed, hardware, memory, options
+from providers.local import (
+    devices,
+    distributed,
+    hardware,
+    memory,
+    options,
+    ray_cluster,
+    secret_handoff,
+)
 from providers.local.data import DataError, chat_rows, preference_rows
 from providers.local.jobdir import DATABASE_URL_ENV, JobDir
 from providers.local.methods import supported_methods, unsupported_methods
@@ -191,7 +199,13 @@ class LocalProvider(Provider):
                 continue
             if not rows:
                 problems.append(f"{label} file {path}: no examples")
-        if hp["n_gpus"] > 1 and hp["device"] != "cpu":
+        on_cluster = bool(hp["cluster"])
+        if on_cluster:
+            try:
+                ray_cluster.check_address(hp["cluster"])
+            except SpecRejected as exc:
+                problems.append(exc.message)
+        if hp["n_gpus"] > 1 and hp["device"] != "cpu" and not on_cluster:
             # Counted as they are assigned: whole GPUs (MIG instances cannot be joined).
             found = len(devices.assignable(hardware.visible_devices(), hp["n_gpus"]))
             if found < hp["n_gpus"]:
@@ -203,7 +217,7 @@ class LocalProvider(Provider):
             job_precision(hp, self._preview_devices(hp))
         except SpecRejected as exc:
             problems.append(exc.message)
-        if not problems:
+        if not problems and not on_cluster:  # a cluster's nodes: `cluster_request`
             try:
                 self.memory_check(spec, hp)
             except SpecRejected as exc:
@@ -340,7 +354,13 @@ class LocalProvider(Provider):
         job = self.job_dir_for(spec)
         hp = options.resolve_hyperparameters(spec)
         assigned = self._assign_devices(hp, job)
-        estimate = self.memory_check(spec, hp, assigned)
+        cluster = None
+        if hp["cluster"]:
+            address = ray_cluster.resolve(ray_cluster.check_address(hp["cluster"]))
+            estimate, wanted = self.cluster_request(spec, hp, address)
+            cluster = {"address": address, "resources": asdict(wanted)}
+        else:
+            estimate = self.memory_check(spec, hp, assigned)
         if spec.train_path != str(job.data / "train.jsonl"):
             spec = self.prepare(spec)
         job.path.mkdir(parents=True, exist_ok=True)
@@ -365,11 +385,53 @@ class LocalProvider(Provider):
             "resume": False,
             "created_at": datetime.now(UTC).isoformat(),
         }
+        if cluster:
+            config["ray"] = cluster
         job.write_config(config)
         return job, hp
 
+    def cluster_request(
+        self, spec: JobSpec, hp: dict[str, Any], address: str
+    ) -> tuple[str | None, ray_cluster.Resources]:
+        """What a job for a Ray cluster (option ``cluster``) asks its scheduler for, from
+        the memory estimate, refused (SpecRejected) when no node of the cluster can hold
+        it. Returns the estimate's description (None: the model's shape is unknown) and
+        the request.
+
+        A GPU job asks for its GPUs by count: Ray does not schedule by GPU memory, so the
+        per-GPU estimate is only recorded. A CPU job asks for host memory: the estimate
+        per process (``n_gpus`` processes in a CPU dry run of multi-GPU training).
+        ``address``: the cluster's Jobs API (`ray_cluster.resolve`).
+        """
+        n_gpus = 0 if hp["device"] == "cpu" else int(hp["n_gpus"])
+        processes = int(hp["n_gpus"])
+        line, needed = None, None
+        try:
+            shape = load_local_shape(spec.base_model)
+            if shape is not None:
+                # on the cluster's GPU the worker picks its precision; on a CPU, fp32
+                precision = None if n_gpus else job_precision(hp, [])
+                setup = training_setup(hp, device="cuda" if n_gpus else "cpu", precision=precision)
+                est = memory.estimate_training_memory(shape, setup)
+                line = f"estimated {est.describe()} per device on the Ray cluster"
+                needed = None if n_gpus else est.total * processes
+        except ValueError:  # not a Llama-style config: nothing to estimate from
+            pass
+        threads = int(hp["torch_threads"]) or 1
+        wanted = ray_cluster.Resources(
+            num_cpus=float(threads if n_gpus else threads * processes),
+            num_gpus=n_gpus,
+            memory_bytes=None if hp["skip_memory_check"] else needed,
+        )
+        if not hp["skip_memory_check"]:
+            ray_cluster.check_fits(address, wanted)
+        return line, wanted
+
     def _candidates(self, hp: dict[str, Any]) -> list[hardware.Gpu]:
-        return [] if hp["device"] == "cpu" else hardware.visible_devices()
+        # On a cluster, Ray assigns the devices (none of this machine's).
+        if hp["device"] == "cpu" or hp.get("cluster"):
+            return []
+        return hardware.visible_devices()
 
     def _preview_devices(self, hp: dict[str, Any]) -> list[hardware.Gpu]:
         candidates = self._candidates(hp)
@@ -388,21 +450,27 @@ class LocalProvider(Provider):
         held = devices.holders(job.path.parent, besides=job.path)
         return devices.choose(candidates, held, hp["n_gpus"], prefer=prefer or ())
 
-    def worker_command(self, job: JobDir, n_gpus: int = 1) -> list[str]:
+    def worker_command(self, job: JobDir, n_gpus: int = 1, python: str | None = None) -> list[str]:
         """The worker's command line: plain Python, or `accelerate launch` of one process
         per GPU for n_gpus > 1 (per CPU process with device=cpu; see
-        `providers.local.distributed`)."""
+        `providers.local.distributed`). ``python``: the interpreter (default ``self.python``)."""
+        python = python or self.python
         if n_gpus > 1:
-            return distributed.launch_command(self.python, job, n_gpus)
-        return [self.python, "-m", "providers.local.worker", str(job.path)]
+            return distributed.launch_command(python, job, n_gpus)
+        return [python, "-m", "providers.local.worker", str(job.path)]
 
-    def _start_worker(self, job: JobDir, n_gpus: int = 1) -> int:
+    def _start_worker(self, job: JobDir, n_gpus: int = 1) -> int | None:
+        """Start the job's worker: a detached process here (returns its pid), or a Ray
+        job on the cluster its config names (returns None)."""
         job.status_path.unlink(missing_ok=True)
         job.write_status(status="queued", updated_at=datetime.now(UTC).isoformat())
         job.clear_stop_request()  # a resumed job's earlier cancel is done with
         job.clear_rank_pids()
         config = job.read_config()
         cpu = config["hp"].get("device") == "cpu"
+        if config.get("ray"):
+            self._submit_to_cluster(job, config, n_gpus)
+            return None
         if n_gpus > 1:
             distributed.write_accelerate_config(job, n_gpus, cpu)
         env = dict(os.environ)
@@ -433,9 +501,54 @@ class LocalProvider(Provider):
         job.write_pid(proc.pid)
         return proc.pid
 
+    def _submit_to_cluster(self, job: JobDir, config: dict[str, Any], n_gpus: int) -> None:
+        """Submit this attempt's worker as a Ray job (`providers.local.ray_cluster`)."""
+        ray = config["ray"]
+        cpu = config["hp"].get("device") == "cpu"
+        if n_gpus > 1:
+            distributed.write_accelerate_config(job, n_gpus, cpu)
+        sub_id = ray_cluster.submission_id(config["job_uid"], int(config.get("attempt", 1)))
+        # Recorded first: from now on the job's liveness is that Ray job's status.
+        ray["submission_id"] = sub_id
+        job.write_config(config)
+        if self.database_url:
+            secret_handoff.hand_over(job, self.database_url)
+        env = {"TOKENIZERS_PARALLELISM": "false"}
+        if cpu:
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        ray_cluster.submit(
+            job,
+            ray["address"],
+            sub_id,
+            self.worker_command(job, n_gpus, python=ray_cluster.CLUSTER_PYTHON),
+            ray_cluster.Resources(**ray["resources"]),
+            env,
+        )
+
+    def _worker_alive(self, job: JobDir) -> bool:
+        """Whether the job's worker may still run: its process here, or its Ray job
+        pending or running on the cluster."""
+        ray = job.read_config().get("ray")
+        if ray and ray.get("submission_id"):
+            return ray_cluster.state(ray["address"], ray["submission_id"]).alive
+        return job.worker_alive()
+
+    def _where_it_ended(self, job: JobDir) -> str:
+        """For a worker gone without a final status: what its Ray job says ("" here)."""
+        ray = job.read_config().get("ray")
+        if not (ray and ray.get("submission_id")):
+            return ""
+        got = ray_cluster.state(ray["address"], ray["submission_id"])
+        return f" on the Ray cluster (Ray job {ray['submission_id']} {got.status}: {got.message})"
+
     def find_by_uid(self, ftm_job_uid: str) -> RemoteJob | None:
         job = JobDir((self.jobs_dir / ftm_job_uid).resolve())
-        if not job.config_path.is_file() or job.read_pid() is None:
+        if not job.config_path.is_file():
+            return None
+        started = job.read_pid() is not None or bool(
+            (job.read_config().get("ray") or {}).get("submission_id")
+        )
+        if not started:
             return None
         return self.refresh(str(job.path)).job
 
@@ -461,11 +574,19 @@ class LocalProvider(Provider):
         raw = st.get("status", "queued")
         status = JobStatus(raw) if raw in JobStatus._value2member_map_ else JobStatus.RUNNING
         error = None
-        if not status.is_terminal and not job.worker_alive():
+        if not status.is_terminal and not self._worker_alive(job):
             # Re-read: the worker may have written its final status just before exiting.
             st = job.read_status() or {}
             raw = st.get("status", raw)
             status = JobStatus(raw) if raw in JobStatus._value2member_map_ else status
+            if not status.is_terminal:
+                secret_handoff.discard(job)  # no worker will read it now
+            if not status.is_terminal and job.stop_requested() and not st.get("pid"):
+                # Cancelled before its worker started (a Ray job stopped while pending).
+                st.update(status="cancelled", finished_at=datetime.now(UTC).isoformat())
+                job.write_status(**st)
+                status = JobStatus.CANCELLED
+                self._record_end(job, JobStatus.CANCELLED, None)
             if not status.is_terminal:
                 tail = job.log_tail(15)
                 # A multi-process job may die of one rank: quote each other rank's end too.
@@ -474,7 +595,8 @@ class LocalProvider(Provider):
                     tail += job.log_tail(5, rank=number)
                 message = (
                     "the training worker died without a final status (killed, out of "
-                    "memory or machine restart); last log lines:\n" + tail
+                    f"memory or machine restart){self._where_it_ended(job)}; last log "
+                    "lines:\n" + tail
                 )
                 st.update(
                     status="failed",
@@ -483,7 +605,11 @@ class LocalProvider(Provider):
                 )
                 job.write_status(**st)
                 status = JobStatus.FAILED
-                self._record_death(job, message)
+                self._record_end(
+                    job,
+                    JobStatus.FAILED,
+                    {"code": "worker_died", "message": message, "param": None},
+                )
         if st.get("error"):
             e = st["error"]
             error = JobError(e.get("code"), e.get("message", ""), e.get("param"))
@@ -511,8 +637,8 @@ class LocalProvider(Provider):
         )
         return Refresh(job=remote, events_cursor=events_cursor)
 
-    def _record_death(self, job: JobDir, message: str) -> None:
-        """Mark the job failed in the database too (idempotent; the poller may as well)."""
+    def _record_end(self, job: JobDir, status: JobStatus, error: dict[str, Any] | None) -> None:
+        """Record an end the worker could not (idempotent; the poller may as well)."""
         config = job.read_config()
         if not config.get("db_url") or not self.database_url:
             return
@@ -522,9 +648,7 @@ class LocalProvider(Provider):
             sink = ProgressSink(
                 job, self.database_url, config["job_uid"], attempt=int(config.get("attempt", 1))
             )
-            sink.finished(
-                JobStatus.FAILED, error={"code": "worker_died", "message": message, "param": None}
-            )
+            sink.finished(status, error=error)
         except Exception:  # the status file already says failed; the poller will catch up
             pass
 
@@ -547,10 +671,17 @@ class LocalProvider(Provider):
         import signal
         import time
 
-        if not job.worker_alive():
+        if not self._worker_alive(job):
             return self.refresh(remote_id).job
         job.request_stop()
-        if job.read_config()["hp"].get("n_gpus", 1) > 1:
+        ray = job.read_config().get("ray")
+        if ray:
+            # A running worker reads the stop request at its next step end (Ray's own stop
+            # signal could come before the worker's handler is in place); one still
+            # pending is stopped by Ray and never starts.
+            if ray_cluster.state(ray["address"], ray["submission_id"]).status == "PENDING":
+                ray_cluster.stop(ray["address"], ray["submission_id"])
+        elif job.read_config()["hp"].get("n_gpus", 1) > 1:
             job.signal_ranks(signal.SIGTERM)  # ranks not started yet will see the file
         else:
             job.signal_worker(signal.SIGTERM)
@@ -579,7 +710,7 @@ class LocalProvider(Provider):
                 "job can be resumed from its checkpoint",
                 code="not_resumable",
             )
-        if job.worker_alive():
+        if self._worker_alive(job):
             raise ProviderError(
                 f"local job {remote_id}: its worker is still running", code="not_resumable"
             )

@@ -30,8 +30,9 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from providers.local import secret_handoff
 from providers.local.distributed import agreed, rank, world_size
-from providers.local.jobdir import JobDir
+from providers.local.jobdir import DATABASE_URL_ENV, JobDir
 from providers.local.signals import unblock_stop_signals
 from providers.types import Artifact, JobStatus, MetricPoint
 
@@ -263,6 +264,8 @@ def run(job: JobDir, stop: StopRequest) -> JobStatus:
 
     config = job.read_config()
     main = rank() == 0  # rank 0 under accelerate, or alone
+    # config.json holds the URL masked: a worker started here finds it in its environment,
+    # one on a Ray cluster was handed it there (providers.local.secret_handoff, see `main`).
     sink = ProgressSink(
         job,
         worker_database_url(config) if main else None,
@@ -403,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m providers.local.worker JOB_DIR", file=sys.stderr)
         return 2
     job = JobDir(Path(argv[0]).resolve())
+    if rank() == 0 and (handed := secret_handoff.take(job)):
+        os.environ[DATABASE_URL_ENV] = handed  # first: the file must not outlive the start
     if rank() > 0:
         # Ranks share the launcher's stdout (worker.log): give each other rank its own
         # file, at the descriptor level so warnings and tracebacks from C code go there too.
