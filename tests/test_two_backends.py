@@ -4,6 +4,8 @@ cannot lie, and the session's PostgreSQL server never outlives the session."""
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import textwrap
@@ -104,7 +106,7 @@ def test_the_server_stops_when_the_session_is_killed(tmp_path):
             "import os, pathlib, signal, sys\n"
             "from tests.postgres import PostgresServer\n"
             "server = PostgresServer.start(template=False)\n"
-            "pathlib.Path(sys.argv[1]).write_text(str(server.process.pid))\n"
+            "pathlib.Path(sys.argv[1]).write_text(f'{server.process.pid} {server.root}')\n"
             "os.kill(os.getpid(), signal.SIGKILL)\n",
             str(pids),
         ],
@@ -112,11 +114,16 @@ def test_the_server_stops_when_the_session_is_killed(tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert session.wait(timeout=120) == -9
-    postmaster = int(pids.read_text())
+    pid, root = pids.read_text().split(" ", 1)
+    postmaster = int(pid)
     deadline = time.monotonic() + 30
     while _alive(postmaster) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(postmaster), f"the PostgreSQL server (pid {postmaster}) outlived its session"
+    survived = _alive(postmaster)
+    if survived:  # leave no stray server behind, even when failing
+        os.kill(postmaster, signal.SIGQUIT)
+    shutil.rmtree(root, ignore_errors=True)  # the killed session could not delete it
+    assert not survived, f"the PostgreSQL server (pid {postmaster}) outlived its session"
 
 
 def _alive(pid: int) -> bool:
