@@ -116,6 +116,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     _database_cost[1] += time.perf_counter() - started
 
 
+@pytest.fixture
+def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A second database, empty (no schema at all), on this pass's backend."""
+    if not _on_postgresql(request.config):
+        yield f"sqlite:///{tmp_path / 'blank.db'}"
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database(migrated=False)
+    yield url
+    database.reset()
+    server.drop_database(url)
+
+
 @pytest.fixture(autouse=True)
 def ftm_home(
     request: pytest.FixtureRequest,
