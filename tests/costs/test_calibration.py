@@ -105,6 +105,7 @@ def _sum_steps_on_rank(rank: int, store: str, out: str) -> None:
         json.dump(summed, f)
 
 
+@pytest.mark.no_database
 def test_step_tokens_are_summed_over_the_ranks_of_a_real_process_group(tmp_path):
     import json
 
