@@ -45,6 +45,10 @@ SERVER_SETTINGS = {
     "shared_buffers": "64MB",
 }
 _PR_SET_PDEATHSIG = 1
+DIR_PREFIX = "ftm-pg-"
+# A directory this old without a running server is a killed session's (one being set up
+# is minutes younger): nothing else will delete it.
+LEFTOVER_AGE_S = 600
 
 
 class PostgresMissing(RuntimeError):
@@ -79,6 +83,15 @@ def _run_as() -> str | None:
     return "postgres" if os.geteuid() == 0 else None
 
 
+def _remove_stopped_leftovers() -> None:
+    """Delete what sessions killed outright left behind: their servers stopped with them
+    (see `_die_with_parent`), but nothing ran to delete their directories."""
+    for leftover in Path(tempfile.gettempdir()).glob(f"{DIR_PREFIX}*"):
+        running = (leftover / "data" / "postmaster.pid").exists()
+        if not running and time.time() - leftover.stat().st_mtime > LEFTOVER_AGE_S:
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
 def _die_with_parent() -> None:
     """In the server's process before exec: SIGQUIT (PostgreSQL's immediate shutdown) when
     the test session's process dies. Runs after subprocess switched the user, which would
@@ -105,7 +118,8 @@ class PostgresServer:
         """Initialise and start a server; ``template=False`` skips the migrated template
         (for a test of the server itself)."""
         bindir = binaries_dir()
-        root = Path(tempfile.mkdtemp(prefix="ftm-pg-"))
+        _remove_stopped_leftovers()
+        root = Path(tempfile.mkdtemp(prefix=DIR_PREFIX))
         try:
             return cls._start_in(root, bindir, template=template)
         except BaseException:

@@ -10,9 +10,11 @@ import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
+from tests import postgres
 from tests.conftest import REPO_ROOT
 
 pytest_plugins = ["pytester"]
@@ -122,8 +124,16 @@ def test_the_server_stops_when_the_session_is_killed(tmp_path):
     survived = _alive(postmaster)
     if survived:  # leave no stray server behind, even when failing
         os.kill(postmaster, signal.SIGQUIT)
-    shutil.rmtree(root, ignore_errors=True)  # the killed session could not delete it
+        shutil.rmtree(root, ignore_errors=True)
     assert not survived, f"the PostgreSQL server (pid {postmaster}) outlived its session"
+    # Its directory, which the killed session could not delete, goes once it is old enough
+    # not to be a session's being set up: at the start of a later session.
+    postgres._remove_stopped_leftovers()
+    assert Path(root).is_dir()
+    aged = time.time() - postgres.LEFTOVER_AGE_S - 1
+    os.utime(root, (aged, aged))
+    postgres._remove_stopped_leftovers()
+    assert not Path(root).exists()
 
 
 def _alive(pid: int) -> bool:
