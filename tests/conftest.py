@@ -116,6 +116,20 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     _database_cost[1] += time.perf_counter() - started
 
 
+@pytest.fixture(scope="module")
+def module_database_url(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """A database a module's tests share (seeded once, read by each): a fresh PostgreSQL
+    database on that pass, None on SQLite's (ftm's default, the file in the home)."""
+    if not _on_postgresql(request.config):
+        yield None
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = server.create_database()
+    yield url
+    database.reset()
+    server.drop_database(url)
+
+
 @pytest.fixture
 def blank_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A second database, empty (no schema at all), on this pass's backend."""
