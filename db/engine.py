@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import sqlalchemy as sa
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -133,3 +134,18 @@ def write_session(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def serialize_writers(session: Session, key: str) -> None:
+    """Make this write transaction wait for any other that passed the same ``key``, and
+    hold them off until it ends: a read-then-write (read the current row, then insert or
+    update it) is then never interleaved with another's.
+
+    SQLite needs nothing more: `write_session` holds the database's write lock from BEGIN.
+    PostgreSQL reads without locking and cannot lock a row that is not there yet, so it
+    takes a transaction-level advisory lock on the key's hash, released at commit.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}
+        )

@@ -30,7 +30,7 @@ WIDTH = 80
 
 
 @pytest.fixture(scope="module")
-def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def seeded_home(tmp_path_factory: pytest.TempPathFactory, module_database_url: str | None) -> Path:
     """A home with a dataset, a finished and a running sandbox job (the running one
     fine-tunes the first's ft: model further), three eval runs and a promoted alias."""
     from app.datasets.store import add_dataset
@@ -44,6 +44,8 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     home = root / "home"
     with pytest.MonkeyPatch.context() as mp, SandboxServer(port=0, seconds_per_step=0.01) as sb:
         mp.setenv("FTM_HOME", str(home))
+        if module_database_url:
+            mp.setenv("FTM_DATABASE_URL", module_database_url)
         mp.setenv("FTM_OPENAI__SANDBOX", "true")
         mp.setenv("FTM_OPENAI__SANDBOX_URL", sb.base_url)
         database.reset()
@@ -86,8 +88,12 @@ def seeded_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def home(seeded_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def home(
+    seeded_home: Path, module_database_url: str | None, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     monkeypatch.setenv("FTM_HOME", str(seeded_home))
+    if module_database_url:
+        monkeypatch.setenv("FTM_DATABASE_URL", module_database_url)
     database.reset()
     return seeded_home
 

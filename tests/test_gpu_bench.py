@@ -28,6 +28,10 @@ from app.costs.calibration import hardware_key
 from app.costs.catalog import load_catalog
 from providers.local.hardware import peak_flops
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it); all
+# but test_cost_catalog_and_calibration_agree_with_the_peak_table, which reads one.
+NO_DATABASE = pytest.mark.no_database
+
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench" / "gpu_qlora_8b.py"
 
@@ -55,12 +59,14 @@ REAL_NAMES = {
 }
 
 
+@NO_DATABASE
 @pytest.mark.parametrize("name, tflops", REAL_NAMES.items())
 def test_each_gpu_gets_its_own_peak(name: str, tflops: float) -> None:
     assert peak_flops(name) == tflops * 1e12
     assert peak_flops(name.lower()) == tflops * 1e12
 
 
+@NO_DATABASE
 def test_unknown_gpus_have_no_peak_rather_than_a_neighbours() -> None:
     # A10G (AWS) is not an A10, an RTX 4080 not a 4090: unknown, never guessed
     for name in ("NVIDIA A10G", "NVIDIA GeForce RTX 4080", "NVIDIA B200", "cpu"):
@@ -92,6 +98,7 @@ def _load_bench():
     return module
 
 
+@NO_DATABASE
 @pytest.mark.slow
 def test_each_configuration_is_freed_before_the_next_loads(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
@@ -148,6 +155,7 @@ def _estimator_flops(shape: dict, method: str, seq_len: int) -> tuple[float, flo
     return model, hardware
 
 
+@NO_DATABASE
 @pytest.mark.slow
 def test_tiny_dry_run_reports_mfu_hfu_and_the_default_against_the_fastest(
     tmp_path: Path,
@@ -211,6 +219,7 @@ def _matmul(shape: dict) -> int:
     return per_layer * layers + shape["vocab_size"] * d
 
 
+@NO_DATABASE
 def test_default_against_fastest_and_which_liger_settings_run(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -15,6 +15,7 @@ from app.settings import (
 )
 
 
+@pytest.mark.no_database  # the default URL, whichever database the pass gives ftm
 def test_ftm_home_relocates_database_and_config(ftm_home):
     s = Settings()
     assert s.home == ftm_home

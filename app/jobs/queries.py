@@ -201,7 +201,11 @@ def job_detail(session: Session, ref: str | int, *, events_limit: int = 500) -> 
                 select(Checkpoint).where(Checkpoint.job_id == job.id).order_by(Checkpoint.step)
             )
         ),
-        artifacts=list(session.scalars(select(Artifact).where(Artifact.job_id == job.id))),
+        # In the order they were recorded: without ORDER BY, PostgreSQL returns rows in
+        # storage order, where an updated row moves to the end.
+        artifacts=list(
+            session.scalars(select(Artifact).where(Artifact.job_id == job.id).order_by(Artifact.id))
+        ),
     )
 
 

@@ -19,7 +19,7 @@ from sqlmodel import select
 
 from app.promotion.gates import GateReport, check_gates
 from app.promotion.targets import ModelTarget, model_kind_of, reference_base
-from db.engine import read_session, write_session
+from db.engine import read_session, serialize_writers, write_session
 from db.models import Alias, EvalRun, Promotion, utcnow
 
 
@@ -129,6 +129,8 @@ def _write_change(
 ) -> Promotion:
     """Insert the history row and move the alias, in one transaction."""
     with write_session(engine) as session:
+        # Two promotions at once: the second reads what the first wrote (one history).
+        serialize_writers(session, f"alias {task}/{alias}")
         pointer = session.exec(
             select(Alias).where(Alias.task == task, Alias.alias == alias)
         ).first()

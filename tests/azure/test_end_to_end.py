@@ -11,6 +11,9 @@ from providers.errors import ProviderError
 from providers.types import ChatMessage, JobStatus
 from tests.azure.conftest import MODEL, STEP_S, SYSTEM, spec_for
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def _run_to_success(server, provider, remote_id: str):
     refreshed = provider.refresh(remote_id)

@@ -12,6 +12,9 @@ from providers.azure import AzureOpenAIProvider
 from providers.errors import ConfigurationError
 from tests.azure.conftest import azure_config, spec_for
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 WRONG_KEY = "ffffffffffffffffffffffffffff1234"
 
 

@@ -4,11 +4,16 @@ succeeded model exactly one deployment, and every call ends answered or as a cle
 
 from __future__ import annotations
 
+import pytest
+
 from app.sandbox.faults import FaultPlan
 from providers.azure import AzureOpenAIProvider
 from providers.errors import ProviderError
 from providers.types import ChatMessage
 from tests.azure.conftest import STEP_S, azure_config, spec_for
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 LAUNCHES = 12
 

@@ -8,11 +8,15 @@ import re
 
 import httpx
 import openai
+import pytest
 
 from providers.azure import AzureOpenAIProvider
 from providers.types import ChatMessage
 from tests.azure.conftest import STEP_S, azure_config, spec_for
 from tests.openapi_spec import validate_response
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 
 def _openai_path(path: str) -> str | None:

@@ -124,6 +124,7 @@ def test_ftm_launch_creates_the_job_on_the_azure_emulator(engine, tmp_path, monk
         assert job.remote_id in server.state.jobs
 
 
+@pytest.mark.no_database
 def test_ftm_sandbox_provider_azure_prints_how_to_point_ftm_at_it(tmp_path):
     env = {**os.environ, "FTM_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(

@@ -11,6 +11,9 @@ import pytest
 from app.cli.jobs import _default_method
 from app.jobs.providers import default_method_of
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 PLUGIN = textwrap.dedent("""
     from providers.base import Capabilities, Provider
 

@@ -10,9 +10,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from app.cli import provider_commands
 from providers import registry
 from tests.conftest import REPO_ROOT
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 PROBE = textwrap.dedent("""
     import sys

@@ -105,6 +105,7 @@ def _sum_steps_on_rank(rank: int, store: str, out: str) -> None:
         json.dump(summed, f)
 
 
+@pytest.mark.no_database
 def test_step_tokens_are_summed_over_the_ranks_of_a_real_process_group(tmp_path):
     import json
 
@@ -256,13 +257,15 @@ def test_a_real_runs_sample_calibrates_back_to_its_rate(method, tiny_model, tmp_
     )
 
 
-def test_samples_written_before_migration_0003_stay_one_process_without_flops_facts(tmp_path):
+def test_samples_written_before_migration_0003_stay_one_process_without_flops_facts(
+    blank_database_url,
+):
     import sqlalchemy as sa
 
     from db import migrate
     from db.engine import make_engine
 
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    engine = make_engine(blank_database_url)
     migrate.upgrade(engine, "0002_job_billed_usd")
     with engine.begin() as conn:
         conn.execute(

@@ -10,6 +10,9 @@ from providers.local.hardware import gpus
 from providers.local.options import resolve_hyperparameters
 from providers.types import JobSpec
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 @pytest.mark.parametrize("text", ["false", "False", "0", "no", False])
 def test_the_text_false_means_false(text):

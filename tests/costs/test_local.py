@@ -12,6 +12,9 @@ from app.costs.local_memory import LocalTrainingConfig, estimate_memory
 from app.costs.local_time import flops_per_token, training_seconds, training_tokens
 from app.costs.model_shapes import ALL_LINEAR, model_shape
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 # The settings every published figure below is compared under: sequence length 1024,
 # micro-batch 1, packing, gradient checkpointing on, flash/SDPA attention, LoRA rank 16 on
 # all linear projections, AdamW with fp32 states, double quantization for QLoRA, a 0.5 GB

@@ -9,6 +9,9 @@ from app.datasets.scan import scan_lines
 from app.datasets.tokencount import TiktokenCounter
 from tests.datasets.helpers import chat, instruction
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 class GeneralOnly:
     """A TiktokenCounter seen through another type: scan_lines takes the general path."""

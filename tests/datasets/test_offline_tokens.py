@@ -19,6 +19,9 @@ from app.tokens import SHIPPED, build_encoding, get_encoding, load_ranks
 from tests.conftest import REPO_ROOT
 from tests.datasets.helpers import chat, write_jsonl
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 ROWS = [
     {
         "messages": [

@@ -11,6 +11,9 @@ import pytest
 from app.datasets import check
 from tests.datasets.helpers import chat, write_jsonl
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 @pytest.mark.parametrize("start_method", ["fork", "spawn"])
 def test_parallel_scan_matches_inline(tmp_path, monkeypatch, start_method):

@@ -12,6 +12,9 @@ from app.datasets.labels import categorical_labels
 from app.datasets.split import split_indices
 from tests.datasets.helpers import chat, write_jsonl
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def test_split_is_deterministic_and_seeded():
     a = split_indices(1000, 0.1, seed=7)

@@ -13,6 +13,9 @@ from app.datasets.tokencount import TiktokenCounter, counter_for, token_limit
 from app.tokens import get_encoding
 from tests.datasets.helpers import chat, write_jsonl
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def recipe(messages: list[dict], encoding: tiktoken.Encoding) -> int:
     """The public cookbook's num_tokens_from_messages, written out independently."""

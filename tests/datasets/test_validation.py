@@ -11,6 +11,9 @@ from app.datasets.check import check_file
 from app.datasets.report import SEVERITY
 from tests.datasets.helpers import chat, instruction, lines_of, preference, write_jsonl
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def ten(make, n=12):
     return [make(i) for i in range(n)]

@@ -13,8 +13,10 @@ BEFORE = "0004_deployments_gateway"
 NEW_TABLES = {"traffic_policies", "shadow_answers"}
 
 
-def test_upgrade_from_0004_keeps_the_data_and_downgrade_removes_only_the_new_tables(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+def test_upgrade_from_0004_keeps_the_data_and_downgrade_removes_only_the_new_tables(
+    blank_database_url,
+):
+    engine = make_engine(blank_database_url)
     migrate.upgrade(engine, BEFORE)
     with engine.begin() as conn:  # 0004's columns: the models are at head
         conn.execute(

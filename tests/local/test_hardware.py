@@ -9,6 +9,9 @@ from providers.local import hardware
 from providers.local.hardware import MIB
 from tests.hardware_facts import fake_gpus, gpu_fact, mig_fact
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def names(found: list[hardware.Gpu]) -> list[str]:
     return [g.uuid for g in found]

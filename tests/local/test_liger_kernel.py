@@ -19,6 +19,9 @@ from providers.local.options import resolve_hyperparameters
 from providers.types import JobSpec
 from tests.hardware_facts import fake_gpus, gpu_fact
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def _spec(**options) -> JobSpec:
     return JobSpec(name="t", base_model="/m", train_path="/t.jsonl", method="lora", options=options)

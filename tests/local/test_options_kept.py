@@ -11,6 +11,9 @@ from providers.local.precision import choose_precision
 from providers.local.training import common_args
 from providers.types import JobSpec
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 CPU = choose_precision("auto", "cpu", None)
 
 

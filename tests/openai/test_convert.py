@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from providers.openai import convert
 from providers.types import JobStatus
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 
 def test_statuses_map_and_unknown_ones_never_end_a_job():

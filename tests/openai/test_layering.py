@@ -5,6 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def test_provider_imports_neither_app_nor_textual_nor_the_sdk_eagerly():
     code = (

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from app.lifecycle import creation_warnings as service_warnings
 from providers.openai import OpenAIProvider
 from providers.openai.lifecycle import LIFECYCLE_FILE, load_lifecycle
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 
 def creation_warnings(model: str, today: date) -> list[str]:

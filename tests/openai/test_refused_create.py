@@ -18,6 +18,9 @@ from providers.openai.config import OpenAIConfig
 from providers.types import JobSpec
 from tests.jobs.conftest import MODEL, chat_example
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 @pytest.mark.parametrize(
     ("day", "org"), [("2027-01-07", None), ("2026-07-02", "inactive"), ("2026-05-07", "new")]

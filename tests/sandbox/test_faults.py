@@ -11,6 +11,9 @@ import pytest
 from app.sandbox.faults import FaultPlan, FaultPlanError
 from tests.sandbox.conftest import make_client, sentiment_rows, upload
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def create(client, train, tag="x"):
     return client.fine_tuning.jobs.create(

@@ -19,6 +19,9 @@ from tests.sandbox.conftest import (
     upload,
 )
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 SMALL = {"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 2, "batch_size": 4}}}
 
 

@@ -10,6 +10,7 @@ import re
 import time
 
 import openai
+import pytest
 
 from app.sandbox.server import SandboxServer
 from app.tokens import get_encoding
@@ -22,6 +23,9 @@ from tests.sandbox.conftest import (
     sentiment_rows,
     upload,
 )
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 
 def recipe_tokens(messages: list[dict]) -> int:

@@ -10,6 +10,9 @@ from app.sandbox.responder import GENERIC_REPLY
 from app.tokens import get_encoding
 from tests.sandbox.conftest import SENTIMENT, jsonl, run_to_end, sentiment_rows, upload
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 @pytest.fixture
 def tuned(server, client) -> str:

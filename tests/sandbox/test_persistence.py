@@ -7,6 +7,9 @@ import pytest
 from app.sandbox.server import SandboxServer
 from tests.sandbox.conftest import START, make_client, run_to_end, sentiment_rows, upload
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 
 def test_a_restarted_server_keeps_everything_and_never_reuses_an_id(tmp_path, spec_recorder):
     state_file = tmp_path / "sandbox" / "state.json"

@@ -12,6 +12,9 @@ from app.sandbox.faults import FaultPlan
 from tests.openapi_spec import response_schema, spec_path, validate_response
 from tests.sandbox.conftest import STEP_S, run_to_end, sentiment_rows, upload
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 JOB = {
     "object": "fine_tuning.job",
     "id": "ftjob-abc",

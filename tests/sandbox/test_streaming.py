@@ -16,6 +16,9 @@ from providers.chat_stream import split_words, sse_payloads
 from tests.sandbox.conftest import START
 from tests.sandbox.test_together_emulator import TogetherSpecRecorder, make_client
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 QUESTION = [{"role": "user", "content": "Tell me about the hotel."}]
 TOGETHER_BASE = "meta-llama/Llama-3.2-1B-Instruct"
 

@@ -18,6 +18,9 @@ from providers.chat_stream import MEDIA_TYPE, sse_payloads
 from tests.sandbox.conftest import START, jsonl, preference_rows, sentiment_rows
 from tests.together_spec import load_spec, spec_path, validate_component, validate_response
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 STEP_S = 1.0
 SMALL = "meta-llama/Llama-3.2-1B-Instruct"  # 1.2B parameters: the "up to 16B" bracket
 LORA_SFT_SMALL_NANODOLLARS_PER_TOKEN = 480  # rates.py: $0.48 per million tokens

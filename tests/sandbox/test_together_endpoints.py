@@ -35,6 +35,9 @@ from tests.sandbox.test_together_emulator import (  # noqa: F401  (fixtures)
     write,
 )
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 A100 = "1x_nvidia_a100_80gb_sxm"
 A100_CENTS_PER_MINUTE = 2.71  # hardware.py's table, restated: a changed rate must fail here
 UP_S = (PENDING_STEPS + STARTING_STEPS) * STEP_S

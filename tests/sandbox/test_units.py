@@ -15,6 +15,9 @@ from app.sandbox.responder import GENERIC_REPLY, Memory, Pair, base_model_reply,
 from app.sandbox.training_data import auto_epochs, load_examples
 from tests.sandbox.conftest import jsonl, preference_rows, sentiment_rows
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 # ---------------------------------------------------------------------------- clock
 
 

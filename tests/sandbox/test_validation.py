@@ -5,9 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from app.sandbox.records import StoredFile
 from app.sandbox.validation import validate_file
 from tests.sandbox.conftest import sentiment_rows
+
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
 
 
 def _stored(tmp_path: Path, lines: list[str]) -> StoredFile:

@@ -15,6 +15,9 @@ from app.sandbox.server import SERVICE_SUNSET, SandboxServer
 from app.sandbox.wind_down import OrgHistory
 from tests.sandbox.conftest import STEP_S, jsonl, make_client, run_to_end, sentiment_rows
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 DAY_S = 86_400.0
 
 

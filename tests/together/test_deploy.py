@@ -17,6 +17,9 @@ from providers.types import ChatMessage
 from tests.sandbox.conftest import sentiment_rows
 from tests.together.conftest import STEP_S, provider_for, spec_for
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 PROMPT, EXPECTED = (m["content"] for m in sentiment_rows()[1]["messages"][-2:])
 
 

@@ -22,6 +22,9 @@ from tests.sandbox.conftest import START
 from tests.sandbox.test_together_emulator import make_client
 from tests.together_weights import finished_tiny_job
 
+# Never opens a database: run in the SQLite pass only (tests/conftest.py checks it).
+pytestmark = pytest.mark.no_database
+
 CONFIG_WITHOUT_FAULT = {"peft_type": "LORA", "r": 4, "base_model_name_or_path": TINY_MODEL}
 PROMPT = [{"role": "user", "content": "Label: the parcel arrived broken"}]
 
