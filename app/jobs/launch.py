@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -32,6 +31,7 @@ from app.settings import SettingsError
 from db import repository
 from db.engine import read_session, write_session
 from db.models import Dataset, Job
+from db.storage import StorageMissing
 from providers.base import Provider
 from providers.errors import ProviderError
 from providers.types import Hyperparameters, JobSpec, JobStatus, ProviderQuote
@@ -176,12 +176,22 @@ def plan_launch(
             problems.append(str(exc))
     with read_session(engine) as session:
         dataset = resolve_dataset(session, dataset_name_or_id)
-    data_dir = Path(dataset.data_dir)
-    validation = data_dir / "validation.jsonl"
+    from app.datasets.store import dataset_file
+
+    try:
+        train = dataset_file(dataset, "train")
+    except StorageMissing as exc:
+        raise LaunchRejected(str(exc)) from None
+    validation = train.with_name("validation.jsonl")
+    if not validation.is_file():  # a URL root: copied down on its own
+        try:
+            validation = dataset_file(dataset, "validation")
+        except StorageMissing:
+            pass
     spec = JobSpec(
         name=name or f"{dataset.name}-{base_model}"[:120],
         base_model=base_model,
-        train_path=str(data_dir / "train.jsonl"),
+        train_path=str(train),
         validation_path=str(validation) if validation.is_file() else None,
         method=method,
         hyperparameters=_hyperparameters(hyperparameters),

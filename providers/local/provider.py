@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from db.storage import Storage, StorageMissing, storage_from_env
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import devices, distributed, hardware, memory, options
@@ -71,6 +72,9 @@ class LocalProvider(Provider):
             ``settings.resolved_database_url``); None: workers write status.json only.
         python: the interpreter that runs workers (``settings.local.python``).
         server_threads: CPU threads of each model server it starts (None: torch's default).
+        storage: the storage root (`db.storage`): job directories default to its
+            ``jobs/``, and the references the database keeps (``jobs/<uid>/adapter``) are
+            resolved against it wherever a model or job is named. None: the environment's.
     """
 
     name: ClassVar[str] = "local"
@@ -117,16 +121,18 @@ class LocalProvider(Provider):
         database_url: str | None = None,
         python: str | None = None,
         server_threads: int | None = None,
+        storage: Storage | None = None,
     ) -> None:
         home = _default_home()
         self.server_threads = server_threads
+        self.storage = storage or storage_from_env(home)
         self.jobs_dir = (
             Path(jobs_dir)
             if jobs_dir
             else (
                 Path(os.environ["FTM_LOCAL__JOBS_DIR"])
                 if os.environ.get("FTM_LOCAL__JOBS_DIR")
-                else home / "jobs"
+                else self.storage.area("jobs")
             )
         )
         self.database_url = (
@@ -148,6 +154,7 @@ class LocalProvider(Provider):
             jobs_dir=config.jobs_dir or context.jobs_dir,
             database_url=context.database_url,
             python=config.python,
+            storage=context.storage,
         )
 
     # -- data -----------------------------------------------------------------------------
@@ -348,6 +355,9 @@ class LocalProvider(Provider):
             "job_uid": spec.ftm_job_uid,
             "job_dir": str(job.path),
             "db_url": self.database_url,
+            # The worker names its files in the database relative to the same root.
+            "storage_root": self.storage.root,
+            "storage_cache": str(self.storage.cache_dir) if self.storage.cache_dir else None,
             "base_model": str(Path(spec.base_model).expanduser().resolve())
             if Path(spec.base_model).expanduser().exists()
             else spec.base_model,
@@ -432,8 +442,16 @@ class LocalProvider(Provider):
             return None
         return self.refresh(str(job.path)).job
 
+    def local_model(self, model: str) -> str:
+        """``model`` as a local path when it is a storage reference (``jobs/<uid>/...``,
+        as the database keeps a job's adapter or checkpoint); else unchanged."""
+        try:
+            return self.storage.resolve(model) or model
+        except StorageMissing as exc:
+            raise ProviderError(str(exc), code="not_found") from None
+
     def _job(self, remote_id: str) -> JobDir:
-        job = JobDir(Path(remote_id))
+        job = JobDir(Path(self.local_model(remote_id)))
         if not job.config_path.is_file():
             raise ProviderError(
                 f"local job {remote_id}: no such job directory (config.json missing)",
@@ -664,7 +682,9 @@ class LocalProvider(Provider):
         (greedy by default); loaded models stay cached in this process."""
         from providers.local.inference import complete_batch
 
-        return complete_batch(model, [messages], max_tokens=max_tokens, temperature=temperature)[0]
+        return complete_batch(
+            self.local_model(model), [messages], max_tokens=max_tokens, temperature=temperature
+        )[0]
 
     def complete_batch(
         self,
@@ -679,7 +699,7 @@ class LocalProvider(Provider):
         from providers.local.inference import complete_batch
 
         return complete_batch(
-            model,
+            self.local_model(model),
             conversations,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -727,7 +747,7 @@ class LocalProvider(Provider):
                 "a local server runs one replica; deploy without --min/--max-replicas",
                 code="invalid_replicas",
             )
-        return self.servers().deploy(model, hardware, wait)
+        return self.servers().deploy(self.local_model(model), hardware, wait)
 
     def deployment_status(self, deployment: Deployment) -> Deployment:
         return self.servers().status(deployment)
