@@ -175,12 +175,16 @@ class Storage:
             local = self.local_dir / PurePosixPath(ref)
             fs = self.filesystem()
             target = self.url_of(ref)
-            if local.is_dir():
-                for file in sorted(p for p in local.rglob("*") if p.is_file()):
-                    rel = file.relative_to(local).as_posix()
-                    fs.put_file(str(file), f"{target}/{rel}")
-            else:
-                fs.put_file(str(local), target)
+            files = (
+                [(f, f"{target}/{f.relative_to(local).as_posix()}") for f in local.rglob("*")]
+                if local.is_dir()
+                else [(local, target)]
+            )
+            for file, url in sorted(files):
+                if file.is_file():
+                    # Object stores have no directories; a file:// root needs them made.
+                    fs.makedirs(posixpath.dirname(url), exist_ok=True)
+                    fs.put_file(str(file), url)
         return ref
 
     def _fetch(self, ref: str, local: Path) -> bool:

@@ -27,7 +27,7 @@ from sqlmodel import Session
 
 from app.jobs.providers import make_provider
 from app.jobs.tracking import apply_remote
-from app.settings import SettingsError
+from app.settings import SettingsError, get_settings
 from db import repository
 from db.engine import read_session, write_session
 from db.models import Dataset, Job
@@ -86,14 +86,27 @@ def _hyperparameters(value: Hyperparameters | dict[str, Any] | None) -> Hyperpar
     return Hyperparameters(**{k: v for k, v in value.items() if v is not None})
 
 
+_PATH_FIELDS = ("train_path", "validation_path")
+"""The spec's files: kept in the snapshot as storage-root references (`db.storage`)."""
+
+
 def _snapshot(spec: JobSpec) -> dict[str, Any]:
-    return asdict(spec)
+    store = get_settings().file_store
+    snapshot = asdict(spec)
+    for name in _PATH_FIELDS:
+        snapshot[name] = store.ref_for(snapshot[name])
+    return snapshot
 
 
 def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
-    """The `JobSpec` a job row's ``spec`` snapshot was taken from (`_snapshot`)."""
+    """The `JobSpec` a job row's ``spec`` snapshot was taken from (`_snapshot`), its files
+    as paths of this machine."""
+    store = get_settings().file_store
     fields = {k: v for k, v in snapshot.items() if k in JobSpec.__dataclass_fields__}
     fields["hyperparameters"] = Hyperparameters(**(fields.get("hyperparameters") or {}))
+    for name in _PATH_FIELDS:
+        if fields.get(name):
+            fields[name] = str(store.where(fields[name]))
     return JobSpec(**fields)
 
 

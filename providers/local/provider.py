@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -358,6 +359,7 @@ class LocalProvider(Provider):
             # The worker names its files in the database relative to the same root.
             "storage_root": self.storage.root,
             "storage_cache": str(self.storage.cache_dir) if self.storage.cache_dir else None,
+            "host": socket.gethostname(),
             "base_model": str(Path(spec.base_model).expanduser().resolve())
             if Path(spec.base_model).expanduser().exists()
             else spec.base_model,
@@ -468,11 +470,15 @@ class LocalProvider(Provider):
         then on, so the verdict is stable).
         """
         job = self._job(remote_id)
+        config = job.read_config()
         st = job.read_status() or {}
         raw = st.get("status", "queued")
         status = JobStatus(raw) if raw in JobStatus._value2member_map_ else JobStatus.RUNNING
         error = None
-        if not status.is_terminal and not job.worker_alive():
+        # A job in a shared storage root may run on a teammate's machine: only the machine
+        # that runs the worker can tell whether it died; elsewhere status.json is the truth.
+        runs_here = config.get("host", socket.gethostname()) == socket.gethostname()
+        if runs_here and not status.is_terminal and not job.worker_alive():
             # Re-read: the worker may have written its final status just before exiting.
             st = job.read_status() or {}
             raw = st.get("status", raw)
@@ -498,7 +504,6 @@ class LocalProvider(Provider):
         if st.get("error"):
             e = st["error"]
             error = JobError(e.get("code"), e.get("message", ""), e.get("param"))
-        config = job.read_config()
         eta = st.get("eta_s")
         remote = RemoteJob(
             remote_id=str(job.path),
@@ -558,6 +563,11 @@ class LocalProvider(Provider):
         import signal
         import time
 
+        if job.read_config().get("host", socket.gethostname()) != socket.gethostname():
+            # Trained on a teammate's machine: its worker reads the stop request at its
+            # next step end, from the shared job directory; no signal reaches it from here.
+            job.request_stop()
+            return self.refresh(remote_id).job
         if not job.worker_alive():
             return self.refresh(remote_id).job
         job.request_stop()
@@ -613,6 +623,7 @@ class LocalProvider(Provider):
             config["devices"] = [g.uuid for g in assigned]
             config["attempt"] = int(config.get("attempt", 1)) + 1
             config["resume"] = True
+            config["host"] = socket.gethostname()
             job.write_config(config)
             self._reopen_in_db(config)
             self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
