@@ -172,7 +172,9 @@ class ProgressSink:
             created_at=_now(),
         )
         self._update_job(lambda s, job: record_checkpoints(s, job, [ck]))
-        self.event(f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": path})
+        self.event(
+            f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": ck.model_ref}
+        )
 
     def finished(
         self,
