@@ -52,7 +52,9 @@ def is_ref(value: str | None) -> bool:
     (``datasets/<64 hex>[/...]``) or a job by its uid (``jobs/<32 hex>[/...]``): never a
     hub id (``owner/name``) nor a user's relative path by accident.
     """
-    return bool(value) and _REF.match(value) is not None and ".." not in value.split("/")
+    if not value:
+        return False
+    return _REF.match(value) is not None and ".." not in value.split("/")
 
 
 @dataclass(frozen=True)
@@ -155,7 +157,7 @@ class Storage:
         """The fsspec filesystem of a URL root (one per Storage)."""
         if not self._fs:
             try:
-                import fsspec
+                import fsspec  # type: ignore[import-untyped]
             except ImportError:  # pragma: no cover - installed with the local extra
                 raise ValueError(
                     f"the storage root {self.root} is a URL, which needs fsspec: "

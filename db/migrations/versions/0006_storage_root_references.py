@@ -48,7 +48,8 @@ def _settings() -> tuple[list[Path], Path]:
     """(the directories whose datasets/ and jobs/ are ftm's, the local storage root)."""
     from db.storage import storage_from_env
 
-    attributes = op.get_context().config.attributes
+    config = op.get_context().config
+    attributes = config.attributes if config is not None else {}
     storage = attributes.get("storage") or storage_from_env()
     dirs = [Path(d) for d in attributes.get("data_dirs") or ()]
     if not dirs:
