@@ -358,7 +358,7 @@ def launch_job(
         job = repository.get_job(session, job_id)
         apply_remote(session, job, remote, now=datetime.now(UTC), allow_terminal=False)
         repository.add_local_event(
-            session, job, f"Created at {provider.display_name} as {remote.remote_id}", key="created"
+            session, job, f"Created at {provider.display_name} as {job.remote_id}", key="created"
         )
         job.last_progress_at = datetime.now(UTC)
     if remote.status.is_terminal:
