@@ -206,7 +206,8 @@ def test_local_merge_accepts_the_downloaded_adapter(hosted_job, server, ftm_home
     assert (merged_dir / "config.json").is_file()
     ids = torch.tensor([[5, 17, 42, 9]])
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter.uri)
+    adapter_dir = ftm_home / adapter.uri  # a reference under the storage root (the home)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter_dir)
     with torch.inference_mode():
         difference = (merged(ids).logits - tuned.eval()(ids).logits).abs().max()
     assert difference < 1e-4
