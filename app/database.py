@@ -114,7 +114,9 @@ def _open(url: str) -> Engine:
     engine = _make_engine(url, shown)
     try:
         if current != migrate.head_revision():
-            migrate.upgrade(engine)
+            settings = get_settings()
+            # 0006 turns paths under the data directory into storage-root references.
+            migrate.upgrade(engine, storage=settings.file_store, data_dirs=[settings.home])
     except OperationalError as exc:  # read-only file, full disk, lost server; not a bug
         engine.dispose()
         raise DatabaseUnusable(_describe_dbapi_error(exc, url, shown)) from None

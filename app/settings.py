@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from app.environment import EnvironmentProblem
+from db.storage import Storage
 from providers.local.settings import LocalSettings
 from providers.openai.config import OpenAISettings
 
@@ -152,6 +153,15 @@ class DeploymentSettings(BaseModel):
         return parse_duration(self.eval_idle_stop)
 
 
+class StorageSettings(BaseModel):
+    """Where dataset files and job directories live (`db.storage`)."""
+
+    root: str | None = None
+    """A directory (a mounted shared one for a team) or an fsspec URL (``s3://bucket/ftm``);
+    unset: the home directory. The database names files relative to it, so every machine
+    that shares a database sets the same shared root."""
+
+
 class Settings(BaseSettings):
     """All of ftm's settings."""
 
@@ -177,6 +187,7 @@ class Settings(BaseSettings):
     health: HealthSettings = HealthSettings()
     tui: TuiSettings = TuiSettings()
     deployments: DeploymentSettings = DeploymentSettings()
+    storage: StorageSettings = StorageSettings()
     providers: dict[str, dict[str, Any]] = {}
     """Each provider's own table, ``[providers.NAME]`` (``FTM_PROVIDERS__NAME__FIELD``),
     raw here: validated against the provider's declared ``settings_model`` by
@@ -200,8 +211,17 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.home / 'ftm.db'}"
 
     @property
+    def file_store(self) -> Storage:
+        """This machine's view of the storage root (a URL root mirrored under the home)."""
+        return Storage(
+            root=self.storage.root or str(self.home), cache_dir=self.home / "storage-cache"
+        )
+
+    @property
     def jobs_dir(self) -> Path:
-        return self.local.jobs_dir or self.home / "jobs"
+        """``[local] jobs_dir``, else ``jobs/`` under the storage root (its local mirror
+        for a URL root), so a job's artifacts are where teammates find them."""
+        return self.local.jobs_dir or self.file_store.area("jobs")
 
 
 class SettingsError(EnvironmentProblem):

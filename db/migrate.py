@@ -8,6 +8,7 @@ newer ftm wrote the database, and callers refuse it rather than touch it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from alembic import command
@@ -15,6 +16,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from db.storage import Storage
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -53,18 +56,32 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply every migration not yet applied, up to ``revision``."""
+def upgrade(
+    engine: Engine,
+    revision: str = "head",
+    *,
+    storage: Storage | None = None,
+    data_dirs: Sequence[Path] = (),
+) -> None:
+    """Apply every migration not yet applied, up to ``revision``.
+
+    ``storage`` (this machine's storage root) and ``data_dirs`` (ftm's data directory)
+    tell the migration that turns stored paths into root references (0006) which paths
+    are ftm's; unset, it reads them from the environment (`db.storage.storage_from_env`).
+    """
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["storage"] = storage
+        config.attributes["data_dirs"] = list(data_dirs)
         command.upgrade(config, revision)
 
 
-def downgrade(engine: Engine, revision: str) -> None:
+def downgrade(engine: Engine, revision: str, *, storage: Storage | None = None) -> None:
     config = _config()
     with engine.begin() as connection:
         config.attributes["connection"] = connection
+        config.attributes["storage"] = storage
         command.downgrade(config, revision)
 
 

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from db.storage import Storage
 from providers.errors import UnsupportedOperation
 from providers.pricing import PriceTable
 from providers.recipe import (
@@ -98,6 +99,9 @@ class ProviderContext:
     engine: Callable[[], Any] | None = None
     """Returns ftm's SQLAlchemy engine (made on first call), for providers that cache
     in the database."""
+    storage: Storage | None = None
+    """The storage root (`db.storage`): where job artifacts go so other machines find
+    them, and how to resolve the references the database keeps."""
 
 
 class Provider(ABC):

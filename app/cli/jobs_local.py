@@ -69,7 +69,13 @@ def _adapter_of(job) -> Path:
     from app.jobs.providers import capabilities_of
 
     if capabilities_of(job.provider).runs_locally and (job.job_dir or job.remote_id):
-        return Path(job.job_dir or job.remote_id)
+        from app.settings import get_settings
+        from db.storage import StorageMissing
+
+        try:
+            return get_settings().file_store.local_path(job.job_dir or job.remote_id)
+        except StorageMissing as exc:
+            raise UserError(f"job {job.id}: {exc}") from None
     from app.database import get_engine
     from app.jobs.weights import local_weights
     from db.engine import read_session

@@ -337,9 +337,11 @@ def promote(task, alias, run_id, model, why, override, merge, rollback) -> None:
 def _newest_run_of(engine, task: str, model: str) -> int:
     from sqlmodel import select
 
+    from app.settings import get_settings
     from db.engine import read_session
     from db.models import EvalRun
 
+    model = get_settings().file_store.ref_for(model) or model  # a path under the root
     with read_session(engine) as session:
         run = session.exec(
             select(EvalRun)

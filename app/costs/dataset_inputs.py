@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 
 from app.costs.errors import CostError
 from db.models import Dataset, TokenCount
+from db.storage import StorageMissing
 
 DEFAULT_TOKENIZER = "tiktoken:o200k_base"
 PROFILE_SAMPLE = 256
@@ -64,14 +65,18 @@ def token_counts(
     if row is None:
         # Nothing stored stands in (an older ftm, an interrupted intake): count the
         # dataset's own file again with intake's counter.
-        recounted = _recount(dataset, split)
-        path = Path(dataset.data_dir) / f"{split}.jsonl"
+        try:
+            recounted = _recount(dataset, split)
+        except StorageMissing as exc:
+            raise CostError(
+                f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts "
+                f"for its {split} split to estimate from, and its file cannot be read to "
+                f"count them again: {exc}"
+            ) from None
         if recounted is None:
             raise CostError(
                 f"dataset {dataset.name!r} (id {dataset.id}) has no {tokenizer} token counts "
-                f"for its {split} split, and its file {path} is gone to count them again; "
-                f"restore the directory {dataset.data_dir} (adding the same content again "
-                "finds this record and does not rewrite it)"
+                f"for its {split} split, and its file cannot be counted; re-add the dataset"
             )
         if recounted.tokenizer == tokenizer:
             return recounted
@@ -87,12 +92,11 @@ def token_counts(
 
 def _recount(dataset: Dataset, split: str) -> TokenCounts | None:
     """Counts intake did not record, made now from the dataset's own file with intake's
-    counter; None when the file is gone or cannot be counted."""
-    path = Path(dataset.data_dir) / f"{split}.jsonl"
-    if not path.is_file():
-        return None
+    counter; None when it cannot be counted. Raises StorageMissing when it is gone."""
     from app.datasets.check import check_file
+    from app.datasets.store import dataset_file
 
+    path = dataset_file(dataset, split)
     arrays = check_file(path, val_fraction=0.0).arrays
     if arrays is None:
         return None
@@ -246,13 +250,12 @@ def prompt_profile(
     default_k: int = DEFAULT_K,
 ) -> PromptProfile:
     """Measure a request's shape on the first examples of the dataset's train split."""
-    path = Path(dataset.data_dir) / "train.jsonl"
-    if not path.is_file():
-        raise CostError(
-            f"dataset {dataset.name!r}: {path} is missing; restore the directory "
-            f"{dataset.data_dir} (adding the same content again finds this record "
-            "and does not rewrite it)"
-        )
+    from app.datasets.store import dataset_file
+
+    try:
+        path = dataset_file(dataset, "train")
+    except StorageMissing as exc:
+        raise CostError(str(exc)) from None
     profile = _profile_on_disk(path, encoding_name, default_k)
     if k is not None:
         from dataclasses import replace

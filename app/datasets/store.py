@@ -3,7 +3,9 @@ its examples and its per-example token counts.
 
 A dataset is identified by the sha256 of its normalized examples (instruction examples
 become chat; every example is written as canonical JSON). Its normalized train.jsonl and
-validation.jsonl live under ``<FTM_HOME>/datasets/<hash>/``.
+validation.jsonl live under ``datasets/<hash>/`` of the storage root (`db.storage`; by
+default the home directory), and the database keeps that reference, not a path of this
+machine: `dataset_file` finds the files wherever this machine's root is.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from app.datasets.formats import detect_format, normalize
 from app.datasets.report import CheckReport
 from app.datasets.scan import BOM, content_bytes, iter_range
 from db.models import Dataset, TokenCount
+from db.storage import StorageMissing, is_ref
 
 SPLITS = ("train", "validation")
 
@@ -51,9 +54,35 @@ class DatasetRejected(ValueError):
 
 
 def datasets_dir() -> Path:
+    """Where dataset directories are written on this machine (under the storage root, or
+    its local mirror for a URL root)."""
     from app.settings import get_settings
 
-    return get_settings().home / "datasets"
+    return get_settings().file_store.area("datasets")
+
+
+def dataset_file(dataset: Dataset, split: str) -> Path:
+    """The local path of one split's normalized file (fetched from a URL root first).
+
+    Raises:
+        StorageMissing: the file is not under this machine's storage root; the message
+            names the dataset, the file and the root, and says what to set.
+    """
+    from app.settings import get_settings
+
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+    store = get_settings().file_store
+    name = f"dataset {dataset.name!r}"
+    if is_ref(dataset.data_dir):
+        return store.local_path(f"{dataset.data_dir}/{split}.jsonl", what=name)
+    path = Path(dataset.data_dir) / f"{split}.jsonl"  # recorded outside the root
+    if not path.exists():
+        raise StorageMissing(
+            f"{name}'s file {path} is missing; restore it there, or re-add the dataset "
+            f"with: ftm data add {dataset.source_path}"
+        )
+    return path
 
 
 def dedupe_file(report: CheckReport) -> Path:
@@ -139,6 +168,7 @@ def add_dataset(
         ValueError: unknown model, or val_fraction outside [0, 1).
     """
     from app.database import get_engine
+    from app.settings import get_settings
     from db.engine import read_session, write_session
 
     if not 0.0 <= val_fraction < 1.0:
@@ -173,6 +203,8 @@ def add_dataset(
         if target.exists():  # left by an add that failed before recording it
             shutil.rmtree(target)
         os.replace(work_dir, target)
+        store = get_settings().file_store
+        store.publish(target)  # a URL root gets its copy before the database names it
     finally:
         if work_dir.exists():
             shutil.rmtree(work_dir, ignore_errors=True)
@@ -184,7 +216,7 @@ def add_dataset(
         name=name or Path(path).stem,
         content_hash=content_hash,
         format=report.format,
-        source_path=str(Path(report.path).resolve()),
+        source_path=store.ref_for(Path(report.path).resolve()) or str(report.path),
         n_examples=report.n_valid,
         n_train=int((~in_val).sum()),
         n_validation=int(in_val.sum()),
@@ -194,7 +226,7 @@ def add_dataset(
         stats=_stats(report) | ({"lineage": lineage} if lineage else {}),
         report=report.to_dict(),
         validation_indices=arrays.val_indices.tolist(),
-        data_dir=str(target),
+        data_dir=store.ref_for(target) or str(target),
     )
     try:
         with write_session(engine) as session:
@@ -256,14 +288,7 @@ def get_dataset(session: Session, name_or_id: str | int) -> Dataset:
 
 def load_examples(dataset: Dataset, split: str) -> list[dict]:
     """The normalized examples (chat, or preference for DPO) of one split, in order."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
-    path = Path(dataset.data_dir) / f"{split}.jsonl"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing; re-add the dataset with: ftm data add {dataset.source_path}"
-        )
-    with open(path, "rb") as f:
+    with open(dataset_file(dataset, split), "rb") as f:
         return [orjson.loads(line) for line in f if line.strip()]
 
 

@@ -206,6 +206,10 @@ def resolve_target(engine: Engine, target: str, provider: str | None = None) -> 
                 "leave out --provider to deploy the holder"
             )
         return Target(held.provider, held.model, held.task, held.alias)
+    from app.settings import get_settings
+
+    # A model named by its path under the storage root is known by its reference.
+    target = get_settings().file_store.ref_for(target) or target
     if provider:
         return Target(provider, target)
     with read_session(engine) as session:

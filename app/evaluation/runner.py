@@ -25,6 +25,7 @@ from app.evaluation.candidates import Candidate, EvalExample, draw_shots, prompt
 from app.evaluation.judge import Judge, JudgeBudgetExhausted, JudgeError
 from app.evaluation.pricing import request_cost
 from app.evaluation.scorers import Scorer, ScorerError, build_scorer
+from app.settings import get_settings
 from db.engine import write_session
 from db.models import EvalResult, EvalRun
 from providers.base import Provider
@@ -302,7 +303,8 @@ def run_eval(
             eval_split=config.eval_split,
             candidate_kind=candidate.kind,
             provider=candidate.provider,
-            model=candidate.model,
+            # A path under the storage root is kept as its reference (db.storage).
+            model=get_settings().file_store.ref_for(candidate.model) or candidate.model,
             job_id=candidate.job_id,
             config={
                 "candidate": candidate.to_dict(),

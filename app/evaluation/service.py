@@ -118,10 +118,13 @@ def _local_candidate(session: Session, job: Job, checkpoints: bool) -> Candidate
             f"job {job.id} has no weights on this machine; download them first: "
             f"ftm jobs download {job.id}"
         )
+    from app.settings import get_settings
+
     return Candidate(
         "fine_tuned",
         local_loader(),
-        str(weights.path),
+        # As the database names it (jobs/<uid>/adapter): the same on every machine.
+        get_settings().file_store.ref_for(weights.path) or str(weights.path),
         job_id=job.id,
         base_model=weights.base_model,
     )

@@ -10,6 +10,7 @@ from sqlmodel import col, select
 
 from app.jobs.actions import refresh_job
 from app.jobs.providers import make_provider
+from app.jobs.tracking import stored_remote
 from db import repository
 from db.engine import write_session
 from db.models import Job
@@ -47,7 +48,7 @@ def import_jobs(
     provider = provider or make_provider(provider_name, engine=engine)
     remote_jobs = provider.list_remote_jobs(limit=limit)
     report = ImportReport()
-    for remote in remote_jobs:
+    for remote in map(stored_remote, remote_jobs):
         uid = (remote.metadata or {}).get("ftm_job_id")
         with write_session(engine) as session:
             known = session.scalars(

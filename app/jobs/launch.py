@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine
@@ -28,10 +27,11 @@ from sqlmodel import Session
 
 from app.jobs.providers import make_provider
 from app.jobs.tracking import apply_remote
-from app.settings import SettingsError
+from app.settings import SettingsError, get_settings
 from db import repository
 from db.engine import read_session, write_session
 from db.models import Dataset, Job
+from db.storage import StorageMissing
 from providers.base import Provider
 from providers.errors import ProviderError
 from providers.types import Hyperparameters, JobSpec, JobStatus, ProviderQuote
@@ -86,14 +86,27 @@ def _hyperparameters(value: Hyperparameters | dict[str, Any] | None) -> Hyperpar
     return Hyperparameters(**{k: v for k, v in value.items() if v is not None})
 
 
+_PATH_FIELDS = ("train_path", "validation_path")
+"""The spec's files: kept in the snapshot as storage-root references (`db.storage`)."""
+
+
 def _snapshot(spec: JobSpec) -> dict[str, Any]:
-    return asdict(spec)
+    store = get_settings().file_store
+    snapshot = asdict(spec)
+    for name in _PATH_FIELDS:
+        snapshot[name] = store.ref_for(snapshot[name])
+    return snapshot
 
 
 def spec_from_snapshot(snapshot: dict[str, Any]) -> JobSpec:
-    """The `JobSpec` a job row's ``spec`` snapshot was taken from (`_snapshot`)."""
+    """The `JobSpec` a job row's ``spec`` snapshot was taken from (`_snapshot`), its files
+    as paths of this machine."""
+    store = get_settings().file_store
     fields = {k: v for k, v in snapshot.items() if k in JobSpec.__dataclass_fields__}
     fields["hyperparameters"] = Hyperparameters(**(fields.get("hyperparameters") or {}))
+    for name in _PATH_FIELDS:
+        if fields.get(name):
+            fields[name] = str(store.where(fields[name]))
     return JobSpec(**fields)
 
 
@@ -176,12 +189,22 @@ def plan_launch(
             problems.append(str(exc))
     with read_session(engine) as session:
         dataset = resolve_dataset(session, dataset_name_or_id)
-    data_dir = Path(dataset.data_dir)
-    validation = data_dir / "validation.jsonl"
+    from app.datasets.store import dataset_file
+
+    try:
+        train = dataset_file(dataset, "train")
+    except StorageMissing as exc:
+        raise LaunchRejected(str(exc)) from None
+    validation = train.with_name("validation.jsonl")
+    if not validation.is_file():  # a URL root: copied down on its own
+        try:
+            validation = dataset_file(dataset, "validation")
+        except StorageMissing:
+            pass
     spec = JobSpec(
         name=name or f"{dataset.name}-{base_model}"[:120],
         base_model=base_model,
-        train_path=str(data_dir / "train.jsonl"),
+        train_path=str(train),
         validation_path=str(validation) if validation.is_file() else None,
         method=method,
         hyperparameters=_hyperparameters(hyperparameters),
@@ -335,7 +358,7 @@ def launch_job(
         job = repository.get_job(session, job_id)
         apply_remote(session, job, remote, now=datetime.now(UTC), allow_terminal=False)
         repository.add_local_event(
-            session, job, f"Created at {provider.display_name} as {remote.remote_id}", key="created"
+            session, job, f"Created at {provider.display_name} as {job.remote_id}", key="created"
         )
         job.last_progress_at = datetime.now(UTC)
     if remote.status.is_terminal:

@@ -358,7 +358,7 @@ class Poller:
                 repository.add_local_event(
                     session,
                     job,
-                    f"Found the job created as {found.remote_id} after a lost response",
+                    f"Found the job created as {job.remote_id} after a lost response",
                     key="reconciled",
                 )
                 return applied
@@ -427,7 +427,7 @@ class Poller:
             repository.add_local_event(
                 session,
                 job,
-                f"Created as {remote.remote_id} on the create sent again",
+                f"Created as {job.remote_id} on the create sent again",
                 key="created",
             )
             job.last_progress_at = self._now()

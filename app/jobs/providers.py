@@ -112,6 +112,7 @@ def provider_context(settings: Settings, engine: Engine | None = None) -> Provid
         jobs_dir=settings.jobs_dir,
         database_url=settings.resolved_database_url,
         engine=get_engine,
+        storage=settings.file_store,
     )
 
 

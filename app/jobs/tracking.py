@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from sqlmodel import Session
 
 from app.jobs.health import record_health
-from app.settings import HealthSettings
+from app.settings import HealthSettings, get_settings
 from db import repository
 from db.models import Job
 from providers.types import JobStatus, Refresh, RemoteJob
@@ -44,6 +44,17 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+def stored_remote(remote: RemoteJob) -> RemoteJob:
+    """``remote`` as the database keeps it: a local job's directory and model as
+    references under the storage root (`db.storage`), never this machine's paths."""
+    store = get_settings().file_store
+    return replace(
+        remote,
+        remote_id=store.ref_for(remote.remote_id),
+        fine_tuned_model=store.ref_for(remote.fine_tuned_model),
+    )
+
+
 def apply_remote(
     session: Session, job: Job, remote: RemoteJob, *, now: datetime, allow_terminal: bool = True
 ) -> Applied:
@@ -55,6 +66,7 @@ def apply_remote(
     """
     out = Applied()
     before = JobStatus(job.status)
+    remote = stored_remote(remote)
     if remote.status.is_terminal and not allow_terminal:
         remote = replace(remote, status=before, error=None, finished_at=None)
     if remote.remote_id and not job.remote_id:
@@ -114,8 +126,11 @@ def apply_refresh(
     out = apply_remote(session, job, refresh.job, now=now)
     out.new_events = repository.record_events(session, job, refresh.events)
     out.new_metrics = repository.record_metrics(session, job, refresh.metrics)
-    out.new_checkpoints = repository.record_checkpoints(session, job, refresh.checkpoints)
-    repository.record_artifacts(session, job, refresh.artifacts)
+    store = get_settings().file_store
+    checkpoints = [replace(c, model_ref=store.ref_for(c.model_ref)) for c in refresh.checkpoints]
+    artifacts = [replace(a, uri=store.ref_for(a.uri)) for a in refresh.artifacts]
+    out.new_checkpoints = repository.record_checkpoints(session, job, checkpoints)
+    repository.record_artifacts(session, job, artifacts)
     if refresh.events_cursor:
         job.events_cursor = refresh.events_cursor
     _update_last_losses(job, refresh, step_before)

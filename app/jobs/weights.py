@@ -107,8 +107,12 @@ def download(
     meta["provider"] = job.provider
     if base_model and kind == "adapter":
         meta["provider_base_model"] = weights_layout.point_adapter_at_base(dest, base_model)
+    from app.settings import get_settings
+
+    store = get_settings().file_store
+    store.publish(dest)  # a URL root gets its copy; the database names it by reference
     with write_session(engine) as session:
-        _record(session, job, kind, str(dest), meta)
+        _record(session, job, kind, store.ref_for(dest) or str(dest), meta)
     return LocalWeights(job.id or 0, kind, dest, meta)
 
 
@@ -135,9 +139,16 @@ def local_weights(session: Session, job: Job, kind: str | None = None) -> LocalW
         .where(col(Artifact.job_id) == job.id, col(Artifact.kind).in_(kinds))
         .order_by(col(Artifact.created_at).desc(), col(Artifact.id).desc())
     ).all()
+    from app.settings import get_settings
+    from db.storage import StorageMissing
+
+    store = get_settings().file_store
     for wanted in kinds:
         for row in rows:
-            path = Path(row.uri)
+            try:
+                path = store.local_path(row.uri)
+            except StorageMissing:  # not under this machine's root: not here
+                continue
             if row.kind == wanted and path.is_dir():
                 return LocalWeights(job.id or 0, row.kind, path, dict(row.meta or {}))
     return None

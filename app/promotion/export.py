@@ -59,6 +59,14 @@ def deployment_for(promotion: Promotion, engine: Engine) -> str | None:
         provider.close()
 
 
+def _local_path(model: str) -> str:
+    """A local model as a path of this machine (a stored reference such as
+    ``jobs/<uid>/adapter`` resolved under this machine's storage root)."""
+    from app.settings import get_settings
+
+    return str(get_settings().file_store.where(model))
+
+
 def export_record(engine: Engine, task: str, alias: str) -> dict:
     holder = current(engine, task, alias)
     if holder is None:
@@ -73,7 +81,7 @@ def export_record(engine: Engine, task: str, alias: str) -> dict:
         "provider": p.provider,
         "model_kind": p.model_kind,
         "model": p.model if p.model_kind == "hosted" else None,
-        "path": p.model if p.model_kind != "hosted" else None,
+        "path": _local_path(p.model) if p.model_kind != "hosted" else None,
         "base_model": p.base_model,
         "base_url": endpoint_for(p, engine),
         "deployment": deployment_for(p, engine),

@@ -21,10 +21,18 @@ class ModelTarget:
     job_id: int | None = None
 
 
+def _local(model: str) -> Path:
+    """Where ``model`` would be on this machine: a storage reference (a local job's
+    adapter) under the storage root, else the path it names."""
+    from app.settings import get_settings
+
+    return get_settings().file_store.where(Path(model).expanduser().as_posix())
+
+
 def model_kind_of(provider: str, model: str) -> str:
     """hosted for a provider-side model id; adapter when the directory holds a PEFT adapter
     (adapter_config.json); merged for any other local model directory."""
-    path = Path(model).expanduser()
+    path = _local(model)
     if not capabilities_of(provider).runs_locally and not path.is_dir():
         return "hosted"
     return "adapter" if (path / "adapter_config.json").is_file() else "merged"
@@ -37,7 +45,7 @@ def reference_base(provider: str, model: str, base_model: str | None) -> str | N
         return base_model
     if model.startswith("ft:"):
         return base_of(model)
-    config = Path(model).expanduser() / "adapter_config.json"
+    config = _local(model) / "adapter_config.json"
     if config.is_file():
         import json
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
+from db.storage import Storage, StorageMissing, storage_from_env
 from providers.base import Capabilities, Provider, ProviderContext, ProviderOption
 from providers.errors import ConfigurationError, ProviderError, SpecRejected
 from providers.local import (
@@ -79,6 +81,9 @@ class LocalProvider(Provider):
             ``settings.resolved_database_url``); None: workers write status.json only.
         python: the interpreter that runs workers (``settings.local.python``).
         server_threads: CPU threads of each model server it starts (None: torch's default).
+        storage: the storage root (`db.storage`): job directories default to its
+            ``jobs/``, and the references the database keeps (``jobs/<uid>/adapter``) are
+            resolved against it wherever a model or job is named. None: the environment's.
     """
 
     name: ClassVar[str] = "local"
@@ -125,16 +130,18 @@ class LocalProvider(Provider):
         database_url: str | None = None,
         python: str | None = None,
         server_threads: int | None = None,
+        storage: Storage | None = None,
     ) -> None:
         home = _default_home()
         self.server_threads = server_threads
+        self.storage = storage or storage_from_env(home)
         self.jobs_dir = (
             Path(jobs_dir)
             if jobs_dir
             else (
                 Path(os.environ["FTM_LOCAL__JOBS_DIR"])
                 if os.environ.get("FTM_LOCAL__JOBS_DIR")
-                else home / "jobs"
+                else self.storage.area("jobs")
             )
         )
         self.database_url = (
@@ -156,6 +163,7 @@ class LocalProvider(Provider):
             jobs_dir=config.jobs_dir or context.jobs_dir,
             database_url=context.database_url,
             python=config.python,
+            storage=context.storage,
         )
 
     # -- data -----------------------------------------------------------------------------
@@ -371,6 +379,10 @@ class LocalProvider(Provider):
             "job_dir": str(job.path),
             # Masked: the worker gets the real URL in its environment (`_start_worker`).
             "db_url": masked_url(self.database_url) if self.database_url else None,
+            # The worker names its files in the database relative to the same root.
+            "storage_root": self.storage.root,
+            "storage_cache": str(self.storage.cache_dir) if self.storage.cache_dir else None,
+            "host": socket.gethostname(),
             "base_model": str(Path(spec.base_model).expanduser().resolve())
             if Path(spec.base_model).expanduser().exists()
             else spec.base_model,
@@ -552,8 +564,16 @@ class LocalProvider(Provider):
             return None
         return self.refresh(str(job.path)).job
 
+    def local_model(self, model: str) -> str:
+        """``model`` as a local path when it is a storage reference (``jobs/<uid>/...``,
+        as the database keeps a job's adapter or checkpoint); else unchanged."""
+        try:
+            return self.storage.resolve(model) or model
+        except StorageMissing as exc:
+            raise ProviderError(str(exc), code="not_found") from None
+
     def _job(self, remote_id: str) -> JobDir:
-        job = JobDir(Path(remote_id))
+        job = JobDir(Path(self.local_model(remote_id)))
         if not job.config_path.is_file():
             raise ProviderError(
                 f"local job {remote_id}: no such job directory (config.json missing)",
@@ -570,11 +590,18 @@ class LocalProvider(Provider):
         then on, so the verdict is stable).
         """
         job = self._job(remote_id)
+        config = job.read_config()
         st = job.read_status() or {}
         raw = st.get("status", "queued")
         status = JobStatus(raw) if raw in JobStatus._value2member_map_ else JobStatus.RUNNING
         error = None
-        if not status.is_terminal and not self._worker_alive(job):
+        # A job in a shared storage root may run on a teammate's machine: only the machine
+        # that runs the worker can tell whether it died; elsewhere status.json is the truth.
+        # A Ray job's liveness is the cluster's word, which any machine can ask.
+        runs_here = bool(config.get("ray")) or (
+            config.get("host", socket.gethostname()) == socket.gethostname()
+        )
+        if runs_here and not status.is_terminal and not self._worker_alive(job):
             # Re-read: the worker may have written its final status just before exiting.
             st = job.read_status() or {}
             raw = st.get("status", raw)
@@ -613,7 +640,6 @@ class LocalProvider(Provider):
         if st.get("error"):
             e = st["error"]
             error = JobError(e.get("code"), e.get("message", ""), e.get("param"))
-        config = job.read_config()
         eta = st.get("eta_s")
         remote = RemoteJob(
             remote_id=str(job.path),
@@ -671,6 +697,15 @@ class LocalProvider(Provider):
         import signal
         import time
 
+        config = job.read_config()
+        if (
+            not config.get("ray")
+            and config.get("host", socket.gethostname()) != socket.gethostname()
+        ):
+            # Trained on a teammate's machine: its worker reads the stop request at its
+            # next step end, from the shared job directory; no signal reaches it from here.
+            job.request_stop()
+            return self.refresh(remote_id).job
         if not self._worker_alive(job):
             return self.refresh(remote_id).job
         job.request_stop()
@@ -733,6 +768,7 @@ class LocalProvider(Provider):
             config["devices"] = [g.uuid for g in assigned]
             config["attempt"] = int(config.get("attempt", 1)) + 1
             config["resume"] = True
+            config["host"] = socket.gethostname()
             job.write_config(config)
             self._reopen_in_db(config)
             self._start_worker(job, n_gpus=config["hp"].get("n_gpus", 1))
@@ -802,7 +838,9 @@ class LocalProvider(Provider):
         (greedy by default); loaded models stay cached in this process."""
         from providers.local.inference import complete_batch
 
-        return complete_batch(model, [messages], max_tokens=max_tokens, temperature=temperature)[0]
+        return complete_batch(
+            self.local_model(model), [messages], max_tokens=max_tokens, temperature=temperature
+        )[0]
 
     def complete_batch(
         self,
@@ -817,7 +855,7 @@ class LocalProvider(Provider):
         from providers.local.inference import complete_batch
 
         return complete_batch(
-            model,
+            self.local_model(model),
             conversations,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -865,7 +903,7 @@ class LocalProvider(Provider):
                 "a local server runs one replica; deploy without --min/--max-replicas",
                 code="invalid_replicas",
             )
-        return self.servers().deploy(model, hardware, wait)
+        return self.servers().deploy(self.local_model(model), hardware, wait)
 
     def deployment_status(self, deployment: Deployment) -> Deployment:
         return self.servers().status(deployment)

@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +28,7 @@ from db.repository import (
     record_metrics,
     set_status,
 )
+from db.storage import Storage, storage_from_env
 from providers.local.jobdir import DATABASE_URL_ENV, JobDir
 from providers.types import Artifact, Checkpoint, JobEvent, JobStatus, MetricPoint
 
@@ -55,6 +58,15 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def job_storage(job_dir: JobDir) -> Storage:
+    """The storage root the job was launched with (its config), else the environment's."""
+    config = job_dir.read_config() if job_dir.config_path.is_file() else {}
+    if config.get("storage_root"):
+        cache = config.get("storage_cache")
+        return Storage(root=config["storage_root"], cache_dir=Path(cache) if cache else None)
+    return storage_from_env()
+
+
 class ProgressSink:
     """Writes one job's progress. Every method is safe to call when the DB is absent."""
 
@@ -64,6 +76,7 @@ class ProgressSink:
         self.attempt = attempt
         self.engine = None
         self.status: dict[str, Any] = dict(job_dir.read_status() or {})
+        self.storage = job_storage(job_dir)
         if db_url:
             try:
                 engine = make_engine(db_url)
@@ -132,7 +145,7 @@ class ProgressSink:
 
         def fn(s, job):
             set_status(s, job, JobStatus.RUNNING, strict=False)
-            job.job_dir = str(self.job_dir.path)
+            job.job_dir = self.storage.ref_for(self.job_dir.path)
             job.worker_pid = pid
             job.last_progress_at = _now()
 
@@ -172,10 +185,16 @@ class ProgressSink:
     def checkpoint(self, step: int, path: str, metrics: dict | None) -> None:
         self._write_status(last_checkpoint=path)
         ck = Checkpoint(
-            step=step, model_ref=path, id=f"checkpoint-{step}", metrics=metrics, created_at=_now()
+            step=step,
+            model_ref=self.storage.ref_for(path) or path,
+            id=f"checkpoint-{step}",
+            metrics=metrics,
+            created_at=_now(),
         )
         self._update_job(lambda s, job: record_checkpoints(s, job, [ck]))
-        self.event(f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": path})
+        self.event(
+            f"checkpoint-{step}", f"checkpoint saved at step {step}", data={"path": ck.model_ref}
+        )
 
     def finished(
         self,
@@ -194,6 +213,13 @@ class ProgressSink:
             actual=actual,
             artifacts=[a.__dict__ for a in artifacts],
         )
+        # The database names files by their place under the storage root; a URL root gets
+        # its copy before the database says the job succeeded.
+        for path in dict.fromkeys([fine_tuned_model, *(a.uri for a in artifacts)]):
+            if path:
+                self.storage.publish(path)
+        fine_tuned_model = self.storage.ref_for(fine_tuned_model)
+        artifacts = [replace(a, uri=self.storage.ref_for(a.uri) or a.uri) for a in artifacts]
 
         def fn(s, job):
             record_artifacts(s, job, artifacts)

@@ -67,14 +67,15 @@ def store_dataset(
     test formulas on chosen numbers); the train.jsonl still holds ``examples``."""
     examples = examples if examples is not None else chat_examples(40)
     counts = counts if counts is not None else [recipe_tokens(e) for e in examples]
-    data_dir = home / "datasets" / name
-    data_dir.mkdir(parents=True, exist_ok=True)
     body = "".join(json.dumps(e) + "\n" for e in examples)
-    (data_dir / "train.jsonl").write_text(body)
-    (data_dir / "validation.jsonl").write_text("")
     digest = hashlib.sha256(
         (name + body + str(counts[:10]) + str(len(counts))).encode()
     ).hexdigest()
+    # Intake's layout: datasets/<content hash>/ under the storage root (the home here).
+    data_dir = home / "datasets" / digest
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "train.jsonl").write_text(body)
+    (data_dir / "validation.jsonl").write_text("")
     with write_session(get_engine()) as s:
         ds = Dataset(
             name=name,
@@ -87,7 +88,7 @@ def store_dataset(
             val_fraction=0.0,
             split_seed=0,
             verdict="ok",
-            data_dir=str(data_dir),
+            data_dir=f"datasets/{digest}",
             stats={"tokens": {"total": int(sum(counts))}},
         )
         s.add(ds)

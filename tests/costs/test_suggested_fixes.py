@@ -168,8 +168,11 @@ def test_counts_intake_did_not_record_are_made_again_from_the_dataset(make_datas
 def test_a_dataset_whose_files_are_gone_is_fixed_by_restoring_them(ftm, make_dataset, tmp_path):
     ds = make_dataset("tickets", chat_examples(20))
     backup = tmp_path / "backup"
-    shutil.move(ds.data_dir, backup)
+    directory = get_settings().file_store.local_path(ds.data_dir)
+    shutil.move(directory, backup)
     out = ftm("estimate", "tickets")
-    assert out.exit_code == 1 and f"restore the directory {ds.data_dir}" in out.output
-    shutil.move(backup, ds.data_dir)
+    assert out.exit_code == 1 and f"{ds.data_dir}/train.jsonl is not under the storage root" in (
+        " ".join(out.output.split())
+    )
+    shutil.move(backup, directory)
     assert ftm("estimate", "tickets").exit_code == 0

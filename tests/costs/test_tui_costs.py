@@ -64,14 +64,16 @@ async def test_costs_view_shows_a_clear_error(ftm_home):
     with write_session(get_engine()) as s:
         for row in s.exec(__import__("sqlmodel").select(TokenCount)).all():
             s.delete(row)
-    shutil.rmtree(ds.data_dir)
+    from app.settings import get_settings
+
+    shutil.rmtree(get_settings().file_store.local_path(ds.data_dir))
     app = create_app(start_poller=False)
     async with app.run_test(size=(160, 50)) as pilot:
         await pilot.press("c")
         await settle(pilot)
         error = str(app.query_one("#costs-error", Static).render())
         assert "no tiktoken:o200k_base token counts" in error
-        assert f"restore the directory {ds.data_dir}" in error
+        assert f"{ds.data_dir}/train.jsonl is not under the storage root" in " ".join(error.split())
 
 
 async def test_no_estimate_is_asked_for_while_no_dataset_is_chosen(ftm_home):

@@ -28,7 +28,9 @@ def test_add_stores_normalized_splits_stats_and_counts(tmp_path, ftm_home):
     dataset, created = add_dataset(path, val_fraction=0.25, seed=3)
     assert created and dataset.name == "tickets" and dataset.format == "chat"
     assert (dataset.n_examples, dataset.n_train, dataset.n_validation) == (20, 15, 5)
-    assert dataset.data_dir == str(ftm_home / "datasets" / dataset.content_hash)
+    # Stored relative to the storage root (the home by default), addressed by content.
+    assert dataset.data_dir == f"datasets/{dataset.content_hash}"
+    assert (ftm_home / dataset.data_dir / "train.jsonl").is_file()
     train, val = load_examples(dataset, "train"), load_examples(dataset, "validation")
     assert len(train) == 15 and len(val) == 5
     # The validation indices point into the normalized examples in file order.

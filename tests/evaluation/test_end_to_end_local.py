@@ -18,6 +18,7 @@ from app.evaluation.service import EvalRequest, evaluate
 from app.promotion import aliases
 from app.promotion.migrate import MigrationRequest, migrate_alias
 from app.sandbox.server import SandboxServer
+from app.settings import get_settings
 from providers.local import demo_data
 from tests.evaluation.sandbox_fixtures import BASE, train
 
@@ -89,7 +90,7 @@ def test_migrate_a_sandbox_model_to_a_local_lora_and_promote_merged(sandbox, tin
         assert step in text
     assert "retires on 2027-01-14" in text  # the hosted base's sunset is flagged
     assert result.job.provider == "local" and result.job.status == "succeeded"
-    adapter = Path(result.job.fine_tuned_model)
+    adapter = get_settings().file_store.local_path(result.job.fine_tuned_model)
     assert (adapter / "adapter_config.json").is_file()
     # the same eval set and config as the promoted model's run
     assert result.run.config["dataset_id"] == hosted_run.config["dataset_id"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -11,6 +10,7 @@ from sqlmodel import func, select
 
 from app.cli.main import cli
 from app.costs.money import usd
+from app.datasets.store import dataset_file
 from db.engine import read_session
 from db.models import Job
 from tests.jobs.conftest import MODEL, make_dataset
@@ -100,7 +100,7 @@ def test_import_command(engine, sandbox, tmp_path):
 
     dataset = make_dataset(engine, tmp_path)
     client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
-    with open(Path(dataset.data_dir) / "train.jsonl", "rb") as fh:
+    with open(dataset_file(dataset, "train"), "rb") as fh:
         file_id = client.files.create(file=fh, purpose="fine-tune").id
     client.fine_tuning.jobs.create(model=MODEL, training_file=file_id)
     out = run("jobs", "import", "--provider", "openai")

@@ -9,7 +9,7 @@ from sqlmodel import func, select
 from app.database import get_engine
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
-from app.settings import PollerSettings
+from app.settings import PollerSettings, get_settings
 from db.engine import read_session, write_session
 from db.models import Dataset, MetricPoint
 from tests.jobs.conftest import job_row, poll_until
@@ -76,7 +76,6 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(
 ):
     import os
     import signal
-    from pathlib import Path
 
     from click.testing import CliRunner
 
@@ -112,7 +111,7 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(
         hyperparameters={"n_epochs": 15},
         options={"torch_threads": 2, "device": "cpu", "save_steps": 10, "logging_steps": 5},
     )
-    workdir = JobDir(Path(job.remote_id))
+    workdir = JobDir(get_settings().file_store.local_path(job.remote_id))
     wait_until(workdir.last_checkpoint, timeout=120)
     pid, _ = workdir.read_pid()
     os.killpg(os.getpgid(pid), signal.SIGKILL)  # no chance to write a final status

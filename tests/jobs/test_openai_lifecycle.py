@@ -4,12 +4,12 @@ emulator on a random loopback port, real SQLite."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import openai
 import pytest
 from sqlmodel import func, select
 
+from app.datasets.store import dataset_file
 from app.jobs.actions import cancel_job, pause_job, resume_job
 from app.jobs.launch import LaunchFailed, launch_job
 from app.jobs.poller import Poller
@@ -157,7 +157,7 @@ def test_import_brings_in_jobs_created_elsewhere(engine, sandbox, tmp_path):
     dataset = make_dataset(engine, tmp_path)
     ours = launch_job("openai", "toy", MODEL)
     client = openai.OpenAI(base_url=sandbox.base_url, api_key=sandbox.api_key)
-    with open(Path(dataset.data_dir) / "train.jsonl", "rb") as fh:
+    with open(dataset_file(dataset, "train"), "rb") as fh:
         file_id = client.files.create(file=fh, purpose="fine-tune").id
     theirs = [
         client.fine_tuning.jobs.create(model=MODEL, training_file=file_id, suffix=f"web{i}").id

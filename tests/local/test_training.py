@@ -52,8 +52,9 @@ def test_lora_job_trains_in_a_worker_reports_progress_and_beats_the_base_model(
     row = job_row(uid, "succeeded")
     assert row.status == "succeeded"
     assert row.step == row.total_steps == 120
-    assert row.job_dir == str(job_dir.path) and row.worker_pid
-    assert row.fine_tuned_model == str(job_dir.adapter)
+    # The database names them under the storage root (the home here), not by this path.
+    assert row.job_dir == f"jobs/{uid}" and job_dir.path.name == uid and row.worker_pid
+    assert row.fine_tuned_model == f"jobs/{uid}/adapter"
     with read_session(get_engine()) as s:
         points = s.scalars(
             select(MetricPoint).where(MetricPoint.job_id == row.id).order_by(MetricPoint.step)

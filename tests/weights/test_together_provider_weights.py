@@ -51,7 +51,7 @@ def test_launch_download_and_evaluate_a_together_adapter(server, monkeypatch, tm
     assert adapter.kind == "adapter" and adapter.meta["format"] == "peft"
     assert adapter.meta["rank"] == 4  # the rank ftm asked Together for
     assert adapter.meta["provider_base_model"] == "ftm-sandbox/tiny-llama"
-    assert adapter.uri == str(ftm_home / "jobs" / job.uid / "adapter")
+    assert adapter.uri == f"jobs/{job.uid}/adapter"  # under the storage root (the home)
 
     evaluated = _cli(
         "eval", "--task", "labels", "--job", str(job.id), "--local-weights",

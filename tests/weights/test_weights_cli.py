@@ -152,7 +152,7 @@ def test_download_records_the_adapter_in_the_job_directory(hosted_job, server, f
     assert row.meta["provider_base_model"] == "ftm-sandbox/tiny-llama"
     with read_session(database.get_engine()) as session:
         uid = session.get(Job, hosted_job).uid
-    assert row.uri == str(ftm_home / "jobs" / uid / "adapter")
+    assert row.uri == f"jobs/{uid}/adapter"  # under the storage root (the home here)
     config = json.loads((ftm_home / "jobs" / uid / "adapter" / "adapter_config.json").read_text())
     assert config["base_model_name_or_path"] == base_dir
     assert row.uri in result.output and f"--job {hosted_job} --local-weights" in result.output
@@ -206,7 +206,8 @@ def test_local_merge_accepts_the_downloaded_adapter(hosted_job, server, ftm_home
     assert (merged_dir / "config.json").is_file()
     ids = torch.tensor([[5, 17, 42, 9]])
     merged = AutoModelForCausalLM.from_pretrained(merged_dir)
-    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter.uri)
+    adapter_dir = ftm_home / adapter.uri  # a reference under the storage root (the home)
+    tuned = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base_dir), adapter_dir)
     with torch.inference_mode():
         difference = (merged(ids).logits - tuned.eval()(ids).logits).abs().max()
     assert difference < 1e-4
