@@ -15,7 +15,7 @@ from app import database
 from app.cli.main import cli
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
-from app.settings import PollerSettings
+from app.settings import PollerSettings, get_settings
 from db.engine import read_session, write_session
 from db.models import Dataset, MetricPoint
 from providers.local.jobdir import JobDir
@@ -98,7 +98,9 @@ def test_a_local_job_on_postgresql_leaves_its_password_in_no_file_and_no_output(
                 select(func.count()).select_from(MetricPoint).where(MetricPoint.job_id == row.id)
             )
         assert points > 0
-        assert JobDir(Path(job.remote_id)).read_config()["db_url"] == database.masked_url(url)
+        assert JobDir(get_settings().file_store.local_path(job.remote_id)).read_config()[
+            "db_url"
+        ] == database.masked_url(url)
 
         runner = CliRunner()
         for command in (

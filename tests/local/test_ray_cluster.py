@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -140,7 +139,7 @@ def test_a_job_on_the_ray_head_cancels_resumes_survives_its_killed_worker_and_fi
             "early_stopping_patience": 0,
         },
     )
-    workdir = JobDir(Path(job.remote_id))
+    workdir = JobDir(get_settings().file_store.local_path(job.remote_id))
     ray = workdir.read_config()["ray"]
     assert ray["submission_id"] == f"ftm-{job.uid}-1"
     assert ray["resources"]["num_gpus"] == 0 and ray["resources"]["memory_bytes"] > 0

@@ -25,7 +25,7 @@ def shared_job(tmp_path):
     gone.wait()
 
     def make(host: str) -> tuple[LocalProvider, JobDir]:
-        store = Storage(root=str(tmp_path / "shared"))
+        store = Storage(root=str(tmp_path / "team-root"))
         job = JobDir(store.area("jobs") / UID)
         job.path.mkdir(parents=True)
         job.write_config({"job_uid": UID, "hp": {"method": "sft"}, "base_model": "m", "host": host})

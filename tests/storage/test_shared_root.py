@@ -52,7 +52,7 @@ def texts_in_database() -> str:
 def test_a_dataset_added_on_one_machine_is_used_on_another_with_the_same_root(
     machines, tmp_path, kind
 ):
-    shared = tmp_path / "shared"
+    shared = tmp_path / "team-root"
     root = str(shared) if kind == "mounted" else f"file://{shared}"
     source = write_jsonl(tmp_path / "tickets.jsonl", [chat(i) for i in range(30)])
     machines("a", root)
@@ -79,7 +79,7 @@ def test_a_dataset_added_on_one_machine_is_used_on_another_with_the_same_root(
 
 def test_a_machine_without_the_shared_root_is_told_to_set_it(machines, tmp_path):
     source = write_jsonl(tmp_path / "tickets.jsonl", [chat(i) for i in range(30)])
-    machines("a", str(tmp_path / "shared"))
+    machines("a", str(tmp_path / "team-root"))
     assert _ftm("data", "add", str(source), "--name", "tickets").exit_code == 0
     machines("b", None)  # its root: its own home, where the files are not
     estimate = _ftm("estimate", "tickets")

@@ -65,7 +65,7 @@ def test_a_teammate_with_another_home_uses_every_dataset_and_model(
     monkeypatch,
     database_url,
 ):
-    shared = tmp_path / "shared"
+    shared = tmp_path / "team-root"
     home_a, home_b = tmp_path / "machine-a", tmp_path / "machine-b"
     monkeypatch.setenv("FTM_DATABASE_URL", database_url)
     monkeypatch.setenv("FTM_STORAGE__ROOT", str(shared))
