@@ -58,32 +58,12 @@ def main() -> None:
     args = parser.parse_args()
 
     from app.database import get_engine
-    from db.engine import write_session
-    from db.models import Dataset
     from tests.ray_head import RayHead
-    from tests.tiny import build, labelling_files
+    from tests.tiny import add_labelling_dataset, build
 
     home = Path(os.environ["FTM_HOME"])
     model = args.model.resolve() if args.model else build(home / "tiny-model")
-    data = home / "labelling"
-    data.mkdir()
-    labelling_files(data, n_train=32, n_validation=8)
-    with write_session(get_engine()) as session:
-        session.add(
-            Dataset(
-                name="labels",
-                content_hash="labels",
-                format="chat",
-                source_path=str(data),
-                n_examples=40,
-                n_train=32,
-                n_validation=8,
-                val_fraction=0.2,
-                split_seed=0,
-                verdict="ok",
-                data_dir=str(data),
-            )
-        )
+    add_labelling_dataset(get_engine(), home / "labelling", n_train=32, n_validation=8)
     times: dict[str, list[float]] = {"local": [], "ray": []}
     with RayHead(num_cpus=2) as head:
         for i in range(args.repeat):

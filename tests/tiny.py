@@ -45,3 +45,31 @@ def labelling_files(
         demo_data.labelling_examples(n_validation, seed=1, start=n_train),
     )
     return train, val
+
+
+def add_labelling_dataset(
+    engine, directory: Path, n_train: int = 32, n_validation: int = 8, name: str = "labels"
+) -> None:
+    """The labelling task's files in ``directory``, registered as the dataset ``name``
+    (as `ftm data add` would leave it), for tests that launch a local job on it."""
+    from db.engine import write_session
+    from db.models import Dataset
+
+    directory.mkdir(parents=True, exist_ok=True)
+    labelling_files(directory, n_train=n_train, n_validation=n_validation)
+    with write_session(engine) as session:
+        session.add(
+            Dataset(
+                name=name,
+                content_hash=name,
+                format="chat",
+                source_path=str(directory),
+                n_examples=n_train + n_validation,
+                n_train=n_train,
+                n_validation=n_validation,
+                val_fraction=0.2,
+                split_seed=0,
+                verdict="ok",
+                data_dir=str(directory),
+            )
+        )

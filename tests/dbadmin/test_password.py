@@ -16,11 +16,11 @@ from app.cli.main import cli
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
 from app.settings import PollerSettings, get_settings
-from db.engine import read_session, write_session
-from db.models import Dataset, MetricPoint
+from db.engine import read_session
+from db.models import MetricPoint
 from providers.local.jobdir import JobDir
 from tests.jobs.conftest import job_row, poll_until
-from tests.tiny import labelling_files, tiny_model  # noqa: F401  (session fixture)
+from tests.tiny import add_labelling_dataset, tiny_model  # noqa: F401  (session fixture)
 
 
 def files_holding(root: Path, secret: str) -> list[Path]:
@@ -51,24 +51,7 @@ def test_a_local_job_on_postgresql_leaves_its_password_in_no_file_and_no_output(
     try:
         engine = database.get_engine()
         data_dir = tmp_path / "labelling"
-        data_dir.mkdir()
-        labelling_files(data_dir, n_train=16, n_validation=4)
-        with write_session(engine) as session:
-            session.add(
-                Dataset(
-                    name="labels",
-                    content_hash="labels",
-                    format="chat",
-                    source_path=str(data_dir),
-                    n_examples=20,
-                    n_train=16,
-                    n_validation=4,
-                    val_fraction=0.2,
-                    split_seed=0,
-                    verdict="ok",
-                    data_dir=str(data_dir),
-                )
-            )
+        add_labelling_dataset(engine, data_dir, n_train=16, n_validation=4)
         job = launch_job(
             "local",
             "labels",

@@ -10,34 +10,17 @@ from app.database import get_engine
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
 from app.settings import PollerSettings, get_settings
-from db.engine import read_session, write_session
-from db.models import Dataset, MetricPoint
+from db.engine import read_session
+from db.models import MetricPoint
 from tests.jobs.conftest import job_row, poll_until
-from tests.tiny import labelling_files, tiny_model  # noqa: F401  (session fixture)
+from tests.tiny import add_labelling_dataset, tiny_model  # noqa: F401  (session fixture)
 
 
 @pytest.mark.slow
 def test_a_local_job_launches_and_is_polled_to_the_end(tiny_model, tmp_path):  # noqa: F811
     engine = get_engine()
     data_dir = tmp_path / "labelling"
-    data_dir.mkdir()
-    labelling_files(data_dir, n_train=32, n_validation=8)
-    with write_session(engine) as session:
-        session.add(
-            Dataset(
-                name="labels",
-                content_hash="labels",
-                format="chat",
-                source_path=str(data_dir),
-                n_examples=40,
-                n_train=32,
-                n_validation=8,
-                val_fraction=0.2,
-                split_seed=0,
-                verdict="ok",
-                data_dir=str(data_dir),
-            )
-        )
+    add_labelling_dataset(engine, data_dir, n_train=32, n_validation=8)
     job = launch_job(
         "local",
         "labels",
@@ -85,24 +68,7 @@ def test_a_killed_local_job_fails_then_ftm_jobs_resume_continues_it(
 
     engine = get_engine()
     data_dir = tmp_path / "labelling"
-    data_dir.mkdir()
-    labelling_files(data_dir, n_train=32, n_validation=8)
-    with write_session(engine) as session:
-        session.add(
-            Dataset(
-                name="labels",
-                content_hash="labels",
-                format="chat",
-                source_path=str(data_dir),
-                n_examples=40,
-                n_train=32,
-                n_validation=8,
-                val_fraction=0.2,
-                split_seed=0,
-                verdict="ok",
-                data_dir=str(data_dir),
-            )
-        )
+    add_labelling_dataset(engine, data_dir, n_train=32, n_validation=8)
     job = launch_job(
         "local",
         "labels",

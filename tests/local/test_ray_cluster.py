@@ -24,8 +24,8 @@ from app.database import get_engine
 from app.jobs.launch import launch_job
 from app.jobs.poller import Poller
 from app.settings import PollerSettings, get_settings
-from db.engine import masked_url, read_session, write_session
-from db.models import Checkpoint, Dataset, JobEvent, MetricPoint
+from db.engine import masked_url, read_session
+from db.models import Checkpoint, JobEvent, MetricPoint
 from providers.errors import SpecRejected
 from providers.local import LocalProvider, demo_data
 from providers.local.jobdir import JobDir
@@ -33,7 +33,7 @@ from providers.local.secret_handoff import secret_path
 from providers.types import JobSpec
 from tests.jobs.conftest import job_row, poll_until
 from tests.ray_head import RayHead, wait_for
-from tests.tiny import labelling_files
+from tests.tiny import add_labelling_dataset
 
 
 @pytest.fixture(scope="module")
@@ -106,24 +106,7 @@ def test_a_job_on_the_ray_head_cancels_resumes_survives_its_killed_worker_and_fi
     engine = get_engine()
     db_url = get_settings().resolved_database_url
     data_dir = tmp_path / "labelling"
-    data_dir.mkdir()
-    labelling_files(data_dir, n_train=32, n_validation=8)
-    with write_session(engine) as session:
-        session.add(
-            Dataset(
-                name="labels",
-                content_hash="labels",
-                format="chat",
-                source_path=str(data_dir),
-                n_examples=40,
-                n_train=32,
-                n_validation=8,
-                val_fraction=0.2,
-                split_seed=0,
-                verdict="ok",
-                data_dir=str(data_dir),
-            )
-        )
+    add_labelling_dataset(engine, data_dir, n_train=32, n_validation=8)
     job = launch_job(
         "local",
         "labels",
