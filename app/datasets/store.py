@@ -308,6 +308,7 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str, split: str)
     from the stored examples and recorded.
     """
     from app.datasets.tokencount import counter_for, counter_for_key
+    from db.engine import write_session
 
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -326,15 +327,20 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str, split: str)
     if row is not None:
         return _unpacked(row.counts)
     counts = np.array([counter.count(e) for e in load_examples(dataset, split)], dtype=np.uint32)
-    session.add(
-        TokenCount(
-            dataset_id=dataset.id,
-            tokenizer=counter.key,
-            split=split,
-            n=int(counts.size),
-            total=int(counts.astype(np.int64).sum()),
-            counts=_packed(counts),
-        )
-    )
-    session.commit()
+    try:
+        # Its own short write, not the caller's session: on SQLite a read transaction that
+        # saw the table before another process wrote to it cannot become a writer.
+        with write_session(session.get_bind()) as writer:
+            writer.add(
+                TokenCount(
+                    dataset_id=dataset.id,
+                    tokenizer=counter.key,
+                    split=split,
+                    n=int(counts.size),
+                    total=int(counts.astype(np.int64).sum()),
+                    counts=_packed(counts),
+                )
+            )
+    except IntegrityError:
+        pass  # another process (a teammate's estimate) recorded the same counts first
     return _unpacked(_packed(counts))

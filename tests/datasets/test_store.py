@@ -125,6 +125,31 @@ def test_token_counts_are_computed_on_demand_for_another_tokenizer(tmp_path):
         assert list(token_counts(session, dataset, "gpt-3.5-turbo", "validation")) == expected
 
 
+def test_two_processes_counting_the_same_split_at_once_both_get_the_counts(tmp_path, monkeypatch):
+    """A teammate's estimate records the counts between this one's look and its write: the
+    second write meets the unique row and keeps the first, instead of failing."""
+    from app.datasets import store
+
+    dataset, _ = add_dataset(write_jsonl(tmp_path / "a.jsonl", [chat(i) for i in range(12)]))
+    real_load = store.load_examples
+
+    def teammate_counts_first(d, split):
+        monkeypatch.setattr(store, "load_examples", real_load)  # the teammate's own load
+        with read_session(get_engine()) as other:
+            token_counts(other, d, "tiktoken:cl100k_base", split)
+        return real_load(d, split)
+
+    with read_session(get_engine()) as session:
+        monkeypatch.setattr(store, "load_examples", teammate_counts_first)
+        counts = token_counts(session, dataset, "tiktoken:cl100k_base", "validation")
+    with read_session(get_engine()) as session:
+        rows = session.exec(
+            select(TokenCount).where(TokenCount.tokenizer == "tiktoken:cl100k_base")
+        ).all()
+    assert len(rows) == 1 and rows[0].n == dataset.n_validation == len(counts)
+    assert rows[0].total == sum(counts)
+
+
 def test_load_examples_rejects_an_unknown_split(tmp_path):
     dataset, _ = add_dataset(write_jsonl(tmp_path / "a.jsonl", [chat(i) for i in range(12)]))
     with pytest.raises(ValueError, match="split must be one of train, validation"):
