@@ -47,11 +47,13 @@ def promote_run(
             raise GateRefused(report)
         out = merged_dir_for(task, alias, run_id)
         on_event(f"merging adapter {target.model} into its base -> {out}")
+        from app.settings import get_settings
         from providers.local.merge import merge_adapter
 
         try:
-            merge_adapter(target.model, out)
-        except (OSError, ValueError) as exc:
+            # The run names the adapter by its storage reference: merge this machine's copy.
+            merge_adapter(get_settings().file_store.resolve(target.model) or target.model, out)
+        except (OSError, ValueError) as exc:  # StorageMissing is an OSError
             raise PromotionError(f"merging {target.model} failed: {exc}") from None
         extra = {"merged_from": target.model}
         target = replace(target, model=str(out), model_kind="merged")

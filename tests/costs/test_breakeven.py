@@ -13,6 +13,7 @@ from app.costs.compare import compare
 from app.costs.dataset_inputs import find_dataset
 from app.costs.errors import CostError, UnknownGPU
 from app.database import get_engine
+from app.settings import get_settings
 from db.engine import read_session
 from tests.costs.conftest import LABELS, chat_examples
 
@@ -176,6 +177,6 @@ def test_request_profile_is_cached_on_disk_for_later_processes(make_dataset, ftm
     monkeypatch.setattr("app.tokens.get_encoding", no_tokenizer)
     assert dataset_inputs.prompt_profile(ds) == first
     # A changed file is measured again (its identity is in the cache key).
-    (ftm_home / "datasets" / "tickets" / "train.jsonl").write_text("")
+    (get_settings().file_store.local_path(ds.data_dir) / "train.jsonl").write_text("")
     with pytest.raises(AssertionError, match="tokenizer was loaded again"):
         dataset_inputs.prompt_profile(ds)
