@@ -228,9 +228,11 @@ def local_metric_check(job_ids: list[int]) -> tuple[int, int, int, list[str]]:
     from sqlmodel import select
 
     from app.database import get_engine
+    from app.settings import get_settings
     from db.engine import read_session
     from db.models import Job, MetricPoint
 
+    store = get_settings().file_store
     logged_total = stored_total = locked = 0
     problems = []
     with read_session(get_engine()) as s:
@@ -239,7 +241,7 @@ def local_metric_check(job_ids: list[int]) -> tuple[int, int, int, list[str]]:
             if job.job_dir is None:
                 problems.append(f"local job {job_id}: no job directory ({job.status})")
                 continue
-            log_text = (Path(job.job_dir) / "worker.log").read_text(errors="replace")
+            log_text = (store.local_path(job.job_dir) / "worker.log").read_text(errors="replace")
             locked += len(LOCKED.findall(log_text))
             logged = {int(m) for m in STEP_LINE.findall(log_text)}
             stored = set(s.exec(select(MetricPoint.step).where(MetricPoint.job_id == job_id)).all())

@@ -31,6 +31,7 @@ def first_step_seconds(dataset: str, model: Path, options: dict) -> float:
     """Seconds from launch_job to the worker's first reported step; cancels the job."""
     from app.jobs import actions
     from app.jobs.launch import launch_job
+    from app.settings import get_settings
     from providers.local.jobdir import JobDir
     from tests.ray_head import wait_for
 
@@ -43,7 +44,7 @@ def first_step_seconds(dataset: str, model: Path, options: dict) -> float:
         hyperparameters={"n_epochs": 50},
         options={"device": "cpu", "torch_threads": 1, "logging_steps": 1, **options},
     )
-    workdir = JobDir(Path(job.remote_id))
+    workdir = JobDir(get_settings().file_store.local_path(job.remote_id))
     wait_for(lambda: ((workdir.read_status() or {}).get("step") or 0) >= 1, 600, pause=0.02)
     seconds = time.perf_counter() - t0
     actions.cancel_job(str(job.id))
