@@ -31,6 +31,12 @@ def _ts() -> Any:
 # --------------------------------------------------------------------------- datasets
 
 
+# Counts, sizes and parameter counts pass 2**31 (an 8B model, a peak memory in bytes):
+# PostgreSQL's INTEGER is 32-bit. SQLite's INTEGER is 64-bit already, and changing the
+# declared type there would rebuild tables (and cascade-delete their children).
+BIG_INTEGER = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
 class Dataset(SQLModel, table=True):
     """One version of a dataset, identified by the sha256 of its normalized examples."""
 
@@ -67,7 +73,7 @@ class TokenCount(SQLModel, table=True):
     tokenizer: str  # "tiktoken:o200k_base" or "hf:<model path or id>"
     split: str  # train | validation
     n: int
-    total: int
+    total: int = Field(sa_type=BIG_INTEGER)
     counts: bytes = Field(sa_type=sa.LargeBinary)
     """array('I') of per-example token counts, little-endian."""
 
@@ -106,7 +112,7 @@ class Job(SQLModel, table=True):
     eval_loss: float | None = None
     tokens_per_second: float | None = None
     eta_s: float | None = None
-    trained_tokens: int | None = None
+    trained_tokens: int | None = Field(default=None, sa_type=BIG_INTEGER)
     events_cursor: str | None = None
     """Provider id of the newest event recorded."""
     estimate: dict | None = _json()
@@ -192,7 +198,7 @@ class UploadedFile(SQLModel, table=True):
     content_hash: str
     purpose: str
     remote_file_id: str
-    bytes: int
+    bytes: int = Field(sa_type=BIG_INTEGER)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
 
@@ -204,14 +210,14 @@ class ThroughputSample(SQLModel, table=True):
     job_id: int | None = Field(default=None, foreign_key="jobs.id", ondelete="SET NULL")
     hardware: str = Field(index=True)
     method: str
-    model_params: int
+    model_params: int = Field(sa_type=BIG_INTEGER)
     """All parameters, 4-bit weights at their real size."""
     seq_len: int
     tokens_per_second: float
     """One device's rate: tokens over all ranks / world_size / timed training seconds."""
     achieved_flops_per_s: float
     """Per device, with the FLOPs per token of ``flops_facts``."""
-    peak_memory_bytes: int | None = None
+    peak_memory_bytes: int | None = Field(default=None, sa_type=BIG_INTEGER)
     world_size: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     """Processes (GPUs) that trained data parallel."""
     flops_facts: dict | None = _json()
@@ -316,7 +322,7 @@ class GatePolicy(SQLModel, table=True):
     task: str = Field(primary_key=True)
     min_margin_over_baseline: float = 0.0
     max_general_drop: float = 0.05
-    max_breakeven_requests: int | None = None
+    max_breakeven_requests: int | None = Field(default=None, sa_type=BIG_INTEGER)
 
 
 # --------------------------------------------------------------------------- serving
@@ -360,7 +366,7 @@ class Deployment(SQLModel, table=True):
     idle_stop_s: int | None = None
     """Stop after this many seconds without a request; None: never stopped for idleness."""
     last_request_at: datetime | None = _ts()
-    requests_served: int = 0
+    requests_served: int = Field(default=0, sa_type=BIG_INTEGER)
     created_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
     updated_at: datetime = Field(default_factory=utcnow, sa_type=sa.DateTime(timezone=True))
 
