@@ -24,7 +24,7 @@ def test_sandbox_job_records_actual_beside_estimate(engine, sandbox, ftm_home): 
     from app.jobs.launch import launch_job
     from app.jobs.poller import Poller
 
-    source = ftm_home / "tickets.jsonl"
+    source = ftm_home.parent / "tickets.jsonl"  # beside the home (which PostgreSQL never makes)
     source.write_text("".join(json.dumps(e) + "\n" for e in chat_examples(30)))
     ds, _ = add_dataset(source, name="tickets")  # the real intake: split, exact counts
     estimate = estimate_for_launch(

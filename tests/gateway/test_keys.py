@@ -8,7 +8,6 @@ import re
 from datetime import timedelta
 
 import pytest
-import sqlalchemy as sa
 from click.testing import CliRunner
 from sqlmodel import select
 
@@ -17,6 +16,7 @@ from app.database import get_engine
 from app.gateway import keys
 from db.engine import read_session, write_session
 from db.models import GatewayKey
+from tests.database_contents import database_bytes
 
 KEY_SHAPE = re.compile(r"^ftm_gw_[A-Za-z0-9_-]{43}$")  # 256 bits, url-safe base64
 
@@ -25,23 +25,10 @@ def _ftm(*args: str, columns: int = 80):
     return CliRunner().invoke(cli, list(args), env={"COLUMNS": str(columns)})
 
 
-def _db_bytes(ftm_home, engine: sa.Engine) -> bytes:
-    """SQLite: the database as it is on disk, the file and its write-ahead log (freed pages
-    included). A server's files are not ours to read: there, every row of every table."""
-    if engine.dialect.name != "sqlite":
-        with engine.connect() as conn:
-            tables = sa.inspect(conn).get_table_names()
-            rows = [conn.execute(sa.text(f'SELECT * FROM "{t}"')).all() for t in tables]
-        return repr(rows).encode()
-    files = sorted(ftm_home.glob("ftm.db*"))
-    assert files, f"no database files under {ftm_home}"
-    return b"".join(f.read_bytes() for f in files)
-
-
 def test_the_key_is_never_stored_only_its_hash(ftm_home):
     created = keys.create(get_engine(), "billing-app")
     assert KEY_SHAPE.match(created.key), created.key
-    on_disk = _db_bytes(ftm_home, get_engine())
+    on_disk = database_bytes(ftm_home, get_engine())
     secret_part = created.key.removeprefix("ftm_gw_").encode()
     assert secret_part not in on_disk
     # ... and the search looked in the right place: the hash and the name are there.

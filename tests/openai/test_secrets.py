@@ -12,6 +12,7 @@ from providers.errors import ConfigurationError, ProviderError
 from providers.openai import OpenAIConfig, OpenAIProvider
 from providers.openai.config import resolve_api_key
 from providers.openai.errors import translate
+from tests.database_contents import database_bytes
 
 KEY = "sk-proj-THISISASECRETKEY0123456789abcdef"
 
@@ -194,15 +195,18 @@ def test_the_key_is_in_no_file_log_export_or_sandbox_state(tmp_path, ftm_home, m
             str(tmp_path / "export.json"),
         )
         ftm("models", "export", "--alias", "production", "--task", "labels", "--format", "env")
+    stored = database_bytes(ftm_home, database.get_engine())
     database.reset()  # close the engine: the WAL is checkpointed into the file
 
     # The scan sees what is stored: the fine-tuned model's id is in the database, the
     # emulator's state and the export.
     model_id = jobs[0]["fine_tuned_model"].encode()
-    for place in (ftm_home / "ftm.db", sandbox_dir / "state.json", tmp_path / "export.json"):
+    assert model_id in stored
+    for place in (sandbox_dir / "state.json", tmp_path / "export.json"):
         assert _files_holding(model_id, place.parent), place
 
     secret = KEY.encode()
+    assert secret not in stored, "the key was stored in the database"
     assert not _files_holding(secret, tmp_path), "the key was written to disk"
     assert not [o for o in outputs if KEY in o], "the key was printed"
     assert KEY not in caplog.text, "the key was logged"
