@@ -234,16 +234,7 @@ def add_dataset(
             session.flush()
             for split, mask in (("train", ~in_val), ("validation", in_val)):
                 counts = arrays.tokens[mask]
-                session.add(
-                    TokenCount(
-                        dataset_id=dataset.id,
-                        tokenizer=arrays.tokenizer,
-                        split=split,
-                        n=int(counts.size),
-                        total=int(counts.astype(np.int64).sum()),
-                        counts=_packed(counts),
-                    )
-                )
+                session.add(_token_count_row(dataset.id, arrays.tokenizer, split, counts))
     except IntegrityError:  # someone added the same content at the same moment
         with read_session(engine) as session:
             existing = session.exec(
@@ -300,6 +291,17 @@ def _unpacked(data: bytes) -> array:
     return counts
 
 
+def _token_count_row(dataset_id: int | None, tokenizer: str, split: str, counts) -> TokenCount:
+    return TokenCount(
+        dataset_id=dataset_id,
+        tokenizer=tokenizer,
+        split=split,
+        n=int(counts.size),
+        total=int(counts.astype(np.int64).sum()),
+        counts=_packed(counts),
+    )
+
+
 def token_counts(session: Session, dataset: Dataset, tokenizer: str, split: str) -> array:
     """Per-example token counts of a split, as array('I').
 
@@ -331,16 +333,7 @@ def token_counts(session: Session, dataset: Dataset, tokenizer: str, split: str)
         # Its own short write, not the caller's session: on SQLite a read transaction that
         # saw the table before another process wrote to it cannot become a writer.
         with write_session(session.get_bind()) as writer:
-            writer.add(
-                TokenCount(
-                    dataset_id=dataset.id,
-                    tokenizer=counter.key,
-                    split=split,
-                    n=int(counts.size),
-                    total=int(counts.astype(np.int64).sum()),
-                    counts=_packed(counts),
-                )
-            )
+            writer.add(_token_count_row(dataset.id, counter.key, split, counts))
     except IntegrityError:
         pass  # another process (a teammate's estimate) recorded the same counts first
     return _unpacked(_packed(counts))
